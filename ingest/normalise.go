@@ -1,0 +1,385 @@
+package ingest
+
+import (
+	"cmp"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/store"
+)
+
+// NormaliserConfig bounds what the Normaliser accepts.
+type NormaliserConfig struct {
+	// FutureHorizon: readings later than now+FutureHorizon are rejected.
+	FutureHorizon time.Duration
+	// PastHorizon: readings earlier than now-PastHorizon are rejected.
+	PastHorizon time.Duration
+	// History is how many recent readings per meter are kept to place
+	// out-of-order readings and recognise duplicates.
+	History int
+	// MaxPayload bounds a message's size in bytes (0: no bound).
+	MaxPayload int
+	// MaxReadings bounds the readings of one message (0: no bound).
+	MaxReadings int
+}
+
+// Normaliser validates decoded readings against the registry and turns
+// them into canonical store readings. It keeps per-meter history and
+// per-gateway sequence state and is NOT safe for concurrent use: one
+// goroutine (the Pipeline's) owns it.
+type Normaliser struct {
+	reg      *registry.Registry
+	cfg      NormaliserConfig
+	meters   map[meterKey]*meterHistory
+	gateways map[gatewayKey]*seqState
+}
+
+type meterKey struct{ enterprise, meter string }
+type gatewayKey struct{ enterprise, gateway string }
+
+// meterHistory is the recent readings of one meter, sorted by time.
+type meterHistory struct {
+	entries []histEntry
+	// baseline says entries[0] is the first reading this meter ever
+	// sent (no stored history older than it), so an older reading may
+	// still take its place as the new baseline.
+	baseline bool
+}
+
+type histEntry struct {
+	t     int64   // unix nanoseconds
+	value float64 // canonical value (register, amount or gauge value)
+	delta float64 // counters: amount since the previous entry
+}
+
+type seqState struct {
+	last int64
+	seen bool
+}
+
+// NewNormaliser returns a Normaliser for reg.
+func NewNormaliser(reg *registry.Registry, cfg NormaliserConfig) *Normaliser {
+	if cfg.History < 2 {
+		cfg.History = 2
+	}
+	return &Normaliser{
+		reg:      reg,
+		cfg:      cfg,
+		meters:   make(map[meterKey]*meterHistory),
+		gateways: make(map[gatewayKey]*seqState),
+	}
+}
+
+// Restore seeds the per-meter history from readings already stored (in
+// time order per meter), so that after a restart a redelivered message is
+// recognised as a duplicate and counters continue from their last register.
+func (n *Normaliser) Restore(rs []store.Reading) {
+	for _, r := range rs {
+		k := meterKey{r.Enterprise, r.Meter}
+		h := n.meters[k]
+		if h == nil {
+			h = &meterHistory{entries: make([]histEntry, 0, n.cfg.History)}
+			n.meters[k] = h
+		}
+		e := histEntry{t: r.Time.UnixNano(), value: r.Value, delta: r.Delta}
+		i := h.search(e.t)
+		if i < len(h.entries) && h.entries[i].t == e.t {
+			h.entries[i] = e
+			continue
+		}
+		h.insert(i, e, n.cfg.History)
+	}
+}
+
+// Process handles one telemetry message end to end without I/O: topic,
+// registry, decoding, validation and normalisation. A message rejected as a
+// whole returns a *DecodeError; otherwise Outcome lists what became of each
+// reading.
+func (n *Normaliser) Process(topic string, payload []byte, redelivery bool, now time.Time, write, observe *[]store.Reading) (Outcome, *DecodeError) {
+	enterprise, gateway, ok := ParseTopic(topic)
+	if !ok {
+		return Outcome{}, &DecodeError{ReasonBadTopic, fmt.Sprintf("topic %q is not cp/v1/{enterprise}/{gateway}/telemetry with valid ids", truncateString(topic))}
+	}
+	gw, ok := n.reg.Gateway(enterprise, gateway)
+	if !ok {
+		return Outcome{}, &DecodeError{ReasonUnknownGateway, fmt.Sprintf("gateway %q of enterprise %q is not registered", gateway, enterprise)}
+	}
+	if n.cfg.MaxPayload > 0 && len(payload) > n.cfg.MaxPayload {
+		return Outcome{}, &DecodeError{ReasonPayloadTooLarge, fmt.Sprintf("payload of %d bytes, at most %d", len(payload), n.cfg.MaxPayload)}
+	}
+	msg, err := Decode(payload, n.cfg.MaxReadings)
+	if err != nil {
+		return Outcome{}, err.(*DecodeError)
+	}
+	if msg.Gateway != gateway {
+		return Outcome{}, &DecodeError{ReasonGatewayMismatch, fmt.Sprintf("payload says gateway %q, topic says %q", truncateString(msg.Gateway), gateway)}
+	}
+	out := n.Normalise(gw, msg, redelivery, now, write, observe)
+	out.Rejects = append(msg.Rejects, out.Rejects...)
+	slices.SortFunc(out.Rejects, func(a, b Reject) int { return cmp.Compare(a.Index, b.Index) })
+	return out, nil
+}
+
+// Outcome is what became of one message.
+type Outcome struct {
+	Accepted     int      // readings written
+	Duplicates   int      // readings seen before with the same value, absorbed
+	Rejects      []Reject // readings rejected with their reason
+	SeqGap       int64    // messages missing before this one (by seq)
+	SeqRepeat    bool     // seq not above the last one seen (a redelivery)
+	SeqBackwards bool     // seq below the last one, not a redelivery: a late message or a restarted gateway
+	Resets       int      // counter resets detected
+	Rollovers    int      // counter rollovers detected
+	Replaced     int      // declared meter replacements crossed
+}
+
+// Normalise checks msg (decoded from a topic of gateway gw) and appends
+// the readings to write to write and the amounts for the scorer to observe.
+// redelivery is the MQTT DUP flag. now is the arrival time.
+func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bool, now time.Time, write, observe *[]store.Reading) Outcome {
+	var out Outcome
+	n.trackSeq(gw, msg.Seq, redelivery, &out)
+	// Sort by meter, then time, so a message listing a meter's readings
+	// newest first is placed in order and in-message duplicates are adjacent.
+	slices.SortStableFunc(msg.Readings, func(a, b RawReading) int {
+		if c := cmp.Compare(a.Meter, b.Meter); c != 0 {
+			return c
+		}
+		return a.Time.Compare(b.Time)
+	})
+	latest := now.Add(n.cfg.FutureHorizon)
+	earliest := now.Add(-n.cfg.PastHorizon)
+	reject := func(r *RawReading, reason Reason, format string, args ...any) {
+		out.Rejects = append(out.Rejects, Reject{Index: r.Index, Reason: reason, Detail: fmt.Sprintf(format, args...), Raw: r.Raw})
+	}
+	for i := range msg.Readings {
+		r := &msg.Readings[i]
+		m, ok := gw.Meter(r.Meter)
+		if !ok {
+			if homes := n.reg.MetersNamed(r.Meter); len(homes) > 0 {
+				reject(r, ReasonSpoofed, "meter %q is not registered on gateway %q of enterprise %q", r.Meter, gw.ID, gw.Enterprise.ID)
+			} else {
+				reject(r, ReasonUnknownMeter, "meter %q is not registered", r.Meter)
+			}
+			continue
+		}
+		if i > 0 && msg.Readings[i-1].Meter == r.Meter && msg.Readings[i-1].Time.Equal(r.Time) {
+			reject(r, ReasonDuplicate, "meter %q has two readings at %s in one message", r.Meter, r.Time.Format(time.RFC3339Nano))
+			continue
+		}
+		if r.Time.After(latest) {
+			reject(r, ReasonFuture, "ts %s is more than %s ahead of the server clock", r.Time.Format(time.RFC3339Nano), n.cfg.FutureHorizon)
+			continue
+		}
+		if r.Time.Before(earliest) {
+			reject(r, ReasonTooOld, "ts %s is more than %s old", r.Time.Format(time.RFC3339Nano), n.cfg.PastHorizon)
+			continue
+		}
+		v := r.Value * m.Factor
+		switch m.Kind {
+		case registry.Gauge:
+			if v < m.Quantity.Min || v > m.Quantity.Max {
+				reject(r, ReasonOutOfRange, "%s %g %s outside the plausible range %g..%g", m.Quantity.Name, v, m.Quantity.Unit, m.Quantity.Min, m.Quantity.Max)
+				continue
+			}
+		default:
+			if v < 0 {
+				reject(r, ReasonOutOfRange, "%s %s reads %g: a register or amount cannot be negative", m.Kind, m.ID, r.Value)
+				continue
+			}
+		}
+		n.place(m, r, v, &out, write, observe, reject)
+	}
+	return out
+}
+
+func (n *Normaliser) trackSeq(gw *registry.Gateway, seq int64, redelivery bool, out *Outcome) {
+	k := gatewayKey{gw.Enterprise.ID, gw.ID}
+	s := n.gateways[k]
+	if s == nil {
+		s = &seqState{}
+		n.gateways[k] = s
+	}
+	switch {
+	case !s.seen:
+	case seq > s.last:
+		out.SeqGap = seq - s.last - 1
+	case seq == s.last || redelivery:
+		out.SeqRepeat = true
+		return
+	default:
+		out.SeqBackwards = true
+	}
+	s.last, s.seen = seq, true
+}
+
+// place puts one valid reading into its meter's history and emits what to
+// write and observe.
+func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Outcome, write, observe *[]store.Reading, reject func(*RawReading, Reason, string, ...any)) {
+	k := meterKey{m.Enterprise.ID, m.ID}
+	h := n.meters[k]
+	if h == nil {
+		h = &meterHistory{entries: make([]histEntry, 0, n.cfg.History), baseline: true}
+		n.meters[k] = h
+	}
+	t := r.Time.UnixNano()
+	i := h.search(t)
+	if i < len(h.entries) && h.entries[i].t == t {
+		if h.entries[i].value == v {
+			out.Duplicates++
+			return
+		}
+		reject(r, ReasonConflict, "meter %q already has %g %s at %s; got %g", m.ID, h.entries[i].value, m.Quantity.Unit, r.Time.Format(time.RFC3339Nano), v)
+		return
+	}
+	if i == 0 && len(h.entries) > 0 && !(h.baseline && len(h.entries) < n.cfg.History) {
+		reject(r, ReasonOutsideHistory, "meter %q: ts %s is older than the %d readings kept to place it", m.ID, r.Time.Format(time.RFC3339Nano), len(h.entries))
+		return
+	}
+	e := histEntry{t: t, value: v}
+	emit := func(e histEntry, amount float64) {
+		rd := store.Reading{
+			Enterprise: m.Enterprise.ID, Gateway: m.Gateway.ID, Meter: m.ID,
+			Quantity: m.Quantity.Name, Workshop: m.Workshop, Kind: string(m.Kind),
+			Time: time.Unix(0, e.t).UTC(), Value: e.value, Delta: e.delta,
+		}
+		*write = append(*write, rd)
+		rd.Delta = amount
+		*observe = append(*observe, rd)
+	}
+	switch m.Kind {
+	case registry.Gauge:
+		h.insert(i, e, n.cfg.History)
+		emit(e, 0)
+	case registry.Delta:
+		e.delta = v
+		if i > 0 && m.MaxRate > 0 && v > m.MaxRate*hours(h.entries[i-1].t, t) {
+			reject(r, ReasonCounterJump, "delta meter %q reports %g %s in %s, above max_rate %g per hour", m.ID, v, m.Quantity.Unit, time.Duration(t-h.entries[i-1].t), m.MaxRate)
+			return
+		}
+		h.insert(i, e, n.cfg.History)
+		emit(e, v)
+	case registry.Counter:
+		var ev counterEvent
+		if i > 0 {
+			prev := h.entries[i-1]
+			d, pev, err := counterDelta(m, prev.t, prev.value, t, v)
+			if err != nil {
+				reject(r, ReasonCounterJump, "%v", err)
+				return
+			}
+			e.delta, ev = d, pev
+		}
+		if i < len(h.entries) {
+			// An out-of-order reading splits the interval of its successor,
+			// whose delta shrinks by what the new reading takes: rewrite the
+			// successor (same key, so it overwrites) and tell the scorer the
+			// difference, so nothing is counted twice.
+			next := h.entries[i]
+			d, nev, err := counterDelta(m, t, v, next.t, next.value)
+			if err != nil {
+				reject(r, ReasonCounterJump, "%v (against the following reading)", err)
+				return
+			}
+			old := next.delta
+			next.delta = d
+			h.entries[i] = next
+			emit(next, d-old)
+			countEvent(out, nev)
+		}
+		countEvent(out, ev)
+		h.insert(i, e, n.cfg.History)
+		emit(e, e.delta)
+	}
+	out.Accepted++
+}
+
+type counterEvent int
+
+const (
+	noEvent counterEvent = iota
+	resetEvent
+	rolloverEvent
+	replacementEvent
+)
+
+func countEvent(out *Outcome, ev counterEvent) {
+	switch ev {
+	case resetEvent:
+		out.Resets++
+	case rolloverEvent:
+		out.Rollovers++
+	case replacementEvent:
+		out.Replaced++
+	}
+}
+
+// counterDelta returns the amount a counter measured between register a
+// (at ta) and register b (at tb), in canonical units:
+//   - declared replacements between the two readings are crossed exactly;
+//   - otherwise a rise is the amount;
+//   - a drop is a rollover if the meter declares one and wrapping is the
+//     smaller explanation (less than half the register), else a reset to
+//     zero, after which b is the amount counted since the reset.
+//
+// An amount above the meter's max_rate is an error: a glitch or an
+// undeclared meter exchange, never silently counted.
+func counterDelta(m *registry.Meter, ta int64, a float64, tb int64, b float64) (float64, counterEvent, error) {
+	var d float64
+	ev := noEvent
+	v := a
+	for _, rep := range m.Replacements {
+		rt := rep.At.UnixNano()
+		if rt > ta && rt <= tb {
+			d += rep.OldFinal - v
+			v = rep.NewInitial
+			ev = replacementEvent
+		}
+	}
+	switch {
+	case ev == replacementEvent:
+		d += b - v
+		if d < 0 {
+			return 0, ev, fmt.Errorf("counter %q: registers %g then %g do not fit the declared replacement", m.ID, a, b)
+		}
+	case b >= a:
+		d = b - a
+	case m.Rollover > 0 && (m.Rollover-a)+b < m.Rollover/2:
+		d, ev = m.Rollover-a+b, rolloverEvent
+	default:
+		d, ev = b, resetEvent
+	}
+	if m.MaxRate > 0 && d > m.MaxRate*hours(ta, tb) {
+		return 0, noEvent, fmt.Errorf("counter %q rose %g %s in %s (from %g to %g), above max_rate %g per hour", m.ID, d, m.Quantity.Unit, time.Duration(tb-ta), a, b, m.MaxRate)
+	}
+	return d, ev, nil
+}
+
+func hours(ta, tb int64) float64 { return float64(tb-ta) / float64(time.Hour) }
+
+// search returns the index of the first entry at or after t.
+func (h *meterHistory) search(t int64) int {
+	// Readings almost always arrive in order: check the end first.
+	n := len(h.entries)
+	if n == 0 || h.entries[n-1].t < t {
+		return n
+	}
+	i, _ := slices.BinarySearchFunc(h.entries, t, func(e histEntry, t int64) int { return cmp.Compare(e.t, t) })
+	return i
+}
+
+// insert puts e at index i, dropping the oldest entry when full.
+func (h *meterHistory) insert(i int, e histEntry, limit int) {
+	if len(h.entries) >= limit {
+		if i == 0 {
+			return
+		}
+		copy(h.entries, h.entries[1:i])
+		h.entries[i-1] = e
+		h.baseline = false
+		return
+	}
+	h.entries = slices.Insert(h.entries, i, e)
+}

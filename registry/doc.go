@@ -1,0 +1,13 @@
+// Package registry is the gateway registry: which enterprises exist, which
+// gateways publish for them, and what every meter measures.
+//
+// It is loaded from the YAML files of a gateway-config folder (one enterprise
+// per file) and is read-only once loaded, so any goroutine may call its
+// methods concurrently. It also owns the table of canonical quantities and
+// the units each may be reported in: a unit that is not declared for a
+// quantity is a configuration error, never a guess.
+//
+// In: gateway-config/*.yaml. Out: *Registry, used by ingest (look up and
+// normalise readings), the simulator (what to publish) and scoring (which
+// quantities an enterprise measures).
+package registry

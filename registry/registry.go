@@ -1,0 +1,409 @@
+package registry
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cleanprod/cleanprod/internal/yamlfile"
+)
+
+// Kind says how a meter reports.
+type Kind string
+
+// Meter kinds.
+const (
+	// Counter is a cumulative register; consumption is the difference
+	// between readings, with resets, rollovers and replacements handled.
+	Counter Kind = "counter"
+	// Delta reports the amount since its previous reading.
+	Delta Kind = "delta"
+	// Gauge reports an instantaneous value, such as a concentration.
+	Gauge Kind = "gauge"
+)
+
+// Enterprise is a registered enterprise with its gateways.
+type Enterprise struct {
+	ID       string
+	Name     string
+	NameZH   string
+	Industry string
+	Region   string // grid region for emission factors, e.g. "chongqing"
+	Gateways []*Gateway
+	Meters   []*Meter // every meter of every gateway, in file order
+	File     string
+}
+
+// Gateway is a registered gateway of one enterprise.
+type Gateway struct {
+	ID          string
+	Enterprise  *Enterprise
+	Description string
+	Meters      []*Meter
+	meters      map[string]*Meter
+}
+
+// Meter returns the gateway's meter with the given id.
+func (g *Gateway) Meter(id string) (*Meter, bool) {
+	m, ok := g.meters[id]
+	return m, ok
+}
+
+// Meter is a registered meter. All conversions are precomputed: a raw value
+// v from the device is v*Factor in the quantity's canonical unit.
+type Meter struct {
+	ID         string
+	Enterprise *Enterprise
+	Gateway    *Gateway
+	Quantity   *Quantity
+	Unit       string // unit the device reports in
+	Kind       Kind
+	Scale      float64 // multiplier applied to the raw value before unit conversion
+	Factor     float64 // Scale times the unit's factor to the canonical unit
+	// Rollover is the register value at which a counter wraps to zero, in
+	// canonical units (0: the meter declares none).
+	Rollover float64
+	// MaxRate bounds a plausible counter or delta increase, canonical units
+	// per hour (0: no bound).
+	MaxRate float64
+	// FlowMeter is the flow meter a concentration pairs with to form a
+	// load (nil: none).
+	FlowMeter *Meter
+	Workshop  string
+	// Replacements are physical meter exchanges, sorted by time.
+	Replacements []Replacement
+}
+
+// Replacement is the exchange of a counter's physical meter at At: the old
+// register ended at OldFinal and the new one started at NewInitial (both
+// canonical units).
+type Replacement struct {
+	At         time.Time
+	OldFinal   float64
+	NewInitial float64
+}
+
+// Registry is the loaded, validated gateway registry. It is immutable and
+// safe for concurrent use.
+type Registry struct {
+	Enterprises []*Enterprise // sorted by id
+	enterprises map[string]*Enterprise
+	gateways    map[gatewayKey]*Gateway
+	meterHomes  map[string][]*Meter // meter id -> meters with that id in any enterprise
+}
+
+type gatewayKey struct{ enterprise, gateway string }
+
+// Enterprise returns the enterprise with the given id.
+func (r *Registry) Enterprise(id string) (*Enterprise, bool) {
+	e, ok := r.enterprises[id]
+	return e, ok
+}
+
+// Gateway returns the gateway registered under enterprise with id gateway.
+func (r *Registry) Gateway(enterprise, gateway string) (*Gateway, bool) {
+	g, ok := r.gateways[gatewayKey{enterprise, gateway}]
+	return g, ok
+}
+
+// MetersNamed returns every registered meter with the given id, in any
+// enterprise; ingest uses it to tell a spoofed reading from an unknown meter.
+func (r *Registry) MetersNamed(id string) []*Meter { return r.meterHomes[id] }
+
+// MeterCount returns the number of registered meters.
+func (r *Registry) MeterCount() int {
+	n := 0
+	for _, e := range r.Enterprises {
+		n += len(e.Meters)
+	}
+	return n
+}
+
+// GatewayCount returns the number of registered gateways.
+func (r *Registry) GatewayCount() int { return len(r.gateways) }
+
+// idRE is what an enterprise, gateway or meter id may look like: it becomes
+// an MQTT topic level and an InfluxDB tag, so no '/', '+', '#', '$' or spaces.
+var idRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+
+// ValidID reports whether s may be used as an enterprise, gateway or meter id.
+func ValidID(s string) bool { return idRE.MatchString(s) }
+
+// File schema of one gateway-config file.
+type fileSchema struct {
+	Enterprise struct {
+		ID       string `yaml:"id"`
+		Name     string `yaml:"name"`
+		NameZH   string `yaml:"name_zh"`
+		Industry string `yaml:"industry"`
+		Region   string `yaml:"region"`
+	} `yaml:"enterprise"`
+	Gateways []struct {
+		ID          string        `yaml:"id"`
+		Description string        `yaml:"description"`
+		Meters      []meterSchema `yaml:"meters"`
+	} `yaml:"gateways"`
+}
+
+type meterSchema struct {
+	ID           string   `yaml:"id"`
+	Quantity     string   `yaml:"quantity"`
+	Unit         string   `yaml:"unit"`
+	Kind         string   `yaml:"kind"`
+	Scale        *float64 `yaml:"scale"`
+	Rollover     float64  `yaml:"rollover"`
+	MaxRate      float64  `yaml:"max_rate"`
+	FlowMeter    string   `yaml:"flow_meter"`
+	Workshop     string   `yaml:"workshop"`
+	Replacements []struct {
+		At         time.Time `yaml:"at"`
+		OldFinal   *float64  `yaml:"old_final"`
+		NewInitial *float64  `yaml:"new_initial"`
+	} `yaml:"replacements"`
+}
+
+// Load reads every *.yaml and *.yml file in dir (one enterprise each) and
+// validates the whole registry. It returns every problem at once, each
+// naming file and line.
+func Load(dir string) (*Registry, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load gateway registry: %w", err)
+	}
+	files := make(map[string][]byte)
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, fmt.Errorf("load gateway registry: %w", err)
+		}
+		files[filepath.Join(dir, name)] = data
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("load gateway registry: no *.yaml files in %s", dir)
+	}
+	return Parse(files)
+}
+
+// Parse builds a registry from file contents keyed by file name.
+func Parse(files map[string][]byte) (*Registry, error) {
+	r := &Registry{
+		enterprises: make(map[string]*Enterprise),
+		gateways:    make(map[gatewayKey]*Gateway),
+		meterHomes:  make(map[string][]*Meter),
+	}
+	var errs []error
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		e, err := parseFile(name, files[name])
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if prev, dup := r.enterprises[e.ID]; dup {
+			errs = append(errs, fmt.Errorf("%s: enterprise %q is already defined in %s", name, e.ID, prev.File))
+			continue
+		}
+		r.enterprises[e.ID] = e
+		r.Enterprises = append(r.Enterprises, e)
+		for _, g := range e.Gateways {
+			r.gateways[gatewayKey{e.ID, g.ID}] = g
+		}
+		for _, m := range e.Meters {
+			r.meterHomes[m.ID] = append(r.meterHomes[m.ID], m)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(r.Enterprises, func(a, b *Enterprise) int { return strings.Compare(a.ID, b.ID) })
+	return r, nil
+}
+
+func parseFile(name string, data []byte) (*Enterprise, error) {
+	var f fileSchema
+	doc, err := yamlfile.Decode(name, data, &f)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	problem := func(path []any, format string, args ...any) {
+		errs = append(errs, doc.Errorf(path, format, args...))
+	}
+	e := &Enterprise{
+		ID: f.Enterprise.ID, Name: f.Enterprise.Name, NameZH: f.Enterprise.NameZH,
+		Industry: f.Enterprise.Industry, Region: f.Enterprise.Region, File: name,
+	}
+	if !ValidID(e.ID) {
+		problem(yamlfile.P("enterprise", "id"), "enterprise id %q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", e.ID)
+	}
+	if e.Name == "" {
+		problem(yamlfile.P("enterprise"), "enterprise name is missing")
+	}
+	if len(f.Gateways) == 0 {
+		problem(yamlfile.P("gateways"), "enterprise %q has no gateways", e.ID)
+	}
+	meters := make(map[string]*Meter)
+	type pending struct {
+		m    *Meter
+		flow string
+		path []any
+	}
+	var pairs []pending
+	for gi, gs := range f.Gateways {
+		g := &Gateway{ID: gs.ID, Enterprise: e, Description: gs.Description, meters: make(map[string]*Meter)}
+		if !ValidID(g.ID) {
+			problem(yamlfile.P("gateways", gi, "id"), "gateway id %q: want 1-64 letters, digits, '.', '_' or '-'", g.ID)
+		}
+		for _, prev := range e.Gateways {
+			if prev.ID == g.ID {
+				problem(yamlfile.P("gateways", gi, "id"), "gateway %q is defined twice", g.ID)
+			}
+		}
+		if len(gs.Meters) == 0 {
+			problem(yamlfile.P("gateways", gi), "gateway %q has no meters", g.ID)
+		}
+		for mi, ms := range gs.Meters {
+			at := func(key string) []any { return yamlfile.P("gateways", gi, "meters", mi, key) }
+			m, flow := buildMeter(ms, at, problem)
+			if m == nil {
+				continue
+			}
+			m.Enterprise, m.Gateway = e, g
+			if _, dup := meters[m.ID]; dup {
+				problem(at("id"), "meter %q is defined twice in enterprise %q", m.ID, e.ID)
+				continue
+			}
+			meters[m.ID] = m
+			g.meters[m.ID] = m
+			g.Meters = append(g.Meters, m)
+			e.Meters = append(e.Meters, m)
+			if flow != "" {
+				pairs = append(pairs, pending{m, flow, at("flow_meter")})
+			}
+		}
+		e.Gateways = append(e.Gateways, g)
+	}
+	for _, p := range pairs {
+		fm, ok := meters[p.flow]
+		switch {
+		case !ok:
+			problem(p.path, "flow_meter %q of meter %q is not a meter of enterprise %q", p.flow, p.m.ID, e.ID)
+		case !fm.Quantity.Extensive || fm.Quantity.Medium != p.m.Quantity.Medium:
+			problem(p.path, "flow_meter %q measures %s; meter %q (%s in %s) needs a %s volume", p.flow, fm.Quantity.Name, p.m.ID, p.m.Quantity.Name, p.m.Quantity.Medium, p.m.Quantity.Medium)
+		default:
+			p.m.FlowMeter = fm
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// buildMeter converts and checks one meter entry, reporting each problem
+// through report; it returns nil when there was any.
+func buildMeter(ms meterSchema, at func(string) []any, report func(path []any, format string, args ...any)) (*Meter, string) {
+	bad := false
+	problem := func(key, format string, args ...any) {
+		bad = true
+		report(at(key), format, args...)
+	}
+	m := &Meter{ID: ms.ID, Unit: ms.Unit, Kind: Kind(ms.Kind), Scale: 1, MaxRate: ms.MaxRate, Workshop: ms.Workshop}
+	if !ValidID(m.ID) {
+		problem("id", "meter id %q: want 1-64 letters, digits, '.', '_' or '-'", m.ID)
+	}
+	q, ok := LookupQuantity(ms.Quantity)
+	if !ok {
+		names := make([]string, 0, len(quantities))
+		for _, q := range Quantities() {
+			names = append(names, q.Name)
+		}
+		problem("quantity", "meter %q: unknown quantity %q (known: %s)", m.ID, ms.Quantity, strings.Join(names, ", "))
+	}
+	m.Quantity = q
+	if ms.Scale != nil {
+		m.Scale = *ms.Scale
+		if !(m.Scale > 0) || math.IsInf(m.Scale, 0) {
+			problem("scale", "meter %q: scale must be a positive number, got %v", m.ID, m.Scale)
+		}
+	}
+	unitFactor := 1.0
+	if q != nil {
+		f, ok := q.Factor(ms.Unit)
+		switch {
+		case ms.Unit == "":
+			problem("unit", "meter %q: unit is missing (%s takes %s)", m.ID, q.Name, strings.Join(q.Units(), ", "))
+		case !ok:
+			problem("unit", "meter %q: unit %q is not declared for %s (it takes %s)", m.ID, ms.Unit, q.Name, strings.Join(q.Units(), ", "))
+		default:
+			unitFactor = f
+		}
+	}
+	m.Factor = m.Scale * unitFactor
+	switch m.Kind {
+	case Counter, Delta:
+		if q != nil && !q.Extensive {
+			problem("kind", "meter %q: %s is a %s; a %s cannot be a %s (use gauge)", m.ID, q.Name, "concentration or level", q.Name, m.Kind)
+		}
+	case Gauge:
+		if q != nil && q.Extensive {
+			problem("kind", "meter %q: %s is an amount; meter it with a counter or delta, not a gauge", m.ID, q.Name)
+		}
+	default:
+		problem("kind", "meter %q: kind %q: want counter, delta or gauge", m.ID, ms.Kind)
+	}
+	if ms.Rollover != 0 {
+		if m.Kind != Counter {
+			problem("rollover", "meter %q: rollover applies to counters only", m.ID)
+		} else if !(ms.Rollover > 0) || math.IsInf(ms.Rollover, 0) {
+			problem("rollover", "meter %q: rollover must be positive, got %v", m.ID, ms.Rollover)
+		}
+		m.Rollover = ms.Rollover * m.Factor
+	}
+	if ms.MaxRate < 0 || math.IsNaN(ms.MaxRate) || math.IsInf(ms.MaxRate, 0) {
+		problem("max_rate", "meter %q: max_rate must be zero or positive, got %v", m.ID, ms.MaxRate)
+	}
+	if ms.MaxRate != 0 && m.Kind == Gauge {
+		problem("max_rate", "meter %q: max_rate applies to counters and deltas only", m.ID)
+	}
+	if ms.FlowMeter != "" && (q == nil || q.Extensive || q.Medium == "") {
+		problem("flow_meter", "meter %q: only a concentration in water or gas pairs with a flow meter", m.ID)
+	}
+	for i, r := range ms.Replacements {
+		path := append(at("replacements"), i)
+		if m.Kind != Counter {
+			bad = true
+			report(path, "meter %q: replacements apply to counters only", m.ID)
+			break
+		}
+		if r.At.IsZero() || r.OldFinal == nil || r.NewInitial == nil {
+			bad = true
+			report(path, "meter %q: a replacement needs at, old_final and new_initial", m.ID)
+			continue
+		}
+		if len(m.Replacements) > 0 && !r.At.After(m.Replacements[len(m.Replacements)-1].At) {
+			bad = true
+			report(path, "meter %q: replacements must be in time order", m.ID)
+		}
+		m.Replacements = append(m.Replacements, Replacement{At: r.At, OldFinal: *r.OldFinal * m.Factor, NewInitial: *r.NewInitial * m.Factor})
+	}
+	if bad {
+		return nil, ""
+	}
+	return m, ms.FlowMeter
+}

@@ -1,0 +1,78 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Reading is one normalised meter reading, in canonical units.
+type Reading struct {
+	Enterprise string
+	Gateway    string
+	Meter      string
+	Quantity   string // registry quantity name, e.g. "electricity"
+	Workshop   string // optional workshop of the meter, e.g. "paint"
+	Kind       string // "counter", "delta" or "gauge"
+	Time       time.Time
+	// Value is the register value for a counter, the amount for a delta
+	// meter and the measured value for a gauge.
+	Value float64
+	// Delta is the amount since the meter's previous reading for counters
+	// and delta meters (equal to Value for deltas); 0 for gauges.
+	Delta float64
+}
+
+// Aggregate sums one meter's readings over one time bucket.
+type Aggregate struct {
+	Enterprise string
+	Meter      string
+	Quantity   string
+	Workshop   string
+	Start      time.Time // bucket start
+	Sum        float64   // sum of Delta (counters and deltas)
+	ValueSum   float64   // sum of Value (gauges)
+	Count      int       // number of readings
+	Max        float64   // largest Value (gauges)
+}
+
+// WriteError is a write the store did not accept. Permanent means the
+// store refused the content (retrying the same points cannot succeed);
+// otherwise the store was unreachable or overloaded and the write may be
+// retried, not sooner than RetryAfter when that is set.
+type WriteError struct {
+	Err        error
+	Permanent  bool
+	RetryAfter time.Duration
+	Status     int // HTTP status where there was one
+}
+
+func (e *WriteError) Error() string {
+	kind := "temporary"
+	if e.Permanent {
+		kind = "permanent"
+	}
+	if e.Status != 0 {
+		return fmt.Sprintf("store write (%s, HTTP %d): %v", kind, e.Status, e.Err)
+	}
+	return fmt.Sprintf("store write (%s): %v", kind, e.Err)
+}
+
+func (e *WriteError) Unwrap() error { return e.Err }
+
+// IsPermanent reports whether err is a write the store refused for its
+// content, so that retrying it is pointless.
+func IsPermanent(err error) bool {
+	var we *WriteError
+	return errors.As(err, &we) && we.Permanent
+}
+
+// RetryAfter returns how long the store asked to wait before retrying err
+// (0: no wish expressed).
+func RetryAfter(err error) time.Duration {
+	var we *WriteError
+	if errors.As(err, &we) {
+		return we.RetryAfter
+	}
+	return 0
+}
