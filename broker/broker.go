@@ -1,0 +1,106 @@
+// Package broker runs the embedded MQTT broker (mochi-mqtt) that serve
+// starts when no external broker is configured, so a newcomer needs
+// nothing installed. Gateways and cleanprod's own subscriber connect to it
+// over TCP exactly as they would to mosquitto: same pipeline, same acks.
+//
+// Sessions, subscriptions, retained and in-flight messages persist in a
+// bbolt file in the data folder, so a restart of the process does not
+// lose what gateways published while cleanprod was behind. The file is
+// written without fsync: it survives a crash of the process, not of the
+// machine; production deployments use an external broker.
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	mqtt "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"go.etcd.io/bbolt"
+)
+
+// Config configures the embedded broker.
+type Config struct {
+	// Addr is the TCP listen address, e.g. 127.0.0.1:1883 (port 0: any).
+	Addr string
+	// DataDir holds the persistence file; "" keeps everything in memory.
+	DataDir string
+	// TLS, when set, makes the listener speak TLS.
+	TLS *tls.Config
+	// Auth, when set, decides who may connect and publish or subscribe
+	// where; nil allows everyone (the listener should then be loopback).
+	Auth mqtt.Hook
+}
+
+// Broker is a running embedded broker.
+type Broker struct {
+	srv      *mqtt.Server
+	listener *listeners.TCP
+}
+
+// Start starts the broker and returns once it listens.
+func Start(cfg Config, log *slog.Logger) (*Broker, error) {
+	caps := mqtt.NewDefaultServerCapabilities()
+	// Defaults drop QoS 1 messages under load ("client store quota
+	// reached"); a consumer that falls behind must find them queued.
+	caps.MaximumClientWritesPending = 262144
+	caps.MaximumInflight = 65535
+	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "embedded-broker")})
+	var err error
+	if cfg.Auth != nil {
+		err = srv.AddHook(cfg.Auth, nil)
+	} else {
+		err = srv.AddHook(new(auth.AllowHook), nil)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("embedded broker auth: %w", err)
+	}
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("embedded broker data dir: %w", err)
+		}
+		err := srv.AddHook(new(bolt.Hook), &bolt.Options{
+			Path:    filepath.Join(cfg.DataDir, "broker.db"),
+			Options: &bbolt.Options{Timeout: 2 * time.Second, NoSync: true},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("embedded broker persistence %s: %w", cfg.DataDir, err)
+		}
+	}
+	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr, TLSConfig: cfg.TLS})
+	if err := srv.AddListener(l); err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("embedded broker listen on %s: %w", cfg.Addr, err)
+	}
+	if err := srv.Serve(); err != nil {
+		srv.Close()
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	return &Broker{srv: srv, listener: l}, nil
+}
+
+// Addr returns the address the broker listens on.
+func (b *Broker) Addr() string { return b.listener.Address() }
+
+// URL returns the broker URL for MQTT clients.
+func (b *Broker) URL() string {
+	if b.listener.Protocol() == "tcp" && b.srv != nil {
+		return "tcp://" + b.Addr()
+	}
+	return b.Addr()
+}
+
+// Close stops the broker and closes its persistence file.
+func (b *Broker) Close() error {
+	if b == nil || b.srv == nil {
+		return errors.New("broker not started")
+	}
+	return b.srv.Close()
+}

@@ -1,0 +1,318 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cleanprod/cleanprod/internal/yamlfile"
+)
+
+// Config is the service configuration. Every leaf is a setting that can
+// come from the YAML file (key path), the environment (CLEANPROD_ + path
+// in upper case with '_') and a flag (-path); flags beat environment beat
+// file beat defaults.
+type Config struct {
+	DataDir       string `yaml:"data_dir" help:"folder for the embedded store and broker state"`
+	GatewayConfig string `yaml:"gateway_config" help:"folder of gateway registry files (enterprises, gateways, meters)"`
+	HTTP          struct {
+		Listen string `yaml:"listen" help:"HTTP address for the API, /metrics, /healthz and /readyz"`
+	} `yaml:"http"`
+	MQTT struct {
+		URL                  string        `yaml:"url" help:"broker URL (tcp://, ssl://); empty runs the embedded broker"`
+		ClientID             string        `yaml:"client_id" help:"fixed client id; the broker keeps the persistent session under it"`
+		Username             string        `yaml:"username" help:"broker user name"`
+		Password             string        `yaml:"password" help:"broker password (prefer the environment)" secret:"true"`
+		CAFile               string        `yaml:"ca_file" help:"PEM CA bundle to verify the broker's certificate"`
+		CertFile             string        `yaml:"cert_file" help:"PEM client certificate for mutual TLS"`
+		KeyFile              string        `yaml:"key_file" help:"PEM client key for mutual TLS"`
+		SharedGroup          string        `yaml:"shared_group" help:"subscribe as $share/GROUP/... so replicas split the telemetry"`
+		MaxInflight          int           `yaml:"max_inflight" help:"messages received and not yet acknowledged before back-pressure"`
+		KeepAlive            time.Duration `yaml:"keep_alive" help:"MQTT keep-alive"`
+		MaxReconnectInterval time.Duration `yaml:"max_reconnect_interval" help:"cap of the reconnect back-off"`
+		WatchdogInterval     time.Duration `yaml:"watchdog_interval" help:"heartbeat period; no heartbeat back for 3 periods forces a reconnect"`
+	} `yaml:"mqtt"`
+	EmbeddedBroker struct {
+		Listen string `yaml:"listen" help:"listen address of the embedded broker (used when mqtt.url is empty)"`
+	} `yaml:"embedded_broker"`
+	Influx struct {
+		URL     string        `yaml:"url" help:"InfluxDB URL; empty uses the embedded store in data_dir"`
+		Token   string        `yaml:"token" help:"InfluxDB token (1.8: user:password)" secret:"true"`
+		Org     string        `yaml:"org" help:"InfluxDB organisation (ignored by 1.8)"`
+		Bucket  string        `yaml:"bucket" help:"InfluxDB bucket (1.8: database/retention-policy)"`
+		GZip    bool          `yaml:"gzip" help:"gzip write requests"`
+		Timeout time.Duration `yaml:"timeout" help:"per-request timeout"`
+		CAFile  string        `yaml:"ca_file" help:"PEM CA bundle to verify InfluxDB's certificate"`
+	} `yaml:"influx"`
+	Ingest struct {
+		BatchSize       int           `yaml:"batch_size" help:"readings per store write"`
+		BatchInterval   time.Duration `yaml:"batch_interval" help:"longest wait of a reading in a partial batch"`
+		MaxPayloadBytes int           `yaml:"max_payload_bytes" help:"larger messages are dead-lettered"`
+		MaxReadings     int           `yaml:"max_readings" help:"more readings in one message are dead-lettered"`
+		FutureHorizon   time.Duration `yaml:"future_horizon" help:"readings further ahead of the server clock are rejected"`
+		PastHorizon     time.Duration `yaml:"past_horizon" help:"older readings are rejected"`
+		History         int           `yaml:"history" help:"recent readings kept per meter to place late ones and spot duplicates"`
+		ShutdownGrace   time.Duration `yaml:"shutdown_grace" help:"how long the final flush may take at shutdown"`
+	} `yaml:"ingest"`
+	Log struct {
+		Level  string `yaml:"level" help:"debug, info, warn or error"`
+		Format string `yaml:"format" help:"text or json"`
+	} `yaml:"log"`
+}
+
+// defaultConfig returns the defaults: everything embedded, on loopback.
+func defaultConfig() Config {
+	var c Config
+	c.DataDir = "./data"
+	c.GatewayConfig = "gateway-config"
+	c.HTTP.Listen = "127.0.0.1:8080"
+	c.MQTT.ClientID = "cleanprod"
+	c.MQTT.MaxInflight = 1000
+	c.MQTT.KeepAlive = 30 * time.Second
+	c.MQTT.MaxReconnectInterval = 30 * time.Second
+	c.MQTT.WatchdogInterval = 30 * time.Second
+	c.EmbeddedBroker.Listen = "127.0.0.1:1883"
+	c.Influx.Bucket = "telemetry/autogen"
+	c.Influx.GZip = true
+	c.Influx.Timeout = 30 * time.Second
+	c.Ingest.BatchSize = 5000
+	c.Ingest.BatchInterval = 250 * time.Millisecond
+	c.Ingest.MaxPayloadBytes = 256 << 10
+	c.Ingest.MaxReadings = 5000
+	c.Ingest.FutureHorizon = 5 * time.Minute
+	c.Ingest.PastHorizon = 30 * 24 * time.Hour
+	c.Ingest.History = 32
+	c.Ingest.ShutdownGrace = 10 * time.Second
+	c.Log.Level = "info"
+	c.Log.Format = "text"
+	return c
+}
+
+// setting is one leaf of Config.
+type setting struct {
+	path   string // yaml key path, e.g. mqtt.url
+	env    string
+	help   string
+	secret bool
+	field  reflect.Value
+}
+
+func settings(c *Config) []setting {
+	var out []setting
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		t := v.Type()
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
+			path := prefix + key
+			if f.Type.Kind() == reflect.Struct {
+				walk(v.Field(i), path+".")
+				continue
+			}
+			out = append(out, setting{
+				path: path, env: "CLEANPROD_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(path)),
+				help: f.Tag.Get("help"), secret: f.Tag.Get("secret") == "true", field: v.Field(i),
+			})
+		}
+	}
+	walk(reflect.ValueOf(c).Elem(), "")
+	return out
+}
+
+func (s setting) String() string {
+	if d, ok := s.field.Interface().(time.Duration); ok {
+		return d.String()
+	}
+	return fmt.Sprint(s.field.Interface())
+}
+
+func (s setting) set(text string) error {
+	switch s.field.Interface().(type) {
+	case string:
+		s.field.SetString(text)
+	case int:
+		n, err := strconv.Atoi(text)
+		if err != nil {
+			return fmt.Errorf("want a whole number, got %q", text)
+		}
+		s.field.SetInt(int64(n))
+	case bool:
+		b, err := strconv.ParseBool(text)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", text)
+		}
+		s.field.SetBool(b)
+	case time.Duration:
+		d, err := time.ParseDuration(text)
+		if err != nil {
+			return fmt.Errorf("want a duration such as 30s or 5m, got %q", text)
+		}
+		s.field.SetInt(int64(d))
+	default:
+		return fmt.Errorf("unsupported setting type %s", s.field.Type())
+	}
+	return nil
+}
+
+// loadConfig builds the configuration for a subcommand: defaults, then the
+// file named by -config or CLEANPROD_CONFIG, then the environment, then
+// flags. Every problem is reported at once.
+func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*Config, []string, error) {
+	cfg := defaultConfig()
+	all := settings(&cfg)
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", getenv("CLEANPROD_CONFIG"), "YAML configuration file (env CLEANPROD_CONFIG)")
+	// Flags are applied after file and environment: parse them as text
+	// first, then set those given (fs.Visit) last.
+	byPath := map[string]setting{}
+	for _, s := range all {
+		byPath[s.path] = s
+		usage := fmt.Sprintf("%s (env %s)", s.help, s.env)
+		if s.field.Kind() == reflect.Bool {
+			fs.Bool(s.path, s.field.Bool(), usage)
+		} else {
+			fs.String(s.path, defaultText(s), usage)
+		}
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: cleanprod %s [flags]\n\nEvery setting may also come from the YAML file given by -config\n(key path as below) or from the environment variable shown.\n\nFlags:\n", name)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	var errs []error
+	if *configFile != "" {
+		if _, err := yamlfile.DecodeFile(*configFile, &cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, s := range all {
+		if v := getenv(s.env); v != "" {
+			if err := s.set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", s.env, err))
+			}
+		}
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if s, ok := byPath[f.Name]; ok {
+			if err := s.set(f.Value.String()); err != nil {
+				errs = append(errs, fmt.Errorf("-%s: %w", f.Name, err))
+			}
+		}
+	})
+	errs = append(errs, cfg.validate()...)
+	if err := errors.Join(errs...); err != nil {
+		return nil, nil, err
+	}
+	return &cfg, fs.Args(), nil
+}
+
+// defaultText is the text of a setting's value before any source applied.
+func defaultText(s setting) string {
+	if s.secret {
+		return ""
+	}
+	return s.String()
+}
+
+func (c *Config) validate() []error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.HTTP.Listen == "" {
+		bad("http.listen is empty")
+	}
+	if c.GatewayConfig == "" {
+		bad("gateway_config is empty")
+	}
+	if c.MQTT.URL == "" && c.EmbeddedBroker.Listen == "" {
+		bad("mqtt.url and embedded_broker.listen are both empty")
+	}
+	if (c.MQTT.URL == "" || c.Influx.URL == "") && c.DataDir == "" {
+		bad("data_dir is empty but the embedded broker or store needs it")
+	}
+	if c.MQTT.ClientID == "" {
+		bad("mqtt.client_id is empty")
+	}
+	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
+		bad("mqtt.cert_file and mqtt.key_file go together")
+	}
+	if c.Influx.URL != "" && c.Influx.Bucket == "" {
+		bad("influx.bucket is empty")
+	}
+	positive := map[string]int{"mqtt.max_inflight": c.MQTT.MaxInflight, "ingest.batch_size": c.Ingest.BatchSize,
+		"ingest.max_payload_bytes": c.Ingest.MaxPayloadBytes, "ingest.max_readings": c.Ingest.MaxReadings, "ingest.history": c.Ingest.History}
+	for _, k := range sortedKeys(positive) {
+		if positive[k] <= 0 {
+			bad("%s must be positive, got %d", k, positive[k])
+		}
+	}
+	durations := map[string]time.Duration{"mqtt.keep_alive": c.MQTT.KeepAlive, "mqtt.max_reconnect_interval": c.MQTT.MaxReconnectInterval,
+		"mqtt.watchdog_interval": c.MQTT.WatchdogInterval, "ingest.batch_interval": c.Ingest.BatchInterval,
+		"ingest.future_horizon": c.Ingest.FutureHorizon, "ingest.past_horizon": c.Ingest.PastHorizon,
+		"ingest.shutdown_grace": c.Ingest.ShutdownGrace, "influx.timeout": c.Influx.Timeout}
+	for _, k := range sortedKeys(durations) {
+		if durations[k] <= 0 {
+			bad("%s must be positive, got %s", k, durations[k])
+		}
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level %q: want debug, info, warn or error", c.Log.Level)
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		bad("log.format %q: want text or json", c.Log.Format)
+	}
+	return errs
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// tlsConfig builds a client TLS configuration from PEM files; nil when
+// none is named.
+func tlsConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+	if caFile == "" && certFile == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s: no PEM certificates", caFile)
+		}
+		cfg.RootCAs = pool
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg, nil
+}

@@ -1,0 +1,66 @@
+// Command cleanprod is the continuous cleaner-production audit service.
+//
+//	cleanprod serve              ingest gateway telemetry, score, serve the API
+//	cleanprod gateways check DIR validate a gateway registry folder
+//
+// Run "cleanprod help" for every subcommand and "cleanprod serve -help"
+// for every setting.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "cleanprod:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `cleanprod: a continuous cleaner-production audit for factories.
+
+Usage:
+  cleanprod serve [flags]              run the service (embedded broker and store unless configured)
+  cleanprod gateways check [DIR]       validate a gateway registry folder (default gateway-config)
+  cleanprod help                       this text
+
+Run "cleanprod serve -help" for every setting.
+`
+
+// run is the whole program; main only supplies the process's context,
+// arguments, environment and output.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no subcommand given")
+	}
+	switch args[0] {
+	case "serve":
+		cfg, _, err := loadConfig("serve", args[1:], getenv, stderr)
+		if err != nil {
+			return err
+		}
+		return serve(ctx, cfg, stdout, stderr)
+	case "gateways":
+		return gateways(args[1:], stdout, stderr)
+	case "help", "-h", "-help", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown subcommand %q", args[0])
+	}
+}

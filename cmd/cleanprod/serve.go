@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/cleanprod/cleanprod/broker"
+	"github.com/cleanprod/cleanprod/ingest"
+	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/store"
+	"github.com/cleanprod/cleanprod/web"
+)
+
+// readingStore is what serve needs of a store.
+type readingStore interface {
+	ingest.Writer
+	ingest.HistorySource
+	Ping(ctx context.Context) error
+	Close() error
+}
+
+func newLogger(cfg *Config, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(cfg.Log.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if cfg.Log.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// serve runs the service until ctx ends. Start order: registry, store,
+// broker, pipeline, subscriber, HTTP; stop in reverse, flushing and
+// acknowledging what was written.
+func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	reg, err := registry.Load(cfg.GatewayConfig)
+	if err != nil {
+		return fmt.Errorf("gateway registry: %w", err)
+	}
+	log.Info("gateway registry loaded", "dir", cfg.GatewayConfig, "enterprises", len(reg.Enterprises), "gateways", reg.GatewayCount(), "meters", reg.MeterCount())
+
+	st, where, err := openStore(cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	log.Info("store opened", "store", where)
+
+	brokerURL := cfg.MQTT.URL
+	if brokerURL == "" {
+		b, err := broker.Start(broker.Config{Addr: cfg.EmbeddedBroker.Listen, DataDir: filepath.Join(cfg.DataDir, "broker")}, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			b.Close()
+			log.Info("embedded broker stopped")
+		}()
+		brokerURL = b.URL()
+		log.Info("embedded broker listening", "url", brokerURL)
+	}
+	mqttTLS, err := tlsConfig(cfg.MQTT.CAFile, cfg.MQTT.CertFile, cfg.MQTT.KeyFile)
+	if err != nil {
+		return fmt.Errorf("mqtt tls: %w", err)
+	}
+
+	promReg := prometheus.NewRegistry()
+	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics := ingest.NewMetrics(promReg)
+
+	var sub *ingest.Subscriber
+	publish := func(ctx context.Context, topic string, payload []byte) error { return sub.Publish(ctx, topic, payload) }
+	pipe := ingest.NewPipeline(reg, ingest.PipelineConfig{
+		Normaliser: ingest.NormaliserConfig{
+			FutureHorizon: cfg.Ingest.FutureHorizon, PastHorizon: cfg.Ingest.PastHorizon, History: cfg.Ingest.History,
+			MaxPayload: cfg.Ingest.MaxPayloadBytes, MaxReadings: cfg.Ingest.MaxReadings,
+		},
+		BatchSize: cfg.Ingest.BatchSize, BatchInterval: cfg.Ingest.BatchInterval,
+		MaxInflight: cfg.MQTT.MaxInflight, ShutdownGrace: cfg.Ingest.ShutdownGrace,
+	}, st, publish, nil, metrics, log.With("component", "ingest"))
+	sub = ingest.NewSubscriber(ingest.SubscriberConfig{
+		Broker: brokerURL, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
+		TLS: mqttTLS, SharedGroup: cfg.MQTT.SharedGroup, KeepAlive: cfg.MQTT.KeepAlive,
+		MaxReconnectInterval: cfg.MQTT.MaxReconnectInterval, WatchdogInterval: cfg.MQTT.WatchdogInterval,
+	}, pipe, metrics, log.With("component", "mqtt"), nil)
+
+	ready := func(ctx context.Context) error {
+		if !sub.Connected() {
+			return errors.New("not connected to the broker")
+		}
+		if err := st.Ping(ctx); err != nil {
+			return fmt.Errorf("store unreachable: %w", err)
+		}
+		return nil
+	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return fmt.Errorf("http listen: %w", err)
+	}
+	httpSrv := &http.Server{Handler: web.NewHandler(web.Options{Gatherer: promReg, Ready: ready}), ReadHeaderTimeout: 10 * time.Second}
+	fmt.Fprintf(stdout, "cleanprod serving: http://%s (metrics /metrics, health /healthz, ready /readyz), broker %s, store %s\n", ln.Addr(), brokerURL, where)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-gctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return httpSrv.Shutdown(sctx)
+	})
+	g.Go(func() error {
+		// Counter state comes from the store, so wait for it before taking
+		// messages: they stay safe in the broker meanwhile.
+		if err := waitForStore(gctx, st, log); err != nil {
+			return nil
+		}
+		if err := pipe.Restore(gctx, st); err != nil {
+			return err
+		}
+		pg, pctx := errgroup.WithContext(gctx)
+		pg.Go(func() error { return pipe.Run(pctx) })
+		pg.Go(func() error { return sub.Run(pctx) })
+		err := pg.Wait()
+		sub.Close() // after the pipeline flushed, so the last acks leave
+		log.Info("ingest stopped")
+		return err
+	})
+	err = g.Wait()
+	if ctx.Err() != nil && err == nil {
+		log.Info("shut down cleanly")
+	}
+	return err
+}
+
+func openStore(cfg *Config) (readingStore, string, error) {
+	if cfg.Influx.URL == "" {
+		path := filepath.Join(cfg.DataDir, "readings.db")
+		b, err := store.OpenBolt(path)
+		if err != nil {
+			return nil, "", fmt.Errorf("embedded store: %w", err)
+		}
+		return b, "embedded " + path, nil
+	}
+	tlsCfg, err := tlsConfig(cfg.Influx.CAFile, "", "")
+	if err != nil {
+		return nil, "", fmt.Errorf("influx tls: %w", err)
+	}
+	s, err := store.OpenInflux(store.InfluxConfig{
+		URL: cfg.Influx.URL, Token: cfg.Influx.Token, Org: cfg.Influx.Org, Bucket: cfg.Influx.Bucket,
+		GZip: cfg.Influx.GZip, Timeout: cfg.Influx.Timeout, TLS: tlsCfg,
+	})
+	if err != nil {
+		return nil, "", err
+	}
+	return s, "influxdb " + cfg.Influx.URL + " bucket " + cfg.Influx.Bucket, nil
+}
+
+// waitForStore blocks until the store answers or ctx ends.
+func waitForStore(ctx context.Context, st readingStore, log *slog.Logger) error {
+	backoff := 500 * time.Millisecond
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := st.Ping(pctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		log.Warn("store unreachable; waiting before taking messages", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 15*time.Second)
+	}
+}

@@ -1,0 +1,104 @@
+package ingest
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the ingest pipeline's Prometheus metrics. Create them once
+// per registry with NewMetrics and share them between Pipeline and
+// Subscriber.
+type Metrics struct {
+	messages       prometheus.Counter
+	readings       prometheus.Counter
+	duplicates     prometheus.Counter
+	rejected       *prometheus.CounterVec
+	deadLettered   prometheus.Counter
+	deadLetterErrs prometheus.Counter
+	batchReadings  prometheus.Histogram
+	writeSeconds   prometheus.Histogram
+	storeErrors    *prometheus.CounterVec
+	inflight       prometheus.Gauge
+	lastMessage    *prometheus.GaugeVec
+	seqGaps        *prometheus.CounterVec
+	seqRepeats     prometheus.Counter
+	seqBackwards   prometheus.Counter
+	counterEvents  *prometheus.CounterVec
+	ackLatency     prometheus.Histogram
+	connected      prometheus.Gauge
+	connects       prometheus.Counter
+	connLost       prometheus.Counter
+	watchdogResets prometheus.Counter
+}
+
+// NewMetrics registers the ingest metrics with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		messages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_messages_total", Help: "Telemetry messages received from the broker.",
+		}),
+		readings: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_readings_written_total", Help: "Readings written to the store and acknowledged.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_duplicates_total", Help: "Readings received again with the same value (redeliveries), absorbed without counting twice.",
+		}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_rejected_total", Help: "Rejected messages (message-level reasons) and readings (reading-level reasons), by reason.",
+		}, []string{"reason"}),
+		deadLettered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_deadletters_total", Help: "Dead-letter envelopes published to cp/v1/deadletter/{reason}.",
+		}),
+		deadLetterErrs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_deadletter_errors_total", Help: "Failed dead-letter publishes (retried; the message stays unacknowledged).",
+		}),
+		batchReadings: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cleanprod_ingest_batch_readings", Help: "Readings per store write.",
+			Buckets: prometheus.ExponentialBuckets(1, 4, 9),
+		}),
+		writeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cleanprod_store_write_duration_seconds", Help: "Duration of successful store writes.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 10),
+		}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanprod_store_write_errors_total", Help: "Failed store writes by kind (temporary: retried; permanent: dead-lettered).",
+		}, []string{"kind"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cleanprod_ingest_inflight_messages", Help: "Messages received and not yet acknowledged.",
+		}),
+		lastMessage: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "cleanprod_ingest_last_message_timestamp_seconds", Help: "Unix time of the last accepted message per registered gateway.",
+		}, []string{"enterprise", "gateway"}),
+		seqGaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_seq_gaps_total", Help: "Messages missing by seq per gateway (lost at the edge).",
+		}, []string{"enterprise", "gateway"}),
+		seqRepeats: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_seq_repeats_total", Help: "Messages whose seq was not above the last one (redeliveries).",
+		}),
+		seqBackwards: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_seq_backwards_total", Help: "Messages whose seq went backwards without being a redelivery (late message or gateway restart).",
+		}),
+		counterEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_counter_events_total", Help: "Counter resets, rollovers and declared meter replacements crossed.",
+		}, []string{"event"}),
+		ackLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cleanprod_ingest_ack_latency_seconds", Help: "Time from receiving a message to acknowledging it after the store accepted it.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2.5, 12),
+		}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cleanprod_mqtt_connected", Help: "1 while connected to the broker.",
+		}),
+		connects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_mqtt_connects_total", Help: "Successful (re)connections to the broker.",
+		}),
+		connLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_mqtt_connection_lost_total", Help: "Connections to the broker lost.",
+		}),
+		watchdogResets: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_mqtt_watchdog_reconnects_total", Help: "Reconnects forced because the heartbeat stopped arriving on a connection that looked alive.",
+		}),
+	}
+	reg.MustRegister(m.messages, m.readings, m.duplicates, m.rejected, m.deadLettered, m.deadLetterErrs,
+		m.batchReadings, m.writeSeconds, m.storeErrors, m.inflight, m.lastMessage, m.seqGaps, m.seqRepeats,
+		m.seqBackwards, m.counterEvents, m.ackLatency, m.connected, m.connects, m.connLost, m.watchdogResets)
+	return m
+}

@@ -1,0 +1,449 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/store"
+)
+
+// Writer is the store method the pipeline needs.
+type Writer interface {
+	WriteReadings(ctx context.Context, rs []store.Reading) error
+}
+
+// HistorySource gives the recent readings per meter that rebuild the
+// normaliser's state at start (the store implements it).
+type HistorySource interface {
+	LatestReadings(ctx context.Context, since time.Time, perMeter int) ([]store.Reading, error)
+}
+
+// PublishFunc publishes a payload at QoS 1 and returns once the broker
+// has it; the pipeline uses it for dead-letters.
+type PublishFunc func(ctx context.Context, topic string, payload []byte) error
+
+// ObserveFunc receives the amounts of a batch once the store accepted it
+// (the scorer's input). It must not block for long and must not keep rs.
+type ObserveFunc func(rs []store.Reading)
+
+// Delivery is one MQTT message handed to the pipeline.
+type Delivery struct {
+	Topic      string
+	Payload    []byte
+	Redelivery bool // the MQTT DUP flag
+	Received   time.Time
+	Ack        func() // acknowledges the message to the broker; called at most once
+}
+
+// PipelineConfig configures batching and retries.
+type PipelineConfig struct {
+	Normaliser NormaliserConfig
+	// BatchSize is the number of readings that triggers a write.
+	BatchSize int
+	// BatchInterval bounds how long a reading waits in a partial batch
+	// while the writer is busy; an idle writer takes a batch at once.
+	BatchInterval time.Duration
+	// MaxInflight bounds the messages received and not yet acknowledged;
+	// Submit blocks beyond it (back-pressure to the broker).
+	MaxInflight int
+	// RetryMin and RetryMax bound the back-off between failed writes.
+	RetryMin, RetryMax time.Duration
+	// ShutdownGrace is how long the final flush may take at shutdown.
+	ShutdownGrace time.Duration
+	// Now returns the current time (nil: time.Now).
+	Now func() time.Time
+}
+
+// Pipeline decodes, normalises, batches, stores and acknowledges
+// telemetry. Submit may be called from any goroutine; Run must be called
+// once and owns all state.
+type Pipeline struct {
+	cfg      PipelineConfig
+	reg      *registry.Registry
+	norm     *Normaliser
+	writer   Writer
+	publish  PublishFunc
+	observe  ObserveFunc
+	metrics  *Metrics
+	log      *slog.Logger
+	in       chan Delivery
+	free     chan struct{} // cap 1: the writer finished a batch
+	rejectLg *rateLog
+
+	storeOK atomic.Bool // the last write (or ping) succeeded
+}
+
+// NewPipeline returns a pipeline writing to w. publish sends dead-letters;
+// observe (may be nil) receives stored amounts.
+func NewPipeline(reg *registry.Registry, cfg PipelineConfig, w Writer, publish PublishFunc, observe ObserveFunc, m *Metrics, log *slog.Logger) *Pipeline {
+	if cfg.BatchSize <= 0 {
+		cfg.BatchSize = 5000
+	}
+	if cfg.BatchInterval <= 0 {
+		cfg.BatchInterval = 250 * time.Millisecond
+	}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = 1000
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = 100 * time.Millisecond
+	}
+	if cfg.RetryMax < cfg.RetryMin {
+		cfg.RetryMax = 30 * time.Second
+	}
+	if cfg.ShutdownGrace <= 0 {
+		cfg.ShutdownGrace = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if observe == nil {
+		observe = func([]store.Reading) {}
+	}
+	p := &Pipeline{
+		cfg: cfg, reg: reg, norm: NewNormaliser(reg, cfg.Normaliser), writer: w, publish: publish,
+		observe: observe, metrics: m, log: log,
+		in:       make(chan Delivery, cfg.MaxInflight),
+		free:     make(chan struct{}, 1),
+		rejectLg: newRateLog(log, 10*time.Second),
+	}
+	p.storeOK.Store(true)
+	return p
+}
+
+// Restore rebuilds per-meter state from the store's recent readings; call
+// it before Run.
+func (p *Pipeline) Restore(ctx context.Context, src HistorySource) error {
+	since := p.cfg.Now().Add(-p.cfg.Normaliser.PastHorizon)
+	rs, err := src.LatestReadings(ctx, since, p.cfg.Normaliser.History)
+	if err != nil {
+		return fmt.Errorf("restore meter state: %w", err)
+	}
+	p.norm.Restore(rs)
+	p.log.Info("meter state restored from store", "readings", len(rs))
+	return nil
+}
+
+// StoreHealthy reports whether the last store write succeeded.
+func (p *Pipeline) StoreHealthy() bool { return p.storeOK.Load() }
+
+// Submit hands a message to the pipeline. It blocks while MaxInflight
+// messages are unacknowledged and returns ctx.Err() if ctx ends first (the
+// message is then not acknowledged and the broker redelivers it).
+func (p *Pipeline) Submit(ctx context.Context, d Delivery) error {
+	p.metrics.messages.Inc()
+	select {
+	case p.in <- d:
+		p.metrics.inflight.Inc()
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// batch is a set of messages whose readings are written together; its
+// messages are acknowledged together once the store accepted it.
+type batch struct {
+	msgs     []batchMsg
+	write    []store.Reading
+	observe  []store.Reading
+	letters  []DeadLetter
+	accepted int
+	started  time.Time
+}
+
+type batchMsg struct {
+	d          Delivery
+	start, end int // the message's readings: write[start:end]
+	obsStart   int
+	obsEnd     int
+}
+
+func (b *batch) reset() {
+	b.msgs, b.write, b.observe, b.letters = b.msgs[:0], b.write[:0], b.observe[:0], b.letters[:0]
+	b.accepted = 0
+}
+
+// Run processes messages until ctx ends, then flushes what it holds (for
+// at most ShutdownGrace) and returns. Messages not written by then stay
+// unacknowledged.
+func (p *Pipeline) Run(ctx context.Context) error {
+	toWrite := make(chan *batch, 1)
+	spare := make(chan *batch, 2)
+	spare <- &batch{}
+	spare <- &batch{}
+	writeCtx, cancelWrites := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWrites()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for b := range toWrite {
+			p.writeBatch(writeCtx, b)
+			b.reset()
+			spare <- b
+			select {
+			case p.free <- struct{}{}:
+			default:
+			}
+		}
+	}()
+
+	cur := <-spare
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	// send hands cur to the writer; wait says whether to block for it.
+	send := func(wait bool) {
+		if len(cur.msgs) == 0 {
+			return
+		}
+		if wait {
+			toWrite <- cur
+		} else {
+			select {
+			case toWrite <- cur:
+			default:
+				return
+			}
+		}
+		timer.Stop()
+		cur = <-spare
+	}
+	for {
+		select {
+		case d := <-p.in:
+			if len(cur.msgs) == 0 {
+				cur.started = p.cfg.Now()
+				timer.Reset(p.cfg.BatchInterval)
+			}
+			p.process(d, cur)
+			switch {
+			case len(cur.write) >= p.cfg.BatchSize:
+				send(true)
+			case len(p.in) == 0:
+				send(false) // nothing else waiting: write now if the writer is idle
+			}
+		case <-p.free:
+			if len(p.in) == 0 {
+				send(false)
+			}
+		case <-timer.C:
+			send(true)
+		case <-ctx.Done():
+			send(true)
+			close(toWrite)
+			done := make(chan struct{})
+			go func() { wg.Wait(); close(done) }()
+			select {
+			case <-done:
+			case <-time.After(p.cfg.ShutdownGrace):
+				p.log.Warn("store did not accept the last batch within the shutdown grace; its messages stay unacknowledged and will be redelivered", "grace", p.cfg.ShutdownGrace)
+				cancelWrites()
+				<-done
+			}
+			return nil
+		}
+	}
+}
+
+// process normalises one message into b.
+func (p *Pipeline) process(d Delivery, b *batch) {
+	m := batchMsg{d: d, start: len(b.write), obsStart: len(b.observe)}
+	out, derr := p.norm.Process(d.Topic, d.Payload, d.Redelivery, d.Received, &b.write, &b.observe)
+	m.end, m.obsEnd = len(b.write), len(b.observe)
+	b.msgs = append(b.msgs, m)
+	if derr != nil {
+		p.reject(derr.Reason, 1, d.Topic, derr.Detail)
+		b.letters = append(b.letters, messageLetter(d.Topic, d.Payload, d.Received, derr))
+		return
+	}
+	if e, g, ok := ParseTopic(d.Topic); ok {
+		p.metrics.lastMessage.WithLabelValues(e, g).Set(float64(d.Received.UnixNano()) / 1e9)
+		if out.SeqGap > 0 {
+			p.metrics.seqGaps.WithLabelValues(e, g).Add(float64(out.SeqGap))
+		}
+	}
+	if out.SeqRepeat {
+		p.metrics.seqRepeats.Inc()
+	}
+	if out.SeqBackwards {
+		p.metrics.seqBackwards.Inc()
+	}
+	b.accepted += out.Accepted
+	if out.Duplicates > 0 {
+		p.metrics.duplicates.Add(float64(out.Duplicates))
+	}
+	p.countEvents("reset", out.Resets)
+	p.countEvents("rollover", out.Rollovers)
+	p.countEvents("replacement", out.Replaced)
+	if len(out.Rejects) > 0 {
+		for _, r := range out.Rejects {
+			p.reject(r.Reason, 1, d.Topic, r.Detail)
+		}
+		b.letters = append(b.letters, readingLetters(d.Topic, len(d.Payload), d.Received, out.Rejects)...)
+	}
+}
+
+func (p *Pipeline) countEvents(event string, n int) {
+	if n > 0 {
+		p.metrics.counterEvents.WithLabelValues(event).Add(float64(n))
+	}
+}
+
+func (p *Pipeline) reject(reason Reason, n int, topic, detail string) {
+	p.metrics.rejected.WithLabelValues(string(reason)).Add(float64(n))
+	p.rejectLg.warn(string(reason), "rejected input", "reason", reason, "topic", truncateString(topic), "detail", detail)
+}
+
+// writeBatch stores b (retrying until the store accepts it or ctx ends),
+// publishes its dead-letters, then acknowledges its messages.
+func (p *Pipeline) writeBatch(ctx context.Context, b *batch) {
+	if len(b.write) > 0 {
+		err := p.writeRetrying(ctx, b.write)
+		if store.IsPermanent(err) {
+			err = p.writeEach(ctx, b)
+		}
+		if err != nil {
+			return // ctx ended: leave every message unacknowledged
+		}
+		p.metrics.batchReadings.Observe(float64(len(b.write)))
+	}
+	for _, dl := range b.letters {
+		if err := p.publishLetter(ctx, dl); err != nil {
+			return
+		}
+	}
+	now := p.cfg.Now()
+	for _, m := range b.msgs {
+		if m.d.Ack != nil {
+			m.d.Ack()
+		}
+		p.metrics.ackLatency.Observe(now.Sub(m.d.Received).Seconds())
+	}
+	p.metrics.inflight.Sub(float64(len(b.msgs)))
+	p.metrics.readings.Add(float64(b.accepted))
+	if len(b.observe) > 0 {
+		p.observe(b.observe)
+	}
+}
+
+// writeRetrying writes rs until the store accepts them, refuses them
+// permanently, or ctx ends.
+func (p *Pipeline) writeRetrying(ctx context.Context, rs []store.Reading) error {
+	backoff := p.cfg.RetryMin
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		err := p.writer.WriteReadings(ctx, rs)
+		if err == nil {
+			p.metrics.writeSeconds.Observe(time.Since(start).Seconds())
+			if !p.storeOK.Swap(true) {
+				p.log.Info("store accepts writes again", "attempts", attempt)
+			}
+			return nil
+		}
+		if store.IsPermanent(err) {
+			p.metrics.storeErrors.WithLabelValues("permanent").Inc()
+			return err
+		}
+		p.metrics.storeErrors.WithLabelValues("temporary").Inc()
+		if p.storeOK.Swap(false) {
+			p.log.Warn("store write failed; holding acknowledgements and retrying", "err", err, "readings", len(rs))
+		}
+		wait := backoff
+		if ra := store.RetryAfter(err); ra > wait {
+			wait = ra
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, p.cfg.RetryMax)
+	}
+}
+
+// writeEach handles a batch the store refused: each message is written on
+// its own; a message the store refuses again is dead-lettered whole, the
+// others are stored.
+func (p *Pipeline) writeEach(ctx context.Context, b *batch) error {
+	keepObs := b.observe[:0:0]
+	for _, m := range b.msgs {
+		if m.end == m.start {
+			continue
+		}
+		err := p.writeRetrying(ctx, b.write[m.start:m.end])
+		switch {
+		case err == nil:
+			keepObs = append(keepObs, b.observe[m.obsStart:m.obsEnd]...)
+		case store.IsPermanent(err):
+			b.accepted -= m.end - m.start
+			p.reject(ReasonStoreRejected, 1, m.d.Topic, err.Error())
+			b.letters = append(b.letters, messageLetter(m.d.Topic, m.d.Payload, m.d.Received, &DecodeError{ReasonStoreRejected, err.Error()}))
+		default:
+			return err
+		}
+	}
+	b.observe = keepObs
+	return nil
+}
+
+// publishLetter publishes one dead-letter, retrying until the broker has
+// it or ctx ends.
+func (p *Pipeline) publishLetter(ctx context.Context, dl DeadLetter) error {
+	payload, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("encode dead-letter: %w", err) // cannot happen for these types
+	}
+	backoff := p.cfg.RetryMin
+	for {
+		err := p.publish(ctx, DeadLetterTopic(dl.Reason), payload)
+		if err == nil {
+			p.metrics.deadLettered.Inc()
+			return nil
+		}
+		p.metrics.deadLetterErrs.Inc()
+		p.rejectLg.warn("deadletter-error", "dead-letter publish failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, p.cfg.RetryMax)
+	}
+}
+
+// rateLog logs at most once per interval per key, counting what it held back.
+type rateLog struct {
+	log      *slog.Logger
+	interval time.Duration
+	mu       sync.Mutex
+	last     map[string]time.Time
+	held     map[string]int
+}
+
+func newRateLog(log *slog.Logger, interval time.Duration) *rateLog {
+	return &rateLog{log: log, interval: interval, last: map[string]time.Time{}, held: map[string]int{}}
+}
+
+func (r *rateLog) warn(key, msg string, args ...any) {
+	r.mu.Lock()
+	now := time.Now()
+	if now.Sub(r.last[key]) < r.interval {
+		r.held[key]++
+		r.mu.Unlock()
+		return
+	}
+	held := r.held[key]
+	r.last[key], r.held[key] = now, 0
+	r.mu.Unlock()
+	if held > 0 {
+		args = append(args, "suppressed_since_last_log", held)
+	}
+	r.log.Warn(msg, args...)
+}

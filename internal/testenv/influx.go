@@ -1,0 +1,372 @@
+package testenv
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const (
+	influxReadyTimeout = 90 * time.Second // ~5 s when idle; CI runs packages in parallel under -race
+	influxStopGrace    = 30 * time.Second
+	influxAdmin        = "admin"
+	influxPassword     = "cleanprod-test" // loopback only
+	influxOrg          = "cleanprod"      // InfluxDB 1.8 ignores the org
+)
+
+// InfluxServer is an influxd 1.8 process. NewInflux starts a dedicated one
+// for a test; Influx shares one per test binary.
+type InfluxServer struct {
+	t        testing.TB // test that owns the server; nil for the shared one
+	bin      string
+	dir      string
+	httpPort int
+	rpcPort  int
+
+	mu       sync.Mutex
+	proc     *process // guarded by mu; nil while stopped
+	hasAdmin bool     // guarded by mu; the admin user exists
+}
+
+// InfluxDB is a database of its own for one test, on an InfluxServer. Its
+// fields are what a client needs, for the v2 API (URL, Token, Org, Bucket)
+// as well as the 1.x API (URL, Token, Database).
+type InfluxDB struct {
+	URL      string // "http://127.0.0.1:PORT"
+	Token    string // "admin:<password>", for "Authorization: Token ..."
+	Org      string // any string; 1.8 ignores it
+	Database string // unique per call: test name and a sequence number
+	Bucket   string // Database + "/autogen"
+}
+
+// Shared server of the test binary: started by the first Influx call,
+// stopped by Main.
+var (
+	sharedOnce   sync.Once
+	sharedServer *InfluxServer
+	sharedErr    error
+	dbSeq        atomic.Int64 // numbers databases, unique within the binary
+)
+
+// Influx returns a fresh, empty database on the influxd shared by all tests
+// of the binary, starting it on first use (which takes about 5 s). The
+// database is dropped when the test ends. The package's TestMain must call
+// Main, which stops the shared server.
+//
+// The binary is $CLEANPROD_INFLUXD, else .cache/bin/influxd in the module
+// root (built by scripts/test), else influxd in PATH.
+func Influx(t testing.TB) *InfluxDB {
+	t.Helper()
+	if !mainRunning.Load() {
+		t.Fatal("testenv: Influx needs the package's TestMain to call testenv.Main(m), which stops the shared influxd: add\n\tfunc TestMain(m *testing.M) { testenv.Main(m) }")
+	}
+	bin := influxdBinary(t)
+	sharedOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cleanprod-influxd-")
+		if err != nil {
+			sharedErr = err
+			return
+		}
+		sharedServer = &InfluxServer{bin: bin, dir: dir}
+		sharedErr = sharedServer.startFresh()
+	})
+	if sharedErr != nil {
+		t.Fatalf("testenv: shared influxd: %v", sharedErr)
+	}
+	db := sharedServer.Database(t)
+	t.Cleanup(func() {
+		if _, err := influxQL(db.URL, db.Token, "", `DROP DATABASE "`+db.Database+`"`); err != nil {
+			t.Logf("testenv: drop database %s: %v", db.Database, err)
+		}
+	})
+	return db
+}
+
+// stopShared stops the shared influxd, if it was started, and removes its
+// data.
+func stopShared() error {
+	if sharedServer == nil {
+		return nil
+	}
+	err := sharedServer.stop()
+	if rmErr := os.RemoveAll(sharedServer.dir); rmErr != nil {
+		err = errors.Join(err, rmErr)
+	}
+	if err != nil {
+		return fmt.Errorf("stop shared influxd: %w", err)
+	}
+	return nil
+}
+
+// NewInflux starts an influxd for this test alone, with its data under
+// t.TempDir(), for tests that Stop, Kill or Start the database. Call
+// Database for a database on it. The test's cleanup stops it.
+func NewInflux(t testing.TB) *InfluxServer {
+	t.Helper()
+	s := &InfluxServer{t: t, bin: influxdBinary(t), dir: filepath.Join(t.TempDir(), "influxd")}
+	if err := os.Mkdir(s.dir, 0o755); err != nil {
+		t.Fatalf("testenv: influxd: %v", err)
+	}
+	t.Cleanup(s.Stop)
+	if err := s.startFresh(); err != nil {
+		t.Fatalf("testenv: influxd: %v", err)
+	}
+	return s
+}
+
+func influxdBinary(t testing.TB) string {
+	t.Helper()
+	var cached string
+	if root := moduleRoot(); root != "" {
+		cached = filepath.Join(root, ".cache", "bin", "influxd")
+	}
+	bin, looked := findBinary(envInfluxd, cached, "influxd")
+	if bin == "" {
+		missingBinary(t, "influxd 1.8.10", looked)
+	}
+	return bin
+}
+
+// startFresh picks ports, writes the config and starts the server for the
+// first time, trying new ports if the chosen ones were taken meanwhile.
+func (s *InfluxServer) startFresh() error {
+	var err error
+	for range startAttempts {
+		if s.httpPort, err = freePort(); err != nil {
+			return err
+		}
+		if s.rpcPort, err = freePort(); err != nil {
+			return err
+		}
+		if err = s.writeConfig(); err != nil {
+			return err
+		}
+		if err = s.start(); !retryOnNewPort(err, s.logPath()) {
+			break
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("%w\n%s", err, logTail(s.logPath()))
+	}
+	return nil
+}
+
+// writeConfig writes influxd.conf: the configuration of SETUP.md.
+func (s *InfluxServer) writeConfig() error {
+	conf := fmt.Sprintf(`# Written by cleanprod internal/testenv.
+reporting-disabled = true
+bind-address = "127.0.0.1:%[2]d"
+
+[meta]
+  dir = "%[1]s/meta"
+
+[data]
+  dir = "%[1]s/data"
+  wal-dir = "%[1]s/wal"
+  query-log-enabled = false
+
+[monitor]
+  store-enabled = false
+
+[http]
+  bind-address = "127.0.0.1:%[3]d"
+  auth-enabled = true
+  log-enabled = false
+  flux-enabled = true
+
+[continuous_queries]
+  enabled = false
+`, s.dir, s.rpcPort, s.httpPort)
+	return os.WriteFile(s.confPath(), []byte(conf), 0o644)
+}
+
+func (s *InfluxServer) confPath() string { return filepath.Join(s.dir, "influxd.conf") }
+func (s *InfluxServer) logPath() string  { return filepath.Join(s.dir, "influxd.log") }
+
+// start starts influxd, waits until GET /ping answers 204 and creates the
+// admin user on the first start.
+func (s *InfluxServer) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		return errors.New("already running")
+	}
+	p, err := startProcess(s.bin, []string{"run", "-config", s.confPath()}, s.dir, s.logPath(), nil)
+	if err != nil {
+		return err
+	}
+	ping := &http.Client{Timeout: time.Second}
+	ready := func() bool {
+		resp, err := ping.Get(s.URL() + "/ping")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusNoContent
+	}
+	if err := p.waitReady(influxReadyTimeout, ready); err != nil {
+		p.kill()
+		return fmt.Errorf("influxd on %s: %w", s.URL(), err)
+	}
+	s.proc = p
+	if !s.hasAdmin {
+		// Needs no credentials while no user exists.
+		q := fmt.Sprintf("CREATE USER %s WITH PASSWORD '%s' WITH ALL PRIVILEGES", influxAdmin, influxPassword)
+		if _, err := influxQL(s.URL(), "", "", q); err != nil {
+			return fmt.Errorf("create admin user: %w", err)
+		}
+		s.hasAdmin = true
+	}
+	return nil
+}
+
+// stop stops influxd cleanly, if it runs.
+func (s *InfluxServer) stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc == nil {
+		return nil
+	}
+	err := s.proc.stop(influxStopGrace)
+	s.proc = nil
+	return err
+}
+
+// URL returns the server's HTTP address: "http://127.0.0.1:PORT".
+func (s *InfluxServer) URL() string {
+	return "http://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(s.httpPort))
+}
+
+// Token returns the admin credentials for "Authorization: Token ...":
+// "admin:<password>".
+func (s *InfluxServer) Token() string { return influxAdmin + ":" + influxPassword }
+
+// Database creates a fresh, uniquely named database on the server and
+// returns its handle. The server must be running.
+func (s *InfluxServer) Database(t testing.TB) *InfluxDB {
+	t.Helper()
+	db := &InfluxDB{
+		URL:      s.URL(),
+		Token:    s.Token(),
+		Org:      influxOrg,
+		Database: databaseName(t),
+	}
+	db.Bucket = db.Database + "/autogen"
+	if _, err := influxQL(db.URL, db.Token, "", `CREATE DATABASE "`+db.Database+`"`); err != nil {
+		t.Fatalf("testenv: create database %s: %v", db.Database, err)
+	}
+	return db
+}
+
+// databaseName makes a database name from the test name and a number, so a
+// leftover database tells which test made it.
+func databaseName(t testing.TB) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '_'
+	}, t.Name())
+	if len(name) > 48 {
+		name = name[:48]
+	}
+	return fmt.Sprintf("%s_%d", name, dbSeq.Add(1))
+}
+
+// Stop shuts the server down cleanly (SIGTERM) and waits for it to exit.
+// Stopping a stopped server does nothing. Like Kill and Start, it reports
+// failures on the test that called NewInflux.
+func (s *InfluxServer) Stop() {
+	s.t.Helper()
+	if err := s.stop(); err != nil {
+		s.t.Errorf("testenv: stop influxd on %s: %v", s.URL(), err)
+	}
+}
+
+// Kill kills the server (SIGKILL), as a crash would, and waits for it to
+// exit. Writes it acknowledged survive in its WAL. Killing a stopped server
+// does nothing.
+func (s *InfluxServer) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		s.proc.kill()
+		s.proc = nil
+	}
+}
+
+// Start starts a stopped server again on the same port with the same data,
+// and returns once it answers /ping. Databases and their handles stay valid.
+func (s *InfluxServer) Start() {
+	s.t.Helper()
+	if err := s.start(); err != nil {
+		s.t.Fatalf("testenv: restart influxd: %v\n%s", err, logTail(s.logPath()))
+	}
+}
+
+// LogText returns what influxd has logged so far, across restarts.
+func (s *InfluxServer) LogText() string {
+	data, err := os.ReadFile(s.logPath())
+	if err != nil {
+		return fmt.Sprintf("(no log: %v)", err)
+	}
+	return string(data)
+}
+
+// QueryInfluxQL runs an InfluxQL query on the database (POST /query) and
+// returns the rows of every series of every statement, in order; the tags of
+// grouped series are not included. Numbers are float64 and times RFC 3339
+// strings, as in InfluxDB's JSON. An error, in the response or in any
+// statement, fails the test.
+func (db *InfluxDB) QueryInfluxQL(t testing.TB, q string) [][]any {
+	t.Helper()
+	rows, err := influxQL(db.URL, db.Token, db.Database, q)
+	if err != nil {
+		t.Fatalf("testenv: InfluxQL %q: %v", q, err)
+	}
+	return rows
+}
+
+// QueryFlux runs a Flux query (POST /api/v2/query) and returns its rows as
+// maps from column name to value, every table in order, including the
+// "result" and "table" columns. Values are typed from the CSV annotations:
+// string, int64 (long), uint64 (unsignedLong), float64 (double), bool
+// (boolean) and time.Time (dateTime); null is nil. An error fails the test.
+func (db *InfluxDB) QueryFlux(t testing.TB, flux string) []map[string]any {
+	t.Helper()
+	rows, err := fluxQuery(db.URL, db.Token, flux)
+	if err != nil {
+		t.Fatalf("testenv: Flux query: %v\n%s", err, flux)
+	}
+	return rows
+}
+
+// Write writes points in line protocol (nanosecond timestamps) to the
+// database through POST /api/v2/write, as the service does.
+func (db *InfluxDB) Write(t testing.TB, lineProtocol string) {
+	t.Helper()
+	u := db.URL + "/api/v2/write?" + url.Values{
+		"org":       {db.Org},
+		"bucket":    {db.Bucket},
+		"precision": {"ns"},
+	}.Encode()
+	req, err := http.NewRequest(http.MethodPost, u, strings.NewReader(lineProtocol))
+	if err != nil {
+		t.Fatalf("testenv: write: %v", err)
+	}
+	req.Header.Set("Authorization", "Token "+db.Token)
+	req.Header.Set("Content-Type", "text/plain; charset=utf-8")
+	if _, err := do(req, http.StatusNoContent); err != nil {
+		t.Fatalf("testenv: write to %s: %v", db.Bucket, err)
+	}
+}

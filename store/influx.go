@@ -1,0 +1,472 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	influxdb2 "github.com/influxdata/influxdb-client-go/v2"
+	"github.com/influxdata/influxdb-client-go/v2/api"
+	ihttp "github.com/influxdata/influxdb-client-go/v2/api/http"
+	"github.com/influxdata/influxdb-client-go/v2/api/query"
+)
+
+// Measurement that holds readings in InfluxDB. Tags: enterprise, gateway,
+// meter, quantity, kind and (when set) workshop; fields: value, delta.
+const readingMeasurement = "reading"
+
+// InfluxConfig says how to reach InfluxDB. Against 1.8 the token is
+// "user:password", the org is ignored and the bucket is "database/retention".
+type InfluxConfig struct {
+	URL     string
+	Token   string
+	Org     string
+	Bucket  string
+	GZip    bool
+	Timeout time.Duration // per request; 0: 30 s
+	TLS     *tls.Config
+}
+
+// Influx stores readings and points in InfluxDB (1.8 with Flux enabled, or
+// 2.x/Cloud) through influxdb-client-go. All methods are safe for
+// concurrent use.
+type Influx struct {
+	cfg    InfluxConfig
+	client influxdb2.Client
+	write  api.WriteAPIBlocking
+	query  api.QueryAPI
+}
+
+// OpenInflux returns a store for cfg. It does not contact the server; use
+// Ping for that.
+func OpenInflux(cfg InfluxConfig) (*Influx, error) {
+	if cfg.URL == "" || cfg.Bucket == "" {
+		return nil, errors.New("influx: url and bucket are required")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	opts := influxdb2.DefaultOptions().
+		SetUseGZip(cfg.GZip).
+		SetPrecision(time.Nanosecond).
+		SetHTTPRequestTimeout(uint(cfg.Timeout / time.Second)).
+		SetLogLevel(0)
+	if cfg.TLS != nil {
+		opts.SetTLSConfig(cfg.TLS)
+	}
+	c := influxdb2.NewClientWithOptions(cfg.URL, cfg.Token, opts)
+	return &Influx{cfg: cfg, client: c, write: c.WriteAPIBlocking(cfg.Org, cfg.Bucket), query: c.QueryAPI(cfg.Org)}, nil
+}
+
+// Close releases the client's connections.
+func (s *Influx) Close() error {
+	s.client.Close()
+	return nil
+}
+
+// Ping checks that the server answers.
+func (s *Influx) Ping(ctx context.Context) error {
+	ok, err := s.client.Ping(ctx)
+	if err != nil {
+		return fmt.Errorf("influx ping: %w", err)
+	}
+	if !ok {
+		return errors.New("influx ping: server not ready")
+	}
+	return nil
+}
+
+// WriteReadings writes rs in one request. Points are keyed by measurement,
+// tags and time, so a reading written again overwrites itself. Errors are
+// *WriteError: a 400/413/422 is permanent (the content), anything else
+// (unreachable, 5xx, 429, and 401/403/404, which are configuration
+// problems that an operator fixes) is temporary.
+func (s *Influx) WriteReadings(ctx context.Context, rs []Reading) error {
+	if len(rs) == 0 {
+		return nil
+	}
+	buf := make([]byte, 0, len(rs)*160)
+	for i := range rs {
+		buf = AppendReadingLine(buf, &rs[i])
+	}
+	return s.writeBody(ctx, buf)
+}
+
+// WritePoints writes generic points (scoring outputs). Fields keep their
+// types: float64, int64, string, bool.
+func (s *Influx) WritePoints(ctx context.Context, ps []Point) error {
+	if len(ps) == 0 {
+		return nil
+	}
+	var buf []byte
+	for i := range ps {
+		var err error
+		if buf, err = appendPointLine(buf, &ps[i]); err != nil {
+			return &WriteError{Err: err, Permanent: true}
+		}
+	}
+	return s.writeBody(ctx, buf)
+}
+
+func (s *Influx) writeBody(ctx context.Context, body []byte) error {
+	if n := len(body); n > 0 && body[n-1] == '\n' {
+		body = body[:n-1]
+	}
+	err := s.write.WriteRecord(ctx, string(body))
+	if err == nil {
+		return nil
+	}
+	return classify(err)
+}
+
+// classify turns a client error into a *WriteError.
+func classify(err error) error {
+	we := &WriteError{Err: err}
+	var he *ihttp.Error
+	if errors.As(err, &he) {
+		we.Status = he.StatusCode
+		we.RetryAfter = time.Duration(he.RetryAfter) * time.Second
+		switch he.StatusCode {
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+			we.Permanent = true
+		}
+	}
+	return we
+}
+
+// AppendReadingLine appends r as one line of InfluxDB line protocol.
+func AppendReadingLine(b []byte, r *Reading) []byte {
+	b = append(b, readingMeasurement...)
+	b = appendTag(b, "enterprise", r.Enterprise)
+	b = appendTag(b, "gateway", r.Gateway)
+	b = appendTag(b, "kind", r.Kind)
+	b = appendTag(b, "meter", r.Meter)
+	b = appendTag(b, "quantity", r.Quantity)
+	if r.Workshop != "" {
+		b = appendTag(b, "workshop", r.Workshop)
+	}
+	b = append(b, " value="...)
+	b = strconv.AppendFloat(b, r.Value, 'g', -1, 64)
+	if r.Kind != "gauge" {
+		b = append(b, ",delta="...)
+		b = strconv.AppendFloat(b, r.Delta, 'g', -1, 64)
+	}
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, r.Time.UnixNano(), 10)
+	return append(b, '\n')
+}
+
+func appendTag(b []byte, k, v string) []byte {
+	if v == "" {
+		return b
+	}
+	b = append(b, ',')
+	b = appendEscaped(b, k)
+	b = append(b, '=')
+	return appendEscaped(b, v)
+}
+
+// appendEscaped escapes commas, spaces and equals signs as line protocol
+// requires for measurement names, tag keys and tag values.
+func appendEscaped(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case ',', ' ', '=', '\\':
+			b = append(b, '\\', c)
+		case '\n', '\r':
+			b = append(b, ' ')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
+
+func appendPointLine(b []byte, p *Point) ([]byte, error) {
+	if p.Measurement == "" || len(p.Fields) == 0 {
+		return b, fmt.Errorf("point %q needs a measurement and a field", p.Measurement)
+	}
+	b = appendEscaped(b, p.Measurement)
+	keys := make([]string, 0, len(p.Tags))
+	for k := range p.Tags {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		b = appendTag(b, k, p.Tags[k])
+	}
+	keys = keys[:0]
+	for k := range p.Fields {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for i, k := range keys {
+		if i == 0 {
+			b = append(b, ' ')
+		} else {
+			b = append(b, ',')
+		}
+		b = appendEscaped(b, k)
+		b = append(b, '=')
+		switch v := p.Fields[k].(type) {
+		case float64:
+			if math.IsNaN(v) || math.IsInf(v, 0) {
+				return b, fmt.Errorf("point %q field %q: %v is not finite", p.Measurement, k, v)
+			}
+			b = strconv.AppendFloat(b, v, 'g', -1, 64)
+		case int64:
+			b = strconv.AppendInt(b, v, 10)
+			b = append(b, 'i')
+		case int:
+			b = strconv.AppendInt(b, int64(v), 10)
+			b = append(b, 'i')
+		case bool:
+			b = strconv.AppendBool(b, v)
+		case string:
+			b = append(b, '"')
+			for j := 0; j < len(v); j++ {
+				if v[j] == '"' || v[j] == '\\' {
+					b = append(b, '\\')
+				}
+				b = append(b, v[j])
+			}
+			b = append(b, '"')
+		default:
+			return b, fmt.Errorf("point %q field %q: unsupported type %T", p.Measurement, k, v)
+		}
+	}
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, p.Time.UnixNano(), 10)
+	return append(b, '\n'), nil
+}
+
+// fluxString quotes s as a Flux string literal.
+func fluxString(s string) string { return strconv.Quote(s) }
+
+func fluxTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+// rangeFilter selects [from, to) on the reading measurement. The explicit
+// _time < to works around InfluxDB 1.8 including a point exactly at stop.
+func (s *Influx) rangeFilter(from, to time.Time) string {
+	return fmt.Sprintf(`from(bucket: %s)
+  |> range(start: %s, stop: %s)
+  |> filter(fn: (r) => r._time < %s)
+`, fluxString(s.cfg.Bucket), fluxTime(from), fluxTime(to.Add(time.Nanosecond)), fluxTime(to))
+}
+
+// LatestReadings returns, per meter, its up to perMeter most recent
+// readings since since, in time order per meter.
+func (s *Influx) LatestReadings(ctx context.Context, since time.Time, perMeter int) ([]Reading, error) {
+	q := s.rangeFilter(since, time.Now().Add(24*365*time.Hour)) + fmt.Sprintf(`  |> filter(fn: (r) => r._measurement == %q and (r._field == "value" or r._field == "delta"))
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> group(columns: ["enterprise", "meter"])
+  |> sort(columns: ["_time"])
+  |> tail(n: %d)
+`, readingMeasurement, perMeter)
+	return s.queryReadings(ctx, q)
+}
+
+// Readings returns one meter's readings in [from, to), in time order.
+func (s *Influx) Readings(ctx context.Context, enterprise, meter string, from, to time.Time) ([]Reading, error) {
+	q := s.rangeFilter(from, to) + fmt.Sprintf(`  |> filter(fn: (r) => r._measurement == %q and r.enterprise == %s and r.meter == %s)
+  |> filter(fn: (r) => r._field == "value" or r._field == "delta")
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> group()
+  |> sort(columns: ["_time"])
+`, readingMeasurement, fluxString(enterprise), fluxString(meter))
+	return s.queryReadings(ctx, q)
+}
+
+func (s *Influx) queryReadings(ctx context.Context, q string) ([]Reading, error) {
+	res, err := s.query.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("influx query readings: %w", err)
+	}
+	defer res.Close()
+	var out []Reading
+	for res.Next() {
+		rec := res.Record()
+		r := Reading{
+			Enterprise: str(rec, "enterprise"), Gateway: str(rec, "gateway"), Meter: str(rec, "meter"),
+			Quantity: str(rec, "quantity"), Workshop: str(rec, "workshop"), Kind: str(rec, "kind"),
+			Time: rec.Time().UTC(), Value: num(rec, "value"), Delta: num(rec, "delta"),
+		}
+		out = append(out, r)
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("influx query readings: %w", err)
+	}
+	return out, nil
+}
+
+// CountReadings counts stored readings (enterprise "" counts all).
+func (s *Influx) CountReadings(ctx context.Context, enterprise string) (int, error) {
+	filter := ""
+	if enterprise != "" {
+		filter = " and r.enterprise == " + fluxString(enterprise)
+	}
+	q := s.rangeFilter(time.Unix(0, 0), time.Now().Add(24*365*time.Hour)) + fmt.Sprintf(`  |> filter(fn: (r) => r._measurement == %q and r._field == "value"%s)
+  |> group()
+  |> count()
+`, readingMeasurement, filter)
+	res, err := s.query.Query(ctx, q)
+	if err != nil {
+		return 0, fmt.Errorf("influx count readings: %w", err)
+	}
+	defer res.Close()
+	n := 0
+	for res.Next() {
+		n += int(num(res.Record(), "_value"))
+	}
+	return n, res.Err()
+}
+
+// AggregateReadings sums each meter's readings per bucket of length every
+// (aligned to the Unix epoch) over [from, to).
+func (s *Influx) AggregateReadings(ctx context.Context, from, to time.Time, every time.Duration) ([]Aggregate, error) {
+	base := s.rangeFilter(from, to) + fmt.Sprintf("  |> filter(fn: (r) => r._measurement == %q)\n", readingMeasurement)
+	window := fmt.Sprintf("  |> window(every: %dns)\n", every.Nanoseconds())
+	type key struct {
+		enterprise, meter string
+		start             int64
+	}
+	aggs := map[key]*Aggregate{}
+	parts := []struct {
+		filter, fn string
+		set        func(a *Aggregate, v float64)
+	}{
+		{`r._field == "delta"`, "sum()", func(a *Aggregate, v float64) { a.Sum = v }},
+		{`r._field == "value"`, "count()", func(a *Aggregate, v float64) { a.Count = int(v) }},
+		{`r._field == "value" and r.kind == "gauge"`, "sum()", func(a *Aggregate, v float64) { a.ValueSum = v }},
+		{`r._field == "value" and r.kind == "gauge"`, "max()", func(a *Aggregate, v float64) { a.Max = v }},
+	}
+	for _, p := range parts {
+		q := base + "  |> filter(fn: (r) => " + p.filter + ")\n" + window + "  |> " + p.fn + "\n"
+		res, err := s.query.Query(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("influx aggregate readings: %w", err)
+		}
+		for res.Next() {
+			rec := res.Record()
+			// window() aligns windows to the epoch but clamps the first one's
+			// start to the range start: align it back.
+			start := floorMultiple(rec.Start().UnixNano(), every.Nanoseconds())
+			k := key{str(rec, "enterprise"), str(rec, "meter"), start}
+			a := aggs[k]
+			if a == nil {
+				a = &Aggregate{Enterprise: k.enterprise, Meter: k.meter, Quantity: str(rec, "quantity"), Workshop: str(rec, "workshop"), Start: time.Unix(0, start).UTC()}
+				aggs[k] = a
+			}
+			p.set(a, num(rec, "_value"))
+		}
+		err = res.Err()
+		res.Close()
+		if err != nil {
+			return nil, fmt.Errorf("influx aggregate readings: %w", err)
+		}
+	}
+	out := make([]Aggregate, 0, len(aggs))
+	for _, a := range aggs {
+		out = append(out, *a)
+	}
+	slices.SortFunc(out, func(a, b Aggregate) int {
+		if c := strings.Compare(a.Enterprise, b.Enterprise); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Meter, b.Meter); c != 0 {
+			return c
+		}
+		return a.Start.Compare(b.Start)
+	})
+	return out, nil
+}
+
+// Points returns the points of a measurement whose tags match tags (nil:
+// any) in [from, to), in time order.
+func (s *Influx) Points(ctx context.Context, measurement string, tags map[string]string, from, to time.Time) ([]Point, error) {
+	var f strings.Builder
+	fmt.Fprintf(&f, "r._measurement == %s", fluxString(measurement))
+	keys := make([]string, 0, len(tags))
+	for k := range tags {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&f, " and r[%s] == %s", fluxString(k), fluxString(tags[k]))
+	}
+	q := s.rangeFilter(from, to) + "  |> filter(fn: (r) => " + f.String() + ")\n"
+	res, err := s.query.Query(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("influx query points: %w", err)
+	}
+	defer res.Close()
+	type pkey struct {
+		series string
+		t      int64
+	}
+	byKey := map[pkey]*Point{}
+	var order []pkey
+	for res.Next() {
+		rec := res.Record()
+		tagset := map[string]string{}
+		var sk bytes.Buffer
+		for k, v := range rec.Values() {
+			if strings.HasPrefix(k, "_") || k == "result" || k == "table" {
+				continue
+			}
+			if sv, ok := v.(string); ok && sv != "" {
+				tagset[k] = sv
+			}
+		}
+		tk := make([]string, 0, len(tagset))
+		for k := range tagset {
+			tk = append(tk, k)
+		}
+		slices.Sort(tk)
+		for _, k := range tk {
+			sk.WriteString(k + "=" + tagset[k] + ",")
+		}
+		k := pkey{sk.String(), rec.Time().UnixNano()}
+		p := byKey[k]
+		if p == nil {
+			p = &Point{Measurement: measurement, Tags: tagset, Fields: map[string]any{}, Time: rec.Time().UTC()}
+			byKey[k] = p
+			order = append(order, k)
+		}
+		p.Fields[rec.Field()] = rec.Value()
+	}
+	if err := res.Err(); err != nil {
+		return nil, fmt.Errorf("influx query points: %w", err)
+	}
+	out := make([]Point, 0, len(order))
+	for _, k := range order {
+		out = append(out, *byKey[k])
+	}
+	slices.SortStableFunc(out, func(a, b Point) int { return a.Time.Compare(b.Time) })
+	return out, nil
+}
+
+func str(rec *query.FluxRecord, k string) string {
+	s, _ := rec.ValueByKey(k).(string)
+	return s
+}
+
+func num(rec *query.FluxRecord, k string) float64 {
+	switch v := rec.ValueByKey(k).(type) {
+	case float64:
+		return v
+	case int64:
+		return float64(v)
+	case uint64:
+		return float64(v)
+	}
+	return 0
+}

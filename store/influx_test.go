@@ -1,0 +1,147 @@
+package store
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/cleanprod/cleanprod/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func openTestInflux(t *testing.T) (*Influx, *testenv.InfluxDB) {
+	t.Helper()
+	db := testenv.Influx(t)
+	s, err := OpenInflux(InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket, GZip: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return s, db
+}
+
+func TestInfluxReadings(t *testing.T) {
+	s, _ := openTestInflux(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	rs := []Reading{
+		{Enterprise: "ent-a", Gateway: "gw-1", Meter: "E-1", Quantity: "electricity", Kind: "counter", Workshop: "paint", Time: t0, Value: 1000, Delta: 0},
+		{Enterprise: "ent-a", Gateway: "gw-1", Meter: "E-1", Quantity: "electricity", Kind: "counter", Workshop: "paint", Time: t0.Add(30 * time.Minute), Value: 1100, Delta: 100},
+		{Enterprise: "ent-a", Gateway: "gw-1", Meter: "E-1", Quantity: "electricity", Kind: "counter", Workshop: "paint", Time: t0.Add(90 * time.Minute), Value: 1400, Delta: 300},
+		{Enterprise: "ent-a", Gateway: "gw-1", Meter: "COD", Quantity: "cod", Kind: "gauge", Time: t0, Value: 40},
+		{Enterprise: "ent-a", Gateway: "gw-1", Meter: "COD", Quantity: "cod", Kind: "gauge", Time: t0.Add(30 * time.Minute), Value: 60},
+		{Enterprise: "ent b", Gateway: "gw,2", Meter: "E=1", Quantity: "electricity", Kind: "counter", Time: t0, Value: 5},
+	}
+	if err := s.WriteReadings(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	// Writing again (a redelivery) overwrites: still six readings, and a
+	// rewritten delta replaces the old one.
+	again := append([]Reading(nil), rs...)
+	again[1].Delta = 90
+	if err := s.WriteReadings(ctx, again); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.CountReadings(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != len(rs) {
+		t.Errorf("got %d readings, want %d", n, len(rs))
+	}
+	got, err := s.Readings(ctx, "ent-a", "E-1", t0, t0.Add(90*time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1].Delta != 90 || got[1].Value != 1100 || got[1].Workshop != "paint" || got[1].Gateway != "gw-1" {
+		t.Errorf("got %+v, want the first two E-1 readings with the rewritten delta 90 (half-open range)", got)
+	}
+	latest, err := s.LatestReadings(ctx, t0.Add(-time.Hour), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	perMeter := map[string][]Reading{}
+	for _, r := range latest {
+		perMeter[r.Enterprise+"/"+r.Meter] = append(perMeter[r.Enterprise+"/"+r.Meter], r)
+	}
+	if e1 := perMeter["ent-a/E-1"]; len(e1) != 2 || e1[0].Value != 1100 || e1[1].Value != 1400 {
+		t.Errorf("got latest E-1 %+v, want the last two in time order", e1)
+	}
+	if odd := perMeter["ent b/E=1"]; len(odd) != 1 || odd[0].Gateway != "gw,2" {
+		t.Errorf("got %+v, want escaped tags to round-trip", odd)
+	}
+	aggs, err := s.AggregateReadings(ctx, t0.Add(-time.Hour), t0.Add(3*time.Hour), time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]Aggregate{
+		"ent-a/E-1/06": {Sum: 90, Count: 2},
+		"ent-a/E-1/07": {Sum: 300, Count: 1},
+		"ent-a/COD/06": {ValueSum: 100, Count: 2, Max: 60},
+	}
+	for _, a := range aggs {
+		k := a.Enterprise + "/" + a.Meter + "/" + a.Start.Format("15")
+		w, ok := want[k]
+		if !ok {
+			continue
+		}
+		delete(want, k)
+		if a.Sum != w.Sum || a.Count != w.Count || a.ValueSum != w.ValueSum || a.Max != w.Max {
+			t.Errorf("%s: got %+v, want %+v", k, a, w)
+		}
+	}
+	for k := range want {
+		t.Errorf("aggregate %s missing in %+v", k, aggs)
+	}
+}
+
+func TestInfluxPoints(t *testing.T) {
+	s, _ := openTestInflux(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	ps := []Point{
+		{Measurement: "score", Tags: map[string]string{"enterprise": "ent-a"}, Fields: map[string]any{"score": 81.5, "level": "II", "restrictive_ok": true, "rank": int64(2)}, Time: t0},
+		{Measurement: "score", Tags: map[string]string{"enterprise": "ent-b"}, Fields: map[string]any{"score": 55.0, "level": "below III", "restrictive_ok": false, "rank": int64(3)}, Time: t0},
+	}
+	if err := s.WritePoints(ctx, ps); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Points(ctx, "score", map[string]string{"enterprise": "ent-a"}, t0, t0.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 {
+		t.Fatalf("got %d points, want 1: %+v", len(got), got)
+	}
+	f := got[0].Fields
+	if f["score"] != 81.5 || f["level"] != "II" || f["restrictive_ok"] != true || f["rank"] != int64(2) || got[0].Tags["enterprise"] != "ent-a" {
+		t.Errorf("got %+v, want the ent-a point with typed fields", got[0])
+	}
+}
+
+// A point InfluxDB refuses for its content is a permanent error; an
+// unreachable server is a temporary one.
+func TestInfluxErrorsAreClassified(t *testing.T) {
+	s, db := openTestInflux(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	// A field type conflict: value was a float, now a string.
+	db.Write(t, `reading,enterprise=x,meter=m value=1 `+strconv.FormatInt(t0.UnixNano(), 10))
+	err := s.WritePoints(ctx, []Point{{Measurement: "reading", Tags: map[string]string{"enterprise": "x", "meter": "m"}, Fields: map[string]any{"value": "text"}, Time: t0.Add(time.Second)}})
+	if err == nil || !IsPermanent(err) {
+		t.Errorf("got %v, want a permanent error", err)
+	}
+	down, err := OpenInflux(InfluxConfig{URL: "http://127.0.0.1:1", Bucket: "x/autogen", Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = down.WriteReadings(ctx, []Reading{{Enterprise: "e", Meter: "m", Kind: "gauge", Time: t0, Value: 1}})
+	if err == nil || IsPermanent(err) {
+		t.Errorf("got %v, want a temporary error", err)
+	}
+}
