@@ -1,0 +1,122 @@
+package registry
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoadGood(t *testing.T) {
+	reg, err := Load("testdata/good")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, ok := reg.Gateway("plant-a", "gw-1")
+	if !ok {
+		t.Fatal("gateway plant-a/gw-1 not found")
+	}
+	tests := []struct {
+		meter            string
+		factor, rollover float64
+		flow             string
+	}{
+		{"E-1", 1000, 99999.9 * 1000, ""},
+		{"WW", 1, 0, ""},
+		{"COD", 1000, 0, "WW"},
+		{"BODY", 102, 0, ""},
+		{"E-2", 1, 0, ""},
+	}
+	for _, tt := range tests {
+		m, ok := g.Meter(tt.meter)
+		if !ok {
+			t.Fatalf("meter %s not found", tt.meter)
+		}
+		if m.Factor != tt.factor || m.Rollover != tt.rollover {
+			t.Errorf("%s: got factor %g rollover %g, want %g and %g", tt.meter, m.Factor, m.Rollover, tt.factor, tt.rollover)
+		}
+		if (m.FlowMeter == nil) != (tt.flow == "") || (m.FlowMeter != nil && m.FlowMeter.ID != tt.flow) {
+			t.Errorf("%s: got flow meter %v, want %q", tt.meter, m.FlowMeter, tt.flow)
+		}
+	}
+	e2, _ := g.Meter("E-2")
+	if len(e2.Replacements) != 1 || e2.Replacements[0].OldFinal != 182900 || e2.MaxRate != 5000 {
+		t.Errorf("E-2: got %+v", e2)
+	}
+	if homes := reg.MetersNamed("COD"); len(homes) != 1 || homes[0].Enterprise.ID != "plant-a" {
+		t.Errorf("MetersNamed(COD): got %v", homes)
+	}
+}
+
+// Each bad file must fail with a message naming the file, the line and the
+// problem.
+func TestLoadBad(t *testing.T) {
+	want := map[string]string{
+		"unknown_key":               "unknown_key.yaml:7: field rolover not found",
+		"unknown_quantity":          `unknown_quantity.yaml:7: meter "M": unknown quantity "electrickery"`,
+		"undeclared_unit":           `undeclared_unit.yaml:7: meter "M": unit "kW" is not declared for electricity (it takes GWh, MWh, Wh, kWh)`,
+		"missing_unit":              "missing_unit.yaml:7: meter \"M\": unit is missing",
+		"gauge_for_amount":          "gauge_for_amount.yaml:7: meter \"M\": electricity is an amount",
+		"counter_for_concentration": "counter_for_concentration.yaml:7: meter \"M\": cod is a concentration",
+		"bad_kind":                  `bad_kind.yaml:7: meter "M": kind "cumulative": want counter, delta or gauge`,
+		"rollover_on_delta":         "rollover_on_delta.yaml:7: meter \"M\": rollover applies to counters only",
+		"bad_meter_id":              `bad_meter_id.yaml:7: meter id "E/1#"`,
+		"duplicate_meter":           `duplicate_meter.yaml:8: meter "M" is defined twice`,
+		"flow_meter_missing":        `flow_meter_missing.yaml:7: flow_meter "NOPE" of meter "COD" is not a meter`,
+		"flow_meter_wrong_medium":   `flow_meter_wrong_medium.yaml:7: flow_meter "GAS" measures natural_gas`,
+		"negative_scale":            "negative_scale.yaml:7: meter \"M\": scale must be a positive number",
+		"replacement_incomplete":    "replacement_incomplete.yaml:12: meter \"M\": a replacement needs at, old_final and new_initial",
+		"no_gateways":               `no_gateways.yaml:4: enterprise "p" has no gateways`,
+		"bad_enterprise_id":         `bad_enterprise_id.yaml:2: enterprise id "my plant"`,
+		"wrong_type":                "wrong_type.yaml:7: cannot unmarshal !!str `lots` into float64",
+		"syntax":                    "syntax.yaml:6: did not find expected",
+	}
+	files, _ := filepath.Glob("testdata/bad/*.yaml")
+	if len(files) != len(want) {
+		t.Errorf("got %d bad fixtures, want %d", len(files), len(want))
+	}
+	for _, f := range files {
+		name := strings.TrimSuffix(filepath.Base(f), ".yaml")
+		t.Run(name, func(t *testing.T) {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = Parse(map[string][]byte{filepath.Base(f): data})
+			if err == nil {
+				t.Fatal("got no error")
+			}
+			if !strings.Contains(err.Error(), want[name]) {
+				t.Errorf("got %q, want it to contain %q", err, want[name])
+			}
+		})
+	}
+}
+
+// Every problem of a folder is reported at once, and an enterprise
+// defined in two files is refused.
+func TestParseReportsEverything(t *testing.T) {
+	bad1, _ := os.ReadFile("testdata/bad/unknown_quantity.yaml")
+	bad2, _ := os.ReadFile("testdata/bad/bad_kind.yaml")
+	good, _ := os.ReadFile("testdata/good/plant.yaml")
+	_, err := Parse(map[string][]byte{"a.yaml": bad1, "b.yaml": bad2, "c.yaml": good, "d.yaml": good})
+	if err == nil {
+		t.Fatal("got no error")
+	}
+	for _, w := range []string{"a.yaml:7", "b.yaml:7", `d.yaml: enterprise "plant-a" is already defined in c.yaml`} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("got %q, want it to contain %q", err, w)
+		}
+	}
+}
+
+func TestQuantitiesAreConsistent(t *testing.T) {
+	for _, q := range Quantities() {
+		if f, ok := q.Factor(q.Unit); !ok || f != 1 {
+			t.Errorf("%s: canonical unit %s must convert with factor 1, got %v %v", q.Name, q.Unit, f, ok)
+		}
+		if !q.Extensive && q.Max <= q.Min {
+			t.Errorf("%s: a gauge quantity needs a plausible range, got %g..%g", q.Name, q.Min, q.Max)
+		}
+	}
+}
