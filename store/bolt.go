@@ -1,0 +1,816 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// BoltLockTimeout is how long OpenBolt waits for the lock on a file that
+// another process holds before it gives up with ErrLocked.
+const BoltLockTimeout = 2 * time.Second
+
+var (
+	// ErrLocked is returned (wrapped) by OpenBolt when another process
+	// holds the bolt file open.
+	ErrLocked = errors.New("store: bolt file is locked by another process")
+
+	// ErrCorrupt is returned (wrapped) when a stored key or value cannot
+	// be decoded.
+	ErrCorrupt = errors.New("store: corrupt stored data")
+)
+
+// Bucket names and the on-disk format version this code reads and writes.
+var (
+	bucketMeta     = []byte("meta")
+	bucketReadings = []byte("readings")
+	bucketPoints   = []byte("points")
+	metaFormatKey  = []byte("format")
+)
+
+const boltFormat = 1
+
+// Bolt is the embedded store: one bbolt file holding readings and points.
+//
+// Readings live in one bucket, keyed
+//
+//	enterprise 0x00 meter 0x00 time
+//
+// where time is the reading's Unix nanoseconds, big-endian with the sign
+// bit flipped so that keys sort by time within a meter (also before 1970).
+// Writing the same (enterprise, meter, time) again overwrites the reading.
+// Enterprise and meter names must therefore be non-empty and free of NUL
+// bytes.
+//
+// All methods are safe for concurrent use. Writes (WriteReadings,
+// WritePoints, PruneReadings) are serialised by bbolt, one writer at a
+// time; reads run concurrently with each other and with the writer, each
+// on a consistent snapshot. A read method holds its read transaction for
+// the whole query; a long read can delay a writer that needs to grow the
+// file. Close waits for running transactions to finish; methods called
+// after Close return an error.
+type Bolt struct {
+	db *bolt.DB
+}
+
+// OpenBolt opens the bolt file at path, creating it and its parent
+// directory if needed. The file is locked for exclusive use: when another
+// process holds it, OpenBolt fails with an error wrapping ErrLocked after
+// BoltLockTimeout instead of waiting forever. Every write is fsynced
+// before it returns.
+func OpenBolt(path string) (*Bolt, error) {
+	return openBolt(path, BoltLockTimeout)
+}
+
+func openBolt(path string, lockTimeout time.Duration) (*Bolt, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("open bolt %q: %w", path, err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: lockTimeout,
+		// As etcd does: the map freelist keeps commits cheap as the file
+		// grows, and not syncing the freelist saves its pages on every
+		// commit; bbolt rebuilds it on open by scanning the file. Neither
+		// weakens the durability of the data.
+		FreelistType:   bolt.FreelistMapType,
+		NoFreelistSync: true,
+	})
+	if errors.Is(err, berrors.ErrTimeout) {
+		return nil, fmt.Errorf("open bolt %q: %w (gave up after %v): %w", path, ErrLocked, lockTimeout, err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open bolt %q: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(bucketMeta)
+		if err != nil {
+			return err
+		}
+		switch v := meta.Get(metaFormatKey); {
+		case v == nil:
+			if err := meta.Put(metaFormatKey, []byte{boltFormat}); err != nil {
+				return err
+			}
+		case len(v) != 1 || v[0] != boltFormat:
+			return fmt.Errorf("unsupported format %v, want [%d]", v, boltFormat)
+		}
+		for _, name := range [][]byte{bucketReadings, bucketPoints} {
+			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open bolt %q: %w", path, err)
+	}
+	return &Bolt{db: db}, nil
+}
+
+// Close waits for running transactions, then closes the file and releases
+// its lock. Calling Close again does nothing.
+func (b *Bolt) Close() error {
+	if err := b.db.Close(); err != nil {
+		return fmt.Errorf("bolt close: %w", err)
+	}
+	return nil
+}
+
+// Ping reports whether the store is open and usable.
+func (b *Bolt) Ping(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt ping: %w", err)
+	}
+	err := b.db.View(func(tx *bolt.Tx) error {
+		if tx.Bucket(bucketReadings) == nil || tx.Bucket(bucketPoints) == nil {
+			return fmt.Errorf("%w: missing bucket", ErrCorrupt)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bolt ping: %w", err)
+	}
+	return nil
+}
+
+// WriteReadings stores rs in one transaction that is on disk when
+// WriteReadings returns: either all readings are stored or none is. A
+// reading whose (enterprise, meter, time) is already stored replaces it.
+//
+// A reading the store cannot hold (empty or NUL-containing enterprise or
+// meter, a NaN or infinite value or delta, a time outside the years
+// 1678-2262) fails the whole batch with a permanent *WriteError, as
+// InfluxDB would refuse it; a failure of the file itself is a temporary
+// *WriteError.
+func (b *Bolt) WriteReadings(ctx context.Context, rs []Reading) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt write readings: %w", err)
+	}
+	if len(rs) == 0 {
+		return nil
+	}
+	size, maxKey := 0, 0
+	for i := range rs {
+		r := &rs[i]
+		if err := checkReading(r); err != nil {
+			return fmt.Errorf("bolt write readings: %w", &WriteError{
+				Err:       fmt.Errorf("reading %d (%q/%q): %w", i, r.Enterprise, r.Meter, err),
+				Permanent: true,
+			})
+		}
+		size += readingValueMaxLen(r)
+		maxKey = max(maxKey, len(r.Enterprise)+len(r.Meter)+10)
+	}
+	// bbolt copies keys but keeps values until the commit, so values go
+	// into one arena for the whole batch and keys into one scratch buffer.
+	arena := make([]byte, 0, size)
+	key := make([]byte, 0, maxKey)
+	err := b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketReadings)
+		for i := range rs {
+			r := &rs[i]
+			key = appendReadingKey(key[:0], r.Enterprise, r.Meter, r.Time.UnixNano())
+			start := len(arena)
+			arena = appendReadingValue(arena, r)
+			if err := bk.Put(key, arena[start:len(arena):len(arena)]); err != nil {
+				return fmt.Errorf("put reading %d: %w", i, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bolt write readings: %w", &WriteError{Err: err})
+	}
+	return nil
+}
+
+// LatestReadings returns, for every meter, its perMeter most recent
+// readings with Time >= since (fewer if it has fewer), ordered by
+// enterprise and meter and, within a meter, by time.
+func (b *Bolt) LatestReadings(ctx context.Context, since time.Time, perMeter int) ([]Reading, error) {
+	if perMeter <= 0 {
+		return nil, fmt.Errorf("bolt latest readings: perMeter %d, want > 0", perMeter)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bolt latest readings: %w", err)
+	}
+	sinceNs := clampNanos(since)
+	var out []Reading
+	err := b.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketReadings).Cursor()
+		var (
+			dec    readingDecoder
+			prefix []byte
+		)
+		for k, _ := c.First(); k != nil; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			p, _, _, err := splitReadingKey(k)
+			if err != nil {
+				return err
+			}
+			prefix = append(prefix[:0], p...)
+			// Seek just past the meter's range, step back to its
+			// newest reading and walk back in time.
+			var v []byte
+			next, _ := seekPastMeter(c, prefix) // valid until the tx ends
+			if next == nil {
+				k, v = c.Last()
+			} else {
+				k, v = c.Prev()
+			}
+			first := len(out)
+			for n := 0; n < perMeter && k != nil && hasMeterPrefix(k, prefix); n++ {
+				if keyNanos(k) < sinceNs {
+					break
+				}
+				r, err := dec.decode(k, v)
+				if err != nil {
+					return err
+				}
+				out = append(out, r)
+				k, v = c.Prev()
+			}
+			reverse(out[first:])
+			k = next
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt latest readings: %w", err)
+	}
+	return out, nil
+}
+
+// Readings returns the readings of one meter with from <= Time < to, in
+// time order.
+func (b *Bolt) Readings(ctx context.Context, enterprise, meter string, from, to time.Time) ([]Reading, error) {
+	if err := checkName("enterprise", enterprise); err != nil {
+		return nil, fmt.Errorf("bolt readings: %w", err)
+	}
+	if err := checkName("meter", meter); err != nil {
+		return nil, fmt.Errorf("bolt readings: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bolt readings: %w", err)
+	}
+	fromNs, toNs := clampNanos(from), clampNanos(to)
+	if fromNs >= toNs {
+		return nil, nil
+	}
+	var out []Reading
+	err := b.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketReadings).Cursor()
+		seek := appendReadingKey(nil, enterprise, meter, fromNs)
+		prefix := seek[:len(seek)-8]
+		var dec readingDecoder
+		for k, v := c.Seek(seek); k != nil && hasMeterPrefix(k, prefix); k, v = c.Next() {
+			if keyNanos(k) >= toNs {
+				break
+			}
+			r, err := dec.decode(k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt readings %s/%s: %w", enterprise, meter, err)
+	}
+	return out, nil
+}
+
+// CountReadings returns how many readings the store holds for enterprise,
+// or in all when enterprise is "".
+func (b *Bolt) CountReadings(ctx context.Context, enterprise string) (int, error) {
+	if enterprise != "" {
+		if err := checkName("enterprise", enterprise); err != nil {
+			return 0, fmt.Errorf("bolt count readings: %w", err)
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("bolt count readings: %w", err)
+	}
+	n := 0
+	err := b.db.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketReadings)
+		if enterprise == "" {
+			n = bk.Stats().KeyN
+			return nil
+		}
+		prefix := append([]byte(enterprise), 0)
+		c := bk.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			n++
+			if n%4096 == 0 {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("bolt count readings: %w", err)
+	}
+	return n, nil
+}
+
+// AggregateReadings sums the readings with from <= Time < to per meter and
+// per time bucket of length every. A bucket starts at a multiple of every
+// since the Unix epoch (00:00 UTC for every = 24h). Buckets without
+// readings are left out; the result is ordered by enterprise, meter and
+// bucket start. As the Aggregate fields say, Sum adds up Delta of every
+// reading, while ValueSum and Max look at gauge readings only (they stay 0
+// for counters and delta meters); Count counts every reading. Quantity and
+// Workshop are those of the bucket's newest reading.
+func (b *Bolt) AggregateReadings(ctx context.Context, from, to time.Time, every time.Duration) ([]Aggregate, error) {
+	if every <= 0 {
+		return nil, fmt.Errorf("bolt aggregate readings: bucket length %v, want > 0", every)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("bolt aggregate readings: %w", err)
+	}
+	fromNs, toNs := clampNanos(from), clampNanos(to)
+	if fromNs >= toNs {
+		return nil, nil
+	}
+	step := int64(every)
+	var out []Aggregate
+	err := b.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketReadings).Cursor()
+		var (
+			dec  readingDecoder
+			f    readingFields
+			seek []byte
+		)
+		for k, _ := c.First(); k != nil; {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			prefix, ent, meter, err := splitReadingKey(k)
+			if err != nil {
+				return err
+			}
+			enterprise, meterName := dec.ent.get(ent), dec.meter.get(meter)
+			seek = binary.BigEndian.AppendUint64(append(seek[:0], prefix...), timeKey(fromNs))
+			prefix = seek[:len(seek)-8]
+			cur, curStart, gauges := -1, int64(0), 0
+			var v []byte
+			for k, v = c.Seek(seek); k != nil && hasMeterPrefix(k, prefix); k, v = c.Next() {
+				ns := keyNanos(k)
+				if ns >= toNs {
+					break
+				}
+				if err := decodeReadingValue(v, &f); err != nil {
+					return fmt.Errorf("key %q: %w", k, err)
+				}
+				start := floorMultiple(ns, step)
+				if cur < 0 || start != curStart {
+					out = append(out, Aggregate{
+						Enterprise: enterprise,
+						Meter:      meterName,
+						Start:      time.Unix(0, start).UTC(),
+					})
+					cur, curStart, gauges = len(out)-1, start, 0
+				}
+				a := &out[cur]
+				a.Quantity = dec.qty.get(f.quantity)
+				a.Workshop = dec.ws.get(f.workshop)
+				a.Sum += f.delta
+				a.Count++
+				if f.kind == "gauge" {
+					a.ValueSum += f.value
+					if gauges == 0 || f.value > a.Max {
+						a.Max = f.value
+					}
+					gauges++
+				}
+			}
+			if k != nil && hasMeterPrefix(k, prefix) {
+				// Stopped at to: skip the rest of this meter.
+				k, _ = seekPastMeter(c, prefix)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt aggregate readings: %w", err)
+	}
+	return out, nil
+}
+
+// pruneBatch bounds the deletions of one PruneReadings transaction, so
+// that retention never holds the writer lock (or memory) for long.
+const pruneBatch = 10_000
+
+// PruneReadings deletes the readings with Time < before and returns how
+// many it deleted. It deletes in transactions of a bounded size, so a
+// cancelled ctx or an error leaves the older part deleted; the count
+// returned is then what was deleted so far. The file does not shrink:
+// bbolt reuses the freed pages for later writes.
+func (b *Bolt) PruneReadings(ctx context.Context, before time.Time) (int, error) {
+	return b.prune(ctx, before, pruneBatch)
+}
+
+// prune is PruneReadings with chunks of up to limit deletions.
+func (b *Bolt) prune(ctx context.Context, before time.Time, limit int) (int, error) {
+	beforeNs := clampNanos(before)
+	total := 0
+	var resume []byte
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, fmt.Errorf("bolt prune readings: %w", err)
+		}
+		n, next, err := b.pruneChunk(beforeNs, resume, limit)
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("bolt prune readings: %w", err)
+		}
+		if next == nil {
+			return total, nil
+		}
+		resume = next
+	}
+}
+
+// pruneChunk deletes up to limit readings older than beforeNs, looking at
+// meters from the key from on (nil: the first). It returns where to
+// resume, or nil when nothing older is left.
+func (b *Bolt) pruneChunk(beforeNs int64, from []byte, limit int) (n int, resume []byte, err error) {
+	err = b.db.Update(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(bucketReadings)
+		c := bk.Cursor()
+		var (
+			keys   []byte // the keys to delete, back to back
+			ends   []int  // where each key in keys ends
+			prefix []byte
+		)
+		k, _ := c.First()
+		if from != nil {
+			k, _ = c.Seek(from)
+		}
+		for k != nil && len(ends) < limit {
+			p, _, _, err := splitReadingKey(k)
+			if err != nil {
+				return err
+			}
+			prefix = append(prefix[:0], p...)
+			for ; k != nil && len(ends) < limit && hasMeterPrefix(k, prefix) && keyNanos(k) < beforeNs; k, _ = c.Next() {
+				keys = append(keys, k...)
+				ends = append(ends, len(keys))
+			}
+			if len(ends) == limit {
+				// This meter may hold more; the next chunk starts here.
+				resume = append([]byte(nil), prefix...)
+				break
+			}
+			if k != nil && hasMeterPrefix(k, prefix) {
+				k, _ = seekPastMeter(c, prefix)
+			}
+		}
+		start := 0
+		for _, end := range ends {
+			if err := bk.Delete(keys[start:end]); err != nil {
+				return err
+			}
+			start = end
+		}
+		n = len(ends)
+		return nil
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return n, resume, nil
+}
+
+// checkName reports whether s can be a key component: non-empty, no NUL.
+func checkName(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("empty %s", what)
+	}
+	if strings.IndexByte(s, 0) >= 0 {
+		return fmt.Errorf("%s %q contains a NUL byte", what, s)
+	}
+	return nil
+}
+
+var (
+	minTime = time.Unix(0, math.MinInt64)
+	maxTime = time.Unix(0, math.MaxInt64)
+)
+
+// checkTime reports whether t fits Unix nanoseconds in an int64.
+func checkTime(t time.Time) error {
+	if t.Before(minTime) || t.After(maxTime) {
+		return fmt.Errorf("time %v outside %v .. %v", t, minTime.UTC(), maxTime.UTC())
+	}
+	return nil
+}
+
+func checkReading(r *Reading) error {
+	if err := checkName("enterprise", r.Enterprise); err != nil {
+		return err
+	}
+	if err := checkName("meter", r.Meter); err != nil {
+		return err
+	}
+	if n := len(r.Enterprise) + len(r.Meter) + 10; n > bolt.MaxKeySize {
+		return fmt.Errorf("key of %d bytes, max %d", n, bolt.MaxKeySize)
+	}
+	if math.IsNaN(r.Value) || math.IsInf(r.Value, 0) || math.IsNaN(r.Delta) || math.IsInf(r.Delta, 0) {
+		return fmt.Errorf("value %v, delta %v: not finite", r.Value, r.Delta)
+	}
+	return checkTime(r.Time)
+}
+
+// clampNanos returns t in Unix nanoseconds, clamped to the int64 range, so
+// that query bounds like the zero time mean "from the beginning".
+func clampNanos(t time.Time) int64 {
+	switch {
+	case t.Before(minTime):
+		return math.MinInt64
+	case t.After(maxTime):
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// timeKey maps Unix nanoseconds to a uint64 whose big-endian bytes sort
+// like the times.
+func timeKey(ns int64) uint64 { return uint64(ns) ^ (1 << 63) }
+
+// keyNanos returns the time of a key that ends in 8 time bytes.
+func keyNanos(k []byte) int64 {
+	return int64(binary.BigEndian.Uint64(k[len(k)-8:]) ^ (1 << 63))
+}
+
+// floorMultiple returns the largest multiple of step <= ns.
+func floorMultiple(ns, step int64) int64 {
+	m := ns % step
+	if m < 0 {
+		m += step
+	}
+	return ns - m
+}
+
+func appendReadingKey(dst []byte, enterprise, meter string, ns int64) []byte {
+	dst = append(dst, enterprise...)
+	dst = append(dst, 0)
+	dst = append(dst, meter...)
+	dst = append(dst, 0)
+	return binary.BigEndian.AppendUint64(dst, timeKey(ns))
+}
+
+// splitReadingKey splits a reading key into its meter prefix
+// (enterprise 0x00 meter 0x00) and the names in it.
+func splitReadingKey(k []byte) (prefix, enterprise, meter []byte, err error) {
+	if len(k) < 4+8 {
+		return nil, nil, nil, fmt.Errorf("%w: reading key %q too short", ErrCorrupt, k)
+	}
+	prefix = k[:len(k)-8]
+	i := bytes.IndexByte(prefix, 0)
+	if i <= 0 || i+2 >= len(prefix) || bytes.IndexByte(prefix[i+1:], 0) != len(prefix)-i-2 {
+		return nil, nil, nil, fmt.Errorf("%w: reading key %q malformed", ErrCorrupt, k)
+	}
+	return prefix, prefix[:i], prefix[i+1 : len(prefix)-1], nil
+}
+
+// hasMeterPrefix reports whether k is a reading key of the meter whose
+// prefix (enterprise 0x00 meter 0x00) is given.
+func hasMeterPrefix(k, prefix []byte) bool {
+	return len(k) == len(prefix)+8 && bytes.HasPrefix(k, prefix)
+}
+
+// seekPastMeter moves c to the first key after the range of the meter
+// whose prefix (enterprise 0x00 meter 0x00) is given: the prefix with its
+// final 0x00 turned into 0x01 sorts after every key of the meter and not
+// after any key of the next. prefix must be the caller's own memory,
+// never a key from the cursor; it is restored before seekPastMeter returns.
+func seekPastMeter(c *bolt.Cursor, prefix []byte) (k, v []byte) {
+	prefix[len(prefix)-1] = 1
+	k, v = c.Seek(prefix)
+	prefix[len(prefix)-1] = 0
+	return k, v
+}
+
+// Reading values are
+//
+//	version(1) gateway quantity workshop kind value(8) delta(8)
+//
+// with strings as uvarint length + bytes, the kinds "counter", "delta"
+// and "gauge" as one byte and any other kind as 0 followed by the string,
+// and the floats as big-endian IEEE 754 bits.
+const readingValueVersion = 1
+
+const (
+	kindOther byte = iota
+	kindCounter
+	kindDelta
+	kindGauge
+)
+
+func readingValueMaxLen(r *Reading) int {
+	return 1 + 4*binary.MaxVarintLen64 + len(r.Gateway) + len(r.Quantity) + len(r.Workshop) + 1 + len(r.Kind) + 16
+}
+
+func appendReadingValue(dst []byte, r *Reading) []byte {
+	dst = append(dst, readingValueVersion)
+	dst = appendString(dst, r.Gateway)
+	dst = appendString(dst, r.Quantity)
+	dst = appendString(dst, r.Workshop)
+	switch r.Kind {
+	case "counter":
+		dst = append(dst, kindCounter)
+	case "delta":
+		dst = append(dst, kindDelta)
+	case "gauge":
+		dst = append(dst, kindGauge)
+	default:
+		dst = append(dst, kindOther)
+		dst = appendString(dst, r.Kind)
+	}
+	dst = binary.BigEndian.AppendUint64(dst, math.Float64bits(r.Value))
+	return binary.BigEndian.AppendUint64(dst, math.Float64bits(r.Delta))
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+// readingFields is a decoded reading value; its byte slices point into
+// the value.
+type readingFields struct {
+	gateway, quantity, workshop []byte
+	kind                        string // for the known kinds
+	otherKind                   []byte // for any other kind
+	value, delta                float64
+}
+
+func decodeReadingValue(v []byte, f *readingFields) error {
+	d := decoder{b: v}
+	if ver := d.byte(); d.err == nil && ver != readingValueVersion {
+		return fmt.Errorf("%w: reading value version %d, want %d", ErrCorrupt, ver, readingValueVersion)
+	}
+	f.gateway = d.bytes()
+	f.quantity = d.bytes()
+	f.workshop = d.bytes()
+	f.kind, f.otherKind = "", nil
+	switch kind := d.byte(); kind {
+	case kindCounter:
+		f.kind = "counter"
+	case kindDelta:
+		f.kind = "delta"
+	case kindGauge:
+		f.kind = "gauge"
+	case kindOther:
+		f.otherKind = d.bytes()
+	default:
+		if d.err == nil {
+			return fmt.Errorf("%w: reading kind code %d", ErrCorrupt, kind)
+		}
+	}
+	f.value = math.Float64frombits(d.uint64())
+	f.delta = math.Float64frombits(d.uint64())
+	if d.err == nil && len(d.b) != 0 {
+		return fmt.Errorf("%w: reading value has %d trailing bytes", ErrCorrupt, len(d.b))
+	}
+	if d.err != nil {
+		return fmt.Errorf("reading value: %w", d.err)
+	}
+	return nil
+}
+
+// readingDecoder decodes reading keys and values, sharing the strings of
+// consecutive readings (mostly of one meter) instead of allocating them
+// again for every reading.
+type readingDecoder struct {
+	ent, meter, gw, qty, ws, kind interned
+	f                             readingFields
+}
+
+func (d *readingDecoder) decode(k, v []byte) (Reading, error) {
+	_, ent, meter, err := splitReadingKey(k)
+	if err != nil {
+		return Reading{}, err
+	}
+	if err := decodeReadingValue(v, &d.f); err != nil {
+		return Reading{}, fmt.Errorf("key %q: %w", k, err)
+	}
+	kind := d.f.kind
+	if d.f.otherKind != nil {
+		kind = d.kind.get(d.f.otherKind)
+	}
+	return Reading{
+		Enterprise: d.ent.get(ent),
+		Gateway:    d.gw.get(d.f.gateway),
+		Meter:      d.meter.get(meter),
+		Quantity:   d.qty.get(d.f.quantity),
+		Workshop:   d.ws.get(d.f.workshop),
+		Kind:       kind,
+		Time:       time.Unix(0, keyNanos(k)).UTC(),
+		Value:      d.f.value,
+		Delta:      d.f.delta,
+	}, nil
+}
+
+// interned remembers the last string it made, so that runs of equal byte
+// slices become one string.
+type interned struct{ s string }
+
+func (c *interned) get(b []byte) string {
+	if string(b) != c.s { // no allocation for the comparison
+		c.s = string(b)
+	}
+	return c.s
+}
+
+// decoder reads a stored value; the first problem sticks in err and
+// later reads return zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: truncated %s", ErrCorrupt, what)
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.fail("byte")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uint64() uint64 {
+	if len(d.b) < 8 {
+		d.fail("fixed 64-bit number")
+		return 0
+	}
+	u := binary.BigEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return u
+}
+
+func (d *decoder) varint() int64 {
+	x, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return x
+}
+
+func (d *decoder) uvarint() uint64 {
+	x, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return x
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail("string")
+		return nil
+	}
+	s := d.b[:n:n]
+	d.b = d.b[n:]
+	return s
+}
+
+func reverse[S ~[]E, E any](s S) {
+	for i, j := 0, len(s)-1; i < j; i, j = i+1, j-1 {
+		s[i], s[j] = s[j], s[i]
+	}
+}
