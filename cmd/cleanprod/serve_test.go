@@ -297,4 +297,3 @@ func TestGatewaysCheck(t *testing.T) {
 		t.Errorf("got %v %q, want a failure listing 2 problems", err, out.String())
 	}
 }
-
