@@ -67,7 +67,7 @@ func (f *fakeClient) Disconnect(uint) {
 	f.disconnects++
 	f.mu.Unlock()
 }
-func (f *fakeClient) IsConnectionOpen() bool { return true }
+func (f *fakeClient) IsConnectionOpen() bool                     { return true }
 func (f *fakeClient) Publish(string, byte, bool, any) mqtt.Token { return doneToken{} }
 func (f *fakeClient) SubscribeMultiple(map[string]byte, mqtt.MessageHandler) mqtt.Token {
 	return doneToken{}
