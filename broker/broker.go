@@ -17,10 +17,13 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
 	"go.etcd.io/bbolt"
@@ -43,6 +46,7 @@ type Config struct {
 type Broker struct {
 	srv      *mqtt.Server
 	listener *listeners.TCP
+	tls      bool
 }
 
 // Start starts the broker and returns once it listens.
@@ -66,7 +70,7 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("embedded broker data dir: %w", err)
 		}
-		err := srv.AddHook(new(bolt.Hook), &bolt.Options{
+		err := srv.AddHook(&persistence{Hook: new(bolt.Hook)}, &bolt.Options{
 			Path:    filepath.Join(cfg.DataDir, "broker.db"),
 			Options: &bbolt.Options{Timeout: 2 * time.Second, NoSync: true},
 		})
@@ -83,7 +87,7 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 		srv.Close()
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
-	return &Broker{srv: srv, listener: l}, nil
+	return &Broker{srv: srv, listener: l, tls: cfg.TLS != nil}, nil
 }
 
 // Addr returns the address the broker listens on.
@@ -91,10 +95,10 @@ func (b *Broker) Addr() string { return b.listener.Address() }
 
 // URL returns the broker URL for MQTT clients.
 func (b *Broker) URL() string {
-	if b.listener.Protocol() == "tcp" && b.srv != nil {
-		return "tcp://" + b.Addr()
+	if b.tls {
+		return "ssl://" + b.Addr()
 	}
-	return b.Addr()
+	return "tcp://" + b.Addr()
 }
 
 // Close stops the broker and closes its persistence file.
@@ -103,4 +107,32 @@ func (b *Broker) Close() error {
 		return errors.New("broker not started")
 	}
 	return b.srv.Close()
+}
+
+// persistence is mochi's bbolt storage hook with one repair: its
+// OnQosPublish does not record the packet id of an in-flight message, so
+// after a restart every stored message would come back with id 0 and all
+// but one would be lost. The id is the last part of the stored key
+// ("if_{client}:{id}"); restore it when loading.
+type persistence struct {
+	*bolt.Hook
+}
+
+// StoredInflightMessages returns the stored in-flight messages with their
+// packet ids.
+func (p *persistence) StoredInflightMessages() ([]storage.Message, error) {
+	msgs, err := p.Hook.StoredInflightMessages()
+	if err != nil {
+		return nil, err
+	}
+	for i := range msgs {
+		if msgs[i].PacketID != 0 {
+			continue
+		}
+		k := msgs[i].ID
+		if id, err := strconv.ParseUint(k[strings.LastIndexByte(k, ':')+1:], 10, 16); err == nil {
+			msgs[i].PacketID = uint16(id)
+		}
+	}
+	return msgs, nil
 }

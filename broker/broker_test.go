@@ -1,0 +1,90 @@
+package broker
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+)
+
+func start(t *testing.T, addr, dir string) *Broker {
+	t.Helper()
+	b, err := Start(Config{Addr: addr, DataDir: dir}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// collector is a persistent-session subscriber with manual acks.
+type collector struct {
+	mu  sync.Mutex
+	got map[string]bool
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.got)
+}
+
+func subscriber(t *testing.T, url string, c *collector) mqtt.Client {
+	t.Helper()
+	opts := mqtt.NewClientOptions().AddBroker(url).SetClientID("persistent-sub").SetCleanSession(false).
+		SetAutoAckDisabled(true).SetDefaultPublishHandler(func(_ mqtt.Client, m mqtt.Message) {
+		c.mu.Lock()
+		c.got[string(m.Payload())] = true
+		c.mu.Unlock()
+		m.Ack()
+	})
+	cl := mqtt.NewClient(opts)
+	if tok := cl.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	return cl
+}
+
+// Messages published while the subscriber was away survive a restart of
+// the embedded broker and reach the subscriber's persistent session.
+func TestSessionsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	b := start(t, "127.0.0.1:0", dir)
+	addr := b.Addr()
+	c := &collector{got: map[string]bool{}}
+	sub := subscriber(t, b.URL(), c)
+	if tok := sub.Subscribe("cp/v1/+/+/telemetry", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	sub.Disconnect(100)
+
+	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("gw"))
+	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	const n = 500
+	for i := range n {
+		if tok := pub.Publish("cp/v1/e/g/telemetry", 1, false, fmt.Sprint(i)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	pub.Disconnect(100)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = start(t, addr, dir)
+	defer b.Close()
+	sub = subscriber(t, b.URL(), c)
+	defer sub.Disconnect(100)
+	deadline := time.Now().Add(20 * time.Second)
+	for c.count() < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := c.count(); got != n {
+		t.Errorf("got %d of %d messages after the restart", got, n)
+	}
+}
