@@ -1,19 +1,32 @@
 package main
 
 import (
+	"bytes"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
+	"github.com/cleanprod/cleanprod/gatewayauth"
 	"github.com/cleanprod/cleanprod/registry"
 )
 
-// gateways runs "cleanprod gateways check [DIR]".
+const gatewaysUsage = `Usage:
+  cleanprod gateways check [DIR]
+  cleanprod gateways mosquitto-acl [-dir DIR] [-credentials FILE] [-out DIR] [-service-user NAME]
+`
+
+// gateways runs "cleanprod gateways check|mosquitto-acl".
 func gateways(args []string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "mosquitto-acl" {
+		return mosquittoACL(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprintln(stderr, "Usage: cleanprod gateways check [DIR]")
-		return errors.New("gateways: want the check subcommand")
+		fmt.Fprint(stderr, gatewaysUsage)
+		return errors.New("gateways: want check or mosquitto-acl")
 	}
 	dir := "gateway-config"
 	if len(args) > 1 {
@@ -32,5 +45,64 @@ func gateways(args []string, stdout, stderr io.Writer) error {
 	for _, e := range reg.Enterprises {
 		fmt.Fprintf(stdout, "  %-24s %-40s %d gateways, %d meters\n", e.ID, e.Name, len(e.Gateways), len(e.Meters))
 	}
+	return nil
+}
+
+// mosquittoACL writes a mosquitto password file and ACL for the registry,
+// keeping the passwords already in the credentials file.
+func mosquittoACL(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("gateways mosquitto-acl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", "gateway-config", "gateway registry folder")
+	credFile := fs.String("credentials", "deploy/mosquitto/credentials.txt", "plain-text user:password file; kept, completed with new gateways (keep it secret)")
+	out := fs.String("out", "deploy/mosquitto", "folder for the generated passwd and acl files")
+	service := fs.String("service-user", "cleanprod", "broker user of the cleanprod service")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	reg, err := registry.Load(*dir)
+	if err != nil {
+		return fmt.Errorf("gateway registry %s: %w", *dir, err)
+	}
+	creds := gatewayauth.Credentials{}
+	if f, err := os.Open(*credFile); err == nil {
+		creds, err = gatewayauth.ReadCredentials(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", *credFile, err)
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	added, err := creds.Complete(reg, *service)
+	if err != nil {
+		return err
+	}
+	pw, err := gatewayauth.PasswordFile(creds)
+	if err != nil {
+		return err
+	}
+	var cb bytes.Buffer
+	if err := creds.Write(&cb); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(*out, 0o755); err != nil {
+		return err
+	}
+	for _, f := range []struct {
+		path string
+		data []byte
+		mode os.FileMode
+	}{
+		{*credFile, cb.Bytes(), 0o600},
+		{filepath.Join(*out, "passwd"), pw, 0o640},
+		{filepath.Join(*out, "acl"), gatewayauth.ACL(reg, *service), 0o644},
+	} {
+		if err := os.WriteFile(f.path, f.data, f.mode); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "wrote %s and %s for %d gateways (%d new users); credentials in %s\n",
+		filepath.Join(*out, "passwd"), filepath.Join(*out, "acl"), reg.GatewayCount(), len(added), *credFile)
 	return nil
 }

@@ -35,6 +35,7 @@ const usage = `cleanprod: a continuous cleaner-production audit for factories.
 Usage:
   cleanprod serve [flags]              run the service (embedded broker and store unless configured)
   cleanprod gateways check [DIR]       validate a gateway registry folder (default gateway-config)
+  cleanprod gateways mosquitto-acl     write mosquitto passwd and acl files from the registry
   cleanprod help                       this text
 
 Run "cleanprod serve -help" for every setting.

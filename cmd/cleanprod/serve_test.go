@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -295,5 +296,26 @@ func TestGatewaysCheck(t *testing.T) {
 	err := run(context.Background(), []string{"gateways", "check", "testdata/bad-gateway-config"}, func(string) string { return "" }, &out, &out)
 	if err == nil || !strings.Contains(out.String(), "2 problem(s)") {
 		t.Errorf("got %v %q, want a failure listing 2 problems", err, out.String())
+	}
+}
+
+func TestGatewaysMosquittoACL(t *testing.T) {
+	dir := t.TempDir()
+	args := []string{"gateways", "mosquitto-acl", "-dir", "testdata/gateway-config", "-credentials", dir + "/creds.txt", "-out", dir}
+	var out bytes.Buffer
+	if err := run(context.Background(), args, func(string) string { return "" }, &out, &out); err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	first, _ := os.ReadFile(dir + "/creds.txt")
+	if err := run(context.Background(), args, func(string) string { return "" }, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	second, _ := os.ReadFile(dir + "/creds.txt")
+	if string(first) != string(second) || !strings.Contains(string(first), "test-plant.gw-paint-01:") {
+		t.Errorf("credentials changed between runs or miss the gateway:\n%s\n%s", first, second)
+	}
+	acl, _ := os.ReadFile(dir + "/acl")
+	if !strings.Contains(string(acl), "user test-plant.gw-paint-01\ntopic write cp/v1/test-plant/gw-paint-01/telemetry") {
+		t.Errorf("acl:\n%s", acl)
 	}
 }
