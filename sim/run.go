@@ -1,0 +1,201 @@
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Publisher publishes one message. Publish blocks until the broker has
+// accepted the message (for MQTT QoS 1: its PUBACK) or fails. Run calls it
+// from several goroutines at once, but never concurrently for messages of
+// the same gateway.
+type Publisher interface {
+	Publish(ctx context.Context, topic string, payload []byte) error
+}
+
+// PublisherFunc adapts a function to a Publisher.
+type PublisherFunc func(ctx context.Context, topic string, payload []byte) error
+
+// Publish calls f.
+func (f PublisherFunc) Publish(ctx context.Context, topic string, payload []byte) error {
+	return f(ctx, topic, payload)
+}
+
+// Run generates the fleet's messages and publishes them through pub,
+// pacing simulated time by Config.Speed, never ahead of the wall clock, and
+// messages by Config.MaxRate. A failed publish is retried with back-off
+// until it succeeds or ctx is done, so that a broker outage loses nothing
+// and every message of a gateway arrives in the order it was generated.
+// Messages enter the ledger once published.
+//
+// Run returns when Config.Duration has been simulated (after flushing
+// buffered and held-back messages) or when ctx is done; a stop by ctx is
+// not an error. It may be called once, and not together with Next.
+func (s *Simulator) Run(ctx context.Context, pub Publisher) error {
+	if pub == nil {
+		return errors.New("sim: nil publisher")
+	}
+	if s.running {
+		return errors.New("sim: Run called twice")
+	}
+	s.running = true
+	began := time.Now()
+	s.mu.Lock()
+	s.began = began
+	s.mu.Unlock()
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var workers sync.WaitGroup
+	queues := make([]chan Message, s.cfg.Workers)
+	for i := range queues {
+		q := make(chan Message, 256)
+		queues[i] = q
+		workers.Go(func() { s.publish(ctx, pub, q) })
+	}
+	var progress sync.WaitGroup
+	stopProgress := make(chan struct{})
+	if w := s.cfg.Progress; w != nil {
+		progress.Go(func() {
+			tick := time.NewTicker(s.cfg.ProgressEvery)
+			defer tick.Stop()
+			for {
+				select {
+				case <-tick.C:
+					fmt.Fprintln(w, s.Stats())
+				case <-stopProgress:
+					return
+				}
+			}
+		})
+	}
+
+	s.produce(ctx, queues, began)
+	for _, q := range queues {
+		close(q)
+	}
+	workers.Wait()
+	close(stopProgress)
+	progress.Wait()
+	s.mu.Lock()
+	s.elapsed = time.Since(began)
+	s.mu.Unlock()
+	if w := s.cfg.Progress; w != nil {
+		if err := s.WriteSummary(w); err != nil {
+			return fmt.Errorf("sim: write summary: %w", err)
+		}
+	}
+	return nil
+}
+
+// produce generates ticks, waits for their time and hands their messages
+// to the workers, until the end of the run or ctx is done.
+func (s *Simulator) produce(ctx context.Context, queues []chan Message, began time.Time) {
+	lim := limiter{rate: s.cfg.MaxRate, burst: max(1, s.cfg.MaxRate/20), tokens: 1, last: began}
+	for {
+		t, msgs, ok := s.generate()
+		if !ok {
+			return
+		}
+		if !s.waitFor(ctx, t, began) {
+			return
+		}
+		s.setSimTime(t)
+		for i := range msgs {
+			m := msgs[i]
+			msgs[i] = Message{}
+			if !lim.wait(ctx) {
+				return
+			}
+			select {
+			case queues[m.shard] <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// waitFor waits until simulated time t is due: Speed simulated seconds per
+// real second since the start of Run, and never after the wall clock. It
+// reports false if ctx is done first.
+func (s *Simulator) waitFor(ctx context.Context, t, began time.Time) bool {
+	for {
+		var d time.Duration
+		if s.cfg.Speed > 0 {
+			d = time.Until(began.Add(time.Duration(float64(t.Sub(s.cfg.Start)) / s.cfg.Speed)))
+		}
+		d = max(d, t.Sub(s.cfg.Now()))
+		if d <= 0 {
+			return ctx.Err() == nil
+		}
+		if !sleep(ctx, d) {
+			return false
+		}
+	}
+}
+
+// publish is a worker: it publishes the messages of its gateways in order,
+// retrying each until it is accepted or ctx is done.
+func (s *Simulator) publish(ctx context.Context, pub Publisher, q <-chan Message) {
+	for m := range q {
+		backoff := 50 * time.Millisecond
+		for ctx.Err() == nil {
+			err := pub.Publish(ctx, m.Topic, m.Payload)
+			if err == nil {
+				s.commit(&m)
+				break
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			s.mu.Lock()
+			s.stats.Errors++
+			s.mu.Unlock()
+			s.cfg.Logger.Warn("publish failed; retrying", "topic", m.Topic, "err", err, "backoff", backoff)
+			sleep(ctx, backoff)
+			backoff = min(2*backoff, 5*time.Second)
+		}
+	}
+}
+
+// sleep waits for d or until ctx is done; it reports whether d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// limiter is a token bucket of rate messages per second (0: unlimited).
+type limiter struct {
+	rate, burst, tokens float64
+	last                time.Time
+}
+
+// wait takes one token, sleeping until there is one; false if ctx is done.
+func (l *limiter) wait(ctx context.Context) bool {
+	if l.rate <= 0 {
+		return true
+	}
+	now := time.Now()
+	l.tokens = min(l.burst, l.tokens+now.Sub(l.last).Seconds()*l.rate)
+	l.last = now
+	if l.tokens >= 1 {
+		l.tokens--
+		return true
+	}
+	d := time.Duration((1 - l.tokens) / l.rate * float64(time.Second))
+	if !sleep(ctx, d) {
+		return false
+	}
+	l.tokens, l.last = 0, now.Add(d)
+	return true
+}
