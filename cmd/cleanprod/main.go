@@ -33,7 +33,9 @@ func main() {
 const usage = `cleanprod: a continuous cleaner-production audit for factories.
 
 Usage:
+  cleanprod demo                       the service on its embedded defaults with a simulated fleet
   cleanprod serve [flags]              run the service (embedded broker and store unless configured)
+  cleanprod simulate [flags]           publish a simulated fleet of car plants to a broker
   cleanprod gateways check [DIR]       validate a gateway registry folder (default gateway-config)
   cleanprod gateways mosquitto-acl     write mosquitto passwd and acl files from the registry
   cleanprod help                       this text
@@ -55,6 +57,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		return serve(ctx, cfg, stdout, stderr)
+	case "simulate":
+		return simulate(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return demo(ctx, args[1:], getenv, stdout, stderr)
 	case "gateways":
 		return gateways(args[1:], stdout, stderr)
 	case "help", "-h", "-help", "--help":

@@ -104,20 +104,34 @@ func (s *service) stop(t *testing.T) {
 
 func (s *service) metric(t *testing.T, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + s.http + "/metrics")
+	v, err := s.scrape(name)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return v
+}
+
+// metricOrZero is metric for polling a service that may not listen yet.
+func (s *service) metricOrZero(name string) float64 {
+	v, _ := s.scrape(name)
+	return v
+}
+
+func (s *service) scrape(name string) (float64, error) {
+	resp, err := http.Get("http://" + s.http + "/metrics")
+	if err != nil {
+		return 0, err
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	for _, line := range strings.Split(string(body), "\n") {
 		if strings.HasPrefix(line, name+" ") {
 			var v float64
-			fmt.Sscanf(strings.TrimPrefix(line, name+" "), "%g", &v)
-			return v
+			_, err := fmt.Sscanf(strings.TrimPrefix(line, name+" "), "%g", &v)
+			return v, err
 		}
 	}
-	return 0
+	return 0, nil
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {

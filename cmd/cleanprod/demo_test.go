@@ -1,0 +1,47 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestDemo runs the README's first command as a newcomer would (on other
+// ports) and checks that readings flow within a minute and Ctrl-C stops it
+// cleanly.
+func TestDemo(t *testing.T) {
+	httpAddr, brokerAddr := freeAddr(t), freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"demo", "-http.listen", httpAddr, "-embedded_broker.listen", brokerAddr,
+			"-gateway_config", "../../gateway-config", "-log.level", "warn"}, func(string) string { return "" }, out, out)
+	}()
+	s := &service{http: httpAddr, logs: out}
+	deadline := time.Now().Add(60 * time.Second)
+	for s.metricOrZero("cleanprod_ingest_readings_written_total") < 1000 {
+		select {
+		case err := <-done:
+			t.Fatalf("demo exited: %v\n%s", err, out)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fewer than 1000 readings written within a minute\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), "simulated car plants are publishing") {
+		t.Errorf("the demo did not say what it runs:\n%s", out)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("demo returned %v after Ctrl-C", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("demo did not stop within 30s of Ctrl-C")
+	}
+}

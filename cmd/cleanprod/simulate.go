@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/sim"
+)
+
+// simFlags are the simulator's settings on the command line.
+type simFlags struct {
+	broker, clientID, gatewayConfig, fleetOut, start, faults string
+	synthetic                                                int
+	cfg                                                      sim.Config
+}
+
+func (f *simFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.gatewayConfig, "gateway_config", "gateway-config", "gateway registry folder whose gateways and meters are simulated")
+	fs.IntVar(&f.synthetic, "synthetic", 0, "add N generated enterprises (syn-0001...) to the fleet, for load")
+	fs.StringVar(&f.fleetOut, "fleet-out", "", "write the simulated fleet's registry files (with synthetic ones) to this folder, for serve -gateway_config")
+	fs.Int64Var(&f.cfg.Seed, "seed", 1, "random seed: the same seed and settings send the same bytes")
+	fs.StringVar(&f.start, "start", "", "simulated start time, RFC 3339 (default: now minus -backfill)")
+	fs.DurationVar(&f.cfg.Backfill, "backfill", 0, "replay this much of the past as fast as allowed before running in real time")
+	fs.DurationVar(&f.cfg.Duration, "duration", 0, "stop after this much simulated time (0: run until interrupted)")
+	fs.Float64Var(&f.cfg.Speed, "speed", 0, "simulated seconds per real second while catching up (0: as fast as possible)")
+	fs.DurationVar(&f.cfg.Interval, "interval", 5*time.Minute, "reporting interval of each meter")
+	fs.IntVar(&f.cfg.ReadingsPerMessage, "readings-per-message", 0, "readings batched per gateway message (0: one message per gateway and interval)")
+	fs.Float64Var(&f.cfg.MaxRate, "rate", 0, "at most this many messages per second (0: no limit)")
+	fs.IntVar(&f.cfg.Workers, "workers", 4, "concurrent publishers")
+	fs.Float64Var(&f.cfg.Resets, "resets", 0, "counter resets per counter per simulated day")
+	fs.Float64Var(&f.cfg.DriftScale, "drift-scale", 1, "multiplies each plant's drift (0: none; 10: codes move within days)")
+	fs.StringVar(&f.faults, "faults", "", "fault mix in % of messages, e.g. malformed=1,spoofed=0.5,unknown_gateway=0.2,unknown_meter=0.5,nan=0.5,future=0.5,duplicate=1,out_of_order=1")
+}
+
+// build loads the fleet and returns the simulator.
+func (f *simFlags) build(stdout io.Writer) (*sim.Simulator, error) {
+	files, err := readFleet(f.gatewayConfig)
+	if err != nil {
+		return nil, err
+	}
+	if f.synthetic > 0 {
+		syn, err := sim.SyntheticFleet(f.synthetic, f.cfg.Seed)
+		if err != nil {
+			return nil, err
+		}
+		maps.Copy(files, syn)
+	}
+	reg, err := registry.Parse(files)
+	if err != nil {
+		return nil, fmt.Errorf("gateway registry: %w", err)
+	}
+	if f.fleetOut != "" {
+		out := map[string][]byte{}
+		for name, data := range files {
+			out[filepath.Base(name)] = data
+		}
+		if err := sim.WriteFleet(f.fleetOut, out); err != nil {
+			return nil, err
+		}
+		fmt.Fprintf(stdout, "wrote %d registry files to %s\n", len(out), f.fleetOut)
+	}
+	if f.start != "" {
+		if f.cfg.Start, err = time.Parse(time.RFC3339, f.start); err != nil {
+			return nil, fmt.Errorf("-start: %w", err)
+		}
+	}
+	if f.cfg.Faults, err = parseFaults(f.faults); err != nil {
+		return nil, err
+	}
+	return sim.New(reg, f.cfg)
+}
+
+func readFleet(dir string) (map[string][]byte, error) {
+	paths, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	if len(paths) == 0 {
+		return nil, fmt.Errorf("no *.yaml files in %s", dir)
+	}
+	files := map[string][]byte{}
+	for _, p := range paths {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, err
+		}
+		files[p] = data
+	}
+	return files, nil
+}
+
+func parseFaults(s string) (sim.Faults, error) {
+	var f sim.Faults
+	fields := map[string]*float64{
+		"malformed": &f.Malformed, "unknown_gateway": &f.UnknownGateway, "spoofed": &f.Spoofed,
+		"unknown_meter": &f.UnknownMeter, "nan": &f.NaN, "future": &f.Future,
+		"duplicate": &f.Duplicate, "out_of_order": &f.OutOfOrder,
+	}
+	if s == "" {
+		return f, nil
+	}
+	var errs []error
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		p, known := fields[k]
+		n, err := strconv.ParseFloat(v, 64)
+		switch {
+		case !ok || !known:
+			errs = append(errs, fmt.Errorf("-faults: %q: want NAME=PERCENT with NAME one of %s", part, strings.Join(slices.Sorted(maps.Keys(fields)), ", ")))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("-faults: %q: %v is not a number", part, v))
+		default:
+			*p = n
+		}
+	}
+	return f, errors.Join(errs...)
+}
+
+// simulate runs "cleanprod simulate": publish a simulated fleet to a broker.
+func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f simFlags
+	fs.StringVar(&f.broker, "broker", "tcp://127.0.0.1:1883", "broker URL (tcp://, ssl://; user:password@ for credentials)")
+	fs.StringVar(&f.clientID, "client-id", "cleanprod-simulator", "MQTT client id")
+	f.register(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	f.cfg.Progress = stdout
+	s, err := f.build(stdout)
+	if err != nil {
+		return err
+	}
+	client, err := sim.Dial(ctx, f.broker, f.clientID)
+	if err != nil {
+		return fmt.Errorf("connect to %s: %w", f.broker, err)
+	}
+	defer client.Disconnect(250)
+	fmt.Fprintf(stdout, "simulating %d enterprises from %s to %s\n", len(s.Registry().Enterprises), s.Start().Format(time.RFC3339), f.broker)
+	err = s.Run(ctx, sim.NewMQTTPublisher(client, 30*time.Second))
+	s.WriteSummary(stdout)
+	return err
+}
