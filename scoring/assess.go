@@ -1,0 +1,382 @@
+package scoring
+
+import (
+	"fmt"
+	"math"
+	"time"
+)
+
+// IndicatorResult is one indicator of one enterprise over one window.
+type IndicatorResult struct {
+	ID     string
+	Unit   string
+	Status Status
+	// Value is the indicator's value (quantitative, Graded only).
+	Value float64
+	Level Level   // Graded only
+	Score float64 // continuous 0-100, Graded only
+	// Weight is the indicator's effective share of the index after
+	// renormalisation (0 when it is left out).
+	Weight float64
+	// Coverage is the worst share of window buckets (days, for analysers)
+	// with data among the formula's inputs, 0-1; metered indicators only.
+	Coverage float64
+	Source   string // "metered" or "declared"
+	// Reason says why an indicator is not graded, e.g. "no meter for
+	// vehicles" or "declaration expired".
+	Reason string
+	// Evidence is the declaration's evidence (declared indicators).
+	Evidence string
+	// Notes flag how the value was obtained, e.g. a grid factor fallback.
+	Notes []string
+
+	valued bool
+}
+
+// HasValue reports whether Value holds a computed or declared value. A
+// metered indicator with too little data still has a provisional value
+// when its formula could be computed; Status says whether it is graded.
+func (r *IndicatorResult) HasValue() bool { return r.valued }
+
+// Assessment grades one enterprise over one window.
+type Assessment struct {
+	Window     string
+	From, To   time.Time // the window's first bucket start and the evaluation time
+	Indicators []IndicatorResult
+	Y          [3]float64 // Y_I, Y_II, Y_III
+	Level      Level
+	Score      float64
+	Capped     string // why the level is below what Y alone gives
+	// Completeness is the share of applicable metered indicators with
+	// enough data, 0-1 (1 when none is metered).
+	Completeness float64
+	// Restrictive is the worst level of the applicable restrictive
+	// indicators (NoLevel when one lacks data or there is none).
+	Restrictive        Level
+	RestrictiveMissing bool
+	// Exceedance lists the compliance indicators below 100 %.
+	Exceedance []string
+}
+
+// Indicator returns the result of the indicator with the given id.
+func (a *Assessment) Indicator(std *Standard, id string) (*IndicatorResult, bool) {
+	ind, ok := std.Indicator(id)
+	if !ok || ind.Index >= len(a.Indicators) {
+		return nil, false
+	}
+	return &a.Indicators[ind.Index], true
+}
+
+// env evaluates formulas over one enterprise's window. It caches the
+// coverage of each series for the evaluation; reset it with reset.
+type env struct {
+	lay    *layout
+	win    *window
+	consts []float64
+
+	cov     []coverage // per series, valid where done
+	done    []bool
+	days    []dayMeans // per gauge track, valid where dayDone
+	dayDone []bool
+}
+
+// dayMeans are a gauge track's daily means over the window.
+type dayMeans struct {
+	means   []float64 // days with readings, oldest first
+	spanned int       // local days the window spans
+}
+
+type coverage struct {
+	cov           float64
+	data, present bool
+}
+
+func (v *env) reset(lay *layout, win *window, consts []float64, series int) {
+	v.lay, v.win, v.consts = lay, win, consts
+	v.cov = grow(v.cov, series)
+	v.done = grow(v.done, series)
+	clear(v.done)
+	v.days = grow(v.days, lay.gauges)
+	v.dayDone = grow(v.dayDone, lay.gauges)
+	clear(v.dayDone)
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// dailyMeans returns the daily means of gauge track g, computed once per
+// evaluation.
+func (v *env) dailyMeans(g int) *dayMeans {
+	d := &v.days[g]
+	if !v.dayDone[g] {
+		d.means = d.means[:0]
+		d.spanned = v.win.days(g, func(sum float64, n uint32) { d.means = append(d.means, sum/float64(n)) })
+		v.dayDone[g] = true
+	}
+	return d
+}
+
+// dayCoverage returns the share of local days in the window on which gauge
+// track g has at least one reading (analysers report every hour or two,
+// and limits are judged on daily means).
+func (v *env) dayCoverage(g int) float64 {
+	d := v.dailyMeans(g)
+	if d.spanned == 0 {
+		return 0
+	}
+	return float64(len(d.means)) / float64(d.spanned)
+}
+
+func (v *env) sum(i int) (float64, bool) {
+	b := &v.lay.series[i]
+	if !b.present {
+		return 0, false
+	}
+	return v.win.sum(b.track), true
+}
+
+func (v *env) load(i int) (float64, bool) {
+	b := &v.lay.series[i]
+	if !b.present {
+		return 0, false
+	}
+	var kg float64
+	for _, p := range b.pairs {
+		kg += v.win.load(p[0], p[1]) * b.toKg
+	}
+	return kg, true
+}
+
+func (v *env) mean(i int) (float64, bool) {
+	b := &v.lay.series[i]
+	if !b.present {
+		return 0, false
+	}
+	var s float64
+	var n uint64
+	for _, g := range b.gauges {
+		gs, gn := v.win.gaugeSums(g)
+		s += gs
+		n += gn
+	}
+	if n == 0 {
+		return math.NaN(), true
+	}
+	return s / float64(n), true
+}
+
+// compliance returns the share of meter-days whose daily mean lies within
+// [lo, hi], in percent.
+func (v *env) compliance(i int, lo, hi float64) (float64, bool) {
+	b := &v.lay.series[i]
+	if !b.present {
+		return 0, false
+	}
+	ok, all := 0, 0
+	tol := 1e-9 * math.Max(1, math.Abs(hi))
+	for _, g := range b.gauges {
+		for _, m := range v.dailyMeans(g).means {
+			all++
+			if m >= lo-tol && m <= hi+tol {
+				ok++
+			}
+		}
+	}
+	if all == 0 {
+		return math.NaN(), true
+	}
+	return 100 * float64(ok) / float64(all), true
+}
+
+func (v *env) coverage(i int) (float64, bool) {
+	c, _, present := v.inputCoverage(i)
+	return 100 * c, present
+}
+
+func (v *env) constant(i int) float64 { return v.consts[i] }
+
+// inputCoverage returns the coverage of series i (the worst of its meters:
+// bucket coverage for amounts and flows, day coverage for analysers),
+// whether every meter feeding it has data in the window, and whether the
+// enterprise meters it at all.
+func (v *env) inputCoverage(i int) (cov float64, data, present bool) {
+	if v.done[i] {
+		c := v.cov[i]
+		return c.cov, c.data, c.present
+	}
+	cov, data, present = v.computeCoverage(i)
+	v.cov[i], v.done[i] = coverage{cov, data, present}, true
+	return cov, data, present
+}
+
+func (v *env) computeCoverage(i int) (cov float64, data, present bool) {
+	b := &v.lay.series[i]
+	if !b.present {
+		return 0, false, false
+	}
+	cov, data = 1, true
+	use := func(c float64, d bool) {
+		cov = math.Min(cov, c)
+		data = data && d
+	}
+	switch {
+	case b.pairs != nil:
+		for _, p := range b.pairs {
+			use(v.dayCoverage(p[0]), v.win.anyData(p[0]))
+			use(v.win.coverage(p[1]), v.win.anyData(p[1]))
+		}
+	case b.gauges != nil:
+		for _, g := range b.gauges {
+			use(v.dayCoverage(g), v.win.anyData(g))
+		}
+	default:
+		use(v.win.coverage(b.track), v.win.anyData(b.track))
+	}
+	return cov, data, true
+}
+
+// assessInput is what assess needs besides the window.
+type assessInput struct {
+	env    *env // scratch, reused across evaluations
+	std    *Standard
+	lay    *layout
+	win    *window
+	spec   Window
+	consts []float64
+	notes  []string // constant fallbacks of this enterprise
+	decls  declarationIndex
+	policy DataPolicy
+	now    time.Time
+}
+
+// assess computes every indicator of one enterprise over one window and
+// grades the result.
+func assess(in assessInput) Assessment {
+	std := in.std
+	a := Assessment{
+		Window:     in.spec.Name,
+		To:         in.now,
+		Indicators: make([]IndicatorResult, len(std.Indicators)),
+	}
+	if in.win.init {
+		a.From = in.win.bucketStart(in.win.first())
+	} else {
+		a.From = in.now.Add(-in.spec.Length)
+	}
+	marks := make([]Mark, len(std.Indicators))
+	ev := in.env
+	if ev == nil {
+		ev = &env{}
+	}
+	ev.reset(in.lay, in.win, in.consts, len(std.Series))
+	metered, sufficient := 0, 0
+	for _, ind := range std.Indicators {
+		r := &a.Indicators[ind.Index]
+		r.ID, r.Unit = ind.ID, ind.Unit
+		m := &marks[ind.Index]
+		d, expired := in.decls.at(ind.ID, in.now)
+		switch {
+		case d != nil && d.NotApplicable:
+			r.Status, r.Source, r.Evidence, r.Reason = NotApplicable, "declared", d.Evidence, "declared not applicable"
+		case ind.Metered():
+			r.Source = "metered"
+			assessMetered(ev, ind, r, in.notes)
+			if r.Status != NotApplicable {
+				metered++
+			}
+			if r.Status == Graded {
+				sufficient++
+			}
+		case d != nil && ind.Kind == Quantitative && d.Value != nil:
+			r.Status, r.Source, r.Evidence = Graded, "declared", d.Evidence
+			r.Value, r.valued = *d.Value, true
+			r.Level = ind.LevelOf(r.Value)
+			r.Score = ind.IndicatorScore(r.Value)
+		case d != nil && ind.Kind == Qualitative && d.Level != NoLevel:
+			r.Status, r.Source, r.Evidence = Graded, "declared", d.Evidence
+			r.Level = d.Level
+			r.Score = LevelScore(d.Level)
+		default:
+			r.Status, r.Source = Insufficient, "declared"
+			r.Reason = "no declaration"
+			if expired {
+				r.Reason = "declaration expired or not yet valid"
+			}
+		}
+		*m = Mark{Status: r.Status, Level: r.Level, Score: r.Score}
+		if r.Status == Graded && ind.Compliance() && r.Value < 100 {
+			a.Exceedance = append(a.Exceedance, ind.ID)
+		}
+	}
+	g := std.Grade(marks, in.policy)
+	for i := range a.Indicators {
+		a.Indicators[i].Weight = g.Weights[i]
+	}
+	a.Y, a.Level, a.Score, a.Capped = g.Y, g.Level, g.Score, g.Capped
+	a.Restrictive, a.RestrictiveMissing = g.Restrictive, g.RestrictiveMissing
+	a.Completeness = 1
+	if metered > 0 {
+		a.Completeness = float64(sufficient) / float64(metered)
+	}
+	return a
+}
+
+// assessMetered evaluates a metered indicator's formula and grades it if
+// every input the enterprise meters has enough data in the window.
+func assessMetered(ev *env, ind *Indicator, r *IndicatorResult, notes []string) {
+	for _, s := range ind.appliesIf {
+		if !ev.lay.series[s].present {
+			r.Status, r.Reason = NotApplicable, "not applicable: no meter for "+ev.lay.seriesNames[s]
+			return
+		}
+	}
+	r.Coverage = 1
+	var short string
+	for _, in := range ind.inputs {
+		cov, data, present := ev.inputCoverage(in.series)
+		name := ev.lay.seriesNames[in.series]
+		switch {
+		case !present && in.optional:
+			continue
+		case !present:
+			r.Status, r.Reason, r.Coverage = Insufficient, "no meter for "+name, 0
+			return
+		}
+		r.Coverage = math.Min(r.Coverage, cov)
+		if short == "" && !data {
+			short = "no readings of " + name + " in the window"
+		}
+		if short == "" && cov < ind.MinCoverage {
+			short = fmt.Sprintf("%s has data in %.0f%% of the window, needs %.0f%%", name, 100*cov, 100*ind.MinCoverage)
+		}
+	}
+	v, ok := ind.expr.eval(ev)
+	switch {
+	case !ok:
+		r.Status, r.Reason = Insufficient, "no meter for any input"
+		return
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		r.Status, r.Reason = Insufficient, "division by zero (e.g. no output in the window)"
+		if short != "" {
+			r.Reason = short
+		}
+		return
+	}
+	r.Value, r.valued = v, true
+	for _, c := range ind.regional {
+		if notes[c] != "" {
+			r.Notes = append(r.Notes, notes[c])
+		}
+	}
+	if short != "" {
+		r.Status, r.Reason = Insufficient, short
+		return
+	}
+	r.Status = Graded
+	r.Level = ind.LevelOf(v)
+	r.Score = ind.IndicatorScore(v)
+}

@@ -1,0 +1,270 @@
+package scoring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/cleanprod/cleanprod/internal/yamlfile"
+	"github.com/cleanprod/cleanprod/registry"
+)
+
+// Declaration is an enterprise's statement about an indicator that meters
+// cannot measure: the level of a qualitative indicator, the value of a
+// non-metered quantitative one (paint transfer efficiency, the monthly VOC
+// mass balance), or that an indicator does not apply to it. It holds from
+// ValidFrom (inclusive) to ValidTo (exclusive; zero means open-ended), so an
+// expired certificate stops counting by itself.
+type Declaration struct {
+	Enterprise string
+	Indicator  string
+	// Exactly one of Level (qualitative), Value (quantitative, not metered)
+	// and NotApplicable (any indicator) is set.
+	Level         Level
+	Value         *float64
+	NotApplicable bool
+	Evidence      string // what supports it: certificate, report, permit number
+	ValidFrom     time.Time
+	ValidTo       time.Time
+}
+
+// ValidAt reports whether the declaration holds at t.
+func (d *Declaration) ValidAt(t time.Time) bool {
+	return !t.Before(d.ValidFrom) && (d.ValidTo.IsZero() || t.Before(d.ValidTo))
+}
+
+// Check validates the declaration against the standard.
+func (d *Declaration) Check(std *Standard) error {
+	ind, ok := std.Indicator(d.Indicator)
+	if !ok {
+		return fmt.Errorf("declaration of %s: unknown indicator %q", d.Enterprise, d.Indicator)
+	}
+	what := fmt.Sprintf("declaration of %s for %s", d.Enterprise, d.Indicator)
+	set := 0
+	for _, b := range []bool{d.Level != NoLevel, d.Value != nil, d.NotApplicable} {
+		if b {
+			set++
+		}
+	}
+	switch {
+	case !registry.ValidID(d.Enterprise):
+		return fmt.Errorf("declaration for %s: enterprise id %q is not valid", d.Indicator, d.Enterprise)
+	case set != 1:
+		return fmt.Errorf("%s: give exactly one of level, value and not_applicable", what)
+	case d.Level != NoLevel && ind.Kind != Qualitative:
+		return fmt.Errorf("%s: a level is declared for qualitative indicators; %s is quantitative (declare its value)", what, d.Indicator)
+	case d.Level != NoLevel && (d.Level < LevelI || d.Level > BelowIII):
+		return fmt.Errorf("%s: level %d is not valid", what, d.Level)
+	case d.Value != nil && (ind.Kind != Quantitative || ind.Metered()):
+		return fmt.Errorf("%s: a value is declared for quantitative indicators without a formula; %s is %s", what, d.Indicator, map[bool]string{true: "metered", false: "qualitative"}[ind.Metered()])
+	case d.Value != nil && (math.IsNaN(*d.Value) || math.IsInf(*d.Value, 0)):
+		return fmt.Errorf("%s: value must be a finite number", what)
+	case strings.TrimSpace(d.Evidence) == "":
+		return fmt.Errorf("%s: evidence is required", what)
+	case d.ValidFrom.IsZero():
+		return fmt.Errorf("%s: valid_from is required", what)
+	case !d.ValidTo.IsZero() && !d.ValidTo.After(d.ValidFrom):
+		return fmt.Errorf("%s: valid_to must be after valid_from", what)
+	}
+	return nil
+}
+
+// Declarations is where the engine reads enterprise declarations from: the
+// API's store in production, DeclarationFiles by default. The engine calls
+// it at start and whenever ReloadDeclarations is called, from its own
+// goroutine; invalid declarations are logged and skipped.
+type Declarations interface {
+	Declarations(ctx context.Context) ([]Declaration, error)
+}
+
+// DeclarationFiles reads declarations from the YAML files of a folder, one
+// enterprise per file:
+//
+//	enterprise: cq-auto-01
+//	declarations:
+//	  - indicator: cp_audit
+//	    level: II
+//	    evidence: audit report 2024, acceptance letter 渝环清审〔2024〕12号
+//	    valid_from: 2024-06-01
+//	    valid_to: 2029-06-01
+//	  - indicator: paint_transfer_efficiency
+//	    value: 65
+//	    evidence: supplier trial report 2025-03
+//	    valid_from: 2025-03-01
+//	  - indicator: nev_output_share
+//	    not_applicable: true
+//	    evidence: commercial-vehicle plant
+//	    valid_from: 2025-01-01
+//
+// Dates without a time are midnight in the standard's local time.
+type DeclarationFiles struct {
+	Dir      string
+	Standard *Standard
+}
+
+// Declarations reads and validates every *.yaml file of the folder; all
+// problems are returned at once.
+func (f DeclarationFiles) Declarations(ctx context.Context) ([]Declaration, error) {
+	return LoadDeclarations(f.Dir, f.Standard)
+}
+
+type declarationFile struct {
+	Enterprise   string `yaml:"enterprise"`
+	Declarations []struct {
+		Indicator     string   `yaml:"indicator"`
+		Level         string   `yaml:"level"`
+		Value         *float64 `yaml:"value"`
+		NotApplicable bool     `yaml:"not_applicable"`
+		Evidence      string   `yaml:"evidence"`
+		ValidFrom     string   `yaml:"valid_from"`
+		ValidTo       string   `yaml:"valid_to"`
+	} `yaml:"declarations"`
+}
+
+// LoadDeclarations reads every *.yaml file in dir and validates it against
+// std. A missing folder is an error; an empty one yields no declarations.
+func LoadDeclarations(dir string, std *Standard) ([]Declaration, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("load declarations: %w", err)
+	}
+	var out []Declaration
+	var errs []error
+	seen := map[string]string{}
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		data, err := os.ReadFile(path)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("load declarations: %w", err))
+			continue
+		}
+		ds, err := ParseDeclarations(path, data, std)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(ds) > 0 {
+			if prev, dup := seen[ds[0].Enterprise]; dup {
+				errs = append(errs, fmt.Errorf("%s: enterprise %q is already declared in %s", path, ds[0].Enterprise, prev))
+				continue
+			}
+			seen[ds[0].Enterprise] = path
+		}
+		out = append(out, ds...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ParseDeclarations validates one declaration file.
+func ParseDeclarations(name string, data []byte, std *Standard) ([]Declaration, error) {
+	var f declarationFile
+	doc, err := yamlfile.Decode(name, data, &f)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	if !registry.ValidID(f.Enterprise) {
+		errs = append(errs, doc.Errorf(yamlfile.P("enterprise"), "enterprise id %q is not valid", f.Enterprise))
+	}
+	loc := time.FixedZone("local", int(std.UTCOffset/time.Second))
+	out := make([]Declaration, 0, len(f.Declarations))
+	for i, df := range f.Declarations {
+		at := func(k string) []any { return yamlfile.P("declarations", i, k) }
+		d := Declaration{Enterprise: f.Enterprise, Indicator: df.Indicator, Value: df.Value, NotApplicable: df.NotApplicable, Evidence: df.Evidence}
+		bad := false
+		if df.Level != "" {
+			l, err := ParseLevel(df.Level)
+			if err != nil {
+				errs = append(errs, doc.Errorf(at("level"), "%v", err))
+				bad = true
+			}
+			d.Level = l
+		}
+		if d.ValidFrom, err = parseDate(df.ValidFrom, loc); err != nil {
+			errs = append(errs, doc.Errorf(at("valid_from"), "valid_from: %v", err))
+			bad = true
+		}
+		if df.ValidTo != "" {
+			if d.ValidTo, err = parseDate(df.ValidTo, loc); err != nil {
+				errs = append(errs, doc.Errorf(at("valid_to"), "valid_to: %v", err))
+				bad = true
+			}
+		}
+		if bad {
+			continue
+		}
+		if err := d.Check(std); err != nil {
+			errs = append(errs, doc.Errorf(at("indicator"), "%v", err))
+			continue
+		}
+		if slices.ContainsFunc(out, func(o Declaration) bool { return o.Indicator == d.Indicator && o.ValidFrom.Equal(d.ValidFrom) }) {
+			errs = append(errs, doc.Errorf(at("indicator"), "%s is declared twice from %s", d.Indicator, df.ValidFrom))
+			continue
+		}
+		out = append(out, d)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func parseDate(s string, loc *time.Location) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, fmt.Errorf("missing")
+	}
+	if t, err := time.Parse(time.RFC3339, s); err == nil {
+		return t, nil
+	}
+	if t, err := time.ParseInLocation(time.DateOnly, s, loc); err == nil {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("%q: want a date (2025-06-01) or RFC 3339 time", s)
+}
+
+// declarationIndex holds the declarations of one enterprise by indicator,
+// newest ValidFrom first.
+type declarationIndex map[string][]Declaration
+
+// at returns the declaration of indicator that holds at t (the one with the
+// latest ValidFrom), and whether an expired or future one exists instead.
+func (di declarationIndex) at(indicator string, t time.Time) (d *Declaration, expired bool) {
+	ds := di[indicator]
+	for i := range ds {
+		if ds[i].ValidAt(t) {
+			return &ds[i], false
+		}
+	}
+	return nil, len(ds) > 0
+}
+
+func indexDeclarations(ds []Declaration) map[string]declarationIndex {
+	out := make(map[string]declarationIndex)
+	for _, d := range ds {
+		di := out[d.Enterprise]
+		if di == nil {
+			di = make(declarationIndex)
+			out[d.Enterprise] = di
+		}
+		di[d.Indicator] = append(di[d.Indicator], d)
+	}
+	for _, di := range out {
+		for _, ds := range di {
+			slices.SortFunc(ds, func(a, b Declaration) int { return b.ValidFrom.Compare(a.ValidFrom) })
+		}
+	}
+	return out
+}

@@ -1,0 +1,86 @@
+// Package scoring grades enterprises continuously against a
+// cleaner-production indicator standard and keeps each one's dynamic code.
+//
+// # Data it reads (each strict, every problem reported with file:line)
+//
+//   - standards/*.yaml (LoadStandard): indicator groups and indicators with
+//     weights, Level I/II/III benchmarks, direction, restrictive flag and a
+//     source for every number; the formulas of metered indicators over the
+//     registry's canonical quantities (language in expr.go); conversion and
+//     emission factors (grid CO2 by region and year, with a flagged
+//     fallback) and discharge limits; the rolling windows (30 days hourly
+//     for the live code, 12 months daily for the official level).
+//   - policy/*.yaml (LoadPolicy): what a window's state means for the code
+//     (green/yellow/red), the audit interval of each code, the hysteresis
+//     of code changes, and when regressions are announced.
+//   - solutions/*.yaml (LoadLibrary): measures with their typical effect on
+//     indicators, cost class and payback.
+//   - declarations (Declarations; DeclarationFiles reads declarations/*.yaml
+//     by default): levels of qualitative indicators, values of non-metered
+//     ones, and not-applicable indicators, each with evidence and validity.
+//
+// # What flows in
+//
+//   - Readings, through (*Engine).Observe, after ingest stored them: Delta
+//     is the amount to add for counters and delta meters (corrections of
+//     out-of-order inserts arrive as differences), Value the reading of a
+//     gauge. The registry maps each meter to its quantity, workshop and
+//     paired flow meter.
+//   - At start, (*Engine).Rebuild refills the windows from the store
+//     (History, the store's AggregateReadings), and (*Engine).Restore
+//     replays the events announced before the restart (read back from the
+//     store with EventFromPoint), so a restart neither forgets 30 days nor
+//     re-announces anything.
+//
+// # What flows out
+//
+//   - (*Engine).Snapshot: per enterprise and window the indicator values,
+//     units, statuses and levels, Y_I/Y_II/Y_III, the level, the
+//     continuous score and data completeness; the code with its reasons and
+//     pending change, the next audit due, lagging indicators with matched
+//     solutions and stale meters; rankings overall and per indicator.
+//   - Events (code_change, level_drop, worsening, restrictive_fail, stale)
+//     to Config.OnEvent, for MQTT cp/v1/{enterprise}/events and the API.
+//   - Points to Config.Sink: measurements "indicator", "score" and "event"
+//     (see MeasurementIndicator and friends).
+//   - Prometheus metrics (cleanprod_scoring_*) on Config.Registerer.
+//
+// # Method
+//
+// Standard.Grade implements the 2013 通则 method exactly: cumulative 0/100
+// membership, Y_g = Σ w_i Σ ω_ij Y_g(x_ij) in integer basis points, Level I
+// for Y_I >= 85 with every restrictive indicator at I, Level II for Y_II >=
+// 85 with every restrictive indicator at II or better, Level III for Y_III =
+// 100 exactly, else below III; not-applicable indicators renormalise their
+// group; multi-product output shares. Insufficient data is never a good
+// value: the policy says whether it fails (metered and declared separately)
+// or is left out, and a completeness floor keeps a poorly metered
+// enterprise ungraded. The continuous score (IndicatorScore, §2.6 of the
+// domain research) orders enterprises within a level.
+//
+// # Concurrency
+//
+// One goroutine, the one in (*Engine).Run, owns all scoring state: it
+// applies observed readings on a cap-1 wake-up channel and evaluates, on
+// each tick, only the enterprises with new data (every enterprise once per
+// FullEvery, as windows slide and meters go stale). Observe, Snapshot,
+// ReloadDeclarations may be called from any goroutine; published snapshots
+// are immutable (copy on write). Sink writes run on their own goroutine
+// with a bounded queue.
+//
+// # Wiring
+//
+//	std, _ := scoring.LoadStandard("scoring/standards/auto-manufacturing.yaml")
+//	pol, _ := scoring.LoadPolicy("scoring/policy/default.yaml", std)
+//	lib, _ := scoring.LoadLibrary("scoring/solutions", std)
+//	eng, _ := scoring.NewEngine(scoring.Config{
+//		Standard: std, Policy: pol, Solutions: lib, Registry: reg,
+//		History: st, Sink: st, // *store.Bolt or *store.Influx
+//		Declarations: scoring.DeclarationFiles{Dir: "scoring/declarations", Standard: std},
+//		OnEvent: publish, Registerer: promReg, Logger: logger,
+//	})
+//	_ = eng.Rebuild(ctx)    // before ingest starts
+//	eng.Restore(pastEvents) // optional
+//	go eng.Run(ctx)
+//	// ingest: after each stored batch, eng.Observe(readings)
+package scoring

@@ -1,0 +1,933 @@
+package scoring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/store"
+)
+
+// History is the store's read side the engine rebuilds its windows from at
+// start: per meter and per time bucket of length every (aligned to the
+// Unix epoch), the sums of the readings with from <= Time < to. The store
+// implements it.
+type History interface {
+	AggregateReadings(ctx context.Context, from, to time.Time, every time.Duration) ([]store.Aggregate, error)
+}
+
+// Sink receives the engine's outputs as points: measurements "indicator",
+// "score" and "event" (see doc.go). The store implements it.
+type Sink interface {
+	WritePoints(ctx context.Context, ps []store.Point) error
+}
+
+// Config wires an Engine. Standard, Policy and Registry are required; the
+// rest is optional.
+type Config struct {
+	Standard *Standard
+	Policy   *Policy
+	Registry *registry.Registry
+	// Solutions matches lagging indicators to measures (nil: none).
+	Solutions *Library
+	// History rebuilds the windows in Rebuild (nil: start empty).
+	History History
+	// Declarations supplies enterprise declarations, read when Run starts
+	// and after ReloadDeclarations (nil: none).
+	Declarations Declarations
+	// Sink receives indicator, score and event points (nil: none). Writes
+	// happen on a separate goroutine with a bounded queue: a slow sink
+	// drops points (counted) rather than stall scoring.
+	Sink Sink
+	// OnEvent is called for every event, in order, on the engine's
+	// goroutine: it must not block (hand the event to a queue).
+	OnEvent func(Event)
+	// Registerer registers the engine's metrics (nil: not registered).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+
+	// Interval is the tick on which enterprises with new data are
+	// evaluated (default 10s).
+	Interval time.Duration
+	// FullEvery is how often every enterprise is evaluated even without
+	// new data, so that windows slide and silent meters go stale
+	// (default 1m).
+	FullEvery time.Duration
+	// PointEvery is the least time between two writes of an enterprise's
+	// indicator and score points (default 1m).
+	PointEvery time.Duration
+	// MaxPending bounds the readings observed but not yet applied; Observe
+	// blocks beyond it (default 100000).
+	MaxPending int
+	// WriteTimeout bounds one Sink write (default 10s).
+	WriteTimeout time.Duration
+	// RebuildChunk is the time span of one History query in Rebuild
+	// (default 24h).
+	RebuildChunk time.Duration
+	// Workers evaluate disjoint enterprises in parallel during a tick
+	// (default GOMAXPROCS); the engine goroutine waits for them, so the
+	// state still has one owner at any time.
+	Workers int
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Engine scores enterprises continuously. One goroutine, the one running
+// Run, owns all scoring state; Observe, ReloadDeclarations, Snapshot and
+// Result may be called from any goroutine.
+type Engine struct {
+	cfg  Config
+	std  *Standard
+	pol  *Policy
+	log  *slog.Logger
+	m    *metrics
+	loc  *time.Location
+	cwin int // index of the policy's window
+	bwin int // index of the baseline window
+
+	// Owned by the engine goroutine (Run, or Rebuild before Run).
+	ents     map[string]*entState
+	order    []*entState
+	started  time.Time // a meter never heard of goes stale stale.after after it
+	lastFull time.Time
+	events   []Event
+	points   []store.Point
+	envs     []env // formula scratch, one per worker
+	running  atomic.Bool
+
+	mu       sync.Mutex // guards pending, space
+	pending  []store.Reading
+	space    chan struct{} // closed when pending drains below MaxPending
+	wake     chan struct{} // cap 1: readings or a reload are waiting
+	reload   atomic.Bool
+	stopped  chan struct{} // closed when Run returns
+	stopOnce sync.Once
+
+	snap   atomic.Pointer[Snapshot]
+	writes chan []store.Point
+}
+
+// entState is one enterprise's scoring state.
+type entState struct {
+	id       string
+	ent      *registry.Enterprise
+	lay      *layout
+	wins     []*window
+	decls    declarationIndex
+	meterIdx map[string]int // meter id -> index in ent.Meters
+	lastSeen []time.Time    // per meter; zero: nothing since the engine started
+	stale    []alert        // per meter
+	year     int
+	consts   []float64
+	notes    []string
+	code     CodeState
+	inds     []indState // per indicator
+	dirty    bool
+	lastPt   time.Time
+	gauges   *entGauges
+	result   *Result
+	out      []Event       // events of the last evaluation
+	pts      []store.Point // points of the last evaluation
+}
+
+func (es *entState) emit(ev Event) { es.out = append(es.out, ev) }
+
+// indState is the regression state of one indicator.
+type indState struct {
+	ref         Level // last announced (or first seen) level
+	pendSince   time.Time
+	pendWorse   bool
+	worsening   alert
+	restrictive alert
+}
+
+// alert is a condition announced once it has held for a while, and
+// announced again only after it has resolved.
+type alert struct {
+	firing bool
+	since  time.Time // the condition has differed from firing since then
+}
+
+// step feeds the condition's current state; it returns +1 when the alert
+// starts firing, -1 when it resolves, 0 otherwise.
+func (a *alert) step(cond bool, now time.Time, hold time.Duration) int {
+	if cond == a.firing {
+		a.since = time.Time{}
+		return 0
+	}
+	if a.since.IsZero() {
+		a.since = now
+	}
+	if now.Sub(a.since) < hold && cond {
+		return 0
+	}
+	a.firing, a.since = cond, time.Time{}
+	if cond {
+		return 1
+	}
+	return -1
+}
+
+// NewEngine checks cfg and builds the engine's state for every registry
+// enterprise of the standard's industries (or of no declared industry).
+func NewEngine(cfg Config) (*Engine, error) {
+	if cfg.Standard == nil || cfg.Policy == nil || cfg.Registry == nil {
+		return nil, errors.New("scoring: new engine: Standard, Policy and Registry are required")
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.Interval, 10*time.Second)
+	def(&cfg.FullEvery, time.Minute)
+	def(&cfg.PointEvery, time.Minute)
+	def(&cfg.WriteTimeout, 10*time.Second)
+	def(&cfg.RebuildChunk, 24*time.Hour)
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = 100_000
+	}
+	if cfg.Workers <= 0 {
+		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	std, pol := cfg.Standard, cfg.Policy
+	_, cwin, ok1 := std.Window(pol.Window)
+	_, bwin, ok2 := std.Window(pol.Baseline)
+	if !ok1 || !ok2 {
+		return nil, fmt.Errorf("scoring: new engine: policy %s names windows %q and %q; standard %s has %s", pol.ID, pol.Window, pol.Baseline, std.ID, windowNames(std))
+	}
+	e := &Engine{
+		cfg: cfg, std: std, pol: pol, log: cfg.Logger, m: newMetrics(cfg.Registerer),
+		loc:  time.FixedZone("local", int(std.UTCOffset/time.Second)),
+		cwin: cwin, bwin: bwin,
+		ents:    make(map[string]*entState),
+		space:   make(chan struct{}),
+		wake:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+		writes:  make(chan []store.Point, 8),
+		envs:    make([]env, cfg.Workers),
+	}
+	e.started = cfg.Now()
+	var skipped []string
+	for _, ent := range cfg.Registry.Enterprises {
+		if ent.Industry != "" && len(std.Industries) > 0 && !slices.Contains(std.Industries, ent.Industry) {
+			skipped = append(skipped, ent.ID)
+			continue
+		}
+		es := &entState{
+			id: ent.ID, ent: ent, lay: newLayout(std, ent),
+			meterIdx: make(map[string]int, len(ent.Meters)),
+			lastSeen: make([]time.Time, len(ent.Meters)),
+			stale:    make([]alert, len(ent.Meters)),
+			inds:     make([]indState, len(std.Indicators)),
+			dirty:    true,
+			gauges:   e.m.forEnterprise(ent.ID, std, pol),
+		}
+		for i, m := range ent.Meters {
+			es.meterIdx[m.ID] = i
+		}
+		for _, w := range std.Windows {
+			es.wins = append(es.wins, newWindow(w, std.UTCOffset, es.lay.tracks, es.lay.gauges))
+		}
+		e.ents[ent.ID] = es
+		e.order = append(e.order, es)
+	}
+	if len(skipped) > 0 {
+		e.log.Info("scoring: enterprises of other industries are not scored", "standard", std.ID, "industries", std.Industries, "skipped", skipped)
+	}
+	e.m.enterprises.Set(float64(len(e.order)))
+	e.snap.Store(&Snapshot{Standard: std, Policy: pol, results: map[string]*Result{}})
+	return e, nil
+}
+
+// Observe hands the engine readings that the store has durably accepted.
+// For counters and delta meters, Delta is the amount to add (a correction
+// of an out-of-order insert arrives as a reading whose Delta is the
+// difference); for gauges, Value is the reading. Every reading passed is
+// counted exactly once: do not pass a reading both here and through the
+// store's history before Rebuild.
+//
+// Observe copies the readings and returns at once, unless MaxPending
+// readings are already waiting: then it blocks until the engine catches
+// up, which back-pressures ingest. After Run has returned it drops the
+// readings (counted). Safe for concurrent use.
+func (e *Engine) Observe(readings []store.Reading) {
+	if len(readings) == 0 {
+		return
+	}
+	for {
+		e.mu.Lock()
+		if len(e.pending) < e.cfg.MaxPending {
+			e.pending = append(e.pending, readings...)
+			n := len(e.pending)
+			e.mu.Unlock()
+			e.m.pending.Set(float64(n))
+			e.signal()
+			return
+		}
+		space := e.space
+		e.mu.Unlock()
+		select {
+		case <-space:
+		case <-e.stopped:
+			e.m.readings.WithLabelValues("dropped").Add(float64(len(readings)))
+			return
+		}
+	}
+}
+
+func (e *Engine) signal() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// ReloadDeclarations asks the engine to read its Declarations again (after
+// the API stored one) and re-evaluate the enterprises whose declarations
+// changed. It does not block.
+func (e *Engine) ReloadDeclarations() {
+	e.reload.Store(true)
+	e.signal()
+}
+
+// Restore seeds the engine's announcement state from the events it
+// announced before a restart (oldest first; for example read back from
+// the store's "event" measurement with EventFromPoint), so that a restart
+// neither re-announces codes, failures and stale meters nor restarts the
+// hysteresis of a code: code_change events restore the code and its
+// start; restrictive_fail, worsening and stale events (resolved or not)
+// restore whether each is firing; level_drop events restore the level an
+// indicator is compared with. Call it after Rebuild and before Run.
+func (e *Engine) Restore(events []Event) {
+	for _, ev := range events {
+		es, ok := e.ents[ev.Enterprise]
+		if !ok {
+			continue
+		}
+		ind, hasInd := e.std.Indicator(ev.Indicator)
+		switch ev.Kind {
+		case EventCodeChange:
+			if e.pol.rank(ev.NewCode) >= 0 {
+				es.code = CodeState{Enterprise: es.id, Code: ev.NewCode, Since: ev.Time}
+			}
+		case EventLevelDrop:
+			if hasInd {
+				es.inds[ind.Index].ref = ev.NewLevel
+			}
+		case EventRestrictiveFail:
+			if hasInd {
+				es.inds[ind.Index].restrictive = alert{firing: !ev.Resolved}
+			}
+		case EventWorsening:
+			if hasInd {
+				es.inds[ind.Index].worsening = alert{firing: !ev.Resolved}
+			}
+		case EventStale:
+			if mi, ok := es.meterIdx[ev.Meter]; ok {
+				es.stale[mi] = alert{firing: !ev.Resolved}
+				// Silent since at least stale.after before the event,
+				// unless the rebuilt history says otherwise.
+				if silent := ev.Time.Add(-e.pol.StaleAfter); !ev.Resolved && es.lastSeen[mi].IsZero() {
+					es.lastSeen[mi] = silent
+				}
+			}
+		}
+	}
+}
+
+// Snapshot returns the latest published results. It never blocks and the
+// snapshot is immutable; safe for concurrent use.
+func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
+
+// Rebuild refills the windows from History: hourly (the standard's finest
+// bucket) aggregates over the longest window, queried RebuildChunk at a
+// time. Call it once, before Run and before ingest starts calling Observe.
+func (e *Engine) Rebuild(ctx context.Context) error {
+	if e.running.Load() {
+		return errors.New("scoring: rebuild: the engine is running")
+	}
+	if e.cfg.History == nil {
+		return nil
+	}
+	now := e.cfg.Now()
+	every := e.std.finestBucket()
+	var longest time.Duration
+	for _, w := range e.std.Windows {
+		longest = max(longest, w.Length)
+	}
+	from := now.Add(-longest).Truncate(every)
+	to := now.Truncate(every).Add(every)
+	start := time.Now()
+	n := 0
+	for t := from; t.Before(to); t = t.Add(e.cfg.RebuildChunk) {
+		end := t.Add(e.cfg.RebuildChunk)
+		if end.After(to) {
+			end = to
+		}
+		aggs, err := e.cfg.History.AggregateReadings(ctx, t, end, every)
+		if err != nil {
+			return fmt.Errorf("scoring: rebuild %s..%s: %w", t.Format(time.RFC3339), end.Format(time.RFC3339), err)
+		}
+		for i := range aggs {
+			e.applyAggregate(&aggs[i])
+		}
+		n += len(aggs)
+	}
+	e.log.Info("scoring: windows rebuilt from the store", "from", from, "to", to, "aggregates", n, "took", time.Since(start))
+	return nil
+}
+
+func (e *Engine) applyAggregate(a *store.Aggregate) {
+	es, ok := e.ents[a.Enterprise]
+	if !ok {
+		return
+	}
+	mb, ok := es.lay.meters[a.Meter]
+	if mi, known := es.meterIdx[a.Meter]; known && a.Start.After(es.lastSeen[mi]) {
+		es.lastSeen[mi] = a.Start
+	}
+	if !ok || a.Count == 0 {
+		return
+	}
+	v, n := a.Sum, uint32(0)
+	if mb.gauge {
+		v, n = a.ValueSum, uint32(a.Count)
+	}
+	for _, w := range es.wins {
+		b := w.bucketOf(a.Start)
+		for _, t := range mb.tracks {
+			if t < es.lay.gauges {
+				w.add(t, b, v, n)
+			} else {
+				w.add(t, b, v, 0)
+			}
+		}
+	}
+	es.dirty = true
+}
+
+// apply drains the pending readings into the windows.
+func (e *Engine) apply() {
+	e.mu.Lock()
+	batch := e.pending
+	e.pending = nil
+	close(e.space)
+	e.space = make(chan struct{})
+	e.mu.Unlock()
+	e.m.pending.Set(0)
+	var applied, unknown, old int
+	for i := range batch {
+		r := &batch[i]
+		es, ok := e.ents[r.Enterprise]
+		if !ok {
+			unknown++
+			continue
+		}
+		mi, ok := es.meterIdx[r.Meter]
+		if !ok {
+			unknown++
+			continue
+		}
+		if r.Time.After(es.lastSeen[mi]) {
+			es.lastSeen[mi] = r.Time
+		}
+		es.dirty = true
+		mb, ok := es.lay.meters[r.Meter]
+		if !ok {
+			applied++ // a meter no formula reads: it only keeps the meter fresh
+			continue
+		}
+		v, n := r.Delta, uint32(0)
+		if mb.gauge {
+			v, n = r.Value, 1
+		}
+		kept := false
+		for _, w := range es.wins {
+			b := w.bucketOf(r.Time)
+			for _, t := range mb.tracks {
+				if t < es.lay.gauges {
+					kept = w.add(t, b, v, n) || kept
+				} else {
+					kept = w.add(t, b, v, 0) || kept
+				}
+			}
+		}
+		if kept {
+			applied++
+		} else {
+			old++
+		}
+	}
+	e.m.readings.WithLabelValues("applied").Add(float64(applied))
+	e.m.readings.WithLabelValues("unknown_meter").Add(float64(unknown))
+	e.m.readings.WithLabelValues("too_old").Add(float64(old))
+}
+
+// Run evaluates enterprises with new data every Interval, and every
+// enterprise every FullEvery, until ctx is done. It reads the
+// declarations first. Run returns nil when ctx is cancelled.
+func (e *Engine) Run(ctx context.Context) error {
+	if !e.running.CompareAndSwap(false, true) {
+		return errors.New("scoring: run: already running")
+	}
+	defer e.stopOnce.Do(func() { close(e.stopped) })
+	e.loadDeclarations(ctx)
+	var wg sync.WaitGroup
+	if e.cfg.Sink != nil {
+		wg.Go(func() { e.writeLoop(ctx) })
+	}
+	defer wg.Wait()
+	tick := time.NewTicker(e.cfg.Interval)
+	defer tick.Stop()
+	e.step(ctx, e.cfg.Now())
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-e.wake:
+			e.apply()
+			if e.reload.Swap(false) {
+				e.loadDeclarations(ctx)
+			}
+		case <-tick.C:
+			e.step(ctx, e.cfg.Now())
+		}
+	}
+}
+
+// loadDeclarations reads the declarations and marks the enterprises whose
+// declarations changed.
+func (e *Engine) loadDeclarations(ctx context.Context) {
+	e.reload.Store(false)
+	if e.cfg.Declarations == nil {
+		return
+	}
+	ds, err := e.cfg.Declarations.Declarations(ctx)
+	if err != nil {
+		e.log.Error("scoring: read declarations; keeping the previous ones", "err", err)
+		return
+	}
+	valid := ds[:0:0]
+	for _, d := range ds {
+		if _, ok := e.ents[d.Enterprise]; !ok {
+			e.m.declInvalid.Inc()
+			e.log.Warn("scoring: declaration for an enterprise that is not scored", "enterprise", d.Enterprise, "indicator", d.Indicator)
+			continue
+		}
+		if err := d.Check(e.std); err != nil {
+			e.m.declInvalid.Inc()
+			e.log.Warn("scoring: invalid declaration skipped", "err", err)
+			continue
+		}
+		valid = append(valid, d)
+	}
+	idx := indexDeclarations(valid)
+	for id, es := range e.ents {
+		if !maps.EqualFunc(es.decls, idx[id], slices.Equal) {
+			es.decls = idx[id]
+			es.dirty = true
+		}
+	}
+}
+
+// step applies waiting readings and evaluates the dirty enterprises (all
+// of them every FullEvery), then publishes a snapshot and the outputs.
+func (e *Engine) step(ctx context.Context, now time.Time) {
+	e.apply()
+	if e.reload.Swap(false) {
+		e.loadDeclarations(ctx)
+	}
+	full := now.Sub(e.lastFull) >= e.cfg.FullEvery
+	if full {
+		e.lastFull = now
+		for _, es := range e.order {
+			es.dirty = true
+		}
+	}
+	start := time.Now()
+	var changed []*entState
+	for _, es := range e.order {
+		if es.dirty {
+			es.dirty = false
+			changed = append(changed, es)
+		}
+	}
+	if len(changed) == 0 {
+		return
+	}
+	e.evaluateAll(changed, now)
+	for _, es := range changed { // in id order, whatever worker evaluated it
+		e.events = append(e.events, es.out...)
+		e.points = append(e.points, es.pts...)
+		es.out, es.pts = es.out[:0], nil
+	}
+	prev := e.snap.Load()
+	next := &Snapshot{Time: now, Standard: e.std, Policy: e.pol, results: maps.Clone(prev.results)}
+	for _, es := range changed {
+		next.results[es.id] = es.result
+	}
+	e.snap.Store(next)
+	e.m.evaluations.Add(float64(len(changed)))
+	e.m.tickSeconds.Observe(time.Since(start).Seconds())
+	for _, ev := range e.events {
+		e.m.events.WithLabelValues(string(ev.Kind)).Inc()
+		if e.cfg.OnEvent != nil {
+			e.cfg.OnEvent(ev)
+		}
+		e.points = append(e.points, eventPoint(ev))
+	}
+	e.events = e.events[:0]
+	if len(e.points) > 0 && e.cfg.Sink != nil {
+		select {
+		case e.writes <- e.points:
+		default:
+			e.m.points.WithLabelValues("dropped").Add(float64(len(e.points)))
+		}
+	}
+	e.points = nil
+	if full {
+		e.m.stateBytes.Set(float64(e.StateBytes()))
+	}
+}
+
+func (e *Engine) writeLoop(ctx context.Context) {
+	var lastWarn time.Time
+	suppressed := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ps := <-e.writes:
+			wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
+			err := e.cfg.Sink.WritePoints(wctx, ps)
+			cancel()
+			if err != nil {
+				e.m.points.WithLabelValues("failed").Add(float64(len(ps)))
+				// Log once a minute at most; the metric counts every failure.
+				if time.Since(lastWarn) >= time.Minute {
+					e.log.Warn("scoring: write points failed; later ticks write fresh ones", "points", len(ps), "err", err, "failures_not_logged", suppressed)
+					lastWarn, suppressed = time.Now(), 0
+				} else {
+					suppressed++
+				}
+				continue
+			}
+			e.m.points.WithLabelValues("written").Add(float64(len(ps)))
+		}
+	}
+}
+
+// StateBytes returns the bytes held by all enterprises' windows. Call it
+// on the engine goroutine (or when the engine is not running).
+func (e *Engine) StateBytes() int {
+	n := 0
+	for _, es := range e.order {
+		for _, w := range es.wins {
+			n += w.bytes()
+		}
+	}
+	return n
+}
+
+// evaluateAll evaluates ents, split among the workers when there are
+// enough of them to be worth it. Each worker owns a disjoint slice of
+// enterprises and its own scratch; everything they share is read-only (or
+// a Prometheus metric).
+func (e *Engine) evaluateAll(ents []*entState, now time.Time) {
+	w := min(e.cfg.Workers, len(ents)/32)
+	if w <= 1 {
+		for _, es := range ents {
+			e.evaluate(es, now, &e.envs[0])
+		}
+		return
+	}
+	var wg sync.WaitGroup
+	chunk := (len(ents) + w - 1) / w
+	for i := range w {
+		part := ents[min(i*chunk, len(ents)):min((i+1)*chunk, len(ents))]
+		wg.Go(func() {
+			for _, es := range part {
+				e.evaluate(es, now, &e.envs[i])
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// evaluate recomputes one enterprise at now: both windows, the code with
+// its hysteresis, regressions, lagging indicators and outputs.
+func (e *Engine) evaluate(es *entState, now time.Time, scratch *env) {
+	std, pol := e.std, e.pol
+	if y := now.In(e.loc).Year(); y != es.year || es.consts == nil {
+		es.year = y
+		es.consts, es.notes = std.constants(es.ent.Region, y)
+	}
+	res := &Result{Enterprise: es.id, Time: now, Assessments: make([]Assessment, len(std.Windows))}
+	for wi, spec := range std.Windows {
+		w := es.wins[wi]
+		w.sync(now)
+		a := assess(assessInput{env: scratch, std: std, lay: es.lay, win: w, spec: spec, consts: es.consts, notes: es.notes,
+			decls: es.decls, policy: pol.Data, now: now})
+		if a.Completeness < pol.MinCompleteness && a.Level != NoLevel {
+			a.Capped = fmt.Sprintf("not graded: %.0f%% of metered indicators have enough data, the policy needs %.0f%%", 100*a.Completeness, 100*pol.MinCompleteness)
+			a.Level = NoLevel
+		}
+		res.Assessments[wi] = a
+	}
+	ca, ba := &res.Assessments[e.cwin], &res.Assessments[e.bwin]
+
+	// Stale meters.
+	for mi, m := range es.ent.Meters {
+		last, since := es.lastSeen[mi], "no reading since "+es.lastSeen[mi].UTC().Format(time.RFC3339)
+		if last.IsZero() {
+			last, since = e.started, "no reading since the scorer started"
+		}
+		switch es.stale[mi].step(now.Sub(last) >= pol.StaleAfter, now, 0) {
+		case 1:
+			es.emit(Event{Time: now, Enterprise: es.id, Kind: EventStale, Meter: m.ID, Reason: since})
+		case -1:
+			es.emit(Event{Time: now, Enterprise: es.id, Kind: EventStale, Meter: m.ID, Resolved: true, Reason: "reporting again"})
+		}
+		if es.stale[mi].firing {
+			res.StaleMeters = append(res.StaleMeters, m.ID)
+		}
+	}
+
+	// Dynamic code.
+	holds, details := e.conditions(ca, len(res.StaleMeters) > 0)
+	cand, matched := pol.Classify(holds)
+	old := es.code.Code
+	es.code.Enterprise = es.id
+	reasons := make([]string, 0, len(matched))
+	for _, c := range matched {
+		reasons = append(reasons, details[c])
+	}
+	if pol.Step(&es.code, cand, matched, now) {
+		es.code.Reasons = reasons
+		reason := strings.Join(reasons, "; ")
+		if old == "" {
+			reason = "initial: " + reason
+		}
+		es.emit(Event{Time: now, Enterprise: es.id, Kind: EventCodeChange, Window: ca.Window, OldCode: old, NewCode: es.code.Code,
+			OldLevel: NoLevel, NewLevel: ca.Level, Reason: reason})
+	}
+	res.Code, res.CodeSince = es.code.Code, es.code.Since
+	res.PendingCode, res.PendingSince = es.code.Pending, es.code.PendingSince
+	res.CodeReasons = reasons
+	if pol.LastAuditIndicator != "" {
+		for _, d := range es.decls[pol.LastAuditIndicator] {
+			if !d.ValidFrom.After(now) && d.ValidFrom.After(res.LastAudit) {
+				res.LastAudit = d.ValidFrom
+			}
+		}
+	}
+	if res.LastAudit.IsZero() {
+		res.NextAuditDue = res.CodeSince
+	} else {
+		res.NextAuditDue = res.LastAudit.AddDate(0, pol.AuditInterval(res.Code), 0)
+	}
+
+	e.regressions(es, ca, ba, now)
+	res.Lagging = LaggingIndicators(std, ca, e.cfg.Solutions)
+	es.result = res
+	e.observeMetrics(es, res)
+	if e.cfg.Sink != nil && now.Sub(es.lastPt) >= e.cfg.PointEvery {
+		es.lastPt = now
+		es.pts = appendPoints(es.pts, std, e.cwin, res)
+	}
+}
+
+// conditions evaluates the policy's conditions on an assessment, with a
+// human-readable detail for each that holds.
+func (e *Engine) conditions(a *Assessment, stale bool) (map[Condition]bool, map[Condition]string) {
+	holds := map[Condition]bool{CondAlways: true}
+	details := map[Condition]string{CondAlways: fmt.Sprintf("level %s, score %.1f", levelName(a.Level), a.Score)}
+	set := func(c Condition, detail string) {
+		holds[c] = true
+		details[c] = string(c) + ": " + detail
+	}
+	switch a.Level {
+	case LevelI:
+		set(CondLevelI, "Level I")
+	case LevelII:
+		set(CondLevelII, "Level II")
+	case LevelIII:
+		set(CondLevelIII, fmt.Sprintf("Level III (Y_II %.1f)", a.Y[1]))
+	case BelowIII:
+		set(CondBelowIII, fmt.Sprintf("below Level III (Y_III %.2f)", a.Y[2]))
+	default:
+		set(CondNotGraded, "not graded")
+	}
+	var fail, below2, missing []string
+	for _, ind := range e.std.Indicators {
+		if !ind.Restrictive {
+			continue
+		}
+		r := &a.Indicators[ind.Index]
+		switch {
+		case r.Status == Insufficient:
+			missing = append(missing, ind.ID)
+		case r.Status != Graded:
+		case r.Level == BelowIII:
+			fail = append(fail, ind.ID)
+			below2 = append(below2, ind.ID)
+		case r.Level == LevelIII:
+			below2 = append(below2, ind.ID)
+		}
+	}
+	if len(fail) > 0 {
+		set(CondRestrictiveFail, strings.Join(fail, ", ")+" below Level III")
+	}
+	if len(below2) > 0 {
+		set(CondRestrictiveBelowII, strings.Join(below2, ", ")+" below Level II")
+	}
+	if len(missing) > 0 {
+		set(CondRestrictiveMissing, strings.Join(missing, ", ")+" without data")
+	}
+	if len(a.Exceedance) > 0 {
+		var parts []string
+		for _, id := range a.Exceedance {
+			r, _ := a.Indicator(e.std, id)
+			parts = append(parts, fmt.Sprintf("%s %.1f%%", id, r.Value))
+		}
+		set(CondExceedance, strings.Join(parts, ", "))
+	}
+	if a.Completeness < e.pol.MinCompleteness {
+		set(CondInsufficientData, fmt.Sprintf("%.0f%% of metered indicators have enough data", 100*a.Completeness))
+	}
+	if stale {
+		set(CondStale, "meters silent")
+	}
+	return holds, details
+}
+
+func levelName(l Level) string {
+	if l == NoLevel {
+		return "not graded"
+	}
+	return l.String()
+}
+
+// regressions raises level_drop, worsening and restrictive_fail events on
+// the policy's window, each announced once per change.
+func (e *Engine) regressions(es *entState, ca, ba *Assessment, now time.Time) {
+	pol := e.pol
+	for _, ind := range e.std.Indicators {
+		st := &es.inds[ind.Index]
+		r := &ca.Indicators[ind.Index]
+		if r.Status != Graded {
+			continue
+		}
+		// Level drop.
+		switch {
+		case st.ref == NoLevel:
+			st.ref = r.Level
+		case r.Level == st.ref:
+			st.pendSince = time.Time{}
+		default:
+			worse := r.Level > st.ref
+			if st.pendSince.IsZero() || st.pendWorse != worse {
+				st.pendSince, st.pendWorse = now, worse
+			}
+			if now.Sub(st.pendSince) >= pol.LevelDrop {
+				if worse {
+					es.emit(Event{Time: now, Enterprise: es.id, Kind: EventLevelDrop, Window: ca.Window, Indicator: ind.ID,
+						OldLevel: st.ref, NewLevel: r.Level, NewValue: r.Value,
+						Reason: fmt.Sprintf("%s fell from Level %s to %s", ind.ID, st.ref, r.Level)})
+				}
+				st.ref, st.pendSince = r.Level, time.Time{}
+			}
+		}
+		// Restrictive failure.
+		if ind.Restrictive {
+			switch st.restrictive.step(r.Level == BelowIII, now, pol.RestrictiveFail) {
+			case 1:
+				es.emit(Event{Time: now, Enterprise: es.id, Kind: EventRestrictiveFail, Window: ca.Window, Indicator: ind.ID,
+					NewLevel: r.Level, NewValue: r.Value, Reason: fmt.Sprintf("restrictive %s below Level III (%s)", ind.ID, formatValue(ind, r))})
+			case -1:
+				es.emit(Event{Time: now, Enterprise: es.id, Kind: EventRestrictiveFail, Window: ca.Window, Indicator: ind.ID, Resolved: true,
+					NewLevel: r.Level, NewValue: r.Value, Reason: fmt.Sprintf("restrictive %s back at Level %s", ind.ID, r.Level)})
+			}
+		}
+		// Worsening against the trailing baseline.
+		b := &ba.Indicators[ind.Index]
+		if !ind.Metered() || ca.Window == ba.Window || !b.HasValue() || b.Value == 0 {
+			continue
+		}
+		rel := (r.Value - b.Value) / math.Abs(b.Value)
+		if ind.Direction == HigherBetter {
+			rel = -rel
+		}
+		thr := pol.Worsening.Fraction
+		if st.worsening.firing {
+			thr = pol.Worsening.ClearFraction
+		}
+		switch st.worsening.step(rel > thr, now, pol.Worsening.For) {
+		case 1:
+			es.emit(Event{Time: now, Enterprise: es.id, Kind: EventWorsening, Window: ca.Window, Indicator: ind.ID,
+				OldValue: b.Value, NewValue: r.Value, OldLevel: b.Level, NewLevel: r.Level,
+				Reason: fmt.Sprintf("%s %.1f%% worse than its %s baseline (%.4g -> %.4g %s)", ind.ID, 100*rel, ba.Window, b.Value, r.Value, ind.Unit)})
+		case -1:
+			es.emit(Event{Time: now, Enterprise: es.id, Kind: EventWorsening, Window: ca.Window, Indicator: ind.ID, Resolved: true,
+				OldValue: b.Value, NewValue: r.Value, Reason: fmt.Sprintf("%s back within %.0f%% of its baseline", ind.ID, 100*pol.Worsening.ClearFraction)})
+		}
+	}
+}
+
+func formatValue(ind *Indicator, r *IndicatorResult) string {
+	if ind.Kind == Qualitative {
+		return "declared " + r.Level.String()
+	}
+	return fmt.Sprintf("%.4g %s", r.Value, ind.Unit)
+}
+
+func (e *Engine) observeMetrics(es *entState, res *Result) {
+	g := es.gauges
+	for wi := range res.Assessments {
+		a := &res.Assessments[wi]
+		g.level[wi].Set(float64(a.Level))
+		g.score[wi].Set(a.Score)
+		g.complete[wi].Set(a.Completeness)
+		for k := range a.Y {
+			g.y[wi][k].Set(a.Y[k])
+		}
+	}
+	for i, c := range e.pol.Codes {
+		v := 0.0
+		if c.Code == res.Code {
+			v = 1
+		}
+		g.code[i].Set(v)
+	}
+	g.auditDue.Set(float64(res.NextAuditDue.Unix()))
+	g.stale.Set(float64(len(res.StaleMeters)))
+	ca := &res.Assessments[e.cwin]
+	for i := range ca.Indicators {
+		r := &ca.Indicators[i]
+		v := math.NaN()
+		if r.HasValue() && r.Status == Graded {
+			v = r.Value
+		}
+		g.indValue[i].Set(v)
+		g.indLevel[i].Set(float64(r.Level))
+	}
+}

@@ -1,0 +1,111 @@
+package scoring
+
+import (
+	"fmt"
+	"time"
+)
+
+// EventKind says what an event announces.
+type EventKind string
+
+// Event kinds.
+const (
+	// EventCodeChange: the enterprise's dynamic code changed (OldCode,
+	// NewCode, Reason). The first evaluation of an enterprise announces its
+	// initial code with OldCode "".
+	EventCodeChange EventKind = "code_change"
+	// EventLevelDrop: an indicator's level got worse and stayed worse for
+	// the policy's level_drop.for (OldLevel, NewLevel, NewValue).
+	EventLevelDrop EventKind = "level_drop"
+	// EventWorsening: an indicator's live value is worse than its trailing
+	// baseline by more than the policy's fraction (OldValue is the
+	// baseline, NewValue the live value); Resolved when it is back within
+	// clear_fraction.
+	EventWorsening EventKind = "worsening"
+	// EventRestrictiveFail: a restrictive indicator is below Level III;
+	// Resolved when it is back at III or better.
+	EventRestrictiveFail EventKind = "restrictive_fail"
+	// EventStale: a meter has been silent for the policy's stale.after
+	// (Meter); Resolved when it reports again.
+	EventStale EventKind = "stale"
+)
+
+// Event is a change worth telling people about. Events are announced once
+// per change (a condition must hold for its configured time, and is not
+// announced again until it has resolved), so nothing flaps.
+type Event struct {
+	Time       time.Time
+	Enterprise string
+	Kind       EventKind
+	Resolved   bool // the announced condition has ended
+	Window     string
+	Indicator  string // level_drop, worsening, restrictive_fail
+	Meter      string // stale
+	OldCode    Code
+	NewCode    Code
+	OldLevel   Level
+	NewLevel   Level
+	OldValue   float64
+	NewValue   float64
+	Reason     string
+}
+
+// String renders the event for logs and test failures.
+func (e Event) String() string {
+	s := fmt.Sprintf("%s %s %s", e.Time.UTC().Format(time.RFC3339), e.Enterprise, e.Kind)
+	if e.Resolved {
+		s += " resolved"
+	}
+	if e.Indicator != "" {
+		s += " indicator=" + e.Indicator
+	}
+	if e.Meter != "" {
+		s += " meter=" + e.Meter
+	}
+	if e.Kind == EventCodeChange {
+		s += fmt.Sprintf(" %s->%s", e.OldCode, e.NewCode)
+	}
+	if e.Kind == EventLevelDrop {
+		s += fmt.Sprintf(" %s->%s", e.OldLevel, e.NewLevel)
+	}
+	if e.Reason != "" {
+		s += " (" + e.Reason + ")"
+	}
+	return s
+}
+
+// Result is everything the engine knows about one enterprise after an
+// evaluation. Results are immutable once published.
+type Result struct {
+	Enterprise string
+	Time       time.Time
+	// Assessments are indexed like Standard.Windows.
+	Assessments []Assessment
+
+	Code         Code
+	CodeSince    time.Time
+	CodeReasons  []string // the conditions behind the current candidate code
+	PendingCode  Code     // a code change waiting for its hold ("" none)
+	PendingSince time.Time
+	// LastAudit is the valid_from of the latest declaration of the policy's
+	// last_audit_indicator (zero: no audit on record); NextAuditDue is
+	// LastAudit plus the code's audit interval, or CodeSince when there is
+	// no audit on record (due at once).
+	LastAudit    time.Time
+	NextAuditDue time.Time
+
+	// Lagging lists the indicators that hold the enterprise below its next
+	// level on the policy's window, largest weighted gap first.
+	Lagging     []Lagging
+	StaleMeters []string
+}
+
+// Assessment returns the assessment of the named window.
+func (r *Result) Assessment(window string) (*Assessment, bool) {
+	for i := range r.Assessments {
+		if r.Assessments[i].Window == window {
+			return &r.Assessments[i], true
+		}
+	}
+	return nil, false
+}

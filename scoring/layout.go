@@ -1,0 +1,167 @@
+package scoring
+
+import (
+	"github.com/cleanprod/cleanprod/registry"
+)
+
+// layout maps one enterprise's registered meters to the tracks of its
+// windows and the standard's series to those tracks. It is built once from
+// the registry and read-only afterwards.
+//
+// Which meters feed a series:
+//   - an amount q@w: the enterprise's q meters of workshop w;
+//   - an amount q: its site meters of q (no workshop) or, if it has none,
+//     every q meter (the workshops then add up to the site);
+//   - readings of a gauge q (mean, compliance), optionally @w: each q meter,
+//     except analysers paired with a raw_wastewater flow meter, which see
+//     wastewater before treatment, where discharge limits do not apply;
+//   - load(q[@w][, flow]): each q meter paired with a flow meter (of
+//     quantity flow, if given);
+//   - abatement(in, out): the in and out meters paired with the same flow
+//     meter.
+type layout struct {
+	tracks int
+	gauges int                     // tracks [0, gauges) are per-meter gauge tracks
+	meters map[string]meterBinding // meter id -> tracks fed
+	series []binding               // indexed like Standard.Series
+	names  []string                // track names, for messages and tests
+
+	seriesNames []string // Standard.Series names (shared), for messages
+}
+
+// meterBinding says which tracks a meter's readings go to.
+type meterBinding struct {
+	meter  *registry.Meter
+	gauge  bool
+	tracks []int
+}
+
+// binding says how to compute one series for the enterprise.
+type binding struct {
+	present bool     // the enterprise has at least one meter for it
+	track   int      // SeriesSum: the total track
+	gauges  []int    // SeriesGauge: one track per meter
+	pairs   [][2]int // SeriesLoad: (gauge track, flow track) per pair
+	toKg    float64  // SeriesLoad: concentration x volume -> kg
+}
+
+func newLayout(std *Standard, e *registry.Enterprise) *layout {
+	l := &layout{meters: make(map[string]meterBinding), series: make([]binding, len(std.Series))}
+	l.seriesNames = std.seriesNames
+	gaugeTrack := map[string]int{} // meter id -> track
+	flowTrack := map[string]int{}
+	feed := func(m *registry.Meter, track int) {
+		mb := l.meters[m.ID]
+		mb.meter, mb.gauge = m, m.Kind == registry.Gauge
+		mb.tracks = append(mb.tracks, track)
+		l.meters[m.ID] = mb
+	}
+	newTrack := func(name string) int {
+		l.names = append(l.names, name)
+		l.tracks++
+		return l.tracks - 1
+	}
+	gauge := func(m *registry.Meter) int {
+		if t, ok := gaugeTrack[m.ID]; ok {
+			return t
+		}
+		t := newTrack(m.ID)
+		gaugeTrack[m.ID] = t
+		feed(m, t)
+		return t
+	}
+	inWorkshop := func(m *registry.Meter, ws string) bool { return ws == "" || m.Workshop == ws }
+	loadPair := func(m *registry.Meter, s Series) bool {
+		if m.Quantity.Name != s.Quantity || m.Kind != registry.Gauge || !inWorkshop(m, s.Workshop) || m.FlowMeter == nil {
+			return false
+		}
+		if s.Flow != "" && m.FlowMeter.Quantity.Name != s.Flow {
+			return false
+		}
+		if s.With != "" {
+			for _, o := range e.Meters {
+				if o.Quantity.Name == s.With && o.FlowMeter == m.FlowMeter {
+					return true
+				}
+			}
+			return false
+		}
+		return true
+	}
+	// Gauge tracks first, so that they are [0, gauges).
+	for i, s := range std.Series {
+		b := &l.series[i]
+		switch s.Kind {
+		case SeriesGauge:
+			for _, m := range e.Meters {
+				if m.Quantity.Name == s.Quantity && m.Kind == registry.Gauge && inWorkshop(m, s.Workshop) &&
+					(m.FlowMeter == nil || m.FlowMeter.Quantity.Name != "raw_wastewater") {
+					b.gauges = append(b.gauges, gauge(m))
+				}
+			}
+			b.present = len(b.gauges) > 0
+		case SeriesLoad:
+			for _, m := range e.Meters {
+				if loadPair(m, s) {
+					b.pairs = append(b.pairs, [2]int{gauge(m), -1})
+				}
+			}
+			b.present = len(b.pairs) > 0
+			b.toKg = 1e-3 // mg/L x m3 = g
+			if q, ok := registry.LookupQuantity(s.Quantity); ok && q.Medium == registry.Gas {
+				b.toKg = 1e-6 // mg/m3 x m3 = mg
+			}
+		}
+	}
+	l.gauges = l.tracks
+	for i, s := range std.Series {
+		b := &l.series[i]
+		switch s.Kind {
+		case SeriesSum:
+			var feeders []*registry.Meter
+			for _, m := range e.Meters {
+				if m.Quantity.Name == s.Quantity && m.Kind != registry.Gauge && s.Workshop != "" && m.Workshop == s.Workshop {
+					feeders = append(feeders, m)
+				}
+			}
+			if s.Workshop == "" {
+				var site, all []*registry.Meter
+				for _, m := range e.Meters {
+					if m.Quantity.Name == s.Quantity && m.Kind != registry.Gauge {
+						all = append(all, m)
+						if m.Workshop == "" {
+							site = append(site, m)
+						}
+					}
+				}
+				feeders = site
+				if len(site) == 0 {
+					feeders = all
+				}
+			}
+			if len(feeders) > 0 {
+				b.present = true
+				b.track = newTrack(s.String())
+				for _, m := range feeders {
+					feed(m, b.track)
+				}
+			}
+		case SeriesLoad:
+			n := 0
+			for _, m := range e.Meters {
+				if loadPair(m, s) {
+					f := m.FlowMeter
+					t, ok := flowTrack[f.ID]
+					if !ok {
+						t = newTrack(f.ID + " (flow)")
+						flowTrack[f.ID] = t
+						feed(f, t)
+					}
+					b.pairs[n][1] = t
+					n++
+				}
+			}
+		}
+	}
+	return l
+}

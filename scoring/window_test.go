@@ -1,0 +1,114 @@
+package scoring
+
+import (
+	"math"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 3, 1, 0, 0, 0, 0, time.FixedZone("CST", 8*3600)) // local midnight
+
+func TestWindowSlides(t *testing.T) {
+	w := newWindow(Window{Name: "w", Length: 4 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 2, 1)
+	hour := func(h int) int64 { return w.bucketOf(t0.Add(time.Duration(h) * time.Hour)) }
+	amount := 1
+	for h := 0; h < 4; h++ {
+		if !w.add(amount, hour(h), 10, 0) {
+			t.Fatalf("hour %d: got rejected, want added", h)
+		}
+	}
+	w.sync(t0.Add(3 * time.Hour))
+	if got := w.sum(amount); got != 40 {
+		t.Errorf("full window: got %v, want 40", got)
+	}
+	if got := w.coverage(amount); got != 1 {
+		t.Errorf("coverage: got %v, want 1", got)
+	}
+	// A correction adds to an earlier bucket without double counting.
+	w.add(amount, hour(1), -4, 0)
+	if got := w.sum(amount); got != 36 {
+		t.Errorf("after correction: got %v, want 36", got)
+	}
+	// Two hours later the first two buckets have left.
+	w.sync(t0.Add(5 * time.Hour))
+	if got := w.sum(amount); got != 20 {
+		t.Errorf("after sliding 2h: got %v, want 20", got)
+	}
+	if got := w.coverage(amount); got != 0.5 {
+		t.Errorf("coverage after sliding: got %v, want 0.5", got)
+	}
+	if w.add(amount, hour(1), 1, 0) {
+		t.Errorf("reading older than the window: got added, want rejected")
+	}
+	// A jump longer than the window clears it.
+	w.sync(t0.Add(48 * time.Hour))
+	if got, cov := w.sum(amount), w.coverage(amount); got != 0 || cov != 0 || w.anyData(amount) {
+		t.Errorf("after a long gap: got sum %v coverage %v, want 0 and 0", got, cov)
+	}
+}
+
+func TestWindowBucketsAreLocalDays(t *testing.T) {
+	w := newWindow(Window{Name: "d", Length: 3 * 24 * time.Hour, Bucket: 24 * time.Hour}, 8*time.Hour, 1, 1)
+	// 23:30 local on day 0 and 00:30 local on day 1 fall in different days,
+	// although both are on the same UTC day.
+	a := w.bucketOf(t0.Add(-30 * time.Minute))
+	b := w.bucketOf(t0.Add(30 * time.Minute))
+	if b != a+1 {
+		t.Errorf("got buckets %d and %d, want consecutive local days", a, b)
+	}
+	if got := w.bucketStart(b); !got.Equal(t0) {
+		t.Errorf("bucket start: got %v, want %v", got, t0)
+	}
+}
+
+func TestWindowDailyCompliance(t *testing.T) {
+	w := newWindow(Window{Name: "w", Length: 72 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 2, 1)
+	// Day 0: readings 400 and 700 (mean 550); day 1: 100, 200 (150);
+	// day 2: none.
+	for _, r := range []struct {
+		h int
+		v float64
+	}{{2, 400}, {14, 700}, {26, 100}, {38, 200}} {
+		w.add(0, w.bucketOf(t0.Add(time.Duration(r.h)*time.Hour)), r.v, 1)
+	}
+	w.sync(t0.Add(71 * time.Hour))
+	var means []float64
+	days := w.days(0, func(sum float64, n uint32) { means = append(means, sum/float64(n)) })
+	if days != 3 || len(means) != 2 || means[0] != 550 || means[1] != 150 {
+		t.Errorf("got %d days, means %v, want 3 days and means [550 150]", days, means)
+	}
+	ev := &env{}
+	ev.reset(&layout{gauges: 1}, w, nil, 0)
+	if got := ev.dayCoverage(0); math.Abs(got-2.0/3) > 1e-12 {
+		t.Errorf("day coverage: got %v, want 2/3", got)
+	}
+}
+
+func TestWindowLoadCarriesConcentrationForward(t *testing.T) {
+	w := newWindow(Window{Name: "w", Length: 6 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 2, 1)
+	at := func(h int) int64 { return w.bucketOf(t0.Add(time.Duration(h) * time.Hour)) }
+	// Flow of 10 m3 every hour; the analyser reports 100 mg/L at hour 1
+	// and 300 at hour 3 (twice, 200 and 400).
+	for h := 0; h < 6; h++ {
+		w.add(1, at(h), 10, 0)
+	}
+	w.add(0, at(1), 100, 1)
+	w.add(0, at(3), 200, 1)
+	w.add(0, at(3), 400, 1)
+	w.sync(t0.Add(5 * time.Hour))
+	// hour 0 back-fills with 100; hours 1-2 at 100; hours 3-5 at 300.
+	want := 10.0*100*3 + 10*300*3
+	if got := w.load(0, 1); got != want {
+		t.Errorf("got load %v, want %v (mg/L x m3)", got, want)
+	}
+}
+
+func TestWindowBytes(t *testing.T) {
+	w := newWindow(Window{Name: "live", Length: 30 * 24 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 30, 5)
+	w.add(0, w.bucketOf(t0), 1, 1)
+	// 30 tracks x 720 x 8 + 5 x 720 x 4 + bits + per-track totals.
+	want := 30*720*8 + 5*720*4 + 8*((30*720+63)/64) + 30*8 + 30*4
+	if got := w.bytes(); got != want {
+		t.Errorf("got %d bytes, want %d", got, want)
+	}
+}
