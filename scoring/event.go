@@ -34,20 +34,20 @@ const (
 // per change (a condition must hold for its configured time, and is not
 // announced again until it has resolved), so nothing flaps.
 type Event struct {
-	Time       time.Time
-	Enterprise string
-	Kind       EventKind
-	Resolved   bool // the announced condition has ended
-	Window     string
-	Indicator  string // level_drop, worsening, restrictive_fail
-	Meter      string // stale
-	OldCode    Code
-	NewCode    Code
-	OldLevel   Level
-	NewLevel   Level
-	OldValue   float64
-	NewValue   float64
-	Reason     string
+	Time       time.Time `json:"time"`
+	Enterprise string    `json:"enterprise"`
+	Kind       EventKind `json:"kind"`
+	Resolved   bool      `json:"resolved,omitempty"` // the announced condition has ended
+	Window     string    `json:"window,omitempty"`
+	Indicator  string    `json:"indicator,omitempty"` // level_drop, worsening, restrictive_fail
+	Meter      string    `json:"meter,omitempty"`     // stale
+	OldCode    Code      `json:"old_code,omitempty"`
+	NewCode    Code      `json:"new_code,omitempty"`
+	OldLevel   Level     `json:"old_level,omitzero"`
+	NewLevel   Level     `json:"new_level,omitzero"`
+	OldValue   float64   `json:"old_value,omitempty"`
+	NewValue   float64   `json:"new_value,omitempty"`
+	Reason     string    `json:"reason,omitempty"`
 }
 
 // String renders the event for logs and test failures.

@@ -32,6 +32,9 @@ func (l Level) Better(m Level) bool {
 	return m == NoLevel || l < m
 }
 
+// MarshalText encodes the level as its String, so JSON reads "II".
+func (l Level) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
 // String returns "I", "II", "III", "below III" or "" for NoLevel.
 func (l Level) String() string {
 	switch l {

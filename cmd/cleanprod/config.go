@@ -63,6 +63,13 @@ type Config struct {
 		History         int           `yaml:"history" help:"recent readings kept per meter to place late ones and spot duplicates"`
 		ShutdownGrace   time.Duration `yaml:"shutdown_grace" help:"how long the final flush may take at shutdown"`
 	} `yaml:"ingest"`
+	Scoring struct {
+		Standard     string        `yaml:"standard" help:"indicator standard YAML (empty: the shipped automobile standard)"`
+		Policy       string        `yaml:"policy" help:"dynamic-code policy YAML (empty: the shipped policy)"`
+		Solutions    string        `yaml:"solutions" help:"folder of solution library YAML files (empty: the shipped library)"`
+		Declarations string        `yaml:"declarations" help:"folder of enterprise declarations (qualitative and non-metered indicators)"`
+		Interval     time.Duration `yaml:"interval" help:"how often enterprises with new data are re-evaluated"`
+	} `yaml:"scoring"`
 	Log struct {
 		Level  string `yaml:"level" help:"debug, info, warn or error"`
 		Format string `yaml:"format" help:"text or json"`
@@ -92,6 +99,8 @@ func defaultConfig() Config {
 	c.Ingest.PastHorizon = 30 * 24 * time.Hour
 	c.Ingest.History = 32
 	c.Ingest.ShutdownGrace = 10 * time.Second
+	c.Scoring.Declarations = "scoring/declarations"
+	c.Scoring.Interval = 10 * time.Second
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -261,7 +270,7 @@ func (c *Config) validate() []error {
 	durations := map[string]time.Duration{"mqtt.keep_alive": c.MQTT.KeepAlive, "mqtt.max_reconnect_interval": c.MQTT.MaxReconnectInterval,
 		"mqtt.watchdog_interval": c.MQTT.WatchdogInterval, "ingest.batch_interval": c.Ingest.BatchInterval,
 		"ingest.future_horizon": c.Ingest.FutureHorizon, "ingest.past_horizon": c.Ingest.PastHorizon,
-		"ingest.shutdown_grace": c.Ingest.ShutdownGrace, "influx.timeout": c.Influx.Timeout}
+		"ingest.shutdown_grace": c.Ingest.ShutdownGrace, "influx.timeout": c.Influx.Timeout, "scoring.interval": c.Scoring.Interval}
 	for _, k := range sortedKeys(durations) {
 		if durations[k] <= 0 {
 			bad("%s must be positive, got %s", k, durations[k])

@@ -17,7 +17,7 @@ func TestDemo(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"demo", "-http.listen", httpAddr, "-embedded_broker.listen", brokerAddr,
-			"-gateway_config", "../../gateway-config", "-log.level", "warn"}, func(string) string { return "" }, out, out)
+			"-gateway_config", "../../gateway-config", "-scoring.declarations", "../../scoring/declarations", "-log.level", "warn"}, func(string) string { return "" }, out, out)
 	}()
 	s := &service{http: httpAddr, logs: out}
 	deadline := time.Now().Add(60 * time.Second)

@@ -18,6 +18,7 @@ import (
 	"github.com/cleanprod/cleanprod/broker"
 	"github.com/cleanprod/cleanprod/ingest"
 	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/store"
 	"github.com/cleanprod/cleanprod/web"
 )
@@ -26,6 +27,9 @@ import (
 type readingStore interface {
 	ingest.Writer
 	ingest.HistorySource
+	scoring.History
+	scoring.Sink
+	Points(ctx context.Context, measurement string, tags map[string]string, from, to time.Time) ([]store.Point, error)
 	Ping(ctx context.Context) error
 	Close() error
 }
@@ -50,6 +54,12 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		return fmt.Errorf("gateway registry: %w", err)
 	}
 	log.Info("gateway registry loaded", "dir", cfg.GatewayConfig, "enterprises", len(reg.Enterprises), "gateways", reg.GatewayCount(), "meters", reg.MeterCount())
+
+	sd, err := loadScoring(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("indicator standard loaded", "indicators", len(sd.std.Indicators), "declarations", sd.decl.Dir)
 
 	st, where, err := openStore(cfg)
 	if err != nil {
@@ -79,6 +89,19 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := ingest.NewMetrics(promReg)
+	events := newEventPublisher(promReg, log.With("component", "events"))
+	engCfg := scoring.Config{
+		Standard: sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, History: st, Sink: st,
+		OnEvent: events.OnEvent, Registerer: promReg, Logger: log.With("component", "scoring"),
+		Interval: cfg.Scoring.Interval,
+	}
+	if sd.decl.Dir != "" {
+		engCfg.Declarations = sd.decl
+	}
+	eng, err := scoring.NewEngine(engCfg)
+	if err != nil {
+		return fmt.Errorf("scoring: %w", err)
+	}
 
 	var sub *ingest.Subscriber
 	publish := func(ctx context.Context, topic string, payload []byte) error { return sub.Publish(ctx, topic, payload) }
@@ -89,7 +112,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		},
 		BatchSize: cfg.Ingest.BatchSize, BatchInterval: cfg.Ingest.BatchInterval,
 		MaxInflight: cfg.MQTT.MaxInflight, ShutdownGrace: cfg.Ingest.ShutdownGrace,
-	}, st, publish, nil, metrics, log.With("component", "ingest"))
+	}, st, publish, eng.Observe, metrics, log.With("component", "ingest"))
 	sub = ingest.NewSubscriber(ingest.SubscriberConfig{
 		Broker: brokerURL, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
 		TLS: mqttTLS, SharedGroup: cfg.MQTT.SharedGroup, KeepAlive: cfg.MQTT.KeepAlive,
@@ -131,15 +154,34 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		if err := waitForStore(gctx, st, log); err != nil {
 			return nil
 		}
+		// Windows and announced events come from the store before any new
+		// reading is observed, so nothing is counted or announced twice.
+		start := time.Now()
+		if err := eng.Rebuild(gctx); err != nil {
+			return fmt.Errorf("rebuild scoring windows: %w", err)
+		}
+		if err := restoreEvents(gctx, st, eng, time.Now()); err != nil {
+			return err
+		}
+		log.Info("scoring state rebuilt from store", "took", time.Since(start).Round(time.Millisecond))
 		if err := pipe.Restore(gctx, st); err != nil {
 			return err
 		}
+		// The engine outlives the pipeline: the final flush still feeds it.
+		engCtx, stopEngine := context.WithCancel(context.WithoutCancel(gctx))
+		engDone := make(chan error, 1)
+		go func() { engDone <- eng.Run(engCtx) }()
+		go events.run(engCtx, sub.Publish)
 		pg, pctx := errgroup.WithContext(gctx)
 		pg.Go(func() error { return pipe.Run(pctx) })
 		pg.Go(func() error { return sub.Run(pctx) })
 		err := pg.Wait()
+		stopEngine()
+		if engErr := <-engDone; engErr != nil && err == nil {
+			err = fmt.Errorf("scoring: %w", engErr)
+		}
 		sub.Close() // after the pipeline flushed, so the last acks leave
-		log.Info("ingest stopped")
+		log.Info("ingest and scoring stopped")
 		return err
 	})
 	err = g.Wait()

@@ -1,0 +1,138 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cleanprod/cleanprod/scoring"
+)
+
+// scoringData is the standard, policy and library in force.
+type scoringData struct {
+	std  *scoring.Standard
+	pol  *scoring.Policy
+	lib  *scoring.Library
+	decl scoring.DeclarationFiles
+}
+
+// loadScoring loads the configured scoring files, or the shipped ones.
+func loadScoring(cfg *Config) (*scoringData, error) {
+	var d scoringData
+	var err error
+	if cfg.Scoring.Standard != "" {
+		d.std, err = scoring.LoadStandard(cfg.Scoring.Standard)
+	} else {
+		d.std, err = scoring.DefaultStandard()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("indicator standard: %w", err)
+	}
+	if cfg.Scoring.Policy != "" {
+		d.pol, err = scoring.LoadPolicy(cfg.Scoring.Policy, d.std)
+	} else {
+		d.pol, err = scoring.DefaultPolicy(d.std)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("code policy: %w", err)
+	}
+	if cfg.Scoring.Solutions != "" {
+		d.lib, err = scoring.LoadLibrary(cfg.Scoring.Solutions, d.std)
+	} else {
+		d.lib, err = scoring.DefaultLibrary(d.std)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("solution library: %w", err)
+	}
+	if cfg.Scoring.Declarations != "" {
+		if _, err := os.Stat(cfg.Scoring.Declarations); err != nil {
+			return nil, fmt.Errorf("scoring.declarations: %w", err)
+		}
+		if _, err := scoring.LoadDeclarations(cfg.Scoring.Declarations, d.std); err != nil {
+			return nil, fmt.Errorf("declarations: %w", err)
+		}
+		d.decl = scoring.DeclarationFiles{Dir: cfg.Scoring.Declarations, Standard: d.std}
+	}
+	return &d, nil
+}
+
+// eventPublisher hands scoring events to MQTT cp/v1/{enterprise}/events
+// without ever blocking the engine: a full queue drops (and counts) the
+// MQTT copy; the event itself is kept in the store and the API.
+type eventPublisher struct {
+	queue   chan scoring.Event
+	dropped prometheus.Counter
+	log     *slog.Logger
+}
+
+func newEventPublisher(reg prometheus.Registerer, log *slog.Logger) *eventPublisher {
+	p := &eventPublisher{
+		queue: make(chan scoring.Event, 10000),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_events_mqtt_dropped_total",
+			Help: "Scoring events not published on MQTT because the queue was full (they stay in the store).",
+		}),
+		log: log,
+	}
+	reg.MustRegister(p.dropped)
+	return p
+}
+
+// OnEvent is the engine's event callback.
+func (p *eventPublisher) OnEvent(e scoring.Event) {
+	select {
+	case p.queue <- e:
+	default:
+		p.dropped.Inc()
+	}
+}
+
+// run publishes queued events until ctx ends.
+func (p *eventPublisher) run(ctx context.Context, publish func(ctx context.Context, topic string, payload []byte) error) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e := <-p.queue:
+			payload, _ := json.Marshal(e)
+			for attempt := 0; ; attempt++ {
+				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				err := publish(pctx, "cp/v1/"+e.Enterprise+"/events", payload)
+				cancel()
+				if err == nil || ctx.Err() != nil {
+					break
+				}
+				if attempt == 0 {
+					p.log.Warn("event publish failed; retrying", "err", err, "enterprise", e.Enterprise, "kind", e.Kind)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(time.Second):
+				}
+			}
+		}
+	}
+}
+
+// restoreEvents replays the events already announced, so a restart does
+// not announce them again.
+func restoreEvents(ctx context.Context, st readingStore, eng *scoring.Engine, now time.Time) error {
+	ps, err := st.Points(ctx, scoring.MeasurementEvent, nil, now.Add(-400*24*time.Hour), now.Add(time.Hour))
+	if err != nil {
+		return fmt.Errorf("read past events: %w", err)
+	}
+	events := make([]scoring.Event, 0, len(ps))
+	for _, p := range ps {
+		if e, ok := scoring.EventFromPoint(p); ok {
+			events = append(events, e)
+		}
+	}
+	eng.Restore(events)
+	return nil
+}
