@@ -34,6 +34,7 @@ type Normaliser struct {
 	cfg      NormaliserConfig
 	meters   map[meterKey]*meterHistory
 	gateways map[gatewayKey]*seqState
+	msgSeq   uint32 // numbers the messages, to tell in-message duplicates
 }
 
 type meterKey struct{ enterprise, meter string }
@@ -52,6 +53,7 @@ type histEntry struct {
 	t     int64   // unix nanoseconds
 	value float64 // canonical value (register, amount or gauge value)
 	delta float64 // counters: amount since the previous entry
+	msg   uint32  // Normaliser.msgSeq of the message that brought it (0: restored)
 }
 
 type seqState struct {
@@ -141,14 +143,9 @@ type Outcome struct {
 func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bool, now time.Time, write, observe *[]store.Reading) Outcome {
 	var out Outcome
 	n.trackSeq(gw, msg.Seq, redelivery, &out)
-	// Sort by meter, then time, so a message listing a meter's readings
-	// newest first is placed in order and in-message duplicates are adjacent.
-	slices.SortStableFunc(msg.Readings, func(a, b RawReading) int {
-		if c := cmp.Compare(a.Meter, b.Meter); c != 0 {
-			return c
-		}
-		return a.Time.Compare(b.Time)
-	})
+	// Readings are placed one by one in message order; a meter's readings
+	// listed newest first are simply late arrivals, placed like any other.
+	n.msgSeq++
 	latest := now.Add(n.cfg.FutureHorizon)
 	earliest := now.Add(-n.cfg.PastHorizon)
 	reject := func(r *RawReading, reason Reason, format string, args ...any) {
@@ -163,10 +160,6 @@ func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bo
 			} else {
 				reject(r, ReasonUnknownMeter, "meter %q is not registered", r.Meter)
 			}
-			continue
-		}
-		if i > 0 && msg.Readings[i-1].Meter == r.Meter && msg.Readings[i-1].Time.Equal(r.Time) {
-			reject(r, ReasonDuplicate, "meter %q has two readings at %s in one message", r.Meter, r.Time.Format(time.RFC3339Nano))
 			continue
 		}
 		if r.Time.After(latest) {
@@ -227,6 +220,10 @@ func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Out
 	t := r.Time.UnixNano()
 	i := h.search(t)
 	if i < len(h.entries) && h.entries[i].t == t {
+		if h.entries[i].msg == n.msgSeq {
+			reject(r, ReasonDuplicate, "meter %q has two readings at %s in one message", m.ID, r.Time.Format(time.RFC3339Nano))
+			return
+		}
 		if h.entries[i].value == v {
 			out.Duplicates++
 			return
@@ -238,7 +235,7 @@ func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Out
 		reject(r, ReasonOutsideHistory, "meter %q: ts %s is older than the %d readings kept to place it", m.ID, r.Time.Format(time.RFC3339Nano), len(h.entries))
 		return
 	}
-	e := histEntry{t: t, value: v}
+	e := histEntry{t: t, value: v, msg: n.msgSeq}
 	emit := func(e histEntry, amount float64) {
 		rd := store.Reading{
 			Enterprise: m.Enterprise.ID, Gateway: m.Gateway.ID, Meter: m.ID,

@@ -166,6 +166,10 @@ type batchMsg struct {
 }
 
 func (b *batch) reset() {
+	// Clear before truncating so the reused arrays do not keep old
+	// payloads and letters alive.
+	clear(b.msgs)
+	clear(b.letters)
 	b.msgs, b.write, b.observe, b.letters = b.msgs[:0], b.write[:0], b.observe[:0], b.letters[:0]
 	b.accepted = 0
 }
