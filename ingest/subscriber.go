@@ -42,10 +42,10 @@ type client interface {
 }
 
 // Subscriber receives telemetry from the broker and submits it to a
-// Pipeline. It subscribes in the on-connect handler, so every reconnect
-// resubscribes, acknowledges nothing itself (the pipeline does, after the
-// store accepted), and watches for a connection that is up but delivers
-// nothing.
+// Pipeline in arrival order. It subscribes in the on-connect handler, so
+// every reconnect resubscribes, acknowledges nothing itself (the pipeline
+// does, after the store accepted), and watches for a connection that is up
+// but delivers nothing.
 type Subscriber struct {
 	cfg      SubscriberConfig
 	pipe     *Pipeline
@@ -58,6 +58,7 @@ type Subscriber struct {
 	ready      chan struct{}   // closed when ctx is set
 	subscribed atomic.Bool
 	lastBeat   atomic.Int64 // unix nanos of the last heartbeat received
+	lastMsg    atomic.Int64 // unix nanos of the last telemetry message received
 	connected  atomic.Int64 // unix nanos of the last (re)connect, 0 while down
 	reconnect  chan struct{}
 	closeOnce  sync.Once
@@ -84,7 +85,6 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 	s := &Subscriber{
 		cfg: cfg, pipe: p, metrics: m, log: log,
 		watchdog:  "cleanprod/watchdog/" + cfg.ClientID,
-		ready:     make(chan struct{}),
 		reconnect: make(chan struct{}, 1),
 	}
 	opts := mqtt.NewClientOptions().
@@ -94,7 +94,7 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 		SetPassword(cfg.Password).
 		SetCleanSession(false).
 		SetAutoAckDisabled(true).
-		SetOrderMatters(false). // handlers block on back-pressure; each runs in its own goroutine
+		SetOrderMatters(true). // one handler at a time, in arrival order; it never blocks
 		SetKeepAlive(cfg.KeepAlive).
 		SetConnectTimeout(cfg.ConnectTimeout).
 		SetAutoReconnect(true).
@@ -115,8 +115,6 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 // not disconnect: call Close after the pipeline has flushed, so the last
 // acknowledgements reach the broker.
 func (s *Subscriber) Run(ctx context.Context) error {
-	s.ctx = ctx
-	close(s.ready)
 	s.log.Info("connecting to broker", "broker", s.cfg.Broker, "client_id", s.cfg.ClientID)
 	tok := s.c.Connect() // with ConnectRetry the token completes on the first success
 	select {
@@ -199,27 +197,22 @@ func (s *Subscriber) onConnectionLost(_ mqtt.Client, err error) {
 	s.log.Warn("connection to broker lost; reconnecting", "err", err)
 }
 
-// onMessage runs in its own goroutine per message (OrderMatters false)
-// and blocks while the pipeline is full: that is the back-pressure.
+// onMessage runs on paho's router goroutine, in arrival order, and hands
+// the message to the pipeline without blocking.
 func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	if m.Topic() == s.watchdog {
 		s.lastBeat.Store(time.Now().UnixNano())
 		m.Ack()
 		return
 	}
-	<-s.ready
-	d := Delivery{
+	s.lastMsg.Store(time.Now().UnixNano())
+	s.pipe.Submit(Delivery{
 		Topic:      m.Topic(),
 		Payload:    m.Payload(),
 		Redelivery: m.Duplicate(),
 		Received:   time.Now(),
 		Ack:        m.Ack,
-	}
-	if err := s.pipe.Submit(s.ctx, d); err != nil {
-		// Shutting down: leave the message unacknowledged; the broker
-		// redelivers it to the next session.
-		return
-	}
+	})
 }
 
 func (s *Subscriber) requestReconnect() {
@@ -241,8 +234,11 @@ func (s *Subscriber) checkWatchdog(ctx context.Context) {
 		return
 	}
 	limit := 3 * s.cfg.WatchdogInterval
-	last := time.Unix(0, max(s.lastBeat.Load(), since))
-	if time.Since(last) > limit {
+	last := time.Unix(0, max(s.lastBeat.Load(), s.lastMsg.Load(), since))
+	// While messages wait unacknowledged (the store is slow or down) the
+	// broker's in-flight window is full and it may hold back even the
+	// heartbeat: that silence is back-pressure, not a dead connection.
+	if time.Since(last) > limit && !s.pipe.Holding() {
 		s.log.Warn("no heartbeat came back on a connection that looks up; forcing a reconnect", "silent_for", time.Since(last).Round(time.Second))
 		s.metrics.watchdogResets.Inc()
 		s.forceReconnect(ctx)

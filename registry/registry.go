@@ -355,6 +355,11 @@ func buildMeter(ms meterSchema, at func(string) []any, report func(path []any, f
 		}
 	}
 	m.Factor = m.Scale * unitFactor
+	if m.Scale > 0 && !math.IsInf(m.Scale, 0) && (!(m.Factor > 0) || math.IsInf(m.Factor, 0)) {
+		// Each number is fine, their product is not: a reading times an
+		// infinite factor is +Inf, times a zero one always 0.
+		problem("scale", "meter %q: scale %v with unit %s gives a factor of %v to the canonical unit: out of range", m.ID, m.Scale, ms.Unit, m.Factor)
+	}
 	switch m.Kind {
 	case Counter, Delta:
 		if q != nil && !q.Extensive {
@@ -374,6 +379,9 @@ func buildMeter(ms meterSchema, at func(string) []any, report func(path []any, f
 			problem("rollover", "meter %q: rollover must be positive, got %v", m.ID, ms.Rollover)
 		}
 		m.Rollover = ms.Rollover * m.Factor
+		if math.IsInf(m.Rollover, 0) {
+			problem("rollover", "meter %q: rollover %v %s is out of range in the canonical unit", m.ID, ms.Rollover, ms.Unit)
+		}
 	}
 	if ms.MaxRate < 0 || math.IsNaN(ms.MaxRate) || math.IsInf(ms.MaxRate, 0) {
 		problem("max_rate", "meter %q: max_rate must be zero or positive, got %v", m.ID, ms.MaxRate)
@@ -400,7 +408,14 @@ func buildMeter(ms meterSchema, at func(string) []any, report func(path []any, f
 			bad = true
 			report(path, "meter %q: replacements must be in time order", m.ID)
 		}
-		m.Replacements = append(m.Replacements, Replacement{At: r.At, OldFinal: *r.OldFinal * m.Factor, NewInitial: *r.NewInitial * m.Factor})
+		rep := Replacement{At: r.At, OldFinal: *r.OldFinal * m.Factor, NewInitial: *r.NewInitial * m.Factor}
+		if !(*r.OldFinal >= 0) || !(*r.NewInitial >= 0) || math.IsInf(rep.OldFinal, 0) || math.IsInf(rep.NewInitial, 0) {
+			// Registers: a NaN or negative one made every delta across
+			// the replacement NaN or wrong.
+			bad = true
+			report(path, "meter %q: old_final %v and new_initial %v must be registers: finite, not negative", m.ID, *r.OldFinal, *r.NewInitial)
+		}
+		m.Replacements = append(m.Replacements, rep)
 	}
 	if bad {
 		return nil, ""

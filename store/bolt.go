@@ -814,3 +814,17 @@ func reverse[S ~[]E, E any](s S) {
 		s[i], s[j] = s[j], s[i]
 	}
 }
+
+// ReadingsOf returns the readings of several meters of one enterprise in
+// [from, to] (both ends included), for ingest's check of old readings.
+func (b *Bolt) ReadingsOf(ctx context.Context, enterprise string, meters []string, from, to time.Time) ([]Reading, error) {
+	var out []Reading
+	for _, m := range meters {
+		rs, err := b.Readings(ctx, enterprise, m, from, to.Add(time.Nanosecond))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rs...)
+	}
+	return out, nil
+}

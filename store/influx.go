@@ -470,3 +470,17 @@ func num(rec *query.FluxRecord, k string) float64 {
 	}
 	return 0
 }
+
+// ReadingsOf returns the readings of several meters of one enterprise in
+// [from, to] (both ends included), for ingest's check of old readings.
+func (s *Influx) ReadingsOf(ctx context.Context, enterprise string, meters []string, from, to time.Time) ([]Reading, error) {
+	quoted := make([]string, len(meters))
+	for i, m := range meters {
+		quoted[i] = fluxString(m)
+	}
+	q := s.rangeFilter(from, to.Add(time.Nanosecond)) + fmt.Sprintf(`  |> filter(fn: (r) => r._measurement == %q and r.enterprise == %s and contains(value: r.meter, set: [%s]))
+  |> filter(fn: (r) => r._field == "value" or r._field == "delta")
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+`, readingMeasurement, fluxString(enterprise), strings.Join(quoted, ", "))
+	return s.queryReadings(ctx, q)
+}

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"sort"
 	"strconv"
 	"testing"
 	"time"
@@ -143,5 +145,33 @@ func TestInfluxErrorsAreClassified(t *testing.T) {
 	err = down.WriteReadings(ctx, []Reading{{Enterprise: "e", Meter: "m", Kind: "gauge", Time: t0, Value: 1}})
 	if err == nil || IsPermanent(err) {
 		t.Errorf("got %v, want a temporary error", err)
+	}
+}
+
+func TestInfluxReadingsOf(t *testing.T) {
+	s, _ := openTestInflux(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	var rs []Reading
+	for i, m := range []string{"A", "B", "C"} {
+		for k := range 3 {
+			rs = append(rs, Reading{Enterprise: "e", Gateway: "g", Meter: m, Quantity: "electricity", Kind: "counter", Time: t0.Add(time.Duration(k) * time.Hour), Value: float64(100*i + k)})
+		}
+	}
+	rs = append(rs, Reading{Enterprise: "other", Gateway: "g", Meter: "A", Quantity: "electricity", Kind: "counter", Time: t0, Value: 9})
+	if err := s.WriteReadings(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.ReadingsOf(ctx, "e", []string{"A", "C"}, t0, t0.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, r := range got {
+		keys = append(keys, r.Meter+"@"+r.Time.Format("15"))
+	}
+	sort.Strings(keys)
+	if fmt.Sprint(keys) != "[A@06 A@07 C@06 C@07]" {
+		t.Errorf("got %v, want A and C at 06 and 07 (both ends included), enterprise e only", keys)
 	}
 }
