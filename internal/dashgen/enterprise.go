@@ -1,0 +1,346 @@
+package dashgen
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/grafana/grafana-foundation-sdk/go/bargauge"
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/statetimeline"
+	"github.com/grafana/grafana-foundation-sdk/go/table"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+
+	"github.com/cleanprod/cleanprod/scoring"
+)
+
+// enterprise is one enterprise in detail: its code and level now, every
+// indicator against its Level I/II/III benchmarks, the evaluation indices,
+// lagging indicators, meter freshness and the raw readings.
+func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.DashboardBuilder {
+	var windows []string
+	for _, w := range std.Windows {
+		windows = append(windows, w.Name)
+	}
+	codeWin := pol.Window
+
+	d := dashboard.NewDashboardBuilder("cleanprod enterprise").
+		Uid(EnterpriseUID).
+		Description("One enterprise: code and level, every indicator against its Level I/II/III benchmarks, evaluation indices, lagging indicators, meter freshness, raw consumption and production.").
+		Tags([]string{"cleanprod", "supervisor"}).
+		Time("now-7d", "now").Refresh("1m").Timezone(common.TimeZoneBrowser).
+		Tooltip(dashboard.DashboardCursorSyncCrosshair).
+		Readonly().
+		WithVariable(constVar("bucket", DefaultBucket, "InfluxDB bucket of readings and scorer outputs (1.8: database/retention-policy)")).
+		WithVariable(dashboard.NewQueryVariableBuilder("enterprise").Label("Enterprise").
+			Description("Enterprises the scorer has written scores for").
+			Datasource(*influxQLDS()).
+			Query(dashboard.StringOrMap{String: cog.ToPtr(`SHOW TAG VALUES FROM "score" WITH KEY = "enterprise"`)}).
+			Definition(`SHOW TAG VALUES FROM "score" WITH KEY = "enterprise"`).
+			Refresh(dashboard.VariableRefreshOnDashboardLoad).Sort(dashboard.VariableSortAlphabeticalAsc).
+			Multi(false).IncludeAll(false)).
+		WithVariable(customVar("window", "Window", windows, windows[0]).
+			Description("Rolling window of the standard: " + fmt.Sprint(windows) + "; the code follows " + codeWin)).
+		WithVariable(dashboard.NewQueryVariableBuilder("quantity").Label("Quantity").
+			Description("Metered quantities (counters and delta meters) of the enterprise").
+			Datasource(*influxQLDS()).
+			Query(dashboard.StringOrMap{String: cog.ToPtr(`SHOW TAG VALUES FROM "reading" WITH KEY = "quantity" WHERE "enterprise" = '$enterprise' AND "kind" != 'gauge'`)}).
+			Definition(`SHOW TAG VALUES FROM "reading" WITH KEY = "quantity" WHERE "enterprise" = '$enterprise' AND "kind" != 'gauge'`).
+			Refresh(dashboard.VariableRefreshOnDashboardLoad).Sort(dashboard.VariableSortAlphabeticalAsc).
+			Multi(true).IncludeAll(true).
+			Current(dashboard.VariableOption{Selected: cog.ToPtr(true),
+				Text:  dashboard.StringOrArrayOfString{ArrayOfString: []string{"All"}},
+				Value: dashboard.StringOrArrayOfString{ArrayOfString: []string{"$__all"}}})).
+		Link(dashLink("Fleet overview", FleetUID, FleetSlug)).
+		Link(dashLink("Ingestion health", IngestUID, IngestSlug))
+
+	scoreField := func(title, desc, window, field, unit string, extra func(*stat.PanelBuilder)) {
+		p := stat.NewPanelBuilder().Title(title).Description(desc).
+			Datasource(*fluxDS()).Span(4).Height(4).
+			WithTarget(flux("A", fluxText(`
+				from(bucket: "${bucket}")
+				  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+				  |> filter(fn: (r) => r._measurement == "score" and r.enterprise == "${enterprise}" and r.window == "`+window+`" and r._field == "`+field+`")
+				  |> last()
+				  |> keep(columns: ["_time", "_value"])`))).
+			ReduceOptions(reduceLast("/^_value$/")).GraphMode(common.BigValueGraphModeNone).
+			ColorMode(common.BigValueColorModeBackground).TextMode(common.BigValueTextModeValue).Orientation(common.VizOrientationAuto).Unit(unit)
+		if extra != nil {
+			extra(p)
+		}
+		d.WithPanel(p)
+	}
+	d.WithRow(dashboard.NewRowBuilder("${enterprise} now"))
+	scoreField("Dynamic code", "The code on the "+codeWin+" window, with hysteresis applied.", codeWin, "code", "none",
+		func(p *stat.PanelBuilder) { p.Mappings(codeMappings()) })
+	scoreField("Level (${window})", "Cleaner-production level on the chosen window.", "${window}", "level", "none",
+		func(p *stat.PanelBuilder) { p.Mappings(levelMappings()) })
+	scoreField("Score (${window})", "Continuous 0-100 score: orders enterprises within a level.", "${window}", "score", "none",
+		func(p *stat.PanelBuilder) {
+			p.Decimals(1).Min(0).Max(100).Thresholds(thresholds(colRed, 60, colOrange, 80, colLime, 90, colGreen))
+		})
+	scoreField("Data completeness (${window})", "Share of metered indicators with enough data; below the policy's minimum the enterprise is not graded.", "${window}", "completeness", "percentunit",
+		func(p *stat.PanelBuilder) {
+			p.Decimals(0).Thresholds(thresholds(colRed, pol.MinCompleteness, colGreen))
+		})
+	d.WithPanel(stat.NewPanelBuilder().Title("Next audit due").
+		Description("The last declared audit plus the interval of the current code.").
+		Datasource(*fluxDS()).Span(4).Height(4).
+		WithTarget(flux("A", fluxText(`
+			from(bucket: "${bucket}")
+			  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+			  |> filter(fn: (r) => r._measurement == "score" and r.enterprise == "${enterprise}" and r.window == "`+codeWin+`" and r._field == "next_audit_due")
+			  |> last()
+			  |> map(fn: (r) => ({_time: r._time, _value: r._value * 1000}))`))).
+		ReduceOptions(reduceLast("/^_value$/")).GraphMode(common.BigValueGraphModeNone).
+		ColorMode(common.BigValueColorModeNone).TextMode(common.BigValueTextModeValue).Orientation(common.VizOrientationAuto).Unit("dateTimeAsIso"))
+	scoreField("Stale meters", "Meters silent for longer than the policy's stale.after.", codeWin, "stale_meters", "none",
+		func(p *stat.PanelBuilder) { p.Decimals(0).Thresholds(thresholds(colGreen, 1, colRed)) })
+
+	d.WithRow(dashboard.NewRowBuilder("Evaluation"))
+	d.WithPanel(timeseries.NewPanelBuilder().
+		Title("Comprehensive evaluation indices (${window})").
+		Description("Y_I, Y_II, Y_III (0-100): Level I needs Y_I >= 85 and every restrictive indicator at I; Level II likewise with Y_II; Level III needs Y_III = 100.").
+		Datasource(*fluxDS()).Span(12).Height(8).
+		WithTarget(flux("A", fluxText(`
+			from(bucket: "${bucket}")
+			  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+			  |> filter(fn: (r) => r._measurement == "score" and r.enterprise == "${enterprise}" and r.window == "${window}" and (r._field == "y_i" or r._field == "y_ii" or r._field == "y_iii"))
+			  |> aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)
+			  |> keep(columns: ["_time", "_value", "_field"])`))).
+		DisplayName("${__field.labels._field}").Min(0).Max(100).Decimals(1).
+		Thresholds(thresholds(colGray, 85, colGreen)).
+		ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeDashed)).
+		OverrideByName("y_i", []dashboard.DynamicConfigValue{prop("displayName", "Y_I"), fixedColor(colGreen)}).
+		OverrideByName("y_ii", []dashboard.DynamicConfigValue{prop("displayName", "Y_II"), fixedColor(colLime)}).
+		OverrideByName("y_iii", []dashboard.DynamicConfigValue{prop("displayName", "Y_III"), fixedColor(colOrange)}))
+	d.WithPanel(statetimeline.NewPanelBuilder().
+		Title("Indicator levels (${window})").
+		Description("Level of every graded indicator over time.").
+		Datasource(*fluxDS()).Span(12).Height(8).
+		WithTarget(flux("A", fluxText(`
+			from(bucket: "${bucket}")
+			  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+			  |> filter(fn: (r) => r._measurement == "indicator" and r.enterprise == "${enterprise}" and r.window == "${window}" and r._field == "level")
+			  |> aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)
+			  |> keep(columns: ["_time", "_value", "indicator"])`))).
+		DisplayName("${__field.labels.indicator}").Mappings(levelMappings()).
+		ShowValue(common.VisibilityModeNever).MergeValues(true).RowHeight(0.9))
+	d.WithPanel(newTable().
+		Title("Lagging indicators (${window})").
+		Description("Graded indicators not at Level I, worst first; the API's lagging list adds matching solutions from the library.").
+		Datasource(*fluxDS()).Span(24).Height(8).
+		WithTarget(flux("A", fluxText(`
+			from(bucket: "${bucket}")
+			  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+			  |> filter(fn: (r) => r._measurement == "indicator" and r.enterprise == "${enterprise}" and r.window == "${window}")
+			  |> last()
+			  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+			  |> group()
+			  |> filter(fn: (r) => r.status == "graded" and r.level > 1)
+			  |> map(fn: (r) => ({r with gap: float(v: r.level) * 1000.0 - r.score}))
+			  |> sort(columns: ["gap"], desc: true)
+			  |> keep(columns: ["indicator", "value", "level", "score", "weight", "coverage", "source"])`))).
+		OverrideByName("level", []dashboard.DynamicConfigValue{prop("mappings", levelMappings()), cellColor()}).
+		OverrideByName("score", []dashboard.DynamicConfigValue{prop("decimals", 1)}).
+		OverrideByName("coverage", []dashboard.DynamicConfigValue{prop("unit", "percentunit")}))
+
+	// Every indicator against its benchmarks, a row per group.
+	for _, g := range std.Groups {
+		var quant, qual []*scoring.Indicator
+		for _, ind := range g.Indicators {
+			if ind.Kind == scoring.Quantitative {
+				quant = append(quant, ind)
+			} else {
+				qual = append(qual, ind)
+			}
+		}
+		d.WithRow(dashboard.NewRowBuilder(fmt.Sprintf("%s (%s)", g.NameEN, g.NameZH)))
+		n := len(quant)
+		if len(qual) > 0 {
+			n++
+		}
+		spans := rowSpans(n, 3)
+		for i, ind := range quant {
+			d.WithPanel(indicatorPanel(ind, spans[i]))
+		}
+		if len(qual) > 0 {
+			d.WithPanel(declaredPanel(qual, spans[len(spans)-1]))
+		}
+	}
+
+	d.WithRow(dashboard.NewRowBuilder("Meters and gateways"))
+	d.WithPanel(newTable().
+		Title("Meter freshness").
+		Description(fmt.Sprintf("Last reading of every meter over the past 30 days (the live window), oldest first; red after %s, when the scorer calls a meter stale. A meter silent for longer is missing here: see stale meter events.", pol.StaleAfter)).
+		Datasource(*fluxDS()).Span(12).Height(10).
+		WithTarget(flux("A", fluxText(`
+			from(bucket: "${bucket}")
+			  |> range(start: -30d)
+			  |> filter(fn: (r) => r._measurement == "reading" and r.enterprise == "${enterprise}" and r._field == "value")
+			  |> group(columns: ["meter", "gateway", "quantity", "kind"])
+			  |> last()
+			  |> group()
+			  |> map(fn: (r) => ({meter: r.meter, gateway: r.gateway, quantity: r.quantity, kind: r.kind, last_reading: r._time,
+			      age: float(v: int(v: now()) - int(v: r._time)) / 1000000000.0}))
+			  |> sort(columns: ["age"], desc: true)`))).
+		OverrideByName("last_reading", []dashboard.DynamicConfigValue{prop("displayName", "last reading"), prop("unit", "dateTimeAsIso")}).
+		OverrideByName("age", []dashboard.DynamicConfigValue{prop("unit", "s"), prop("decimals", 0),
+			prop("thresholds", map[string]any{"mode": "absolute", "steps": []map[string]any{
+				{"value": nil, "color": colGreen}, {"value": pol.StaleAfter.Seconds() / 6, "color": colOrange},
+				{"value": pol.StaleAfter.Seconds(), "color": colRed}}}),
+			cellColor()}))
+	d.WithPanel(newTable().
+		Title("Stale meter events").
+		Description("A meter silent for the policy's stale.after raises a stale event; resolved when it reports again.").
+		Datasource(*fluxDS()).Span(12).Height(10).
+		WithTarget(flux("A", fluxText(`
+			from(bucket: "${bucket}")
+			  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+			  |> filter(fn: (r) => r._measurement == "event" and r.enterprise == "${enterprise}" and r.kind == "stale")
+			  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+			  |> group()
+			  |> sort(columns: ["_time"], desc: true)
+			  |> keep(columns: ["_time", "meter", "resolved", "reason"])`))).
+		OverrideByName("_time", []dashboard.DynamicConfigValue{prop("displayName", "time")}).
+		OverrideByName("resolved", []dashboard.DynamicConfigValue{prop("mappings", []dashboard.ValueMapping{mapping(map[string][2]string{
+			"true": {"reporting again", colGreen}, "false": {"silent", colRed}})}), cellColor()}))
+	d.WithPanel(bargauge.NewPanelBuilder().
+		Title("Gateways: time since last message").
+		Description("Seconds since each gateway's last accepted message (Prometheus); the GatewayOffline alert fires after 15 minutes.").
+		Datasource(*promDS()).Span(8).Height(7).
+		WithTarget(prometheus.NewDataqueryBuilder().RefId("A").Datasource(*promDS()).Instant().
+			Expr(`time() - max by (gateway) (cleanprod_ingest_last_message_timestamp_seconds{enterprise="$enterprise"})`).
+			LegendFormat("{{gateway}}")).
+		ReduceOptions(reduceLast("")).Orientation(common.VizOrientationHorizontal).
+		DisplayMode(common.BarGaugeDisplayModeBasic).Unit("s").Min(0).
+		Thresholds(thresholds(colGreen, 300, colOrange, 900, colRed)))
+	d.WithPanel(bargauge.NewPanelBuilder().
+		Title("Gateways: messages lost at the edge").
+		Description("Messages missing by seq over the time range, per gateway: lost between meter and broker.").
+		Datasource(*promDS()).Span(8).Height(7).
+		WithTarget(prometheus.NewDataqueryBuilder().RefId("A").Datasource(*promDS()).Instant().
+			Expr(`sum by (gateway) (increase(cleanprod_ingest_seq_gaps_total{enterprise="$enterprise"}[$__range]))`).
+			LegendFormat("{{gateway}}")).
+		ReduceOptions(reduceLast("")).Orientation(common.VizOrientationHorizontal).
+		DisplayMode(common.BarGaugeDisplayModeBasic).Unit("none").Decimals(0).Min(0).
+		Thresholds(thresholds(colGreen, 1, colOrange)))
+	d.WithPanel(timeseries.NewPanelBuilder().
+		Title("Rejected input, whole fleet").
+		Description("Rejected messages and readings per second by reason, for the whole fleet: the service does not count rejects per enterprise yet. The envelopes on cp/v1/deadletter/{reason} name the topic, hence the enterprise.").
+		Datasource(*promDS()).Span(8).Height(7).
+		WithTarget(prometheus.NewDataqueryBuilder().RefId("A").Datasource(*promDS()).Range().
+			Expr(`sum by (reason) (rate(cleanprod_ingest_rejected_total[$__rate_interval]))`).
+			LegendFormat("{{reason}}")).
+		Unit("reqps").Min(0))
+
+	d.WithRow(dashboard.NewRowBuilder("Consumption and production"))
+	d.WithPanel(timeseries.NewPanelBuilder().
+		Title("$quantity per interval, by meter").
+		Description("Amounts of counters and delta meters in the quantity's canonical unit (registry/quantity.go), summed per interval; production quantities (vehicles, bodies, ecoat_area) are the denominators of the intensity indicators.").
+		Datasource(*influxQLDS()).Span(24).Height(7).
+		Repeat("quantity").RepeatDirection(dashboard.PanelRepeatDirectionH).MaxPerRow(3).
+		WithTarget(influxQL("A", `SELECT sum("delta") FROM "reading" WHERE "enterprise" = '$enterprise' AND "quantity" =~ /^$quantity$/ AND $timeFilter GROUP BY time($__interval), "meter" fill(0)`, "time_series", "$tag_meter")).
+		DrawStyle(common.GraphDrawStyleBars).FillOpacity(80).
+		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).Min(0))
+	d.WithPanel(timeseries.NewPanelBuilder().
+		Title("Analyser readings").
+		Description("Gauges (concentrations, pH, flows) averaged per interval, by quantity and meter, in canonical units.").
+		Datasource(*influxQLDS()).Span(24).Height(8).
+		WithTarget(influxQL("A", `SELECT mean("value") FROM "reading" WHERE "enterprise" = '$enterprise' AND "kind" = 'gauge' AND $timeFilter GROUP BY time($__interval), "quantity", "meter" fill(none)`, "time_series", "$tag_quantity $tag_meter")))
+	return d
+}
+
+// rowSpans splits n panels into rows of at most per panels that fill the
+// 24-column grid exactly.
+func rowSpans(n, per int) []uint32 {
+	var spans []uint32
+	for n > 0 {
+		k := min(n, per)
+		for range k {
+			spans = append(spans, uint32(24/k))
+		}
+		n -= k
+	}
+	return spans
+}
+
+// indicatorPanel charts one quantitative indicator with its Level
+// I/II/III benchmarks as coloured thresholds.
+func indicatorPanel(ind *scoring.Indicator, span uint32) *timeseries.PanelBuilder {
+	b := ind.Benchmarks
+	better := "lower is better"
+	var th *dashboard.ThresholdsConfigBuilder
+	if ind.Direction == scoring.HigherBetter {
+		better = "higher is better"
+		th = thresholds(colRed, dedupeSteps(b[2], colOrange, b[1], colLime, b[0], colGreen)...)
+	} else {
+		th = thresholds(colGreen, dedupeSteps(b[0], colLime, b[1], colOrange, b[2], colRed)...)
+	}
+	desc := fmt.Sprintf("%s (%s): Level I %s, II %s, III %s %s; %s.", ind.ID, ind.NameZH,
+		num(b[0]), num(b[1]), num(b[2]), ind.Unit, better)
+	if ind.Restrictive {
+		desc += " Restrictive: below Level III turns the code red."
+	}
+	if !ind.Metered() {
+		desc += " Declared by the enterprise, not metered."
+	}
+	title := ind.NameEN
+	if ind.Unit != "" {
+		title += " (" + ind.Unit + ")"
+	}
+	return timeseries.NewPanelBuilder().
+		Title(title).Description(desc).
+		Datasource(*fluxDS()).Span(span).Height(7).
+		WithTarget(flux("A", fluxText(`
+			from(bucket: "${bucket}")
+			  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+			  |> filter(fn: (r) => r._measurement == "indicator" and r.enterprise == "${enterprise}" and r.window == "${window}" and r.indicator == "`+ind.ID+`" and r._field == "value")
+			  |> aggregateWindow(every: v.windowPeriod, fn: last, createEmpty: false)
+			  |> keep(columns: ["_time", "_value"])`))).
+		DisplayName(ind.ID).Unit(grafanaUnit(ind.Unit)).
+		Thresholds(th).
+		ThresholdsStyle(common.NewGraphThresholdsStyleConfigBuilder().Mode(common.GraphThresholdsStyleModeLineAndArea)).
+		ColorScheme(dashboard.NewFieldColorBuilder().Mode(dashboard.FieldColorModeIdFixed).FixedColor("blue"))
+}
+
+// declaredPanel lists the qualitative (declared) indicators of a group.
+func declaredPanel(inds []*scoring.Indicator, span uint32) *table.PanelBuilder {
+	ids := make([]string, len(inds))
+	for i, ind := range inds {
+		ids[i] = strconv.Quote(ind.ID)
+	}
+	return newTable().
+		Title("Declared indicators").
+		Description("Qualitative indicators, graded from the enterprise's declarations (source) with their validity.").
+		Datasource(*fluxDS()).Span(span).Height(7).
+		WithTarget(flux("A", fluxText(`
+			from(bucket: "${bucket}")
+			  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+			  |> filter(fn: (r) => r._measurement == "indicator" and r.enterprise == "${enterprise}" and r.window == "${window}" and contains(value: r.indicator, set: [`+strings.Join(ids, ", ")+`]))
+			  |> last()
+			  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+			  |> group()
+			  |> keep(columns: ["indicator", "status", "level", "source"])`))).
+		OverrideByName("level", []dashboard.DynamicConfigValue{prop("mappings", levelMappings()), cellColor()})
+}
+
+// dedupeSteps drops a threshold step whose value a later step repeats
+// (equal benchmarks, e.g. 100/100/100 for a compliance rate), so the best
+// level's colour wins at that value.
+func dedupeSteps(pairs ...any) []any {
+	var out []any
+	for i := 0; i+1 < len(pairs); i += 2 {
+		if i+2 < len(pairs) && toFloat(pairs[i]) == toFloat(pairs[i+2]) {
+			continue
+		}
+		out = append(out, pairs[i], pairs[i+1])
+	}
+	return out
+}
+
+func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

@@ -1,0 +1,143 @@
+package dashgen
+
+import (
+	"github.com/grafana/grafana-foundation-sdk/go/bargauge"
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
+	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
+	"github.com/grafana/grafana-foundation-sdk/go/prometheus"
+	"github.com/grafana/grafana-foundation-sdk/go/stat"
+	"github.com/grafana/grafana-foundation-sdk/go/timeseries"
+)
+
+// sel is the label selector every ingestion-health query carries.
+const sel = `instance=~"$instance"`
+
+// promTarget is a range query with a legend.
+func promTarget(ref, expr, legend string) *prometheus.DataqueryBuilder {
+	return prometheus.NewDataqueryBuilder().RefId(ref).Datasource(*promDS()).Range().Expr(expr).LegendFormat(legend)
+}
+
+// promInstant is an instant query with a legend.
+func promInstant(ref, expr, legend string) *prometheus.DataqueryBuilder {
+	return prometheus.NewDataqueryBuilder().RefId(ref).Datasource(*promDS()).Instant().Expr(expr).LegendFormat(legend)
+}
+
+func promSeries(title, desc, unit string, span uint32, targets ...*prometheus.DataqueryBuilder) *timeseries.PanelBuilder {
+	p := timeseries.NewPanelBuilder().Title(title).Description(desc).
+		Datasource(*promDS()).Span(span).Height(7).Unit(unit).Min(0)
+	for _, t := range targets {
+		p.WithTarget(t)
+	}
+	return p
+}
+
+// ingestHealth is the operator's view of the pipeline, from cleanprod's
+// own Prometheus metrics.
+func ingestHealth() *dashboard.DashboardBuilder {
+	d := dashboard.NewDashboardBuilder("cleanprod ingestion health").
+		Uid(IngestUID).
+		Description("Telemetry in, readings stored, rejects and dead-letters, the store, gateways and the scorer, from cleanprod's /metrics.").
+		Tags([]string{"cleanprod", "operator"}).
+		Time("now-6h", "now").Refresh("30s").Timezone(common.TimeZoneBrowser).
+		Tooltip(dashboard.DashboardCursorSyncCrosshair).
+		Readonly().
+		WithVariable(dashboard.NewQueryVariableBuilder("instance").Label("Instance").
+			Description("cleanprod instances scraped by Prometheus").
+			Datasource(*promDS()).
+			Query(dashboard.StringOrMap{String: cog.ToPtr(`label_values(cleanprod_ingest_messages_total, instance)`)}).
+			Definition(`label_values(cleanprod_ingest_messages_total, instance)`).
+			Refresh(dashboard.VariableRefreshOnTimeRangeChanged).Sort(dashboard.VariableSortAlphabeticalAsc).
+			Multi(true).IncludeAll(true).AllValue(".*").
+			Current(dashboard.VariableOption{Selected: cog.ToPtr(true),
+				Text:  dashboard.StringOrArrayOfString{ArrayOfString: []string{"All"}},
+				Value: dashboard.StringOrArrayOfString{ArrayOfString: []string{"$__all"}}})).
+		Link(dashLink("Fleet overview", FleetUID, FleetSlug)).
+		Link(dashLink("Enterprise detail", EnterpriseUID, EnterpriseSlug))
+
+	d.WithRow(dashboard.NewRowBuilder("Throughput"))
+	d.WithPanel(promSeries("Messages and readings per second",
+		"Telemetry messages received, readings written and acknowledged, and redelivered readings absorbed as duplicates.", "reqps", 12,
+		promTarget("A", `sum(rate(cleanprod_ingest_messages_total{`+sel+`}[$__rate_interval]))`, "messages"),
+		promTarget("B", `sum(rate(cleanprod_ingest_readings_written_total{`+sel+`}[$__rate_interval]))`, "readings written"),
+		promTarget("C", `sum(rate(cleanprod_ingest_duplicates_total{`+sel+`}[$__rate_interval]))`, "duplicates absorbed")))
+	d.WithPanel(promSeries("Rejected by reason",
+		"Rejected messages and readings per second by reason; each is published with its reason on cp/v1/deadletter/{reason}.", "reqps", 12,
+		promTarget("A", `sum by (reason) (rate(cleanprod_ingest_rejected_total{`+sel+`}[$__rate_interval]))`, "{{reason}}")).
+		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).FillOpacity(30))
+	d.WithPanel(promSeries("Dead-letters",
+		"Envelopes published to cp/v1/deadletter/#, and failed publishes (retried; the message stays unacknowledged).", "reqps", 8,
+		promTarget("A", `sum(rate(cleanprod_ingest_deadletters_total{`+sel+`}[$__rate_interval]))`, "published"),
+		promTarget("B", `sum(rate(cleanprod_ingest_deadletter_errors_total{`+sel+`}[$__rate_interval]))`, "publish errors")))
+	d.WithPanel(promSeries("In flight",
+		"Messages received and not yet acknowledged; it stays at mqtt.max_inflight while the store is down (back-pressure: the broker holds the rest).", "none", 8,
+		promTarget("A", `sum by (instance) (cleanprod_ingest_inflight_messages{`+sel+`})`, "{{instance}}")))
+	d.WithPanel(stat.NewPanelBuilder().Title("Broker connection").
+		Description("1 while connected to the MQTT broker; reconnects and lost connections over the time range.").
+		Datasource(*promDS()).Span(8).Height(7).
+		WithTarget(promInstant("A", `min(cleanprod_mqtt_connected{`+sel+`})`, "connected")).
+		WithTarget(promInstant("B", `sum(increase(cleanprod_mqtt_connection_lost_total{`+sel+`}[$__range]))`, "connections lost")).
+		WithTarget(promInstant("C", `sum(increase(cleanprod_mqtt_watchdog_reconnects_total{`+sel+`}[$__range]))`, "watchdog reconnects")).
+		ReduceOptions(reduceLast("")).GraphMode(common.BigValueGraphModeNone).
+		ColorMode(common.BigValueColorModeValue).TextMode(common.BigValueTextModeValueAndName).Orientation(common.VizOrientationAuto).Decimals(0).
+		OverrideByName("connected", []dashboard.DynamicConfigValue{
+			prop("mappings", []dashboard.ValueMapping{mapping(map[string][2]string{"0": {"disconnected", colRed}, "1": {"connected", colGreen}})})}))
+
+	d.WithRow(dashboard.NewRowBuilder("Store"))
+	d.WithPanel(promSeries("Store write latency",
+		"Duration of successful store writes (a batch of up to ingest.batch_size readings).", "s", 8,
+		promTarget("A", `histogram_quantile(0.5, sum by (le) (rate(cleanprod_store_write_duration_seconds_bucket{`+sel+`}[$__rate_interval])))`, "p50"),
+		promTarget("B", `histogram_quantile(0.99, sum by (le) (rate(cleanprod_store_write_duration_seconds_bucket{`+sel+`}[$__rate_interval])))`, "p99")))
+	d.WithPanel(promSeries("Store write errors",
+		"Failed store writes by kind: temporary ones are retried with back-off while acknowledgements wait; permanent ones are dead-lettered as store_rejected.", "reqps", 8,
+		promTarget("A", `sum by (kind) (rate(cleanprod_store_write_errors_total{`+sel+`}[$__rate_interval]))`, "{{kind}}")))
+	d.WithPanel(promSeries("Acknowledgement latency and batch size",
+		"From receiving a message to acknowledging it after the store accepted it (p99), and readings per store write (p50, right axis).", "s", 8,
+		promTarget("A", `histogram_quantile(0.99, sum by (le) (rate(cleanprod_ingest_ack_latency_seconds_bucket{`+sel+`}[$__rate_interval])))`, "ack latency p99"),
+		promTarget("B", `histogram_quantile(0.5, sum by (le) (rate(cleanprod_ingest_batch_readings_bucket{`+sel+`}[$__rate_interval])))`, "readings per write p50")).
+		OverrideByName("readings per write p50", []dashboard.DynamicConfigValue{prop("unit", "none"), prop("custom.axisPlacement", "right")}))
+
+	d.WithRow(dashboard.NewRowBuilder("Gateways"))
+	d.WithPanel(bargauge.NewPanelBuilder().Title("Time since last message, per gateway").
+		Description("Seconds since each registered gateway's last accepted message, longest first; CleanprodGatewayOffline fires after 15 minutes.").
+		Datasource(*promDS()).Span(12).Height(9).
+		WithTarget(promInstant("A", `sort_desc(time() - max by (enterprise, gateway) (cleanprod_ingest_last_message_timestamp_seconds{`+sel+`}))`, "{{enterprise}} / {{gateway}}")).
+		ReduceOptions(reduceLast("")).Orientation(common.VizOrientationHorizontal).
+		DisplayMode(common.BarGaugeDisplayModeBasic).Unit("s").Min(0).
+		Thresholds(thresholds(colGreen, 300, colOrange, 900, colRed)))
+	d.WithPanel(promSeries("Messages lost at the edge",
+		"Messages missing by seq per gateway and hour (lost between the gateway and the broker), and messages whose seq repeated (redeliveries) or went backwards (gateway restart or late message).", "none", 12,
+		promTarget("A", `sum by (enterprise, gateway) (increase(cleanprod_ingest_seq_gaps_total{`+sel+`}[1h])) > 0`, "gap {{enterprise}} / {{gateway}}"),
+		promTarget("B", `sum(increase(cleanprod_ingest_seq_repeats_total{`+sel+`}[1h]))`, "seq repeated"),
+		promTarget("C", `sum(increase(cleanprod_ingest_seq_backwards_total{`+sel+`}[1h]))`, "seq backwards")).
+		Decimals(0))
+	d.WithPanel(promSeries("Counter resets, rollovers and replacements",
+		"Cumulative registers that dropped: reset to zero, wrapped at their rollover, or crossed a declared meter replacement (per hour).", "none", 24,
+		promTarget("A", `sum by (event) (increase(cleanprod_ingest_counter_events_total{`+sel+`}[1h]))`, "{{event}}")).
+		Decimals(0))
+
+	d.WithRow(dashboard.NewRowBuilder("Scoring"))
+	d.WithPanel(promSeries("Scoring tick duration",
+		"Duration of scoring ticks that evaluated enterprises; a tick longer than scoring.interval (10s by default) overruns.", "s", 8,
+		promTarget("A", `histogram_quantile(0.99, sum by (le) (rate(cleanprod_scoring_tick_duration_seconds_bucket{`+sel+`}[$__rate_interval])))`, "p99"),
+		promTarget("B", `sum(rate(cleanprod_scoring_tick_duration_seconds_sum{`+sel+`}[$__rate_interval])) / sum(rate(cleanprod_scoring_tick_duration_seconds_count{`+sel+`}[$__rate_interval]))`, "mean")))
+	d.WithPanel(promSeries("Scorer input",
+		"Readings offered to the scorer by result, and readings waiting to be applied (right axis).", "reqps", 8,
+		promTarget("A", `sum by (result) (rate(cleanprod_scoring_readings_total{`+sel+`}[$__rate_interval]))`, "{{result}}"),
+		promTarget("B", `sum(cleanprod_scoring_pending_readings{`+sel+`})`, "pending")).
+		OverrideByName("pending", []dashboard.DynamicConfigValue{prop("unit", "none"), prop("custom.axisPlacement", "right")}))
+	d.WithPanel(promSeries("Scorer outputs",
+		"Indicator, score and event points by result (dropped: the write queue was full; failed: the store refused), and events by kind per hour.", "none", 8,
+		promTarget("A", `sum by (result) (rate(cleanprod_scoring_points_total{`+sel+`}[$__rate_interval]))`, "points {{result}}/s"),
+		promTarget("B", `sum by (kind) (increase(cleanprod_scoring_events_total{`+sel+`}[1h]))`, "events {{kind}}/h")))
+	d.WithPanel(stat.NewPanelBuilder().Title("Scorer state").
+		Description("Enterprises scored, evaluations per second, and the memory held by their rolling windows.").
+		Datasource(*promDS()).Span(24).Height(4).
+		WithTarget(promInstant("A", `sum(cleanprod_scoring_enterprises{`+sel+`})`, "enterprises")).
+		WithTarget(promInstant("B", `sum(rate(cleanprod_scoring_evaluations_total{`+sel+`}[$__rate_interval]))`, "evaluations/s")).
+		WithTarget(promInstant("C", `sum(cleanprod_scoring_window_state_bytes{`+sel+`})`, "window state")).
+		ReduceOptions(reduceLast("")).GraphMode(common.BigValueGraphModeNone).
+		ColorMode(common.BigValueColorModeNone).TextMode(common.BigValueTextModeValueAndName).Orientation(common.VizOrientationAuto).
+		OverrideByName("window state", []dashboard.DynamicConfigValue{prop("unit", "bytes")}))
+	return d
+}
