@@ -133,3 +133,45 @@ func client(t *testing.T, url, user, pw string) mqtt.Client {
 	t.Cleanup(func() { c.Disconnect(100) })
 	return c
 }
+
+// The monitor user may read dead-letters but not telemetry.
+func TestMonitorReadsDeadLetters(t *testing.T) {
+	reg, err := registry.Load("../gateway-config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := Credentials{}
+	if _, err := creds.Complete(reg, "cleanprod", MonitorUser); err != nil {
+		t.Fatal(err)
+	}
+	pw, err := PasswordFile(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := testenv.Mosquitto(t, testenv.WithoutAnonymous(),
+		testenv.WithFile("passwd", pw), testenv.WithFile("acl", ACL(reg, "cleanprod")),
+		testenv.WithConfig("password_file passwd", "acl_file acl"))
+	var mu sync.Mutex
+	var got []string
+	mon := client(t, broker.URL(), MonitorUser, creds[MonitorUser])
+	for _, f := range []string{"cp/v1/deadletter/#", "cp/v1/+/+/telemetry"} {
+		if tok := mon.Subscribe(f, 1, func(_ mqtt.Client, m mqtt.Message) {
+			mu.Lock()
+			got = append(got, m.Topic())
+			mu.Unlock()
+		}); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	svc := client(t, broker.URL(), "cleanprod", creds["cleanprod"])
+	g := reg.Enterprises[0].Gateways[0]
+	gw := client(t, broker.URL(), UserName(g), creds[UserName(g)])
+	gw.Publish("cp/v1/"+g.Enterprise.ID+"/"+g.ID+"/telemetry", 1, false, "x").WaitTimeout(5 * time.Second)
+	svc.Publish("cp/v1/deadletter/spoofed", 1, false, "y").WaitTimeout(5 * time.Second)
+	time.Sleep(500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got) != 1 || got[0] != "cp/v1/deadletter/spoofed" {
+		t.Errorf("monitor received %v, want only the dead-letter", got)
+	}
+}

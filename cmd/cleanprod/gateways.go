@@ -74,7 +74,7 @@ func mosquittoACL(args []string, stdout, stderr io.Writer) error {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	added, err := creds.Complete(reg, *service)
+	added, err := creds.Complete(reg, *service, gatewayauth.MonitorUser)
 	if err != nil {
 		return err
 	}
