@@ -46,6 +46,51 @@ type Normaliser struct {
 	meters   map[meterKey]*meterHistory
 	gateways map[gatewayKey]*seqState
 	msgSeq   uint32 // numbers the messages, to tell in-message duplicates
+	// recentOld are the readings written lately that the history no
+	// longer holds: those older than it, and those it dropped. The store
+	// look-up cannot see them until their batch is stored, and a second
+	// copy meanwhile (a redelivery, a backlog replayed twice) would be
+	// written and counted again.
+	recentOld recentOld
+}
+
+// recentOld remembers the last recentOldLimit such readings, the oldest
+// forgotten first (about 6 MB when full): more than the batches in flight
+// hold, unless a store outage holds back more readings than that, when a
+// copy arriving before the store has its original could still be counted
+// twice.
+type recentOld struct {
+	values map[oldKey]float64
+	ring   []oldKey
+	next   int
+}
+
+type oldKey struct {
+	enterprise, meter string
+	t                 int64
+}
+
+const recentOldLimit = 1 << 16
+
+func (r *recentOld) get(k oldKey) (float64, bool) {
+	v, ok := r.values[k]
+	return v, ok
+}
+
+func (r *recentOld) add(k oldKey, v float64) {
+	if r.values == nil {
+		r.values = make(map[oldKey]float64)
+	}
+	if _, ok := r.values[k]; !ok {
+		if len(r.ring) < recentOldLimit {
+			r.ring = append(r.ring, k)
+		} else {
+			delete(r.values, r.ring[r.next])
+			r.ring[r.next] = k
+			r.next = (r.next + 1) % recentOldLimit
+		}
+	}
+	r.values[k] = v
 }
 
 type meterKey struct{ enterprise, meter string }
@@ -270,6 +315,9 @@ func (n *Normaliser) resolveOld(gw *registry.Gateway, old []oldReading, out *Out
 	for _, o := range old {
 		t := o.r.Time.UnixNano()
 		v, ok := have[key{o.m.ID, t}]
+		if !ok {
+			v, ok = n.recentOld.get(oldKey{gw.Enterprise.ID, o.m.ID, t}) // written, maybe not yet stored
+		}
 		switch {
 		case ok && v == o.v:
 			out.Duplicates++
@@ -283,7 +331,7 @@ func (n *Normaliser) resolveOld(gw *registry.Gateway, old []oldReading, out *Out
 				e.delta = o.v
 			}
 			emitReading(o.m, e, e.delta, write, observe)
-			have[key{o.m.ID, t}] = o.v // a second copy later in the message is a duplicate
+			n.recentOld.add(oldKey{gw.Enterprise.ID, o.m.ID, t}, o.v) // a second copy, in this message or before the store has it, is a duplicate
 			out.Accepted++
 		}
 	}
@@ -366,7 +414,7 @@ func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Out
 	emit := func(e histEntry, amount float64) { emitReading(m, e, amount, write, observe) }
 	switch m.Kind {
 	case registry.Gauge:
-		h.insert(i, e, n.cfg.History)
+		n.keep(m, h, i, e)
 		emit(e, 0)
 	case registry.Delta:
 		e.delta = v
@@ -374,7 +422,7 @@ func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Out
 			reject(r, ReasonCounterJump, "delta meter %q reports %g %s in %s, above max_rate %g per hour", m.ID, v, m.Quantity.Unit, time.Duration(t-h.entries[i-1].t), m.MaxRate)
 			return
 		}
-		h.insert(i, e, n.cfg.History)
+		n.keep(m, h, i, e)
 		emit(e, v)
 	case registry.Counter:
 		var ev counterEvent
@@ -405,7 +453,7 @@ func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Out
 			countEvent(out, nev)
 		}
 		countEvent(out, ev)
-		h.insert(i, e, n.cfg.History)
+		n.keep(m, h, i, e)
 		emit(e, e.delta)
 	}
 	out.Accepted++
@@ -492,16 +540,28 @@ func (h *meterHistory) search(t int64) int {
 	return i
 }
 
-// insert puts e at index i, dropping the oldest entry when full.
-func (h *meterHistory) insert(i int, e histEntry, limit int) {
+// insert puts e at index i, dropping the oldest entry when full; it
+// returns the entry dropped.
+func (h *meterHistory) insert(i int, e histEntry, limit int) (dropped histEntry, ok bool) {
 	if len(h.entries) >= limit {
 		if i == 0 {
-			return
+			return e, true
 		}
+		dropped = h.entries[0]
 		copy(h.entries, h.entries[1:i])
 		h.entries[i-1] = e
 		h.baseline = false
-		return
+		return dropped, true
 	}
 	h.entries = slices.Insert(h.entries, i, e)
+	return histEntry{}, false
+}
+
+// keep inserts e into h at i. The entry the history drops is remembered in
+// recentOld: its batch may not be stored yet, and a copy arriving before it
+// is (a redelivery, a backlog replayed twice) must find it.
+func (n *Normaliser) keep(m *registry.Meter, h *meterHistory, i int, e histEntry) {
+	if dropped, ok := h.insert(i, e, n.cfg.History); ok {
+		n.recentOld.add(oldKey{m.Enterprise.ID, m.ID, dropped.t}, dropped.value)
+	}
 }

@@ -62,6 +62,7 @@ type Subscriber struct {
 	connected  atomic.Int64 // unix nanos of the last (re)connect, 0 while down
 	reconnect  chan struct{}
 	closeOnce  sync.Once
+	connFail   *rateLog // failed connection attempts
 }
 
 // NewSubscriber returns a Subscriber that feeds p. newClient builds the
@@ -86,6 +87,7 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 		cfg: cfg, pipe: p, metrics: m, log: log,
 		watchdog:  "cleanprod/watchdog/" + cfg.ClientID,
 		reconnect: make(chan struct{}, 1),
+		connFail:  newRateLog(log, 30*time.Second),
 	}
 	opts := mqtt.NewClientOptions().
 		AddBroker(cfg.Broker).
@@ -103,7 +105,8 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 		SetMaxReconnectInterval(cfg.MaxReconnectInterval).
 		SetDefaultPublishHandler(s.onMessage). // before Connect: queued session messages arrive at once
 		SetOnConnectHandler(s.onConnect).
-		SetConnectionLostHandler(s.onConnectionLost)
+		SetConnectionLostHandler(s.onConnectionLost).
+		SetConnectionNotificationHandler(s.onConnectionNotification)
 	if cfg.TLS != nil {
 		opts.SetTLSConfig(cfg.TLS)
 	}
@@ -187,6 +190,16 @@ func (s *Subscriber) onConnect(c mqtt.Client) {
 	s.metrics.connects.Inc()
 	s.metrics.connected.Set(1)
 	s.log.Info("connected and subscribed", "broker", s.cfg.Broker, "filter", s.filter())
+}
+
+// onConnectionNotification logs failed connection attempts, which paho
+// retries in silence: a broker certificate of an unknown CA, a refused
+// client certificate or password would otherwise leave the service unready
+// without a word. At most a line per 30s, counting those held back.
+func (s *Subscriber) onConnectionNotification(_ mqtt.Client, n mqtt.ConnectionNotification) {
+	if f, ok := n.(mqtt.ConnectionNotificationFailed); ok {
+		s.connFail.warn("connect", "connecting to broker failed; retrying", "broker", s.cfg.Broker, "err", f.Reason)
+	}
 }
 
 func (s *Subscriber) onConnectionLost(_ mqtt.Client, err error) {

@@ -16,6 +16,7 @@ import (
 	"os"
 	"regexp"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -27,6 +28,11 @@ type Doc struct {
 }
 
 var lineRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// oneLine escapes line breaks: a message quoting a multi-line value (a
+// block scalar where a number belongs) stays one "name:line: msg" line, so
+// that a list of problems has one per line (gateways check counts them).
+var oneLine = strings.NewReplacer("\r", `\r`, "\n", `\n`)
 
 // Decode decodes data (named name in messages) into v. Unknown keys, wrong
 // types, duplicate keys, an empty document and more than one document are
@@ -67,6 +73,7 @@ func fileError(name string, err error) error {
 	if errors.As(err, &te) {
 		errs := make([]error, 0, len(te.Errors))
 		for _, e := range te.Errors {
+			e = oneLine.Replace(e)
 			if m := lineRE.FindStringSubmatch(e); m != nil {
 				errs = append(errs, fmt.Errorf("%s:%s: %s", name, m[1], m[2]))
 			} else {
@@ -75,7 +82,7 @@ func fileError(name string, err error) error {
 		}
 		return errors.Join(errs...)
 	}
-	msg := err.Error()
+	msg := oneLine.Replace(err.Error())
 	msg = trimPrefix(msg, "yaml: ")
 	if m := lineRE.FindStringSubmatch(msg); m != nil {
 		return fmt.Errorf("%s:%s: %s", name, m[1], m[2])
@@ -143,10 +150,11 @@ type Problem struct {
 }
 
 func (p *Problem) Error() string {
+	msg := oneLine.Replace(p.Msg)
 	if p.Line > 0 {
-		return p.File + ":" + strconv.Itoa(p.Line) + ": " + p.Msg
+		return p.File + ":" + strconv.Itoa(p.Line) + ": " + msg
 	}
-	return p.File + ": " + p.Msg
+	return p.File + ": " + msg
 }
 
 // P is shorthand for building a path: P("gateways", 2, "meters", 0, "unit").
