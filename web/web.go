@@ -1,45 +1,182 @@
 // Package web serves cleanprod over HTTP with gin: the operational
-// endpoints (/metrics, /healthz, /readyz) and, as the product grows, the
-// API and pages. Handlers only translate HTTP to the packages behind them.
+// endpoints (/metrics, /healthz, /readyz), the JSON API under /api/v1, the
+// instant audit report (HTML and PDF) and the fleet overview page.
+//
+// In: the scoring engine's immutable snapshots (Scorer), the gateway
+// registry, the points the scorer stored (PointReader: indicator, score
+// and event history), the meters' last readings and rejects
+// (MeterStatus), the declarations folder (DeclarationFolder), the bearer
+// tokens (Tokens) and the live scoring events (Broadcaster, fed from the
+// engine's OnEvent). Out: HTTP responses; declarations written to the
+// folder, after which the engine is asked to reload them.
+//
+// Handlers only translate HTTP to those packages: they read a snapshot or
+// the store, shape it (dto.go) and write it. routes.go is the one list of
+// routes, with what each needs and returns; the OpenAPI description at
+// /api/v1/openapi.json is generated from it.
+//
+// # Auth
+//
+// /healthz, /readyz, /metrics and /api/v1/openapi.json are public; every
+// other route needs a bearer token from the tokens file (stored as
+// SHA-256 hashes; see LoadTokens). A supervisor token sees every
+// enterprise; an enterprise token sees its own only, gets 403 for another
+// enterprise's id, and sees the others anonymised in rankings. Browsers
+// may pass the token once as ?token=: it is moved into an HttpOnly cookie,
+// which is honoured for GET requests only.
+//
+// # Concurrency
+//
+// NewHandler's handler is safe for concurrent use. Report PDFs rendered
+// with Chromium run at most two at a time.
 package web
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cleanprod/cleanprod/ingest"
+	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/scoring"
 )
 
 // ReadyFunc reports why the service is not ready (nil: ready).
 type ReadyFunc func(ctx context.Context) error
 
-// Options are what the server needs from the rest of cleanprod.
+// Scorer is what the API needs of the scoring engine (*scoring.Engine).
+type Scorer interface {
+	// Snapshot returns the latest immutable results.
+	Snapshot() *scoring.Snapshot
+	// ReloadDeclarations asks the engine to read the declarations again;
+	// it does not block.
+	ReloadDeclarations()
+}
+
+// MeterStatus says when each meter last reported and what was rejected
+// (*ingest.LastSeen).
+type MeterStatus interface {
+	Meter(enterprise, meter string) (ingest.MeterSeen, bool)
+	Gateway(enterprise, gateway string) (ingest.GatewaySeen, bool)
+}
+
+// Options are what the server needs from the rest of cleanprod. Gatherer
+// and Ready serve the operational endpoints; without a Scorer (and
+// Registry) only those are served.
 type Options struct {
 	Gatherer prometheus.Gatherer
 	Ready    ReadyFunc
+
+	Scorer   Scorer
+	Registry *registry.Registry
+	// Solutions matches lagging indicators to measures in reports rebuilt
+	// from stored points (nil: none).
+	Solutions *scoring.Library
+	// Points reads the stored indicator, score and event points (nil:
+	// no history, trends or past events).
+	Points PointReader
+	// Meters gives the meters' last readings and rejects (nil: unknown).
+	Meters MeterStatus
+	// Declarations stores declarations made through the API (nil: the API
+	// refuses them with 503).
+	Declarations *DeclarationFolder
+	// Tokens are the accepted bearer tokens (nil: every token is refused).
+	Tokens *Tokens
+	// Events fans live scoring events out to SSE streams (nil: the stream
+	// only sends keep-alives).
+	Events *Broadcaster
+	// PDF renders report PDFs (nil: format=pdf is refused with 503).
+	PDF PDFRenderer
+	// Registerer registers the web metrics (nil: not registered).
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Now is the clock (nil: time.Now).
+	Now func() time.Time
+}
+
+// server holds the handlers' dependencies.
+type server struct {
+	Options
+	log *slog.Logger
+	now func() time.Time
 }
 
 // NewHandler returns the HTTP handler.
-func NewHandler(o Options) http.Handler {
+func NewHandler(o Options) http.Handler { return newServer(o).handler() }
+
+func newServer(o Options) *server {
+	s := &server{Options: o, log: o.Logger, now: o.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s
+}
+
+func (s *server) handler() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	r.Use(gin.Recovery())
-	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{})))
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
-	r.GET("/readyz", func(c *gin.Context) {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
-		defer cancel()
-		if err := o.Ready(ctx); err != nil {
-			c.JSON(http.StatusServiceUnavailable, gin.H{"status": "not ready", "reason": err.Error()})
-			return
-		}
-		c.JSON(http.StatusOK, gin.H{"status": "ready"})
-	})
+	r.Use(gin.CustomRecovery(func(c *gin.Context, err any) {
+		s.log.Error("web: handler panicked", "path", c.Request.URL.Path, "panic", err)
+		s.fail(c, errorf(http.StatusInternalServerError, codeInternal, "internal error; the server log has the details"))
+	}))
+	r.HandleMethodNotAllowed = true
+	if s.Registerer != nil {
+		r.Use(requestMetrics(s.Registerer))
+	}
+	for _, rt := range s.routes() {
+		r.Handle(rt.method, rt.path, s.chain(rt)...)
+	}
 	r.NoRoute(func(c *gin.Context) {
-		c.JSON(http.StatusNotFound, gin.H{"error": gin.H{"code": "not_found", "message": "no such route: " + c.Request.URL.Path}})
+		s.fail(c, errorf(http.StatusNotFound, codeNotFound, "no such route: %s", c.Request.URL.Path))
+	})
+	r.NoMethod(func(c *gin.Context) {
+		s.fail(c, errorf(http.StatusMethodNotAllowed, codeMethodNotAllow, "%s is not allowed on %s", c.Request.Method, c.Request.URL.Path))
 	})
 	return r
+}
+
+// requestMetrics counts requests by route (the route's pattern, so the
+// labels stay few), method and status, and times them.
+func requestMetrics(reg prometheus.Registerer) gin.HandlerFunc {
+	requests := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cleanprod_http_requests_total", Help: "HTTP requests by route pattern, method and status code.",
+	}, []string{"route", "method", "code"})
+	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "cleanprod_http_request_duration_seconds", Help: "Time to answer HTTP requests (server-sent event streams excluded).",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 9),
+	}, []string{"route"})
+	reg.MustRegister(requests, duration)
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status())).Inc()
+		if !strings.HasSuffix(route, "/stream") {
+			duration.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		}
+	}
+}
+
+// api reports whether the API is wired.
+func (s *server) api() bool { return s.Scorer != nil && s.Registry != nil }
+
+// snapshot returns the engine's latest snapshot.
+func (s *server) snapshot() *scoring.Snapshot { return s.Scorer.Snapshot() }
+
+// loc is the standard's local time zone, for dates without a time.
+func (s *server) loc() *time.Location {
+	std := s.snapshot().Standard
+	return time.FixedZone("local", int(std.UTCOffset/time.Second))
 }

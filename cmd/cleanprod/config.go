@@ -25,7 +25,10 @@ type Config struct {
 	DataDir       string `yaml:"data_dir" help:"folder for the embedded store and broker state"`
 	GatewayConfig string `yaml:"gateway_config" help:"folder of gateway registry files (enterprises, gateways, meters)"`
 	HTTP          struct {
-		Listen string `yaml:"listen" help:"HTTP address for the API, /metrics, /healthz and /readyz"`
+		Listen      string `yaml:"listen" help:"HTTP address for the API, /metrics, /healthz and /readyz"`
+		TokensFile  string `yaml:"tokens_file" help:"YAML file of API bearer tokens as SHA-256 hashes with role and enterprise (cleanprod tokens add writes it); empty: the API refuses every token"`
+		TLSCertFile string `yaml:"tls_cert_file" help:"PEM certificate (chain) of the HTTP server; with http.tls_key_file it serves HTTPS only"`
+		TLSKeyFile  string `yaml:"tls_key_file" help:"PEM private key of http.tls_cert_file"`
 	} `yaml:"http"`
 	MQTT struct {
 		URL                  string        `yaml:"url" help:"broker URL (tcp://, ssl://); empty runs the embedded broker"`
@@ -70,6 +73,10 @@ type Config struct {
 		Declarations string        `yaml:"declarations" help:"folder of enterprise declarations (qualitative and non-metered indicators)"`
 		Interval     time.Duration `yaml:"interval" help:"how often enterprises with new data are re-evaluated"`
 	} `yaml:"scoring"`
+	Report struct {
+		Chromium string `yaml:"chromium" help:"Chromium binary that prints report PDFs from the HTML report (empty: chromium in PATH; none: always the built-in PDF writer)"`
+		PDFFont  string `yaml:"pdf_font" help:"TrueType font (.ttf, or .ttc with a TrueType first face) with CJK glyphs for the built-in PDF writer (empty: fonts-wqy-microhei or fonts-droid-fallback if installed)"`
+	} `yaml:"report"`
 	Log struct {
 		Level  string `yaml:"level" help:"debug, info, warn or error"`
 		Format string `yaml:"format" help:"text or json"`
@@ -176,10 +183,14 @@ func (s setting) set(text string) error {
 // loadConfig builds the configuration for a subcommand: defaults, then the
 // file named by -config or CLEANPROD_CONFIG, then the environment, then
 // flags. Every problem is reported at once.
-func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer) (*Config, []string, error) {
+// extra adds a subcommand's own flags to the set.
+func loadConfig(name string, args []string, getenv func(string) string, stderr io.Writer, extra ...func(*flag.FlagSet)) (*Config, []string, error) {
 	cfg := defaultConfig()
 	all := settings(&cfg)
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	for _, add := range extra {
+		add(fs)
+	}
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", getenv("CLEANPROD_CONFIG"), "YAML configuration file (env CLEANPROD_CONFIG)")
 	// Flags are applied after file and environment: parse them as text
@@ -257,6 +268,17 @@ func (c *Config) validate() []error {
 	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
 		bad("mqtt.cert_file and mqtt.key_file go together")
 	}
+	if (c.HTTP.TLSCertFile == "") != (c.HTTP.TLSKeyFile == "") {
+		bad("http.tls_cert_file and http.tls_key_file go together")
+	}
+	// URLs are logged: a password in one would be too (the message does
+	// not repeat the URL).
+	if urlHasPassword(c.MQTT.URL) {
+		bad("mqtt.url carries a password: set mqtt.password instead, best through CLEANPROD_MQTT_PASSWORD")
+	}
+	if urlHasPassword(c.Influx.URL) {
+		bad("influx.url carries a password: set influx.token instead, best through CLEANPROD_INFLUX_TOKEN")
+	}
 	if c.Influx.URL != "" && c.Influx.Bucket == "" {
 		bad("influx.bucket is empty")
 	}
@@ -289,6 +311,18 @@ func (c *Config) validate() []error {
 	return errs
 }
 
+// urlHasPassword reports whether u, parsed or not, has user information
+// with a password: scheme://user:password@host.
+func urlHasPassword(u string) bool {
+	_, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return false
+	}
+	authority, _, _ := strings.Cut(rest, "/")
+	at := strings.LastIndex(authority, "@")
+	return at >= 0 && strings.Contains(authority[:at], ":")
+}
+
 func sortedKeys[V any](m map[string]V) []string {
 	keys := make([]string, 0, len(m))
 	for k := range m {
@@ -296,6 +330,20 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// serverTLSConfig builds the HTTP server's TLS configuration from PEM
+// files; nil when none is named. The key pair is loaded here, at start, so
+// a bad file stops serve before it listens.
+func serverTLSConfig(certFile, keyFile string) (*tls.Config, error) {
+	if certFile == "" && keyFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}, nil
 }
 
 // tlsConfig builds a client TLS configuration from PEM files; nil when

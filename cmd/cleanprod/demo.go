@@ -7,11 +7,14 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/sim"
+	"github.com/cleanprod/cleanprod/web"
 )
 
 // demoBackfill is how much history the demo replays before running live:
@@ -35,6 +38,12 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 	cfg.DataDir = dir
 	cfg.MQTT.URL, cfg.Influx.URL = "", "" // everything embedded
 	cfg.Ingest.PastHorizon = demoBackfill + 48*time.Hour
+	// The API's declarations and tokens live in the demo's folder too, so
+	// the demo never writes into the checkout.
+	tokens, err := demoAPI(cfg, dir)
+	if err != nil {
+		return err
+	}
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return serve(gctx, cfg, io.Discard, stderr) })
@@ -63,11 +72,23 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 cleanprod demo: %d simulated car plants are publishing to the embedded broker %s
 (%s of history first, then live). Data lives in %s until you press Ctrl-C.
 
+  overview   %s/?token=%s
   metrics    %s/metrics   (cleanprod_ingest_readings_written_total, ..._rejected_total by reason)
   ready      %s/readyz
+  API        curl -H 'Authorization: Bearer %s' %s/api/v1/enterprises
+  OpenAPI    %s/api/v1/openapi.json
   dead-letters: mosquitto_sub -h %s -p %s -v -t 'cp/v1/deadletter/#'
 
-`, len(s.Registry().Enterprises), broker, demoBackfill, dir, base, base, hostOf(cfg.EmbeddedBroker.Listen), portOf(cfg.EmbeddedBroker.Listen))
+`, len(s.Registry().Enterprises), broker, demoBackfill, dir, base, tokens[0].token, base, base, tokens[0].token, base, base,
+			hostOf(cfg.EmbeddedBroker.Listen), portOf(cfg.EmbeddedBroker.Listen))
+		fmt.Fprintf(stdout, "Demo API tokens (new each run; the server keeps their SHA-256 in %s):\n", cfg.HTTP.TokensFile)
+		for _, t := range tokens {
+			fmt.Fprintf(stdout, "  %-24s %s\n", t.name, t.token)
+		}
+		if len(tokens) > 1 {
+			fmt.Fprintf(stdout, "  report     %s/api/v1/enterprises/%s/report?token=%s   (&format=pdf for the PDF)\n", base, tokens[1].name, tokens[0].token)
+		}
+		fmt.Fprintln(stdout)
 		return s.Run(gctx, sim.NewMQTTPublisher(client, 30*time.Second))
 	})
 	return g.Wait()
@@ -93,3 +114,56 @@ func waitHTTPReady(ctx context.Context, addr string) error {
 
 func hostOf(addr string) string { h, _, _ := net.SplitHostPort(addr); return h }
 func portOf(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
+
+// demoToken is a bearer token the demo made and prints.
+type demoToken struct{ name, token string }
+
+// demoAPI prepares the demo's API in its folder: a copy of the configured
+// declarations (API writes land there, not in the checkout) and a fresh
+// token set: one supervisor token, then one per enterprise, written as
+// hashes to a tokens file. It returns the tokens, supervisor first.
+func demoAPI(cfg *Config, dir string) ([]demoToken, error) {
+	if cfg.Scoring.Declarations != "" {
+		decl := filepath.Join(dir, "declarations")
+		if err := os.MkdirAll(decl, 0o750); err != nil {
+			return nil, err
+		}
+		files, err := filepath.Glob(filepath.Join(cfg.Scoring.Declarations, "*.yaml"))
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				return nil, fmt.Errorf("demo declarations: %w", err)
+			}
+			if err := os.WriteFile(filepath.Join(decl, filepath.Base(f)), data, 0o640); err != nil {
+				return nil, err
+			}
+		}
+		cfg.Scoring.Declarations = decl
+	}
+	reg, err := registry.Load(cfg.GatewayConfig)
+	if err != nil {
+		return nil, fmt.Errorf("gateway registry: %w", err)
+	}
+	cfg.HTTP.TokensFile = filepath.Join(dir, "tokens.yaml")
+	var out []demoToken
+	add := func(name string, role web.Role, enterprise string) error {
+		tok, err := web.GenerateToken()
+		if err != nil {
+			return err
+		}
+		out = append(out, demoToken{name, tok})
+		return web.AppendTokenFile(cfg.HTTP.TokensFile, web.Token{Name: name, SHA256: web.HashToken(tok), Role: role, Enterprise: enterprise}, reg)
+	}
+	if err := add("supervisor", web.RoleSupervisor, ""); err != nil {
+		return nil, err
+	}
+	for _, e := range reg.Enterprises {
+		if err := add(e.ID, web.RoleEnterprise, e.ID); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}

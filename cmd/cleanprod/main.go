@@ -1,6 +1,8 @@
 // Command cleanprod is the continuous cleaner-production audit service.
 //
 //	cleanprod serve              ingest gateway telemetry, score, serve the API
+//	cleanprod report -enterprise ID -out FILE   an enterprise's audit report
+//	cleanprod tokens add -role R a bearer token for the API
 //	cleanprod gateways check DIR validate a gateway registry folder
 //
 // Run "cleanprod help" for every subcommand and "cleanprod serve -help"
@@ -36,6 +38,10 @@ Usage:
   cleanprod demo                       the service on its embedded defaults with a simulated fleet
   cleanprod serve [flags]              run the service (embedded broker and store unless configured)
   cleanprod simulate [flags]           publish a simulated fleet of car plants to a broker
+  cleanprod report -enterprise ID [-from DATE] [-to DATE] -out FILE.html|FILE.pdf
+                                       an enterprise's audit report (from the store, or -server URL -token T)
+  cleanprod tokens add -role supervisor|enterprise [-enterprise ID] [-name NAME]
+                                       add an API bearer token to http.tokens_file and print it once
   cleanprod gateways check [DIR]       validate a gateway registry folder (default gateway-config)
   cleanprod gateways mosquitto-acl     write mosquitto passwd and acl files from the registry
   cleanprod help                       this text
@@ -63,6 +69,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return demo(ctx, args[1:], getenv, stdout, stderr)
 	case "gateways":
 		return gateways(args[1:], stdout, stderr)
+	case "report":
+		return report(ctx, args[1:], getenv, stdout, stderr)
+	case "tokens":
+		return tokens(args[1:], getenv, stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -27,6 +28,7 @@ import (
 type readingStore interface {
 	ingest.Writer
 	ingest.HistorySource
+	ReadingsOf(ctx context.Context, enterprise string, meters []string, from, to time.Time) ([]store.Reading, error)
 	scoring.History
 	scoring.Sink
 	Points(ctx context.Context, measurement string, tags map[string]string, from, to time.Time) ([]store.Point, error)
@@ -60,6 +62,15 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		return err
 	}
 	log.Info("indicator standard loaded", "indicators", len(sd.std.Indicators), "declarations", sd.decl.Dir)
+	tokens, err := apiTokens(cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	pdf, pdfWith, err := pdfRenderer(cfg)
+	if err != nil {
+		return err
+	}
+	log.Info("report PDFs", "renderer", pdfWith)
 
 	st, where, err := openStore(cfg)
 	if err != nil {
@@ -85,15 +96,27 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("mqtt tls: %w", err)
 	}
+	httpTLS, err := serverTLSConfig(cfg.HTTP.TLSCertFile, cfg.HTTP.TLSKeyFile)
+	if err != nil {
+		return fmt.Errorf("http tls: %w", err)
+	}
 
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := ingest.NewMetrics(promReg)
 	events := newEventPublisher(promReg, log.With("component", "events"))
+	stream := web.NewBroadcaster(promReg) // live events for the API's SSE
+	onEvent := func(e scoring.Event) {
+		events.OnEvent(e)
+		stream.Publish(e)
+	}
 	engCfg := scoring.Config{
 		Standard: sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, History: st, Sink: st,
-		OnEvent: events.OnEvent, Registerer: promReg, Logger: log.With("component", "scoring"),
+		OnEvent: onEvent, Registerer: promReg, Logger: log.With("component", "scoring"),
 		Interval: cfg.Scoring.Interval,
+		// A month of daily buckets per query keeps a rebuild of the
+		// 12-month window to about a dozen queries.
+		RebuildChunk: 30 * 24 * time.Hour,
 	}
 	if sd.decl.Dir != "" {
 		engCfg.Declarations = sd.decl
@@ -104,15 +127,22 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	}
 
 	var sub *ingest.Subscriber
-	publish := func(ctx context.Context, topic string, payload []byte) error { return sub.Publish(ctx, topic, payload) }
+	// seen keeps each meter's last reading and rejects for the API.
+	seen := ingest.NewLastSeen(reg)
+	publish := seen.PublishFunc(func(ctx context.Context, topic string, payload []byte) error { return sub.Publish(ctx, topic, payload) })
+	observe := func(rs []store.Reading) {
+		seen.Observe(rs)
+		eng.Observe(rs)
+	}
 	pipe := ingest.NewPipeline(reg, ingest.PipelineConfig{
 		Normaliser: ingest.NormaliserConfig{
 			FutureHorizon: cfg.Ingest.FutureHorizon, PastHorizon: cfg.Ingest.PastHorizon, History: cfg.Ingest.History,
 			MaxPayload: cfg.Ingest.MaxPayloadBytes, MaxReadings: cfg.Ingest.MaxReadings,
+			Lookup: st.ReadingsOf,
 		},
 		BatchSize: cfg.Ingest.BatchSize, BatchInterval: cfg.Ingest.BatchInterval,
 		MaxInflight: cfg.MQTT.MaxInflight, ShutdownGrace: cfg.Ingest.ShutdownGrace,
-	}, st, publish, eng.Observe, metrics, log.With("component", "ingest"))
+	}, st, publish, observe, metrics, log.With("component", "ingest"))
 	sub = ingest.NewSubscriber(ingest.SubscriberConfig{
 		Broker: brokerURL, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
 		TLS: mqttTLS, SharedGroup: cfg.MQTT.SharedGroup, KeepAlive: cfg.MQTT.KeepAlive,
@@ -132,8 +162,22 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http listen: %w", err)
 	}
-	httpSrv := &http.Server{Handler: web.NewHandler(web.Options{Gatherer: promReg, Ready: ready}), ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(stdout, "cleanprod serving: http://%s (metrics /metrics, health /healthz, ready /readyz), broker %s, store %s\n", ln.Addr(), brokerURL, where)
+	scheme := "http"
+	if httpTLS != nil {
+		ln, scheme = tls.NewListener(ln, httpTLS), "https" // TLS only: plain HTTP gets a 400
+	}
+	var decls *web.DeclarationFolder
+	if sd.decl.Dir != "" {
+		if decls, err = web.NewDeclarationFolder(sd.decl.Dir, sd.std, nil); err != nil {
+			return err
+		}
+	}
+	httpSrv := &http.Server{Handler: web.NewHandler(web.Options{Gatherer: promReg, Ready: ready,
+		Scorer: eng, Registry: reg, Solutions: sd.lib, Points: st, Meters: seen, Declarations: decls,
+		Tokens: tokens, Events: stream, PDF: pdf, Registerer: promReg, Logger: log.With("component", "web")}),
+		ReadHeaderTimeout: 10 * time.Second}
+	httpSrv.RegisterOnShutdown(stream.Close) // ends the SSE streams, so Shutdown does not wait on them
+	fmt.Fprintf(stdout, "cleanprod serving: %s://%s (overview /, API /api/v1, OpenAPI /api/v1/openapi.json, metrics /metrics, health /healthz, ready /readyz), broker %s, store %s\n", scheme, ln.Addr(), brokerURL, where)
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -175,6 +219,14 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		pg, pctx := errgroup.WithContext(gctx)
 		pg.Go(func() error { return pipe.Run(pctx) })
 		pg.Go(func() error { return sub.Run(pctx) })
+		pg.Go(func() error {
+			// The meters view starts from the store, not from nothing; newer
+			// readings observed meanwhile win.
+			if last, err := st.LatestReadings(pctx, time.Now().Add(-cfg.Ingest.PastHorizon), 1); err == nil {
+				seen.Observe(last)
+			}
+			return nil
+		})
 		err := pg.Wait()
 		stopEngine()
 		if engErr := <-engDone; engErr != nil && err == nil {

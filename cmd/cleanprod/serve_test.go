@@ -62,7 +62,7 @@ func startServe(t *testing.T, env map[string]string, args ...string) *service {
 	go func() {
 		s.done <- run(ctx, append([]string{"serve", "-http.listen", s.http, "-scoring.declarations", "../../scoring/declarations"}, args...), getenv, s.logs, s.logs)
 	}()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		resp, err := http.Get("http://" + s.http + "/readyz")
 		if err == nil {
@@ -77,7 +77,7 @@ func startServe(t *testing.T, env map[string]string, args ...string) *service {
 		default:
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("serve not ready after 30s\n%s", s.logs)
+			t.Fatalf("serve not ready after 90s\n%s", s.logs)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -1,0 +1,707 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cleanprod/cleanprod/internal/testenv"
+	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/sim"
+	"github.com/cleanprod/cleanprod/store"
+)
+
+// The fault tests run the real cleanprod binary against real servers (or
+// on its embedded broker and store), stream two simulated days of the
+// shipped fleet at a steady rate, break something on purpose, and then
+// compare what the gateways had acknowledged with what the store holds,
+// key by key, and the scorer's indicator values with an undisturbed run:
+// nothing missing, nothing counted twice.
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// cleanprodBinary builds cmd/cleanprod once per test run.
+func cleanprodBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cleanprod-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "cleanprod")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// proc is a running cleanprod serve process.
+type proc struct {
+	cmd  *exec.Cmd
+	http string
+	logs *syncBuffer
+	done chan struct{}
+}
+
+func startProc(t *testing.T, args []string, env map[string]string) *proc {
+	t.Helper()
+	p, err := tryStartProc(t, args, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// tryStartProc starts cleanprod serve and waits until it is ready; it
+// calls no t.Fatal, so fault injectors may use it from their goroutine.
+func tryStartProc(t *testing.T, args []string, env map[string]string) (*proc, error) {
+	p := &proc{http: freeAddr(t), logs: &syncBuffer{}, done: make(chan struct{})}
+	all := append([]string{"serve", "-http.listen", p.http, "-gateway_config", "../../gateway-config",
+		"-scoring.declarations", "../../scoring/declarations", "-scoring.interval", "200ms",
+		"-ingest.past_horizon", "240h", "-log.level", "warn", "-mqtt.watchdog_interval", "5s"}, args...)
+	p.cmd = exec.Command(cleanprodBinary(t), all...)
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	p.cmd.Env = os.Environ()
+	for k, v := range env {
+		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+	}
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() { p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.kill() })
+	deadline := time.Now().Add(120 * time.Second)
+	for {
+		if resp, err := http.Get("http://" + p.http + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		select {
+		case <-p.done:
+			return p, fmt.Errorf("cleanprod exited before ready:\n%s", p.logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return p, fmt.Errorf("cleanprod not ready within 120s:\n%s", p.logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (p *proc) metrics() *service { return &service{http: p.http} }
+
+// peakRSS is the process's peak resident memory in bytes (VmHWM).
+func (p *proc) peakRSS() int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024
+		}
+	}
+	return 0
+}
+
+func (p *proc) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *proc) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		t.Errorf("cleanprod did not stop within 30s of SIGTERM:\n%s", p.logs)
+		p.kill()
+	}
+}
+
+// recorder publishes the simulator's messages and remembers every reading
+// key the broker acknowledged.
+type recorder struct {
+	pub      sim.Publisher
+	mu       sync.Mutex
+	keys     map[string]bool
+	messages []sim.Message // acknowledged, for replays
+	acked    atomic.Int64
+}
+
+func newRecorder(pub sim.Publisher) *recorder { return &recorder{pub: pub, keys: map[string]bool{}} }
+
+func (r *recorder) Publish(ctx context.Context, topic string, payload []byte) error {
+	if err := r.pub.Publish(ctx, topic, payload); err != nil {
+		return err
+	}
+	parts := strings.Split(topic, "/")
+	var m struct {
+		Readings []struct {
+			Meter string `json:"meter"`
+			TS    string `json:"ts"`
+		} `json:"readings"`
+	}
+	if json.Unmarshal(payload, &m) != nil || len(parts) != 5 {
+		return nil
+	}
+	r.mu.Lock()
+	for _, rd := range m.Readings {
+		ts, err := time.Parse(time.RFC3339Nano, rd.TS)
+		if err != nil {
+			continue
+		}
+		r.keys[key(parts[2], rd.Meter, ts)] = true
+	}
+	r.messages = append(r.messages, sim.Message{Topic: topic, Payload: payload})
+	r.mu.Unlock()
+	r.acked.Add(int64(len(m.Readings)))
+	return nil
+}
+
+func key(enterprise, meter string, ts time.Time) string {
+	return enterprise + "/" + meter + "@" + ts.UTC().Format(time.RFC3339Nano)
+}
+
+// faultSim returns the simulator every fault run replays: two days of the
+// shipped fleet, five-minute readings, 200 messages a second.
+func faultSim(t *testing.T) *sim.Simulator {
+	t.Helper()
+	reg, err := registry.Load("../../gateway-config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().UTC().Truncate(24 * time.Hour).Add(-3 * 24 * time.Hour)
+	s, err := sim.New(reg, sim.Config{Seed: 42, Start: start, Duration: 48 * time.Hour, Interval: 5 * time.Minute,
+		Workers: 4, MaxRate: 200, Now: func() time.Time { return start.Add(72 * time.Hour) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// storedKeys lists the reading keys in a store.
+func storedKeys(t *testing.T, st interface {
+	Readings(ctx context.Context, enterprise, meter string, from, to time.Time) ([]store.Reading, error)
+}) map[string]int {
+	t.Helper()
+	reg, err := registry.Load("../../gateway-config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, e := range reg.Enterprises {
+		for _, m := range e.Meters {
+			rs, err := st.Readings(context.Background(), e.ID, m.ID, time.Unix(0, 0), time.Now().Add(time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rs {
+				out[key(e.ID, m.ID, r.Time)]++
+			}
+		}
+	}
+	return out
+}
+
+// indicatorValues scrapes the scorer's indicator values once they have
+// stopped changing.
+func indicatorValues(t *testing.T, p *proc) map[string]float64 {
+	t.Helper()
+	var prev map[string]float64
+	for range 100 {
+		cur := scrapeFamily(t, p.http, "cleanprod_scoring_indicator_value")
+		if prev != nil && fmt.Sprint(cur) == fmt.Sprint(prev) && len(cur) > 0 {
+			return cur
+		}
+		prev = cur
+		time.Sleep(700 * time.Millisecond)
+	}
+	t.Fatal("indicator values did not settle")
+	return nil
+}
+
+func scrapeFamily(t *testing.T, addr, family string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 64<<10)
+	for {
+		n, err := resp.Body.Read(buf)
+		b.Write(buf[:n])
+		if err != nil {
+			break
+		}
+	}
+	out := map[string]float64{}
+	for _, line := range strings.Split(b.String(), "\n") {
+		if !strings.HasPrefix(line, family+"{") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, _ := strconv.ParseFloat(line[i+1:], 64)
+		out[line[:i]] = v
+	}
+	return out
+}
+
+// restart SIGKILLs *p and starts a new one, recording the old one's peak
+// memory and the time to ready; false if the new one did not get ready.
+func restart(mu *sync.Mutex, p **proc, peak *int64, recoverMax *time.Duration, start func() (*proc, error)) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	*peak = max(*peak, (*p).peakRSS())
+	(*p).kill()
+	began := time.Now()
+	np, err := start()
+	if np != nil {
+		*p = np
+	}
+	*recoverMax = max(*recoverMax, time.Since(began))
+	return err == nil
+}
+
+// faultReport is what each fault test measures.
+type faultReport struct {
+	name                      string
+	acked, stored, duplicates int
+	recover                   time.Duration
+	peakRSS                   int64
+}
+
+func (r faultReport) String() string {
+	return fmt.Sprintf("%s: readings acknowledged by the broker %d, stored %d, duplicates absorbed %d, time to recover %s, peak RSS %.0f MB",
+		r.name, r.acked, r.stored, r.duplicates, r.recover.Round(10*time.Millisecond), float64(r.peakRSS)/(1<<20))
+}
+
+var (
+	refOnce   sync.Once
+	refValues map[string]float64
+)
+
+// reference runs the same simulation undisturbed and returns the scorer's
+// indicator values.
+func reference(t *testing.T) map[string]float64 {
+	t.Helper()
+	refOnce.Do(func() {
+		broker := testenv.Mosquitto(t)
+		db := testenv.Influx(t)
+		p := startProc(t, []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket, "-mqtt.client_id", "ref"},
+			map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token})
+		s := faultSim(t)
+		rec := publishAll(t, s, broker.URL(), nil)
+		waitWritten(t, p, int(rec.acked.Load()), 120*time.Second)
+		refValues = indicatorValues(t, p)
+		p.stop(t)
+	})
+	if refValues == nil {
+		t.Fatal("no reference run")
+	}
+	return refValues
+}
+
+// publishAll runs s to the broker through a recorder while inject runs.
+func publishAll(t *testing.T, s *sim.Simulator, brokerURL string, inject func()) *recorder {
+	t.Helper()
+	client, err := sim.Dial(context.Background(), brokerURL, "fault-gateways")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(100)
+	rec := newRecorder(sim.NewMQTTPublisher(client, 10*time.Second))
+	var wg sync.WaitGroup
+	if inject != nil {
+		wg.Go(inject)
+	}
+	if err := s.Run(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	return rec
+}
+
+func waitWritten(t *testing.T, p *proc, n int, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		m := p.metrics()
+		written, inflight := m.metricOrZero("cleanprod_ingest_readings_written_total"), m.metricOrZero("cleanprod_ingest_inflight_messages")
+		if written >= float64(n) && inflight == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s: %g of %d readings written, %g messages in flight, %g duplicates, rejected %v\n%s", timeout, written, n, inflight,
+				m.metricOrZero("cleanprod_ingest_duplicates_total"), scrapeFamily(t, p.http, "cleanprod_ingest_rejected_total"), p.logs)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// check compares the store with what the gateways had acknowledged and the
+// final indicator values with the undisturbed run.
+func check(t *testing.T, rec *recorder, stored map[string]int, values, ref map[string]float64) int {
+	t.Helper()
+	missing, doubled := 0, 0
+	for k := range rec.keys {
+		switch stored[k] {
+		case 0:
+			missing++
+			if missing <= 5 {
+				t.Errorf("acknowledged reading %s is not stored", k)
+			}
+		case 1:
+		default:
+			doubled++
+		}
+	}
+	if missing > 0 || doubled > 0 || len(stored) != len(rec.keys) {
+		t.Errorf("%d acknowledged readings, %d stored keys: %d missing, %d stored twice", len(rec.keys), len(stored), missing, doubled)
+	}
+	names := make([]string, 0, len(ref))
+	for k := range ref {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		w, g := ref[k], values[k]
+		if !(math.IsNaN(w) && math.IsNaN(g)) && math.Abs(w-g) > 1e-9*math.Max(1, math.Abs(w)) {
+			t.Errorf("%s: got %g after the fault, %g undisturbed", k, g, w)
+		}
+	}
+	return len(stored)
+}
+
+// faultTestsWanted skips in -short mode and runs the fault tests in
+// parallel: each mostly waits on its rate-limited stream.
+func faultTestsWanted(t *testing.T) {
+	if testing.Short() {
+		t.Skip("fault tests stream simulated data for about a minute each")
+	}
+	t.Parallel()
+}
+
+// TestFaultInfluxKilled: InfluxDB is SIGKILLed for 30 s while readings flow.
+func TestFaultInfluxKilled(t *testing.T) {
+	faultTestsWanted(t)
+	ref := reference(t)
+	broker := testenv.Mosquitto(t)
+	srv := testenv.NewInflux(t)
+	db := srv.Database(t)
+	p := startProc(t, []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket, "-mqtt.client_id", "fault-influx"},
+		map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token})
+	var restarted time.Time
+	rec := publishAll(t, faultSim(t), broker.URL(), func() {
+		time.Sleep(5 * time.Second)
+		srv.Kill()
+		time.Sleep(30 * time.Second)
+		srv.Start()
+		restarted = time.Now()
+	})
+	waitWritten(t, p, int(rec.acked.Load()), 120*time.Second)
+	report := faultReport{name: "InfluxDB SIGKILLed for 30 s", acked: int(rec.acked.Load()), recover: time.Since(restarted), peakRSS: p.peakRSS()}
+	values := indicatorValues(t, p)
+	report.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
+	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report.stored = check(t, rec, storedKeys(t, st), values, ref)
+	t.Log(report)
+}
+
+// throttle is a proxy in front of InfluxDB that, while on, delays every
+// request and answers half the writes 503 or 429 with Retry-After.
+type throttle struct {
+	on    atomic.Bool
+	calls atomic.Int64
+	proxy *httputil.ReverseProxy
+}
+
+func (th *throttle) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if th.on.Load() && strings.Contains(r.URL.Path, "/write") {
+		time.Sleep(500 * time.Millisecond)
+		switch th.calls.Add(1) % 3 {
+		case 0:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, `{"code":"unavailable","message":"throttled by test proxy"}`, http.StatusServiceUnavailable)
+			return
+		case 1:
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, `{"code":"too many requests","message":"throttled by test proxy"}`, http.StatusTooManyRequests)
+			return
+		}
+	}
+	th.proxy.ServeHTTP(w, r)
+}
+
+// TestFaultInfluxThrottled: InfluxDB is slow and refuses two writes in
+// three with 503/429 and Retry-After for 25 s; memory stays bounded.
+func TestFaultInfluxThrottled(t *testing.T) {
+	faultTestsWanted(t)
+	ref := reference(t)
+	broker := testenv.Mosquitto(t)
+	db := testenv.Influx(t)
+	target, _ := url.Parse(db.URL)
+	th := &throttle{proxy: httputil.NewSingleHostReverseProxy(target)}
+	proxyAddr := freeAddr(t)
+	srv := &http.Server{Addr: proxyAddr, Handler: th}
+	go srv.ListenAndServe()
+	defer srv.Close()
+	p := startProc(t, []string{"-mqtt.url", broker.URL(), "-influx.url", "http://" + proxyAddr, "-influx.bucket", db.Bucket, "-mqtt.client_id", "fault-throttle"},
+		map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token})
+	var ended time.Time
+	var peakInflight float64
+	rec := publishAll(t, faultSim(t), broker.URL(), func() {
+		time.Sleep(5 * time.Second)
+		th.on.Store(true)
+		for deadline := time.Now().Add(25 * time.Second); time.Now().Before(deadline); {
+			peakInflight = max(peakInflight, p.metrics().metricOrZero("cleanprod_ingest_inflight_messages"))
+			time.Sleep(200 * time.Millisecond)
+		}
+		th.on.Store(false)
+		ended = time.Now()
+	})
+	waitWritten(t, p, int(rec.acked.Load()), 120*time.Second)
+	report := faultReport{name: "InfluxDB throttled (0.5 s delay, 2 of 3 writes 503/429) for 25 s", acked: int(rec.acked.Load()), recover: time.Since(ended), peakRSS: p.peakRSS()}
+	values := indicatorValues(t, p)
+	report.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
+	if peakInflight > 1000+2*5000 {
+		t.Errorf("peak in-flight %g messages: not bounded by mqtt.max_inflight", peakInflight)
+	}
+	if errs := p.metrics().metricOrZero(`cleanprod_store_write_errors_total{kind="temporary"}`); errs == 0 {
+		t.Error("the throttle refused no write: the test did not test")
+	}
+	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report.stored = check(t, rec, storedKeys(t, st), values, ref)
+	t.Logf("%s; peak in-flight %g messages", report, peakInflight)
+}
+
+// TestFaultBrokerRestarted: mosquitto (persistence on) restarts mid-stream.
+func TestFaultBrokerRestarted(t *testing.T) {
+	faultTestsWanted(t)
+	ref := reference(t)
+	broker := testenv.Mosquitto(t)
+	db := testenv.Influx(t)
+	p := startProc(t, []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket, "-mqtt.client_id", "fault-broker"},
+		map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token})
+	var restarted time.Time
+	rec := publishAll(t, faultSim(t), broker.URL(), func() {
+		time.Sleep(8 * time.Second)
+		broker.Stop()
+		time.Sleep(3 * time.Second)
+		broker.Start()
+		restarted = time.Now()
+	})
+	waitWritten(t, p, 0, 10*time.Second)
+	waitFor(t, 120*time.Second, "every acknowledged reading stored", func() bool {
+		st, _ := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
+		n, err := st.CountReadings(context.Background(), "")
+		return err == nil && n >= len(rec.keys)
+	})
+	report := faultReport{name: "mosquitto restarted mid-stream", acked: int(rec.acked.Load()), recover: time.Since(restarted), peakRSS: p.peakRSS()}
+	values := indicatorValues(t, p)
+	report.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
+	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report.stored = check(t, rec, storedKeys(t, st), values, ref)
+	t.Log(report)
+}
+
+// TestFaultServiceKilled: cleanprod is SIGKILLed five times at random
+// moments and restarted each time; the final scores equal the
+// undisturbed run's.
+func TestFaultServiceKilled(t *testing.T) {
+	faultTestsWanted(t)
+	ref := reference(t)
+	broker := testenv.Mosquitto(t)
+	db := testenv.Influx(t)
+	args := []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket, "-mqtt.client_id", "fault-kill"}
+	env := map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token}
+	var mu sync.Mutex
+	p := startProc(t, args, env)
+	var peak int64
+	var recoverMax time.Duration
+	rng := rand.New(rand.NewPCG(7, 7))
+	rec := publishAll(t, faultSim(t), broker.URL(), func() {
+		for range 5 {
+			time.Sleep(time.Duration(2000+rng.IntN(5000)) * time.Millisecond)
+			if !restart(&mu, &p, &peak, &recoverMax, func() (*proc, error) { return tryStartProc(t, args, env) }) {
+				t.Error("cleanprod did not come back after a SIGKILL")
+				return
+			}
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	waitFor(t, 120*time.Second, "every acknowledged reading stored", func() bool {
+		st, _ := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
+		n, err := st.CountReadings(context.Background(), "")
+		return err == nil && n >= len(rec.keys) && p.metrics().metricOrZero("cleanprod_ingest_inflight_messages") == 0
+	})
+	report := faultReport{name: "cleanprod SIGKILLed 5 times", acked: int(rec.acked.Load()), recover: recoverMax, peakRSS: max(peak, p.peakRSS())}
+	values := indicatorValues(t, p)
+	report.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
+	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report.stored = check(t, rec, storedKeys(t, st), values, ref)
+	t.Logf("%s (recover = restart to ready, worst of 5)", report)
+}
+
+// TestFaultGatewayReplay: after the run a gateway reconnects and replays a
+// backlog: a tenth of everything again, in random order. Most of it is
+// older than the per-meter history, so ingest checks it against the store.
+func TestFaultGatewayReplay(t *testing.T) {
+	faultTestsWanted(t)
+	ref := reference(t)
+	broker := testenv.Mosquitto(t)
+	db := testenv.Influx(t)
+	p := startProc(t, []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket, "-mqtt.client_id", "fault-replay"},
+		map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token})
+	rec := publishAll(t, faultSim(t), broker.URL(), nil)
+	waitWritten(t, p, int(rec.acked.Load()), 120*time.Second)
+	client, err := sim.Dial(context.Background(), broker.URL(), "fault-replayer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(100)
+	pub := sim.NewMQTTPublisher(client, 10*time.Second)
+	rng := rand.New(rand.NewPCG(1, 2))
+	msgs := append([]sim.Message(nil), rec.messages...)
+	rng.Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
+	msgs = msgs[:len(msgs)/10]
+	replayed := 0
+	began := time.Now()
+	for _, m := range msgs {
+		if err := pub.Publish(context.Background(), m.Topic, m.Payload); err != nil {
+			t.Fatal(err)
+		}
+		var pl struct{ Readings []json.RawMessage }
+		json.Unmarshal(m.Payload, &pl)
+		replayed += len(pl.Readings)
+	}
+	deadline := time.Now().Add(300 * time.Second)
+	for {
+		m := p.metrics()
+		dups, inflight := m.metricOrZero("cleanprod_ingest_duplicates_total"), m.metricOrZero("cleanprod_ingest_inflight_messages")
+		if dups >= float64(replayed) && inflight == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replay not absorbed: %g of %d readings seen as duplicates, %g messages in flight, rejected %v\n%s",
+				dups, replayed, inflight, scrapeFamily(t, p.http, "cleanprod_ingest_rejected_total"), p.logs)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	report := faultReport{name: fmt.Sprintf("gateway replayed %d messages out of order", len(msgs)), acked: int(rec.acked.Load()) + replayed, recover: time.Since(began), peakRSS: p.peakRSS()}
+	values := indicatorValues(t, p)
+	report.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
+	if written := p.metrics().metricOrZero("cleanprod_ingest_readings_written_total"); written != float64(rec.acked.Load()) {
+		t.Errorf("readings written %g, want %d: the replay was counted", written, rec.acked.Load())
+	}
+	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	report.stored = check(t, rec, storedKeys(t, st), values, ref)
+	t.Log(report)
+}
+
+// TestFaultEmbeddedKilled: on the embedded broker and store, the whole
+// process (broker included) is SIGKILLed three times mid-stream.
+func TestFaultEmbeddedKilled(t *testing.T) {
+	faultTestsWanted(t)
+	ref := reference(t)
+	dataDir := t.TempDir()
+	brokerAddr := freeAddr(t)
+	args := []string{"-embedded_broker.listen", brokerAddr, "-data_dir", dataDir}
+	var mu sync.Mutex
+	p := startProc(t, args, nil)
+	var peak int64
+	var recoverMax time.Duration
+	rng := rand.New(rand.NewPCG(3, 4))
+	rec := publishAll(t, faultSim(t), "tcp://"+brokerAddr, func() {
+		for range 3 {
+			time.Sleep(time.Duration(3000+rng.IntN(5000)) * time.Millisecond)
+			if !restart(&mu, &p, &peak, &recoverMax, func() (*proc, error) { return tryStartProc(t, args, nil) }) {
+				t.Error("cleanprod did not come back after a SIGKILL")
+				return
+			}
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	want := len(rec.keys)
+	// The process's counters start over at each restart, and the store is
+	// locked while it runs: wait until nothing is in flight and nothing
+	// more is written for five seconds.
+	last, since := -1.0, time.Now()
+	waitFor(t, 120*time.Second, "ingest settled", func() bool {
+		w := p.metrics().metricOrZero("cleanprod_ingest_readings_written_total")
+		if w != last || p.metrics().metricOrZero("cleanprod_ingest_inflight_messages") != 0 {
+			last, since = w, time.Now()
+		}
+		return time.Since(since) > 5*time.Second
+	})
+	values := indicatorValues(t, p)
+	report := faultReport{name: "embedded broker and store, process SIGKILLed 3 times", acked: int(rec.acked.Load()), recover: recoverMax, peakRSS: max(peak, p.peakRSS())}
+	report.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
+	p.stop(t)
+	st, err := store.OpenBolt(filepath.Join(dataDir, "readings.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	report.stored = check(t, rec, storedKeys(t, st), values, ref)
+	if report.stored < want {
+		t.Errorf("stored %d of %d acknowledged readings", report.stored, want)
+	}
+	t.Logf("%s (recover = restart to ready, worst of 3)", report)
+}

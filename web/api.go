@@ -1,0 +1,748 @@
+package web
+
+import (
+	"cmp"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/scoring"
+	"github.com/cleanprod/cleanprod/store"
+)
+
+// maxBody bounds request bodies.
+const maxBody = 64 << 10
+
+// EnterpriseList is the answer of GET /api/v1/enterprises.
+type EnterpriseList struct {
+	Time        time.Time           `json:"time"` // of the engine's latest evaluation
+	Enterprises []EnterpriseSummary `json:"enterprises"`
+}
+
+func (s *server) listEnterprises(c *gin.Context) {
+	snap := s.snapshot()
+	p := principal(c)
+	out := EnterpriseList{Time: snap.Time.UTC(), Enterprises: []EnterpriseSummary{}}
+	for _, ent := range s.Registry.Enterprises {
+		if !p.Sees(ent.ID) {
+			continue
+		}
+		r, _ := snap.Result(ent.ID)
+		out.Enterprises = append(out.Enterprises, summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(ent)))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// freshness reports the newest reading of an enterprise's meters.
+func (s *server) freshness(ent *registry.Enterprise) DataFreshness {
+	var f DataFreshness
+	if s.Meters == nil {
+		return f
+	}
+	var last time.Time
+	for _, m := range ent.Meters {
+		if ms, ok := s.Meters.Meter(ent.ID, m.ID); ok && ms.Time.After(last) {
+			last = ms.Time
+		}
+	}
+	if !last.IsZero() {
+		f.LastReading = timePtr(last)
+		f.AgeSeconds = f64(math.Max(0, s.now().Sub(last).Seconds()))
+	}
+	return f
+}
+
+// view returns an enterprise's live result, or, when at is set, the one
+// rebuilt from stored points as of at.
+func (s *server) view(c *gin.Context, id string, at time.Time) (resultView, error) {
+	snap := s.snapshot()
+	if at.IsZero() {
+		r, _ := snap.Result(id)
+		return resultView{res: r}, nil
+	}
+	if r, ok := snap.Result(id); ok && !at.Before(r.Time) {
+		return resultView{res: r}, nil
+	}
+	if s.Points == nil {
+		return resultView{}, errorf(http.StatusServiceUnavailable, codeUnavailable, "no store to read past results from")
+	}
+	return resultAt(c.Request.Context(), s.Points, snap.Standard, snap.Policy, s.Solutions, id, at)
+}
+
+func (s *server) getEnterprise(c *gin.Context) {
+	id := c.Param("id")
+	ent, _ := s.Registry.Enterprise(id)
+	at, err := timeParam(c, "at", time.Time{}, s.loc())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	v, err := s.view(c, id, at)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	d, err := s.detail(c, ent, v)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, d)
+}
+
+func (s *server) detail(c *gin.Context, ent *registry.Enterprise, v resultView) (EnterpriseDetail, error) {
+	snap := s.snapshot()
+	d := EnterpriseDetail{EnterpriseSummary: summaryOf(ent, snap.Standard, snap.Policy, v, s.freshness(ent)),
+		CodeReasons: []string{}, Assessments: []AssessmentDTO{}, Lagging: []LaggingDTO{}, RecentEvents: []scoring.Event{}}
+	if v.res == nil {
+		return d, nil
+	}
+	d.CodeReasons = nonNil(v.res.CodeReasons)
+	d.Assessments = assessmentsOf(snap.Standard, v)
+	d.Lagging = laggingOf(snap.Standard, v.res.Lagging)
+	to := v.res.Time
+	if !v.asOf {
+		to = s.now()
+	}
+	evs, err := s.readEvents(c, ent.ID, "", to.Add(-30*24*time.Hour), to.Add(time.Nanosecond), 20)
+	if err != nil {
+		return d, err
+	}
+	d.RecentEvents = evs
+	return d, nil
+}
+
+// readEvents returns the stored events matching enterprise and kind ("":
+// any) in [from, to), newest first, at most limit.
+func (s *server) readEvents(c *gin.Context, enterprise, kind string, from, to time.Time, limit int) ([]scoring.Event, error) {
+	out := []scoring.Event{}
+	if s.Points == nil {
+		return out, nil
+	}
+	tags := map[string]string{}
+	if enterprise != "" {
+		tags["enterprise"] = enterprise
+	}
+	if kind != "" {
+		tags["kind"] = kind
+	}
+	ps, err := s.Points.Points(c.Request.Context(), scoring.MeasurementEvent, tags, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read events: %w", err)
+	}
+	for i := len(ps) - 1; i >= 0 && len(out) < limit; i-- {
+		if ev, ok := scoring.EventFromPoint(ps[i]); ok {
+			out = append(out, ev)
+		}
+	}
+	return out, nil
+}
+
+// EventList is the answer of GET /api/v1/events.
+type EventList struct {
+	From   time.Time       `json:"from"`
+	To     time.Time       `json:"to"`
+	Events []scoring.Event `json:"events"`
+}
+
+func (s *server) events(c *gin.Context) {
+	ent, err := s.enterpriseScope(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	kind, err := enumParam(c, "kind", "", eventKinds...)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	from, to, err := period(c, s.now(), 7*24*time.Hour, 400*24*time.Hour, s.loc())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	limit, err := intParam(c, "limit", 100, 1, 1000)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	evs, err := s.readEvents(c, ent, kind, from, to.Add(time.Nanosecond), limit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, EventList{From: from.UTC(), To: to.UTC(), Events: evs})
+}
+
+var eventKinds = []string{string(scoring.EventCodeChange), string(scoring.EventLevelDrop), string(scoring.EventWorsening),
+	string(scoring.EventRestrictiveFail), string(scoring.EventStale)}
+
+// stream sends live events as server-sent events until the client goes
+// away or the server shuts down.
+func (s *server) stream(c *gin.Context) {
+	ent, err := s.enterpriseScope(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	kind, err := enumParam(c, "kind", "", eventKinds...)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var events <-chan scoring.Event
+	if s.Events != nil {
+		ch, cancel, ok := s.Events.Subscribe(256)
+		if !ok {
+			s.fail(c, errorf(http.StatusServiceUnavailable, codeUnavailable, "the server is shutting down"))
+			return
+		}
+		defer cancel()
+		events = ch
+	}
+	w := c.Writer
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	fmt.Fprint(w, "retry: 5000\n: cleanprod scoring events\n\n")
+	w.Flush()
+	keepAlive := time.NewTicker(15 * time.Second)
+	defer keepAlive.Stop()
+	for {
+		select {
+		case <-c.Request.Context().Done():
+			return
+		case <-keepAlive.C:
+			fmt.Fprint(w, ": keep-alive\n\n")
+		case ev, ok := <-events:
+			if !ok {
+				return
+			}
+			if (ent != "" && ev.Enterprise != ent) || (kind != "" && string(ev.Kind) != kind) {
+				continue
+			}
+			data, _ := json.Marshal(ev)
+			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Time.UnixNano(), ev.Kind, data)
+		}
+		w.Flush()
+	}
+}
+
+// RankingDTO is a ranking with the requester's position and the fleet's
+// distribution.
+type RankingDTO struct {
+	Time      time.Time      `json:"time"`
+	Window    string         `json:"window"`
+	Indicator *IndicatorRef  `json:"indicator"` // null for the overall ranking
+	Entries   []RankEntryDTO `json:"entries"`   // best first
+	Unranked  []RankEntryDTO `json:"unranked"`
+	// Position is the entry of the enterprise asked for (or the token's);
+	// null when none is asked or it is not in the ranking.
+	Position     *RankEntryDTO `json:"position"`
+	Distribution Distribution  `json:"distribution"`
+}
+
+// IndicatorRef names an indicator.
+type IndicatorRef struct {
+	ID        string `json:"id"`
+	NameZH    string `json:"name_zh"`
+	NameEN    string `json:"name_en"`
+	Unit      string `json:"unit,omitempty"`
+	Direction string `json:"direction,omitempty"`
+}
+
+// RankEntryDTO is one enterprise in a ranking. For an enterprise token,
+// the others' enterprise and name are null.
+type RankEntryDTO struct {
+	Rank       int      `json:"rank"` // 1-based; equal entries share a rank; 0 when unranked
+	Enterprise *string  `json:"enterprise"`
+	Name       *string  `json:"name"`
+	You        bool     `json:"you"` // the token's own enterprise
+	Level      *string  `json:"level"`
+	Score      *float64 `json:"score"`
+	Value      *float64 `json:"value"` // indicator rankings (quantitative)
+	Reason     string   `json:"reason,omitempty"`
+}
+
+// Distribution summarises the fleet in a ranking: how many enterprises
+// are at each level, and quantiles of the score (overall) or value
+// (indicator) of the ranked ones.
+type Distribution struct {
+	Enterprises int            `json:"enterprises"`
+	Ranked      int            `json:"ranked"`
+	Levels      map[string]int `json:"levels"` // I, II, III, below III, not graded
+	Of          string         `json:"of"`     // score or value
+	Min         *float64       `json:"min"`
+	P25         *float64       `json:"p25"`
+	Median      *float64       `json:"median"`
+	P75         *float64       `json:"p75"`
+	Max         *float64       `json:"max"`
+}
+
+func (s *server) ranking(c *gin.Context) {
+	snap := s.snapshot()
+	window, err := s.windowParam(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	who, err := s.enterpriseScope(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var rk scoring.Ranking
+	out := RankingDTO{Time: snap.Time.UTC(), Window: window, Entries: []RankEntryDTO{}, Unranked: []RankEntryDTO{}}
+	var ind *scoring.Indicator
+	if id := c.Param("indicator"); id != "" {
+		var ok bool
+		if ind, ok = snap.Standard.Indicator(id); !ok {
+			s.fail(c, errorf(http.StatusNotFound, codeNotFound, "no indicator %q in standard %s", id, snap.Standard.ID))
+			return
+		}
+		rk, _ = snap.IndicatorRanking(window, id)
+		out.Indicator = &IndicatorRef{ID: ind.ID, NameZH: ind.NameZH, NameEN: ind.NameEN, Unit: ind.Unit, Direction: string(ind.Direction)}
+	} else {
+		rk = snap.Ranking(window)
+	}
+	p := principal(c)
+	entry := func(e scoring.RankEntry) RankEntryDTO {
+		d := RankEntryDTO{Rank: e.Rank, You: p.Role == RoleEnterprise && e.Enterprise == p.Enterprise, Level: levelPtr(e.Level)}
+		if p.Sees(e.Enterprise) {
+			d.Enterprise = &e.Enterprise
+			if ent, ok := s.Registry.Enterprise(e.Enterprise); ok {
+				d.Name = &ent.Name
+			}
+			d.Reason = e.Reason
+		}
+		if e.Rank > 0 {
+			if ind == nil || ind.Kind == scoring.Qualitative {
+				d.Score = f64(e.Score)
+			}
+			if ind != nil && ind.Kind == scoring.Quantitative {
+				d.Value = f64(e.Value)
+			}
+		}
+		return d
+	}
+	dist := Distribution{Levels: map[string]int{"I": 0, "II": 0, "III": 0, "below III": 0, "not graded": 0}, Of: "score"}
+	var vals []float64
+	for _, e := range rk.Entries {
+		d := entry(e)
+		out.Entries = append(out.Entries, d)
+		dist.Levels[levelName(e.Level)]++
+		if ind != nil && ind.Kind == scoring.Quantitative {
+			dist.Of = "value"
+			vals = append(vals, e.Value)
+		} else {
+			vals = append(vals, e.Score)
+		}
+		if who != "" && e.Enterprise == who {
+			out.Position = &d
+		}
+	}
+	for _, e := range rk.Unranked {
+		d := entry(e)
+		out.Unranked = append(out.Unranked, d)
+		dist.Levels["not graded"]++
+		if who != "" && e.Enterprise == who {
+			out.Position = &d
+		}
+	}
+	dist.Enterprises, dist.Ranked = len(rk.Entries)+len(rk.Unranked), len(rk.Entries)
+	if len(vals) > 0 {
+		slices.Sort(vals)
+		q := func(p float64) *float64 { // linear interpolation between closest ranks
+			x := p * float64(len(vals)-1)
+			lo := int(math.Floor(x))
+			hi := min(lo+1, len(vals)-1)
+			return f64(vals[lo] + (x-float64(lo))*(vals[hi]-vals[lo]))
+		}
+		dist.Min, dist.P25, dist.Median, dist.P75, dist.Max = q(0), q(0.25), q(0.5), q(0.75), q(1)
+	}
+	out.Distribution = dist
+	c.JSON(http.StatusOK, out)
+}
+
+func levelName(l scoring.Level) string {
+	if l == scoring.NoLevel {
+		return "not graded"
+	}
+	return l.String()
+}
+
+func (s *server) windowParam(c *gin.Context) (string, error) {
+	snap := s.snapshot()
+	w := c.Query("window")
+	if w == "" {
+		return snap.Policy.Window, nil
+	}
+	if _, _, ok := snap.Standard.Window(w); !ok {
+		var names []string
+		for _, sw := range snap.Standard.Windows {
+			names = append(names, sw.Name)
+		}
+		return "", errorf(http.StatusBadRequest, codeBadRequest, "window %q: the standard has %s", w, strings.Join(names, ", "))
+	}
+	return w, nil
+}
+
+// MetersDTO is the answer of GET /api/v1/enterprises/{id}/meters.
+type MetersDTO struct {
+	Enterprise string       `json:"enterprise"`
+	Meters     []MeterDTO   `json:"meters"`
+	Gateways   []GatewayDTO `json:"gateways"`
+	// Tracking says since when last values and rejects are counted.
+	Note string `json:"note"`
+}
+
+// MeterDTO is one registered meter and what was last seen of it.
+type MeterDTO struct {
+	ID            string     `json:"id"`
+	Gateway       string     `json:"gateway"`
+	Quantity      string     `json:"quantity"`
+	Unit          string     `json:"unit"`           // the unit the device reports in
+	CanonicalUnit string     `json:"canonical_unit"` // the unit last_value is in
+	Kind          string     `json:"kind"`
+	Workshop      string     `json:"workshop,omitempty"`
+	FlowMeter     string     `json:"flow_meter,omitempty"`
+	LastValue     *float64   `json:"last_value"`
+	LastSeen      *time.Time `json:"last_seen"`
+	AgeSeconds    *float64   `json:"age_seconds"`
+	Stale         bool       `json:"stale"`
+	Rejects       int        `json:"rejects"`
+	LastReject    *time.Time `json:"last_reject"`
+	LastReason    string     `json:"last_reject_reason,omitempty"`
+}
+
+// GatewayDTO is one gateway with the rejects not blamed on a meter.
+type GatewayDTO struct {
+	ID          string     `json:"id"`
+	Description string     `json:"description,omitempty"`
+	Meters      int        `json:"meters"`
+	Rejects     int        `json:"rejects"` // whole messages, and readings of meters that are not its own
+	LastReject  *time.Time `json:"last_reject"`
+	LastReason  string     `json:"last_reject_reason,omitempty"`
+}
+
+func (s *server) meters(c *gin.Context) {
+	ent, _ := s.Registry.Enterprise(c.Param("id"))
+	out := MetersDTO{Enterprise: ent.ID, Meters: []MeterDTO{}, Gateways: []GatewayDTO{},
+		Note: "last values come from readings stored since the server started (or found in the store at start); rejects are counted since the server started"}
+	stale := map[string]bool{}
+	if r, ok := s.snapshot().Result(ent.ID); ok {
+		for _, m := range r.StaleMeters {
+			stale[m] = true
+		}
+	}
+	now := s.now()
+	for _, m := range ent.Meters {
+		d := MeterDTO{ID: m.ID, Gateway: m.Gateway.ID, Quantity: m.Quantity.Name, Unit: m.Unit, CanonicalUnit: m.Quantity.Unit,
+			Kind: string(m.Kind), Workshop: m.Workshop, Stale: stale[m.ID]}
+		if m.FlowMeter != nil {
+			d.FlowMeter = m.FlowMeter.ID
+		}
+		if s.Meters != nil {
+			if ms, ok := s.Meters.Meter(ent.ID, m.ID); ok {
+				if !ms.Time.IsZero() {
+					d.LastValue, d.LastSeen = f64(ms.Value), timePtr(ms.Time)
+					d.AgeSeconds = f64(math.Max(0, now.Sub(ms.Time).Seconds()))
+				}
+				d.Rejects, d.LastReject, d.LastReason = ms.Rejects, timePtr(ms.LastReject), string(ms.LastReason)
+			}
+		}
+		out.Meters = append(out.Meters, d)
+	}
+	for _, g := range ent.Gateways {
+		d := GatewayDTO{ID: g.ID, Description: g.Description, Meters: len(g.Meters)}
+		if s.Meters != nil {
+			if gs, ok := s.Meters.Gateway(ent.ID, g.ID); ok {
+				d.Rejects, d.LastReject, d.LastReason = gs.Rejects, timePtr(gs.LastReject), string(gs.LastReason)
+			}
+		}
+		out.Gateways = append(out.Gateways, d)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// HistoryDTO is the answer of .../indicators/{indicator}/history.
+type HistoryDTO struct {
+	Enterprise string         `json:"enterprise"`
+	Indicator  IndicatorRef   `json:"indicator"`
+	Window     string         `json:"window"`
+	From       time.Time      `json:"from"`
+	To         time.Time      `json:"to"`
+	Stored     int            `json:"stored"` // points stored in the period, before thinning
+	Points     []HistoryPoint `json:"points"`
+}
+
+// HistoryPoint is one stored evaluation of an indicator.
+type HistoryPoint struct {
+	Time   time.Time `json:"time"`
+	Status string    `json:"status"`
+	Value  *float64  `json:"value"`
+	Level  *string   `json:"level"`
+	Score  *float64  `json:"score"`
+}
+
+func (s *server) history(c *gin.Context) {
+	snap := s.snapshot()
+	id := c.Param("id")
+	ind, ok := snap.Standard.Indicator(c.Param("indicator"))
+	if !ok {
+		s.fail(c, errorf(http.StatusNotFound, codeNotFound, "no indicator %q in standard %s", c.Param("indicator"), snap.Standard.ID))
+		return
+	}
+	window, err := s.windowParam(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	from, to, err := period(c, s.now(), 30*24*time.Hour, 800*24*time.Hour, s.loc())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	maxPoints, err := intParam(c, "max_points", 500, 2, 10000)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	pts, err := s.indicatorPoints(c, id, window, ind.ID, from, to.Add(time.Nanosecond))
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	out := HistoryDTO{Enterprise: id, Indicator: IndicatorRef{ID: ind.ID, NameZH: ind.NameZH, NameEN: ind.NameEN, Unit: ind.Unit, Direction: string(ind.Direction)},
+		Window: window, From: from.UTC(), To: to.UTC(), Stored: len(pts), Points: []HistoryPoint{}}
+	for _, p := range thin(pts, maxPoints) {
+		hp := HistoryPoint{Time: p.Time.UTC(), Status: text(p, "status")}
+		if v, ok := p.Fields["value"]; ok {
+			hp.Value = f64(toFloat(v))
+		}
+		if hp.Status == string(scoring.Graded) {
+			hp.Level, hp.Score = levelPtr(scoring.Level(num(p, "level"))), f64(num(p, "score"))
+		}
+		out.Points = append(out.Points, hp)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *server) indicatorPoints(c *gin.Context, enterprise, window, indicator string, from, to time.Time) ([]store.Point, error) {
+	if s.Points == nil {
+		return nil, nil
+	}
+	ps, err := s.Points.Points(c.Request.Context(), scoring.MeasurementIndicator,
+		map[string]string{"enterprise": enterprise, "window": window, "indicator": indicator}, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read %s of %s: %w", indicator, enterprise, err)
+	}
+	return ps, nil
+}
+
+// thin keeps at most n points, evenly spread, always the first and last.
+func thin[T any](ps []T, n int) []T {
+	if len(ps) <= n {
+		return ps
+	}
+	out := make([]T, 0, n)
+	for i := range n {
+		out = append(out, ps[i*(len(ps)-1)/(n-1)])
+	}
+	return out
+}
+
+// DeclarationsDTO is the answer of GET .../declarations.
+type DeclarationsDTO struct {
+	Enterprise   string           `json:"enterprise"`
+	Declarations []DeclarationDTO `json:"declarations"`
+	Revisions    []Revision       `json:"revisions"` // newest first
+	Declarable   []IndicatorRef   `json:"declarable"`
+}
+
+// DeclarationDTO is one stored declaration.
+type DeclarationDTO struct {
+	Indicator     string     `json:"indicator"`
+	NameEN        string     `json:"name_en"`
+	NameZH        string     `json:"name_zh"`
+	Level         *string    `json:"level"`
+	Value         *float64   `json:"value"`
+	NotApplicable bool       `json:"not_applicable"`
+	Evidence      string     `json:"evidence"`
+	ValidFrom     time.Time  `json:"valid_from"`
+	ValidTo       *time.Time `json:"valid_to"`
+	InForce       bool       `json:"in_force"` // valid now and the newest valid one of its indicator
+	// LevelDescription is the standard's text of the declared level.
+	LevelDescription string `json:"level_description,omitempty"`
+}
+
+// DeclarationInput is the body of POST .../declarations.
+type DeclarationInput struct {
+	Indicator     string   `json:"indicator"`
+	Level         string   `json:"level,omitempty"`
+	Value         *float64 `json:"value,omitempty"`
+	NotApplicable bool     `json:"not_applicable,omitempty"`
+	Evidence      string   `json:"evidence"`
+	ValidFrom     string   `json:"valid_from"`
+	ValidTo       string   `json:"valid_to,omitempty"`
+}
+
+// DeclarationCreated is the answer of POST .../declarations.
+type DeclarationCreated struct {
+	Declaration DeclarationDTO `json:"declaration"`
+	Revision    Revision       `json:"revision"`
+	// Rescoring says the engine was asked to re-evaluate the enterprise;
+	// GET /api/v1/enterprises/{id} shows the new score within a second or so.
+	Rescoring bool `json:"rescoring"`
+}
+
+func (s *server) declarationDTO(d scoring.Declaration, inForce bool) DeclarationDTO {
+	std := s.snapshot().Standard
+	out := DeclarationDTO{Indicator: d.Indicator, Level: levelPtr(d.Level), Value: d.Value, NotApplicable: d.NotApplicable,
+		Evidence: d.Evidence, ValidFrom: d.ValidFrom, ValidTo: timePtr(d.ValidTo), InForce: inForce}
+	if ind, ok := std.Indicator(d.Indicator); ok {
+		out.NameEN, out.NameZH = ind.NameEN, ind.NameZH
+		if d.Level >= scoring.LevelI && d.Level <= scoring.LevelIII {
+			out.LevelDescription = ind.Descriptions[d.Level-1]
+		}
+	}
+	return out
+}
+
+func (s *server) listDeclarations(c *gin.Context) {
+	if s.Declarations == nil {
+		s.fail(c, errorf(http.StatusServiceUnavailable, codeUnavailable, "no declarations folder is configured (scoring.declarations)"))
+		return
+	}
+	id := c.Param("id")
+	ds, revs, err := s.Declarations.Enterprise(id)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	now := s.now()
+	current := map[string]int{} // indicator -> index of the one in force
+	for i, d := range ds {
+		if !d.ValidAt(now) {
+			continue
+		}
+		if j, ok := current[d.Indicator]; !ok || d.ValidFrom.After(ds[j].ValidFrom) {
+			current[d.Indicator] = i
+		}
+	}
+	out := DeclarationsDTO{Enterprise: id, Declarations: []DeclarationDTO{}, Revisions: revs, Declarable: []IndicatorRef{}}
+	for i, d := range ds {
+		j, ok := current[d.Indicator]
+		out.Declarations = append(out.Declarations, s.declarationDTO(d, ok && j == i))
+	}
+	slices.SortStableFunc(out.Declarations, func(a, b DeclarationDTO) int {
+		return cmp.Or(strings.Compare(a.Indicator, b.Indicator), b.ValidFrom.Compare(a.ValidFrom))
+	})
+	for _, ind := range s.snapshot().Standard.Indicators {
+		if !ind.Metered() {
+			out.Declarable = append(out.Declarable, IndicatorRef{ID: ind.ID, NameZH: ind.NameZH, NameEN: ind.NameEN, Unit: ind.Unit, Direction: string(ind.Direction)})
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (s *server) addDeclaration(c *gin.Context) {
+	if s.Declarations == nil {
+		s.fail(c, errorf(http.StatusServiceUnavailable, codeUnavailable, "no declarations folder is configured (scoring.declarations)"))
+		return
+	}
+	if ct := c.ContentType(); ct != "application/json" {
+		s.fail(c, errorf(http.StatusUnsupportedMediaType, codeUnsupported, "send the declaration as application/json, not %q", ct))
+		return
+	}
+	var in DeclarationInput
+	if err := decodeJSON(c, &in); err != nil {
+		s.fail(c, err)
+		return
+	}
+	std := s.snapshot().Standard
+	d := scoring.Declaration{Enterprise: c.Param("id"), Indicator: in.Indicator, Value: in.Value, NotApplicable: in.NotApplicable,
+		Evidence: strings.TrimSpace(in.Evidence)}
+	if in.Indicator == "" {
+		s.fail(c, errorf(http.StatusBadRequest, codeBadRequest, "indicator is required"))
+		return
+	}
+	if _, ok := std.Indicator(in.Indicator); !ok {
+		s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "no indicator %q in standard %s", in.Indicator, std.ID))
+		return
+	}
+	if in.Level != "" {
+		l, err := scoring.ParseLevel(in.Level)
+		if err != nil {
+			s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "%v", err))
+			return
+		}
+		d.Level = l
+	}
+	var err error
+	if in.ValidFrom == "" {
+		s.fail(c, errorf(http.StatusBadRequest, codeBadRequest, "valid_from is required"))
+		return
+	}
+	if d.ValidFrom, err = parseTime("valid_from", in.ValidFrom, s.loc()); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if in.ValidTo != "" {
+		if d.ValidTo, err = parseTime("valid_to", in.ValidTo, s.loc()); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	p := principal(c)
+	by := string(p.Role) + " " + p.Name
+	rev, err := s.Declarations.Add(d, by)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	s.Scorer.ReloadDeclarations()
+	s.log.Info("web: declaration stored", "enterprise", d.Enterprise, "indicator", d.Indicator, "by", by, "revision", rev.File)
+	c.JSON(http.StatusCreated, DeclarationCreated{Declaration: s.declarationDTO(d, d.ValidAt(s.now())), Revision: rev, Rescoring: true})
+}
+
+// decodeJSON decodes the request body strictly: one JSON object of the
+// expected shape, no unknown fields, at most maxBody bytes.
+func decodeJSON(c *gin.Context, v any) error {
+	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if dec.Decode(&struct{}{}) != io.EOF {
+			err = errors.New("the body must hold exactly one JSON object")
+		}
+	}
+	var mbe *http.MaxBytesError
+	var ute *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &mbe):
+		return errorf(http.StatusRequestEntityTooLarge, codeTooLarge, "the body is larger than %d bytes", maxBody)
+	case errors.As(err, &ute):
+		return errorf(http.StatusBadRequest, codeBadRequest, "field %s: want %s, got JSON %s", ute.Field, ute.Type, ute.Value)
+	case errors.As(err, &se):
+		return errorf(http.StatusBadRequest, codeBadRequest, "malformed JSON at byte %d: %v", se.Offset, err)
+	case errors.Is(err, io.EOF):
+		return errorf(http.StatusBadRequest, codeBadRequest, "the body is empty; send a JSON object")
+	default:
+		return errorf(http.StatusBadRequest, codeBadRequest, "%v", err)
+	}
+}

@@ -1,0 +1,265 @@
+package web
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/cleanprod/cleanprod/internal/yamlfile"
+	"github.com/cleanprod/cleanprod/registry"
+)
+
+// Role is what a token may see.
+type Role string
+
+// Roles.
+const (
+	// RoleSupervisor sees every enterprise (the ecology and environment
+	// bureau).
+	RoleSupervisor Role = "supervisor"
+	// RoleEnterprise sees its own enterprise only; rankings show the
+	// others anonymised.
+	RoleEnterprise Role = "enterprise"
+)
+
+// Principal is who a request was authenticated as.
+type Principal struct {
+	Name       string // label of the token, for logs and declaration history
+	Role       Role
+	Enterprise string // RoleEnterprise only
+}
+
+// Sees reports whether p may see enterprise id.
+func (p Principal) Sees(id string) bool {
+	return p.Role == RoleSupervisor || p.Enterprise == id
+}
+
+// Token is one entry of the tokens file: the SHA-256 of a bearer token
+// (never the token itself) and what it grants.
+type Token struct {
+	Name       string `yaml:"name"`
+	SHA256     string `yaml:"sha256"`
+	Role       Role   `yaml:"role"`
+	Enterprise string `yaml:"enterprise,omitempty"`
+}
+
+// Tokens is a loaded set of tokens. It is immutable and safe for
+// concurrent use; a nil *Tokens refuses every token.
+type Tokens struct {
+	byHash map[[sha256.Size]byte]Principal
+}
+
+type tokensFile struct {
+	Tokens []Token `yaml:"tokens"`
+}
+
+// LoadTokens reads a tokens file:
+//
+//	tokens:
+//	  - name: bureau
+//	    sha256: 5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8
+//	    role: supervisor
+//	  - name: yuntai
+//	    sha256: ...
+//	    role: enterprise
+//	    enterprise: cq-lj-yuntai-auto
+//
+// Every problem is reported at once with file and line. When reg is not
+// nil, an enterprise token must name a registered enterprise.
+func LoadTokens(path string, reg *registry.Registry) (*Tokens, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("load tokens: %w", err)
+	}
+	return ParseTokens(path, data, reg)
+}
+
+// ParseTokens validates a tokens file read from name.
+func ParseTokens(name string, data []byte, reg *registry.Registry) (*Tokens, error) {
+	var f tokensFile
+	doc, err := yamlfile.Decode(name, data, &f)
+	if err != nil {
+		return nil, err
+	}
+	ts := &Tokens{byHash: make(map[[sha256.Size]byte]Principal, len(f.Tokens))}
+	var errs []error
+	for i, t := range f.Tokens {
+		if err := ts.add(t, i, reg); err != nil {
+			errs = append(errs, doc.Errorf(yamlfile.P("tokens", i, err.key), "%s", err.msg))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return ts, nil
+}
+
+// NewTokens builds a token set from entries, e.g. the demo's.
+func NewTokens(entries ...Token) (*Tokens, error) {
+	ts := &Tokens{byHash: make(map[[sha256.Size]byte]Principal, len(entries))}
+	var errs []error
+	for i, t := range entries {
+		if err := ts.add(t, i, nil); err != nil {
+			errs = append(errs, fmt.Errorf("token %d: %w", i+1, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return ts, nil
+}
+
+// add validates t and adds it; the error says what is wrong and which key
+// of the entry it concerns.
+func (ts *Tokens) add(t Token, i int, reg *registry.Registry) *tokenError {
+	raw, err := hex.DecodeString(strings.ToLower(t.SHA256))
+	if err != nil || len(raw) != sha256.Size {
+		return &tokenError{"sha256", "sha256: want the 64 hex digits of a SHA-256 hash (cleanprod tokens add writes them)"}
+	}
+	h := [sha256.Size]byte(raw)
+	if _, dup := ts.byHash[h]; dup {
+		return &tokenError{"sha256", "the same token is listed twice"}
+	}
+	switch t.Role {
+	case RoleSupervisor:
+		if t.Enterprise != "" {
+			return &tokenError{"enterprise", "a supervisor token sees every enterprise: remove enterprise"}
+		}
+	case RoleEnterprise:
+		if !registry.ValidID(t.Enterprise) {
+			return &tokenError{"role", fmt.Sprintf("an enterprise token needs a valid enterprise id, got %q", t.Enterprise)}
+		}
+		if reg != nil {
+			if _, ok := reg.Enterprise(t.Enterprise); !ok {
+				return &tokenError{"enterprise", fmt.Sprintf("enterprise %q is not in the gateway registry", t.Enterprise)}
+			}
+		}
+	default:
+		return &tokenError{"role", fmt.Sprintf("role %q: want supervisor or enterprise", t.Role)}
+	}
+	name := t.Name
+	if name == "" {
+		name = fmt.Sprintf("token %d", i+1)
+	}
+	ts.byHash[h] = Principal{Name: name, Role: t.Role, Enterprise: t.Enterprise}
+	return nil
+}
+
+type tokenError struct{ key, msg string }
+
+func (e *tokenError) Error() string { return e.msg }
+
+// Len returns the number of tokens.
+func (ts *Tokens) Len() int {
+	if ts == nil {
+		return 0
+	}
+	return len(ts.byHash)
+}
+
+// Lookup returns the principal of a bearer token. Only hashes are
+// compared, so the lookup leaks nothing about stored tokens.
+func (ts *Tokens) Lookup(token string) (Principal, bool) {
+	if ts == nil || token == "" {
+		return Principal{}, false
+	}
+	p, ok := ts.byHash[sha256.Sum256([]byte(token))]
+	return p, ok
+}
+
+// HashToken returns the hex SHA-256 of a bearer token, as the tokens file
+// stores it.
+func HashToken(token string) string {
+	h := sha256.Sum256([]byte(token))
+	return hex.EncodeToString(h[:])
+}
+
+// GenerateToken returns a new random bearer token ("cp_" and 43
+// URL-safe characters, 256 bits).
+func GenerateToken() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("generate token: %w", err)
+	}
+	return "cp_" + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// AppendTokenFile appends a token entry to the tokens file at path,
+// creating it if needed, after checking that the result still loads.
+func AppendTokenFile(path string, t Token, reg *registry.Registry) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("tokens file: %w", err)
+	}
+	var b strings.Builder
+	if len(strings.TrimSpace(string(old))) == 0 {
+		b.WriteString("# Bearer tokens of the cleanprod API: SHA-256 hashes only (cleanprod tokens add).\ntokens:\n")
+	} else {
+		b.Write(old)
+		if !strings.HasSuffix(b.String(), "\n") {
+			b.WriteString("\n")
+		}
+	}
+	fmt.Fprintf(&b, "  - name: %q\n    sha256: %s\n    role: %s\n", t.Name, t.SHA256, t.Role)
+	if t.Enterprise != "" {
+		fmt.Fprintf(&b, "    enterprise: %s\n", t.Enterprise)
+	}
+	if _, err := ParseTokens(path, []byte(b.String()), reg); err != nil {
+		return err
+	}
+	return writeFileAtomic(path, []byte(b.String()), 0o600)
+}
+
+// writeFileAtomic writes data to a temporary file next to path and
+// renames it over path, so readers see the old or the new file, never a
+// part.
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir, base := splitPath(path)
+	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Chmod(perm)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+func splitPath(path string) (dir, base string) {
+	i := strings.LastIndexByte(path, '/')
+	if i < 0 {
+		return ".", path
+	}
+	return path[:i+1], path[i+1:]
+}
+
+var validRoles = []Role{RoleSupervisor, RoleEnterprise}
+
+// ParseRole parses "supervisor" or "enterprise".
+func ParseRole(s string) (Role, error) {
+	if r := Role(s); slices.Contains(validRoles, r) {
+		return r, nil
+	}
+	return "", fmt.Errorf("role %q: want supervisor or enterprise", s)
+}

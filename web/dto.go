@@ -1,0 +1,339 @@
+package web
+
+import (
+	"math"
+	"time"
+
+	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/scoring"
+)
+
+// The API's JSON shapes. They translate scoring's types field by field;
+// nothing here computes a score. Levels are "I", "II", "III",
+// "below III", or null when not graded.
+
+// EnterpriseSummary is one enterprise in the list.
+type EnterpriseSummary struct {
+	ID        string `json:"id"`
+	Name      string `json:"name"`
+	NameZH    string `json:"name_zh,omitempty"`
+	Industry  string `json:"industry,omitempty"`
+	Region    string `json:"region,omitempty"`
+	Evaluated bool   `json:"evaluated"` // false until the scorer has evaluated it (or when the standard does not grade its industry)
+	// EvaluatedAt is the time of the result.
+	EvaluatedAt  *time.Time `json:"evaluated_at"`
+	Code         *string    `json:"code"` // green, yellow or red
+	CodeSince    *time.Time `json:"code_since"`
+	PendingCode  *string    `json:"pending_code"` // a change waiting for its hold
+	PendingSince *time.Time `json:"pending_since"`
+	// Window is the policy's window (the live code follows it); Level,
+	// Score, Y and Completeness are on it.
+	Window       string     `json:"window"`
+	Level        *string    `json:"level"`
+	Score        *float64   `json:"score"`
+	YI           *float64   `json:"y_i"`
+	YII          *float64   `json:"y_ii"`
+	YIII         *float64   `json:"y_iii"`
+	Completeness *float64   `json:"completeness"`
+	Official     *LevelRef  `json:"official"` // the level on the standard's other (rolling 12-month) window
+	LastAudit    *time.Time `json:"last_audit"`
+	NextAuditDue *time.Time `json:"next_audit_due"`
+	// AuditIntervalMonths is the audit cycle the code implies.
+	AuditIntervalMonths int           `json:"audit_interval_months,omitempty"`
+	Freshness           DataFreshness `json:"data_freshness"`
+	Links               Links         `json:"links"`
+}
+
+// LevelRef is a level and score on a named window.
+type LevelRef struct {
+	Window string   `json:"window"`
+	Level  *string  `json:"level"`
+	Score  *float64 `json:"score"`
+}
+
+// DataFreshness says how current an enterprise's data is.
+type DataFreshness struct {
+	Meters int `json:"meters"` // registered meters
+	// LastReading is the newest reading stored since the server started
+	// (or found in the store at start).
+	LastReading *time.Time `json:"last_reading"`
+	AgeSeconds  *float64   `json:"age_seconds"`
+	StaleMeters []string   `json:"stale_meters"` // silent longer than the policy's stale.after
+}
+
+// Links are the related resources of an enterprise.
+type Links struct {
+	Self         string `json:"self"`
+	Report       string `json:"report"`
+	ReportPDF    string `json:"report_pdf"`
+	Meters       string `json:"meters"`
+	Declarations string `json:"declarations"`
+}
+
+// EnterpriseDetail is one enterprise with every indicator.
+type EnterpriseDetail struct {
+	EnterpriseSummary
+	CodeReasons  []string        `json:"code_reasons"`
+	Assessments  []AssessmentDTO `json:"assessments"`
+	Lagging      []LaggingDTO    `json:"lagging"`
+	RecentEvents []scoring.Event `json:"recent_events"`
+}
+
+// AssessmentDTO is an enterprise graded over one window.
+type AssessmentDTO struct {
+	Window             string         `json:"window"`
+	From               time.Time      `json:"from"`
+	To                 time.Time      `json:"to"`
+	YI                 float64        `json:"y_i"`
+	YII                float64        `json:"y_ii"`
+	YIII               float64        `json:"y_iii"`
+	Level              *string        `json:"level"`
+	Score              float64        `json:"score"`
+	Completeness       float64        `json:"completeness"`
+	Capped             string         `json:"capped,omitempty"`
+	RestrictiveLevel   *string        `json:"restrictive_level"`
+	RestrictiveMissing bool           `json:"restrictive_missing"`
+	Exceedance         []string       `json:"exceedance"`
+	Indicators         []IndicatorDTO `json:"indicators"`
+}
+
+// IndicatorDTO is one indicator's result with its definition.
+type IndicatorDTO struct {
+	ID          string   `json:"id"`
+	NameZH      string   `json:"name_zh"`
+	NameEN      string   `json:"name_en"`
+	Group       string   `json:"group"`
+	Unit        string   `json:"unit,omitempty"`
+	Kind        string   `json:"kind"`
+	Direction   string   `json:"direction,omitempty"`
+	Restrictive bool     `json:"restrictive"`
+	Status      string   `json:"status"` // graded, not_applicable or insufficient
+	Value       *float64 `json:"value"`
+	Level       *string  `json:"level"`
+	Score       *float64 `json:"score"`
+	Weight      float64  `json:"weight"`   // effective share of the index
+	Coverage    *float64 `json:"coverage"` // metered: worst share of buckets with data among the inputs
+	Source      string   `json:"source"`   // metered or declared
+	Reason      string   `json:"reason,omitempty"`
+	Evidence    string   `json:"evidence,omitempty"`
+	Notes       []string `json:"notes,omitempty"`
+	// Benchmarks are the Level I, II, III values (quantitative);
+	// Descriptions the level texts (qualitative).
+	Benchmarks   *Benchmarks `json:"benchmarks,omitempty"`
+	Descriptions *Benchmarks `json:"descriptions,omitempty"`
+	Src          []string    `json:"src"`
+}
+
+// Benchmarks holds a value or text per level.
+type Benchmarks struct {
+	I   any `json:"I"`
+	II  any `json:"II"`
+	III any `json:"III"`
+}
+
+// LaggingDTO is an indicator holding the enterprise below its next level.
+type LaggingDTO struct {
+	Indicator   string     `json:"indicator"`
+	NameZH      string     `json:"name_zh"`
+	NameEN      string     `json:"name_en"`
+	Unit        string     `json:"unit,omitempty"`
+	Restrictive bool       `json:"restrictive"`
+	Level       *string    `json:"level"`
+	Target      *string    `json:"target"`
+	Value       *float64   `json:"value"`  // quantitative
+	Needed      *float64   `json:"needed"` // the target's benchmark (quantitative)
+	Gap         float64    `json:"gap"`    // weighted gap in index points
+	Solutions   []MatchDTO `json:"solutions"`
+}
+
+// MatchDTO is a measure from the solution library for a lagging indicator.
+type MatchDTO struct {
+	ID             string     `json:"id"`
+	NameZH         string     `json:"name_zh"`
+	NameEN         string     `json:"name_en"`
+	Description    string     `json:"description,omitempty"`
+	Cost           string     `json:"cost"` // no, low, medium, high
+	PaybackYears   [2]float64 `json:"payback_years"`
+	ProjectedValue *float64   `json:"projected_value"`
+	ProjectedLevel *string    `json:"projected_level"`
+	Benefit        float64    `json:"benefit"` // index points gained on this indicator
+	ReachesTarget  bool       `json:"reaches_target"`
+	Src            []string   `json:"src"`
+}
+
+func levelPtr(l scoring.Level) *string {
+	if l == scoring.NoLevel {
+		return nil
+	}
+	s := l.String()
+	return &s
+}
+
+func codePtr(c scoring.Code) *string {
+	if c == "" {
+		return nil
+	}
+	s := string(c)
+	return &s
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	t = t.UTC()
+	return &t
+}
+
+func f64(v float64) *float64 {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return nil
+	}
+	return &v
+}
+
+// resultView is a result to present: live from the engine, or rebuilt
+// from stored points (then only the fields points keep are set, and
+// valued says which indicators had a value).
+type resultView struct {
+	res    *scoring.Result
+	valued [][]bool // per assessment and indicator; nil: use HasValue
+	asOf   bool     // rebuilt from stored points
+}
+
+func (v resultView) hasValue(wi, ii int) bool {
+	if v.valued != nil {
+		return v.valued[wi][ii]
+	}
+	return v.res.Assessments[wi].Indicators[ii].HasValue()
+}
+
+func enterpriseLinks(id string) Links {
+	base := "/api/v1/enterprises/" + id
+	return Links{Self: base, Report: base + "/report", ReportPDF: base + "/report?format=pdf", Meters: base + "/meters", Declarations: base + "/declarations"}
+}
+
+// summaryOf builds an enterprise's summary; v.res may be nil (not
+// evaluated yet).
+func summaryOf(ent *registry.Enterprise, std *scoring.Standard, pol *scoring.Policy, v resultView, fresh DataFreshness) EnterpriseSummary {
+	s := EnterpriseSummary{ID: ent.ID, Name: ent.Name, NameZH: ent.NameZH, Industry: ent.Industry, Region: ent.Region,
+		Window: pol.Window, Freshness: fresh, Links: enterpriseLinks(ent.ID)}
+	s.Freshness.Meters = len(ent.Meters)
+	if s.Freshness.StaleMeters == nil {
+		s.Freshness.StaleMeters = []string{}
+	}
+	r := v.res
+	if r == nil {
+		return s
+	}
+	s.Evaluated = true
+	s.EvaluatedAt = timePtr(r.Time)
+	s.Code, s.CodeSince = codePtr(r.Code), timePtr(r.CodeSince)
+	s.PendingCode, s.PendingSince = codePtr(r.PendingCode), timePtr(r.PendingSince)
+	s.LastAudit, s.NextAuditDue = timePtr(r.LastAudit), timePtr(r.NextAuditDue)
+	s.AuditIntervalMonths = pol.AuditInterval(r.Code)
+	if len(r.StaleMeters) > 0 {
+		s.Freshness.StaleMeters = r.StaleMeters
+	}
+	if a, ok := r.Assessment(pol.Window); ok {
+		s.Level, s.Score = levelPtr(a.Level), f64(a.Score)
+		s.YI, s.YII, s.YIII = f64(a.Y[0]), f64(a.Y[1]), f64(a.Y[2])
+		s.Completeness = f64(a.Completeness)
+	}
+	for _, w := range std.Windows {
+		if w.Name == pol.Window {
+			continue
+		}
+		if a, ok := r.Assessment(w.Name); ok {
+			s.Official = &LevelRef{Window: w.Name, Level: levelPtr(a.Level), Score: f64(a.Score)}
+			break
+		}
+	}
+	return s
+}
+
+func assessmentsOf(std *scoring.Standard, v resultView) []AssessmentDTO {
+	out := make([]AssessmentDTO, 0, len(v.res.Assessments))
+	for wi := range v.res.Assessments {
+		a := &v.res.Assessments[wi]
+		d := AssessmentDTO{Window: a.Window, From: a.From.UTC(), To: a.To.UTC(), YI: a.Y[0], YII: a.Y[1], YIII: a.Y[2],
+			Level: levelPtr(a.Level), Score: a.Score, Completeness: a.Completeness, Capped: a.Capped,
+			RestrictiveLevel: levelPtr(a.Restrictive), RestrictiveMissing: a.RestrictiveMissing,
+			Exceedance: nonNil(a.Exceedance), Indicators: make([]IndicatorDTO, 0, len(a.Indicators))}
+		for ii := range a.Indicators {
+			d.Indicators = append(d.Indicators, indicatorOf(std.Indicators[ii], &a.Indicators[ii], v.hasValue(wi, ii)))
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}
+
+// definitionOf returns an indicator's definition without a result.
+func definitionOf(ind *scoring.Indicator) IndicatorDTO {
+	d := IndicatorDTO{ID: ind.ID, NameZH: ind.NameZH, NameEN: ind.NameEN, Group: ind.Group.ID, Unit: ind.Unit,
+		Kind: string(ind.Kind), Direction: string(ind.Direction), Restrictive: ind.Restrictive,
+		Weight: ind.EffectiveWeight(), Src: nonNil(ind.Src)}
+	if ind.Kind == scoring.Qualitative {
+		d.Direction = ""
+		d.Descriptions = &Benchmarks{ind.Descriptions[0], ind.Descriptions[1], ind.Descriptions[2]}
+	} else {
+		d.Benchmarks = &Benchmarks{ind.Benchmarks[0], ind.Benchmarks[1], ind.Benchmarks[2]}
+	}
+	if ind.Metered() {
+		d.Source = "metered"
+	} else {
+		d.Source = "declared"
+	}
+	return d
+}
+
+func indicatorOf(ind *scoring.Indicator, r *scoring.IndicatorResult, valued bool) IndicatorDTO {
+	d := definitionOf(ind)
+	d.Status, d.Weight, d.Reason, d.Evidence, d.Notes = string(r.Status), r.Weight, r.Reason, r.Evidence, r.Notes
+	if r.Source != "" {
+		d.Source = r.Source
+	}
+	if valued && ind.Kind == scoring.Quantitative {
+		d.Value = f64(r.Value)
+	}
+	if r.Status == scoring.Graded {
+		d.Level, d.Score = levelPtr(r.Level), f64(r.Score)
+	}
+	if ind.Metered() {
+		d.Coverage = f64(r.Coverage)
+	}
+	return d
+}
+
+func laggingOf(std *scoring.Standard, ls []scoring.Lagging) []LaggingDTO {
+	out := make([]LaggingDTO, 0, len(ls))
+	for _, l := range ls {
+		ind, ok := std.Indicator(l.Indicator)
+		if !ok {
+			continue
+		}
+		d := LaggingDTO{Indicator: l.Indicator, NameZH: ind.NameZH, NameEN: ind.NameEN, Unit: ind.Unit, Restrictive: l.Restrictive,
+			Level: levelPtr(l.Level), Target: levelPtr(l.Target), Gap: l.Gap, Solutions: make([]MatchDTO, 0, len(l.Solutions))}
+		if ind.Kind == scoring.Quantitative {
+			d.Value, d.Needed = f64(l.Value), f64(l.Needed)
+		}
+		for _, m := range l.Solutions {
+			md := MatchDTO{ID: m.Solution.ID, NameZH: m.Solution.NameZH, NameEN: m.Solution.NameEN, Description: m.Solution.Description,
+				Cost: string(m.Solution.Cost), PaybackYears: m.Solution.PaybackYears, ProjectedLevel: levelPtr(m.ProjectedLevel),
+				Benefit: m.Benefit, ReachesTarget: m.ReachesTarget, Src: nonNil(m.Solution.Src)}
+			if ind.Kind == scoring.Quantitative {
+				md.ProjectedValue = f64(m.Projected)
+			}
+			d.Solutions = append(d.Solutions, md)
+		}
+		out = append(out, d)
+	}
+	return out
+}

@@ -1,0 +1,166 @@
+package web
+
+import (
+	"embed"
+	"fmt"
+	"html/template"
+	"time"
+)
+
+// The page templates and their stylesheet are embedded: no build step,
+// no files to deploy, and every page is one self-contained response.
+//
+//go:embed templates/*.html templates/*.css
+var templateFS embed.FS
+
+var pages = template.Must(template.New("").Funcs(template.FuncMap{
+	"num":      numText,
+	"lvl":      levelText,
+	"lvclass":  levelClass,
+	"pct":      func(v float64) string { return formatNum(100*v) + "%" },
+	"pctp":     func(v *float64) string { return ptrOr(v, func(x float64) string { return formatNum(100*x) + "%" }) },
+	"fixed1":   func(v float64) string { return fmt.Sprintf("%.1f", v) },
+	"fixed1p":  func(v *float64) string { return ptrOr(v, func(x float64) string { return fmt.Sprintf("%.1f", x) }) },
+	"code":     func(c *string) string { return ptrOr(c, func(s string) string { return s }) },
+	"codeZH":   codeZH,
+	"costZH":   costZH,
+	"statusZH": statusZH,
+	"kindZH":   kindZH,
+	"levelZH":  levelZH,
+	"css":      func() template.CSS { return template.CSS(stylesheet) },
+}).ParseFS(templateFS, "templates/*.html"))
+
+var stylesheet = mustRead("templates/page.css")
+
+func mustRead(name string) string {
+	b, err := templateFS.ReadFile(name)
+	if err != nil {
+		panic(err)
+	}
+	return string(b)
+}
+
+func ptrOr[T any](p *T, f func(T) string) string {
+	if p == nil {
+		return "—"
+	}
+	return f(*p)
+}
+
+// numText formats a number, a *float64 (nil: "—") or any for templates.
+func numText(v any) string {
+	switch x := v.(type) {
+	case float64:
+		return formatNum(x)
+	case *float64:
+		return ptrOr(x, formatNum)
+	case int:
+		return fmt.Sprint(x)
+	case nil:
+		return "—"
+	}
+	return fmt.Sprint(v)
+}
+
+func levelText(l *string) string {
+	if l == nil {
+		return "—"
+	}
+	return *l
+}
+
+func levelClass(l *string) string {
+	if l == nil {
+		return "lv-none"
+	}
+	switch *l {
+	case "I", "II", "III":
+		return "lv-" + *l
+	}
+	return "lv-below"
+}
+
+func levelZH(l *string) string {
+	if l == nil {
+		return "未评级"
+	}
+	switch *l {
+	case "I":
+		return "一级"
+	case "II":
+		return "二级"
+	case "III":
+		return "三级"
+	}
+	return "三级以下"
+}
+
+func codeZH(c any) string {
+	var s string
+	switch x := c.(type) {
+	case string:
+		s = x
+	case *string:
+		if x != nil {
+			s = *x
+		}
+	default:
+		s = fmt.Sprint(c)
+	}
+	switch s {
+	case "green":
+		return "绿码"
+	case "yellow":
+		return "黄码"
+	case "red":
+		return "红码"
+	}
+	return "未赋码"
+}
+
+func costZH(c string) string {
+	return map[string]string{"no": "无费", "low": "低费", "medium": "中费", "high": "高费"}[c]
+}
+
+func statusZH(s string) string {
+	return map[string]string{"graded": "已评价", "not_applicable": "不适用", "insufficient": "数据不足"}[s]
+}
+
+func kindZH(k string) string {
+	return map[string]string{"code_change": "赋码变化", "level_drop": "等级下降", "worsening": "指标恶化",
+		"restrictive_fail": "限定性指标不达标", "stale": "仪表离线"}[k]
+}
+
+// clock formats times in the standard's local time for the pages.
+type clock struct{ loc *time.Location }
+
+// Date formats a time (or *time.Time; nil: "—") as a local date.
+func (c clock) Date(t any) string { return c.format(t, "2006-01-02") }
+
+// DateTime formats a time (or *time.Time) as local date and time.
+func (c clock) DateTime(t any) string { return c.format(t, "2006-01-02 15:04 MST") }
+
+func (c clock) format(t any, layout string) string {
+	switch x := t.(type) {
+	case time.Time:
+		if x.IsZero() {
+			return "—"
+		}
+		return x.In(c.loc).Format(layout)
+	case *time.Time:
+		if x == nil || x.IsZero() {
+			return "—"
+		}
+		return x.In(c.loc).Format(layout)
+	}
+	return "—"
+}
+
+func localZone(offset time.Duration) *time.Location {
+	h := int(offset / time.Hour)
+	name := fmt.Sprintf("UTC%+d", h)
+	if offset%time.Hour != 0 {
+		name = fmt.Sprintf("UTC%+.1f", offset.Hours())
+	}
+	return time.FixedZone(name, int(offset/time.Second))
+}

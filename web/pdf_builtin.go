@@ -1,0 +1,735 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"github.com/go-pdf/fpdf"
+
+	"github.com/cleanprod/cleanprod/scoring"
+)
+
+// BuiltinPDF lays the report out itself with fpdf, for hosts without
+// Chromium. It draws the same sections as the HTML report (tables and
+// trend charts; no CSS), with Chinese and English labels when it has a
+// TrueType font with CJK glyphs (FontPath: a .ttf, or a .ttc whose first
+// face is TrueType, such as Debian's fonts-wqy-microhei), else English
+// labels only with DejaVu Sans or, lacking that too, a core PDF font.
+// Safe for concurrent use.
+type BuiltinPDF struct {
+	FontPath string // "" or a font without CJK: English only
+	CJK      bool   // FontPath has CJK glyphs
+
+	once sync.Once
+	font []byte // FontPath as a single TrueType face
+	err  error
+}
+
+// Debian's places of fonts the built-in writer can use.
+var (
+	cjkFonts = []string{
+		"/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+		"/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+		"/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+	}
+	latinFonts = []string{"/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"}
+)
+
+// NewBuiltinPDF returns the built-in writer using fontPath, or, when it is
+// empty, the first CJK font found in the usual Debian places, else DejaVu
+// Sans (English labels only).
+func NewBuiltinPDF(fontPath string) *BuiltinPDF {
+	if fontPath != "" {
+		return &BuiltinPDF{FontPath: fontPath, CJK: true}
+	}
+	for _, p := range cjkFonts {
+		if _, err := os.Stat(p); err == nil {
+			return &BuiltinPDF{FontPath: p, CJK: true}
+		}
+	}
+	for _, p := range latinFonts {
+		if _, err := os.Stat(p); err == nil {
+			return &BuiltinPDF{FontPath: p}
+		}
+	}
+	return &BuiltinPDF{}
+}
+
+// String says which font the writer uses.
+func (b *BuiltinPDF) String() string {
+	switch {
+	case b.FontPath == "":
+		return "built-in PDF writer (core font, English only)"
+	case b.CJK:
+		return "built-in PDF writer (" + b.FontPath + ")"
+	}
+	return "built-in PDF writer (" + b.FontPath + ", English only)"
+}
+
+// loadFont reads the font once.
+func (b *BuiltinPDF) loadFont() ([]byte, error) {
+	b.once.Do(func() {
+		if b.FontPath == "" {
+			return
+		}
+		data, err := os.ReadFile(b.FontPath)
+		if err != nil {
+			b.err = fmt.Errorf("pdf font: %w", err)
+			return
+		}
+		b.font, b.err = firstFace(data)
+		if b.err != nil {
+			b.err = fmt.Errorf("pdf font %s: %w", b.FontPath, b.err)
+		}
+	})
+	return b.font, b.err
+}
+
+// firstFace returns a TrueType collection's first face as a TrueType font
+// (other fonts unchanged). Table offsets in a collection count from the
+// start of the file, so moving the face's table directory to the start is
+// enough: the directory is never longer than the headers it overwrites.
+func firstFace(data []byte) ([]byte, error) {
+	if len(data) < 12 || string(data[:4]) != "ttcf" {
+		return data, nil
+	}
+	n := binary.BigEndian.Uint32(data[8:12])
+	if n == 0 || len(data) < 16 {
+		return nil, errors.New("empty font collection")
+	}
+	off := int(binary.BigEndian.Uint32(data[12:16]))
+	if off+12 > len(data) {
+		return nil, errors.New("font collection: bad offset")
+	}
+	if v := binary.BigEndian.Uint32(data[off:]); v != 0x00010000 && v != 0x74727565 { // 1.0 or "true"
+		return nil, errors.New("the collection's first face is not TrueType (CFF outlines are not supported)")
+	}
+	size := 12 + 16*int(binary.BigEndian.Uint16(data[off+4:]))
+	if off+size > len(data) {
+		return nil, errors.New("font collection: truncated directory")
+	}
+	out := bytes.Clone(data)
+	copy(out, data[off:off+size])
+	return out, nil
+}
+
+// pdfDoc is one report being laid out.
+type pdfDoc struct {
+	*fpdf.Fpdf
+	cjk    bool
+	family string
+	rep    *Report
+	w, h   float64 // page size
+	ml, mr float64 // margins
+	bottom float64
+}
+
+// RenderPDF lays out r.
+func (b *BuiltinPDF) RenderPDF(ctx context.Context, r *Report, _ []byte) ([]byte, error) {
+	font, err := b.loadFont()
+	if err != nil {
+		return nil, err
+	}
+	pdf := fpdf.New("P", "mm", "A4", "")
+	d := &pdfDoc{Fpdf: pdf, rep: r, cjk: b.CJK && font != nil, ml: 12, mr: 12, bottom: 14}
+	d.w, d.h = pdf.GetPageSize()
+	pdf.SetMargins(d.ml, 14, d.mr)
+	pdf.SetAutoPageBreak(false, d.bottom)
+	pdf.SetCompression(true)
+	pdf.SetCreationDate(r.Generated)
+	pdf.SetModificationDate(r.Generated)
+	pdf.SetCatalogSort(true)
+	if font != nil {
+		pdf.AddUTF8FontFromBytes("body", "", font)
+		d.family = "body"
+	} else {
+		d.family = "Helvetica"
+	}
+	ent := r.Enterprise
+	pdf.SetTitle(d.zh("清洁生产审核报告 ")+"Cleaner-production audit report — "+ent.Name, true)
+	pdf.SetCreator("cleanprod", true)
+	pdf.AliasNbPages("{nb}")
+	pdf.SetHeaderFunc(func() {
+		if pdf.PageNo() == 1 {
+			return
+		}
+		d.font(7.5, 110)
+		pdf.SetXY(d.ml, 6)
+		pdf.CellFormat(d.w-d.ml-d.mr, 4, d.s(d.zh("清洁生产审核报告 · ")+"Cleaner-production audit report · "+d.name(ent.NameZH, ent.Name)), "", 0, "L", false, 0, "")
+		pdf.SetY(14)
+	})
+	pdf.SetFooterFunc(func() {
+		d.font(7.5, 110)
+		pdf.SetXY(d.ml, d.h-9)
+		pdf.CellFormat(d.w-d.ml-d.mr, 4, fmt.Sprintf("cleanprod · %s · %s · %d/{nb}", ent.ID, r.DateTime(r.Generated), pdf.PageNo()), "", 0, "C", false, 0, "")
+	})
+	pdf.AddPage()
+	d.title()
+	d.codeSection()
+	d.profileSection()
+	d.coverageSection()
+	d.evaluationSection()
+	d.indicatorSection()
+	d.laggingSection()
+	d.measuresSection()
+	d.trendSection()
+	d.eventSection()
+	d.provenanceSection()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out bytes.Buffer
+	if err := pdf.Output(&out); err != nil {
+		return nil, fmt.Errorf("built-in pdf: %w", err)
+	}
+	return out.Bytes(), nil
+}
+
+// t returns "zh en" with a CJK font, else en.
+func (d *pdfDoc) t(zh, en string) string {
+	if d.cjk {
+		return zh + " " + en
+	}
+	return en
+}
+
+// zh returns s with a CJK font, else "".
+func (d *pdfDoc) zh(s string) string {
+	if d.cjk {
+		return s
+	}
+	return ""
+}
+
+// name picks the Chinese and English names of something.
+func (d *pdfDoc) name(zh, en string) string {
+	if d.cjk && zh != "" {
+		return zh + " · " + en
+	}
+	return en
+}
+
+// s makes text printable with the font: without CJK glyphs, CJK runs
+// become "…".
+func (d *pdfDoc) s(text string) string {
+	if d.cjk {
+		return text
+	}
+	var b strings.Builder
+	inCJK := false
+	for _, r := range text {
+		if unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul) || (r >= 0x3000 && r <= 0x303f) || (r >= 0xff00 && r <= 0xffef) {
+			if !inCJK {
+				b.WriteString("…")
+			}
+			inCJK = true
+			continue
+		}
+		inCJK = false
+		b.WriteRune(r)
+	}
+	out := b.String()
+	if d.family == "Helvetica" {
+		out = d.UnicodeTranslatorFromDescriptor("")(out)
+	}
+	return out
+}
+
+func (d *pdfDoc) font(size float64, grey int) {
+	d.SetFont(d.family, "", size)
+	d.SetTextColor(grey, grey, grey)
+}
+
+func (d *pdfDoc) ensure(h float64) {
+	if d.GetY()+h > d.h-d.bottom {
+		d.AddPage()
+	}
+}
+
+func (d *pdfDoc) heading(zh, en string) {
+	d.ensure(20)
+	d.Ln(4)
+	d.font(12.5, 20)
+	d.CellFormat(0, 7, d.t(zh, en), "", 1, "L", false, 0, "")
+	d.SetDrawColor(30, 30, 30)
+	d.SetLineWidth(0.5)
+	y := d.GetY()
+	d.Line(d.ml, y, d.w-d.mr, y)
+	d.SetLineWidth(0.2)
+	d.Ln(2)
+}
+
+func (d *pdfDoc) para(size float64, grey int, text string) {
+	d.font(size, grey)
+	d.MultiCell(0, size*0.5, d.s(text), "", "L", false)
+	d.Ln(1)
+}
+
+// table draws rows under a header, wrapping cells and repeating the
+// header on new pages. align holds "L" or "R" per column.
+func (d *pdfDoc) table(widths []float64, align string, header []string, rows [][]string) {
+	const size, lh = 7.5, 3.4
+	total := d.w - d.ml - d.mr
+	sum := 0.0
+	for _, w := range widths {
+		sum += w
+	}
+	ws := make([]float64, len(widths))
+	for i, w := range widths {
+		ws[i] = w / sum * total
+	}
+	draw := func(cells []string, fill bool) {
+		d.font(size, 20)
+		lines := make([][]string, len(cells))
+		n := 1
+		for i, c := range cells {
+			lines[i] = d.SplitText(d.s(c), ws[i])
+			n = max(n, len(lines[i]))
+		}
+		h := float64(n)*lh + 1.6
+		if d.GetY()+h > d.h-d.bottom {
+			d.AddPage()
+			if !fill && header != nil {
+				d.tableRow(ws, header, align, true, lh)
+			}
+		}
+		d.tableRowLines(ws, lines, align, fill, lh, h)
+	}
+	d.ensure(12)
+	if header != nil {
+		draw(header, true)
+	}
+	for _, r := range rows {
+		draw(r, false)
+	}
+	d.Ln(2)
+}
+
+func (d *pdfDoc) tableRow(ws []float64, cells []string, align string, fill bool, lh float64) {
+	lines := make([][]string, len(cells))
+	n := 1
+	for i, c := range cells {
+		lines[i] = d.SplitText(d.s(c), ws[i])
+		n = max(n, len(lines[i]))
+	}
+	d.tableRowLines(ws, lines, align, fill, lh, float64(n)*lh+1.6)
+}
+
+func (d *pdfDoc) tableRowLines(ws []float64, lines [][]string, align string, fill bool, lh, h float64) {
+	x, y := d.ml, d.GetY()
+	d.SetDrawColor(200, 205, 210)
+	if fill {
+		d.SetFillColor(240, 242, 245)
+	}
+	for i, w := range ws {
+		style := "D"
+		if fill {
+			style = "FD"
+		}
+		d.Rect(x, y, w, h, style)
+		a := "L"
+		if i < len(align) && align[i] == 'R' {
+			a = "R"
+		}
+		for j, l := range lines[i] {
+			d.SetXY(x, y+0.8+float64(j)*lh)
+			d.CellFormat(w, lh, l, "", 0, a, false, 0, "")
+		}
+		x += w
+	}
+	d.SetXY(d.ml, y+h)
+}
+
+func (d *pdfDoc) kv(pairs [][2]string) {
+	rows := make([][]string, len(pairs))
+	for i, p := range pairs {
+		rows[i] = []string{p[0], p[1]}
+	}
+	d.table([]float64{1, 2.6}, "LL", nil, rows)
+}
+
+func (d *pdfDoc) title() {
+	r, e := d.rep, d.rep.Enterprise
+	d.font(18, 10)
+	d.CellFormat(0, 9, d.s(d.t("清洁生产审核报告", "Cleaner-production audit report")), "", 1, "L", false, 0, "")
+	d.font(12, 10)
+	d.MultiCell(0, 6, d.s(d.name(e.NameZH, e.Name)+" ("+e.ID+")"), "", "L", false)
+	d.Ln(2)
+	assessed := r.DateTime(e.EvaluatedAt)
+	if r.AsOf {
+		assessed += " (" + d.t("由存储的评价重建", "rebuilt from the stored evaluation") + ")"
+	}
+	d.kv([][2]string{
+		{d.t("报告期", "Period"), r.Date(r.From) + " – " + r.Date(r.To)},
+		{d.t("评价时点", "Assessed at"), assessed},
+		{d.t("生成时间", "Generated"), r.DateTime(r.Generated)},
+		{d.t("评价标准", "Standard"), d.name(r.Standard.NameZH, r.Standard.NameEN) + " (" + r.Standard.ID + ")"},
+	})
+}
+
+func lv(l *string) string { return levelText(l) }
+
+func (d *pdfDoc) codeSection() {
+	r, e := d.rep, d.rep.Enterprise
+	d.heading("动态码与审核周期", "Dynamic code and audit cycle")
+	code := deref(e.Code)
+	d.SetFillColor(140, 149, 159)
+	switch code {
+	case "green":
+		d.SetFillColor(26, 127, 55)
+	case "yellow":
+		d.SetFillColor(191, 135, 0)
+	case "red":
+		d.SetFillColor(207, 34, 46)
+	}
+	d.font(14, 255)
+	label := code
+	if label == "" {
+		label = "no code"
+	}
+	if d.cjk {
+		label = codeZH(code) + " " + label
+	}
+	d.CellFormat(d.GetStringWidth(label)+8, 8, label, "", 1, "C", true, 0, "")
+	d.Ln(2)
+	pairs := [][2]string{
+		{d.t("赋码时间", "Code since"), r.Date(e.CodeSince)},
+		{d.t("等级", "Level") + " (" + r.Window + ")", lv(r.Live.Level) + "  " + d.t("得分", "score") + fmt.Sprintf(" %.1f", r.Live.Score)},
+	}
+	if e.PendingCode != nil {
+		pairs = append(pairs, [2]string{d.t("待变更", "Pending"), deref(e.PendingCode) + " (" + r.Date(e.PendingSince) + ")"})
+	}
+	if o := r.Official; o != nil {
+		pairs = append(pairs, [2]string{d.t("等级", "Level") + " (" + o.Window + ")", lv(o.Level) + "  " + d.t("得分", "score") + fmt.Sprintf(" %.1f", o.Score)})
+	}
+	cycle := "—"
+	if e.AuditIntervalMonths > 0 {
+		cycle = fmt.Sprintf("%d %s", e.AuditIntervalMonths, d.t("个月", "months"))
+	}
+	pairs = append(pairs,
+		[2]string{d.t("审核周期", "Audit cycle"), cycle},
+		[2]string{d.t("上次审核", "Last audit"), r.Date(e.LastAudit)},
+		[2]string{d.t("下次审核到期", "Next audit due"), r.Date(e.NextAuditDue)},
+		[2]string{d.t("赋码依据", "Why this code"), strings.Join(e.CodeReasons, "; ")},
+	)
+	d.kv(pairs)
+	var rows [][]string
+	for _, c := range r.Codes {
+		rows = append(rows, []string{d.t(codeZH(c.Code), c.Code), fmt.Sprintf("%d %s", c.AuditIntervalMonths, d.t("个月", "months"))})
+	}
+	d.table([]float64{1, 1}, "LR", []string{d.t("动态码", "Code"), d.t("审核周期", "Audit interval")}, rows)
+}
+
+func (d *pdfDoc) profileSection() {
+	r, e := d.rep, d.rep.Enterprise
+	d.heading("企业概况", "Enterprise profile")
+	d.kv([][2]string{
+		{d.t("企业", "Enterprise"), d.name(e.NameZH, e.Name)},
+		{d.t("行业", "Industry"), e.Industry},
+		{d.t("地区", "Region"), e.Region},
+		{d.t("网关 / 仪表", "Gateways / meters"), fmt.Sprintf("%d / %d", len(r.Profile.Gateways), r.Profile.Meters)},
+		{d.t("车间", "Workshops"), strings.Join(r.Profile.Workshops, ", ")},
+	})
+	var rows [][]string
+	for _, q := range r.Profile.Quantities {
+		rows = append(rows, []string{q.Quantity, q.Unit, fmt.Sprint(q.Meters)})
+	}
+	d.table([]float64{2, 1, 1}, "LLR", []string{d.t("计量量", "Quantity"), d.t("标准单位", "Canonical unit"), d.t("仪表", "Meters")}, rows)
+}
+
+func (d *pdfDoc) coverageSection() {
+	r := d.rep
+	d.heading("数据覆盖", "Data coverage")
+	var rows [][]string
+	for _, w := range r.Coverage.Windows {
+		c := pctText(w.Completeness)
+		if w.BelowMinCompleteness {
+			c += " < " + pctText(w.MinCompleteness)
+		}
+		rows = append(rows, []string{w.Window, r.Date(w.From) + " – " + r.Date(w.To), c, fmt.Sprintf("%d / %d", w.Graded, w.Metered), strings.Join(w.Insufficient, ", ")})
+	}
+	d.table([]float64{1, 2, 1.2, 1.2, 4}, "LLRRL", []string{d.t("窗口", "Window"), d.t("起止", "From – to"), d.t("完整度", "Completeness"), d.t("已评价/计量", "Graded / metered"), d.t("数据不足", "Insufficient")}, rows)
+	stale := strings.Join(r.Coverage.StaleMeters, ", ")
+	if stale == "" {
+		stale = d.t("无", "none")
+	}
+	d.para(8, 40, fmt.Sprintf("%s: %d; %s: %d; %s: %s. %s: %d.", d.t("已登记仪表", "Meters registered"), r.Coverage.Meters,
+		d.t("期内有读数", "reporting in the period"), r.Coverage.MetersReporting, d.t("离线", "stale"), stale,
+		d.t("期内存储的评价", "Stored evaluations in the period"), r.Coverage.Evaluations))
+}
+
+func pctText(v float64) string { return formatNum(100*v) + "%" }
+
+func (d *pdfDoc) evaluationSection() {
+	r := d.rep
+	d.heading("综合评价", "Comprehensive evaluation")
+	var rows [][]string
+	for _, a := range r.Enterprise.Assessments {
+		restr := lv(a.RestrictiveLevel)
+		if a.RestrictiveMissing {
+			restr = d.t("数据不足", "missing")
+		}
+		note := a.Capped
+		if len(a.Exceedance) > 0 {
+			note += " exceedance: " + strings.Join(a.Exceedance, ", ")
+		}
+		rows = append(rows, []string{a.Window, fmt.Sprintf("%.1f", a.YI), fmt.Sprintf("%.1f", a.YII), fmt.Sprintf("%.1f", a.YIII), lv(a.Level), fmt.Sprintf("%.1f", a.Score), restr, note})
+	}
+	d.table([]float64{1, 0.8, 0.8, 0.8, 1, 0.8, 1.2, 3.5}, "LRRRLRLL", []string{d.t("窗口", "Window"), "Y_I", "Y_II", "Y_III", d.t("等级", "Level"), d.t("得分", "Score"), d.t("限定性", "Restrictive"), d.t("说明", "Note")}, rows)
+	d.para(7.5, 80, methodText)
+}
+
+func (d *pdfDoc) indicatorSection() {
+	r := d.rep
+	d.heading("指标评价表", "Indicators against Level I / II / III")
+	header := []string{d.t("指标", "Indicator"), d.t("单位", "Unit"), "I", "II", "III", r.Window, d.t("等级", "Level")}
+	widths := []float64{4, 1.5, 1, 1, 1, 1.3, 1.1}
+	align := "LLRRRRL"
+	if r.Official != nil {
+		header = append(header, r.Other, d.t("等级", "Level"))
+		widths = append(widths, 1.3, 1.1)
+		align += "RL"
+	}
+	header = append(header, d.t("权重", "Weight"), d.t("来源", "Source"))
+	widths = append(widths, 1.1, 2.8)
+	align += "RL"
+	var rows [][]string
+	for _, g := range r.Groups {
+		rows = append(rows, []string{fmt.Sprintf("[%s]  %s", formatNum(g.Weight), d.name(g.NameZH, g.NameEN))})
+		for _, row := range g.Rows {
+			ind := row.Live
+			name := d.name(ind.NameZH, ind.NameEN)
+			if ind.Restrictive {
+				name += " *"
+			}
+			cells := []string{name, ind.Unit}
+			if ind.Benchmarks != nil {
+				cells = append(cells, numText(ind.Benchmarks.I), numText(ind.Benchmarks.II), numText(ind.Benchmarks.III))
+			} else {
+				cells = append(cells, d.t("定性", "qual."), "", "")
+			}
+			cells = append(cells, numText(ind.Value), d.levelOrStatus(ind))
+			if row.Official != nil {
+				cells = append(cells, numText(row.Official.Value), d.levelOrStatus(*row.Official))
+			}
+			src := d.t("计量", "metered")
+			if ind.Source == "declared" {
+				src = d.t("申报", "declared")
+			}
+			if ind.Evidence != "" {
+				src += ": " + ind.Evidence
+			}
+			src += " [" + strings.Join(ind.Src, ", ") + "]"
+			cells = append(cells, pctText(ind.Weight), src)
+			rows = append(rows, cells)
+			if ind.Descriptions != nil && d.cjk {
+				rows = append(rows, []string{fmt.Sprintf("   I: %v · II: %v · III: %v", ind.Descriptions.I, ind.Descriptions.II, ind.Descriptions.III)})
+			}
+		}
+	}
+	// Group and description rows span the table: pad them.
+	for i, row := range rows {
+		if len(row) == 1 {
+			rows[i] = d.spanRow(row[0], len(header))
+		}
+	}
+	d.table(widths, align, header, rows)
+	d.para(7, 80, d.t("* 限定性指标。权重为重新归一化后的有效权重。", "* restrictive indicator. Weights are effective shares of the index after renormalisation."))
+}
+
+// spanRow puts text in the first cell of an otherwise empty row.
+func (d *pdfDoc) spanRow(text string, n int) []string {
+	row := make([]string, n)
+	row[0] = text
+	return row
+}
+
+func (d *pdfDoc) levelOrStatus(ind IndicatorDTO) string {
+	if ind.Level != nil {
+		return *ind.Level
+	}
+	if d.cjk {
+		return statusZH(ind.Status)
+	}
+	return strings.ReplaceAll(ind.Status, "_", " ")
+}
+
+func (d *pdfDoc) laggingSection() {
+	e := d.rep.Enterprise
+	d.heading("落后指标", "Lagging indicators")
+	if len(e.Lagging) == 0 {
+		d.para(8.5, 30, d.t("无落后指标。", "No indicator holds the enterprise below its next level."))
+		return
+	}
+	var rows [][]string
+	for _, l := range e.Lagging {
+		rows = append(rows, []string{d.name(l.NameZH, l.NameEN), lv(l.Level), lv(l.Target), numText(l.Value) + " " + l.Unit, numText(l.Needed) + " " + l.Unit, fmt.Sprintf("%.1f", l.Gap)})
+	}
+	d.table([]float64{4, 1, 1, 1.5, 1.5, 1.2}, "LLLRRR", []string{d.t("指标", "Indicator"), d.t("等级", "Level"), d.t("目标", "Target"), d.t("当前值", "Value"), d.t("需达到", "Needed"), d.t("加权差距", "Weighted gap")}, rows)
+}
+
+func (d *pdfDoc) measuresSection() {
+	e := d.rep.Enterprise
+	d.heading("建议措施", "Recommended measures")
+	var rows [][]string
+	for _, l := range e.Lagging {
+		for i, m := range l.Solutions {
+			if i == 3 {
+				break
+			}
+			payback := "—"
+			if m.PaybackYears[1] > 0 {
+				payback = fmt.Sprintf("%s–%s y", formatNum(m.PaybackYears[0]), formatNum(m.PaybackYears[1]))
+			}
+			proj := lv(m.ProjectedLevel)
+			if m.ReachesTarget {
+				proj += " ✓"
+			}
+			cost := m.Cost
+			if d.cjk {
+				cost = costZH(m.Cost) + " " + m.Cost
+			}
+			rows = append(rows, []string{d.name(l.NameZH, l.NameEN), d.name(m.NameZH, m.NameEN) + ". " + m.Description, cost, payback,
+				numText(m.ProjectedValue), proj, fmt.Sprintf("+%.1f", m.Benefit)})
+		}
+	}
+	if len(rows) == 0 {
+		d.para(8.5, 30, d.t("解决方案库中没有对应措施。", "The solution library has no measure for the lagging indicators."))
+		return
+	}
+	d.table([]float64{2.4, 4.2, 1, 1, 1.1, 0.9, 0.9}, "LLLRRLR", []string{d.t("针对指标", "For"), d.t("措施", "Measure"), d.t("费用", "Cost"), d.t("回收期", "Payback"), d.t("预计值", "Projected"), d.t("等级", "Level"), d.t("收益", "Benefit")}, rows)
+	d.para(7, 80, d.t("收益为该指标上增加的指数点；✓ 表示预计可达到目标等级。", "Benefit is the gain in index points on that indicator; ✓ marks measures expected to reach the target level."))
+}
+
+func (d *pdfDoc) trendSection() {
+	r := d.rep
+	d.heading("关键指标趋势", "Trends of key indicators")
+	if len(r.Trends) == 0 {
+		d.para(8.5, 30, d.t("期内无存储的指标值。", "No indicator values stored in the period."))
+		return
+	}
+	const gap = 6.0
+	cw := (d.w - d.ml - d.mr - gap) / 2
+	ch := 48.0
+	for i, tr := range r.Trends {
+		if i%2 == 0 {
+			d.ensure(ch + 10)
+		}
+		x := d.ml + float64(i%2)*(cw+gap)
+		y := d.GetY()
+		d.font(8, 20)
+		lines := d.SplitText(d.s(d.name(tr.Indicator.NameZH, tr.Indicator.NameEN)), cw)
+		for j, l := range lines[:min(2, len(lines))] {
+			d.SetXY(x, y+float64(j)*3.6)
+			d.CellFormat(cw, 3.6, l, "", 0, "L", false, 0, "")
+		}
+		d.chart(tr, x, y+8, cw, ch-9)
+		if i%2 == 1 || i == len(r.Trends)-1 {
+			d.SetXY(d.ml, y+ch+3)
+		} else {
+			d.SetXY(d.ml, y)
+		}
+	}
+}
+
+// chart draws a trend like trendSVG: benchmarks dashed, values as a line.
+func (d *pdfDoc) chart(tr Trend, x, y, w, h float64) {
+	const padL, padR, padB = 14.0, 12.0, 5.0
+	d.SetDrawColor(208, 215, 222)
+	d.Rect(x+padL, y, w-padL-padR, h-padB, "D")
+	series := tr.series
+	ind := tr.def
+	if len(series) < 2 || ind == nil {
+		d.font(7, 100)
+		d.SetXY(x, y+h/2-2)
+		d.CellFormat(w, 4, d.t("期内存储的数值不足", "fewer than two stored values in the period"), "", 0, "C", false, 0, "")
+		return
+	}
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, p := range series {
+		lo, hi = math.Min(lo, p.v), math.Max(hi, p.v)
+	}
+	for _, b := range ind.Benchmarks {
+		lo, hi = math.Min(lo, b), math.Max(hi, b)
+	}
+	if hi-lo < 1e-9*math.Max(1, math.Abs(hi)) {
+		lo, hi = lo-1, hi+1
+	}
+	pad := (hi - lo) * 0.06
+	lo, hi = lo-pad, hi+pad
+	span := d.rep.To.Sub(d.rep.From).Seconds()
+	px := func(t time.Time) float64 {
+		return x + padL + math.Max(0, math.Min(1, t.Sub(d.rep.From).Seconds()/span))*(w-padL-padR)
+	}
+	py := func(v float64) float64 { return y + (hi-v)/(hi-lo)*(h-padB) }
+	cols := [3][3]int{{26, 127, 55}, {154, 103, 0}, {207, 34, 46}}
+	d.SetLineWidth(0.25)
+	d.font(6, 90)
+	for i, b := range ind.Benchmarks {
+		d.SetDrawColor(cols[i][0], cols[i][1], cols[i][2])
+		d.SetDashPattern([]float64{1.2, 1}, 0)
+		d.Line(x+padL, py(b), x+w-padR, py(b))
+		d.SetDashPattern(nil, 0)
+		d.SetTextColor(cols[i][0], cols[i][1], cols[i][2])
+		d.Text(x+w-padR+1, py(b)+1, []string{"I", "II", "III"}[i]+" "+formatNum(b))
+	}
+	d.SetTextColor(90, 90, 90)
+	d.Text(x, py(hi-pad)+1, formatNum(hi-pad))
+	d.Text(x, py(lo+pad)+1, formatNum(lo+pad))
+	d.Text(x+padL, y+h-1, d.rep.Date(d.rep.From))
+	end := d.rep.Date(d.rep.To)
+	d.Text(x+w-padR-d.GetStringWidth(end), y+h-1, end)
+	d.SetDrawColor(9, 105, 218)
+	d.SetLineWidth(0.45)
+	for i := 1; i < len(series); i++ {
+		d.Line(px(series[i-1].t), py(series[i-1].v), px(series[i].t), py(series[i].v))
+	}
+	d.SetLineWidth(0.2)
+}
+
+func (d *pdfDoc) eventSection() {
+	r := d.rep
+	d.heading("期内事件", "Events in the period")
+	if len(r.Events) == 0 {
+		d.para(8.5, 30, d.t("期内无事件。", "No events in the period."))
+		return
+	}
+	var rows [][]string
+	for _, ev := range r.Events {
+		kind := string(ev.Kind)
+		if d.cjk {
+			kind = kindZH(kind) + " " + kind
+		}
+		if ev.Resolved {
+			kind += " (resolved)"
+		}
+		subject := ev.Indicator + ev.Meter
+		if ev.Kind == scoring.EventCodeChange {
+			subject = string(ev.OldCode) + " → " + string(ev.NewCode)
+		}
+		rows = append(rows, []string{r.DateTime(ev.Time), kind, subject, ev.Reason})
+	}
+	d.table([]float64{1.6, 1.6, 1.6, 5}, "LLLL", []string{d.t("时间", "Time"), d.t("类型", "Kind"), d.t("对象", "Subject"), d.t("说明", "Reason")}, rows)
+}
+
+func (d *pdfDoc) provenanceSection() {
+	r := d.rep
+	d.heading("标准来源", "Provenance of the standard")
+	d.para(8, 30, fmt.Sprintf("%s (%s, %s). Sources: %s; code policy %s [%s].", d.name(r.Standard.NameZH, r.Standard.NameEN), r.Standard.ID, r.Standard.File,
+		strings.Join(r.Standard.Src, ", "), r.Standard.PolicyID, strings.Join(r.Standard.PolicySrc, ", ")))
+	d.para(7.5, 80, d.t("每个数值都标注来源：来源标签、estimate（工程估计）或 unverified（未核实）。", "Every number carries its source: a tag below, estimate (an engineering estimate) or unverified."))
+	var rows [][]string
+	for _, s := range r.Standard.Sources {
+		rows = append(rows, []string{s.Tag, s.Citation})
+	}
+	d.table([]float64{1, 9}, "LL", []string{d.t("标签", "Tag"), d.t("出处", "Citation")}, rows)
+}

@@ -1,0 +1,466 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"html/template"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/scoring"
+)
+
+// Report is the cleaner-production audit report of one enterprise: what
+// the report templates (HTML) and the built-in PDF writer render.
+type Report struct {
+	clock     // formats times in the standard's local time
+	Generated time.Time
+	From, To  time.Time // the period of trends, events and coverage
+	// AsOf is set when the assessment was rebuilt from the points stored
+	// at Enterprise.EvaluatedAt rather than taken live from the engine.
+	AsOf       bool
+	Enterprise EnterpriseDetail
+	Profile    Profile
+	Coverage   Coverage
+	// Window and Other name the policy's window and the other one, whose
+	// values the indicator table shows side by side.
+	Window, Other string
+	Live          *AssessmentDTO
+	Official      *AssessmentDTO
+	Groups        []TableGroup
+	Trends        []Trend
+	Events        []scoring.Event
+	Codes         []CodeSpecDTO
+	Standard      StandardRef
+}
+
+// Profile describes the enterprise's metering.
+type Profile struct {
+	Gateways   []GatewayProfile
+	Quantities []QuantityProfile
+	Workshops  []string
+	Meters     int
+}
+
+// GatewayProfile is one gateway.
+type GatewayProfile struct {
+	ID, Description string
+	Meters          int
+}
+
+// QuantityProfile counts the meters of one quantity.
+type QuantityProfile struct {
+	Quantity, Unit string
+	Meters         int
+}
+
+// Coverage says how much data stands behind the assessment.
+type Coverage struct {
+	Windows         []WindowCoverage
+	Meters          int
+	MetersReporting int // with a reading in the period (since the server started)
+	StaleMeters     []string
+	Evaluations     int // stored evaluations in the period
+	First, Last     *time.Time
+}
+
+// WindowCoverage is the data completeness of one window.
+type WindowCoverage struct {
+	Window               string
+	From, To             time.Time
+	Completeness         float64
+	Graded, Metered      int // metered indicators graded / applicable
+	Insufficient         []string
+	MinCompleteness      float64
+	BelowMinCompleteness bool
+}
+
+// TableGroup is an indicator group of the indicator table.
+type TableGroup struct {
+	ID, NameZH, NameEN string
+	Weight             float64
+	Rows               []TableRow
+}
+
+// TableRow is one indicator on the policy's window and the other one.
+type TableRow struct {
+	Live     IndicatorDTO
+	Official *IndicatorDTO
+}
+
+// Trend is the chart of one key indicator.
+type Trend struct {
+	Indicator IndicatorDTO
+	Why       string // lagging, restrictive or weight
+	Points    int
+	SVG       template.HTML
+
+	series []chartPoint // for the built-in PDF writer
+	def    *scoring.Indicator
+}
+
+// StandardRef is the provenance of the standard in force.
+type StandardRef struct {
+	ID, NameZH, NameEN, File string
+	Src                      []string
+	Sources                  []SourceRef
+	PolicyID                 string
+	PolicySrc                []string
+	Method                   string
+}
+
+// SourceRef is one source tag and its citation.
+type SourceRef struct{ Tag, Citation string }
+
+// reportInput is everything a report is built from.
+type reportInput struct {
+	ent      *registry.Enterprise
+	std      *scoring.Standard
+	pol      *scoring.Policy
+	view     resultView
+	points   PointReader
+	meters   MeterStatus
+	from, to time.Time
+	now      time.Time
+}
+
+// maxTrends bounds the charts of a report.
+const maxTrends = 6
+
+// buildReport shapes a result into a report; it reads the stored points
+// for trends, events and coverage.
+func buildReport(ctx context.Context, in reportInput) (*Report, error) {
+	std, pol, res := in.std, in.pol, in.view.res
+	rep := &Report{clock: clock{localZone(std.UTCOffset)}, Generated: in.now.UTC(), From: in.from.UTC(), To: in.to.UTC(), AsOf: in.view.asOf, Window: pol.Window,
+		Standard: StandardRef{ID: std.ID, NameZH: std.NameZH, NameEN: std.NameEN, File: std.File, Src: std.Src,
+			PolicyID: pol.ID, PolicySrc: pol.Src, Method: methodText}}
+	for _, c := range pol.Codes {
+		rep.Codes = append(rep.Codes, CodeSpecDTO{Code: string(c.Code), AuditIntervalMonths: c.AuditIntervalMonths})
+	}
+	for tag, cite := range std.Sources {
+		rep.Standard.Sources = append(rep.Standard.Sources, SourceRef{tag, cite})
+	}
+	slices.SortFunc(rep.Standard.Sources, func(a, b SourceRef) int { return compareTags(a.Tag, b.Tag) })
+
+	// Profile.
+	ent := in.ent
+	rep.Profile.Meters = len(ent.Meters)
+	qs := map[string]*QuantityProfile{}
+	for _, g := range ent.Gateways {
+		rep.Profile.Gateways = append(rep.Profile.Gateways, GatewayProfile{ID: g.ID, Description: g.Description, Meters: len(g.Meters)})
+	}
+	for _, m := range ent.Meters {
+		q := qs[m.Quantity.Name]
+		if q == nil {
+			q = &QuantityProfile{Quantity: m.Quantity.Name, Unit: m.Quantity.Unit}
+			qs[m.Quantity.Name] = q
+		}
+		q.Meters++
+		if m.Workshop != "" && !slices.Contains(rep.Profile.Workshops, m.Workshop) {
+			rep.Profile.Workshops = append(rep.Profile.Workshops, m.Workshop)
+		}
+	}
+	for _, q := range qs {
+		rep.Profile.Quantities = append(rep.Profile.Quantities, *q)
+	}
+	slices.SortFunc(rep.Profile.Quantities, func(a, b QuantityProfile) int { return strings.Compare(a.Quantity, b.Quantity) })
+	slices.Sort(rep.Profile.Workshops)
+
+	// The enterprise, its assessments and lagging indicators.
+	fresh := DataFreshness{}
+	if in.meters != nil {
+		var last time.Time
+		for _, m := range ent.Meters {
+			if ms, ok := in.meters.Meter(ent.ID, m.ID); ok {
+				if ms.Time.After(last) {
+					last = ms.Time
+				}
+				if !ms.Time.Before(in.from) {
+					rep.Coverage.MetersReporting++
+				}
+			}
+		}
+		fresh.LastReading = timePtr(last)
+	}
+	rep.Enterprise = EnterpriseDetail{EnterpriseSummary: summaryOf(ent, std, pol, in.view, fresh),
+		CodeReasons: nonNil(res.CodeReasons), Assessments: assessmentsOf(std, in.view), Lagging: laggingOf(std, res.Lagging)}
+	for i := range rep.Enterprise.Assessments {
+		a := &rep.Enterprise.Assessments[i]
+		if a.Window == pol.Window {
+			rep.Live = a
+		} else if rep.Official == nil {
+			rep.Official, rep.Other = a, a.Window
+		}
+	}
+	if rep.Live == nil {
+		return nil, fmt.Errorf("report of %s: no assessment on window %s", ent.ID, pol.Window)
+	}
+
+	// Indicator table by group.
+	for _, g := range std.Groups {
+		tg := TableGroup{ID: g.ID, NameZH: g.NameZH, NameEN: g.NameEN, Weight: g.Weight}
+		for _, ind := range g.Indicators {
+			row := TableRow{Live: rep.Live.Indicators[ind.Index]}
+			if rep.Official != nil {
+				row.Official = &rep.Official.Indicators[ind.Index]
+			}
+			tg.Rows = append(tg.Rows, row)
+		}
+		rep.Groups = append(rep.Groups, tg)
+	}
+
+	// Coverage.
+	rep.Coverage.Meters = len(ent.Meters)
+	rep.Coverage.StaleMeters = nonNil(res.StaleMeters)
+	for _, a := range rep.Enterprise.Assessments {
+		wc := WindowCoverage{Window: a.Window, From: a.From, To: a.To, Completeness: a.Completeness, MinCompleteness: pol.MinCompleteness,
+			BelowMinCompleteness: a.Completeness < pol.MinCompleteness}
+		for _, r := range a.Indicators {
+			if r.Coverage == nil || r.Status == string(scoring.NotApplicable) {
+				continue
+			}
+			wc.Metered++
+			if r.Status == string(scoring.Graded) {
+				wc.Graded++
+			} else {
+				wc.Insufficient = append(wc.Insufficient, r.ID)
+			}
+		}
+		rep.Coverage.Windows = append(rep.Coverage.Windows, wc)
+	}
+	if in.points != nil {
+		scores, err := in.points.Points(ctx, scoring.MeasurementScore, map[string]string{"enterprise": ent.ID, "window": pol.Window}, in.from, in.to.Add(time.Nanosecond))
+		if err != nil {
+			return nil, fmt.Errorf("report of %s: read scores: %w", ent.ID, err)
+		}
+		rep.Coverage.Evaluations = len(scores)
+		if len(scores) > 0 {
+			rep.Coverage.First, rep.Coverage.Last = timePtr(scores[0].Time), timePtr(scores[len(scores)-1].Time)
+		}
+		evs, err := in.points.Points(ctx, scoring.MeasurementEvent, map[string]string{"enterprise": ent.ID}, in.from, in.to.Add(time.Nanosecond))
+		if err != nil {
+			return nil, fmt.Errorf("report of %s: read events: %w", ent.ID, err)
+		}
+		for i := len(evs) - 1; i >= 0 && len(rep.Events) < 50; i-- {
+			if ev, ok := scoring.EventFromPoint(evs[i]); ok {
+				rep.Events = append(rep.Events, ev)
+			}
+		}
+		if err := rep.addTrends(ctx, in); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// addTrends charts the key indicators: the lagging metered ones first,
+// then restrictive ones, then the heaviest.
+func (rep *Report) addTrends(ctx context.Context, in reportInput) error {
+	type cand struct {
+		ind *scoring.Indicator
+		why string
+	}
+	var cands []cand
+	seen := map[string]bool{}
+	add := func(ind *scoring.Indicator, why string) {
+		if ind.Metered() && !seen[ind.ID] && rep.Live.Indicators[ind.Index].Status != string(scoring.NotApplicable) {
+			seen[ind.ID] = true
+			cands = append(cands, cand{ind, why})
+		}
+	}
+	for _, l := range rep.Enterprise.Lagging {
+		if ind, ok := in.std.Indicator(l.Indicator); ok {
+			add(ind, "lagging")
+		}
+	}
+	for _, ind := range in.std.Indicators {
+		if ind.Restrictive {
+			add(ind, "restrictive")
+		}
+	}
+	byWeight := slices.Clone(in.std.Indicators)
+	slices.SortStableFunc(byWeight, func(a, b *scoring.Indicator) int {
+		return -cmpFloat(a.EffectiveWeight(), b.EffectiveWeight())
+	})
+	for _, ind := range byWeight {
+		add(ind, "weight")
+	}
+	for _, c := range cands {
+		if len(rep.Trends) == maxTrends {
+			break
+		}
+		ps, err := in.points.Points(ctx, scoring.MeasurementIndicator,
+			map[string]string{"enterprise": in.ent.ID, "window": in.pol.Window, "indicator": c.ind.ID}, in.from, in.to.Add(time.Nanosecond))
+		if err != nil {
+			return fmt.Errorf("report of %s: read %s: %w", in.ent.ID, c.ind.ID, err)
+		}
+		var series []chartPoint
+		for _, p := range ps {
+			if v, ok := p.Fields["value"]; ok {
+				series = append(series, chartPoint{p.Time, toFloat(v)})
+			}
+		}
+		series = thin(series, 240)
+		rep.Trends = append(rep.Trends, Trend{Indicator: rep.Live.Indicators[c.ind.Index], Why: c.why, Points: len(ps),
+			SVG: trendSVG(series, c.ind, in.from, in.to), series: series, def: c.ind})
+	}
+	return nil
+}
+
+func cmpFloat(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// compareTags orders source tags S1, S2, ..., S10 naturally, others after.
+func compareTags(a, b string) int {
+	na, oka := tagNumber(a)
+	nb, okb := tagNumber(b)
+	switch {
+	case oka && okb && na != nb:
+		return na - nb
+	case oka != okb:
+		if oka {
+			return -1
+		}
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+func tagNumber(s string) (int, bool) {
+	if len(s) < 2 || s[0] != 'S' {
+		return 0, false
+	}
+	n := 0
+	for _, r := range s[1:] {
+		if r < '0' || r > '9' {
+			return 0, false
+		}
+		n = n*10 + int(r-'0')
+	}
+	return n, true
+}
+
+// report serves GET /api/v1/enterprises/{id}/report.
+func (s *server) report(c *gin.Context) {
+	id := c.Param("id")
+	ent, _ := s.Registry.Enterprise(id)
+	format, err := enumParam(c, "format", "html", "html", "pdf")
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	now := s.now()
+	from, to, err := period(c, now, 30*24*time.Hour, 400*24*time.Hour, s.loc())
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	var at time.Time
+	if _, given := c.GetQuery("to"); given {
+		at = to
+	}
+	v, err := s.view(c, id, at)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	if v.res == nil {
+		c.Header("Retry-After", "10")
+		s.fail(c, errorf(http.StatusServiceUnavailable, codeNotEvaluated, "%s has not been evaluated yet; the scorer evaluates every enterprise within a minute of starting", id))
+		return
+	}
+	snap := s.snapshot()
+	rep, err := buildReport(c.Request.Context(), reportInput{ent: ent, std: snap.Standard, pol: snap.Policy, view: v, points: s.Points,
+		meters: s.Meters, from: from, to: to, now: now})
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	html, err := renderReportHTML(rep)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	name := fmt.Sprintf("cleanprod-report-%s-%s", id, to.In(s.loc()).Format("20060102"))
+	if format == "pdf" {
+		if s.PDF == nil {
+			s.fail(c, errorf(http.StatusServiceUnavailable, codeUnavailable, "no PDF renderer is configured"))
+			return
+		}
+		pdf, err := s.PDF.RenderPDF(c.Request.Context(), rep, html)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		c.Header("Content-Disposition", `inline; filename="`+name+`.pdf"`)
+		c.Data(http.StatusOK, "application/pdf", pdf)
+		return
+	}
+	c.Header("Content-Security-Policy", reportCSP)
+	c.Header("Content-Disposition", `inline; filename="`+name+`.html"`)
+	c.Data(http.StatusOK, "text/html; charset=utf-8", html)
+}
+
+// reportCSP keeps the report self-contained: no script, no fetch.
+const reportCSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+
+// ReportOptions describe a report rendered outside the server (the
+// report subcommand): the assessment is rebuilt from the points stored
+// at or before To.
+type ReportOptions struct {
+	Registry   *registry.Registry
+	Standard   *scoring.Standard
+	Policy     *scoring.Policy
+	Solutions  *scoring.Library
+	Points     PointReader
+	Enterprise string
+	From, To   time.Time
+	Format     string // html or pdf
+	PDF        PDFRenderer
+	Now        time.Time
+}
+
+// RenderReport renders a report from stored points.
+func RenderReport(ctx context.Context, o ReportOptions) ([]byte, error) {
+	ent, ok := o.Registry.Enterprise(o.Enterprise)
+	if !ok {
+		return nil, fmt.Errorf("no enterprise %q in the gateway registry", o.Enterprise)
+	}
+	v, err := resultAt(ctx, o.Points, o.Standard, o.Policy, o.Solutions, o.Enterprise, o.To)
+	if err != nil {
+		return nil, err
+	}
+	rep, err := buildReport(ctx, reportInput{ent: ent, std: o.Standard, pol: o.Policy, view: v, points: o.Points, from: o.From, to: o.To, now: o.Now})
+	if err != nil {
+		return nil, err
+	}
+	html, err := renderReportHTML(rep)
+	if err != nil || o.Format != "pdf" {
+		return html, err
+	}
+	if o.PDF == nil {
+		return nil, fmt.Errorf("no PDF renderer")
+	}
+	return o.PDF.RenderPDF(ctx, rep, html)
+}
+
+func renderReportHTML(rep *Report) ([]byte, error) {
+	var b bytes.Buffer
+	if err := pages.ExecuteTemplate(&b, "report.html", rep); err != nil {
+		return nil, fmt.Errorf("render report: %w", err)
+	}
+	return b.Bytes(), nil
+}

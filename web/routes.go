@@ -1,0 +1,257 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// access is who may call a route.
+type access int
+
+const (
+	public        access = iota // anyone
+	authenticated               // any valid token; the handler scopes what it shows
+	ownEnterprise               // a token that sees the enterprise named by :id
+)
+
+// route is one entry of the route table: what gin serves and what the
+// OpenAPI description says about it.
+type route struct {
+	method, path string
+	access       access
+	page         bool // a browser page: a ?token= is moved into a cookie
+	summary      string
+	description  string
+	tag          string
+	params       []param
+	body         any      // JSON request body (a value of its type)
+	out          any      // JSON response body on success (a value of its type)
+	produces     []string // content types on success (default application/json)
+	status       int      // success status (default 200)
+	h            gin.HandlerFunc
+}
+
+// param is a path or query parameter.
+type param struct {
+	name, in, desc string
+	typ, format    string // JSON schema type and format (default string)
+	enum           []string
+	required       bool
+}
+
+func pathID() param {
+	return param{name: "id", in: "path", desc: "enterprise id, as in the gateway registry", required: true}
+}
+
+func timeQuery(name, desc string) param {
+	return param{name: name, in: "query", desc: desc + "; a date (2026-05-01, midnight in the standard's local time) or an RFC 3339 time"}
+}
+
+func windowQuery() param {
+	return param{name: "window", in: "query", desc: "the standard's window (default: the one the dynamic code follows)"}
+}
+
+// routes is the one list of routes.
+func (s *server) routes() []route {
+	rs := []route{
+		{method: "GET", path: "/healthz", access: public, tag: "operations", summary: "Liveness", produces: []string{"application/json"}, out: statusBody{},
+			h: func(c *gin.Context) { c.JSON(http.StatusOK, statusBody{Status: "ok"}) }},
+		{method: "GET", path: "/readyz", access: public, tag: "operations", summary: "Readiness: broker connected and store reachable (503 otherwise)", out: statusBody{},
+			h: s.readyz},
+		{method: "GET", path: "/metrics", access: public, tag: "operations", summary: "Prometheus metrics", produces: []string{"text/plain"},
+			h: gin.WrapH(promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))},
+	}
+	if !s.api() {
+		return rs
+	}
+	kinds := eventKinds
+	return append(rs, []route{
+		{method: "GET", path: "/api/v1/openapi.json", access: public, tag: "meta", summary: "This OpenAPI 3 description", h: s.openAPI},
+		{method: "GET", path: "/", access: authenticated, page: true, tag: "pages", summary: "Fleet overview page (HTML): enterprises by code, level distribution, latest regressions",
+			produces: []string{"text/html"}, h: s.overview},
+
+		{method: "GET", path: "/api/v1/enterprises", access: authenticated, tag: "enterprises",
+			summary: "Enterprises with level, score, code, next audit due and data freshness (an enterprise token sees its own)",
+			out:     EnterpriseList{}, h: s.listEnterprises},
+		{method: "GET", path: "/api/v1/enterprises/:id", access: ownEnterprise, tag: "enterprises",
+			summary: "One enterprise: every indicator on every window, Y_I/Y_II/Y_III, lagging indicators with matched solutions, recent events",
+			params:  []param{pathID(), timeQuery("at", "rebuild the result as of this time from stored points (default: the live result)")},
+			out:     EnterpriseDetail{}, h: s.getEnterprise},
+		{method: "GET", path: "/api/v1/enterprises/:id/report", access: ownEnterprise, page: true, tag: "report",
+			summary:     "The cleaner-production audit report (HTML or PDF)",
+			description: "Profile, data coverage, the indicator table against Level I/II/III with Y_I/Y_II/Y_III and the resulting level, lagging indicators, recommended measures, trend charts of key indicators, the dynamic code and audit cycle, and the provenance of the standard. The assessment is the live one, or the last stored one at or before `to` when `to` is in the past; trends and events cover from..to.",
+			params: []param{pathID(), timeQuery("from", "start of the period (default: 30 days before to)"), timeQuery("to", "end of the period (default: now)"),
+				{name: "format", in: "query", desc: "html (default) or pdf", enum: []string{"html", "pdf"}}},
+			produces: []string{"text/html", "application/pdf"}, h: s.report},
+		{method: "GET", path: "/api/v1/enterprises/:id/meters", access: ownEnterprise, tag: "enterprises",
+			summary: "Registered meters with last value, last seen and rejects", params: []param{pathID()}, out: MetersDTO{}, h: s.meters},
+		{method: "GET", path: "/api/v1/enterprises/:id/indicators/:indicator/history", access: ownEnterprise, tag: "enterprises",
+			summary: "Stored values of one indicator over time (for trend charts)",
+			params: []param{pathID(), {name: "indicator", in: "path", desc: "indicator id of the standard", required: true}, windowQuery(),
+				timeQuery("from", "start (default: 30 days before to)"), timeQuery("to", "end (default: now)"),
+				{name: "max_points", in: "query", desc: "at most this many points, evenly thinned (default 500)", typ: "integer"}},
+			out: HistoryDTO{}, h: s.history},
+		{method: "GET", path: "/api/v1/enterprises/:id/declarations", access: ownEnterprise, tag: "declarations",
+			summary: "The enterprise's declarations (in force or not) and the revisions of its declarations file", params: []param{pathID()},
+			out: DeclarationsDTO{}, h: s.listDeclarations},
+		{method: "POST", path: "/api/v1/enterprises/:id/declarations", access: ownEnterprise, tag: "declarations",
+			summary:     "Declare a qualitative or non-metered indicator (or that one does not apply); the score follows at once",
+			description: "Exactly one of level (qualitative indicators: I, II, III or below_III), value (quantitative indicators without a formula) and not_applicable. A declaration of the same indicator with the same valid_from replaces the earlier one; others are kept as history. Needs an Authorization header (cookies are not accepted here).",
+			params:      []param{pathID()}, body: DeclarationInput{}, out: DeclarationCreated{}, status: http.StatusCreated, h: s.addDeclaration},
+
+		{method: "GET", path: "/api/v1/rankings", access: authenticated, tag: "rankings",
+			summary: "Overall ranking with the fleet distribution (an enterprise token sees the others anonymised)",
+			params:  []param{windowQuery(), {name: "enterprise", in: "query", desc: "whose position to report (default: the token's enterprise)"}},
+			out:     RankingDTO{}, h: s.ranking},
+		{method: "GET", path: "/api/v1/rankings/:indicator", access: authenticated, tag: "rankings",
+			summary: "Ranking on one indicator with the fleet distribution of its value",
+			params: []param{{name: "indicator", in: "path", desc: "indicator id of the standard", required: true}, windowQuery(),
+				{name: "enterprise", in: "query", desc: "whose position to report (default: the token's enterprise)"}},
+			out: RankingDTO{}, h: s.ranking},
+
+		{method: "GET", path: "/api/v1/events", access: authenticated, tag: "events", summary: "Recent scoring events, newest first",
+			params: []param{{name: "enterprise", in: "query", desc: "only this enterprise's (an enterprise token: its own only)"},
+				{name: "kind", in: "query", desc: "only this kind", enum: kinds},
+				timeQuery("from", "start (default: 7 days before to)"), timeQuery("to", "end (default: now)"),
+				{name: "limit", in: "query", desc: "at most this many (default 100, at most 1000)", typ: "integer"}},
+			out: EventList{}, h: s.events},
+		{method: "GET", path: "/api/v1/events/stream", access: authenticated, tag: "events",
+			summary:     "Live scoring events as server-sent events (event: the kind; data: the event JSON)",
+			description: "A comment line every 15 s keeps the connection open. An enterprise token receives its own enterprise's events only.",
+			params: []param{{name: "enterprise", in: "query", desc: "only this enterprise's"},
+				{name: "kind", in: "query", desc: "only this kind", enum: kinds}},
+			produces: []string{"text/event-stream"}, h: s.stream},
+
+		{method: "GET", path: "/api/v1/standard", access: authenticated, tag: "standard",
+			summary: "The indicator standard and code policy in force, with the source of every number", out: StandardDTO{}, h: s.standard},
+	}...)
+}
+
+// statusBody is the JSON of /healthz and /readyz.
+type statusBody struct {
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
+}
+
+func (s *server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
+	defer cancel()
+	if s.Ready != nil {
+		if err := s.Ready(ctx); err != nil {
+			c.JSON(http.StatusServiceUnavailable, statusBody{Status: "not ready", Reason: err.Error()})
+			return
+		}
+	}
+	c.JSON(http.StatusOK, statusBody{Status: "ready"})
+}
+
+// chain returns a route's handlers: authentication as it needs, then its
+// handler.
+func (s *server) chain(rt route) []gin.HandlerFunc {
+	if rt.access == public {
+		return []gin.HandlerFunc{rt.h}
+	}
+	return []gin.HandlerFunc{s.authenticate(rt), rt.h}
+}
+
+const (
+	principalKey = "cleanprod.principal"
+	tokenCookie  = "cleanprod_token"
+)
+
+// authenticate finds the request's token (Authorization: Bearer; for
+// GET also the cookie or ?token=), refuses a missing or unknown one with
+// 401, and, for routes of one enterprise, another enterprise's id with 403
+// and an unknown id with 404.
+func (s *server) authenticate(rt route) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		safe := c.Request.Method == http.MethodGet || c.Request.Method == http.MethodHead
+		var token, from string
+		if h := c.GetHeader("Authorization"); h != "" {
+			scheme, tok, _ := strings.Cut(h, " ")
+			if !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+				s.fail(c, errorf(http.StatusUnauthorized, codeInvalidToken, "the Authorization header must be \"Bearer <token>\""))
+				return
+			}
+			token, from = strings.TrimSpace(tok), "header"
+		} else if q := c.Query("token"); q != "" && safe {
+			token, from = q, "query"
+		} else if ck, err := c.Cookie(tokenCookie); err == nil && ck != "" && safe {
+			token, from = ck, "cookie"
+		}
+		if token == "" {
+			msg := "this route needs a bearer token: Authorization: Bearer <token>"
+			if !safe {
+				msg += " (cookies and ?token= are accepted for GET only)"
+			}
+			s.fail(c, errorf(http.StatusUnauthorized, codeUnauthorized, "%s", msg))
+			return
+		}
+		p, ok := s.Tokens.Lookup(token)
+		if !ok {
+			if from == "cookie" {
+				s.setTokenCookie(c, "", -1)
+			}
+			s.fail(c, errorf(http.StatusUnauthorized, codeInvalidToken, "the token is not valid"))
+			return
+		}
+		if from == "query" && rt.page {
+			// Keep the token out of the address bar and history.
+			s.setTokenCookie(c, token, 12*3600)
+			u := *c.Request.URL
+			q := u.Query()
+			q.Del("token")
+			u.RawQuery = q.Encode()
+			c.Redirect(http.StatusSeeOther, (&url.URL{Path: u.Path, RawQuery: u.RawQuery}).String())
+			c.Abort()
+			return
+		}
+		c.Set(principalKey, p)
+		if rt.access == ownEnterprise {
+			id := c.Param("id")
+			if !p.Sees(id) {
+				s.fail(c, errorf(http.StatusForbidden, codeForbidden, "this token is for enterprise %s; it may not see %q", p.Enterprise, id))
+				return
+			}
+			if _, ok := s.Registry.Enterprise(id); !ok {
+				s.fail(c, errorf(http.StatusNotFound, codeNotFound, "no enterprise %q in the gateway registry", id))
+				return
+			}
+		}
+	}
+}
+
+func (s *server) setTokenCookie(c *gin.Context, token string, maxAge int) {
+	http.SetCookie(c.Writer, &http.Cookie{Name: tokenCookie, Value: token, Path: "/", MaxAge: maxAge,
+		HttpOnly: true, Secure: c.Request.TLS != nil, SameSite: http.SameSiteStrictMode})
+}
+
+func principal(c *gin.Context) Principal {
+	v, _ := c.Get(principalKey)
+	p, _ := v.(Principal)
+	return p
+}
+
+// enterpriseScope returns the enterprise a list is limited to: the
+// ?enterprise= asked (which the token must see and must exist) or, for an
+// enterprise token, its own. "" means every enterprise.
+func (s *server) enterpriseScope(c *gin.Context) (string, error) {
+	p := principal(c)
+	id := c.Query("enterprise")
+	if id == "" {
+		return p.Enterprise, nil
+	}
+	if !p.Sees(id) {
+		return "", errorf(http.StatusForbidden, codeForbidden, "this token is for enterprise %s; it may not see %q", p.Enterprise, id)
+	}
+	if _, ok := s.Registry.Enterprise(id); !ok {
+		return "", errorf(http.StatusNotFound, codeNotFound, "no enterprise %q in the gateway registry", id)
+	}
+	return id, nil
+}
