@@ -218,9 +218,7 @@ func faultSim(t *testing.T) *sim.Simulator {
 }
 
 // storedKeys lists the reading keys in a store.
-func storedKeys(t *testing.T, st interface {
-	Readings(ctx context.Context, enterprise, meter string, from, to time.Time) ([]store.Reading, error)
-}) map[string]int {
+func storedKeys(t *testing.T, st storeReader) map[string]int {
 	t.Helper()
 	reg, err := registry.Load("../../gateway-config")
 	if err != nil {
@@ -300,6 +298,29 @@ func restart(mu *sync.Mutex, p **proc, peak *int64, recoverMax *time.Duration, s
 	}
 	*recoverMax = max(*recoverMax, time.Since(began))
 	return err == nil
+}
+
+// finish fills in the duplicates and the stored count from p and st and
+// checks the store and the scores against rec and the undisturbed run.
+func (r *faultReport) finish(t *testing.T, p *proc, rec *recorder, st storeReader, ref map[string]float64) {
+	t.Helper()
+	values := indicatorValues(t, p)
+	r.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
+	r.stored = check(t, rec, storedKeys(t, st), values, ref)
+}
+
+type storeReader interface {
+	Readings(ctx context.Context, enterprise, meter string, from, to time.Time) ([]store.Reading, error)
+}
+
+func influxStore(t *testing.T, db *testenv.InfluxDB) *store.Influx {
+	t.Helper()
+	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }
 
 // faultReport is what each fault test measures.
@@ -440,13 +461,7 @@ func TestFaultInfluxKilled(t *testing.T) {
 	})
 	waitWritten(t, p, int(rec.acked.Load()), 120*time.Second)
 	report := faultReport{name: "InfluxDB SIGKILLed for 30 s", acked: int(rec.acked.Load()), recover: time.Since(restarted), peakRSS: p.peakRSS()}
-	values := indicatorValues(t, p)
-	report.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
-	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	report.stored = check(t, rec, storedKeys(t, st), values, ref)
+	report.finish(t, p, rec, influxStore(t, db), ref)
 	t.Log(report)
 }
 
@@ -504,19 +519,13 @@ func TestFaultInfluxThrottled(t *testing.T) {
 	})
 	waitWritten(t, p, int(rec.acked.Load()), 120*time.Second)
 	report := faultReport{name: "InfluxDB throttled (0.5 s delay, 2 of 3 writes 503/429) for 25 s", acked: int(rec.acked.Load()), recover: time.Since(ended), peakRSS: p.peakRSS()}
-	values := indicatorValues(t, p)
-	report.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
 	if peakInflight > 1000+2*5000 {
 		t.Errorf("peak in-flight %g messages: not bounded by mqtt.max_inflight", peakInflight)
 	}
 	if errs := p.metrics().metricOrZero(`cleanprod_store_write_errors_total{kind="temporary"}`); errs == 0 {
 		t.Error("the throttle refused no write: the test did not test")
 	}
-	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	report.stored = check(t, rec, storedKeys(t, st), values, ref)
+	report.finish(t, p, rec, influxStore(t, db), ref)
 	t.Logf("%s; peak in-flight %g messages", report, peakInflight)
 }
 
@@ -543,13 +552,7 @@ func TestFaultBrokerRestarted(t *testing.T) {
 		return err == nil && n >= len(rec.keys)
 	})
 	report := faultReport{name: "mosquitto restarted mid-stream", acked: int(rec.acked.Load()), recover: time.Since(restarted), peakRSS: p.peakRSS()}
-	values := indicatorValues(t, p)
-	report.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
-	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	report.stored = check(t, rec, storedKeys(t, st), values, ref)
+	report.finish(t, p, rec, influxStore(t, db), ref)
 	t.Log(report)
 }
 
@@ -585,13 +588,7 @@ func TestFaultServiceKilled(t *testing.T) {
 		return err == nil && n >= len(rec.keys) && p.metrics().metricOrZero("cleanprod_ingest_inflight_messages") == 0
 	})
 	report := faultReport{name: "cleanprod SIGKILLed 5 times", acked: int(rec.acked.Load()), recover: recoverMax, peakRSS: max(peak, p.peakRSS())}
-	values := indicatorValues(t, p)
-	report.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
-	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	report.stored = check(t, rec, storedKeys(t, st), values, ref)
+	report.finish(t, p, rec, influxStore(t, db), ref)
 	t.Logf("%s (recover = restart to ready, worst of 5)", report)
 }
 
@@ -641,16 +638,10 @@ func TestFaultGatewayReplay(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	report := faultReport{name: fmt.Sprintf("gateway replayed %d messages out of order", len(msgs)), acked: int(rec.acked.Load()) + replayed, recover: time.Since(began), peakRSS: p.peakRSS()}
-	values := indicatorValues(t, p)
-	report.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
 	if written := p.metrics().metricOrZero("cleanprod_ingest_readings_written_total"); written != float64(rec.acked.Load()) {
 		t.Errorf("readings written %g, want %d: the replay was counted", written, rec.acked.Load())
 	}
-	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket})
-	if err != nil {
-		t.Fatal(err)
-	}
-	report.stored = check(t, rec, storedKeys(t, st), values, ref)
+	report.finish(t, p, rec, influxStore(t, db), ref)
 	t.Log(report)
 }
 
