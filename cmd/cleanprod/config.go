@@ -39,7 +39,7 @@ type Config struct {
 		CertFile             string        `yaml:"cert_file" help:"PEM client certificate for mutual TLS"`
 		KeyFile              string        `yaml:"key_file" help:"PEM client key for mutual TLS"`
 		SharedGroup          string        `yaml:"shared_group" help:"subscribe as $share/GROUP/... so replicas split the telemetry"`
-		MaxInflight          int           `yaml:"max_inflight" help:"messages received and not yet acknowledged before back-pressure"`
+		MaxInflight          int           `yaml:"max_inflight" help:"warn when more messages than this wait unacknowledged (the broker's in-flight window is the bound)"`
 		KeepAlive            time.Duration `yaml:"keep_alive" help:"MQTT keep-alive"`
 		MaxReconnectInterval time.Duration `yaml:"max_reconnect_interval" help:"cap of the reconnect back-off"`
 		WatchdogInterval     time.Duration `yaml:"watchdog_interval" help:"heartbeat period; no heartbeat back for 3 periods forces a reconnect"`
