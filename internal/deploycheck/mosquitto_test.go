@@ -120,27 +120,9 @@ func startShippedMosquitto(t *testing.T, reg *registry.Registry, files brokerFil
 		}
 	}
 	log := filepath.Join(filepath.Dir(dir), "mosquitto.log")
-	lf, err := os.Create(log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(bin, "-c", confPath)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL, Credential: cred}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); lf.Close(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	done := startCmd(t, cmd, log, 10*time.Second)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
@@ -341,28 +323,9 @@ func TestServeWithDeployConfig(t *testing.T) {
 		"-scoring.declarations", "../../scoring/declarations",
 		"-log.format", "text"}
 	log := filepath.Join(t.TempDir(), "cleanprod.log")
-	lf, err := os.Create(log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "CLEANPROD_MQTT_PASSWORD="+b.creds["cleanprod"], "CLEANPROD_INFLUX_TOKEN="+db.Token)
-	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); lf.Close(); close(done) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			cmd.Process.Kill()
-			<-done
-		}
-	})
+	done := startCmd(t, cmd, log, 20*time.Second)
 	fail := func(format string, args ...any) {
 		t.Helper()
 		tail, _ := os.ReadFile(log)

@@ -52,16 +52,28 @@ func run(t *testing.T, dir string, name string, args ...string) string {
 // with the test binary, logging to log; the test's cleanup stops it.
 func startServer(t *testing.T, bin string, args []string, log string) {
 	t.Helper()
+	startCmd(t, exec.Command(bin, args...), log, 10*time.Second)
+}
+
+// startCmd starts cmd (its Env and SysProcAttr.Credential kept) in its own
+// process group that dies with the test binary, its output going to log.
+// The test's cleanup sends SIGTERM and kills it after grace. The channel
+// returned is closed when the process has exited.
+func startCmd(t *testing.T, cmd *exec.Cmd, log string, grace time.Duration) <-chan struct{} {
+	t.Helper()
 	lf, err := os.Create(log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = lf, lf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	attr := &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if cmd.SysProcAttr != nil {
+		attr.Credential = cmd.SysProcAttr.Credential
+	}
+	cmd.SysProcAttr = attr
 	if err := cmd.Start(); err != nil {
 		lf.Close()
-		t.Fatalf("start %s: %v", bin, err)
+		t.Fatalf("start %s: %v", cmd.Path, err)
 	}
 	done := make(chan struct{})
 	go func() { cmd.Wait(); lf.Close(); close(done) }()
@@ -69,11 +81,12 @@ func startServer(t *testing.T, bin string, args []string, log string) {
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-done:
-		case <-time.After(10 * time.Second):
+		case <-time.After(grace):
 			cmd.Process.Kill()
 			<-done
 		}
 	})
+	return done
 }
 
 func freePort(t *testing.T) int {
