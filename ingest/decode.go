@@ -31,8 +31,8 @@ func TelemetryTopic(enterprise, gateway string) string {
 	return topicPrefix + enterprise + "/" + gateway + telemetrySuffix
 }
 
-// ParseTopic returns the enterprise and gateway of a telemetry topic. The
-// topic may carry a shared-subscription prefix ($share/group/).
+// ParseTopic returns the enterprise and gateway of a telemetry topic
+// (brokers deliver shared-subscription messages on the plain topic).
 func ParseTopic(topic string) (enterprise, gateway string, ok bool) {
 	rest, found := strings.CutPrefix(topic, topicPrefix)
 	if !found {

@@ -175,6 +175,7 @@ func (n *Normaliser) Process(topic string, payload []byte, redelivery bool, now 
 		return Outcome{}, &DecodeError{ReasonGatewayMismatch, fmt.Sprintf("payload says gateway %q, topic says %q", truncateString(msg.Gateway), gateway)}
 	}
 	out := n.Normalise(gw, msg, redelivery, now, write, observe)
+	out.Gateway = gw
 	out.Rejects = append(msg.Rejects, out.Rejects...)
 	slices.SortFunc(out.Rejects, func(a, b Reject) int { return cmp.Compare(a.Index, b.Index) })
 	return out, nil
@@ -182,15 +183,16 @@ func (n *Normaliser) Process(topic string, payload []byte, redelivery bool, now 
 
 // Outcome is what became of one message.
 type Outcome struct {
-	Accepted     int      // readings written
-	Duplicates   int      // readings seen before with the same value, absorbed
-	Rejects      []Reject // readings rejected with their reason
-	SeqGap       int64    // messages missing before this one (by seq)
-	SeqRepeat    bool     // seq not above the last one seen (a redelivery)
-	SeqBackwards bool     // seq below the last one, not a redelivery: a late message or a restarted gateway
-	Resets       int      // counter resets detected
-	Rollovers    int      // counter rollovers detected
-	Replaced     int      // declared meter replacements crossed
+	Gateway      *registry.Gateway // the registered gateway the message came from
+	Accepted     int               // readings written
+	Duplicates   int               // readings seen before with the same value, absorbed
+	Rejects      []Reject          // readings rejected with their reason
+	SeqGap       int64             // messages missing before this one (by seq)
+	SeqRepeat    bool              // seq not above the last one seen (a redelivery)
+	SeqBackwards bool              // seq below the last one, not a redelivery: a late message or a restarted gateway
+	Resets       int               // counter resets detected
+	Rollovers    int               // counter rollovers detected
+	Replaced     int               // declared meter replacements crossed
 }
 
 // Normalise checks msg (decoded from a topic of gateway gw) and appends

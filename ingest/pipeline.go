@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/store"
 )
@@ -79,6 +81,8 @@ type Pipeline struct {
 	wake     chan struct{} // cap 1: the queue has messages
 	rejectLg *rateLog
 
+	lastMessage map[*registry.Gateway]prometheus.Gauge // owned by Run's goroutine
+
 	mu    sync.Mutex // guards queue
 	queue []Delivery // received, not yet processed, in arrival order
 
@@ -116,9 +120,10 @@ func NewPipeline(reg *registry.Registry, cfg PipelineConfig, w Writer, publish P
 	p := &Pipeline{
 		cfg: cfg, reg: reg, norm: NewNormaliser(reg, cfg.Normaliser), writer: w, publish: publish,
 		observe: observe, metrics: m, log: log,
-		free:     make(chan struct{}, 1),
-		wake:     make(chan struct{}, 1),
-		rejectLg: newRateLog(log, 10*time.Second),
+		free:        make(chan struct{}, 1),
+		wake:        make(chan struct{}, 1),
+		lastMessage: make(map[*registry.Gateway]prometheus.Gauge),
+		rejectLg:    newRateLog(log, 10*time.Second),
 	}
 	p.storeOK.Store(true)
 	return p
@@ -307,11 +312,17 @@ func (p *Pipeline) process(d Delivery, b *batch) {
 		b.letters = append(b.letters, messageLetter(d.Topic, d.Payload, d.Received, derr))
 		return
 	}
-	if e, g, ok := ParseTopic(d.Topic); ok {
-		p.metrics.lastMessage.WithLabelValues(e, g).Set(float64(d.Received.UnixNano()) / 1e9)
-		if out.SeqGap > 0 {
-			p.metrics.seqGaps.WithLabelValues(e, g).Add(float64(out.SeqGap))
-		}
+	// The topic was parsed and the gateway looked up by Process: take the
+	// gateway from its outcome, and its gauge from a map the pipeline
+	// goroutine owns, rather than hashing label values per message.
+	last := p.lastMessage[out.Gateway]
+	if last == nil {
+		last = p.metrics.lastMessage.WithLabelValues(out.Gateway.Enterprise.ID, out.Gateway.ID)
+		p.lastMessage[out.Gateway] = last
+	}
+	last.Set(float64(d.Received.UnixNano()) / 1e9)
+	if out.SeqGap > 0 {
+		p.metrics.seqGaps.WithLabelValues(out.Gateway.Enterprise.ID, out.Gateway.ID).Add(float64(out.SeqGap))
 	}
 	if out.SeqRepeat {
 		p.metrics.seqRepeats.Inc()
