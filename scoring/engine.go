@@ -697,6 +697,9 @@ func (e *Engine) evaluate(es *entState, now time.Time, scratch *env) {
 
 	// Stale meters.
 	for mi, m := range es.ent.Meters {
+		if es.lastSeen[mi].After(res.DataThrough) {
+			res.DataThrough = es.lastSeen[mi]
+		}
 		last, since := es.lastSeen[mi], "no reading since "+es.lastSeen[mi].UTC().Format(time.RFC3339)
 		if last.IsZero() {
 			last, since = e.started, "no reading since the scorer started"

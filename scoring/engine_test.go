@@ -321,6 +321,9 @@ func TestObserveConcurrentAndBackPressure(t *testing.T) {
 		if r == nil {
 			t.Fatal("no result for lj-alpha")
 		}
+		if want := start.Add((10 + 3*60 + 59) * time.Hour); !r.DataThrough.Equal(want) {
+			t.Errorf("DataThrough = %v, want the newest reading's time %v", r.DataThrough, want)
+		}
 		var vehicles float64
 		es := eng.ents["lj-alpha"]
 		w := es.wins[0]

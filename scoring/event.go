@@ -79,6 +79,9 @@ func (e Event) String() string {
 type Result struct {
 	Enterprise string
 	Time       time.Time
+	// DataThrough is the time of the newest reading the result includes
+	// (zero: none yet).
+	DataThrough time.Time
 	// Assessments are indexed like Standard.Windows.
 	Assessments []Assessment
 

@@ -45,7 +45,7 @@ func TestEnterprises(t *testing.T) {
 		t.Fatalf("supervisor sees %d enterprises, want %d", len(all.Enterprises), len(f.reg.Enterprises))
 	}
 	for _, e := range all.Enterprises {
-		if !e.Evaluated || e.Code == nil || e.NextAuditDue == nil || e.Freshness.LastReading == nil || e.Freshness.Meters == 0 {
+		if !e.Evaluated || e.Code == nil || e.NextAuditDue == nil || e.DataThrough == nil || e.Freshness.LastReading == nil || e.Freshness.Meters == 0 {
 			t.Errorf("%s: got %+v, want code, next audit due and freshness", e.ID, e)
 		}
 	}

@@ -21,7 +21,9 @@ type EnterpriseSummary struct {
 	Region    string `json:"region,omitempty"`
 	Evaluated bool   `json:"evaluated"` // false until the scorer has evaluated it (or when the standard does not grade its industry)
 	// EvaluatedAt is the time of the result.
-	EvaluatedAt  *time.Time `json:"evaluated_at"`
+	EvaluatedAt *time.Time `json:"evaluated_at"`
+	// DataThrough is the time of the newest reading the result includes.
+	DataThrough  *time.Time `json:"data_through"`
 	Code         *string    `json:"code"` // green, yellow or red
 	CodeSince    *time.Time `json:"code_since"`
 	PendingCode  *string    `json:"pending_code"` // a change waiting for its hold
@@ -227,7 +229,7 @@ func summaryOf(ent *registry.Enterprise, std *scoring.Standard, pol *scoring.Pol
 		return s
 	}
 	s.Evaluated = true
-	s.EvaluatedAt = timePtr(r.Time)
+	s.EvaluatedAt, s.DataThrough = timePtr(r.Time), timePtr(r.DataThrough)
 	s.Code, s.CodeSince = codePtr(r.Code), timePtr(r.CodeSince)
 	s.PendingCode, s.PendingSince = codePtr(r.PendingCode), timePtr(r.PendingSince)
 	s.LastAudit, s.NextAuditDue = timePtr(r.LastAudit), timePtr(r.NextAuditDue)
