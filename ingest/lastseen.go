@@ -44,8 +44,8 @@ type seenKey struct{ enterprise, meter string }
 // tracked, so its memory is bounded by the registry. Safe for concurrent
 // use.
 type LastSeen struct {
+	mu  sync.RWMutex // guards reg, meters, gateways
 	reg *registry.Registry
-	mu  sync.RWMutex // guards meters, gateways
 	// meters and gateways hold registered ids only.
 	meters   map[seenKey]*MeterSeen
 	gateways map[seenKey]*GatewaySeen // key meter field holds the gateway id
@@ -69,6 +69,37 @@ func (l *LastSeen) Observe(rs []store.Reading) {
 	}
 }
 
+// SetRegistry switches to reg (a reloaded registry): what is known of
+// meters and gateways that stay is kept, the others are forgotten.
+func (l *LastSeen) SetRegistry(reg *registry.Registry) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.reg = reg
+	for k := range l.meters {
+		if !hasMeter(reg, k.enterprise, k.meter) {
+			delete(l.meters, k)
+		}
+	}
+	for k := range l.gateways {
+		if _, ok := reg.Gateway(k.enterprise, k.meter); !ok {
+			delete(l.gateways, k)
+		}
+	}
+}
+
+func hasMeter(reg *registry.Registry, enterprise, meter string) bool {
+	ent, ok := reg.Enterprise(enterprise)
+	if !ok {
+		return false
+	}
+	for _, m := range ent.Meters {
+		if m.ID == meter {
+			return true
+		}
+	}
+	return false
+}
+
 // meter returns the entry of a registered meter (nil otherwise); call
 // with mu held for writing.
 func (l *LastSeen) meter(enterprise, meter string) *MeterSeen {
@@ -76,18 +107,12 @@ func (l *LastSeen) meter(enterprise, meter string) *MeterSeen {
 	if m, ok := l.meters[k]; ok {
 		return m
 	}
-	ent, ok := l.reg.Enterprise(enterprise)
-	if !ok {
+	if !hasMeter(l.reg, enterprise, meter) {
 		return nil
 	}
-	for _, rm := range ent.Meters {
-		if rm.ID == meter {
-			m := &MeterSeen{}
-			l.meters[k] = m
-			return m
-		}
-	}
-	return nil
+	m := &MeterSeen{}
+	l.meters[k] = m
+	return m
 }
 
 // PublishFunc wraps the pipeline's dead-letter publisher: every
@@ -113,11 +138,11 @@ func (l *LastSeen) deadLetter(payload []byte) {
 		return
 	}
 	ent, gw := parts[2], parts[3]
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if _, ok := l.reg.Gateway(ent, gw); !ok {
 		return
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	blameGateway := func() {
 		k := seenKey{ent, gw}
 		g := l.gateways[k]

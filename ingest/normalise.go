@@ -130,6 +130,35 @@ func NewNormaliser(reg *registry.Registry, cfg NormaliserConfig) *Normaliser {
 	}
 }
 
+// SetRegistry switches the normaliser to reg (a reloaded registry).
+// Meters and gateways that stay keep their history and sequence state;
+// those gone, or whose kind or quantity changed, forget it: their next
+// reading starts afresh, as a new meter's would.
+func (n *Normaliser) SetRegistry(reg *registry.Registry) {
+	meters := func(r *registry.Registry) map[meterKey]*registry.Meter {
+		out := make(map[meterKey]*registry.Meter)
+		for _, ent := range r.Enterprises {
+			for _, m := range ent.Meters {
+				out[meterKey{ent.ID, m.ID}] = m
+			}
+		}
+		return out
+	}
+	was, now := meters(n.reg), meters(reg)
+	for k := range n.meters {
+		o, m := was[k], now[k]
+		if m == nil || o == nil || m.Kind != o.Kind || m.Quantity.Name != o.Quantity.Name {
+			delete(n.meters, k)
+		}
+	}
+	for k := range n.gateways {
+		if _, ok := reg.Gateway(k.enterprise, k.gateway); !ok {
+			delete(n.gateways, k)
+		}
+	}
+	n.reg = reg
+}
+
 // Restore seeds the per-meter history from readings already stored (in
 // time order per meter), so that after a restart a redelivered message is
 // recognised as a duplicate and counters continue from their last register.

@@ -79,6 +79,7 @@ type Pipeline struct {
 	log      *slog.Logger
 	free     chan struct{} // cap 1: the writer finished a batch
 	wake     chan struct{} // cap 1: the queue has messages
+	reconf   chan reconfigure
 	rejectLg *rateLog
 
 	lastMessage map[*registry.Gateway]prometheus.Gauge // owned by Run's goroutine
@@ -122,11 +123,40 @@ func NewPipeline(reg *registry.Registry, cfg PipelineConfig, w Writer, publish P
 		observe: observe, metrics: m, log: log,
 		free:        make(chan struct{}, 1),
 		wake:        make(chan struct{}, 1),
+		reconf:      make(chan reconfigure),
 		lastMessage: make(map[*registry.Gateway]prometheus.Gauge),
 		rejectLg:    newRateLog(log, 10*time.Second),
 	}
 	p.storeOK.Store(true)
 	return p
+}
+
+type reconfigure struct {
+	reg  *registry.Registry
+	held func() error
+	done chan error
+}
+
+// Reconfigure switches the running pipeline to reg (a reloaded registry).
+// It first waits until every batch taken so far is written and observed,
+// then holds ingest (messages wait, unacknowledged, in the queue and the
+// broker) while held runs, for example to reload the scorer from the
+// store with nothing in flight. If held returns an error, the pipeline
+// keeps its registry and returns the error. It returns ctx's error if
+// ctx ends first, and an error if Run is not running.
+func (p *Pipeline) Reconfigure(ctx context.Context, reg *registry.Registry, held func() error) error {
+	r := reconfigure{reg: reg, held: held, done: make(chan error, 1)}
+	select {
+	case p.reconf <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Restore rebuilds per-meter state from the store's recent readings; call
@@ -284,6 +314,22 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 		case <-timer.C:
 			send(true)
+		case r := <-p.reconf:
+			send(true)
+			// The batch with the writer (at most one: the other is cur)
+			// comes back once written and observed.
+			select {
+			case b := <-spare:
+				spare <- b
+			case <-ctx.Done():
+				r.done <- ctx.Err()
+				continue
+			}
+			err := r.held()
+			if err == nil {
+				p.setRegistry(r.reg)
+			}
+			r.done <- err
 		case <-ctx.Done():
 			send(true)
 			close(toWrite)
@@ -299,6 +345,20 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			return nil
 		}
 	}
+}
+
+// setRegistry switches to reg on Run's goroutine; the gauges of gateways
+// that left go.
+func (p *Pipeline) setRegistry(reg *registry.Registry) {
+	p.norm.SetRegistry(reg)
+	p.reg = reg
+	for gw := range p.lastMessage {
+		if _, ok := reg.Gateway(gw.Enterprise.ID, gw.ID); !ok {
+			p.metrics.lastMessage.DeleteLabelValues(gw.Enterprise.ID, gw.ID)
+			p.metrics.seqGaps.DeleteLabelValues(gw.Enterprise.ID, gw.ID)
+		}
+	}
+	clear(p.lastMessage) // keyed by the old registry's gateways
 }
 
 // process normalises one message into b.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"math"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
@@ -115,8 +116,9 @@ type Engine struct {
 	stopped  chan struct{} // closed when Run returns
 	stopOnce sync.Once
 
-	snap   atomic.Pointer[Snapshot]
-	writes chan []store.Point
+	snap    atomic.Pointer[Snapshot]
+	writes  chan []store.Point
+	reloads chan reloadRequest
 }
 
 // entState is one enterprise's scoring state.
@@ -223,11 +225,27 @@ func NewEngine(cfg Config) (*Engine, error) {
 		wake:    make(chan struct{}, 1),
 		stopped: make(chan struct{}),
 		writes:  make(chan []store.Point, 8),
+		reloads: make(chan reloadRequest),
 		envs:    make([]env, cfg.Workers),
 	}
 	e.started = cfg.Now()
+	e.ents, e.order = e.newStates(cfg.Registry, std)
+	for _, es := range e.order {
+		es.gauges = e.m.forEnterprise(es.id, std, pol)
+	}
+	e.m.enterprises.Set(float64(len(e.order)))
+	e.snap.Store(&Snapshot{Standard: std, Policy: pol, Registry: cfg.Registry, Solutions: cfg.Solutions, results: map[string]*Result{}})
+	return e, nil
+}
+
+// newStates builds empty state for every registry enterprise of the
+// standard's industries (or of no declared industry), in registry order,
+// without metrics (see gauge).
+func (e *Engine) newStates(reg *registry.Registry, std *Standard) (map[string]*entState, []*entState) {
+	ents := make(map[string]*entState, len(reg.Enterprises))
+	var order []*entState
 	var skipped []string
-	for _, ent := range cfg.Registry.Enterprises {
+	for _, ent := range reg.Enterprises {
 		if ent.Industry != "" && len(std.Industries) > 0 && !slices.Contains(std.Industries, ent.Industry) {
 			skipped = append(skipped, ent.ID)
 			continue
@@ -239,7 +257,6 @@ func NewEngine(cfg Config) (*Engine, error) {
 			stale:    make([]alert, len(ent.Meters)),
 			inds:     make([]indState, len(std.Indicators)),
 			dirty:    true,
-			gauges:   e.m.forEnterprise(ent.ID, std, pol),
 		}
 		for i, m := range ent.Meters {
 			es.meterIdx[m.ID] = i
@@ -247,15 +264,13 @@ func NewEngine(cfg Config) (*Engine, error) {
 		for _, w := range std.Windows {
 			es.wins = append(es.wins, newWindow(w, std.UTCOffset, es.lay.tracks, es.lay.gauges))
 		}
-		e.ents[ent.ID] = es
-		e.order = append(e.order, es)
+		ents[ent.ID] = es
+		order = append(order, es)
 	}
 	if len(skipped) > 0 {
 		e.log.Info("scoring: enterprises of other industries are not scored", "standard", std.ID, "industries", std.Industries, "skipped", skipped)
 	}
-	e.m.enterprises.Set(float64(len(e.order)))
-	e.snap.Store(&Snapshot{Standard: std, Policy: pol, results: map[string]*Result{}})
-	return e, nil
+	return ents, order
 }
 
 // Observe hands the engine readings that the store has durably accepted.
@@ -368,6 +383,12 @@ func (e *Engine) Rebuild(ctx context.Context) error {
 	if e.cfg.History == nil {
 		return nil
 	}
+	return e.refill(ctx, e.ents)
+}
+
+// refill adds History's hourly (the standard's finest bucket) aggregates
+// over the longest window to the windows of ents, RebuildChunk at a time.
+func (e *Engine) refill(ctx context.Context, ents map[string]*entState) error {
 	now := e.cfg.Now()
 	every := e.std.finestBucket()
 	var longest time.Duration
@@ -388,19 +409,17 @@ func (e *Engine) Rebuild(ctx context.Context) error {
 			return fmt.Errorf("scoring: rebuild %s..%s: %w", t.Format(time.RFC3339), end.Format(time.RFC3339), err)
 		}
 		for i := range aggs {
-			e.applyAggregate(&aggs[i])
+			if es, ok := ents[aggs[i].Enterprise]; ok {
+				es.applyAggregate(&aggs[i])
+			}
 		}
 		n += len(aggs)
 	}
-	e.log.Info("scoring: windows rebuilt from the store", "from", from, "to", to, "aggregates", n, "took", time.Since(start))
+	e.log.Info("scoring: windows rebuilt from the store", "enterprises", len(ents), "from", from, "to", to, "aggregates", n, "took", time.Since(start))
 	return nil
 }
 
-func (e *Engine) applyAggregate(a *store.Aggregate) {
-	es, ok := e.ents[a.Enterprise]
-	if !ok {
-		return
-	}
+func (es *entState) applyAggregate(a *store.Aggregate) {
 	mb, ok := es.lay.meters[a.Meter]
 	if mi, known := es.meterIdx[a.Meter]; known && a.Start.After(es.lastSeen[mi]) {
 		es.lastSeen[mi] = a.Start
@@ -510,6 +529,133 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 		case <-tick.C:
 			e.step(ctx, e.cfg.Now())
+		case r := <-e.reloads:
+			r.done <- e.applyUpdate(ctx, r.u)
+		}
+	}
+}
+
+// Update is a new configuration for a running engine; see Reload.
+type Update struct {
+	Standard     *Standard
+	Policy       *Policy
+	Registry     *registry.Registry
+	Solutions    *Library
+	Declarations Declarations
+}
+
+type reloadRequest struct {
+	u    Update
+	done chan error
+}
+
+// Reload switches the running engine to u and returns when the snapshot
+// uses it. Enterprises that stay keep their code with its hysteresis,
+// their announced alerts and the freshness of their meters. The windows
+// of enterprises that are new, whose registry entry changed, or of every
+// enterprise when the standard changed, are refilled from History; so the
+// caller must hold ingest from before Reload until it returns: a reading
+// both in the store and passed to Observe meanwhile would count twice.
+// On an error (a policy naming windows the standard lacks, History
+// failing) the engine keeps its configuration and state.
+func (e *Engine) Reload(ctx context.Context, u Update) error {
+	if u.Standard == nil || u.Policy == nil || u.Registry == nil {
+		return errors.New("scoring: reload: Standard, Policy and Registry are required")
+	}
+	r := reloadRequest{u: u, done: make(chan error, 1)}
+	select {
+	case e.reloads <- r:
+	case <-e.stopped:
+		return errors.New("scoring: reload: the engine has stopped")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err() // the engine still finishes the reload
+	}
+}
+
+// applyUpdate applies u on the engine goroutine.
+func (e *Engine) applyUpdate(ctx context.Context, u Update) error {
+	start := time.Now()
+	_, cwin, ok1 := u.Standard.Window(u.Policy.Window)
+	_, bwin, ok2 := u.Standard.Window(u.Policy.Baseline)
+	if !ok1 || !ok2 {
+		return fmt.Errorf("scoring: reload: policy %s names windows %q and %q; standard %s has %s", u.Policy.ID, u.Policy.Window, u.Policy.Baseline, u.Standard.ID, windowNames(u.Standard))
+	}
+	e.apply() // what ingest handed over before it was held
+	sameStd := u.Standard == e.std
+	ents, order := e.newStates(u.Registry, u.Standard)
+	refill := make(map[string]*entState)
+	for id, es := range ents {
+		old, ok := e.ents[id]
+		if !ok {
+			refill[id] = es
+			continue
+		}
+		es.carry(old, e.std, u.Standard)
+		if sameStd && reflect.DeepEqual(old.ent, es.ent) {
+			es.lay, es.wins = old.lay, old.wins
+		} else {
+			refill[id] = es
+		}
+	}
+	if len(refill) > 0 && e.cfg.History != nil {
+		std := e.std
+		e.std = u.Standard // refill reads the new standard's windows
+		err := e.refill(ctx, refill)
+		e.std = std
+		if err != nil {
+			return err
+		}
+	}
+	// Series of enterprises that left, and of indicators, windows or codes
+	// that went, disappear from the metrics.
+	sameShape := sameStd && u.Policy == e.pol
+	for id := range e.ents {
+		if _, stays := ents[id]; !stays || !sameShape {
+			e.m.dropEnterprise(id)
+		}
+	}
+	for _, es := range order {
+		es.gauges = e.m.forEnterprise(es.id, u.Standard, u.Policy)
+	}
+	e.cfg.Standard, e.cfg.Policy, e.cfg.Registry, e.cfg.Solutions, e.cfg.Declarations = u.Standard, u.Policy, u.Registry, u.Solutions, u.Declarations
+	e.std, e.pol, e.cwin, e.bwin = u.Standard, u.Policy, cwin, bwin
+	e.loc = time.FixedZone("local", int(u.Standard.UTCOffset/time.Second))
+	e.ents, e.order = ents, order
+	e.m.enterprises.Set(float64(len(order)))
+	e.loadDeclarations(ctx)
+	prev := e.snap.Load()
+	e.snap.Store(&Snapshot{Time: prev.Time, Standard: u.Standard, Policy: u.Policy, Registry: u.Registry, Solutions: u.Solutions, results: map[string]*Result{}})
+	e.lastFull = time.Time{} // evaluate everyone now
+	e.step(ctx, e.cfg.Now())
+	e.log.Info("scoring: configuration reloaded", "standard", u.Standard.ID, "policy", u.Policy.ID, "enterprises", len(order),
+		"refilled", len(refill), "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// carry takes over what an enterprise's scoring remembers beyond its
+// windows from its state before a reload: the code and its hysteresis,
+// declarations, announced alerts and meter freshness. Indicator state
+// follows indicator ids when the standard changed.
+func (es *entState) carry(old *entState, oldStd, std *Standard) {
+	es.code, es.decls, es.lastPt = old.code, old.decls, old.lastPt
+	for mi, m := range es.ent.Meters {
+		if oi, ok := old.meterIdx[m.ID]; ok {
+			es.lastSeen[mi], es.stale[mi] = old.lastSeen[oi], old.stale[oi]
+		}
+	}
+	if oldStd == std {
+		copy(es.inds, old.inds)
+		return
+	}
+	for i, ind := range std.Indicators {
+		if oi, ok := oldStd.Indicator(ind.ID); ok {
+			es.inds[i] = old.inds[oi.Index]
 		}
 	}
 }
@@ -581,7 +727,7 @@ func (e *Engine) step(ctx context.Context, now time.Time) {
 		es.out, es.pts = es.out[:0], nil
 	}
 	prev := e.snap.Load()
-	next := &Snapshot{Time: now, Standard: e.std, Policy: e.pol, results: maps.Clone(prev.results)}
+	next := &Snapshot{Time: now, Standard: e.std, Policy: e.pol, Registry: e.cfg.Registry, Solutions: e.cfg.Solutions, results: maps.Clone(prev.results)}
 	for _, es := range changed {
 		next.results[es.id] = es.result
 	}

@@ -104,6 +104,15 @@ type entGauges struct {
 	indValue, indLevel     []prometheus.Gauge // per indicator
 }
 
+// dropEnterprise removes an enterprise's series, when it leaves the
+// registry or its standard or policy changes shape.
+func (m *metrics) dropEnterprise(id string) {
+	l := prometheus.Labels{"enterprise": id}
+	for _, v := range []*prometheus.GaugeVec{m.level, m.score, m.y, m.complete, m.code, m.auditDue, m.indValue, m.indLevel, m.staleMtrs} {
+		v.DeletePartialMatch(l)
+	}
+}
+
 func (m *metrics) forEnterprise(id string, std *Standard, pol *Policy) *entGauges {
 	g := &entGauges{auditDue: m.auditDue.WithLabelValues(id), stale: m.staleMtrs.WithLabelValues(id)}
 	for _, w := range std.Windows {

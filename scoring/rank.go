@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/cleanprod/cleanprod/registry"
 )
 
 // Snapshot is the set of results published by one engine tick. It is
@@ -16,7 +18,11 @@ type Snapshot struct {
 	Time     time.Time
 	Standard *Standard
 	Policy   *Policy
-	results  map[string]*Result
+	// Registry and Solutions are those the results were computed with
+	// (they change on a Reload).
+	Registry  *registry.Registry
+	Solutions *Library
+	results   map[string]*Result
 }
 
 // Result returns the latest result of an enterprise.

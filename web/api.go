@@ -32,7 +32,7 @@ func (s *server) listEnterprises(c *gin.Context) {
 	snap := s.snapshot()
 	p := principal(c)
 	out := EnterpriseList{Time: snap.Time.UTC(), Enterprises: []EnterpriseSummary{}}
-	for _, ent := range s.Registry.Enterprises {
+	for _, ent := range s.registry().Enterprises {
 		if !p.Sees(ent.ID) {
 			continue
 		}
@@ -75,12 +75,12 @@ func (s *server) view(c *gin.Context, id string, at time.Time) (resultView, erro
 	if s.Points == nil {
 		return resultView{}, errorf(http.StatusServiceUnavailable, codeUnavailable, "no store to read past results from")
 	}
-	return resultAt(c.Request.Context(), s.Points, snap.Standard, snap.Policy, s.Solutions, id, at)
+	return resultAt(c.Request.Context(), s.Points, snap.Standard, snap.Policy, s.solutions(snap), id, at)
 }
 
 func (s *server) getEnterprise(c *gin.Context) {
 	id := c.Param("id")
-	ent, _ := s.Registry.Enterprise(id)
+	ent, _ := s.registry().Enterprise(id)
 	at, err := timeParam(c, "at", time.Time{}, s.loc())
 	if err != nil {
 		s.fail(c, err)
@@ -321,7 +321,7 @@ func (s *server) ranking(c *gin.Context) {
 		d := RankEntryDTO{Rank: e.Rank, You: p.Role == RoleEnterprise && e.Enterprise == p.Enterprise, Level: levelPtr(e.Level)}
 		if p.Sees(e.Enterprise) {
 			d.Enterprise = &e.Enterprise
-			if ent, ok := s.Registry.Enterprise(e.Enterprise); ok {
+			if ent, ok := s.registry().Enterprise(e.Enterprise); ok {
 				d.Name = &ent.Name
 			}
 			d.Reason = e.Reason
@@ -437,7 +437,7 @@ type GatewayDTO struct {
 }
 
 func (s *server) meters(c *gin.Context) {
-	ent, _ := s.Registry.Enterprise(c.Param("id"))
+	ent, _ := s.registry().Enterprise(c.Param("id"))
 	out := MetersDTO{Enterprise: ent.ID, Meters: []MeterDTO{}, Gateways: []GatewayDTO{},
 		Note: "last values come from readings stored since the server started (or found in the store at start); rejects are counted since the server started"}
 	stale := map[string]bool{}

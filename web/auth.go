@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/cleanprod/cleanprod/internal/yamlfile"
 	"github.com/cleanprod/cleanprod/registry"
@@ -52,6 +53,7 @@ type Token struct {
 // Tokens is a loaded set of tokens. It is immutable and safe for
 // concurrent use; a nil *Tokens refuses every token.
 type Tokens struct {
+	mu     sync.RWMutex // guards byHash, which Replace swaps
 	byHash map[[sha256.Size]byte]Principal
 }
 
@@ -160,7 +162,20 @@ func (ts *Tokens) Len() int {
 	if ts == nil {
 		return 0
 	}
+	ts.mu.RLock()
+	defer ts.mu.RUnlock()
 	return len(ts.byHash)
+}
+
+// Replace makes ts accept exactly the tokens of other (a reloaded tokens
+// file), for the handlers that hold ts.
+func (ts *Tokens) Replace(other *Tokens) {
+	other.mu.RLock()
+	m := other.byHash
+	other.mu.RUnlock()
+	ts.mu.Lock()
+	ts.byHash = m
+	ts.mu.Unlock()
 }
 
 // Lookup returns the principal of a bearer token. Only hashes are
@@ -169,7 +184,10 @@ func (ts *Tokens) Lookup(token string) (Principal, bool) {
 	if ts == nil || token == "" {
 		return Principal{}, false
 	}
-	p, ok := ts.byHash[sha256.Sum256([]byte(token))]
+	h := sha256.Sum256([]byte(token))
+	ts.mu.RLock()
+	p, ok := ts.byHash[h]
+	ts.mu.RUnlock()
 	return p, ok
 }
 

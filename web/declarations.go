@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -29,8 +30,7 @@ const historyDir = ".history"
 // and when. Methods are safe for concurrent use; writes are serialised.
 type DeclarationFolder struct {
 	dir string
-	std *scoring.Standard
-	loc *time.Location
+	std atomic.Pointer[scoring.Standard] // SetStandard swaps it
 	now func() time.Time
 	mu  sync.Mutex // serialises Add
 }
@@ -48,12 +48,18 @@ func NewDeclarationFolder(dir string, std *scoring.Standard, now func() time.Tim
 	if now == nil {
 		now = time.Now
 	}
-	return &DeclarationFolder{dir: dir, std: std, loc: time.FixedZone("local", int(std.UTCOffset/time.Second)), now: now}, nil
+	f := &DeclarationFolder{dir: dir, now: now}
+	f.std.Store(std)
+	return f, nil
 }
+
+// SetStandard makes the folder check declarations against std (a
+// reloaded standard).
+func (f *DeclarationFolder) SetStandard(std *scoring.Standard) { f.std.Store(std) }
 
 // Declarations reads every file of the folder (scoring.Declarations).
 func (f *DeclarationFolder) Declarations(ctx context.Context) ([]scoring.Declaration, error) {
-	return scoring.LoadDeclarations(f.dir, f.std)
+	return scoring.LoadDeclarations(f.dir, f.std.Load())
 }
 
 // Revision is one stored version of an enterprise's declarations file.
@@ -77,7 +83,7 @@ func (f *DeclarationFolder) Enterprise(id string) ([]scoring.Declaration, []Revi
 		if err != nil {
 			return nil, nil, err
 		}
-		if ds, err = scoring.ParseDeclarations(path, data, f.std); err != nil {
+		if ds, err = scoring.ParseDeclarations(path, data, f.std.Load()); err != nil {
 			return nil, nil, errorf(http.StatusConflict, codeConflict, "the declarations file of %s has problems; fix it first: %v", id, err)
 		}
 	}
@@ -91,14 +97,14 @@ func (f *DeclarationFolder) Enterprise(id string) ([]scoring.Declaration, []Revi
 // counts). The file is validated as the engine will read it before it
 // replaces the old one. by names who declared it.
 func (f *DeclarationFolder) Add(d scoring.Declaration, by string) (Revision, error) {
-	if err := d.Check(f.std); err != nil {
+	if err := d.Check(f.std.Load()); err != nil {
 		return Revision{}, errorf(http.StatusUnprocessableEntity, codeInvalid, "%v", err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	// The engine reads the whole folder or nothing: a broken file of
 	// another enterprise would keep this declaration from counting.
-	if _, err := scoring.LoadDeclarations(f.dir, f.std); err != nil {
+	if _, err := scoring.LoadDeclarations(f.dir, f.std.Load()); err != nil {
 		return Revision{}, errorf(http.StatusConflict, codeConflict, "the declarations folder has problems; fix them first: %v", err)
 	}
 	path, err := f.fileOf(d.Enterprise)
@@ -117,7 +123,7 @@ func (f *DeclarationFolder) Add(d scoring.Declaration, by string) (Revision, err
 		if old, err = os.ReadFile(path); err != nil {
 			return Revision{}, err
 		}
-		if ds, err = scoring.ParseDeclarations(path, old, f.std); err != nil {
+		if ds, err = scoring.ParseDeclarations(path, old, f.std.Load()); err != nil {
 			return Revision{}, errorf(http.StatusConflict, codeConflict, "the declarations file of %s has problems; fix it first: %v", d.Enterprise, err)
 		}
 		header = leadingComments(old)
@@ -133,7 +139,7 @@ func (f *DeclarationFolder) Add(d scoring.Declaration, by string) (Revision, err
 	if err != nil {
 		return Revision{}, err
 	}
-	if _, err := scoring.ParseDeclarations(path, data, f.std); err != nil {
+	if _, err := scoring.ParseDeclarations(path, data, f.std.Load()); err != nil {
 		return Revision{}, fmt.Errorf("declarations of %s do not read back: %w", d.Enterprise, err)
 	}
 	hdir := filepath.Join(f.dir, historyDir, d.Enterprise)
@@ -281,7 +287,7 @@ func (f *DeclarationFolder) marshal(enterprise string, header []string, ds []sco
 
 // formatDate writes a date when t is a local midnight, else RFC 3339.
 func (f *DeclarationFolder) formatDate(t time.Time) string {
-	lt := t.In(f.loc)
+	lt := t.In(time.FixedZone("local", int(f.std.Load().UTCOffset/time.Second)))
 	if lt.Hour() == 0 && lt.Minute() == 0 && lt.Second() == 0 && lt.Nanosecond() == 0 {
 		return lt.Format(time.DateOnly)
 	}

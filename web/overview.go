@@ -56,7 +56,7 @@ func (s *server) overview(c *gin.Context) {
 	codes := map[string]int{}
 	levels := map[string]int{}
 	names := map[string]string{}
-	for _, ent := range s.Registry.Enterprises {
+	for _, ent := range s.registry().Enterprises {
 		r, _ := snap.Result(ent.ID)
 		sum := summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(ent))
 		// The distribution is the fleet's (counts only); the rows are

@@ -356,7 +356,7 @@ func tagNumber(s string) (int, bool) {
 // report serves GET /api/v1/enterprises/{id}/report.
 func (s *server) report(c *gin.Context) {
 	id := c.Param("id")
-	ent, _ := s.Registry.Enterprise(id)
+	ent, _ := s.registry().Enterprise(id)
 	format, err := enumParam(c, "format", "html", "html", "pdf")
 	if err != nil {
 		s.fail(c, err)

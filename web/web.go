@@ -73,10 +73,13 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	Ready    ReadyFunc
 
-	Scorer   Scorer
+	Scorer Scorer
+	// Registry lists the enterprises, unless the scorer's snapshot carries
+	// a registry (it does: it changes on a configuration reload).
 	Registry *registry.Registry
 	// Solutions matches lagging indicators to measures in reports rebuilt
-	// from stored points (nil: none).
+	// from stored points (nil: none), unless the scorer's snapshot carries
+	// a library.
 	Solutions *scoring.Library
 	// Points reads the stored indicator, score and event points (nil:
 	// no history, trends or past events).
@@ -171,6 +174,23 @@ func requestMetrics(reg prometheus.Registerer) gin.HandlerFunc {
 
 // api reports whether the API is wired.
 func (s *server) api() bool { return s.Scorer != nil && s.Registry != nil }
+
+// registry returns the registry in force: the scorer's, which a reload
+// changes, else Options.Registry.
+func (s *server) registry() *registry.Registry {
+	if snap := s.Scorer.Snapshot(); snap != nil && snap.Registry != nil {
+		return snap.Registry
+	}
+	return s.Registry
+}
+
+// solutions returns the solution library of snap, else Options.Solutions.
+func (s *server) solutions(snap *scoring.Snapshot) *scoring.Library {
+	if snap != nil && snap.Solutions != nil {
+		return snap.Solutions
+	}
+	return s.Solutions
+}
 
 // snapshot returns the engine's latest snapshot.
 func (s *server) snapshot() *scoring.Snapshot { return s.Scorer.Snapshot() }

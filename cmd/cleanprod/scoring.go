@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,31 +22,61 @@ type scoringData struct {
 	pol  *scoring.Policy
 	lib  *scoring.Library
 	decl scoring.DeclarationFiles
+	// sums are the SHA-256 of the standard, policy and library files
+	// loaded (zero for the embedded defaults), so a reload can keep what
+	// did not change.
+	sums [3][sha256.Size]byte
 }
 
 // loadScoring loads the configured scoring files, or the shipped ones.
-func loadScoring(cfg *Config) (*scoringData, error) {
+func loadScoring(cfg *Config) (*scoringData, error) { return reloadScoring(cfg, nil) }
+
+// reloadScoring loads the configured scoring files, keeping prev's
+// objects (when not nil) for files whose content did not change, so that
+// an unchanged standard stays the same *Standard.
+func reloadScoring(cfg *Config, prev *scoringData) (*scoringData, error) {
 	var d scoringData
+	paths := [3]string{cfg.Scoring.Standard, cfg.Scoring.Policy, cfg.Scoring.Solutions}
+	for i, p := range paths {
+		if p == "" {
+			continue
+		}
+		sum, err := fingerprint(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", [3]string{"indicator standard", "code policy", "solution library"}[i], err)
+		}
+		d.sums[i] = sum
+	}
+	same := func(i int) bool { return prev != nil && prev.sums[i] == d.sums[i] }
 	var err error
-	if cfg.Scoring.Standard != "" {
+	switch {
+	case same(0):
+		d.std = prev.std
+	case cfg.Scoring.Standard != "":
 		d.std, err = scoring.LoadStandard(cfg.Scoring.Standard)
-	} else {
+	default:
 		d.std, err = scoring.DefaultStandard()
 	}
 	if err != nil {
 		return nil, fmt.Errorf("indicator standard: %w", err)
 	}
-	if cfg.Scoring.Policy != "" {
+	switch {
+	case same(0) && same(1):
+		d.pol = prev.pol
+	case cfg.Scoring.Policy != "":
 		d.pol, err = scoring.LoadPolicy(cfg.Scoring.Policy, d.std)
-	} else {
+	default:
 		d.pol, err = scoring.DefaultPolicy(d.std)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("code policy: %w", err)
 	}
-	if cfg.Scoring.Solutions != "" {
+	switch {
+	case same(0) && same(2):
+		d.lib = prev.lib
+	case cfg.Scoring.Solutions != "":
 		d.lib, err = scoring.LoadLibrary(cfg.Scoring.Solutions, d.std)
-	} else {
+	default:
 		d.lib, err = scoring.DefaultLibrary(d.std)
 	}
 	if err != nil {
@@ -59,6 +92,35 @@ func loadScoring(cfg *Config) (*scoringData, error) {
 		d.decl = scoring.DeclarationFiles{Dir: cfg.Scoring.Declarations, Standard: d.std}
 	}
 	return &d, nil
+}
+
+// fingerprint is the SHA-256 of a file, or of a folder's file names and
+// contents.
+func fingerprint(path string) ([sha256.Size]byte, error) {
+	h := sha256.New()
+	err := filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", p, len(b))
+		h.Write(b)
+		return nil
+	})
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum, err
+}
+
+// declarations is d's declarations source for the engine (nil: none).
+func (d *scoringData) declarations() scoring.Declarations {
+	if d.decl.Dir == "" {
+		return nil
+	}
+	return d.decl
 }
 
 // eventPublisher hands scoring events to MQTT cp/v1/{enterprise}/events

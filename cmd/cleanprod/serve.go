@@ -9,7 +9,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -118,9 +121,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		// 12-month window to about a dozen queries.
 		RebuildChunk: 30 * 24 * time.Hour,
 	}
-	if sd.decl.Dir != "" {
-		engCfg.Declarations = sd.decl
-	}
+	engCfg.Declarations = sd.declarations()
 	eng, err := scoring.NewEngine(engCfg)
 	if err != nil {
 		return fmt.Errorf("scoring: %w", err)
@@ -179,6 +180,13 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	httpSrv.RegisterOnShutdown(stream.Close) // ends the SSE streams, so Shutdown does not wait on them
 	fmt.Fprintf(stdout, "cleanprod serving: %s://%s (overview /, API /api/v1, OpenAPI /api/v1/openapi.json, metrics /metrics, health /healthz, ready /readyz), broker %s, store %s\n", scheme, ln.Addr(), brokerURL, where)
 
+	// SIGHUP reloads the registry, scoring files and tokens.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	rl := &reloader{cfg: cfg, log: log.With("component", "reload"), pipe: pipe, eng: eng, seen: seen, tokens: tokens, decls: decls,
+		reg: reg, sd: sd, m: newReloadMetrics(promReg)}
+
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
@@ -219,6 +227,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		pg, pctx := errgroup.WithContext(gctx)
 		pg.Go(func() error { return pipe.Run(pctx) })
 		pg.Go(func() error { return sub.Run(pctx) })
+		pg.Go(func() error { rl.run(pctx, hup); return nil })
 		pg.Go(func() error {
 			// The meters view starts from the store, not from nothing; newer
 			// readings observed meanwhile win.
