@@ -27,7 +27,12 @@ type Quantity struct {
 	// Medium is set for water and gas volumes and for concentrations in them.
 	Medium Medium
 	// Min and Max bound a plausible gauge value in the canonical unit.
-	Min, Max    float64
+	Min, Max float64
+	// Ceiling bounds a plausible increase per hour of any one meter of an
+	// extensive quantity, in the canonical unit: far above the largest
+	// plant, it catches a glitching register (a jump by 1e12) on meters
+	// that declare no max_rate of their own, which becomes their MaxRate.
+	Ceiling     float64
 	Description string
 	units       map[string]float64 // unit -> factor to the canonical unit
 }
@@ -86,9 +91,21 @@ var quantities = map[string]*Quantity{
 	"voc_inlet":        {Unit: "mg/m3", Medium: Gas, Max: plausibleMg, units: gasConc, Description: "VOCs (as NMHC) before abatement"},
 }
 
+// ceilings are the Ceiling of the extensive quantities: engineering
+// estimates 10 to 1,000 times the hourly use of a large car plant (about
+// 50 MW, 1,000 m3 of water and 60 vehicles an hour) for one meter.
+var ceilings = map[string]float64{
+	"electricity": 2e6, "pv_electricity": 2e6, "green_electricity": 2e6, // kWh: 2 GW
+	"natural_gas": 1e6, "steam": 1e7, "purchased_heat": 1e8, "diesel": 1e6,
+	"fresh_water": 1e5, "recycled_water": 1e5, "reclaimed_water": 1e5, "wastewater": 1e5, "raw_wastewater": 1e5,
+	"stack_gas": 1e8, "vehicles": 1e4, "bodies": 1e4, "ecoat_area": 1e7,
+	"paint_used": 1e6, "low_voc_paint": 1e6, "hazardous_waste": 1e7, "solid_waste": 1e7, "solid_waste_reused": 1e7,
+}
+
 func init() {
 	for name, q := range quantities {
 		q.Name = name
+		q.Ceiling = ceilings[name]
 	}
 }
 

@@ -71,7 +71,7 @@ type Meter struct {
 	// canonical units (0: the meter declares none).
 	Rollover float64
 	// MaxRate bounds a plausible counter or delta increase, canonical units
-	// per hour (0: no bound).
+	// per hour: the meter's max_rate, or else its quantity's Ceiling.
 	MaxRate float64
 	// FlowMeter is the flow meter a concentration pairs with to form a
 	// load (nil: none).
@@ -336,6 +336,9 @@ func buildMeter(ms meterSchema, at func(string) []any, report func(path []any, f
 		problem("quantity", "meter %q: unknown quantity %q (known: %s)", m.ID, ms.Quantity, strings.Join(names, ", "))
 	}
 	m.Quantity = q
+	if m.MaxRate == 0 && q != nil {
+		m.MaxRate = q.Ceiling // zero for gauges
+	}
 	if ms.Scale != nil {
 		m.Scale = *ms.Scale
 		if !(m.Scale > 0) || math.IsInf(m.Scale, 0) {

@@ -120,3 +120,24 @@ func TestQuantitiesAreConsistent(t *testing.T) {
 		}
 	}
 }
+
+// Every extensive quantity has a ceiling, and a counter without max_rate
+// takes it as its bound.
+func TestQuantityCeilings(t *testing.T) {
+	for _, q := range Quantities() {
+		if q.Extensive != (q.Ceiling > 0) {
+			t.Errorf("quantity %s: extensive %v, ceiling %g: want a ceiling exactly on extensive quantities", q.Name, q.Extensive, q.Ceiling)
+		}
+	}
+	reg, err := Parse(map[string][]byte{"p.yaml": []byte("enterprise: {id: p, name: P}\ngateways:\n  - id: g\n    meters:\n      - {id: E, quantity: electricity, unit: MWh, kind: counter}\n      - {id: F, quantity: electricity, unit: kWh, kind: counter, max_rate: 5}\n")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ent, _ := reg.Enterprise("p")
+	if got := ent.Meters[0].MaxRate; got != 2e6 {
+		t.Errorf("counter without max_rate: MaxRate %g, want the electricity ceiling 2e6 kWh/h", got)
+	}
+	if got := ent.Meters[1].MaxRate; got != 5 {
+		t.Errorf("counter with max_rate 5: MaxRate %g, want 5", got)
+	}
+}

@@ -61,7 +61,7 @@ type Config struct {
 		BatchInterval   time.Duration `yaml:"batch_interval" help:"longest wait of a reading in a partial batch"`
 		MaxPayloadBytes int           `yaml:"max_payload_bytes" help:"larger messages are dead-lettered"`
 		MaxReadings     int           `yaml:"max_readings" help:"more readings in one message are dead-lettered"`
-		FutureHorizon   time.Duration `yaml:"future_horizon" help:"readings further ahead of the server clock are rejected"`
+		FutureHorizon   time.Duration `yaml:"future_horizon" help:"readings further ahead of the server clock are rejected (at most 24h)"`
 		PastHorizon     time.Duration `yaml:"past_horizon" help:"older readings are rejected"`
 		History         int           `yaml:"history" help:"recent readings kept per meter to place late ones and spot duplicates"`
 		ShutdownGrace   time.Duration `yaml:"shutdown_grace" help:"how long the final flush may take at shutdown"`
@@ -297,6 +297,11 @@ func (c *Config) validate() []error {
 		if durations[k] <= 0 {
 			bad("%s must be positive, got %s", k, durations[k])
 		}
+	}
+	// A reading from further ahead than a day is a broken clock, not a
+	// gateway a little fast: such a horizon would let it into the windows.
+	if c.Ingest.FutureHorizon > 24*time.Hour {
+		bad("ingest.future_horizon %s is over 24h: readings that far ahead come from a wrong clock", c.Ingest.FutureHorizon)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -210,9 +210,15 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		// reading is observed, so nothing is counted or announced twice.
 		start := time.Now()
 		if err := eng.Rebuild(gctx); err != nil {
+			if gctx.Err() != nil {
+				return nil // stopped while rebuilding: a clean shutdown
+			}
 			return fmt.Errorf("rebuild scoring windows: %w", err)
 		}
 		if err := restoreEvents(gctx, st, eng, time.Now()); err != nil {
+			if gctx.Err() != nil {
+				return nil
+			}
 			return err
 		}
 		log.Info("scoring state rebuilt from store", "took", time.Since(start).Round(time.Millisecond))

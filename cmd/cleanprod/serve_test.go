@@ -277,8 +277,8 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	}{
 		{"bad registry", nil, []string{"-gateway_config", "testdata/bad-gateway-config"},
 			[]string{`plant.yaml:7: meter "E-PAINT-01": unit "kW" is not declared`, `plant.yaml:8: flow_meter "WW-OUTLET"`}},
-		{"bad values", map[string]string{"CLEANPROD_INGEST_BATCH_INTERVAL": "soon"}, []string{"-ingest.history", "0", "-log.level", "loud"},
-			[]string{"CLEANPROD_INGEST_BATCH_INTERVAL: want a duration", "ingest.history must be positive", `log.level "loud"`}},
+		{"bad values", map[string]string{"CLEANPROD_INGEST_BATCH_INTERVAL": "soon"}, []string{"-ingest.history", "0", "-log.level", "loud", "-ingest.future_horizon", "8760h"},
+			[]string{"CLEANPROD_INGEST_BATCH_INTERVAL: want a duration", "ingest.history must be positive", `log.level "loud"`, "ingest.future_horizon 8760h0m0s is over 24h"}},
 		{"unknown flag", nil, []string{"-mqtt.uri", "tcp://x"}, []string{"flag provided but not defined: -mqtt.uri"}},
 		{"missing config file", nil, []string{"-config", "testdata/nope.yaml"}, []string{"nope.yaml"}},
 	}
