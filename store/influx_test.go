@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -173,5 +174,39 @@ func TestInfluxReadingsOf(t *testing.T) {
 	sort.Strings(keys)
 	if fmt.Sprint(keys) != "[A@06 A@07 C@06 C@07]" {
 		t.Errorf("got %v, want A and C at 06 and 07 (both ends included), enterprise e only", keys)
+	}
+}
+
+// Writes with and without gzip land the same, concurrently (the gzip
+// writers and buffers are pooled).
+func TestInfluxWriteGzipOnAndOff(t *testing.T) {
+	db := testenv.Influx(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	for i, gz := range []bool{true, false, true, false} {
+		s, err := OpenInflux(InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket, GZip: gz})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		wg.Go(func() {
+			var rs []Reading
+			for j := range 2000 {
+				rs = append(rs, Reading{Enterprise: fmt.Sprintf("ent-%d", i), Gateway: "gw", Meter: "E", Quantity: "electricity", Kind: "counter",
+					Time: t0.Add(time.Duration(j) * time.Minute), Value: float64(j), Delta: 1})
+			}
+			if err := s.WriteReadings(ctx, rs); err != nil {
+				t.Errorf("gzip %v: %v", gz, err)
+			}
+		})
+	}
+	wg.Wait()
+	s, _ := OpenInflux(InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket})
+	defer s.Close()
+	for i := range 4 {
+		if n, err := s.CountReadings(ctx, fmt.Sprintf("ent-%d", i)); err != nil || n != 2000 {
+			t.Errorf("ent-%d: %d readings (%v), want 2000", i, n, err)
+		}
 	}
 }
