@@ -108,10 +108,11 @@ type Engine struct {
 	envs     []env // formula scratch, one per worker
 	running  atomic.Bool
 
-	mu       sync.Mutex // guards pending, space
+	mu       sync.Mutex // guards pending, spare, space
 	pending  []store.Reading
-	space    chan struct{} // closed when pending drains below MaxPending
-	wake     chan struct{} // cap 1: readings or a reload are waiting
+	spare    []store.Reading // the last drained pending, reused
+	space    chan struct{}   // closed when pending drains below MaxPending
+	wake     chan struct{}   // cap 1: readings or a reload are waiting
 	reload   atomic.Bool
 	stopped  chan struct{} // closed when Run returns
 	stopOnce sync.Once
@@ -448,7 +449,7 @@ func (es *entState) applyAggregate(a *store.Aggregate) {
 func (e *Engine) apply() {
 	e.mu.Lock()
 	batch := e.pending
-	e.pending = nil
+	e.pending, e.spare = e.spare[:0], nil // Observe appends to the spare's capacity meanwhile
 	close(e.space)
 	e.space = make(chan struct{})
 	e.mu.Unlock()
@@ -499,6 +500,12 @@ func (e *Engine) apply() {
 	e.m.readings.WithLabelValues("applied").Add(float64(applied))
 	e.m.readings.WithLabelValues("unknown_meter").Add(float64(unknown))
 	e.m.readings.WithLabelValues("too_old").Add(float64(old))
+	if cap(batch) <= 4*e.cfg.MaxPending { // keep its capacity for the next round
+		clear(batch)
+		e.mu.Lock()
+		e.spare = batch[:0]
+		e.mu.Unlock()
+	}
 }
 
 // Run evaluates enterprises with new data every Interval, and every

@@ -19,8 +19,21 @@ import (
 // by a hash of their id. Parse the files with registry.Parse (together with
 // other files if wanted) or write them with WriteFleet for registry.Load.
 func SyntheticFleet(n int, seed int64) (map[string][]byte, error) {
+	return SyntheticFleetMeters(n, 0, seed)
+}
+
+// SyntheticFleetMeters is SyntheticFleet with at least meters meters per
+// enterprise: plants below it get electricity sub-meters (E-SUB-001 ...,
+// 40 to a gateway gw-sub-01 ...) outside the paint shop, which share the
+// plant's electricity with its main meter, so its totals and grades stay
+// those of its family. It makes a load of, say, 2,000 enterprises with
+// 100,000 meters (meters 50).
+func SyntheticFleetMeters(n, meters int, seed int64) (map[string][]byte, error) {
 	if n < 0 || n > 9999 {
 		return nil, fmt.Errorf("synthetic fleet of %d enterprises: want 0 to 9999", n)
+	}
+	if meters < 0 || meters > 1000 {
+		return nil, fmt.Errorf("synthetic fleet with %d meters per enterprise: want 0 to 1000", meters)
 	}
 	files := make(map[string][]byte, n)
 	for i := 1; i <= n; i++ {
@@ -32,6 +45,7 @@ func SyntheticFleet(n int, seed int64) (map[string][]byte, error) {
 		} else {
 			partsPlant(&b, id, i, rng)
 		}
+		subMeters(fleetWriter{&b, rng}, meters-bytes.Count(b.Bytes(), []byte("\n      - {id: ")))
 		files[id+".yaml"] = b.Bytes()
 	}
 	return files, nil
@@ -123,9 +137,20 @@ func vehiclePlant(b *bytes.Buffer, id string, i int, rng *rand.Rand) {
 	w.meter("HW-01", "hazardous_waste", w.pick("kg", "t"), "delta", "workshop: waste-yard")
 }
 
+// subMeters adds n electricity sub-meters outside the paint shop.
+func subMeters(w fleetWriter, n int) {
+	for i := range max(n, 0) {
+		if i%40 == 0 {
+			w.gateway(fmt.Sprintf("gw-sub-%02d", i/40+1), "electricity sub-metering of the shops")
+		}
+		w.meter(fmt.Sprintf("E-SUB-%03d", i+1), "electricity", w.pick("kWh", "MWh"), "counter",
+			"workshop: "+w.pick("stamping", "body", "assembly", "utility"))
+	}
+}
+
 func partsPlant(b *bytes.Buffer, id string, i int, rng *rand.Rand) {
 	w := fleetWriter{b, rng}
-	header(b, id, "parts plant", "零部件厂", "automobile parts", i)
+	header(b, id, "parts plant", "零部件厂", "automobile parts manufacturing", i)
 	paint := "workshop: paint"
 	w.gateway("gw-ecoat-01", "e-coat and topcoat line for chassis parts")
 	w.meter("E-ECOAT-01", "electricity", "kWh", "counter", paint, w.maybe(0.3, "rollover: 9999999.9"))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/sim"
 )
 
@@ -143,5 +144,44 @@ func TestSyntheticFleet(t *testing.T) {
 	}
 	if _, err := sim.SyntheticFleet(-1, 0); err == nil {
 		t.Error("SyntheticFleet(-1) returned no error")
+	}
+}
+
+// A fleet sized by meters: every plant has at least the meters asked
+// for, its sub-meters simulate, and every plant is of an industry the
+// shipped standard grades.
+func TestSyntheticFleetMeters(t *testing.T) {
+	files, err := sim.SyntheticFleetMeters(20, 50, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registry.Parse(files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	std, err := scoring.DefaultStandard()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range reg.Enterprises {
+		if len(e.Meters) < 50 {
+			t.Errorf("%s has %d meters, want at least 50", e.ID, len(e.Meters))
+		}
+		if !slices.Contains(std.Industries, e.Industry) {
+			t.Errorf("%s: industry %q is not graded by the standard (%v)", e.ID, e.Industry, std.Industries)
+		}
+	}
+	start := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	s, err := sim.New(reg, sim.Config{Seed: 3, Start: start, Duration: 2 * time.Hour, Now: fixedNow(start)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := newRefIngest(reg, start.Add(12*time.Hour))
+	for m := range s.Messages() {
+		ref.handle(t, m.Topic, m.Payload)
+	}
+	checkLedger(t, ref, s.Ledger())
+	if _, err := sim.SyntheticFleetMeters(1, 5000, 0); err == nil {
+		t.Error("SyntheticFleetMeters with 5000 meters returned no error")
 	}
 }

@@ -114,12 +114,20 @@ func (s *Influx) WriteReadings(ctx context.Context, rs []Reading) error {
 	if len(rs) == 0 {
 		return nil
 	}
-	buf := make([]byte, 0, len(rs)*160)
+	bp := lineBuffers.Get().(*[]byte)
+	buf := (*bp)[:0]
 	for i := range rs {
 		buf = AppendReadingLine(buf, &rs[i])
 	}
-	return s.writeBody(ctx, buf)
+	err := s.writeBody(ctx, buf)
+	*bp = buf
+	lineBuffers.Put(bp)
+	return err
 }
+
+// lineBuffers keep the line protocol of a batch between writes, so a
+// batch does not grow a new megabyte buffer each time.
+var lineBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // WritePoints writes generic points (scoring outputs). Fields keep their
 // types: float64, int64, string, bool.
@@ -183,14 +191,13 @@ func classify(err error) error {
 // AppendReadingLine appends r as one line of InfluxDB line protocol.
 func AppendReadingLine(b []byte, r *Reading) []byte {
 	b = append(b, readingMeasurement...)
-	b = appendTag(b, "enterprise", r.Enterprise)
-	b = appendTag(b, "gateway", r.Gateway)
-	b = appendTag(b, "kind", r.Kind)
-	b = appendTag(b, "meter", r.Meter)
-	b = appendTag(b, "quantity", r.Quantity)
-	if r.Workshop != "" {
-		b = appendTag(b, "workshop", r.Workshop)
-	}
+	// The keys need no escaping: append them as they are.
+	b = appendTagValue(b, ",enterprise=", r.Enterprise)
+	b = appendTagValue(b, ",gateway=", r.Gateway)
+	b = appendTagValue(b, ",kind=", r.Kind)
+	b = appendTagValue(b, ",meter=", r.Meter)
+	b = appendTagValue(b, ",quantity=", r.Quantity)
+	b = appendTagValue(b, ",workshop=", r.Workshop)
 	b = append(b, " value="...)
 	b = strconv.AppendFloat(b, r.Value, 'g', -1, 64)
 	if r.Kind != "gauge" {
@@ -200,6 +207,14 @@ func AppendReadingLine(b []byte, r *Reading) []byte {
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, r.Time.UnixNano(), 10)
 	return append(b, '\n')
+}
+
+// appendTagValue appends ",key=" and the escaped value, unless it is empty.
+func appendTagValue(b []byte, key, v string) []byte {
+	if v == "" {
+		return b
+	}
+	return appendEscaped(append(b, key...), v)
 }
 
 func appendTag(b []byte, k, v string) []byte {
@@ -215,6 +230,16 @@ func appendTag(b []byte, k, v string) []byte {
 // appendEscaped escapes commas, spaces and equals signs as line protocol
 // requires for measurement names, tag keys and tag values.
 func appendEscaped(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case ',', ' ', '=', '\\', '\n', '\r':
+			return appendEscapedSlow(b, s)
+		}
+	}
+	return append(b, s...) // the usual case: nothing to escape
+}
+
+func appendEscapedSlow(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		switch c := s[i]; c {
 		case ',', ' ', '=', '\\':

@@ -21,13 +21,14 @@ import (
 // simFlags are the simulator's settings on the command line.
 type simFlags struct {
 	broker, clientID, gatewayConfig, fleetOut, start, faults string
-	synthetic                                                int
+	synthetic, syntheticMeters                               int
 	cfg                                                      sim.Config
 }
 
 func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.gatewayConfig, "gateway_config", "gateway-config", "gateway registry folder whose gateways and meters are simulated")
 	fs.IntVar(&f.synthetic, "synthetic", 0, "add N generated enterprises (syn-0001...) to the fleet, for load")
+	fs.IntVar(&f.syntheticMeters, "synthetic-meters", 0, "give each generated enterprise at least this many meters (electricity sub-meters), e.g. 50 for 2,000 enterprises with 100,000 meters")
 	fs.StringVar(&f.fleetOut, "fleet-out", "", "write the simulated fleet's registry files (with synthetic ones) to this folder, for serve -gateway_config")
 	fs.Int64Var(&f.cfg.Seed, "seed", 1, "random seed: the same seed and settings send the same bytes")
 	fs.StringVar(&f.start, "start", "", "simulated start time, RFC 3339 (default: now minus -backfill)")
@@ -50,7 +51,7 @@ func (f *simFlags) build(stdout io.Writer) (*sim.Simulator, error) {
 		return nil, err
 	}
 	if f.synthetic > 0 {
-		syn, err := sim.SyntheticFleet(f.synthetic, f.cfg.Seed)
+		syn, err := sim.SyntheticFleetMeters(f.synthetic, f.syntheticMeters, f.cfg.Seed)
 		if err != nil {
 			return nil, err
 		}
