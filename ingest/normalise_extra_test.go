@@ -133,7 +133,11 @@ func BenchmarkProcess(b *testing.B) {
 		for j := 0; j < perMsg/len(meters); j++ {
 			step++
 			for k, m := range meters {
-				rs = append(rs, reading(m, t0.Add(time.Duration(step)*time.Minute), float64(step*10+k)))
+				v := float64(step*10 + k) // rising registers
+				if m == "HW" {
+					v = float64(1 + step%5) // a delta meter: tonnes per minute, within its max_rate
+				}
+				rs = append(rs, reading(m, t0.Add(time.Duration(step)*time.Minute), v))
 			}
 		}
 		msgs[i] = payload(i, rs...)

@@ -17,6 +17,12 @@
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
 //
+// Programs that are not tests (the end-to-end benchmark, cmd/bench-e2e)
+// start the same servers with StartMosquitto and StartInflux, which take a
+// state directory instead of a testing.TB and return errors; they stop
+// them with Close. A test driving such a program calls NeedServers first,
+// so a missing binary skips or fails it like the other tests.
+//
 // Binaries come from CLEANPROD_MOSQUITTO and CLEANPROD_INFLUXD, else from
 // PATH (mosquitto also from /usr/sbin, influxd also from .cache/bin in the
 // module root, where scripts/test builds it). A missing binary skips the

@@ -27,7 +27,7 @@ const (
 // InfluxServer is an influxd 1.8 process. NewInflux starts a dedicated one
 // for a test; Influx shares one per test binary.
 type InfluxServer struct {
-	t        testing.TB // test that owns the server; nil for the shared one
+	t        testing.TB // test that owns the server; nil for the shared one and one from StartInflux
 	bin      string
 	dir      string
 	httpPort int
@@ -124,17 +124,42 @@ func NewInflux(t testing.TB) *InfluxServer {
 	return s
 }
 
+// StartInflux starts a dedicated influxd as NewInflux does, for a program
+// rather than a test (a benchmark, say): its data directory is dir, which
+// StartInflux creates (its parent must exist), and the caller stops it
+// with Close. Create databases on it with CreateDatabase. A missing binary
+// is an error wrapping ErrNotInstalled.
+func StartInflux(dir string) (*InfluxServer, error) {
+	bin, looked := findInfluxd()
+	if bin == "" {
+		return nil, notInstalled("influxd 1.8.10", looked)
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("testenv: influxd: %w", err)
+	}
+	s := &InfluxServer{bin: bin, dir: dir}
+	if err := s.startFresh(); err != nil {
+		return nil, fmt.Errorf("testenv: influxd: %w", err)
+	}
+	return s, nil
+}
+
 func influxdBinary(t testing.TB) string {
 	t.Helper()
-	var cached string
-	if root := moduleRoot(); root != "" {
-		cached = filepath.Join(root, ".cache", "bin", "influxd")
-	}
-	bin, looked := findBinary(envInfluxd, cached, "influxd")
+	bin, looked := findInfluxd()
 	if bin == "" {
 		missingBinary(t, "influxd 1.8.10", looked)
 	}
 	return bin
+}
+
+// findInfluxd returns the influxd binary to use, or "" and where it looked.
+func findInfluxd() (path, looked string) {
+	var cached string
+	if root := moduleRoot(); root != "" {
+		cached = filepath.Join(root, ".cache", "bin", "influxd")
+	}
+	return findBinary(envInfluxd, cached, "influxd")
 }
 
 // startFresh picks ports, writes the config and starts the server for the
@@ -255,24 +280,52 @@ func (s *InfluxServer) Token() string { return influxAdmin + ":" + influxPasswor
 // returns its handle. The server must be running.
 func (s *InfluxServer) Database(t testing.TB) *InfluxDB {
 	t.Helper()
+	db, err := s.CreateDatabase(databaseName(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+// CreateDatabase creates the database name (letters, digits and '_') on
+// the server, if it does not exist yet, and returns its handle. The server
+// must be running.
+func (s *InfluxServer) CreateDatabase(name string) (*InfluxDB, error) {
+	if name == "" || strings.IndexFunc(name, func(r rune) bool { return !isNameRune(r) }) >= 0 {
+		return nil, fmt.Errorf("testenv: database name %q: want letters, digits and '_'", name)
+	}
 	db := &InfluxDB{
 		URL:      s.URL(),
 		Token:    s.Token(),
 		Org:      influxOrg,
-		Database: databaseName(t),
+		Database: name,
+		Bucket:   name + "/autogen",
 	}
-	db.Bucket = db.Database + "/autogen"
 	if _, err := influxQL(db.URL, db.Token, "", `CREATE DATABASE "`+db.Database+`"`); err != nil {
-		t.Fatalf("testenv: create database %s: %v", db.Database, err)
+		return nil, fmt.Errorf("testenv: create database %s: %w", db.Database, err)
 	}
-	return db
+	return db, nil
+}
+
+// Drop drops the database and everything in it. Tests need not call it
+// (Influx drops its databases when the test ends); programs using
+// StartInflux free the server's memory with it.
+func (db *InfluxDB) Drop() error {
+	if _, err := influxQL(db.URL, db.Token, "", `DROP DATABASE "`+db.Database+`"`); err != nil {
+		return fmt.Errorf("testenv: drop database %s: %w", db.Database, err)
+	}
+	return nil
+}
+
+func isNameRune(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_'
 }
 
 // databaseName makes a database name from the test name and a number, so a
 // leftover database tells which test made it.
 func databaseName(t testing.TB) string {
 	name := strings.Map(func(r rune) rune {
-		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+		if isNameRune(r) {
 			return r
 		}
 		return '_'
@@ -284,13 +337,23 @@ func databaseName(t testing.TB) string {
 }
 
 // Stop shuts the server down cleanly (SIGTERM) and waits for it to exit.
-// Stopping a stopped server does nothing. Like Kill and Start, it reports
-// failures on the test that called NewInflux.
+// Stopping a stopped server does nothing. Like Start, it reports failures
+// on the test that called NewInflux: a server from StartInflux has none,
+// use Close.
 func (s *InfluxServer) Stop() {
 	s.t.Helper()
-	if err := s.stop(); err != nil {
-		s.t.Errorf("testenv: stop influxd on %s: %v", s.URL(), err)
+	if err := s.Close(); err != nil {
+		s.t.Errorf("%v", err)
 	}
+}
+
+// Close shuts the server down as Stop does and returns what went wrong.
+// Its data directory stays.
+func (s *InfluxServer) Close() error {
+	if err := s.stop(); err != nil {
+		return fmt.Errorf("testenv: stop influxd on %s: %w", s.URL(), err)
+	}
+	return nil
 }
 
 // Kill kills the server (SIGKILL), as a crash would, and waits for it to
@@ -330,11 +393,21 @@ func (s *InfluxServer) LogText() string {
 // statement, fails the test.
 func (db *InfluxDB) QueryInfluxQL(t testing.TB, q string) [][]any {
 	t.Helper()
-	rows, err := influxQL(db.URL, db.Token, db.Database, q)
+	rows, err := db.Query(q)
 	if err != nil {
-		t.Fatalf("testenv: InfluxQL %q: %v", q, err)
+		t.Fatal(err)
 	}
 	return rows
+}
+
+// Query runs an InfluxQL query as QueryInfluxQL does, for programs using
+// StartInflux: it returns an error instead of failing a test.
+func (db *InfluxDB) Query(q string) ([][]any, error) {
+	rows, err := influxQL(db.URL, db.Token, db.Database, q)
+	if err != nil {
+		return nil, fmt.Errorf("testenv: InfluxQL %q: %w", q, err)
+	}
+	return rows, nil
 }
 
 // QueryFlux runs a Flux query (POST /api/v2/query) and returns its rows as

@@ -27,7 +27,8 @@ const (
 // the log, and is its working directory, so relative paths in extra config
 // lines resolve there.
 type Broker struct {
-	t    testing.TB
+	t    testing.TB // test that owns the broker; nil for one from StartMosquitto
+	name string     // who started it, for the config file's header
 	bin  string
 	dir  string
 	port int
@@ -84,38 +85,67 @@ func WithoutAnonymous() MosquittoOption {
 // mosquitto, which owns the state directory.
 func Mosquitto(t testing.TB, opts ...MosquittoOption) *Broker {
 	t.Helper()
-	bin, looked := findBinary(envMosquitto, "mosquitto", "/usr/sbin/mosquitto")
+	bin, looked := findBinary(envMosquitto, mosquittoCandidates...)
 	if bin == "" {
 		missingBinary(t, "mosquitto", looked)
 	}
+	b, err := startMosquitto(bin, filepath.Join(t.TempDir(), "mosquitto"), t.Name(), opts)
+	if err != nil {
+		t.Fatalf("testenv: mosquitto: %v", err)
+	}
+	b.t = t
+	// Registered after t.TempDir, so it runs before the directory is removed.
+	t.Cleanup(b.Stop)
+	return b
+}
+
+// StartMosquitto starts a fresh mosquitto broker as Mosquitto does, for a
+// program rather than a test (a benchmark, say): its state directory is
+// dir, which StartMosquitto creates (its parent must exist), and the caller
+// stops it with Close. A missing binary is an error wrapping
+// ErrNotInstalled.
+func StartMosquitto(dir string, opts ...MosquittoOption) (*Broker, error) {
+	bin, looked := findBinary(envMosquitto, mosquittoCandidates...)
+	if bin == "" {
+		return nil, notInstalled("mosquitto", looked)
+	}
+	b, err := startMosquitto(bin, dir, "StartMosquitto", opts)
+	if err != nil {
+		return nil, fmt.Errorf("testenv: mosquitto: %w", err)
+	}
+	return b, nil
+}
+
+var mosquittoCandidates = []string{"mosquitto", "/usr/sbin/mosquitto"}
+
+// startMosquitto starts bin with its state in dir (created here) on a free
+// port, trying new ports if the chosen one was taken meanwhile. On an error
+// nothing is left running.
+func startMosquitto(bin, dir, name string, opts []MosquittoOption) (*Broker, error) {
 	cfg := mosquittoConfig{anonymous: true}
 	for _, o := range opts {
 		o(&cfg)
 	}
-
-	b := &Broker{t: t, bin: bin, dir: filepath.Join(t.TempDir(), "mosquitto")}
+	b := &Broker{name: name, bin: bin, dir: dir}
 	if err := b.prepare(cfg); err != nil {
-		t.Fatalf("testenv: mosquitto: %v", err)
+		return nil, err
 	}
-	// Registered after t.TempDir, so it runs before the directory is removed.
-	t.Cleanup(b.Stop)
-
 	var err error
 	for range startAttempts {
 		if b.port, err = freePort(); err != nil {
-			break
+			return nil, err
 		}
 		if err = b.writeConfig(cfg); err != nil {
-			break
+			return nil, err
 		}
 		if err = b.start(); !retryOnNewPort(err, b.logPath()) {
 			break
 		}
 	}
 	if err != nil {
-		t.Fatalf("testenv: mosquitto: %v\n%s", err, logTail(b.logPath()))
+		return nil, fmt.Errorf("%w\n%s", err, logTail(b.logPath()))
 	}
-	return b
+	return b, nil
 }
 
 // prepare creates the state directory and the files of cfg, and decides
@@ -148,7 +178,7 @@ func (b *Broker) prepare(cfg mosquittoConfig) error {
 // those of SETUP.md.
 func (b *Broker) writeConfig(cfg mosquittoConfig) error {
 	lines := []string{
-		"# Written by cleanprod internal/testenv for " + b.t.Name(),
+		"# Written by cleanprod internal/testenv for " + b.name,
 		"per_listener_settings false",
 		fmt.Sprintf("allow_anonymous %t", cfg.anonymous),
 		fmt.Sprintf("listener %d 127.0.0.1", b.port),
@@ -213,19 +243,30 @@ func (b *Broker) Port() int { return b.port }
 func (b *Broker) Dir() string { return b.dir }
 
 // Stop shuts the broker down cleanly (SIGTERM), saving its persistent state,
-// and waits for it to exit. Stopping a stopped broker does nothing.
+// and waits for it to exit. Stopping a stopped broker does nothing. Like
+// Start, it reports failures on the test that called Mosquitto: a broker
+// from StartMosquitto has none, use Close.
 func (b *Broker) Stop() {
 	b.t.Helper()
+	if err := b.Close(); err != nil {
+		b.t.Errorf("%v", err)
+	}
+}
+
+// Close shuts the broker down as Stop does and returns what went wrong.
+// Its state directory stays.
+func (b *Broker) Close() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.proc == nil {
-		return
+		return nil
 	}
 	err := b.proc.stop(mosquittoStopGrace)
 	b.proc = nil
 	if err != nil {
-		b.t.Errorf("testenv: stop mosquitto on %s: %v", b.Addr(), err)
+		return fmt.Errorf("testenv: stop mosquitto on %s: %w", b.Addr(), err)
 	}
+	return nil
 }
 
 // Kill kills the broker (SIGKILL), as a crash would, and waits for it to

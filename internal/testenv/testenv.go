@@ -101,10 +101,37 @@ func isExecutable(path string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }
 
+// ErrNotInstalled is what the error of StartMosquitto and StartInflux is
+// (errors.Is) when the server's binary is not found.
+var ErrNotInstalled = errors.New("testenv: server binary not found")
+
+// notInstalledError says which binary is missing and where it was looked for.
+type notInstalledError struct{ name, looked string }
+
+func notInstalled(name, looked string) error { return &notInstalledError{name, looked} }
+
+func (e *notInstalledError) Error() string {
+	return fmt.Sprintf("testenv: %s not found (%s); run scripts/test, which installs it", e.name, e.looked)
+}
+
+func (e *notInstalledError) Is(target error) bool { return target == ErrNotInstalled }
+
+// NeedServers skips the test when the mosquitto or influxd binary is not
+// found, or fails it when CLEANPROD_REQUIRE_SERVERS=1, as Mosquitto and
+// NewInflux do. Tests that start the servers through a program using
+// StartMosquitto and StartInflux call it first.
+func NeedServers(t testing.TB) {
+	t.Helper()
+	if bin, looked := findBinary(envMosquitto, mosquittoCandidates...); bin == "" {
+		missingBinary(t, "mosquitto", looked)
+	}
+	influxdBinary(t)
+}
+
 // missingBinary skips the test, or fails it when CLEANPROD_REQUIRE_SERVERS=1.
 func missingBinary(t testing.TB, name, looked string) {
 	t.Helper()
-	msg := fmt.Sprintf("testenv: %s not found (%s); run scripts/test, which installs it", name, looked)
+	msg := notInstalled(name, looked).Error()
 	if os.Getenv(envRequireServers) == "1" {
 		t.Fatal(msg + " [" + envRequireServers + "=1, so this fails instead of skipping]")
 	}

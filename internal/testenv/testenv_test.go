@@ -2,8 +2,11 @@ package testenv_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -218,5 +221,73 @@ func TestNewInfluxKillStart(t *testing.T) {
 	rows := db.QueryFlux(t, fmt.Sprintf(`from(bucket: %q) |> range(start: 2024-01-01T00:00:00Z) |> count()`, db.Bucket))
 	if len(rows) != 1 || rows[0]["_value"] != int64(2) {
 		t.Errorf("after Stop and Start: got %v, want one row with _value 2", rows)
+	}
+}
+
+// TestStartWithoutTest starts and stops both servers through the functions
+// for programs, which take a directory instead of a testing.TB.
+func TestStartWithoutTest(t *testing.T) {
+	testenv.NeedServers(t)
+	dir := t.TempDir()
+
+	b, err := testenv.StartMosquitto(filepath.Join(dir, "mosquitto"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() }) // in case the test fails before Close
+	c := mustConnect(t, b.URL(), "c", nil)
+	got := receive(t, c, "factory/#")
+	if err := wait(c.Publish("factory/f1/reading", 1, false, "42")); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	expectMessage(t, got, "factory/f1/reading", "42")
+	if err := b.Close(); err != nil {
+		t.Errorf("close mosquitto: %v", err)
+	}
+	if err := b.Close(); err != nil {
+		t.Errorf("close mosquitto again: %v", err)
+	}
+	if _, err := connect(t, b.URL(), "late", nil); err == nil {
+		t.Error("connected to a closed broker")
+	}
+
+	s, err := testenv.StartInflux(filepath.Join(dir, "influxd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	if _, err := s.CreateDatabase("bad name"); err == nil {
+		t.Error(`CreateDatabase("bad name"): no error`)
+	}
+	db, err := s.CreateDatabase("bench_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.Bucket != "bench_1/autogen" {
+		t.Errorf("got bucket %q, want bench_1/autogen", db.Bucket)
+	}
+	db.Write(t, "reading,meter=m1 value=1 1704110400000000000\n")
+	if got := db.QueryInfluxQL(t, `SELECT count("value") FROM "reading"`); len(got) != 1 || got[0][1] != 1.0 {
+		t.Errorf("got %v, want a count of 1", got)
+	}
+	if err := db.Drop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := db.QueryInfluxQL(t, `SHOW DATABASES`); slices.ContainsFunc(got, func(r []any) bool { return r[0] == "bench_1" }) {
+		t.Errorf("bench_1 still listed after Drop: %v", got)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("close influxd: %v", err)
+	}
+}
+
+func TestStartNotInstalled(t *testing.T) {
+	t.Setenv("CLEANPROD_MOSQUITTO", filepath.Join(t.TempDir(), "no-such-mosquitto"))
+	t.Setenv("CLEANPROD_INFLUXD", filepath.Join(t.TempDir(), "no-such-influxd"))
+	if _, err := testenv.StartMosquitto(filepath.Join(t.TempDir(), "m")); !errors.Is(err, testenv.ErrNotInstalled) {
+		t.Errorf("StartMosquitto: got %v, want ErrNotInstalled", err)
+	}
+	if _, err := testenv.StartInflux(filepath.Join(t.TempDir(), "i")); !errors.Is(err, testenv.ErrNotInstalled) {
+		t.Errorf("StartInflux: got %v, want ErrNotInstalled", err)
 	}
 }

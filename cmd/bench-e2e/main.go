@@ -1,0 +1,325 @@
+// Command bench-e2e measures cleanprod end to end next to the limits of its
+// parts on the same machine, in one run (issue 8):
+//
+//  1. broker limit: paho publish -> mosquitto -> paho subscribe, QoS 1;
+//  2. store limit: the same readings as pre-built line protocol written
+//     straight to InfluxDB 1.8 with influxdb-client-go, gzip off and on;
+//  3. cleanprod end to end: the real "cleanprod serve" on that mosquitto
+//     and InfluxDB, fed the same messages as fast as they go, every reading
+//     counted in InfluxDB at the end;
+//  4. latency at half the rate of 3: probes publish a reading and poll the
+//     API until it is stored and until the score includes it;
+//  5. cleanprod's CPU seconds per million readings and peak RSS over 3;
+//  6. 3 and 5 again with the embedded broker and embedded store.
+//
+// It starts mosquitto and influxd as the tests do (internal/testenv), on
+// free 127.0.0.1 ports with their state in a temporary directory, builds
+// cleanprod there, and stops everything at the end, on an error or on
+// Ctrl-C. It prints a markdown table and writes it, with the raw figures
+// as JSON, into -out (bench-results/). Run it through scripts/bench-e2e,
+// which installs mosquitto and builds influxd first; -h lists the flags.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cleanprod/cleanprod/sim"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "bench-e2e:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// phases in run order.
+var allPhases = []string{"broker", "store", "e2e", "latency", "embedded"}
+
+// config is the run's settings, from flags.
+type config struct {
+	enterprises, probes, readings, perMessage int
+	duration, scoringInterval, timeout        time.Duration
+	publishers, window, storeWriters, batch   int
+	seed                                      int64
+	phases                                    []string
+	out, cleanprod                            string
+	keep                                      bool
+}
+
+func (c *config) has(phase string) bool { return slices.Contains(c.phases, phase) }
+
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("bench-e2e", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&c.enterprises, "enterprises", 5750, "synthetic enterprises under load (sim.SyntheticFleet: about 17.5 meters each; 5750 give 100,718 meters)")
+	fs.IntVar(&c.probes, "probes", 8, "further synthetic enterprises that only the latency probes publish for")
+	fs.IntVar(&c.readings, "readings", 2_000_000, "readings published in each throughput phase (1, 2, 3, 6)")
+	fs.IntVar(&c.perMessage, "readings-per-message", 50, "readings per gateway message")
+	fs.DurationVar(&c.duration, "duration", 60*time.Second, "how long the latency phase (4) publishes at half the end-to-end rate")
+	fs.DurationVar(&c.scoringInterval, "scoring-interval", time.Second, "cleanprod's scoring.interval in the latency phase (the other phases keep the default 10s)")
+	fs.IntVar(&c.publishers, "publishers", 2, "MQTT publishing connections in phases 1, 3 and 6")
+	fs.IntVar(&c.window, "window", 1000, "messages each publisher may have waiting for their PUBACK")
+	fs.IntVar(&c.storeWriters, "store-writers", 4, "concurrent writers in the store phase (2)")
+	fs.IntVar(&c.batch, "batch", 5000, "points per write in the store phase (cleanprod's ingest.batch_size)")
+	fs.Int64Var(&c.seed, "seed", 1, "random seed of the fleet and the simulator")
+	phases := fs.String("phases", strings.Join(allPhases, ","), "phases to run, of "+strings.Join(allPhases, ","))
+	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "stop the run (and report what was measured) after this long")
+	fs.StringVar(&c.out, "out", "bench-results", "folder for the results (markdown and JSON)")
+	fs.StringVar(&c.cleanprod, "cleanprod", "", "cleanprod binary to run (default: go build it into the temporary directory)")
+	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory (server logs, serve.log) and print its path")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	for _, p := range strings.Split(*phases, ",") {
+		p = strings.TrimSpace(p)
+		if !slices.Contains(allPhases, p) {
+			bad("-phases: unknown phase %q, want some of %s", p, strings.Join(allPhases, ","))
+		} else if !slices.Contains(c.phases, p) {
+			c.phases = append(c.phases, p)
+		}
+	}
+	if c.has("latency") && !c.has("e2e") {
+		bad("-phases: latency runs at half the rate e2e measures: add e2e")
+	}
+	if c.enterprises < 1 || c.probes < 0 || c.enterprises+c.probes > 9999 {
+		bad("-enterprises %d -probes %d: want at least 1 enterprise and at most 9999 in all", c.enterprises, c.probes)
+	}
+	if c.has("latency") && c.probes < 1 {
+		bad("-probes %d: the latency phase needs at least 1", c.probes)
+	}
+	if c.readings < 1 {
+		bad("-readings %d: want at least 1", c.readings)
+	}
+	if c.perMessage < 1 || c.perMessage > 5000 {
+		bad("-readings-per-message %d: want 1 to 5000 (cleanprod's ingest.max_readings)", c.perMessage)
+	}
+	if c.duration < time.Second {
+		bad("-duration %v: want at least 1s", c.duration)
+	}
+	if c.scoringInterval < 100*time.Millisecond {
+		bad("-scoring-interval %v: want at least 100ms", c.scoringInterval)
+	}
+	if c.publishers < 1 || c.publishers > 64 {
+		bad("-publishers %d: want 1 to 64", c.publishers)
+	}
+	if c.window < 1 || c.window > 60000 {
+		bad("-window %d: want 1 to 60000 (MQTT packet ids)", c.window)
+	}
+	if c.storeWriters < 1 || c.storeWriters > 64 {
+		bad("-store-writers %d: want 1 to 64", c.storeWriters)
+	}
+	if c.batch < 1 {
+		bad("-batch %d: want at least 1", c.batch)
+	}
+	if c.timeout <= 0 {
+		bad("-timeout %v: want a positive duration", c.timeout)
+	}
+	if c.out == "" {
+		bad("-out: want a folder")
+	}
+	return c, errors.Join(errs...)
+}
+
+// run is the whole program; main only supplies the signal context,
+// arguments and output.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := parseFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	dir, err := os.MkdirTemp("", "cleanprod-bench-")
+	if err != nil {
+		return err
+	}
+	if cfg.keep {
+		fmt.Fprintf(stdout, "temporary directory (kept): %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	res := &results{Started: time.Now(), Machine: machineInfo()}
+	b := &bench{cfg: cfg, dir: dir, log: stdout}
+	runErr := b.run(ctx, res)
+	if runErr != nil {
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			runErr = fmt.Errorf("over the -timeout of %v: %w", cfg.timeout, runErr)
+		}
+		res.Error = runErr.Error()
+	}
+	res.Seconds = time.Since(res.Started).Seconds()
+	res.derive()
+	fmt.Fprintln(stdout)
+	res.writeMarkdown(stdout)
+	md, js, err := res.save(cfg.out)
+	if err != nil {
+		return errors.Join(runErr, fmt.Errorf("save results: %w", err))
+	}
+	fmt.Fprintf(stdout, "\nresults: %s, %s\n", md, js)
+	if runErr != nil {
+		return runErr
+	}
+	if !res.lossFree() {
+		return errors.New("readings were lost or rejected: see the table")
+	}
+	return nil
+}
+
+// run prepares the workload, cleanprod and the servers and runs the
+// phases, filling res as it goes. Servers and cleanprod are stopped
+// before it returns.
+func (b *bench) run(ctx context.Context, res *results) (err error) {
+	cfg := b.cfg
+	b.progress("building the workload: %d enterprises (+%d probe enterprises), %d readings in messages of %d", cfg.enterprises, cfg.probes, cfg.readings, cfg.perMessage)
+	if b.work, err = newWorkload(cfg.enterprises, cfg.probes, cfg.readings, cfg.perMessage, cfg.seed); err != nil {
+		return err
+	}
+	w := b.work
+	res.Settings = settings{
+		Enterprises: cfg.enterprises, ProbeEnterprises: len(w.probes), Meters: w.meters, Gateways: w.load.GatewayCount(),
+		Readings: w.readings, Messages: len(w.msgs),
+		ReadingsPerMessage: float64(w.readings) / float64(len(w.msgs)), PayloadBytes: float64(w.bytes) / float64(len(w.msgs)),
+		SimulatedFrom: w.start.Format(time.RFC3339), GenerateSeconds: w.generate.Seconds(),
+		Publishers: cfg.publishers, Window: cfg.window, StoreWriters: cfg.storeWriters, BatchSize: cfg.batch,
+		LatencyDuration: cfg.duration.String(), Seed: cfg.seed,
+		Relabelled: w.relabelled, Unscored: w.unscored,
+	}
+	b.progress("workload: %d meters, %d messages, %.1f MB, generated in %.1f s", w.meters, len(w.msgs), float64(w.bytes)/1e6, w.generate.Seconds())
+
+	b.shards = shardMessages(w.msgs, cfg.publishers)
+	if b.checks, err = checkpoints(w.msgs, b.shards, checkpointsPerShard); err != nil {
+		return err
+	}
+
+	b.fleetDir = filepath.Join(b.dir, "gateway-config")
+	b.declDir = filepath.Join(b.dir, "declarations")
+	b.tokensFile = filepath.Join(b.dir, "tokens.yaml")
+	if err := sim.WriteFleet(b.fleetDir, w.files); err != nil {
+		return err
+	}
+	if err := os.Mkdir(b.declDir, 0o755); err != nil {
+		return err
+	}
+	if b.bin = cfg.cleanprod; b.bin == "" {
+		b.progress("building cleanprod")
+		if b.bin, err = buildCleanprod(ctx, b.dir); err != nil {
+			return err
+		}
+	}
+	if b.token, err = addToken(ctx, b.bin, "-role", "supervisor", "-name", "bench-e2e", "-http.tokens_file", b.tokensFile); err != nil {
+		return err
+	}
+	b.probeTokens = make(map[string]string)
+	for _, id := range w.probes {
+		if !cfg.has("latency") {
+			break
+		}
+		if b.probeTokens[id], err = addToken(ctx, b.bin, "-role", "enterprise", "-enterprise", id,
+			"-http.tokens_file", b.tokensFile, "-gateway_config", b.fleetDir); err != nil {
+			return err
+		}
+	}
+
+	b.progress("starting mosquitto and influxd")
+	if b.srv, err = startServers(filepath.Join(b.dir, "servers")); err != nil {
+		return err
+	}
+	defer func() {
+		b.progress("stopping mosquitto and influxd")
+		err = errors.Join(err, b.srv.close())
+	}()
+	b.progress("mosquitto %s, influxd %s", b.srv.broker.URL(), b.srv.influx.URL())
+
+	if cfg.has("broker") {
+		b.progress("phase 1: broker limit (%d messages)", len(w.msgs))
+		if res.Broker, err = b.brokerLimit(ctx); err != nil {
+			return err
+		}
+		b.progress("phase 1: %.0f msgs/s", res.Broker.MsgsPerSec)
+	}
+	if cfg.has("store") {
+		b.progress("phase 2: normalising the workload into line protocol")
+		batches, points, err := w.storeBatches(cfg.batch)
+		if err != nil {
+			return err
+		}
+		// The limit, gzip off and on; then one writer with gzip, as
+		// cleanprod writes, for comparison.
+		runs := []struct {
+			gzip    bool
+			writers int
+		}{{false, cfg.storeWriters}, {true, cfg.storeWriters}, {true, 1}}
+		for _, run := range runs {
+			b.progress("phase 2: store limit, gzip %t, %d writers (%d points)", run.gzip, run.writers, points)
+			r, err := b.storeLimit(ctx, batches, points, run.gzip, run.writers)
+			if err != nil {
+				return err
+			}
+			res.Store = append(res.Store, r)
+			b.progress("phase 2: %.0f points/s", r.PointsPerSec)
+		}
+	}
+	if cfg.has("e2e") {
+		b.progress("phase 3: cleanprod end to end on mosquitto and InfluxDB (%d readings), scoring.interval 10s (default)", w.readings)
+		if res.E2E, err = b.endToEnd(ctx); err != nil {
+			return err
+		}
+		b.progress("phase 3: %.0f readings/s, %d lost, %.2f CPU-s per million readings", res.E2E.ReadingsPerSec, res.E2E.Lost, res.E2E.CPUSecondsPerMillion)
+	}
+	if cfg.has("latency") {
+		b.progress("phase 4: latency at half of %.0f readings/s for %v, %d probe enterprises, scoring.interval %v", res.E2E.ReadingsPerSec, cfg.duration, len(w.probes), cfg.scoringInterval)
+		if res.Latency, err = b.latency(ctx, res.E2E.ReadingsPerSec); err != nil {
+			return err
+		}
+		b.progress("phase 4: %d samples", res.Latency.Samples)
+	}
+	if cfg.has("embedded") {
+		b.progress("phase 6: cleanprod end to end with the embedded broker and store (%d readings)", w.readings)
+		if res.Embedded, err = b.embedded(ctx); err != nil {
+			return err
+		}
+		b.progress("phase 6: %.0f readings/s, %d lost", res.Embedded.ReadingsPerSec, res.Embedded.Lost)
+	}
+	return nil
+}
+
+// machineInfo describes the machine for the report.
+func machineInfo() machine {
+	m := machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version()}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	return m
+}

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cleanprod/cleanprod/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestSmoke runs every phase at a tiny scale against real servers and
+// checks the report: nothing lost or rejected, every phase measured, a
+// well-formed table. It asserts no speed.
+func TestSmoke(t *testing.T) {
+	testenv.NeedServers(t)
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"-enterprises", "20", "-probes", "2", "-readings", "10000", "-duration", "3s", "-out", out}
+	if err := run(t.Context(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("run %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, &stdout, &stderr)
+	}
+
+	mds, _ := filepath.Glob(filepath.Join(out, "e2e-*.md"))
+	jss, _ := filepath.Glob(filepath.Join(out, "e2e-*.json"))
+	if len(mds) != 1 || len(jss) != 1 {
+		t.Fatalf("got results %v and %v in %s, want one markdown and one JSON file", mds, jss, out)
+	}
+	data, err := os.ReadFile(jss[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res results
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatalf("results JSON: %v\n%s", err, data)
+	}
+	want := res.Settings.Readings
+	if want < 10000 || res.Settings.Meters == 0 || res.Settings.Messages == 0 {
+		t.Fatalf("got settings %+v, want at least 10000 readings of some meters", res.Settings)
+	}
+	if b := res.Broker; b == nil || b.Messages != res.Settings.Messages || b.MsgsPerSec <= 0 {
+		t.Errorf("got broker limit %+v, want all %d messages received", b, res.Settings.Messages)
+	}
+	if len(res.Store) != 3 {
+		t.Errorf("got %d store runs, want gzip off and on, and one writer", len(res.Store))
+	}
+	for _, s := range res.Store {
+		if s.Points != want || s.Stored != want {
+			t.Errorf("store limit (gzip %t): got %d points written, %d stored, want %d", s.GZip, s.Points, s.Stored, want)
+		}
+	}
+	for name, e := range map[string]*e2eResult{"end to end": res.E2E, "embedded": res.Embedded} {
+		switch {
+		case e == nil:
+			t.Errorf("%s: not measured", name)
+		case e.Lost != 0 || e.Rejected != 0 || e.Stored != want || e.Written != want:
+			t.Errorf("%s: got %d stored, %d written, %d lost, %d rejected, want %d stored and written, none lost or rejected", name, e.Stored, e.Written, e.Lost, e.Rejected, want)
+		case e.CPUSeconds < 0 || e.PeakRSSBytes <= 0:
+			t.Errorf("%s: got %v CPU-s and a peak RSS of %d bytes", name, e.CPUSeconds, e.PeakRSSBytes)
+		}
+	}
+	if l := res.Latency; l == nil || l.Samples == 0 || l.Stored == nil || l.Scored == nil || l.NoDataThrough {
+		t.Errorf("got latency %+v, want samples stored and scored", l)
+	}
+	if res.Ratios == nil || len(res.Targets) != 6 {
+		t.Errorf("got ratios %+v and %d targets, want ratios and 6 targets", res.Ratios, len(res.Targets))
+	}
+
+	md, err := os.ReadFile(mds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := string(md)
+	for _, row := range []string{"| # | measurement | result | details |", "| 1 | broker limit", "| 2 | store limit", "| 3 | cleanprod end to end",
+		"| 4 | latency at 50% load", "| 5 | cleanprod CPU", "| 6 | embedded", "Ratios: ", "| target | wanted | measured | met |"} {
+		if !strings.Contains(table, row) {
+			t.Errorf("markdown has no %q:\n%s", row, table)
+		}
+	}
+	for _, line := range strings.Split(table, "\n") {
+		if strings.HasPrefix(line, "| ") && !strings.HasSuffix(line, " |") {
+			t.Errorf("malformed table row %q", line)
+		}
+	}
+	if !strings.Contains(stdout.String(), table) {
+		t.Errorf("stdout does not hold the saved table:\n%s", &stdout)
+	}
+}
+
+func TestFlagsRejectBadInput(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown phase", []string{"-phases", "broker,warp"}, `unknown phase "warp"`},
+		{"latency without e2e", []string{"-phases", "latency"}, "add e2e"},
+		{"too many enterprises", []string{"-enterprises", "9999", "-probes", "8"}, "at most 9999"},
+		{"no readings", []string{"-readings", "0"}, "-readings 0"},
+		{"huge messages", []string{"-readings-per-message", "6000"}, "1 to 5000"},
+		{"short duration", []string{"-duration", "10ms"}, "at least 1s"},
+		{"window", []string{"-window", "0"}, "-window 0"},
+		{"arguments", []string{"extra"}, "unexpected arguments"},
+		{"not a number", []string{"-readings", "many"}, "invalid value"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			_, err := parseFlags(tc.args, &stderr)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %v, want an error with %q", err, tc.want)
+			}
+		})
+	}
+	if _, err := parseFlags(nil, &bytes.Buffer{}); err != nil {
+		t.Errorf("defaults: %v", err)
+	}
+}
+
+func TestParseMetrics(t *testing.T) {
+	text := `# HELP cleanprod_ingest_rejected_total Rejected.
+# TYPE cleanprod_ingest_rejected_total counter
+cleanprod_ingest_rejected_total{reason="spoofed"} 2
+cleanprod_ingest_rejected_total{reason="a b}c"} 3
+cleanprod_ingest_readings_written_total 1.2e+06
+go_goroutines 12 1700000000000
+`
+	got, err := parseMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]float64{"cleanprod_ingest_rejected_total": 5, "cleanprod_ingest_readings_written_total": 1.2e6, "go_goroutines": 12}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("got %s = %v, want %v", k, got[k], v)
+		}
+	}
+	for _, bad := range []string{"x{a=\"1\" 2\n", "x\n", "x NaNa\n"} {
+		if _, err := parseMetrics(strings.NewReader(bad)); err == nil {
+			t.Errorf("parseMetrics(%q): no error", bad)
+		}
+	}
+}
+
+func TestSummarise(t *testing.T) {
+	var ds []time.Duration
+	for i := 100; i >= 1; i-- {
+		ds = append(ds, time.Duration(i)*time.Millisecond)
+	}
+	got := summarise(ds)
+	if got.N != 100 || got.P50Ms != 50 || got.P99Ms != 99 || got.MaxMs != 100 || got.MeanMs != 50.5 {
+		t.Errorf("got %+v, want n 100, p50 50, p99 99, max 100, mean 50.5", got)
+	}
+	if summarise(nil) != nil {
+		t.Error("summarise(nil) is not nil")
+	}
+}
+
+func TestProcessFigures(t *testing.T) {
+	if _, err := processCPU(os.Getpid()); err != nil {
+		t.Error(err)
+	}
+	if rss, err := processPeakRSS(os.Getpid()); err != nil || rss <= 0 {
+		t.Errorf("got peak RSS %d, %v", rss, err)
+	}
+	if _, err := processCPU(-1); err == nil {
+		t.Error("processCPU(-1): no error")
+	}
+}
