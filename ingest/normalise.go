@@ -219,6 +219,7 @@ type Outcome struct {
 	SeqGap       int64             // messages missing before this one (by seq)
 	SeqRepeat    bool              // seq not above the last one seen (a redelivery)
 	SeqBackwards bool              // seq below the last one, not a redelivery: a late message or a restarted gateway
+	Rewrites     int               // readings written before, written again with a new delta (an earlier reading arrived late)
 	Resets       int               // counter resets detected
 	Rollovers    int               // counter rollovers detected
 	Replaced     int               // declared meter replacements crossed
@@ -481,6 +482,7 @@ func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Out
 			next.delta = d
 			h.entries[i] = next
 			emit(next, d-old)
+			out.Rewrites++
 			countEvent(out, nev)
 		}
 		countEvent(out, ev)

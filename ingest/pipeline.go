@@ -49,8 +49,14 @@ type PipelineConfig struct {
 	// BatchSize is the number of readings that triggers a write.
 	BatchSize int
 	// BatchInterval bounds how long a reading waits in a partial batch
-	// while the writer is busy; an idle writer takes a batch at once.
+	// while the writers are busy; an idle writer takes a batch at once.
 	BatchInterval time.Duration
+	// Writers is the number of batches written to the store at once
+	// (default 2): a store answers one request slower than it accepts
+	// several. Batches are still acknowledged, and handed to the scorer,
+	// in order; a batch that rewrites a reading of an earlier one (an
+	// out-of-order counter reading) waits until those are stored.
+	Writers int
 	// MaxInflight is the number of messages received and not yet
 	// acknowledged above which the pipeline warns. The bound itself is the
 	// broker's in-flight window (mosquitto max_inflight_messages): it
@@ -99,6 +105,9 @@ func NewPipeline(reg *registry.Registry, cfg PipelineConfig, w Writer, publish P
 	}
 	if cfg.BatchInterval <= 0 {
 		cfg.BatchInterval = 250 * time.Millisecond
+	}
+	if cfg.Writers <= 0 {
+		cfg.Writers = 2
 	}
 	if cfg.MaxInflight <= 0 {
 		cfg.MaxInflight = 1000
@@ -225,7 +234,10 @@ type batch struct {
 	observe  []store.Reading
 	letters  []DeadLetter
 	accepted int
+	rewrites int // readings rewriting one written before (same key)
 	started  time.Time
+	stored   chan struct{} // closed by the writer when done with it
+	err      error         // set before stored is closed: ctx ended first
 }
 
 type batchMsg struct {
@@ -241,25 +253,45 @@ func (b *batch) reset() {
 	clear(b.msgs)
 	clear(b.letters)
 	b.msgs, b.write, b.observe, b.letters = b.msgs[:0], b.write[:0], b.observe[:0], b.letters[:0]
-	b.accepted = 0
+	b.accepted, b.rewrites, b.err = 0, 0, nil
+	b.stored = make(chan struct{})
 }
 
 // Run processes messages until ctx ends, then flushes the batch it holds
 // (for at most ShutdownGrace) and returns. Messages not written by then,
 // and those still queued, stay unacknowledged: the broker redelivers them.
 func (p *Pipeline) Run(ctx context.Context) error {
-	toWrite := make(chan *batch, 1)
-	spare := make(chan *batch, 2)
-	spare <- &batch{}
-	spare <- &batch{}
+	// Writers+1 batches go round: one filling (cur), the others with the
+	// writers or waiting for their turn to be acknowledged. The completer
+	// acknowledges them in the order they were sent.
+	nw := p.cfg.Writers
+	toWrite := make(chan *batch)
+	order := make(chan *batch, nw+1)
+	spare := make(chan *batch, nw+1)
+	for range nw + 1 {
+		b := &batch{}
+		b.reset()
+		spare <- b
+	}
 	writeCtx, cancelWrites := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWrites()
-	var wg sync.WaitGroup
-	wg.Add(1)
+	var writers sync.WaitGroup
+	for range nw {
+		writers.Go(func() {
+			for b := range toWrite {
+				b.err = p.storeBatch(writeCtx, b)
+				close(b.stored)
+			}
+		})
+	}
+	completed := make(chan struct{})
 	go func() {
-		defer wg.Done()
-		for b := range toWrite {
-			p.writeBatch(writeCtx, b)
+		defer close(completed)
+		for b := range order {
+			<-b.stored
+			if b.err == nil {
+				p.completeBatch(writeCtx, b)
+			}
 			b.reset()
 			spare <- b
 			select {
@@ -268,18 +300,43 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	// idle says no batch is with the writers or waiting for its acks.
+	idle := func() bool { return len(spare) == nw }
+	// drain waits until idle, or until stop is closed (false).
+	drain := func(stop <-chan struct{}) bool {
+		for !idle() {
+			select {
+			case <-p.free:
+			case <-stop:
+				return false
+			}
+		}
+		return true
+	}
 
 	cur := <-spare
 	var items []Delivery
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	// send hands cur to the writer; wait says whether to block for it.
-	send := func(wait bool) {
+	// send hands cur to a writer; wait says whether to block for one
+	// (until stop is closed; nil: until a writer takes it).
+	send := func(wait bool, stop <-chan struct{}) {
 		if len(cur.msgs) == 0 {
 			return
 		}
+		if cur.rewrites > 0 && !idle() {
+			// It rewrites readings that a batch in flight may still be
+			// writing: let those land first, or the older value could win.
+			if !wait || !drain(stop) {
+				return
+			}
+		}
 		if wait {
-			toWrite <- cur
+			select {
+			case toWrite <- cur:
+			case <-stop:
+				return // the shutdown flush sends it
+			}
 		} else {
 			select {
 			case toWrite <- cur:
@@ -287,6 +344,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return
 			}
 		}
+		order <- cur
 		timer.Stop()
 		cur = <-spare
 	}
@@ -301,27 +359,23 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				}
 				p.process(d, cur)
 				if len(cur.write) >= p.cfg.BatchSize {
-					send(true)
+					send(true, ctx.Done())
 				}
 			}
 			clear(items)
 			if p.queued() == 0 {
-				send(false) // nothing else waiting: write now if the writer is idle
+				send(false, nil) // nothing else waiting: write now if a writer is idle
 			}
 		case <-p.free:
 			if p.queued() == 0 {
-				send(false)
+				send(false, nil)
 			}
 		case <-timer.C:
-			send(true)
+			send(true, ctx.Done())
 		case r := <-p.reconf:
-			send(true)
-			// The batch with the writer (at most one: the other is cur)
-			// comes back once written and observed.
-			select {
-			case b := <-spare:
-				spare <- b
-			case <-ctx.Done():
+			// Every batch taken so far is written and observed first.
+			send(true, ctx.Done())
+			if !drain(ctx.Done()) {
 				r.done <- ctx.Err()
 				continue
 			}
@@ -331,10 +385,17 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			}
 			r.done <- err
 		case <-ctx.Done():
-			send(true)
-			close(toWrite)
+			// The final flush: what is held goes to the writers, and
+			// everything sent is acknowledged, within the grace.
 			done := make(chan struct{})
-			go func() { wg.Wait(); close(done) }()
+			go func() {
+				send(true, nil)
+				close(toWrite)
+				writers.Wait()
+				close(order)
+				<-completed
+				close(done)
+			}()
 			select {
 			case <-done:
 			case <-time.After(p.cfg.ShutdownGrace):
@@ -391,6 +452,7 @@ func (p *Pipeline) process(d Delivery, b *batch) {
 		p.metrics.seqBackwards.Inc()
 	}
 	b.accepted += out.Accepted
+	b.rewrites += out.Rewrites
 	if out.Duplicates > 0 {
 		p.metrics.duplicates.Add(float64(out.Duplicates))
 	}
@@ -418,17 +480,26 @@ func (p *Pipeline) reject(reason Reason, n int, topic, detail string) {
 
 // writeBatch stores b (retrying until the store accepts it or ctx ends),
 // publishes its dead-letters, then acknowledges its messages.
-func (p *Pipeline) writeBatch(ctx context.Context, b *batch) {
-	if len(b.write) > 0 {
-		err := p.writeRetrying(ctx, b.write)
-		if store.IsPermanent(err) {
-			err = p.writeEach(ctx, b)
-		}
-		if err != nil {
-			return // ctx ended: leave every message unacknowledged
-		}
-		p.metrics.batchReadings.Observe(float64(len(b.write)))
+// storeBatch writes a batch's readings; an error means ctx ended first
+// and its messages stay unacknowledged.
+func (p *Pipeline) storeBatch(ctx context.Context, b *batch) error {
+	if len(b.write) == 0 {
+		return nil
 	}
+	err := p.writeRetrying(ctx, b.write)
+	if store.IsPermanent(err) {
+		err = p.writeEach(ctx, b)
+	}
+	if err != nil {
+		return err
+	}
+	p.metrics.batchReadings.Observe(float64(len(b.write)))
+	return nil
+}
+
+// completeBatch publishes a stored batch's dead-letters, then acknowledges
+// its messages and hands its amounts to the scorer.
+func (p *Pipeline) completeBatch(ctx context.Context, b *batch) {
 	for _, dl := range b.letters {
 		if err := p.publishLetter(ctx, dl); err != nil {
 			return

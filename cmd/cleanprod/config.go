@@ -59,6 +59,7 @@ type Config struct {
 	Ingest struct {
 		BatchSize       int           `yaml:"batch_size" help:"readings per store write"`
 		BatchInterval   time.Duration `yaml:"batch_interval" help:"longest wait of a reading in a partial batch"`
+		Writers         int           `yaml:"writers" help:"batches written to the store at once (acknowledged in order)"`
 		MaxPayloadBytes int           `yaml:"max_payload_bytes" help:"larger messages are dead-lettered"`
 		MaxReadings     int           `yaml:"max_readings" help:"more readings in one message are dead-lettered"`
 		FutureHorizon   time.Duration `yaml:"future_horizon" help:"readings further ahead of the server clock are rejected (at most 24h)"`
@@ -100,6 +101,7 @@ func defaultConfig() Config {
 	c.Influx.Timeout = 30 * time.Second
 	c.Ingest.BatchSize = 5000
 	c.Ingest.BatchInterval = 250 * time.Millisecond
+	c.Ingest.Writers = 2
 	c.Ingest.MaxPayloadBytes = 256 << 10
 	c.Ingest.MaxReadings = 5000
 	c.Ingest.FutureHorizon = 5 * time.Minute
@@ -283,7 +285,7 @@ func (c *Config) validate() []error {
 		bad("influx.bucket is empty")
 	}
 	positive := map[string]int{"mqtt.max_inflight": c.MQTT.MaxInflight, "ingest.batch_size": c.Ingest.BatchSize,
-		"ingest.max_payload_bytes": c.Ingest.MaxPayloadBytes, "ingest.max_readings": c.Ingest.MaxReadings, "ingest.history": c.Ingest.History}
+		"ingest.max_payload_bytes": c.Ingest.MaxPayloadBytes, "ingest.max_readings": c.Ingest.MaxReadings, "ingest.history": c.Ingest.History, "ingest.writers": c.Ingest.Writers}
 	for _, k := range sortedKeys(positive) {
 		if positive[k] <= 0 {
 			bad("%s must be positive, got %d", k, positive[k])

@@ -141,7 +141,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 			MaxPayload: cfg.Ingest.MaxPayloadBytes, MaxReadings: cfg.Ingest.MaxReadings,
 			Lookup: st.ReadingsOf,
 		},
-		BatchSize: cfg.Ingest.BatchSize, BatchInterval: cfg.Ingest.BatchInterval,
+		BatchSize: cfg.Ingest.BatchSize, BatchInterval: cfg.Ingest.BatchInterval, Writers: cfg.Ingest.Writers,
 		MaxInflight: cfg.MQTT.MaxInflight, ShutdownGrace: cfg.Ingest.ShutdownGrace,
 	}, st, publish, observe, metrics, log.With("component", "ingest"))
 	sub = ingest.NewSubscriber(ingest.SubscriberConfig{
