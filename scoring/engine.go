@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"math"
@@ -762,6 +763,9 @@ func (e *Engine) step(ctx context.Context, now time.Time) {
 	}
 }
 
+// pointChunk is the most points the engine writes in one request.
+const pointChunk = 5000
+
 func (e *Engine) writeLoop(ctx context.Context) {
 	var lastWarn time.Time
 	suppressed := 0
@@ -770,9 +774,19 @@ func (e *Engine) writeLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case ps := <-e.writes:
-			wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
-			err := e.cfg.Sink.WritePoints(wctx, ps)
-			cancel()
+			// In requests of pointChunk points, so that one write never
+			// holds the store (shared with ingest) for long.
+			var err error
+			for len(ps) > 0 && err == nil {
+				n := min(len(ps), pointChunk)
+				wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
+				err = e.cfg.Sink.WritePoints(wctx, ps[:n])
+				cancel()
+				if err == nil {
+					e.m.points.WithLabelValues("written").Add(float64(n))
+					ps = ps[n:]
+				}
+			}
 			if err != nil {
 				e.m.points.WithLabelValues("failed").Add(float64(len(ps)))
 				// Log once a minute at most; the metric counts every failure.
@@ -782,9 +796,7 @@ func (e *Engine) writeLoop(ctx context.Context) {
 				} else {
 					suppressed++
 				}
-				continue
 			}
-			e.m.points.WithLabelValues("written").Add(float64(len(ps)))
 		}
 	}
 }
@@ -907,7 +919,16 @@ func (e *Engine) evaluate(es *entState, now time.Time, scratch *env) {
 	es.result = res
 	e.observeMetrics(es, res)
 	if e.cfg.Sink != nil && now.Sub(es.lastPt) >= e.cfg.PointEvery {
-		es.lastPt = now
+		if es.lastPt.IsZero() {
+			// Spread the enterprises over PointEvery after their first
+			// write, so that a fleet does not write all its points in one
+			// tick every PointEvery.
+			h := fnv.New32a()
+			h.Write([]byte(es.id))
+			es.lastPt = now.Add(-time.Duration(h.Sum32()) % e.cfg.PointEvery)
+		} else {
+			es.lastPt = now
+		}
 		es.pts = appendPoints(es.pts, std, e.cwin, res)
 	}
 }
