@@ -82,6 +82,9 @@ type Config struct {
 		Level  string `yaml:"level" help:"debug, info, warn or error"`
 		Format string `yaml:"format" help:"text or json"`
 	} `yaml:"log"`
+	Debug struct {
+		PprofListen string `yaml:"pprof_listen" help:"address of a Go pprof listener (/debug/pprof/) for profiling; empty: none. Keep it on loopback"`
+	} `yaml:"debug"`
 }
 
 // defaultConfig returns the defaults: everything embedded, on loopback.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -188,6 +189,11 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		reg: reg, sd: sd, m: newReloadMetrics(promReg)}
 
 	g, gctx := errgroup.WithContext(ctx)
+	if cfg.Debug.PprofListen != "" {
+		if err := servePprof(gctx, g, cfg.Debug.PprofListen, log); err != nil {
+			return err
+		}
+	}
 	g.Go(func() error {
 		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("http: %w", err)
@@ -256,6 +262,34 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		log.Info("shut down cleanly")
 	}
 	return err
+}
+
+// servePprof serves Go's profiles on addr until ctx ends: a listener of
+// its own, so that profiling never shares the API's port or middleware.
+func servePprof(ctx context.Context, g *errgroup.Group, addr string, log *slog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("debug.pprof_listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	log.Info("pprof listening", "addr", ln.Addr().String())
+	g.Go(func() error {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("pprof: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		return srv.Close()
+	})
+	return nil
 }
 
 func openStore(cfg *Config) (readingStore, string, error) {

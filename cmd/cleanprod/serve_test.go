@@ -227,7 +227,19 @@ func TestServeEmbedded(t *testing.T) {
 	args := []string{"-embedded_broker.listen", brokerAddr, "-gateway_config", "testdata/gateway-config", "-data_dir", dataDir}
 	now := time.Now().Truncate(time.Second)
 
-	s := startServe(t, nil, args...)
+	pprofAddr := freeAddr(t)
+	s := startServe(t, nil, append(args, "-debug.pprof_listen", pprofAddr)...)
+	if resp, err := http.Get("http://" + pprofAddr + "/debug/pprof/cmdline"); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("pprof listener: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	if resp, err := http.Get("http://" + s.http + "/debug/pprof/cmdline"); err == nil {
+		if resp.StatusCode == http.StatusOK {
+			t.Error("the API port serves pprof")
+		}
+		resp.Body.Close()
+	}
 	gw := mqttClient(t, "tcp://"+brokerAddr, "test-gateway-1")
 	pub(t, gw, sampleTopic, sample(1, now.Add(-2*time.Hour), 100, 40))
 	pub(t, gw, sampleTopic, sample(2, now.Add(-time.Hour), 100.5, 50))
