@@ -130,9 +130,9 @@ type entState struct {
 	lay      *layout
 	wins     []*window
 	decls    declarationIndex
-	meterIdx map[string]int // meter id -> index in ent.Meters
-	lastSeen []time.Time    // per meter; zero: nothing since the engine started
-	stale    []alert        // per meter
+	meterIdx map[string]meterSlot // meter id -> its index and tracks
+	lastSeen []time.Time          // per meter; zero: nothing since the engine started
+	stale    []alert              // per meter
 	year     int
 	consts   []float64
 	notes    []string
@@ -147,6 +147,13 @@ type entState struct {
 }
 
 func (es *entState) emit(ev Event) { es.out = append(es.out, ev) }
+
+// meterSlot is a meter of an enterprise: its index in ent.Meters and the
+// tracks it feeds (nil: no formula reads it).
+type meterSlot struct {
+	idx int
+	mb  *meterBinding
+}
 
 // indState is the regression state of one indicator.
 type indState struct {
@@ -254,14 +261,18 @@ func (e *Engine) newStates(reg *registry.Registry, std *Standard) (map[string]*e
 		}
 		es := &entState{
 			id: ent.ID, ent: ent, lay: newLayout(std, ent),
-			meterIdx: make(map[string]int, len(ent.Meters)),
+			meterIdx: make(map[string]meterSlot, len(ent.Meters)),
 			lastSeen: make([]time.Time, len(ent.Meters)),
 			stale:    make([]alert, len(ent.Meters)),
 			inds:     make([]indState, len(std.Indicators)),
 			dirty:    true,
 		}
 		for i, m := range ent.Meters {
-			es.meterIdx[m.ID] = i
+			slot := meterSlot{idx: i}
+			if mb, ok := es.lay.meters[m.ID]; ok {
+				slot.mb = &mb
+			}
+			es.meterIdx[m.ID] = slot
 		}
 		for _, w := range std.Windows {
 			es.wins = append(es.wins, newWindow(w, std.UTCOffset, es.lay.tracks, es.lay.gauges))
@@ -359,7 +370,8 @@ func (e *Engine) Restore(events []Event) {
 				es.inds[ind.Index].worsening = alert{firing: !ev.Resolved}
 			}
 		case EventStale:
-			if mi, ok := es.meterIdx[ev.Meter]; ok {
+			if slot, ok := es.meterIdx[ev.Meter]; ok {
+				mi := slot.idx
 				es.stale[mi] = alert{firing: !ev.Resolved}
 				// Silent since at least stale.after before the event,
 				// unless the rebuilt history says otherwise.
@@ -423,8 +435,8 @@ func (e *Engine) refill(ctx context.Context, ents map[string]*entState) error {
 
 func (es *entState) applyAggregate(a *store.Aggregate) {
 	mb, ok := es.lay.meters[a.Meter]
-	if mi, known := es.meterIdx[a.Meter]; known && a.Start.After(es.lastSeen[mi]) {
-		es.lastSeen[mi] = a.Start
+	if slot, known := es.meterIdx[a.Meter]; known && a.Start.After(es.lastSeen[slot.idx]) {
+		es.lastSeen[slot.idx] = a.Start
 	}
 	if !ok || a.Count == 0 {
 		return
@@ -456,24 +468,26 @@ func (e *Engine) apply() {
 	e.mu.Unlock()
 	e.m.pending.Set(0)
 	var applied, unknown, old int
+	var es *entState // the last reading's: a message's readings come together
 	for i := range batch {
 		r := &batch[i]
-		es, ok := e.ents[r.Enterprise]
+		if es == nil || es.id != r.Enterprise {
+			if es = e.ents[r.Enterprise]; es == nil {
+				unknown++
+				continue
+			}
+		}
+		slot, ok := es.meterIdx[r.Meter]
 		if !ok {
 			unknown++
 			continue
 		}
-		mi, ok := es.meterIdx[r.Meter]
-		if !ok {
-			unknown++
-			continue
-		}
-		if r.Time.After(es.lastSeen[mi]) {
-			es.lastSeen[mi] = r.Time
+		if r.Time.After(es.lastSeen[slot.idx]) {
+			es.lastSeen[slot.idx] = r.Time
 		}
 		es.dirty = true
-		mb, ok := es.lay.meters[r.Meter]
-		if !ok {
+		mb := slot.mb
+		if mb == nil {
 			applied++ // a meter no formula reads: it only keeps the meter fresh
 			continue
 		}
@@ -653,7 +667,8 @@ func (e *Engine) applyUpdate(ctx context.Context, u Update) error {
 func (es *entState) carry(old *entState, oldStd, std *Standard) {
 	es.code, es.decls, es.lastPt = old.code, old.decls, old.lastPt
 	for mi, m := range es.ent.Meters {
-		if oi, ok := old.meterIdx[m.ID]; ok {
+		if slot, ok := old.meterIdx[m.ID]; ok {
+			oi := slot.idx
 			es.lastSeen[mi], es.stale[mi] = old.lastSeen[oi], old.stale[oi]
 		}
 	}
