@@ -113,13 +113,21 @@ func (s *server) detail(c *gin.Context, ent *registry.Enterprise, v resultView) 
 	if !v.asOf {
 		to = s.now()
 	}
-	evs, err := s.readEvents(c, ent.ID, "", to.Add(-30*24*time.Hour), to.Add(time.Nanosecond), 20)
+	from, until := to.Add(-30*24*time.Hour), to.Add(time.Nanosecond)
+	if s.Recent != nil && !v.asOf {
+		d.RecentEvents = s.Recent.Enterprise(ent.ID, from, until, recentEventsShown)
+		return d, nil
+	}
+	evs, err := s.readEvents(c, ent.ID, "", from, until, recentEventsShown)
 	if err != nil {
 		return d, err
 	}
 	d.RecentEvents = evs
 	return d, nil
 }
+
+// recentEventsShown is how many events an enterprise's detail lists.
+const recentEventsShown = 20
 
 // readEvents returns the stored events matching enterprise and kind ("":
 // any) in [from, to), newest first, at most limit.

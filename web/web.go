@@ -94,6 +94,9 @@ type Options struct {
 	// Events fans live scoring events out to SSE streams (nil: the stream
 	// only sends keep-alives).
 	Events *Broadcaster
+	// Recent holds each enterprise's latest events for its live page (nil:
+	// they are read from Points).
+	Recent *RecentEvents
 	// PDF renders report PDFs (nil: format=pdf is refused with 503).
 	PDF PDFRenderer
 	// Registerer registers the web metrics (nil: not registered).

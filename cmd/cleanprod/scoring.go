@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cleanprod/cleanprod/scoring"
+	"github.com/cleanprod/cleanprod/web"
 )
 
 // scoringData is the standard, policy and library in force.
@@ -184,7 +185,7 @@ func (p *eventPublisher) run(ctx context.Context, publish func(ctx context.Conte
 
 // restoreEvents replays the events already announced, so a restart does
 // not announce them again.
-func restoreEvents(ctx context.Context, st readingStore, eng *scoring.Engine, now time.Time) error {
+func restoreEvents(ctx context.Context, st readingStore, eng *scoring.Engine, recent *web.RecentEvents, now time.Time) error {
 	ps, err := st.Points(ctx, scoring.MeasurementEvent, nil, now.Add(-400*24*time.Hour), now.Add(time.Hour))
 	if err != nil {
 		return fmt.Errorf("read past events: %w", err)
@@ -196,5 +197,8 @@ func restoreEvents(ctx context.Context, st readingStore, eng *scoring.Engine, no
 		}
 	}
 	eng.Restore(events)
+	for _, e := range events {
+		recent.Add(e)
+	}
 	return nil
 }

@@ -110,9 +110,11 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	metrics := ingest.NewMetrics(promReg)
 	events := newEventPublisher(promReg, log.With("component", "events"))
 	stream := web.NewBroadcaster(promReg) // live events for the API's SSE
+	recent := web.NewRecentEvents(50)     // each enterprise's latest, for its page
 	onEvent := func(e scoring.Event) {
 		events.OnEvent(e)
 		stream.Publish(e)
+		recent.Add(e)
 	}
 	engCfg := scoring.Config{
 		Standard: sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, History: st, Sink: st,
@@ -176,7 +178,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	}
 	httpSrv := &http.Server{Handler: web.NewHandler(web.Options{Gatherer: promReg, Ready: ready,
 		Scorer: eng, Registry: reg, Solutions: sd.lib, Points: st, Meters: seen, Declarations: decls,
-		Tokens: tokens, Events: stream, PDF: pdf, Registerer: promReg, Logger: log.With("component", "web")}),
+		Tokens: tokens, Events: stream, Recent: recent, PDF: pdf, Registerer: promReg, Logger: log.With("component", "web")}),
 		ReadHeaderTimeout: 10 * time.Second}
 	httpSrv.RegisterOnShutdown(stream.Close) // ends the SSE streams, so Shutdown does not wait on them
 	fmt.Fprintf(stdout, "cleanprod serving: %s://%s (overview /, API /api/v1, OpenAPI /api/v1/openapi.json, metrics /metrics, health /healthz, ready /readyz), broker %s, store %s\n", scheme, ln.Addr(), brokerURL, where)
@@ -221,7 +223,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 			}
 			return fmt.Errorf("rebuild scoring windows: %w", err)
 		}
-		if err := restoreEvents(gctx, st, eng, time.Now()); err != nil {
+		if err := restoreEvents(gctx, st, eng, recent, time.Now()); err != nil {
 			if gctx.Err() != nil {
 				return nil
 			}
