@@ -49,7 +49,8 @@ type PipelineConfig struct {
 	// BatchSize is the number of readings that triggers a write.
 	BatchSize int
 	// BatchInterval bounds how long a reading waits in a partial batch
-	// while the writers are busy; an idle writer takes a batch at once.
+	// while a batch is being written; when none is, a writer takes the
+	// partial batch at once.
 	BatchInterval time.Duration
 	// Writers is the number of batches written to the store at once
 	// (default 2): a store answers one request slower than it accepts
@@ -338,6 +339,12 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return // the shutdown flush sends it
 			}
 		} else {
+			// A partial batch goes only to writers with nothing else in
+			// flight: under load batches fill up, and every store request
+			// (an fsync of InfluxDB's WAL) carries a full batch.
+			if !idle() {
+				return
+			}
 			select {
 			case toWrite <- cur:
 			default:
