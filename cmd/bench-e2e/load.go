@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -35,16 +34,6 @@ const (
 	publishTimeout = 30 * time.Second
 )
 
-// sim.SyntheticFleet labels its parts plants with the industry
-// "automobile parts", which the shipped standard does not grade (it grades
-// "automobile parts manufacturing"), so cleanprod would not score a
-// quarter of the fleet. Until sim is fixed the benchmark relabels them, so
-// that the scorer's work for every enterprise is measured.
-const (
-	simPartsIndustry    = "\n  industry: automobile parts\n"
-	gradedPartsIndustry = "\n  industry: automobile parts manufacturing\n"
-)
-
 // workload is what every phase sends: the fleet's registry files, and
 // the messages of a fixed volume of readings, generated once by the
 // simulator before anything is timed.
@@ -58,28 +47,24 @@ type workload struct {
 	bytes    int // payload bytes in msgs
 	start    time.Time
 	generate time.Duration // time taken to generate msgs
-	// relabelled counts the parts plants given a graded industry;
-	// unscored the load enterprises the standard still does not grade.
-	relabelled, unscored int
+	// unscored counts the load enterprises whose industry the standard
+	// does not grade (none with sim's fleets: the scorer's work for every
+	// enterprise is measured).
+	unscored int
 }
 
 // newWorkload makes a synthetic fleet of enterprises+probes enterprises
-// (the last probes are left out of the load) and generates messages of
+// with at least metersPer meters each (sim.SyntheticFleetMeters; the last
+// probes are left out of the load) and generates messages of
 // perMessage readings of the load fleet until they hold at least volume
 // readings. Simulated time starts far enough in the past that every
 // reading is in the past when published.
-func newWorkload(enterprises, probes, volume, perMessage int, seed int64) (*workload, error) {
-	files, err := sim.SyntheticFleet(enterprises+probes, seed)
+func newWorkload(enterprises, probes, metersPer, volume, perMessage int, seed int64) (*workload, error) {
+	files, err := sim.SyntheticFleetMeters(enterprises+probes, metersPer, seed)
 	if err != nil {
 		return nil, err
 	}
 	w := &workload{files: files}
-	for name, data := range files {
-		if fixed := bytes.Replace(data, []byte(simPartsIndustry), []byte(gradedPartsIndustry), 1); len(fixed) != len(data) {
-			files[name] = fixed
-			w.relabelled++
-		}
-	}
 	ids := slices.Sorted(maps.Keys(files))
 	loadFiles := make(map[string][]byte, enterprises)
 	probeFiles := make(map[string][]byte, probes)

@@ -12,6 +12,13 @@
 //  5. cleanprod's CPU seconds per million readings and peak RSS over 3;
 //  6. 3 and 5 again with the embedded broker and embedded store.
 //
+// The default fleet is issue 8's: 2,000 enterprises of at least 50 meters
+// each (sim.SyntheticFleetMeters), 100,000 meters. With -profile DIR it
+// also saves serve's CPU profile over the timed part of phases 3 and 6 and
+// a heap profile at their end (serve's debug.pprof_listen), with the
+// binary, and puts their top functions into the results; -serve-args
+// passes further settings to every serve of the run.
+//
 // It starts mosquitto and influxd as the tests do (internal/testenv), on
 // free 127.0.0.1 ports with their state in a temporary directory, builds
 // cleanprod there, and stops everything at the end, on an error or on
@@ -22,15 +29,18 @@ package main
 
 import (
 	"context"
+	"debug/buildinfo"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -55,22 +65,85 @@ var allPhases = []string{"broker", "store", "e2e", "latency", "embedded"}
 
 // config is the run's settings, from flags.
 type config struct {
-	enterprises, probes, readings, perMessage int
-	duration, scoringInterval, timeout        time.Duration
-	publishers, window, storeWriters, batch   int
-	seed                                      int64
-	phases                                    []string
-	out, cleanprod                            string
-	keep                                      bool
+	enterprises, metersPer, probes          int
+	readings, perMessage                    int
+	duration, scoringInterval, timeout      time.Duration
+	publishers, window, storeWriters, batch int
+	seed                                    int64
+	phases                                  []string
+	out, cleanprod, profile                 string
+	serveArgs                               []string // split from -serve-args
+	keep                                    bool
 }
 
 func (c *config) has(phase string) bool { return slices.Contains(c.phases, phase) }
+
+// cleanprod's defaults of the settings the store phase copies.
+const (
+	defaultIngestWriters = 2     // ingest.writers
+	defaultInfluxGZip    = false // influx.gzip
+)
+
+// serveSetting returns the value -serve-args gives the serve flag name
+// (the last one, as serve reads them), if any.
+func (c *config) serveSetting(name string) (string, bool) {
+	var value string
+	found := false
+	for i, a := range c.serveArgs {
+		n, v, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if n != name || !strings.HasPrefix(a, "-") {
+			continue
+		}
+		if !hasValue && i+1 < len(c.serveArgs) {
+			v = c.serveArgs[i+1]
+		}
+		value, found = v, true
+	}
+	return value, found
+}
+
+// ingestWriters returns the batches cleanprod writes at once: the
+// -ingest.writers of -serve-args, else cleanprod's default.
+func (c *config) ingestWriters() int {
+	if v, ok := c.serveSetting("ingest.writers"); ok {
+		if n, err := strconv.Atoi(v); err == nil && n >= 1 && n <= 64 {
+			return n
+		}
+	}
+	return defaultIngestWriters
+}
+
+// influxGZip reports whether cleanprod gzips its InfluxDB writes: the
+// -influx.gzip of -serve-args (a bare flag is true), else cleanprod's
+// default.
+func (c *config) influxGZip() bool {
+	v, ok := c.serveSetting("influx.gzip")
+	if !ok {
+		return defaultInfluxGZip
+	}
+	on, err := strconv.ParseBool(v)
+	return on || err != nil
+}
+
+// scoringIntervalOf describes serve's scoring.interval in a phase that
+// sets it to phaseValue ("" for none): -serve-args, which come after the
+// benchmark's own flags, override it.
+func (c *config) scoringIntervalOf(phaseValue string) string {
+	if v, ok := c.serveSetting("scoring.interval"); ok {
+		return v + " (-serve-args)"
+	}
+	if phaseValue == "" {
+		return "10s (default)"
+	}
+	return phaseValue
+}
 
 func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("bench-e2e", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.IntVar(&c.enterprises, "enterprises", 5750, "synthetic enterprises under load (sim.SyntheticFleet: about 17.5 meters each; 5750 give 100,718 meters)")
+	fs.IntVar(&c.enterprises, "enterprises", 2000, "synthetic enterprises under load (sim.SyntheticFleetMeters; with -meters-per-enterprise 50, 2000 give issue 8's 100,000 meters)")
+	fs.IntVar(&c.metersPer, "meters-per-enterprise", 50, "meters of each synthetic enterprise at least: plants with fewer get electricity sub-meters (0: the plants' own, about 17.5 on average)")
 	fs.IntVar(&c.probes, "probes", 8, "further synthetic enterprises that only the latency probes publish for")
 	fs.IntVar(&c.readings, "readings", 2_000_000, "readings published in each throughput phase (1, 2, 3, 6)")
 	fs.IntVar(&c.perMessage, "readings-per-message", 50, "readings per gateway message")
@@ -78,13 +151,15 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.scoringInterval, "scoring-interval", time.Second, "cleanprod's scoring.interval in the latency phase (the other phases keep the default 10s)")
 	fs.IntVar(&c.publishers, "publishers", 2, "MQTT publishing connections in phases 1, 3 and 6")
 	fs.IntVar(&c.window, "window", 1000, "messages each publisher may have waiting for their PUBACK")
-	fs.IntVar(&c.storeWriters, "store-writers", 4, "concurrent writers in the store phase (2)")
+	fs.IntVar(&c.storeWriters, "store-writers", 4, "concurrent writers of the store limit (phase 2)")
 	fs.IntVar(&c.batch, "batch", 5000, "points per write in the store phase (cleanprod's ingest.batch_size)")
 	fs.Int64Var(&c.seed, "seed", 1, "random seed of the fleet and the simulator")
 	phases := fs.String("phases", strings.Join(allPhases, ","), "phases to run, of "+strings.Join(allPhases, ","))
 	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "stop the run (and report what was measured) after this long")
 	fs.StringVar(&c.out, "out", "bench-results", "folder for the results (markdown and JSON)")
 	fs.StringVar(&c.cleanprod, "cleanprod", "", "cleanprod binary to run (default: go build it into the temporary directory)")
+	fs.StringVar(&c.profile, "profile", "", "save serve's CPU profile over the timed part of phases 3 and 6 and a heap profile at their end into this folder, with the binary, and put their top functions into the results (CPU figures of a profiled run are inflated a little by the profiler)")
+	serveArgs := fs.String("serve-args", "", `further flags for every cleanprod serve of the run, split at spaces, after the benchmark's own, which they override (e.g. "-ingest.writers 4"; a boolean flag takes "=": "-influx.gzip=false"); recorded in the results`)
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory (server logs, serve.log) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -94,6 +169,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	c.serveArgs = strings.Fields(*serveArgs)
+	if len(c.serveArgs) > 0 && !strings.HasPrefix(c.serveArgs[0], "-") {
+		bad("-serve-args %q: want flags of cleanprod serve, such as \"-ingest.writers 4\"", *serveArgs)
+	}
 	for _, p := range strings.Split(*phases, ",") {
 		p = strings.TrimSpace(p)
 		if !slices.Contains(allPhases, p) {
@@ -107,6 +186,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.enterprises < 1 || c.probes < 0 || c.enterprises+c.probes > 9999 {
 		bad("-enterprises %d -probes %d: want at least 1 enterprise and at most 9999 in all", c.enterprises, c.probes)
+	}
+	if c.metersPer < 0 || c.metersPer > 1000 {
+		bad("-meters-per-enterprise %d: want 0 to 1000", c.metersPer)
+	}
+	if c.profile != "" && !c.has("e2e") && !c.has("embedded") {
+		bad("-profile: only phases e2e and embedded are profiled: add one of them")
 	}
 	if c.has("latency") && c.probes < 1 {
 		bad("-probes %d: the latency phase needs at least 1", c.probes)
@@ -163,7 +248,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		defer os.RemoveAll(dir)
 	}
 	res := &results{Started: time.Now(), Machine: machineInfo()}
-	b := &bench{cfg: cfg, dir: dir, log: stdout}
+	b := &bench{cfg: cfg, dir: dir, log: stdout, stamp: res.Started.Format(stampLayout)}
 	runErr := b.run(ctx, res)
 	if runErr != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -194,19 +279,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // before it returns.
 func (b *bench) run(ctx context.Context, res *results) (err error) {
 	cfg := b.cfg
-	b.progress("building the workload: %d enterprises (+%d probe enterprises), %d readings in messages of %d", cfg.enterprises, cfg.probes, cfg.readings, cfg.perMessage)
-	if b.work, err = newWorkload(cfg.enterprises, cfg.probes, cfg.readings, cfg.perMessage, cfg.seed); err != nil {
+	b.progress("building the workload: %d enterprises (+%d probe enterprises) of at least %d meters, %d readings in messages of %d", cfg.enterprises, cfg.probes, cfg.metersPer, cfg.readings, cfg.perMessage)
+	if b.work, err = newWorkload(cfg.enterprises, cfg.probes, cfg.metersPer, cfg.readings, cfg.perMessage, cfg.seed); err != nil {
 		return err
 	}
 	w := b.work
 	res.Settings = settings{
-		Enterprises: cfg.enterprises, ProbeEnterprises: len(w.probes), Meters: w.meters, Gateways: w.load.GatewayCount(),
+		Enterprises: cfg.enterprises, ProbeEnterprises: len(w.probes), MetersPerEnterprise: cfg.metersPer,
+		Meters: w.meters, Gateways: w.load.GatewayCount(),
 		Readings: w.readings, Messages: len(w.msgs),
 		ReadingsPerMessage: float64(w.readings) / float64(len(w.msgs)), PayloadBytes: float64(w.bytes) / float64(len(w.msgs)),
 		SimulatedFrom: w.start.Format(time.RFC3339), GenerateSeconds: w.generate.Seconds(),
 		Publishers: cfg.publishers, Window: cfg.window, StoreWriters: cfg.storeWriters, BatchSize: cfg.batch,
 		LatencyDuration: cfg.duration.String(), Seed: cfg.seed,
-		Relabelled: w.relabelled, Unscored: w.unscored,
+		Unscored: w.unscored, ServeArgs: cfg.serveArgs, Profiled: cfg.profile != "",
 	}
 	b.progress("workload: %d meters, %d messages, %.1f MB, generated in %.1f s", w.meters, len(w.msgs), float64(w.bytes)/1e6, w.generate.Seconds())
 
@@ -230,6 +316,7 @@ func (b *bench) run(ctx context.Context, res *results) (err error) {
 			return err
 		}
 	}
+	res.Settings.Cleanprod = describeBinary(b.bin, cfg.cleanprod == "")
 	if b.token, err = addToken(ctx, b.bin, "-role", "supervisor", "-name", "bench-e2e", "-http.tokens_file", b.tokensFile); err != nil {
 		return err
 	}
@@ -267,18 +354,19 @@ func (b *bench) run(ctx context.Context, res *results) (err error) {
 		if err != nil {
 			return err
 		}
-		// The limit, gzip off and on; then one writer with gzip, as
-		// cleanprod writes, for comparison.
+		// The limit, gzip off and on; then, for comparison, as many
+		// writers as cleanprod has (ingest.writers), gzip as it does.
 		runs := []struct {
-			gzip    bool
-			writers int
-		}{{false, cfg.storeWriters}, {true, cfg.storeWriters}, {true, 1}}
+			gzip, asCleanprod bool
+			writers           int
+		}{{false, false, cfg.storeWriters}, {true, false, cfg.storeWriters}, {cfg.influxGZip(), true, cfg.ingestWriters()}}
 		for _, run := range runs {
 			b.progress("phase 2: store limit, gzip %t, %d writers (%d points)", run.gzip, run.writers, points)
 			r, err := b.storeLimit(ctx, batches, points, run.gzip, run.writers)
 			if err != nil {
 				return err
 			}
+			r.AsCleanprod = run.asCleanprod
 			res.Store = append(res.Store, r)
 			b.progress("phase 2: %.0f points/s", r.PointsPerSec)
 		}
@@ -288,7 +376,7 @@ func (b *bench) run(ctx context.Context, res *results) (err error) {
 		if res.E2E, err = b.endToEnd(ctx); err != nil {
 			return err
 		}
-		b.progress("phase 3: %.0f readings/s, %d lost, %.2f CPU-s per million readings", res.E2E.ReadingsPerSec, res.E2E.Lost, res.E2E.CPUSecondsPerMillion)
+		b.progress("phase 3: %.0f readings/s, %d lost, %.2f CPU-s per million readings; %.2f CPUs busy, %.2f of them with other work", res.E2E.ReadingsPerSec, res.E2E.Lost, res.E2E.CPUSecondsPerMillion, res.E2E.MachineBusyCPUs, res.E2E.otherCPUs())
 	}
 	if cfg.has("latency") {
 		b.progress("phase 4: latency at half of %.0f readings/s for %v, %d probe enterprises, scoring.interval %v", res.E2E.ReadingsPerSec, cfg.duration, len(w.probes), cfg.scoringInterval)
@@ -302,9 +390,61 @@ func (b *bench) run(ctx context.Context, res *results) (err error) {
 		if res.Embedded, err = b.embedded(ctx); err != nil {
 			return err
 		}
-		b.progress("phase 6: %.0f readings/s, %d lost", res.Embedded.ReadingsPerSec, res.Embedded.Lost)
+		b.progress("phase 6: %.0f readings/s, %d lost; %.2f CPUs busy, %.2f of them with other work", res.Embedded.ReadingsPerSec, res.Embedded.Lost, res.Embedded.MachineBusyCPUs, res.Embedded.otherCPUs())
 	}
 	return nil
+}
+
+// describeBinary says which commit the cleanprod binary at path was built
+// from (its Go build information); built says it was built from the
+// current directory's working tree, whose changes it then lists.
+func describeBinary(path string, built bool) string {
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return "unknown (" + err.Error() + ")"
+	}
+	vcs := map[string]string{}
+	for _, s := range info.Settings {
+		vcs[s.Key] = s.Value
+	}
+	rev := vcs["vcs.revision"]
+	if rev == "" {
+		return "unknown commit (" + info.Main.Version + ")"
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	out := "commit " + rev
+	if t := vcs["vcs.time"]; t != "" {
+		out += " (" + t + ")"
+	}
+	if vcs["vcs.modified"] == "true" {
+		out += ", with uncommitted changes"
+		if changed := changedFiles(); built && changed != "" {
+			out += " to " + changed
+		}
+	}
+	return out
+}
+
+// changedFiles lists the files git sees changed in the working tree (the
+// current directory's repository), or "" if git cannot tell.
+func changedFiles() string {
+	out, err := exec.Command("git", "status", "--porcelain", "--untracked-files=all").Output()
+	if err != nil {
+		return ""
+	}
+	var files []string
+	for line := range strings.Lines(string(out)) {
+		if len(line) > 3 {
+			files = append(files, strings.TrimSpace(line[3:]))
+		}
+	}
+	const most = 12
+	if len(files) > most {
+		files = append(files[:most], fmt.Sprintf("and %d more", len(files)-most))
+	}
+	return strings.Join(files, ", ")
 }
 
 // machineInfo describes the machine for the report.

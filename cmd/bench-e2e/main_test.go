@@ -14,14 +14,16 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// TestSmoke runs every phase at a tiny scale against real servers and
-// checks the report: nothing lost or rejected, every phase measured, a
-// well-formed table. It asserts no speed.
+// TestSmoke runs every phase at a tiny scale against real servers, with
+// profiles and a serve flag, and checks the report: nothing lost or
+// rejected, every phase measured and profiled, a well-formed table. It
+// asserts no speed.
 func TestSmoke(t *testing.T) {
 	testenv.NeedServers(t)
-	out := t.TempDir()
+	out, prof := t.TempDir(), t.TempDir()
 	var stdout, stderr bytes.Buffer
-	args := []string{"-enterprises", "20", "-probes", "2", "-readings", "10000", "-duration", "3s", "-out", out}
+	args := []string{"-enterprises", "20", "-probes", "2", "-readings", "10000", "-duration", "3s", "-out", out,
+		"-profile", prof, "-serve-args", "-ingest.writers 3"}
 	if err := run(t.Context(), args, &stdout, &stderr); err != nil {
 		t.Fatalf("run %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, &stdout, &stderr)
 	}
@@ -40,14 +42,20 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("results JSON: %v\n%s", err, data)
 	}
 	want := res.Settings.Readings
-	if want < 10000 || res.Settings.Meters == 0 || res.Settings.Messages == 0 {
-		t.Fatalf("got settings %+v, want at least 10000 readings of some meters", res.Settings)
+	if want < 10000 || res.Settings.Meters < 20*50 || res.Settings.Messages == 0 {
+		t.Fatalf("got settings %+v, want at least 10000 readings of at least 1000 meters", res.Settings)
+	}
+	if got := strings.Join(res.Settings.ServeArgs, " "); got != "-ingest.writers 3" || !res.Settings.Profiled {
+		t.Errorf("got serve args %q, profiled %t, want \"-ingest.writers 3\", profiled", got, res.Settings.Profiled)
 	}
 	if b := res.Broker; b == nil || b.Messages != res.Settings.Messages || b.MsgsPerSec <= 0 {
 		t.Errorf("got broker limit %+v, want all %d messages received", b, res.Settings.Messages)
 	}
-	if len(res.Store) != 3 {
-		t.Errorf("got %d store runs, want gzip off and on, and one writer", len(res.Store))
+	if len(res.Store) != 3 || !res.Store[2].AsCleanprod || res.Store[2].Writers != 3 || res.Store[2].GZip != defaultInfluxGZip {
+		t.Errorf("got %d store runs, want gzip off and on, and 3 writers as cleanprod (-ingest.writers 3)", len(res.Store))
+	}
+	if !strings.HasPrefix(res.Settings.Cleanprod, "commit ") && !strings.HasPrefix(res.Settings.Cleanprod, "unknown") {
+		t.Errorf("got cleanprod %q, want its commit", res.Settings.Cleanprod)
 	}
 	for _, s := range res.Store {
 		if s.Points != want || s.Stored != want {
@@ -60,9 +68,10 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: not measured", name)
 		case e.Lost != 0 || e.Rejected != 0 || e.Stored != want || e.Written != want:
 			t.Errorf("%s: got %d stored, %d written, %d lost, %d rejected, want %d stored and written, none lost or rejected", name, e.Stored, e.Written, e.Lost, e.Rejected, want)
-		case e.CPUSeconds < 0 || e.PeakRSSBytes <= 0:
-			t.Errorf("%s: got %v CPU-s and a peak RSS of %d bytes", name, e.CPUSeconds, e.PeakRSSBytes)
+		case e.CPUSeconds < 0 || e.PeakRSSBytes <= 0 || e.MachineBusyCPUs < 0 || e.BenchCPUSeconds < 0 || e.InfluxdCPUSeconds < 0 || e.MosquittoCPUSeconds < 0:
+			t.Errorf("%s: got %v CPU-s, a peak RSS of %d bytes, %v CPUs busy, %v CPU-s of bench-e2e", name, e.CPUSeconds, e.PeakRSSBytes, e.MachineBusyCPUs, e.BenchCPUSeconds)
 		}
+		checkProfile(t, name, e)
 	}
 	if l := res.Latency; l == nil || l.Samples == 0 || l.Stored == nil || l.Scored == nil || l.NoDataThrough {
 		t.Errorf("got latency %+v, want samples stored and scored", l)
@@ -76,8 +85,9 @@ func TestSmoke(t *testing.T) {
 		t.Fatal(err)
 	}
 	table := string(md)
-	for _, row := range []string{"| # | measurement | result | details |", "| 1 | broker limit", "| 2 | store limit", "| 3 | cleanprod end to end",
-		"| 4 | latency at 50% load", "| 5 | cleanprod CPU", "| 6 | embedded", "Ratios: ", "| target | wanted | measured | met |"} {
+	for _, row := range []string{"| # | measurement | result | details |", "| 1 | broker limit", "| 2 | store limit", "| 2 | store, 3 writers", "| 3 | cleanprod end to end",
+		"| 4 | latency at 50% load", "| 5 | cleanprod CPU", "| 6 | embedded", "Ratios: ", "| target | wanted | measured | met |",
+		"`-ingest.writers 3`", "**Profiled run**", "#### Profile of phase 3", "#### Profile of phase 6", "Top 25, CPU, by flat time", "flat%"} {
 		if !strings.Contains(table, row) {
 			t.Errorf("markdown has no %q:\n%s", row, table)
 		}
@@ -89,6 +99,33 @@ func TestSmoke(t *testing.T) {
 	}
 	if !strings.Contains(stdout.String(), table) {
 		t.Errorf("stdout does not hold the saved table:\n%s", &stdout)
+	}
+}
+
+// checkProfile checks that -profile saved e's CPU and heap profiles, the
+// binary they refer to, and their top functions.
+func checkProfile(t *testing.T, name string, e *e2eResult) {
+	t.Helper()
+	p := e.Profile
+	if p == nil {
+		t.Errorf("%s: not profiled", name)
+		return
+	}
+	if p.Segments < 1 || p.ProfileSeconds < p.TimedSeconds || p.Error != "" {
+		t.Errorf("%s: got profile %+v, want CPU profiles over the timed part and no error", name, p)
+	}
+	for _, f := range []string{p.Binary, p.CPU, p.Heap} {
+		if st, err := os.Stat(f); err != nil || st.Size() == 0 {
+			t.Errorf("%s: profile file %q: %v", name, f, err)
+		}
+	}
+	for what, top := range map[string]string{"CPU by flat": p.CPUTopFlat, "CPU by cum": p.CPUTopCum, "heap by flat": p.HeapTopFlat, "heap by cum": p.HeapTopCum} {
+		if !strings.Contains(top, "flat%") {
+			t.Errorf("%s: %s: got %q, want pprof's top", name, what, top)
+		}
+	}
+	if !strings.Contains(p.CPUTopCum, "cum%") || !strings.Contains(p.HeapTopFlat, "Type: inuse_space") {
+		t.Errorf("%s: got tops\n%s\n%s, want CPU by cum and the heap in use", name, p.CPUTopCum, p.HeapTopFlat)
 	}
 }
 
@@ -105,6 +142,9 @@ func TestFlagsRejectBadInput(t *testing.T) {
 		{"huge messages", []string{"-readings-per-message", "6000"}, "1 to 5000"},
 		{"short duration", []string{"-duration", "10ms"}, "at least 1s"},
 		{"window", []string{"-window", "0"}, "-window 0"},
+		{"meters", []string{"-meters-per-enterprise", "5000"}, "0 to 1000"},
+		{"serve args", []string{"-serve-args", "ingest.writers 4"}, "want flags of cleanprod serve"},
+		{"profile nothing", []string{"-phases", "broker,store", "-profile", "p"}, "only phases e2e and embedded"},
 		{"arguments", []string{"extra"}, "unexpected arguments"},
 		{"not a number", []string{"-readings", "many"}, "invalid value"},
 	} {
@@ -116,8 +156,55 @@ func TestFlagsRejectBadInput(t *testing.T) {
 			}
 		})
 	}
-	if _, err := parseFlags(nil, &bytes.Buffer{}); err != nil {
+	c, err := parseFlags(nil, &bytes.Buffer{})
+	if err != nil {
 		t.Errorf("defaults: %v", err)
+	}
+	if c.enterprises != 2000 || c.metersPer != 50 || c.profile != "" || len(c.serveArgs) != 0 {
+		t.Errorf("defaults: got %d enterprises of %d meters, profile %q, serve args %q; want 2000 of 50, no profile, no serve args",
+			c.enterprises, c.metersPer, c.profile, c.serveArgs)
+	}
+}
+
+func TestIngestWriters(t *testing.T) {
+	for _, tc := range []struct {
+		args string
+		want int
+	}{
+		{"", defaultIngestWriters},
+		{"-ingest.writers 4", 4},
+		{"--ingest.writers=3 -log.level warn", 3},
+		{"-ingest.writers 4 -ingest.writers 1", 1},
+		{"-ingest.batch_size 1000", defaultIngestWriters},
+		{"-ingest.writers many", defaultIngestWriters},
+	} {
+		c, err := parseFlags([]string{"-serve-args", tc.args}, &bytes.Buffer{})
+		if err != nil {
+			t.Fatalf("-serve-args %q: %v", tc.args, err)
+		}
+		if got := c.ingestWriters(); got != tc.want {
+			t.Errorf("-serve-args %q: got %d writers, want %d", tc.args, got, tc.want)
+		}
+	}
+	c, err := parseFlags([]string{"-serve-args", "-scoring.interval 1h"}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.scoringIntervalOf("1s"); got != "1h (-serve-args)" {
+		t.Errorf("got scoring interval %q, want the one of -serve-args", got)
+	}
+	if got := (&config{}).scoringIntervalOf(""); got != "10s (default)" {
+		t.Errorf("got scoring interval %q, want the default", got)
+	}
+	for args, want := range map[string]bool{"": defaultInfluxGZip, "-influx.gzip": true, "-influx.gzip -ingest.writers 4": true,
+		"-influx.gzip=false": false, "-influx.gzip=true": true} {
+		c, err := parseFlags([]string{"-serve-args", args}, &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := c.influxGZip(); got != want {
+			t.Errorf("-serve-args %q: got gzip %t, want %t", args, got, want)
+		}
 	}
 }
 
@@ -133,7 +220,8 @@ go_goroutines 12 1700000000000
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]float64{"cleanprod_ingest_rejected_total": 5, "cleanprod_ingest_readings_written_total": 1.2e6, "go_goroutines": 12}
+	want := map[string]float64{"cleanprod_ingest_rejected_total": 5, "cleanprod_ingest_readings_written_total": 1.2e6, "go_goroutines": 12,
+		`cleanprod_ingest_rejected_total{reason="spoofed"}`: 2, `cleanprod_ingest_rejected_total{reason="a b}c"}`: 3}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("got %s = %v, want %v", k, got[k], v)
@@ -169,5 +257,8 @@ func TestProcessFigures(t *testing.T) {
 	}
 	if _, err := processCPU(-1); err == nil {
 		t.Error("processCPU(-1): no error")
+	}
+	if m, err := machineCPU(); err != nil || m.busy <= 0 || m.total < m.busy {
+		t.Errorf("got machine CPU %+v, %v", m, err)
 	}
 }

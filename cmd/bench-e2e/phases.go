@@ -42,6 +42,8 @@ type bench struct {
 	checks [][]checkpoint // checkpoints of each shard
 
 	bin         string            // cleanprod
+	savedBin    string            // bin copied into -profile
+	stamp       string            // the run's start, in the names of its files
 	fleetDir    string            // gateway_config
 	declDir     string            // scoring.declarations (empty)
 	tokensFile  string            // http.tokens_file
@@ -166,6 +168,10 @@ func (b *bench) storeLimit(ctx context.Context, batches []string, points int, gz
 	defer client.Close()
 	write := client.WriteAPIBlocking(db.Org, db.Bucket)
 
+	influx0, err := childrenCPU("influxd")
+	if err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	next := make(chan string)
@@ -194,11 +200,16 @@ func (b *bench) storeLimit(ctx context.Context, batches []string, points int, gz
 		return nil, fmt.Errorf("store limit (gzip %t, %d writers): %w", gzip, writers, err)
 	}
 	elapsed := time.Since(start)
+	influx1, err := childrenCPU("influxd")
+	if err != nil {
+		return nil, err
+	}
 	stored, err := countInflux(db)
 	if err != nil {
 		return nil, err
 	}
-	r := &storeResult{GZip: gzip, Points: points, Stored: stored, Writers: writers, BatchSize: b.cfg.batch, Seconds: elapsed.Seconds()}
+	r := &storeResult{GZip: gzip, Points: points, Stored: stored, Writers: writers, BatchSize: b.cfg.batch, Seconds: elapsed.Seconds(),
+		InfluxdCPUSeconds: (influx1 - influx0).Seconds()}
 	r.PointsPerSec = float64(points) / r.Seconds
 	return r, nil
 }
@@ -240,9 +251,30 @@ func (b *bench) serveArgs(dir string) []string {
 	}
 }
 
+// startServe starts cleanprod serve in dir with args, then -serve-args,
+// and with a pprof listener on a free port if profile is set.
+func (b *bench) startServe(ctx context.Context, dir string, args, env []string, profile bool) (*serveProcess, error) {
+	var pprofAddr string
+	if profile {
+		var err error
+		if pprofAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		args = append(args, "-debug.pprof_listen", pprofAddr)
+	}
+	srv, err := startServe(ctx, b.bin, dir, b.token, append(args, b.cfg.serveArgs...), env)
+	if err != nil {
+		return nil, err
+	}
+	if profile {
+		srv.pprofBase = "http://" + pprofAddr
+	}
+	return srv, nil
+}
+
 // startExternalServe starts cleanprod serve on the run's mosquitto and a
-// fresh InfluxDB database, with extra settings.
-func (b *bench) startExternalServe(ctx context.Context, phase, clientID string, extra ...string) (*serveProcess, *testenv.InfluxDB, error) {
+// fresh InfluxDB database, with extra settings; profiled if profile is set.
+func (b *bench) startExternalServe(ctx context.Context, phase, clientID string, profile bool, extra ...string) (*serveProcess, *testenv.InfluxDB, error) {
 	dir := filepath.Join(b.dir, phase)
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return nil, nil, err
@@ -254,7 +286,7 @@ func (b *bench) startExternalServe(ctx context.Context, phase, clientID string, 
 	args := append(b.serveArgs(dir),
 		"-mqtt.url", b.srv.broker.URL(), "-mqtt.client_id", clientID,
 		"-influx.url", db.URL, "-influx.bucket", db.Bucket)
-	srv, err := startServe(ctx, b.bin, dir, b.token, append(args, extra...), []string{"CLEANPROD_INFLUX_TOKEN=" + db.Token})
+	srv, err := b.startServe(ctx, dir, append(args, extra...), []string{"CLEANPROD_INFLUX_TOKEN=" + db.Token}, profile)
 	if err != nil {
 		b.drop(db)
 		return nil, nil, err
@@ -266,7 +298,7 @@ func (b *bench) startExternalServe(ctx context.Context, phase, clientID string, 
 // InfluxDB, fed the workload as fast as the publishers go.
 func (b *bench) endToEnd(ctx context.Context) (*e2eResult, error) {
 	const clientID = "cleanprod-e2e"
-	srv, db, err := b.startExternalServe(ctx, "e2e", clientID)
+	srv, db, err := b.startExternalServe(ctx, "e2e", clientID, b.cfg.profile != "")
 	if err != nil {
 		return nil, err
 	}
@@ -276,7 +308,7 @@ func (b *bench) endToEnd(ctx context.Context) (*e2eResult, error) {
 			b.progress("warning: %v", err)
 		}
 	}()
-	r, err := b.measure(ctx, srv, b.srv.broker.URL())
+	r, err := b.measure(ctx, srv, b.srv.broker.URL(), "phase3")
 	if err != nil {
 		return nil, errors.Join(err, srv.stop())
 	}
@@ -305,11 +337,11 @@ func (b *bench) embedded(ctx context.Context) (*e2eResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	srv, err := startServe(ctx, b.bin, dir, b.token, append(b.serveArgs(dir), "-embedded_broker.listen", addr), nil)
+	srv, err := b.startServe(ctx, dir, append(b.serveArgs(dir), "-embedded_broker.listen", addr), nil, b.cfg.profile != "")
 	if err != nil {
 		return nil, err
 	}
-	r, err := b.measure(ctx, srv, "tcp://"+addr)
+	r, err := b.measure(ctx, srv, "tcp://"+addr, "phase6")
 	if err != nil {
 		return nil, errors.Join(err, srv.stop())
 	}
@@ -335,13 +367,35 @@ func (b *bench) embedded(ctx context.Context) (*e2eResult, error) {
 // go and follows cleanprod through the checkpoints until it has stored the
 // last message of every publisher. It measures the time from the first
 // publish until then, cleanprod's CPU time over that span and its peak RSS,
-// then reads its counters from /metrics.
-func (b *bench) measure(ctx context.Context, srv *serveProcess, brokerURL string) (*e2eResult, error) {
+// then reads its counters from /metrics. If srv has a pprof listener, its
+// CPU is profiled over that span and its heap at the end (phase names the
+// files).
+func (b *bench) measure(ctx context.Context, srv *serveProcess, brokerURL, phase string) (*e2eResult, error) {
 	cpu0, err := srv.cpu()
 	if err != nil {
 		return nil, err
 	}
 	b.progress("cleanprod ready (pid %d, %.1f CPU-s so far); publishing", srv.pid(), cpu0.Seconds())
+	prof, err := b.profilePhase(ctx, srv, phase)
+	if err != nil {
+		return nil, err
+	}
+	if prof != nil {
+		defer prof.finish() // on an error; a second call returns at once
+	}
+	mach0, err := machineCPU()
+	if err != nil {
+		return nil, err
+	}
+	self0, err := processCPU(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	influx0, err1 := childrenCPU("influxd")
+	mosq0, err2 := childrenCPU("mosquitto")
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
 	start := time.Now()
 	published := make(chan error, 1)
 	go func() { published <- publishAll(ctx, brokerURL, b.work.msgs, b.shards, b.cfg.window) }()
@@ -393,6 +447,19 @@ func (b *bench) measure(ctx context.Context, srv *serveProcess, brokerURL string
 	if err != nil {
 		return nil, err
 	}
+	mach1, err := machineCPU()
+	if err != nil {
+		return nil, err
+	}
+	self1, err := processCPU(os.Getpid())
+	if err != nil {
+		return nil, err
+	}
+	influx1, err1 := childrenCPU("influxd")
+	mosq1, err2 := childrenCPU("mosquitto")
+	if err := errors.Join(err1, err2); err != nil {
+		return nil, err
+	}
 	rss, err := srv.peakRSS()
 	if err != nil {
 		return nil, err
@@ -402,8 +469,20 @@ func (b *bench) measure(ctx context.Context, srv *serveProcess, brokerURL string
 			return nil, err
 		}
 	}
-	b.progress("cleanprod stored every checkpoint after %.1f s; reading its /metrics", elapsed.Seconds())
-	// One scrape, after the measured span; its cost is reported apart.
+	b.progress("cleanprod stored every checkpoint after %.1f s", elapsed.Seconds())
+	var pr *profileResult
+	if prof != nil {
+		if pr, err = b.finishProfile(ctx, prof, srv, phase, elapsed); err != nil {
+			return nil, err
+		}
+	}
+	// One scrape, after the measured span (and the profiles); its cost is
+	// reported apart.
+	b.progress("reading cleanprod's /metrics")
+	cpuScrape, err := srv.cpu()
+	if err != nil {
+		return nil, err
+	}
 	scrapeStart := time.Now()
 	m, size, err := srv.metrics(ctx)
 	if err != nil {
@@ -414,14 +493,26 @@ func (b *bench) measure(ctx context.Context, srv *serveProcess, brokerURL string
 	if err != nil {
 		return nil, err
 	}
+	if pr != nil {
+		pr.tops(ctx)
+		if pr.Error != "" {
+			b.progress("warning: top functions of the %s profiles: %s", phase, pr.Error)
+		}
+	}
 	r := &e2eResult{
 		Readings: b.work.readings, Messages: len(b.work.msgs), Seconds: elapsed.Seconds(),
-		Written:    int(m["cleanprod_ingest_readings_written_total"]),
-		Rejected:   int(m["cleanprod_ingest_rejected_total"]),
-		Duplicates: int(m["cleanprod_ingest_duplicates_total"]),
-		CPUSeconds: (cpu1 - cpu0).Seconds(), PeakRSSBytes: rss,
-		ScoringInterval: "10s (default)",
-		MetricsBytes:    size, MetricsSeconds: scrapeTook.Seconds(), MetricsCPUSeconds: (cpu2 - cpu1).Seconds(),
+		Written:           int(m["cleanprod_ingest_readings_written_total"]),
+		Rejected:          int(m["cleanprod_ingest_rejected_total"]),
+		Duplicates:        int(m["cleanprod_ingest_duplicates_total"]),
+		ScoringPoints:     int(m[`cleanprod_scoring_points_total{result="written"}`]),
+		ScoringPointsLost: int(m["cleanprod_scoring_points_total"] - m[`cleanprod_scoring_points_total{result="written"}`]),
+		CPUSeconds:        (cpu1 - cpu0).Seconds(), PeakRSSBytes: rss,
+		MachineBusyCPUs:   (mach1.busy - mach0.busy).Seconds() / elapsed.Seconds(),
+		BenchCPUSeconds:   (self1 - self0).Seconds(),
+		InfluxdCPUSeconds: (influx1 - influx0).Seconds(), MosquittoCPUSeconds: (mosq1 - mosq0).Seconds(),
+		ScoringInterval: b.cfg.scoringIntervalOf(""),
+		MetricsBytes:    size, MetricsSeconds: scrapeTook.Seconds(), MetricsCPUSeconds: (cpu2 - cpuScrape).Seconds(),
+		Profile: pr,
 	}
 	r.ReadingsPerSec = float64(r.Readings) / r.Seconds
 	r.CPUSecondsPerMillion = r.CPUSeconds / float64(r.Readings) * 1e6

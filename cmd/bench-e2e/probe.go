@@ -43,7 +43,7 @@ var errNoDataThrough = errors.New(`the enterprise API has no "data_through" fiel
 // long a reading takes to be stored and to be scored.
 func (b *bench) latency(ctx context.Context, sustained float64) (*latencyResult, error) {
 	const clientID = "cleanprod-latency"
-	srv, db, err := b.startExternalServe(ctx, "latency", clientID, "-scoring.interval", b.cfg.scoringInterval.String())
+	srv, db, err := b.startExternalServe(ctx, "latency", clientID, false, "-scoring.interval", b.cfg.scoringInterval.String())
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +110,7 @@ func (b *bench) probeUnderLoad(ctx context.Context, srv *serveProcess, rate floa
 	r := &latencyResult{
 		TargetReadingsPerSec: rate, ReadingsPerSec: float64(st.Readings) / st.Elapsed.Seconds(),
 		Readings: int(st.Readings), Seconds: st.Elapsed.Seconds(), Warmup: warmup.String(),
-		Probes: len(b.work.probes), ScoringInterval: b.cfg.scoringInterval.String(),
+		Probes: len(b.work.probes), ScoringInterval: b.cfg.scoringIntervalOf(b.cfg.scoringInterval.String()),
 		NoDataThrough: p.noDataThrough.Load(),
 	}
 	var stored, scored []time.Duration

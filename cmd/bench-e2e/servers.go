@@ -59,7 +59,9 @@ func (s *servers) close() error {
 // buildCleanprod builds the cleanprod binary into dir and returns its path.
 func buildCleanprod(ctx context.Context, dir string) (string, error) {
 	bin := filepath.Join(dir, "cleanprod")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/cleanprod/cleanprod/cmd/cleanprod")
+	// -buildvcs: the binary records its commit (describeBinary) where git
+	// can tell, even if GOFLAGS turns that off.
+	cmd := exec.CommandContext(ctx, "go", "build", "-buildvcs=auto", "-o", bin, "github.com/cleanprod/cleanprod/cmd/cleanprod")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build cleanprod: %w\n%s", err, out)
 	}
@@ -109,13 +111,15 @@ func freeAddr() (string, error) {
 // serveProcess is a running "cleanprod serve", a child of this process in
 // its own process group, killed with it (parent-death signal).
 type serveProcess struct {
-	cmd     *exec.Cmd
-	base    string // http://127.0.0.1:PORT
-	token   string // supervisor bearer token
-	logPath string
-	done    chan struct{} // closed once the process has exited
-	err     error         // result of Wait; read after done is closed
-	http    *http.Client
+	cmd       *exec.Cmd
+	dir       string // its working directory
+	base      string // http://127.0.0.1:PORT
+	pprofBase string // http://127.0.0.1:PORT of its debug.pprof_listen; empty: none
+	token     string // supervisor bearer token
+	logPath   string
+	done      chan struct{} // closed once the process has exited
+	err       error         // result of Wait; read after done is closed
+	http      *http.Client
 }
 
 // startServe starts bin serve with args (plus -http.listen) in dir, its
@@ -141,7 +145,7 @@ func startServe(ctx context.Context, bin, dir, token string, args, env []string)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start cleanprod serve: %w", err)
 	}
-	p := &serveProcess{cmd: cmd, base: "http://" + addr, token: token, logPath: logPath,
+	p := &serveProcess{cmd: cmd, dir: dir, base: "http://" + addr, token: token, logPath: logPath,
 		done: make(chan struct{}), http: &http.Client{Timeout: 30 * time.Second}}
 	go func() {
 		p.err = cmd.Wait()
@@ -249,7 +253,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 }
 
 // parseMetrics sums the samples of the Prometheus text format by metric
-// name (labels dropped).
+// name (labels dropped), and also keeps each sample under its name with
+// its labels as written (name{label="value",...}).
 func parseMetrics(r io.Reader) (map[string]float64, error) {
 	out := make(map[string]float64)
 	sc := bufio.NewScanner(r)
@@ -259,7 +264,7 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		name, rest := line, ""
+		name, rest, series := line, "", ""
 		if i := strings.IndexAny(line, "{ "); i >= 0 {
 			name, rest = line[:i], line[i:]
 		}
@@ -269,7 +274,7 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 			if j < 0 {
 				return nil, fmt.Errorf("metrics line %q: unterminated labels", line)
 			}
-			rest = rest[j+1:]
+			series, rest = name+rest[:j+1], rest[j+1:]
 		}
 		fields := strings.Fields(rest)
 		if len(fields) == 0 {
@@ -280,6 +285,9 @@ func parseMetrics(r io.Reader) (map[string]float64, error) {
 			return nil, fmt.Errorf("metrics line %q: %w", line, err)
 		}
 		out[name] += v
+		if series != "" {
+			out[series] += v
+		}
 	}
 	return out, sc.Err()
 }
@@ -312,6 +320,68 @@ func processCPU(pid int) (time.Duration, error) {
 		return 0, fmt.Errorf("cpu of pid %d: %w", pid, err)
 	}
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
+}
+
+// childrenCPU returns the CPU time (user + system) used so far by the
+// running children of this process whose command name is comm (the
+// servers: "influxd", "mosquitto"). Children that exit meanwhile are
+// skipped.
+func childrenCPU(comm string) (time.Duration, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	self := os.Getpid()
+	var sum time.Duration
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue // gone
+		}
+		open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+		if open < 0 || end < open || string(b[open+1:end]) != comm {
+			continue
+		}
+		f := strings.Fields(string(b[end+1:]))
+		if len(f) < 2 || f[1] != strconv.Itoa(self) { // state, then the parent's pid
+			continue
+		}
+		if cpu, err := processCPU(pid); err == nil {
+			sum += cpu
+		}
+	}
+	return sum, nil
+}
+
+// cpuTimes are the machine's CPU times so far, summed over its CPUs.
+type cpuTimes struct{ busy, total time.Duration }
+
+// machineCPU returns the machine's CPU times from the first line of
+// /proc/stat: busy is user, nice, system, irq, softirq and steal; total
+// adds idle and iowait.
+func machineCPU() (cpuTimes, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}, fmt.Errorf("machine CPU: %w", err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTimes{}, fmt.Errorf("machine CPU: unexpected /proc/stat line %q", line)
+	}
+	var t [8]int64 // user nice system idle iowait irq softirq steal
+	for i := range t {
+		if t[i], err = strconv.ParseInt(f[i+1], 10, 64); err != nil {
+			return cpuTimes{}, fmt.Errorf("machine CPU: %w", err)
+		}
+	}
+	busy := t[0] + t[1] + t[2] + t[5] + t[6] + t[7]
+	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / clockTicks }
+	return cpuTimes{busy: tick(busy), total: tick(busy + t[3] + t[4])}, nil
 }
 
 // peakRSS returns the process's peak resident set size (VmHWM) in bytes.
