@@ -26,8 +26,11 @@ const demoBackfill = 45 * 24 * time.Hour
 // until interrupted. It accepts serve's settings (-http.listen,
 // -embedded_broker.listen, -gateway_config, ...).
 func demo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	cfg, _, err := loadConfig("demo", args, getenv, stderr)
+	cfg, rest, err := loadConfig("demo", args, getenv, stderr)
 	if err != nil {
+		return err
+	}
+	if err := noArguments("demo", rest); err != nil {
 		return err
 	}
 	dir, err := os.MkdirTemp("", "cleanprod-demo-")

@@ -49,6 +49,16 @@ Usage:
 Run "cleanprod serve -help" for every setting.
 `
 
+// noArguments refuses what is left after a subcommand's flags: flag
+// parsing stops at the first non-flag, so "-influx.gzip false -x y" would
+// otherwise run without the flags after it. Boolean flags take "=".
+func noArguments(cmd string, rest []string) error {
+	if len(rest) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s takes no arguments, got %q: flags after it were not read either (a boolean flag takes \"=\", e.g. -influx.gzip=false)", cmd, rest)
+}
+
 // run is the whole program; main only supplies the process's context,
 // arguments, environment and output.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -58,8 +68,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	switch args[0] {
 	case "serve":
-		cfg, _, err := loadConfig("serve", args[1:], getenv, stderr)
+		cfg, rest, err := loadConfig("serve", args[1:], getenv, stderr)
 		if err != nil {
+			return err
+		}
+		if err := noArguments("serve", rest); err != nil {
 			return err
 		}
 		return serve(ctx, cfg, stdout, stderr)

@@ -292,6 +292,7 @@ func TestServeRefusesBadConfig(t *testing.T) {
 		{"bad values", map[string]string{"CLEANPROD_INGEST_BATCH_INTERVAL": "soon"}, []string{"-ingest.history", "0", "-log.level", "loud", "-ingest.future_horizon", "8760h"},
 			[]string{"CLEANPROD_INGEST_BATCH_INTERVAL: want a duration", "ingest.history must be positive", `log.level "loud"`, "ingest.future_horizon 8760h0m0s is over 24h"}},
 		{"unknown flag", nil, []string{"-mqtt.uri", "tcp://x"}, []string{"flag provided but not defined: -mqtt.uri"}},
+		{"stray argument", nil, []string{"-influx.gzip", "false", "-ingest.writers", "4"}, []string{`serve takes no arguments, got ["false" "-ingest.writers" "4"]`}},
 		{"missing config file", nil, []string{"-config", "testdata/nope.yaml"}, []string{"nope.yaml"}},
 	}
 	for _, tt := range tests {
