@@ -199,6 +199,9 @@ bind-address = "127.0.0.1:%[2]d"
   dir = "%[1]s/data"
   wal-dir = "%[1]s/wal"
   query-log-enabled = false
+  # The 25 MB default snapshots the cache every couple of seconds under
+  # cleanprod's load, at up to twice the CPU per point (BENCHMARKS.md).
+  cache-snapshot-memory-size = "256m"
 
 [monitor]
   store-enabled = false
