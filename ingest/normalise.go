@@ -43,7 +43,7 @@ type LookupFunc func(ctx context.Context, enterprise string, meters []string, fr
 type Normaliser struct {
 	reg      *registry.Registry
 	cfg      NormaliserConfig
-	meters   map[meterKey]*meterHistory
+	meters   map[*registry.Meter]*meterHistory // keyed by the registry's meter: hashing a pointer, not two strings
 	gateways map[gatewayKey]*seqState
 	msgSeq   uint32 // numbers the messages, to tell in-message duplicates
 	// recentOld are the readings written lately that the history no
@@ -93,7 +93,6 @@ func (r *recentOld) add(k oldKey, v float64) {
 	r.values[k] = v
 }
 
-type meterKey struct{ enterprise, meter string }
 type gatewayKey struct{ enterprise, gateway string }
 
 // meterHistory is the recent readings of one meter, sorted by time.
@@ -125,7 +124,7 @@ func NewNormaliser(reg *registry.Registry, cfg NormaliserConfig) *Normaliser {
 	return &Normaliser{
 		reg:      reg,
 		cfg:      cfg,
-		meters:   make(map[meterKey]*meterHistory),
+		meters:   make(map[*registry.Meter]*meterHistory),
 		gateways: make(map[gatewayKey]*seqState),
 	}
 }
@@ -135,22 +134,13 @@ func NewNormaliser(reg *registry.Registry, cfg NormaliserConfig) *Normaliser {
 // those gone, or whose kind or quantity changed, forget it: their next
 // reading starts afresh, as a new meter's would.
 func (n *Normaliser) SetRegistry(reg *registry.Registry) {
-	meters := func(r *registry.Registry) map[meterKey]*registry.Meter {
-		out := make(map[meterKey]*registry.Meter)
-		for _, ent := range r.Enterprises {
-			for _, m := range ent.Meters {
-				out[meterKey{ent.ID, m.ID}] = m
-			}
-		}
-		return out
-	}
-	was, now := meters(n.reg), meters(reg)
-	for k := range n.meters {
-		o, m := was[k], now[k]
-		if m == nil || o == nil || m.Kind != o.Kind || m.Quantity.Name != o.Quantity.Name {
-			delete(n.meters, k)
+	meters := make(map[*registry.Meter]*meterHistory, len(n.meters))
+	for o, h := range n.meters {
+		if m := meterOf(reg, o.Enterprise.ID, o.ID); m != nil && m.Kind == o.Kind && m.Quantity.Name == o.Quantity.Name {
+			meters[m] = h
 		}
 	}
+	n.meters = meters
 	for k := range n.gateways {
 		if _, ok := reg.Gateway(k.enterprise, k.gateway); !ok {
 			delete(n.gateways, k)
@@ -159,12 +149,25 @@ func (n *Normaliser) SetRegistry(reg *registry.Registry) {
 	n.reg = reg
 }
 
+// meterOf returns the registered meter of an enterprise (nil: none).
+func meterOf(reg *registry.Registry, enterprise, id string) *registry.Meter {
+	for _, m := range reg.MetersNamed(id) {
+		if m.Enterprise.ID == enterprise {
+			return m
+		}
+	}
+	return nil
+}
+
 // Restore seeds the per-meter history from readings already stored (in
 // time order per meter), so that after a restart a redelivered message is
 // recognised as a duplicate and counters continue from their last register.
 func (n *Normaliser) Restore(rs []store.Reading) {
 	for _, r := range rs {
-		k := meterKey{r.Enterprise, r.Meter}
+		k := meterOf(n.reg, r.Enterprise, r.Meter)
+		if k == nil {
+			continue // no longer registered: its readings are refused anyway
+		}
 		h := n.meters[k]
 		if h == nil {
 			h = &meterHistory{entries: make([]histEntry, 0, n.cfg.History)}
@@ -419,11 +422,10 @@ func (n *Normaliser) trackSeq(gw *registry.Gateway, seq int64, redelivery bool, 
 // write and observe. It reports old when the reading is older than the
 // history kept, for the caller to check against the store.
 func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Outcome, write, observe *[]store.Reading, reject func(*RawReading, Reason, string, ...any)) (old bool) {
-	k := meterKey{m.Enterprise.ID, m.ID}
-	h := n.meters[k]
+	h := n.meters[m]
 	if h == nil {
 		h = &meterHistory{entries: make([]histEntry, 0, n.cfg.History), baseline: true}
-		n.meters[k] = h
+		n.meters[m] = h
 	}
 	t := r.Time.UnixNano()
 	i := h.search(t)
