@@ -73,6 +73,7 @@ type config struct {
 	phases                                  []string
 	out, cleanprod, profile                 string
 	serveArgs                               []string // split from -serve-args
+	serveEnv                                []string // split from -serve-env
 	keep                                    bool
 }
 
@@ -159,6 +160,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.out, "out", "bench-results", "folder for the results (markdown and JSON)")
 	fs.StringVar(&c.cleanprod, "cleanprod", "", "cleanprod binary to run (default: go build it into the temporary directory)")
 	fs.StringVar(&c.profile, "profile", "", "save serve's CPU profile over the timed part of phases 3 and 6 and a heap profile at their end into this folder, with the binary, and put their top functions into the results (CPU figures of a profiled run are inflated a little by the profiler)")
+	serveEnv := fs.String("serve-env", "", `environment for every cleanprod serve of the run, NAME=VALUE split at spaces, e.g. "GOMEMLIMIT=900MiB" (the Go runtime's soft memory limit, as deploy/kubernetes sets it); recorded in the results`)
 	serveArgs := fs.String("serve-args", "", `further flags for every cleanprod serve of the run, split at spaces, after the benchmark's own, which they override (e.g. "-ingest.writers 4"; a boolean flag takes "=": "-influx.gzip=false"); recorded in the results`)
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory (server logs, serve.log) and print its path")
 	if err := fs.Parse(args); err != nil {
@@ -170,6 +172,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	c.serveArgs = strings.Fields(*serveArgs)
+	c.serveEnv = strings.Fields(*serveEnv)
+	for _, kv := range c.serveEnv {
+		if k, _, ok := strings.Cut(kv, "="); !ok || k == "" || strings.HasPrefix(k, "CLEANPROD_") {
+			bad("-serve-env %q: want NAME=VALUE pairs for the Go runtime (e.g. GOMEMLIMIT=900MiB); cleanprod settings go in -serve-args", kv)
+		}
+	}
 	if len(c.serveArgs) > 0 && !strings.HasPrefix(c.serveArgs[0], "-") {
 		bad("-serve-args %q: want flags of cleanprod serve, such as \"-ingest.writers 4\"", *serveArgs)
 	}
@@ -292,7 +300,7 @@ func (b *bench) run(ctx context.Context, res *results) (err error) {
 		SimulatedFrom: w.start.Format(time.RFC3339), GenerateSeconds: w.generate.Seconds(),
 		Publishers: cfg.publishers, Window: cfg.window, StoreWriters: cfg.storeWriters, BatchSize: cfg.batch,
 		LatencyDuration: cfg.duration.String(), Seed: cfg.seed,
-		Unscored: w.unscored, ServeArgs: cfg.serveArgs, Profiled: cfg.profile != "",
+		Unscored: w.unscored, ServeArgs: cfg.serveArgs, ServeEnv: cfg.serveEnv, Profiled: cfg.profile != "",
 	}
 	b.progress("workload: %d meters, %d messages, %.1f MB, generated in %.1f s", w.meters, len(w.msgs), float64(w.bytes)/1e6, w.generate.Seconds())
 

@@ -262,7 +262,7 @@ func (b *bench) startServe(ctx context.Context, dir string, args, env []string, 
 		}
 		args = append(args, "-debug.pprof_listen", pprofAddr)
 	}
-	srv, err := startServe(ctx, b.bin, dir, b.token, append(args, b.cfg.serveArgs...), env)
+	srv, err := startServe(ctx, b.bin, dir, b.token, append(args, b.cfg.serveArgs...), append(env, b.cfg.serveEnv...))
 	if err != nil {
 		return nil, err
 	}

@@ -60,6 +60,8 @@ type settings struct {
 	Cleanprod string `json:"cleanprod"`
 	// ServeArgs: -serve-args, given to every cleanprod serve of the run.
 	ServeArgs []string `json:"serve_args,omitempty"`
+	// ServeEnv: -serve-env, the environment of every cleanprod serve.
+	ServeEnv []string `json:"serve_env,omitempty"`
 	// Profiled: -profile; serve's CPU figures include the profiler's cost.
 	Profiled bool `json:"profiled"`
 }
@@ -284,6 +286,9 @@ func (r *results) writeMarkdown(w io.Writer) {
 		s.ReadingsPerMessage, s.PayloadBytes, s.GenerateSeconds, s.SimulatedFrom, s.Publishers, s.Window, s.StoreWriters, s.BatchSize)
 	if s.Unscored > 0 {
 		fmt.Fprintf(w, "%d enterprises of the load are of an industry the standard does not grade: cleanprod does not score them.\n\n", s.Unscored)
+	}
+	if len(s.ServeEnv) > 0 {
+		fmt.Fprintf(w, "cleanprod serve environment (-serve-env, every serve of the run): `%s`.\n\n", strings.Join(s.ServeEnv, " "))
 	}
 	if len(s.ServeArgs) > 0 {
 		fmt.Fprintf(w, "cleanprod serve flags beyond the benchmark's own (-serve-args, every serve of the run): `%s`.\n\n", strings.Join(s.ServeArgs, " "))
