@@ -76,7 +76,7 @@ func (l *LastSeen) SetRegistry(reg *registry.Registry) {
 	defer l.mu.Unlock()
 	l.reg = reg
 	for k := range l.meters {
-		if !hasMeter(reg, k.enterprise, k.meter) {
+		if _, ok := reg.Meter(k.enterprise, k.meter); !ok {
 			delete(l.meters, k)
 		}
 	}
@@ -87,19 +87,6 @@ func (l *LastSeen) SetRegistry(reg *registry.Registry) {
 	}
 }
 
-func hasMeter(reg *registry.Registry, enterprise, meter string) bool {
-	ent, ok := reg.Enterprise(enterprise)
-	if !ok {
-		return false
-	}
-	for _, m := range ent.Meters {
-		if m.ID == meter {
-			return true
-		}
-	}
-	return false
-}
-
 // meter returns the entry of a registered meter (nil otherwise); call
 // with mu held for writing.
 func (l *LastSeen) meter(enterprise, meter string) *MeterSeen {
@@ -107,7 +94,7 @@ func (l *LastSeen) meter(enterprise, meter string) *MeterSeen {
 	if m, ok := l.meters[k]; ok {
 		return m
 	}
-	if !hasMeter(l.reg, enterprise, meter) {
+	if _, ok := l.reg.Meter(enterprise, meter); !ok {
 		return nil
 	}
 	m := &MeterSeen{}

@@ -136,7 +136,7 @@ func NewNormaliser(reg *registry.Registry, cfg NormaliserConfig) *Normaliser {
 func (n *Normaliser) SetRegistry(reg *registry.Registry) {
 	meters := make(map[*registry.Meter]*meterHistory, len(n.meters))
 	for o, h := range n.meters {
-		if m := meterOf(reg, o.Enterprise.ID, o.ID); m != nil && m.Kind == o.Kind && m.Quantity.Name == o.Quantity.Name {
+		if m, ok := reg.Meter(o.Enterprise.ID, o.ID); ok && m.Kind == o.Kind && m.Quantity.Name == o.Quantity.Name {
 			meters[m] = h
 		}
 	}
@@ -149,23 +149,13 @@ func (n *Normaliser) SetRegistry(reg *registry.Registry) {
 	n.reg = reg
 }
 
-// meterOf returns the registered meter of an enterprise (nil: none).
-func meterOf(reg *registry.Registry, enterprise, id string) *registry.Meter {
-	for _, m := range reg.MetersNamed(id) {
-		if m.Enterprise.ID == enterprise {
-			return m
-		}
-	}
-	return nil
-}
-
 // Restore seeds the per-meter history from readings already stored (in
 // time order per meter), so that after a restart a redelivered message is
 // recognised as a duplicate and counters continue from their last register.
 func (n *Normaliser) Restore(rs []store.Reading) {
 	for _, r := range rs {
-		k := meterOf(n.reg, r.Enterprise, r.Meter)
-		if k == nil {
+		k, ok := n.reg.Meter(r.Enterprise, r.Meter)
+		if !ok {
 			continue // no longer registered: its readings are refused anyway
 		}
 		h := n.meters[k]

@@ -117,6 +117,16 @@ func (r *Registry) Gateway(enterprise, gateway string) (*Gateway, bool) {
 // enterprise; ingest uses it to tell a spoofed reading from an unknown meter.
 func (r *Registry) MetersNamed(id string) []*Meter { return r.meterHomes[id] }
 
+// Meter returns the meter registered under enterprise with id id.
+func (r *Registry) Meter(enterprise, id string) (*Meter, bool) {
+	for _, m := range r.meterHomes[id] {
+		if m.Enterprise.ID == enterprise {
+			return m, true
+		}
+	}
+	return nil, false
+}
+
 // MeterCount returns the number of registered meters.
 func (r *Registry) MeterCount() int {
 	n := 0

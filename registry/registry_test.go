@@ -140,4 +140,10 @@ func TestQuantityCeilings(t *testing.T) {
 	if got := ent.Meters[1].MaxRate; got != 5 {
 		t.Errorf("counter with max_rate 5: MaxRate %g, want 5", got)
 	}
+	if m, ok := reg.Meter("p", "F"); !ok || m != ent.Meters[1] {
+		t.Errorf("Meter(p, F) = %v, %v: want the registered meter", m, ok)
+	}
+	if _, ok := reg.Meter("q", "F"); ok {
+		t.Error("Meter(q, F) found a meter of another enterprise")
+	}
 }
