@@ -439,7 +439,7 @@ func (b *bench) measure(ctx context.Context, srv *serveProcess, brokerURL, phase
 			}
 		}
 		if pubDone && time.Since(lastChange) > stallTimeout {
-			return nil, fmt.Errorf("cleanprod made no progress for %v (%d of %d checkpoints stored)\n%s", stallTimeout, seen, total, logTail(srv.logPath))
+			return nil, fmt.Errorf("cleanprod made no progress for %v (%d of %d checkpoints stored)\n%s", stallTimeout, seen, total, testenv.LogTail(srv.logPath))
 		}
 	}
 	elapsed := time.Since(start)

@@ -170,13 +170,13 @@ func (p *serveProcess) waitReady(ctx context.Context) error {
 		}
 		select {
 		case <-p.done:
-			return fmt.Errorf("cleanprod serve exited before it was ready (%v)\n%s", p.err, logTail(p.logPath))
+			return fmt.Errorf("cleanprod serve exited before it was ready (%v)\n%s", p.err, testenv.LogTail(p.logPath))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("cleanprod serve not ready after %v\n%s", serveReadyTimeout, logTail(p.logPath))
+			return fmt.Errorf("cleanprod serve not ready after %v\n%s", serveReadyTimeout, testenv.LogTail(p.logPath))
 		}
 	}
 }
@@ -198,13 +198,13 @@ func (p *serveProcess) stop() error {
 	case <-p.done:
 		var exit *exec.ExitError
 		if errors.As(p.err, &exit) {
-			return fmt.Errorf("cleanprod serve exited with %v\n%s", p.err, logTail(p.logPath))
+			return fmt.Errorf("cleanprod serve exited with %v\n%s", p.err, testenv.LogTail(p.logPath))
 		}
 		return nil
 	case <-time.After(serveStopGrace):
 		_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
 		<-p.done
-		return fmt.Errorf("cleanprod serve did not stop within %v of SIGTERM; killed it\n%s", serveStopGrace, logTail(p.logPath))
+		return fmt.Errorf("cleanprod serve did not stop within %v of SIGTERM; killed it\n%s", serveStopGrace, testenv.LogTail(p.logPath))
 	}
 }
 
@@ -212,7 +212,7 @@ func (p *serveProcess) stop() error {
 func (p *serveProcess) exited() error {
 	select {
 	case <-p.done:
-		return fmt.Errorf("cleanprod serve exited (%v)\n%s", p.err, logTail(p.logPath))
+		return fmt.Errorf("cleanprod serve exited (%v)\n%s", p.err, testenv.LogTail(p.logPath))
 	default:
 		return nil
 	}
@@ -408,21 +408,4 @@ func processPeakRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("peak RSS of pid %d: no VmHWM in /proc status", pid)
-}
-
-// logTail returns the last lines of the file at path, for error messages.
-func logTail(path string) string {
-	const maxBytes, maxLines = 8 << 10, 30
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Sprintf("(no log: %v)", err)
-	}
-	if len(b) > maxBytes {
-		b = b[len(b)-maxBytes:]
-	}
-	lines := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
-	if len(lines) > maxLines {
-		lines = lines[len(lines)-maxLines:]
-	}
-	return fmt.Sprintf("--- last lines of %s ---\n%s\n---", path, bytes.Join(lines, []byte("\n")))
 }

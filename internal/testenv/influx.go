@@ -181,7 +181,7 @@ func (s *InfluxServer) startFresh() error {
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("%w\n%s", err, logTail(s.logPath()))
+		return fmt.Errorf("%w\n%s", err, LogTail(s.logPath()))
 	}
 	return nil
 }
@@ -376,7 +376,7 @@ func (s *InfluxServer) Kill() {
 func (s *InfluxServer) Start() {
 	s.t.Helper()
 	if err := s.start(); err != nil {
-		s.t.Fatalf("testenv: restart influxd: %v\n%s", err, logTail(s.logPath()))
+		s.t.Fatalf("testenv: restart influxd: %v\n%s", err, LogTail(s.logPath()))
 	}
 }
 

@@ -143,7 +143,7 @@ func startMosquitto(bin, dir, name string, opts []MosquittoOption) (*Broker, err
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w\n%s", err, logTail(b.logPath()))
+		return nil, fmt.Errorf("%w\n%s", err, LogTail(b.logPath()))
 	}
 	return b, nil
 }
@@ -286,7 +286,7 @@ func (b *Broker) Kill() {
 func (b *Broker) Start() {
 	b.t.Helper()
 	if err := b.start(); err != nil {
-		b.t.Fatalf("testenv: restart mosquitto: %v\n%s", err, logTail(b.logPath()))
+		b.t.Fatalf("testenv: restart mosquitto: %v\n%s", err, LogTail(b.logPath()))
 	}
 }
 

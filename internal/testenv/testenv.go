@@ -302,8 +302,9 @@ func tcpReady(addr string) bool {
 	return true
 }
 
-// logTail returns the last lines of the file at path, for failure messages.
-func logTail(path string) string {
+// LogTail returns the last lines of the file at path (a server's log),
+// for failure messages.
+func LogTail(path string) string {
 	const maxBytes, maxLines = 8 << 10, 40
 	b, err := os.ReadFile(path)
 	if err != nil {
