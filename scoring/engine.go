@@ -938,9 +938,9 @@ func (e *Engine) evaluate(es *entState, now time.Time, scratch *env) {
 			// Spread the enterprises over PointEvery after their first
 			// write, so that a fleet does not write all its points in one
 			// tick every PointEvery.
-			h := fnv.New32a()
+			h := fnv.New64a()
 			h.Write([]byte(es.id))
-			es.lastPt = now.Add(-time.Duration(h.Sum32()) % e.cfg.PointEvery)
+			es.lastPt = now.Add(-time.Duration(h.Sum64() % uint64(e.cfg.PointEvery)))
 		} else {
 			es.lastPt = now
 		}
