@@ -32,6 +32,17 @@ type Declaration struct {
 	Evidence      string // what supports it: certificate, report, permit number
 	ValidFrom     time.Time
 	ValidTo       time.Time
+	// Auditor and ReportRef make a declaration of the policy's audit
+	// indicator (cp_audit) an audit record: who audited and the report's
+	// reference. ValidFrom is the audit's date. Only an accepted audit
+	// record restarts the audit cycle.
+	Auditor   string
+	ReportRef string
+}
+
+// AuditRecord reports whether the declaration records an audit.
+func (d *Declaration) AuditRecord() bool {
+	return strings.TrimSpace(d.Auditor) != "" && strings.TrimSpace(d.ReportRef) != ""
 }
 
 // ValidAt reports whether the declaration holds at t.
@@ -59,12 +70,21 @@ func (d *Declaration) Check(std *Standard) error {
 		return fmt.Errorf("%s: give exactly one of level, value and not_applicable", what)
 	case d.Level != NoLevel && ind.Kind != Qualitative:
 		return fmt.Errorf("%s: a level is declared for qualitative indicators; %s is quantitative (declare its value)", what, d.Indicator)
-	case d.Level != NoLevel && (d.Level < LevelI || d.Level > BelowIII):
-		return fmt.Errorf("%s: level %d is not valid", what, d.Level)
+	case d.Level != NoLevel && !slices.Contains(ind.AllowedLevels(), d.Level):
+		if ind.Gate() {
+			return fmt.Errorf("%s: %s is a yes/no requirement: declare level I (yes, met) or below_III (no), not %s", what, d.Indicator, d.Level)
+		}
+		return fmt.Errorf("%s: level %d is not valid: want I, II, III or below_III", what, d.Level)
 	case d.Value != nil && (ind.Kind != Quantitative || ind.Metered()):
 		return fmt.Errorf("%s: a value is declared for quantitative indicators without a formula; %s is %s", what, d.Indicator, map[bool]string{true: "metered", false: "qualitative"}[ind.Metered()])
 	case d.Value != nil && (math.IsNaN(*d.Value) || math.IsInf(*d.Value, 0)):
 		return fmt.Errorf("%s: value must be a finite number", what)
+	case d.Value != nil && (*d.Value < ind.Range[0] || *d.Value > ind.Range[1]):
+		return fmt.Errorf("%s: value %v %s is outside what %s can be: %s", what, *d.Value, ind.Unit, d.Indicator, ind.RangeText())
+	case (d.Auditor != "" || d.ReportRef != "") && !d.AuditRecord():
+		return fmt.Errorf("%s: an audit record needs both auditor and report_ref", what)
+	case d.AuditRecord() && ind.Kind != Qualitative:
+		return fmt.Errorf("%s: auditor and report_ref belong to the audit indicator, not to %s", what, d.Indicator)
 	case strings.TrimSpace(d.Evidence) == "":
 		return fmt.Errorf("%s: evidence is required", what)
 	case d.ValidFrom.IsZero():
@@ -91,6 +111,8 @@ type Declarations interface {
 //	  - indicator: cp_audit
 //	    level: II
 //	    evidence: audit report 2024, acceptance letter 渝环清审〔2024〕12号
+//	    auditor: 重庆某清洁生产咨询有限公司
+//	    report_ref: 渝环清审〔2024〕12号
 //	    valid_from: 2024-06-01
 //	    valid_to: 2029-06-01
 //	  - indicator: paint_transfer_efficiency
@@ -124,6 +146,8 @@ type declarationFile struct {
 		Evidence      string   `yaml:"evidence"`
 		ValidFrom     string   `yaml:"valid_from"`
 		ValidTo       string   `yaml:"valid_to"`
+		Auditor       string   `yaml:"auditor"`
+		ReportRef     string   `yaml:"report_ref"`
 	} `yaml:"declarations"`
 }
 
@@ -183,7 +207,8 @@ func ParseDeclarations(name string, data []byte, std *Standard) ([]Declaration, 
 	out := make([]Declaration, 0, len(f.Declarations))
 	for i, df := range f.Declarations {
 		at := func(k string) []any { return yamlfile.P("declarations", i, k) }
-		d := Declaration{Enterprise: f.Enterprise, Indicator: df.Indicator, Value: df.Value, NotApplicable: df.NotApplicable, Evidence: df.Evidence}
+		d := Declaration{Enterprise: f.Enterprise, Indicator: df.Indicator, Value: df.Value, NotApplicable: df.NotApplicable, Evidence: df.Evidence,
+			Auditor: df.Auditor, ReportRef: df.ReportRef}
 		bad := false
 		if df.Level != "" {
 			l, err := ParseLevel(df.Level)

@@ -762,7 +762,7 @@ func (e *Engine) step(ctx context.Context, now time.Time) {
 		if e.cfg.OnEvent != nil {
 			e.cfg.OnEvent(ev)
 		}
-		e.points = append(e.points, eventPoint(ev))
+		e.points = append(e.points, EventPoint(ev))
 	}
 	e.events = e.events[:0]
 	if len(e.points) > 0 && e.cfg.Sink != nil {
@@ -917,8 +917,10 @@ func (e *Engine) evaluate(es *entState, now time.Time, scratch *env) {
 	res.PendingCode, res.PendingSince = es.code.Pending, es.code.PendingSince
 	res.CodeReasons = reasons
 	if pol.LastAuditIndicator != "" {
+		// Only an audit record (auditor and report) restarts the cycle; the
+		// engine sees accepted declarations only.
 		for _, d := range es.decls[pol.LastAuditIndicator] {
-			if !d.ValidFrom.After(now) && d.ValidFrom.After(res.LastAudit) {
+			if d.AuditRecord() && !d.ValidFrom.After(now) && d.ValidFrom.After(res.LastAudit) {
 				res.LastAudit = d.ValidFrom
 			}
 		}

@@ -28,6 +28,13 @@ const (
 	// EventStale: a meter has been silent for the policy's stale.after
 	// (Meter); Resolved when it reports again.
 	EventStale EventKind = "stale"
+	// EventDeclarationSubmitted, Accepted and Rejected: a step of a
+	// declaration's review (Indicator; Reason names the declaration, who
+	// acted and the reviewer's note). A supervisor's own declaration is
+	// announced as accepted.
+	EventDeclarationSubmitted EventKind = "declaration_submitted"
+	EventDeclarationAccepted  EventKind = "declaration_accepted"
+	EventDeclarationRejected  EventKind = "declaration_rejected"
 )
 
 // Event is a change worth telling people about. Events are announced once

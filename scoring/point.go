@@ -52,8 +52,8 @@ func appendPoints(ps []store.Point, std *Standard, codeWindow int, res *Result) 
 	return ps
 }
 
-// eventPoint converts an event to a point.
-func eventPoint(ev Event) store.Point {
+// EventPoint converts an event to a point of measurement "event".
+func EventPoint(ev Event) store.Point {
 	f := map[string]any{"resolved": ev.Resolved, "reason": ev.Reason, "window": ev.Window}
 	switch ev.Kind {
 	case EventCodeChange:

@@ -210,6 +210,10 @@ func (s *scenario) declare(args []string) {
 			d.Value = &x
 		case "na":
 			d.NotApplicable = true
+		case "auditor":
+			d.Auditor = v
+		case "report":
+			d.ReportRef = v
 		case "from", "to":
 			tm, err := parseDate(v, time.FixedZone("local", 8*3600))
 			if err != nil {
@@ -296,7 +300,7 @@ func (s *scenario) engine() *Engine {
 		OnEvent: func(ev Event) {
 			s.pending = append(s.pending, ev)
 			// Restart restores from events as the store holds them.
-			back, ok := EventFromPoint(eventPoint(ev))
+			back, ok := EventFromPoint(EventPoint(ev))
 			if !ok {
 				s.t.Errorf("event %v does not survive the round trip through a point", ev)
 			}

@@ -104,7 +104,11 @@ type Indicator struct {
 	// indicator; Descriptions the level texts of a qualitative one.
 	Benchmarks   [3]float64
 	Descriptions [3]string
-	Src          []string
+	// Range is what a value of a quantitative indicator can be, for
+	// declarations: the YAML's range, else [0, 100] for a unit of "%" and
+	// [0, +Inf) otherwise.
+	Range [2]float64
+	Src   []string
 
 	weightBP  int64
 	expr      *expr
@@ -119,6 +123,43 @@ type Indicator struct {
 type indicatorInput struct {
 	series   int
 	optional bool
+}
+
+// RangeText describes Range for messages: "0 to 100 %" or "0 or more
+// kgce/vehicle".
+func (ind *Indicator) RangeText() string {
+	lo, hi := strconv.FormatFloat(ind.Range[0], 'g', -1, 64), strconv.FormatFloat(ind.Range[1], 'g', -1, 64)
+	switch {
+	case math.IsInf(ind.Range[1], 1):
+		return lo + " or more " + ind.Unit
+	case math.IsInf(ind.Range[0], -1):
+		return hi + " or less " + ind.Unit
+	}
+	return lo + " to " + hi + " " + ind.Unit
+}
+
+// Gate reports whether a qualitative indicator is a yes/no requirement
+// (every level's text is "yes", as for a permit held): it is either met
+// (Level I) or not (below Level III), never II or III.
+func (ind *Indicator) Gate() bool {
+	if ind.Kind != Qualitative {
+		return false
+	}
+	for _, d := range ind.Descriptions {
+		if !strings.EqualFold(strings.TrimSpace(d), "yes") {
+			return false
+		}
+	}
+	return true
+}
+
+// AllowedLevels returns the levels a declaration of a qualitative
+// indicator may give.
+func (ind *Indicator) AllowedLevels() []Level {
+	if ind.Gate() {
+		return []Level{LevelI, BelowIII}
+	}
+	return []Level{LevelI, LevelII, LevelIII, BelowIII}
 }
 
 // Metered reports whether the indicator's value comes from a formula over
@@ -360,19 +401,20 @@ type standardFile struct {
 }
 
 type indicatorFile struct {
-	ID          string   `yaml:"id"`
-	NameZH      string   `yaml:"name_zh"`
-	NameEN      string   `yaml:"name_en"`
-	Type        string   `yaml:"type"`
-	Unit        string   `yaml:"unit"`
-	Direction   string   `yaml:"direction"`
-	Formula     string   `yaml:"formula"`
-	Optional    []string `yaml:"optional"`
-	AppliesIf   []string `yaml:"applies_if_metered"`
-	MinCoverage *float64 `yaml:"min_coverage"`
-	Basis       string   `yaml:"basis"`
-	Weight      *float64 `yaml:"weight"`
-	Restrictive bool     `yaml:"restrictive"`
+	ID          string    `yaml:"id"`
+	NameZH      string    `yaml:"name_zh"`
+	NameEN      string    `yaml:"name_en"`
+	Type        string    `yaml:"type"`
+	Unit        string    `yaml:"unit"`
+	Direction   string    `yaml:"direction"`
+	Formula     string    `yaml:"formula"`
+	Optional    []string  `yaml:"optional"`
+	AppliesIf   []string  `yaml:"applies_if_metered"`
+	MinCoverage *float64  `yaml:"min_coverage"`
+	Basis       string    `yaml:"basis"`
+	Weight      *float64  `yaml:"weight"`
+	Restrictive bool      `yaml:"restrictive"`
+	Range       []float64 `yaml:"range"`
 	Benchmarks  struct {
 		I   any `yaml:"I"`
 		II  any `yaml:"II"`
@@ -816,6 +858,17 @@ func (l *stdLoader) indicator(gi, ii int, inf indicatorFile, ids map[string]bool
 		if ind.Unit == "" {
 			l.problem(at("unit"), "%s: unit is missing", what)
 		}
+		ind.Range = [2]float64{0, math.Inf(1)}
+		if ind.Unit == "%" {
+			ind.Range[1] = 100
+		}
+		if inf.Range != nil {
+			if len(inf.Range) != 2 || !(inf.Range[0] < inf.Range[1]) || math.IsNaN(inf.Range[0]) || math.IsNaN(inf.Range[1]) {
+				l.problem(at("range"), "%s: range %v: want [lowest, highest] with lowest < highest", what, inf.Range)
+			} else {
+				ind.Range = [2]float64{inf.Range[0], inf.Range[1]}
+			}
+		}
 		if ind.Direction != LowerBetter && ind.Direction != HigherBetter {
 			l.problem(at("direction"), "%s: direction %q: want lower_better or higher_better", what, inf.Direction)
 		}
@@ -841,6 +894,9 @@ func (l *stdLoader) indicator(gi, ii int, inf indicatorFile, ids map[string]bool
 			l.problem(at("optional"), "%s: optional and applies_if_metered apply to formulas only", what)
 		}
 	case Qualitative:
+		if inf.Range != nil {
+			l.problem(at("range"), "%s: a qualitative indicator has levels, not a range", what)
+		}
 		if ind.Direction != "" {
 			l.problem(at("direction"), "%s: a qualitative indicator has no direction", what)
 		}
