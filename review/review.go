@@ -96,8 +96,8 @@ func (e *InvalidError) Unwrap() error { return e.Err }
 // Points is the part of the store the book needs (store.Bolt and
 // store.Influx).
 type Points interface {
+	Reader
 	WritePoints(ctx context.Context, ps []store.Point) error
-	Points(ctx context.Context, measurement string, tags map[string]string, from, to time.Time) ([]store.Point, error)
 }
 
 // Book is the declarations and their review, kept in the store. Methods
@@ -144,11 +144,22 @@ var (
 // newest valid_from first. Superseded accepted records read as
 // Superseded.
 func (b *Book) Records(ctx context.Context, f Filter) ([]Record, error) {
+	return Records(ctx, b.pts, f)
+}
+
+// Reader reads stored points (store.Bolt, store.Influx).
+type Reader interface {
+	Points(ctx context.Context, measurement string, tags map[string]string, from, to time.Time) ([]store.Point, error)
+}
+
+// Records reads the records that match f from a store, as Book.Records
+// does (for readers that never write: the report command).
+func Records(ctx context.Context, pts Reader, f Filter) ([]Record, error) {
 	var tags map[string]string
 	if f.Enterprise != "" {
 		tags = map[string]string{"enterprise": f.Enterprise}
 	}
-	ps, err := b.pts.Points(ctx, Measurement, tags, minTime, maxTime)
+	ps, err := pts.Points(ctx, Measurement, tags, minTime, maxTime)
 	if err != nil {
 		return nil, fmt.Errorf("read declarations: %w", err)
 	}
@@ -296,7 +307,9 @@ func (b *Book) Seed(ctx context.Context, ds []scoring.Declaration, source string
 		}
 		r := Record{ID: id, Declaration: d, State: Accepted, SubmittedBy: who, SubmittedAt: d.ValidFrom.UTC(),
 			ReviewedBy: who, ReviewedAt: b.now().UTC(), Note: "seeded from the declarations folder"}
-		if err := b.write(ctx, r, "seeded"); err != nil {
+		// The folder is the operator's configuration, not a review step:
+		// no event.
+		if err := b.write(ctx, r, ""); err != nil {
 			return n, err
 		}
 		n++
@@ -304,18 +317,23 @@ func (b *Book) Seed(ctx context.Context, ds []scoring.Declaration, source string
 	return n, nil
 }
 
-// write stores r and the event of its step in one batch, then tells
-// onEvent.
+// write stores r and the event of its step (none if step is "") in one
+// batch, then tells onEvent.
 func (b *Book) write(ctx context.Context, r Record, step string) error {
 	p, err := toPoint(r)
 	if err != nil {
 		return err
 	}
-	ev := Event(r, step, b.now().UTC())
-	if err := b.pts.WritePoints(ctx, []store.Point{p, scoring.EventPoint(ev)}); err != nil {
+	ps := []store.Point{p}
+	var ev scoring.Event
+	if step != "" {
+		ev = Event(r, step, b.now().UTC())
+		ps = append(ps, scoring.EventPoint(ev))
+	}
+	if err := b.pts.WritePoints(ctx, ps); err != nil {
 		return fmt.Errorf("store declaration: %w", err)
 	}
-	if b.onEvent != nil {
+	if step != "" && b.onEvent != nil {
 		b.onEvent(ev)
 	}
 	return nil
@@ -329,7 +347,7 @@ func Event(r Record, step string, at time.Time) scoring.Event {
 	switch {
 	case step == "submitted" && r.State == Submitted:
 		reason = fmt.Sprintf("declaration %s of %s submitted by %s; waits for review", r.ID, what, r.SubmittedBy)
-	case step == "submitted" || step == "seeded":
+	case step == "submitted":
 		reason = fmt.Sprintf("declaration %s of %s %s by %s and accepted", r.ID, what, step, r.SubmittedBy)
 	case r.State == Accepted || r.State == Rejected:
 		reason = fmt.Sprintf("declaration %s of %s %s by %s", r.ID, what, r.State, r.ReviewedBy)

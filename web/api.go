@@ -1,7 +1,6 @@
 package web
 
 import (
-	"cmp"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -192,7 +191,8 @@ func (s *server) events(c *gin.Context) {
 }
 
 var eventKinds = []string{string(scoring.EventCodeChange), string(scoring.EventLevelDrop), string(scoring.EventWorsening),
-	string(scoring.EventRestrictiveFail), string(scoring.EventStale)}
+	string(scoring.EventRestrictiveFail), string(scoring.EventStale),
+	string(scoring.EventDeclarationSubmitted), string(scoring.EventDeclarationAccepted), string(scoring.EventDeclarationRejected)}
 
 // stream sends live events as server-sent events until the client goes
 // away or the server shuts down.
@@ -569,160 +569,6 @@ func thin[T any](ps []T, n int) []T {
 		out = append(out, ps[i*(len(ps)-1)/(n-1)])
 	}
 	return out
-}
-
-// DeclarationsDTO is the answer of GET .../declarations.
-type DeclarationsDTO struct {
-	Enterprise   string           `json:"enterprise"`
-	Declarations []DeclarationDTO `json:"declarations"`
-	Revisions    []Revision       `json:"revisions"` // newest first
-	Declarable   []IndicatorRef   `json:"declarable"`
-}
-
-// DeclarationDTO is one stored declaration.
-type DeclarationDTO struct {
-	Indicator     string     `json:"indicator"`
-	NameEN        string     `json:"name_en"`
-	NameZH        string     `json:"name_zh"`
-	Level         *string    `json:"level"`
-	Value         *float64   `json:"value"`
-	NotApplicable bool       `json:"not_applicable"`
-	Evidence      string     `json:"evidence"`
-	ValidFrom     time.Time  `json:"valid_from"`
-	ValidTo       *time.Time `json:"valid_to"`
-	InForce       bool       `json:"in_force"` // valid now and the newest valid one of its indicator
-	// LevelDescription is the standard's text of the declared level.
-	LevelDescription string `json:"level_description,omitempty"`
-}
-
-// DeclarationInput is the body of POST .../declarations.
-type DeclarationInput struct {
-	Indicator     string   `json:"indicator"`
-	Level         string   `json:"level,omitempty"`
-	Value         *float64 `json:"value,omitempty"`
-	NotApplicable bool     `json:"not_applicable,omitempty"`
-	Evidence      string   `json:"evidence"`
-	ValidFrom     string   `json:"valid_from"`
-	ValidTo       string   `json:"valid_to,omitempty"`
-}
-
-// DeclarationCreated is the answer of POST .../declarations.
-type DeclarationCreated struct {
-	Declaration DeclarationDTO `json:"declaration"`
-	Revision    Revision       `json:"revision"`
-	// Rescoring says the engine was asked to re-evaluate the enterprise;
-	// GET /api/v1/enterprises/{id} shows the new score within a second or so.
-	Rescoring bool `json:"rescoring"`
-}
-
-func (s *server) declarationDTO(d scoring.Declaration, inForce bool) DeclarationDTO {
-	std := s.snapshot().Standard
-	out := DeclarationDTO{Indicator: d.Indicator, Level: levelPtr(d.Level), Value: d.Value, NotApplicable: d.NotApplicable,
-		Evidence: d.Evidence, ValidFrom: d.ValidFrom, ValidTo: timePtr(d.ValidTo), InForce: inForce}
-	if ind, ok := std.Indicator(d.Indicator); ok {
-		out.NameEN, out.NameZH = ind.NameEN, ind.NameZH
-		if d.Level >= scoring.LevelI && d.Level <= scoring.LevelIII {
-			out.LevelDescription = ind.Descriptions[d.Level-1]
-		}
-	}
-	return out
-}
-
-func (s *server) listDeclarations(c *gin.Context) {
-	if s.Declarations == nil {
-		s.fail(c, errorf(http.StatusServiceUnavailable, codeUnavailable, "no declarations folder is configured (scoring.declarations)"))
-		return
-	}
-	id := c.Param("id")
-	ds, revs, err := s.Declarations.Enterprise(id)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	now := s.now()
-	current := map[string]int{} // indicator -> index of the one in force
-	for i, d := range ds {
-		if !d.ValidAt(now) {
-			continue
-		}
-		if j, ok := current[d.Indicator]; !ok || d.ValidFrom.After(ds[j].ValidFrom) {
-			current[d.Indicator] = i
-		}
-	}
-	out := DeclarationsDTO{Enterprise: id, Declarations: []DeclarationDTO{}, Revisions: revs, Declarable: []IndicatorRef{}}
-	for i, d := range ds {
-		j, ok := current[d.Indicator]
-		out.Declarations = append(out.Declarations, s.declarationDTO(d, ok && j == i))
-	}
-	slices.SortStableFunc(out.Declarations, func(a, b DeclarationDTO) int {
-		return cmp.Or(strings.Compare(a.Indicator, b.Indicator), b.ValidFrom.Compare(a.ValidFrom))
-	})
-	for _, ind := range s.snapshot().Standard.Indicators {
-		if !ind.Metered() {
-			out.Declarable = append(out.Declarable, IndicatorRef{ID: ind.ID, NameZH: ind.NameZH, NameEN: ind.NameEN, Unit: ind.Unit, Direction: string(ind.Direction)})
-		}
-	}
-	c.JSON(http.StatusOK, out)
-}
-
-func (s *server) addDeclaration(c *gin.Context) {
-	if s.Declarations == nil {
-		s.fail(c, errorf(http.StatusServiceUnavailable, codeUnavailable, "no declarations folder is configured (scoring.declarations)"))
-		return
-	}
-	if ct := c.ContentType(); ct != "application/json" {
-		s.fail(c, errorf(http.StatusUnsupportedMediaType, codeUnsupported, "send the declaration as application/json, not %q", ct))
-		return
-	}
-	var in DeclarationInput
-	if err := decodeJSON(c, &in); err != nil {
-		s.fail(c, err)
-		return
-	}
-	std := s.snapshot().Standard
-	d := scoring.Declaration{Enterprise: c.Param("id"), Indicator: in.Indicator, Value: in.Value, NotApplicable: in.NotApplicable,
-		Evidence: strings.TrimSpace(in.Evidence)}
-	if in.Indicator == "" {
-		s.fail(c, errorf(http.StatusBadRequest, codeBadRequest, "indicator is required"))
-		return
-	}
-	if _, ok := std.Indicator(in.Indicator); !ok {
-		s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "no indicator %q in standard %s", in.Indicator, std.ID))
-		return
-	}
-	if in.Level != "" {
-		l, err := scoring.ParseLevel(in.Level)
-		if err != nil {
-			s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "%v", err))
-			return
-		}
-		d.Level = l
-	}
-	var err error
-	if in.ValidFrom == "" {
-		s.fail(c, errorf(http.StatusBadRequest, codeBadRequest, "valid_from is required"))
-		return
-	}
-	if d.ValidFrom, err = parseTime("valid_from", in.ValidFrom, s.loc()); err != nil {
-		s.fail(c, err)
-		return
-	}
-	if in.ValidTo != "" {
-		if d.ValidTo, err = parseTime("valid_to", in.ValidTo, s.loc()); err != nil {
-			s.fail(c, err)
-			return
-		}
-	}
-	p := principal(c)
-	by := string(p.Role) + " " + p.Name
-	rev, err := s.Declarations.Add(d, by)
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
-	s.Scorer.ReloadDeclarations()
-	s.log.Info("web: declaration stored", "enterprise", d.Enterprise, "indicator", d.Indicator, "by", by, "revision", rev.File)
-	c.JSON(http.StatusCreated, DeclarationCreated{Declaration: s.declarationDTO(d, d.ValidAt(s.now())), Revision: rev, Rescoring: true})
 }
 
 // decodeJSON decodes the request body strictly: one JSON object of the

@@ -5,8 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -199,19 +198,75 @@ func TestBadInput(t *testing.T) {
 	})
 }
 
-// A declaration made through the API lands in the enterprise's file,
-// keeps the history, and the score follows at once.
-func TestDeclare(t *testing.T) {
+// An enterprise's declarations wait for a supervisor; only accepted ones
+// are scored; every step is an event; values the standard does not allow
+// are refused with 422 naming the indicator and what it allows.
+func TestDeclarationReview(t *testing.T) {
 	f := newFixture(t)
 	before, _ := f.eng.Snapshot().Result(entA)
 	ba, _ := before.Assessment(f.pol.Window)
 	if r, _ := ba.Indicator(f.std, "management_systems"); r.Level != scoring.LevelI {
 		t.Fatalf("management_systems of %s: got %v, want the shipped Level I", entA, r.Level)
 	}
-	body := `{"indicator": "management_systems", "level": "III", "evidence": "ISO 50001 certificate withdrawn 2026-05", "valid_from": "2026-05-15"}`
-	got := decode[DeclarationCreated](t, f.do(t, "POST", "/api/v1/enterprises/"+entA+"/declarations", enterpriseToken, body))
-	if !got.Rescoring || !got.Declaration.InForce || got.Declaration.LevelDescription == "" || got.Revision.By != "enterprise yuntai" {
-		t.Errorf("got %+v", got)
+	post := func(token, body string) *httptest.ResponseRecorder {
+		return f.do(t, "POST", "/api/v1/enterprises/"+entA+"/declarations", token, body)
+	}
+
+	// Out of range, wrong level for a gate, audit without its record: 422.
+	for body, want := range map[string][]string{
+		`{"indicator": "robotic_electrostatic_share", "value": 150, "evidence": "x", "valid_from": "2026-05-01"}`:                 {"robotic_electrostatic_share", "0 to 100 %"},
+		`{"indicator": "permit_compliance", "level": "II", "evidence": "x", "valid_from": "2026-05-01"}`:                          {"permit_compliance", "yes/no"},
+		`{"indicator": "cp_audit", "level": "I", "evidence": "x", "valid_from": "2026-05-01"}`:                                    {"cp_audit", "auditor", "report_ref"},
+		`{"indicator": "cp_audit", "level": "I", "evidence": "x", "auditor": "a", "report_ref": "r", "valid_from": "2026-09-01"}`: {"future"},
+	} {
+		w := post(enterpriseToken, body)
+		expectError(t, w, http.StatusUnprocessableEntity, codeInvalid)
+		for _, s := range want {
+			if !strings.Contains(w.Body.String(), s) {
+				t.Errorf("%s: %s does not say %q", body, w.Body.String(), s)
+			}
+		}
+	}
+
+	// The enterprise declares its restrictive VOC indicator not
+	// applicable, and an audit of its own: both wait.
+	na := decode[DeclarationCreated](t, post(enterpriseToken, `{"indicator": "voc_per_m2", "not_applicable": true, "evidence": "we say so", "valid_from": "2026-05-01"}`))
+	audit := decode[DeclarationCreated](t, post(enterpriseToken, `{"indicator": "cp_audit", "level": "I", "evidence": "our own audit", "auditor": "ourselves", "report_ref": "self-2026", "valid_from": "2026-05-20"}`))
+	for _, d := range []DeclarationCreated{na, audit} {
+		if d.Rescoring || d.Declaration.State != "submitted" || d.Declaration.InForce || d.Declaration.ReviewedBy != nil || d.Declaration.SubmittedBy != "enterprise yuntai" {
+			t.Errorf("enterprise declaration: %+v, want submitted and not in force", d)
+		}
+	}
+	pending := decode[DeclarationList](t, f.do(t, "GET", "/api/v1/declarations", supervisorToken, ""))
+	if len(pending.Declarations) != 2 || !slices.ContainsFunc(pending.Declarations, func(d DeclarationDTO) bool { return d.ID == na.Declaration.ID }) {
+		t.Fatalf("pending: %+v, want the two submitted", pending.Declarations)
+	}
+	// The overview counts what waits, for those who see it.
+	if page := f.do(t, "GET", "/", supervisorToken, "").Body.String(); !strings.Contains(page, `<span class="badge yellow">2</span> 项申报待审核`) {
+		t.Errorf("the supervisor's overview does not count 2 declarations waiting for review")
+	}
+	if page := f.do(t, "GET", "/", otherToken, "").Body.String(); strings.Contains(page, "项申报待审核") {
+		t.Errorf("another enterprise's overview counts declarations it may not see")
+	}
+	// The other enterprise sees none of them; no enterprise may review.
+	if other := decode[DeclarationList](t, f.do(t, "GET", "/api/v1/declarations", otherToken, "")); len(other.Declarations) != 0 {
+		t.Errorf("another enterprise sees %+v", other.Declarations)
+	}
+	expectError(t, f.do(t, "POST", "/api/v1/declarations/"+na.Declaration.ID+"/accept", enterpriseToken, `{"note": "fine"}`), http.StatusForbidden, codeForbidden)
+	expectError(t, f.do(t, "POST", "/api/v1/declarations/"+na.Declaration.ID+"/reject", supervisorToken, `{}`), http.StatusUnprocessableEntity, codeInvalid)
+	expectError(t, f.do(t, "POST", "/api/v1/declarations/nope/accept", supervisorToken, ""), http.StatusNotFound, codeNotFound)
+
+	// A supervisor rejects the VOC one with a note...
+	rej := decode[DeclarationDTO](t, f.do(t, "POST", "/api/v1/declarations/"+na.Declaration.ID+"/reject", supervisorToken, `{"note": "the paint shop has an e-coat line; meter it"}`))
+	if rej.State != "rejected" || deref(rej.ReviewedBy) != "supervisor bureau" || rej.ReviewedAt == nil || rej.ReviewNote == "" {
+		t.Errorf("rejected: %+v", rej)
+	}
+	expectError(t, f.do(t, "POST", "/api/v1/declarations/"+na.Declaration.ID+"/accept", supervisorToken, ""), http.StatusConflict, codeConflict)
+	// ... and the management level the enterprise reports is accepted.
+	mgmt := decode[DeclarationCreated](t, post(enterpriseToken, `{"indicator": "management_systems", "level": "III", "evidence": "ISO 50001 certificate withdrawn 2026-05", "valid_from": "2026-05-15"}`))
+	acc := decode[DeclarationDTO](t, f.do(t, "POST", "/api/v1/declarations/"+mgmt.Declaration.ID+"/accept", supervisorToken, `{"note": "certificate checked"}`))
+	if acc.State != "accepted" || !acc.InForce {
+		t.Errorf("accepted: %+v", acc)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -221,60 +276,62 @@ func TestDeclare(t *testing.T) {
 			if a.Y[0] >= ba.Y[0] {
 				t.Errorf("Y_I did not fall: %v -> %v", ba.Y[0], a.Y[0])
 			}
+			// The rejected and the pending declarations never counted.
+			if voc, _ := a.Indicator(f.std, "voc_per_m2"); voc.Status == scoring.NotApplicable {
+				t.Errorf("voc_per_m2 is not applicable after its declaration was rejected: %+v", voc)
+			}
+			if !res.LastAudit.Equal(before.LastAudit) || !res.NextAuditDue.Equal(before.NextAuditDue) {
+				t.Errorf("a submitted audit moved the cycle: last %v -> %v, due %v -> %v", before.LastAudit, res.LastAudit, before.NextAuditDue, res.NextAuditDue)
+			}
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatal("the score did not follow the declaration within 10s")
+			t.Fatal("the score did not follow the accepted declaration within 10s")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The file reads back with the engine's loader, keeps its comment and
-	// the earlier declaration.
-	ds, err := scoring.LoadDeclarations(f.declDir, f.std)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := 0
-	for _, d := range ds {
-		if d.Enterprise == entA && d.Indicator == "management_systems" {
-			n++
-		}
-	}
-	if n != 2 {
-		t.Errorf("got %d management_systems declarations of %s, want the shipped one and the new one", n, entA)
-	}
-	data, _ := os.ReadFile(filepath.Join(f.declDir, entA+".yaml"))
-	if !strings.HasPrefix(string(data), "# Declarations of Yuntai Auto") {
-		t.Errorf("the file lost its header comment:\n%s", data)
-	}
-	list := decode[DeclarationsDTO](t, f.do(t, "GET", "/api/v1/enterprises/"+entA+"/declarations", enterpriseToken, ""))
-	if len(list.Revisions) != 2 || list.Revisions[0].By != "enterprise yuntai" || list.Revisions[1].By != "file" {
-		t.Errorf("revisions: %+v, want the API's and the original file's", list.Revisions)
-	}
-	inForce := 0
-	for _, d := range list.Declarations {
-		if d.Indicator == "management_systems" && d.InForce {
-			inForce++
-			if deref(d.Level) != "III" {
-				t.Errorf("in force: %+v, want the new Level III", d)
+	// The accepted audit record restarts the cycle from its date.
+	decode[DeclarationDTO](t, f.do(t, "POST", "/api/v1/declarations/"+audit.Declaration.ID+"/accept", supervisorToken, `{"note": "report filed"}`))
+	auditDay := time.Date(2026, 5, 20, 0, 0, 0, 0, time.FixedZone("", 8*3600))
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		res, _ := f.eng.Snapshot().Result(entA)
+		if res.LastAudit.Equal(auditDay) {
+			if res.NextAuditDue.Before(auditDay.AddDate(1, 0, 0)) {
+				t.Errorf("next audit due %v, want at least a year after the audit", res.NextAuditDue)
 			}
+			break
 		}
-	}
-	if inForce != 1 || len(list.Declarable) == 0 {
-		t.Errorf("got %d in force, %d declarable", inForce, len(list.Declarable))
-	}
-	// The same indicator and valid_from replaces; a new enterprise file is created.
-	body = `{"indicator": "management_systems", "level": "II", "evidence": "ISO 14001 only", "valid_from": "2026-05-15"}`
-	decode[DeclarationCreated](t, f.do(t, "POST", "/api/v1/enterprises/"+entA+"/declarations", supervisorToken, body))
-	ds, _ = scoring.LoadDeclarations(f.declDir, f.std)
-	n = 0
-	for _, d := range ds {
-		if d.Enterprise == entA && d.Indicator == "management_systems" {
-			n++
+		if time.Now().After(deadline) {
+			t.Fatalf("last audit %v, want the accepted record's %v", res.LastAudit, auditDay)
 		}
+		time.Sleep(20 * time.Millisecond)
 	}
-	if n != 2 {
-		t.Errorf("after replacing: got %d declarations, want 2", n)
+
+	// The enterprise sees each declaration's state, reviewer and time.
+	list := decode[DeclarationsDTO](t, f.do(t, "GET", "/api/v1/enterprises/"+entA+"/declarations", enterpriseToken, ""))
+	byID := map[string]DeclarationDTO{}
+	for _, d := range list.Declarations {
+		byID[d.ID] = d
+	}
+	if d := byID[na.Declaration.ID]; d.State != "rejected" || d.ReviewNote == "" {
+		t.Errorf("listed rejected: %+v", d)
+	}
+	if d := byID[mgmt.Declaration.ID]; d.State != "accepted" || !d.InForce || deref(d.ReviewedBy) != "supervisor bureau" {
+		t.Errorf("listed accepted: %+v", d)
+	}
+	if list.Pending != 0 || len(list.Declarable) == 0 {
+		t.Errorf("pending %d, declarable %d", list.Pending, len(list.Declarable))
+	}
+	// Every step is an event.
+	evs := decode[struct {
+		Events []struct{ Kind scoring.EventKind } `json:"events"`
+	}](t, f.do(t, "GET", "/api/v1/events?enterprise="+entA+"&from=2026-05-01", supervisorToken, ""))
+	n := map[scoring.EventKind]int{}
+	for _, e := range evs.Events {
+		n[e.Kind]++
+	}
+	if n[scoring.EventDeclarationSubmitted] != 3 || n[scoring.EventDeclarationRejected] != 1 || n[scoring.EventDeclarationAccepted] < 2 {
+		t.Errorf("declaration events: %v", n)
 	}
 }
 

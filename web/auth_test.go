@@ -10,6 +10,9 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/cleanprod/cleanprod/review"
+	"github.com/cleanprod/cleanprod/scoring"
 )
 
 // concrete turns a route's path into a URL for enterprise ent.
@@ -24,7 +27,17 @@ func probe(t *testing.T, f *fixture, rt route, target, token string) *httptest.R
 	t.Helper()
 	var body string
 	if rt.method == http.MethodPost {
-		body = `{"indicator": "cp_audit", "level": "II", "evidence": "audit acceptance letter 2026-3", "valid_from": "2026-03-01"}`
+		body = `{"indicator": "cp_audit", "level": "II", "evidence": "audit acceptance letter 2026-3", "auditor": "consultancy", "report_ref": "2026-3", "valid_from": "2026-03-01"}`
+	}
+	if strings.Contains(target, ":did") {
+		// A fresh submitted declaration to review.
+		r, err := f.decl.Submit(context.Background(), scoring.Declaration{Enterprise: entA, Indicator: "management_systems", Level: scoring.LevelII,
+			Evidence: "ISO 14001", ValidFrom: fixtureNow.AddDate(0, -1, 0)}, review.Actor{Name: "yuntai", Role: review.Enterprise})
+		if err != nil {
+			t.Fatal(err)
+		}
+		target = strings.ReplaceAll(target, ":did", r.ID)
+		body = `{"note": "checked"}`
 	}
 	req := httptest.NewRequest(rt.method, target, strings.NewReader(body))
 	if body != "" {
@@ -84,7 +97,9 @@ func TestEveryRouteAuth(t *testing.T) {
 					t.Errorf("the other enterprise's own token: got %d, want %d: %s", w.Code, want, w.Body)
 				}
 			}
-			if w := probe(t, f, rt, own, enterpriseToken); w.Code != want {
+			if rt.access == supervisor {
+				expectError(t, probe(t, f, rt, own, enterpriseToken), http.StatusForbidden, codeForbidden)
+			} else if w := probe(t, f, rt, own, enterpriseToken); w.Code != want {
 				t.Errorf("enterprise token: got %d, want %d: %s", w.Code, want, w.Body)
 			}
 			if w := probe(t, f, rt, own, supervisorToken); w.Code != want {

@@ -1,295 +1,369 @@
 package web
 
 import (
-	"context"
+	"cmp"
 	"errors"
-	"fmt"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
-	"go.yaml.in/yaml/v3"
+	"github.com/gin-gonic/gin"
 
+	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
 )
 
-// historyDir is the folder, inside the declarations folder, that keeps
-// every version of every enterprise's file. scoring.LoadDeclarations skips
-// folders and dot-files, so the engine never reads it.
-const historyDir = ".history"
-
-// DeclarationFolder keeps enterprise declarations as YAML files in scoring's
-// schema (see scoring.DeclarationFiles), one file per enterprise, in the
-// folder the engine reads. Add rewrites an enterprise's file atomically
-// and keeps every version under .history/<enterprise>/, with who wrote it
-// and when. Methods are safe for concurrent use; writes are serialised.
-type DeclarationFolder struct {
-	dir string
-	std atomic.Pointer[scoring.Standard] // SetStandard swaps it
-	now func() time.Time
-	mu  sync.Mutex // serialises Add
+// DeclarationsDTO is the answer of GET .../enterprises/{id}/declarations.
+type DeclarationsDTO struct {
+	Enterprise   string           `json:"enterprise"`
+	Declarations []DeclarationDTO `json:"declarations"`
+	// Pending counts the declarations that wait for a supervisor.
+	Pending    int            `json:"pending"`
+	Declarable []IndicatorRef `json:"declarable"`
 }
 
-// NewDeclarationFolder returns the store of the declarations folder dir
-// (it must exist). now is the clock for revision times (nil: time.Now).
-func NewDeclarationFolder(dir string, std *scoring.Standard, now func() time.Time) (*DeclarationFolder, error) {
-	st, err := os.Stat(dir)
-	if err != nil {
-		return nil, fmt.Errorf("declarations folder: %w", err)
-	}
-	if !st.IsDir() {
-		return nil, fmt.Errorf("declarations folder: %s is not a folder", dir)
-	}
-	if now == nil {
-		now = time.Now
-	}
-	f := &DeclarationFolder{dir: dir, now: now}
-	f.std.Store(std)
-	return f, nil
+// DeclarationList is the answer of GET /api/v1/declarations.
+type DeclarationList struct {
+	Declarations []DeclarationDTO `json:"declarations"`
 }
 
-// SetStandard makes the folder check declarations against std (a
-// reloaded standard).
-func (f *DeclarationFolder) SetStandard(std *scoring.Standard) { f.std.Store(std) }
-
-// Declarations reads every file of the folder (scoring.Declarations).
-func (f *DeclarationFolder) Declarations(ctx context.Context) ([]scoring.Declaration, error) {
-	return scoring.LoadDeclarations(f.dir, f.std.Load())
+// DeclarationDTO is one declaration with its review.
+type DeclarationDTO struct {
+	ID            string     `json:"id"`
+	Enterprise    string     `json:"enterprise"`
+	Indicator     string     `json:"indicator"`
+	NameEN        string     `json:"name_en"`
+	NameZH        string     `json:"name_zh"`
+	Restrictive   bool       `json:"restrictive"`
+	Level         *string    `json:"level"`
+	Value         *float64   `json:"value"`
+	NotApplicable bool       `json:"not_applicable"`
+	Evidence      string     `json:"evidence"`
+	ValidFrom     time.Time  `json:"valid_from"`
+	ValidTo       *time.Time `json:"valid_to"`
+	// Auditor and ReportRef make a declaration of the audit indicator an
+	// audit record; only an accepted one restarts the audit cycle.
+	Auditor   string `json:"auditor,omitempty"`
+	ReportRef string `json:"report_ref,omitempty"`
+	// State is submitted, accepted, rejected or superseded (accepted, and
+	// replaced by a later accepted one of the same indicator and
+	// valid_from). Only accepted declarations are scored.
+	State       string     `json:"state"`
+	SubmittedBy string     `json:"submitted_by"`
+	SubmittedAt time.Time  `json:"submitted_at"`
+	ReviewedBy  *string    `json:"reviewed_by"`
+	ReviewedAt  *time.Time `json:"reviewed_at"`
+	ReviewNote  string     `json:"review_note,omitempty"`
+	// InForce: accepted, valid now and the newest valid one of its
+	// indicator.
+	InForce bool `json:"in_force"`
+	// LevelDescription is the standard's text of the declared level.
+	LevelDescription string `json:"level_description,omitempty"`
 }
 
-// Revision is one stored version of an enterprise's declarations file.
-type Revision struct {
-	Time time.Time `json:"time"`
-	By   string    `json:"by"`
-	File string    `json:"file"` // relative to the declarations folder
+// DeclarationInput is the body of POST .../declarations.
+type DeclarationInput struct {
+	Indicator     string   `json:"indicator"`
+	Level         string   `json:"level,omitempty"`
+	Value         *float64 `json:"value,omitempty"`
+	NotApplicable bool     `json:"not_applicable,omitempty"`
+	Evidence      string   `json:"evidence"`
+	ValidFrom     string   `json:"valid_from"`
+	ValidTo       string   `json:"valid_to,omitempty"`
+	Auditor       string   `json:"auditor,omitempty"`
+	ReportRef     string   `json:"report_ref,omitempty"`
 }
 
-// Enterprise returns an enterprise's declarations (every one, in force or
-// not, oldest valid_from first by indicator order of the file) and the
-// revisions of its file, newest first.
-func (f *DeclarationFolder) Enterprise(id string) ([]scoring.Declaration, []Revision, error) {
-	path, err := f.fileOf(id)
-	if err != nil {
-		return nil, nil, err
-	}
-	var ds []scoring.Declaration
-	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return nil, nil, err
-		}
-		if ds, err = scoring.ParseDeclarations(path, data, f.std.Load()); err != nil {
-			return nil, nil, errorf(http.StatusConflict, codeConflict, "the declarations file of %s has problems; fix it first: %v", id, err)
-		}
-	}
-	revs, err := f.revisions(id)
-	return ds, revs, err
+// DeclarationCreated is the answer of POST .../declarations.
+type DeclarationCreated struct {
+	Declaration DeclarationDTO `json:"declaration"`
+	// Rescoring says the engine was asked to re-evaluate the enterprise
+	// (an accepted declaration); GET /api/v1/enterprises/{id} shows the
+	// new score within a second or so. A submitted one waits for review.
+	Rescoring bool `json:"rescoring"`
 }
 
-// Add stores d in its enterprise's file: it replaces the declaration of
-// the same indicator with the same valid_from, or is added to the file's
-// history of that indicator (the one with the latest valid_from in force
-// counts). The file is validated as the engine will read it before it
-// replaces the old one. by names who declared it.
-func (f *DeclarationFolder) Add(d scoring.Declaration, by string) (Revision, error) {
-	if err := d.Check(f.std.Load()); err != nil {
-		return Revision{}, errorf(http.StatusUnprocessableEntity, codeInvalid, "%v", err)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	// The engine reads the whole folder or nothing: a broken file of
-	// another enterprise would keep this declaration from counting.
-	if _, err := scoring.LoadDeclarations(f.dir, f.std.Load()); err != nil {
-		return Revision{}, errorf(http.StatusConflict, codeConflict, "the declarations folder has problems; fix them first: %v", err)
-	}
-	path, err := f.fileOf(d.Enterprise)
-	if err != nil {
-		return Revision{}, err
-	}
-	var (
-		ds     []scoring.Declaration
-		header []string
-		old    []byte
-	)
-	if path == "" {
-		path = filepath.Join(f.dir, d.Enterprise+".yaml")
-		header = []string{"# Declarations of " + d.Enterprise + " (qualitative and non-metered indicators), kept by the cleanprod API."}
-	} else {
-		if old, err = os.ReadFile(path); err != nil {
-			return Revision{}, err
-		}
-		if ds, err = scoring.ParseDeclarations(path, old, f.std.Load()); err != nil {
-			return Revision{}, errorf(http.StatusConflict, codeConflict, "the declarations file of %s has problems; fix it first: %v", d.Enterprise, err)
-		}
-		header = leadingComments(old)
-	}
-	i := slices.IndexFunc(ds, func(o scoring.Declaration) bool { return o.Indicator == d.Indicator && o.ValidFrom.Equal(d.ValidFrom) })
-	if i >= 0 {
-		ds[i] = d
-	} else {
-		ds = append(ds, d)
-	}
-	now := f.now().UTC()
-	data, err := f.marshal(d.Enterprise, header, ds)
-	if err != nil {
-		return Revision{}, err
-	}
-	if _, err := scoring.ParseDeclarations(path, data, f.std.Load()); err != nil {
-		return Revision{}, fmt.Errorf("declarations of %s do not read back: %w", d.Enterprise, err)
-	}
-	hdir := filepath.Join(f.dir, historyDir, d.Enterprise)
-	if err := os.MkdirAll(hdir, 0o750); err != nil {
-		return Revision{}, err
-	}
-	if old != nil {
-		// The version before the API's first write is kept too.
-		if revs, _ := f.revisions(d.Enterprise); len(revs) == 0 {
-			prev := append([]byte(revisionLine("file", now.Add(-time.Nanosecond))), old...)
-			if err := writeFileAtomic(filepath.Join(hdir, revisionName(now.Add(-time.Nanosecond))), prev, 0o640); err != nil {
-				return Revision{}, err
-			}
-		}
-	}
-	rev := Revision{Time: now, By: by, File: filepath.ToSlash(filepath.Join(historyDir, d.Enterprise, revisionName(now)))}
-	if err := writeFileAtomic(filepath.Join(f.dir, rev.File), append([]byte(revisionLine(by, now)), data...), 0o640); err != nil {
-		return Revision{}, err
-	}
-	if err := writeFileAtomic(path, data, 0o640); err != nil {
-		return Revision{}, err
-	}
-	return rev, nil
+// ReviewInput is the body of POST /api/v1/declarations/{did}/accept and
+// /reject.
+type ReviewInput struct {
+	Note string `json:"note"`
 }
 
-// fileOf returns the file that declares enterprise id ("" if none).
-func (f *DeclarationFolder) fileOf(id string) (string, error) {
-	entries, err := os.ReadDir(f.dir)
-	if err != nil {
-		return "", fmt.Errorf("declarations folder: %w", err)
-	}
-	for _, e := range entries {
-		name := e.Name()
-		if e.IsDir() || strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
-			continue
-		}
-		path := filepath.Join(f.dir, name)
-		data, err := os.ReadFile(path)
-		if err != nil {
-			return "", err
-		}
-		var head struct {
-			Enterprise string `yaml:"enterprise"`
-		}
-		if yaml.Unmarshal(data, &head) == nil && head.Enterprise == id {
-			return path, nil
-		}
-	}
-	return "", nil
+func (s *server) declarationDTO(r review.Record, inForce bool) DeclarationDTO {
+	return declarationDTO(s.snapshot().Standard, r, inForce)
 }
 
-const revisionPrefix = "# cleanprod declarations revision: "
-
-func revisionLine(by string, t time.Time) string {
-	return fmt.Sprintf("%sby %q at %s\n", revisionPrefix, by, t.UTC().Format(time.RFC3339Nano))
-}
-
-func revisionName(t time.Time) string { return t.UTC().Format("20060102T150405.000000000Z") + ".yaml" }
-
-// revisions lists the stored versions of an enterprise's file, newest first.
-func (f *DeclarationFolder) revisions(id string) ([]Revision, error) {
-	dir := filepath.Join(f.dir, historyDir, id)
-	entries, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return []Revision{}, nil
+func declarationDTO(std *scoring.Standard, r review.Record, inForce bool) DeclarationDTO {
+	d := &r.Declaration
+	out := DeclarationDTO{ID: r.ID, Enterprise: d.Enterprise, Indicator: d.Indicator, Level: levelPtr(d.Level), Value: d.Value,
+		NotApplicable: d.NotApplicable, Evidence: d.Evidence, ValidFrom: d.ValidFrom, ValidTo: timePtr(d.ValidTo),
+		Auditor: d.Auditor, ReportRef: d.ReportRef, State: string(r.State), SubmittedBy: r.SubmittedBy.String(),
+		SubmittedAt: r.SubmittedAt, ReviewedAt: timePtr(r.ReviewedAt), ReviewNote: r.Note, InForce: inForce}
+	if !r.ReviewedAt.IsZero() {
+		by := r.ReviewedBy.String()
+		out.ReviewedBy = &by
 	}
-	if err != nil {
-		return nil, err
-	}
-	revs := []Revision{}
-	for _, e := range entries {
-		if e.IsDir() || !strings.HasSuffix(e.Name(), ".yaml") {
-			continue
+	if ind, ok := std.Indicator(d.Indicator); ok {
+		out.NameEN, out.NameZH, out.Restrictive = ind.NameEN, ind.NameZH, ind.Restrictive
+		if d.Level >= scoring.LevelI && d.Level <= scoring.LevelIII {
+			out.LevelDescription = ind.Descriptions[d.Level-1]
 		}
-		rev := Revision{File: filepath.ToSlash(filepath.Join(historyDir, id, e.Name()))}
-		data, err := os.ReadFile(filepath.Join(dir, e.Name()))
-		if err != nil {
-			return nil, err
-		}
-		line, _, _ := strings.Cut(string(data), "\n")
-		if rest, ok := strings.CutPrefix(line, revisionPrefix); ok {
-			var at string
-			if _, err := fmt.Sscanf(rest, "by %q at %s", &rev.By, &at); err == nil {
-				rev.Time, _ = time.Parse(time.RFC3339Nano, at)
-			}
-		}
-		revs = append(revs, rev)
-	}
-	slices.SortFunc(revs, func(a, b Revision) int { return strings.Compare(b.File, a.File) })
-	return revs, nil
-}
-
-// leadingComments returns the comment lines at the top of a file, so a
-// rewrite keeps what a person wrote there.
-func leadingComments(data []byte) []string {
-	var out []string
-	for line := range strings.Lines(string(data)) {
-		line = strings.TrimRight(line, "\r\n")
-		if !strings.HasPrefix(line, "#") || strings.HasPrefix(line, revisionPrefix) {
-			break
-		}
-		out = append(out, line)
 	}
 	return out
 }
 
-type declarationYAML struct {
-	Indicator     string   `yaml:"indicator"`
-	Level         string   `yaml:"level,omitempty"`
-	Value         *float64 `yaml:"value,omitempty"`
-	NotApplicable bool     `yaml:"not_applicable,omitempty"`
-	Evidence      string   `yaml:"evidence"`
-	ValidFrom     string   `yaml:"valid_from"`
-	ValidTo       string   `yaml:"valid_to,omitempty"`
+func (s *server) declarationDTOs(rs []review.Record, now time.Time) []DeclarationDTO {
+	return declarationDTOs(s.snapshot().Standard, rs, now)
 }
 
-// marshal writes declarations in scoring's file schema.
-func (f *DeclarationFolder) marshal(enterprise string, header []string, ds []scoring.Declaration) ([]byte, error) {
-	file := struct {
-		Enterprise   string            `yaml:"enterprise"`
-		Declarations []declarationYAML `yaml:"declarations"`
-	}{Enterprise: enterprise}
-	for _, d := range ds {
-		y := declarationYAML{Indicator: d.Indicator, Value: d.Value, NotApplicable: d.NotApplicable, Evidence: d.Evidence,
-			ValidFrom: f.formatDate(d.ValidFrom)}
-		if d.Level != scoring.NoLevel {
-			y.Level = strings.ReplaceAll(d.Level.String(), " ", "_")
+// declarationDTOs shapes records, marking the ones in force at now.
+func declarationDTOs(std *scoring.Standard, rs []review.Record, now time.Time) []DeclarationDTO {
+	type key struct{ ent, ind string }
+	current := map[key]int{} // the accepted one in force, by indicator
+	for i, r := range rs {
+		if r.State != review.Accepted || !r.Declaration.ValidAt(now) {
+			continue
 		}
-		if !d.ValidTo.IsZero() {
-			y.ValidTo = f.formatDate(d.ValidTo)
+		k := key{r.Declaration.Enterprise, r.Declaration.Indicator}
+		if j, ok := current[k]; !ok || r.Declaration.ValidFrom.After(rs[j].Declaration.ValidFrom) {
+			current[k] = i
 		}
-		file.Declarations = append(file.Declarations, y)
 	}
-	body, err := yaml.Marshal(&file)
+	out := make([]DeclarationDTO, 0, len(rs))
+	for i, r := range rs {
+		j, ok := current[key{r.Declaration.Enterprise, r.Declaration.Indicator}]
+		out = append(out, declarationDTO(std, r, ok && j == i))
+	}
+	return out
+}
+
+func (s *server) needBook(c *gin.Context) bool {
+	if s.Declarations == nil {
+		s.fail(c, errorf(http.StatusServiceUnavailable, codeUnavailable, "declarations are not kept by this server (no store)"))
+		return false
+	}
+	return true
+}
+
+func (s *server) listDeclarations(c *gin.Context) {
+	if !s.needBook(c) {
+		return
+	}
+	id := c.Param("id")
+	rs, err := s.Declarations.Records(c.Request.Context(), review.Filter{Enterprise: id})
 	if err != nil {
-		return nil, fmt.Errorf("encode declarations of %s: %w", enterprise, err)
+		s.fail(c, err)
+		return
 	}
-	var b strings.Builder
-	for _, h := range header {
-		b.WriteString(h + "\n")
+	out := DeclarationsDTO{Enterprise: id, Declarations: s.declarationDTOs(rs, s.now()), Declarable: []IndicatorRef{}}
+	for _, r := range rs {
+		if r.State == review.Submitted {
+			out.Pending++
+		}
 	}
-	b.Write(body)
-	return []byte(b.String()), nil
+	for _, ind := range s.snapshot().Standard.Indicators {
+		if !ind.Metered() || ind.Restrictive {
+			// A metered indicator is declared only as not applicable, and
+			// that waits for review like any other declaration.
+			out.Declarable = append(out.Declarable, IndicatorRef{ID: ind.ID, NameZH: ind.NameZH, NameEN: ind.NameEN, Unit: ind.Unit, Direction: string(ind.Direction)})
+		}
+	}
+	c.JSON(http.StatusOK, out)
 }
 
-// formatDate writes a date when t is a local midnight, else RFC 3339.
-func (f *DeclarationFolder) formatDate(t time.Time) string {
-	lt := t.In(time.FixedZone("local", int(f.std.Load().UTCOffset/time.Second)))
-	if lt.Hour() == 0 && lt.Minute() == 0 && lt.Second() == 0 && lt.Nanosecond() == 0 {
-		return lt.Format(time.DateOnly)
+// fleetDeclarations lists declarations across the enterprises the token
+// sees, by default those waiting for review.
+func (s *server) fleetDeclarations(c *gin.Context) {
+	if !s.needBook(c) {
+		return
 	}
-	return t.Format(time.RFC3339)
+	state, err := enumParam(c, "state", string(review.Submitted), string(review.Submitted), string(review.Accepted),
+		string(review.Rejected), string(review.Superseded), "all")
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	ent, err := s.enterpriseScope(c)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	f := review.Filter{Enterprise: ent, State: review.State(state)}
+	if state == "all" {
+		f.State = ""
+	}
+	rs, err := s.Declarations.Records(c.Request.Context(), f)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	// Oldest submission first: the queue a supervisor works through.
+	slices.SortStableFunc(rs, func(a, b review.Record) int {
+		return cmp.Or(a.SubmittedAt.Compare(b.SubmittedAt), strings.Compare(a.ID, b.ID))
+	})
+	c.JSON(http.StatusOK, DeclarationList{Declarations: s.declarationDTOs(rs, s.now())})
+}
+
+func (s *server) addDeclaration(c *gin.Context) {
+	if !s.needBook(c) {
+		return
+	}
+	if ct := c.ContentType(); ct != "application/json" {
+		s.fail(c, errorf(http.StatusUnsupportedMediaType, codeUnsupported, "send the declaration as application/json, not %q", ct))
+		return
+	}
+	var in DeclarationInput
+	if err := decodeJSON(c, &in); err != nil {
+		s.fail(c, err)
+		return
+	}
+	snap := s.snapshot()
+	std := snap.Standard
+	d := scoring.Declaration{Enterprise: c.Param("id"), Indicator: in.Indicator, Value: in.Value, NotApplicable: in.NotApplicable,
+		Evidence: strings.TrimSpace(in.Evidence), Auditor: strings.TrimSpace(in.Auditor), ReportRef: strings.TrimSpace(in.ReportRef)}
+	if in.Indicator == "" {
+		s.fail(c, errorf(http.StatusBadRequest, codeBadRequest, "indicator is required"))
+		return
+	}
+	ind, ok := std.Indicator(in.Indicator)
+	if !ok {
+		s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "no indicator %q in standard %s", in.Indicator, std.ID))
+		return
+	}
+	if in.Level != "" {
+		l, err := parseDeclaredLevel(in.Level, ind)
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		d.Level = l
+	}
+	var err error
+	if in.ValidFrom == "" {
+		s.fail(c, errorf(http.StatusBadRequest, codeBadRequest, "valid_from is required"))
+		return
+	}
+	if d.ValidFrom, err = parseTime("valid_from", in.ValidFrom, s.loc()); err != nil {
+		s.fail(c, err)
+		return
+	}
+	if in.ValidTo != "" {
+		if d.ValidTo, err = parseTime("valid_to", in.ValidTo, s.loc()); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	now := s.now()
+	if audit := snap.Policy.LastAuditIndicator; audit != "" && d.Indicator == audit {
+		switch {
+		case d.Level == scoring.NoLevel:
+			s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "%s is an audit record: give its level", audit))
+			return
+		case d.Auditor == "" || d.ReportRef == "":
+			s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "%s is an audit record: give auditor and report_ref (the audit report's reference); valid_from is the audit's date", audit))
+			return
+		case d.ValidFrom.After(now):
+			s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "%s: the audit's date (valid_from %s) is in the future", audit, in.ValidFrom))
+			return
+		}
+	}
+	if d.ValidFrom.After(now.AddDate(1, 0, 0)) {
+		s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "valid_from %s is more than a year ahead", in.ValidFrom))
+		return
+	}
+	p := principal(c)
+	who := review.Actor{Name: p.Name, Role: review.Enterprise}
+	if p.Role == RoleSupervisor {
+		who.Role = review.Supervisor
+	}
+	r, err := s.Declarations.Submit(c.Request.Context(), d, who)
+	if err != nil {
+		s.fail(c, reviewError(err))
+		return
+	}
+	accepted := r.State == review.Accepted
+	if accepted {
+		s.Scorer.ReloadDeclarations()
+	}
+	s.log.Info("web: declaration stored", "id", r.ID, "enterprise", d.Enterprise, "indicator", d.Indicator, "by", who.String(), "state", r.State)
+	c.JSON(http.StatusCreated, DeclarationCreated{Declaration: s.declarationDTO(r, accepted && d.ValidAt(now)), Rescoring: accepted})
+}
+
+// parseDeclaredLevel reads a level, or yes/no for a yes/no gate.
+func parseDeclaredLevel(s string, ind *scoring.Indicator) (scoring.Level, error) {
+	if ind.Gate() {
+		switch strings.ToLower(strings.TrimSpace(s)) {
+		case "yes":
+			return scoring.LevelI, nil
+		case "no":
+			return scoring.BelowIII, nil
+		}
+	}
+	l, err := scoring.ParseLevel(s)
+	if err != nil {
+		return 0, errorf(http.StatusUnprocessableEntity, codeInvalid, "%s: %v", ind.ID, err)
+	}
+	return l, nil
+}
+
+func (s *server) acceptDeclaration(c *gin.Context) { s.reviewDeclaration(c, true) }
+func (s *server) rejectDeclaration(c *gin.Context) { s.reviewDeclaration(c, false) }
+
+func (s *server) reviewDeclaration(c *gin.Context, accept bool) {
+	if !s.needBook(c) {
+		return
+	}
+	var in ReviewInput
+	if c.Request.ContentLength != 0 {
+		if ct := c.ContentType(); ct != "application/json" {
+			s.fail(c, errorf(http.StatusUnsupportedMediaType, codeUnsupported, "send the review as application/json, not %q", ct))
+			return
+		}
+		if err := decodeJSON(c, &in); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
+	p := principal(c)
+	who := review.Actor{Name: p.Name, Role: review.Supervisor}
+	id := c.Param("did")
+	ctx := c.Request.Context()
+	rec, err := s.Declarations.Record(ctx, id)
+	if err != nil {
+		s.fail(c, reviewError(err))
+		return
+	}
+	if _, ok := s.registry().Enterprise(rec.Declaration.Enterprise); !ok {
+		s.fail(c, errorf(http.StatusConflict, codeConflict, "declaration %s is of %q, which is not in the gateway registry", id, rec.Declaration.Enterprise))
+		return
+	}
+	var r review.Record
+	if accept {
+		r, err = s.Declarations.Accept(ctx, id, who, in.Note)
+	} else {
+		r, err = s.Declarations.Reject(ctx, id, who, in.Note)
+	}
+	if err != nil {
+		s.fail(c, reviewError(err))
+		return
+	}
+	s.Scorer.ReloadDeclarations()
+	s.log.Info("web: declaration reviewed", "id", r.ID, "enterprise", r.Declaration.Enterprise, "indicator", r.Declaration.Indicator,
+		"by", who.String(), "state", r.State)
+	c.JSON(http.StatusOK, s.declarationDTO(r, r.State == review.Accepted && r.Declaration.ValidAt(s.now())))
+}
+
+// reviewError maps the book's errors to API errors.
+func reviewError(err error) error {
+	var inv *review.InvalidError
+	switch {
+	case errors.As(err, &inv):
+		return errorf(http.StatusUnprocessableEntity, codeInvalid, "%v", err)
+	case errors.Is(err, review.ErrNotFound):
+		return errorf(http.StatusNotFound, codeNotFound, "%v", err)
+	case errors.Is(err, review.ErrState):
+		return errorf(http.StatusConflict, codeConflict, "%v", err)
+	}
+	return err
 }

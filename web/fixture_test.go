@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/cleanprod/cleanprod/ingest"
 	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/sim"
 	"github.com/cleanprod/cleanprod/store"
@@ -75,15 +77,42 @@ func fleet(t testing.TB) (*registry.Registry, []store.Reading) {
 
 // memPoints is an in-memory point store (the engine's Sink and the
 // handler's PointReader).
+// A point with the identity (measurement, tags, time) of a stored one
+// replaces it, as in the real stores.
 type memPoints struct {
 	mu  sync.Mutex
 	pts []store.Point
+	idx map[string]int
+}
+
+func pointIdentity(p *store.Point) string {
+	keys := slices.Sorted(maps.Keys(p.Tags))
+	var b strings.Builder
+	b.WriteString(p.Measurement)
+	for _, k := range keys {
+		if p.Tags[k] != "" {
+			b.WriteString("," + k + "=" + p.Tags[k])
+		}
+	}
+	b.WriteString(" " + strconv.FormatInt(p.Time.UnixNano(), 10))
+	return b.String()
 }
 
 func (m *memPoints) WritePoints(ctx context.Context, ps []store.Point) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.pts = append(m.pts, ps...)
+	if m.idx == nil {
+		m.idx = map[string]int{}
+	}
+	for _, p := range ps {
+		id := pointIdentity(&p)
+		if i, ok := m.idx[id]; ok {
+			m.pts[i] = p
+			continue
+		}
+		m.idx[id] = len(m.pts)
+		m.pts = append(m.pts, p)
+	}
 	return nil
 }
 
@@ -130,8 +159,7 @@ type fixture struct {
 	eng     *scoring.Engine
 	points  *memPoints
 	seen    *ingest.LastSeen
-	decl    *DeclarationFolder
-	declDir string
+	decl    *review.Book
 	events  *Broadcaster
 	handler http.Handler
 	opts    Options
@@ -162,12 +190,16 @@ func newFixture(t *testing.T) *fixture {
 	if f.lib, err = scoring.DefaultLibrary(f.std); err != nil {
 		t.Fatal(err)
 	}
-	f.declDir = t.TempDir()
-	copyDir(t, "../scoring/declarations", f.declDir)
-	if f.decl, err = NewDeclarationFolder(f.declDir, f.std, func() time.Time { return fixtureNow }); err != nil {
+	f.events = NewBroadcaster(prometheus.NewRegistry())
+	// The shipped declarations seed the book, as serve does.
+	f.decl = review.NewBook(f.points, f.std, func() time.Time { return fixtureNow }, f.events.Publish)
+	ds, err := scoring.LoadDeclarations("../scoring/declarations", f.std)
+	if err != nil {
 		t.Fatal(err)
 	}
-	f.events = NewBroadcaster(prometheus.NewRegistry())
+	if _, err := f.decl.Seed(context.Background(), ds, "scoring/declarations"); err != nil {
+		t.Fatal(err)
+	}
 	f.eng, err = scoring.NewEngine(scoring.Config{Standard: f.std, Policy: f.pol, Registry: reg, Solutions: f.lib,
 		Declarations: f.decl, Sink: f.points, OnEvent: f.events.Publish, Interval: 20 * time.Millisecond,
 		Now: func() time.Time { return fixtureNow }})

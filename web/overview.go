@@ -6,12 +6,14 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
 )
 
@@ -27,8 +29,12 @@ type overviewPage struct {
 	Levels      []share
 	Rows        []EnterpriseSummary
 	Regressions []regression
-	Nonce       string
-	Window      string
+	// Pending counts the declarations that wait for review, in all and by
+	// enterprise (those the token sees).
+	Pending   int
+	PendingBy []pendingCount
+	Nonce     string
+	Window    string
 }
 
 // share is a count and its share of the total, for the distribution bars.
@@ -36,6 +42,12 @@ type share struct {
 	Key, Label, Class string
 	Count             int
 	Percent           float64
+}
+
+// pendingCount is an enterprise's declarations waiting for review.
+type pendingCount struct {
+	Name  string
+	Count int
 }
 
 // regression is a recent event worth a supervisor's attention.
@@ -105,6 +117,27 @@ func (s *server) overview(c *gin.Context) {
 				continue
 			}
 			pg.Regressions = append(pg.Regressions, regression{Event: ev, Name: names[ev.Enterprise]})
+		}
+	}
+	if s.Declarations != nil {
+		recs, err := s.Declarations.Records(c.Request.Context(), review.Filter{Enterprise: p.Enterprise, State: review.Submitted})
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		by := map[string]int{}
+		for _, r := range recs {
+			if p.Sees(r.Declaration.Enterprise) {
+				pg.Pending++
+				by[r.Declaration.Enterprise]++
+			}
+		}
+		for _, id := range slices.Sorted(maps.Keys(by)) {
+			name := id
+			if ent, ok := s.registry().Enterprise(id); ok && ent.Name != "" {
+				name = ent.Name
+			}
+			pg.PendingBy = append(pg.PendingBy, pendingCount{name, by[id]})
 		}
 	}
 	var nonce [16]byte

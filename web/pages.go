@@ -27,6 +27,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"statusZH": statusZH,
 	"kindZH":   kindZH,
 	"levelZH":  levelZH,
+	"stateZH":  stateZH,
 	"css":      func() template.CSS { return template.CSS(stylesheet) },
 }).ParseFS(templateFS, "templates/*.html"))
 
@@ -80,6 +81,11 @@ func levelClass(l *string) string {
 	return "lv-below"
 }
 
+// stateZH names a declaration's review state.
+func stateZH(s string) string {
+	return map[string]string{"submitted": "待审", "accepted": "已通过", "rejected": "已驳回", "superseded": "已被替代"}[s]
+}
+
 func levelZH(l *string) string {
 	if l == nil {
 		return "未评级"
@@ -128,7 +134,8 @@ func statusZH(s string) string {
 
 func kindZH(k string) string {
 	return map[string]string{"code_change": "赋码变化", "level_drop": "等级下降", "worsening": "指标恶化",
-		"restrictive_fail": "限定性指标不达标", "stale": "仪表离线"}[k]
+		"restrictive_fail": "限定性指标不达标", "stale": "仪表离线",
+		"declaration_submitted": "申报待审", "declaration_accepted": "申报通过", "declaration_rejected": "申报驳回"}[k]
 }
 
 // clock formats times in the standard's local time for the pages.

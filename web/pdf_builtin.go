@@ -183,6 +183,7 @@ func (b *BuiltinPDF) RenderPDF(ctx context.Context, r *Report, _ []byte) ([]byte
 	d.measuresSection()
 	d.trendSection()
 	d.eventSection()
+	d.declarationSection()
 	d.provenanceSection()
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -719,6 +720,48 @@ func (d *pdfDoc) eventSection() {
 		rows = append(rows, []string{r.DateTime(ev.Time), kind, subject, ev.Reason})
 	}
 	d.table([]float64{1.6, 1.6, 1.6, 5}, "LLLL", []string{d.t("时间", "Time"), d.t("类型", "Kind"), d.t("对象", "Subject"), d.t("说明", "Reason")}, rows)
+}
+
+func (d *pdfDoc) declarationSection() {
+	r := d.rep
+	d.heading("申报与审核", "Declarations and their review")
+	if len(r.Declarations) == 0 {
+		d.para(8.5, 30, d.t("无申报。", "No declarations."))
+		return
+	}
+	var rows [][]string
+	for _, dc := range r.Declarations {
+		what := ""
+		switch {
+		case dc.NotApplicable:
+			what = d.t("不适用", "not applicable")
+		case dc.Level != nil:
+			what = "Level " + *dc.Level
+		case dc.Value != nil:
+			what = formatNum(*dc.Value)
+		}
+		evidence := dc.Evidence
+		if dc.Auditor != "" {
+			evidence += "; auditor " + dc.Auditor + ", report " + dc.ReportRef
+		}
+		state := dc.State
+		if d.cjk {
+			state = stateZH(state) + " " + state
+		}
+		if dc.InForce {
+			state += " (in force)"
+		}
+		reviewed := d.t("待审", "waiting")
+		if dc.ReviewedBy != nil {
+			reviewed = *dc.ReviewedBy + " " + r.DateTime(dc.ReviewedAt)
+			if dc.ReviewNote != "" {
+				reviewed += ": " + dc.ReviewNote
+			}
+		}
+		rows = append(rows, []string{d.name(dc.NameZH, dc.NameEN), what, evidence, state, dc.SubmittedBy + " " + r.DateTime(dc.SubmittedAt), reviewed})
+	}
+	d.table([]float64{2, 1.2, 2.6, 1.4, 1.8, 2.4}, "LLLLLL", []string{d.t("指标", "Indicator"), d.t("申报", "Declared"), d.t("依据", "Evidence"),
+		d.t("状态", "State"), d.t("提交", "Submitted"), d.t("审核", "Reviewed")}, rows)
 }
 
 func (d *pdfDoc) provenanceSection() {

@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
 )
 
@@ -36,8 +37,11 @@ type Report struct {
 	Groups        []TableGroup
 	Trends        []Trend
 	Events        []scoring.Event
-	Codes         []CodeSpecDTO
-	Standard      StandardRef
+	// Declarations are the enterprise's declarations with their review
+	// (superseded ones left out), newest valid_from first by indicator.
+	Declarations []DeclarationDTO
+	Codes        []CodeSpecDTO
+	Standard     StandardRef
 }
 
 // Profile describes the enterprise's metering.
@@ -255,6 +259,12 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 		if err := rep.addTrends(ctx, in); err != nil {
 			return nil, err
 		}
+		recs, err := review.Records(ctx, in.points, review.Filter{Enterprise: ent.ID})
+		if err != nil {
+			return nil, fmt.Errorf("report of %s: read declarations: %w", ent.ID, err)
+		}
+		recs = slices.DeleteFunc(recs, func(r review.Record) bool { return r.State == review.Superseded })
+		rep.Declarations = declarationDTOs(std, recs, in.to)
 	}
 	return rep, nil
 }

@@ -18,6 +18,7 @@ const (
 	public        access = iota // anyone
 	authenticated               // any valid token; the handler scopes what it shows
 	ownEnterprise               // a token that sees the enterprise named by :id
+	supervisor                  // a supervisor's token
 )
 
 // route is one entry of the route table: what gin serves and what the
@@ -47,6 +48,10 @@ type param struct {
 
 func pathID() param {
 	return param{name: "id", in: "path", desc: "enterprise id, as in the gateway registry", required: true}
+}
+
+func declID() param {
+	return param{name: "did", in: "path", desc: "declaration id", required: true}
 }
 
 func timeQuery(name, desc string) param {
@@ -98,12 +103,24 @@ func (s *server) routes() []route {
 				{name: "max_points", in: "query", desc: "at most this many points, evenly thinned (default 500)", typ: "integer"}},
 			out: HistoryDTO{}, h: s.history},
 		{method: "GET", path: "/api/v1/enterprises/:id/declarations", access: ownEnterprise, tag: "declarations",
-			summary: "The enterprise's declarations (in force or not) and the revisions of its declarations file", params: []param{pathID()},
+			summary: "The enterprise's declarations with their review (submitted, accepted, rejected, superseded) and whether each is in force", params: []param{pathID()},
 			out: DeclarationsDTO{}, h: s.listDeclarations},
 		{method: "POST", path: "/api/v1/enterprises/:id/declarations", access: ownEnterprise, tag: "declarations",
-			summary:     "Declare a qualitative or non-metered indicator (or that one does not apply); the score follows at once",
-			description: "Exactly one of level (qualitative indicators: I, II, III or below_III), value (quantitative indicators without a formula) and not_applicable. A declaration of the same indicator with the same valid_from replaces the earlier one; others are kept as history. Needs an Authorization header (cookies are not accepted here).",
+			summary:     "Declare a qualitative or non-metered indicator, an audit, or that an indicator does not apply",
+			description: "Exactly one of level (qualitative indicators: I, II, III or below_III; yes or no for a yes/no requirement), value (quantitative indicators without a formula, within the indicator's range) and not_applicable. A declaration of the audit indicator is an audit record: auditor and report_ref are required and valid_from is the audit's date. An enterprise's declaration is submitted and counts only once a supervisor accepts it; a supervisor's own is accepted at once. A later accepted declaration of the same indicator and valid_from replaces the earlier one. A value or level the standard does not allow is refused with 422 naming the indicator and what it allows. Needs an Authorization header (cookies are not accepted here).",
 			params:      []param{pathID()}, body: DeclarationInput{}, out: DeclarationCreated{}, status: http.StatusCreated, h: s.addDeclaration},
+		{method: "GET", path: "/api/v1/declarations", access: authenticated, tag: "declarations",
+			summary: "Declarations across the enterprises the token sees, oldest submission first: by default those waiting for review",
+			params: []param{{name: "state", in: "query", desc: "submitted (default), accepted, rejected, superseded or all",
+				enum: []string{"submitted", "accepted", "rejected", "superseded", "all"}},
+				{name: "enterprise", in: "query", desc: "only this enterprise"}},
+			out: DeclarationList{}, h: s.fleetDeclarations},
+		{method: "POST", path: "/api/v1/declarations/:did/accept", access: supervisor, tag: "declarations",
+			summary: "Accept a submitted declaration (supervisors); it is scored from now on", params: []param{declID()},
+			body: ReviewInput{}, out: DeclarationDTO{}, h: s.acceptDeclaration},
+		{method: "POST", path: "/api/v1/declarations/:did/reject", access: supervisor, tag: "declarations",
+			summary: "Reject a submitted declaration, or withdraw an accepted one (supervisors); the note saying why is required",
+			params:  []param{declID()}, body: ReviewInput{}, out: DeclarationDTO{}, h: s.rejectDeclaration},
 
 		{method: "GET", path: "/api/v1/rankings", access: authenticated, tag: "rankings",
 			summary: "Overall ranking with the fleet distribution (an enterprise token sees the others anonymised)",
@@ -213,6 +230,10 @@ func (s *server) authenticate(rt route) gin.HandlerFunc {
 			return
 		}
 		c.Set(principalKey, p)
+		if rt.access == supervisor && p.Role != RoleSupervisor {
+			s.fail(c, errorf(http.StatusForbidden, codeForbidden, "only a supervisor's token may do this"))
+			return
+		}
 		if rt.access == ownEnterprise {
 			id := c.Param("id")
 			if !p.Sees(id) {

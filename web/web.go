@@ -5,10 +5,10 @@
 // In: the scoring engine's immutable snapshots (Scorer), the gateway
 // registry, the points the scorer stored (PointReader: indicator, score
 // and event history), the meters' last readings and rejects
-// (MeterStatus), the declarations folder (DeclarationFolder), the bearer
-// tokens (Tokens) and the live scoring events (Broadcaster, fed from the
-// engine's OnEvent). Out: HTTP responses; declarations written to the
-// folder, after which the engine is asked to reload them.
+// (MeterStatus), the declarations and their review (review.Book), the
+// bearer tokens (Tokens) and the live scoring events (Broadcaster, fed from
+// the engine's OnEvent). Out: HTTP responses; declarations and reviews
+// written to the store, after which the engine is asked to reload them.
 //
 // Handlers only translate HTTP to those packages: they read a snapshot or
 // the store, shape it (dto.go) and write it. routes.go is the one list of
@@ -44,6 +44,7 @@ import (
 
 	"github.com/cleanprod/cleanprod/ingest"
 	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
 )
 
@@ -86,9 +87,9 @@ type Options struct {
 	Points PointReader
 	// Meters gives the meters' last readings and rejects (nil: unknown).
 	Meters MeterStatus
-	// Declarations stores declarations made through the API (nil: the API
+	// Declarations keeps declarations and their review (nil: the API
 	// refuses them with 503).
-	Declarations *DeclarationFolder
+	Declarations *review.Book
 	// Tokens are the accepted bearer tokens (nil: every token is refused).
 	Tokens *Tokens
 	// Events fans live scoring events out to SSE streams (nil: the stream

@@ -68,11 +68,12 @@ type Config struct {
 		ShutdownGrace   time.Duration `yaml:"shutdown_grace" help:"how long the final flush may take at shutdown"`
 	} `yaml:"ingest"`
 	Scoring struct {
-		Standard     string        `yaml:"standard" help:"indicator standard YAML (empty: the shipped automobile standard)"`
-		Policy       string        `yaml:"policy" help:"dynamic-code policy YAML (empty: the shipped policy)"`
-		Solutions    string        `yaml:"solutions" help:"folder of solution library YAML files (empty: the shipped library)"`
-		Declarations string        `yaml:"declarations" help:"folder of enterprise declarations (qualitative and non-metered indicators)"`
-		Interval     time.Duration `yaml:"interval" help:"how often enterprises with new data are re-evaluated"`
+		Standard          string        `yaml:"standard" help:"indicator standard YAML (empty: the shipped automobile standard)"`
+		Policy            string        `yaml:"policy" help:"dynamic-code policy YAML (empty: the shipped policy)"`
+		Solutions         string        `yaml:"solutions" help:"folder of solution library YAML files (empty: the shipped library)"`
+		Declarations      string        `yaml:"declarations" help:"folder of declarations that seeds the store's (accepted as by the operator; the API's declarations and reviews live in the store)"`
+		Interval          time.Duration `yaml:"interval" help:"how often enterprises with new data are re-evaluated"`
+		DeclarationsEvery time.Duration `yaml:"declarations_every" help:"how often the scorer re-reads the stored declarations (reviews made through another replica)"`
 	} `yaml:"scoring"`
 	Report struct {
 		Chromium string `yaml:"chromium" help:"Chromium binary that prints report PDFs from the HTML report (empty: chromium in PATH; none: always the built-in PDF writer)"`
@@ -113,6 +114,7 @@ func defaultConfig() Config {
 	c.Ingest.ShutdownGrace = 10 * time.Second
 	c.Scoring.Declarations = "scoring/declarations"
 	c.Scoring.Interval = 10 * time.Second
+	c.Scoring.DeclarationsEvery = time.Minute
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -297,7 +299,8 @@ func (c *Config) validate() []error {
 	durations := map[string]time.Duration{"mqtt.keep_alive": c.MQTT.KeepAlive, "mqtt.max_reconnect_interval": c.MQTT.MaxReconnectInterval,
 		"mqtt.watchdog_interval": c.MQTT.WatchdogInterval, "ingest.batch_interval": c.Ingest.BatchInterval,
 		"ingest.future_horizon": c.Ingest.FutureHorizon, "ingest.past_horizon": c.Ingest.PastHorizon,
-		"ingest.shutdown_grace": c.Ingest.ShutdownGrace, "influx.timeout": c.Influx.Timeout, "scoring.interval": c.Scoring.Interval}
+		"ingest.shutdown_grace": c.Ingest.ShutdownGrace, "influx.timeout": c.Influx.Timeout, "scoring.interval": c.Scoring.Interval,
+		"scoring.declarations_every": c.Scoring.DeclarationsEvery}
 	for _, k := range sortedKeys(durations) {
 		if durations[k] <= 0 {
 			bad("%s must be positive, got %s", k, durations[k])

@@ -41,8 +41,8 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 	cfg.DataDir = dir
 	cfg.MQTT.URL, cfg.Influx.URL = "", "" // everything embedded
 	cfg.Ingest.PastHorizon = demoBackfill + 48*time.Hour
-	// The API's declarations and tokens live in the demo's folder too, so
-	// the demo never writes into the checkout.
+	// The API's tokens live in the demo's folder, and declarations in its
+	// store, so the demo never writes into the checkout.
 	tokens, err := demoAPI(cfg, dir)
 	if err != nil {
 		return err
@@ -121,31 +121,11 @@ func portOf(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
 // demoToken is a bearer token the demo made and prints.
 type demoToken struct{ name, token string }
 
-// demoAPI prepares the demo's API in its folder: a copy of the configured
-// declarations (API writes land there, not in the checkout) and a fresh
-// token set: one supervisor token, then one per enterprise, written as
+// demoAPI prepares the demo's API in its folder (declarations and their
+// review live in the demo's store; the checkout's folder only seeds it):
+// a fresh token set: one supervisor token, then one per enterprise, written as
 // hashes to a tokens file. It returns the tokens, supervisor first.
 func demoAPI(cfg *Config, dir string) ([]demoToken, error) {
-	if cfg.Scoring.Declarations != "" {
-		decl := filepath.Join(dir, "declarations")
-		if err := os.MkdirAll(decl, 0o750); err != nil {
-			return nil, err
-		}
-		files, err := filepath.Glob(filepath.Join(cfg.Scoring.Declarations, "*.yaml"))
-		if err != nil {
-			return nil, err
-		}
-		for _, f := range files {
-			data, err := os.ReadFile(f)
-			if err != nil {
-				return nil, fmt.Errorf("demo declarations: %w", err)
-			}
-			if err := os.WriteFile(filepath.Join(decl, filepath.Base(f)), data, 0o640); err != nil {
-				return nil, err
-			}
-		}
-		cfg.Scoring.Declarations = decl
-	}
 	reg, err := registry.Load(cfg.GatewayConfig)
 	if err != nil {
 		return nil, fmt.Errorf("gateway registry: %w", err)

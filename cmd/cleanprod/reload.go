@@ -13,6 +13,7 @@ import (
 
 	"github.com/cleanprod/cleanprod/ingest"
 	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/web"
 )
@@ -29,11 +30,11 @@ type reloader struct {
 	pipe   *ingest.Pipeline
 	eng    *scoring.Engine
 	seen   *ingest.LastSeen
-	tokens *web.Tokens            // nil: no tokens file
-	decls  *web.DeclarationFolder // nil: no declarations folder
-	mu     sync.Mutex             // serialises reloads
-	reg    *registry.Registry     // in force
-	sd     *scoringData           // in force
+	tokens *web.Tokens // nil: no tokens file
+	book   *review.Book
+	mu     sync.Mutex         // serialises reloads
+	reg    *registry.Registry // in force
+	sd     *scoringData       // in force
 	m      reloadMetrics
 }
 
@@ -121,7 +122,7 @@ func (r *reloader) apply(ctx context.Context) error {
 	// Ingest is held while the scorer switches, so that windows refilled
 	// from the store cannot also receive a reading in flight.
 	err = r.pipe.Reconfigure(ctx, reg, func() error {
-		return r.eng.Reload(ctx, scoring.Update{Standard: sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, Declarations: sd.declarations()})
+		return r.eng.Reload(ctx, scoring.Update{Standard: sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, Declarations: r.book})
 	})
 	if err != nil {
 		return err
@@ -130,9 +131,9 @@ func (r *reloader) apply(ctx context.Context) error {
 	if tokens != nil {
 		r.tokens.Replace(tokens)
 	}
-	if r.decls != nil {
-		r.decls.SetStandard(sd.std)
-	}
+	r.book.SetStandard(sd.std)
+	seedDeclarations(ctx, r.book, sd, r.log)
+	r.eng.ReloadDeclarations()
 	r.reg, r.sd = reg, sd
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/web"
 )
@@ -116,12 +117,23 @@ func fingerprint(path string) ([sha256.Size]byte, error) {
 	return sum, err
 }
 
-// declarations is d's declarations source for the engine (nil: none).
-func (d *scoringData) declarations() scoring.Declarations {
-	if d.decl.Dir == "" {
-		return nil
+// seedDeclarations adds the declarations folder's entries that the store
+// does not hold yet (or that changed in the folder) to the book, as
+// accepted by the file. A failure is logged: the book keeps what it has.
+func seedDeclarations(ctx context.Context, book *review.Book, sd *scoringData, log *slog.Logger) {
+	if sd.decl.Dir == "" {
+		return
 	}
-	return d.decl
+	ds, err := sd.decl.Declarations(ctx)
+	if err == nil {
+		var n int
+		n, err = book.Seed(ctx, ds, sd.decl.Dir)
+		if err == nil {
+			log.Info("declarations folder seeded the store", "folder", sd.decl.Dir, "declarations", len(ds), "written", n)
+			return
+		}
+	}
+	log.Error("seed declarations from the folder; the stored declarations stay in force", "folder", sd.decl.Dir, "err", err)
 }
 
 // eventPublisher hands scoring events to MQTT cp/v1/{enterprise}/events

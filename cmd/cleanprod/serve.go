@@ -23,6 +23,7 @@ import (
 	"github.com/cleanprod/cleanprod/broker"
 	"github.com/cleanprod/cleanprod/ingest"
 	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/store"
 	"github.com/cleanprod/cleanprod/web"
@@ -124,7 +125,10 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		// 12-month window to about a dozen queries.
 		RebuildChunk: 30 * 24 * time.Hour,
 	}
-	engCfg.Declarations = sd.declarations()
+	// Declarations and their review live in the store; the folder only
+	// seeds them (below, once the store answers).
+	book := review.NewBook(st, sd.std, nil, onEvent)
+	engCfg.Declarations = book
 	eng, err := scoring.NewEngine(engCfg)
 	if err != nil {
 		return fmt.Errorf("scoring: %w", err)
@@ -170,14 +174,8 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	if httpTLS != nil {
 		ln, scheme = tls.NewListener(ln, httpTLS), "https" // TLS only: plain HTTP gets a 400
 	}
-	var decls *web.DeclarationFolder
-	if sd.decl.Dir != "" {
-		if decls, err = web.NewDeclarationFolder(sd.decl.Dir, sd.std, nil); err != nil {
-			return err
-		}
-	}
 	httpSrv := &http.Server{Handler: web.NewHandler(web.Options{Gatherer: promReg, Ready: ready,
-		Scorer: eng, Registry: reg, Solutions: sd.lib, Points: st, Meters: seen, Declarations: decls,
+		Scorer: eng, Registry: reg, Solutions: sd.lib, Points: st, Meters: seen, Declarations: book,
 		Tokens: tokens, Events: stream, Recent: recent, PDF: pdf, Registerer: promReg, Logger: log.With("component", "web")}),
 		ReadHeaderTimeout: 10 * time.Second}
 	httpSrv.RegisterOnShutdown(stream.Close) // ends the SSE streams, so Shutdown does not wait on them
@@ -187,7 +185,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	rl := &reloader{cfg: cfg, log: log.With("component", "reload"), pipe: pipe, eng: eng, seen: seen, tokens: tokens, decls: decls,
+	rl := &reloader{cfg: cfg, log: log.With("component", "reload"), pipe: pipe, eng: eng, seen: seen, tokens: tokens, book: book,
 		reg: reg, sd: sd, m: newReloadMetrics(promReg)}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -214,6 +212,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		if err := waitForStore(gctx, st, log); err != nil {
 			return nil
 		}
+		seedDeclarations(gctx, book, sd, log)
 		// Windows and announced events come from the store before any new
 		// reading is observed, so nothing is counted or announced twice.
 		start := time.Now()
@@ -242,6 +241,19 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
 		pg.Go(func() error { return pipe.Run(pctx) })
 		pg.Go(func() error { return sub.Run(pctx) })
 		pg.Go(func() error { rl.run(pctx, hup); return nil })
+		pg.Go(func() error {
+			// Reviews made through another replica reach this one's scorer.
+			t := time.NewTicker(cfg.Scoring.DeclarationsEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-pctx.Done():
+					return nil
+				case <-t.C:
+					eng.ReloadDeclarations()
+				}
+			}
+		})
 		pg.Go(func() error {
 			// The meters view starts from the store, not from nothing; newer
 			// readings observed meanwhile win.
