@@ -499,6 +499,11 @@ func registerRange(rollover float64, resolution *float64, text string) (roll, re
 		return 0, 0, key, fmt.Errorf("rollover %s is one step of resolution %s: a register that shows only 0 and %s counts nothing", num(rollover), num(res), num(rollover))
 	case n > maxRegisterSteps:
 		return 0, 0, key, fmt.Errorf("rollover %s is %.3g steps of resolution %s: at most %.0g are counted exactly", num(rollover), n, num(res), maxRegisterSteps)
+	case powerOf(int64(n), 10) || powerOf(int64(n), 2):
+		// A register shows one step less than where it wraps: 99999,
+		// 65535. A power of ten or two is the wrap itself, as a file
+		// written for "the value at which the counter wraps" gives it.
+		return 0, 0, "rollover", fmt.Errorf("rollover %s is where the register wraps, not the largest value it shows (99999 for five digits, 65535 for 16 bits): did you mean %s?", num(rollover), num(rollover-res))
 	}
 	return rollover, res, key, nil
 }
@@ -522,6 +527,17 @@ func resolutionOf(text string) (float64, bool) {
 		return 1, true
 	}
 	return 0, false
+}
+
+// powerOf reports whether n is a power (0 included) of base.
+func powerOf(n, base int64) bool {
+	if n < 1 {
+		return false
+	}
+	for n%base == 0 {
+		n /= base
+	}
+	return n == 1
 }
 
 // num writes x in plain decimals where that is readable (1000000, not
