@@ -195,7 +195,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	t0 := time.Now().UTC().Truncate(time.Minute).Add(-2 * time.Hour)
 	at := func(min int) string { return t0.Add(time.Duration(min) * time.Minute).Format(time.RFC3339) }
 	msgs := []string{
-		// E-1 in kWh rolls over at 1e6; E-MWH in MWh resets; W-FRESH in L.
+		// E-1 in kWh shows at most 999999, then 0; E-MWH in MWh resets; W-FRESH in L.
 		fmt.Sprintf(`{"gateway":"gw-1","seq":1,"readings":[{"meter":"E-1","ts":%q,"value":999900},{"meter":"E-MWH","ts":%q,"value":2.5},{"meter":"W-FRESH","ts":%q,"value":1000}]}`, at(0), at(0), at(0)),
 		fmt.Sprintf(`{"gateway":"gw-1","seq":2,"readings":[{"meter":"E-1","ts":%q,"value":999990},{"meter":"E-MWH","ts":%q,"value":3.0},{"meter":"W-FRESH","ts":%q,"value":6000}]}`, at(15), at(15), at(15)),
 		// 45 before 30: the late one splits the interval.
@@ -216,9 +216,9 @@ func TestPipelineEndToEnd(t *testing.T) {
 	waitFor(t, 20*time.Second, "6 dead-letters", func() bool { return len(letters()) == 6 })
 
 	wantSums := map[string]float64{
-		"E-1":     (1e6 - 999900) + 60, // 999900 -> 999990 -> 10 -> 60 with a rollover
-		"E-MWH":   500 + 250,           // 2.5 -> 3.0 MWh, then a reset and 0.25 MWh
-		"W-FRESH": 5 + 2,               // 1000 -> 6000 -> 8000 L
+		"E-1":     (999999 - 999900) + 1 + 60, // 999900 -> 999990 -> 10 -> 60 with a rollover
+		"E-MWH":   500 + 250,                  // 2.5 -> 3.0 MWh, then a reset and 0.25 MWh
+		"W-FRESH": 5 + 2,                      // 1000 -> 6000 -> 8000 L
 	}
 	for meter, want := range wantSums {
 		if got := sumDelta(t, db, meter); got != want {

@@ -510,8 +510,8 @@ func countEvent(out *Outcome, ev counterEvent) {
 //   - declared replacements between the two readings are crossed exactly;
 //   - otherwise a rise is the amount;
 //   - a drop is a rollover if the meter declares one and wrapping is the
-//     smaller explanation (less than half the register), else a reset to
-//     zero, after which b is the amount counted since the reset.
+//     smaller explanation (less than half a turn of the register), else a
+//     reset to zero, after which b is the amount counted since the reset.
 //
 // An amount above the meter's max_rate is an error: a glitch or an
 // undeclared meter exchange, never silently counted.
@@ -535,8 +535,8 @@ func counterDelta(m *registry.Meter, ta int64, a float64, tb int64, b float64) (
 		}
 	case b >= a:
 		d = b - a
-	case m.Rollover > 0 && (m.Rollover-a)+b < m.Rollover/2:
-		d, ev = m.Rollover-a+b, rolloverEvent
+	case m.Rollover > 0 && wrapped(m, a, b) < (m.Rollover+m.Resolution)/2:
+		d, ev = wrapped(m, a, b), rolloverEvent
 	default:
 		d, ev = b, resetEvent
 	}
@@ -551,6 +551,30 @@ func counterDelta(m *registry.Meter, ta int64, a float64, tb int64, b float64) (
 	}
 	return d, ev, nil
 }
+
+// wrapped returns what a counter's register counted from a through 0 to
+// b (canonical units): up to its rollover, the largest value it shows,
+// one step (its resolution) to 0, and b. Rollover 99999 from 99980 to 30
+// is 19 + 1 + 30.
+//
+// Registers are raw values times Factor, a little off in float64
+// (999999.8 is 999999.80000000005), so the sum is off by some 1e-10 of
+// the amount: a delta is snapped to whole steps when it is within
+// wrapSnap steps of them. The registry bounds a register to 10^12 steps,
+// whose float64 error stays below 10^-3 of one; a reading off the
+// register's grid by more is left as it is.
+func wrapped(m *registry.Meter, a, b float64) float64 {
+	d := (m.Rollover - a) + m.Resolution + b
+	steps := d / m.Resolution
+	if n := math.Round(steps); math.Abs(steps-n) <= wrapSnap {
+		return n * m.Resolution
+	}
+	return d
+}
+
+// wrapSnap is how far from a whole number of steps a wrap may be and
+// still be taken as one: float64 error, not a register off its grid.
+const wrapSnap = 1e-3
 
 func hours(ta, tb int64) float64 { return float64(tb-ta) / float64(time.Hour) }
 

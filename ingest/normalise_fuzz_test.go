@@ -129,7 +129,7 @@ func FuzzNormalise(f *testing.F) {
 		fuzzReading(e1, base+45, 250, true, false), fuzzReading(e1, base+30, 200, true, true), // late
 		fuzzReading(e1, base+30, 200, true, false), // again
 	), uint8(8), uint8(0))
-	f.Add(fuzzSeed( // rollover at 1e6 kWh, then a reset, then a register above the rollover
+	f.Add(fuzzSeed( // a wrap after 999999 kWh, then a reset, then a register above the rollover
 		fuzzReading(e1, base, 999900, true, false), fuzzReading(e1, base+15, 1, true, false),
 		fuzzReading(e1, base+30, 0, true, false), fuzzReading(e1, base+45, 2000000, true, false),
 	), uint8(4), uint8(1))
@@ -246,7 +246,7 @@ func FuzzNormalise(f *testing.F) {
 
 // A counter register above the meter's declared rollover was taken, and
 // the next reading below it made a negative "rollover" delta (found by
-// FuzzNormalise): E-1 wraps at 1000000 kWh.
+// FuzzNormalise): E-1 shows at most 999999 kWh.
 func TestNormaliseRegisterAboveRollover(t *testing.T) {
 	n := NewNormaliser(testRegistry(t), testConfig)
 	now := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)

@@ -7,6 +7,12 @@
 // the units each may be reported in: a unit that is not declared for a
 // quantity is a configuration error, never a guess.
 //
+// Register values in a file (rollover, resolution, a replacement's
+// old_final and new_initial) are in what the gateway sends, before scale;
+// a Meter holds them in canonical units. A counter's rollover is the
+// largest value its register shows (99999, not 100000): one resolution
+// step later it reads 0 (see Meter.Rollover).
+//
 // In: gateway-config/*.yaml. Out: *Registry, used by ingest (look up and
 // normalise readings), the simulator (what to publish) and scoring (which
 // quantities an enterprise measures).

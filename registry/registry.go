@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -67,9 +68,20 @@ type Meter struct {
 	Kind       Kind
 	Scale      float64 // multiplier applied to the raw value before unit conversion
 	Factor     float64 // Scale times the unit's factor to the canonical unit
-	// Rollover is the register value at which a counter wraps to zero, in
-	// canonical units (0: the meter declares none).
+	// Rollover is the largest value the counter's register shows, in
+	// canonical units (0: the meter declares none). The file gives it in
+	// the raw unit the device reports, as printed on the register or in
+	// the device's manual (99999 for five digits, 999999.9 for six and a
+	// tenth, 65535 for a 16-bit register); it is that times Factor. After
+	// it the register reads 0, so it wraps at Rollover + Resolution: from
+	// 99980 to 30 a register with rollover 99999 counted 50.
 	Rollover float64
+	// Resolution is the smallest step the register of a counter with a
+	// Rollover shows, in canonical units (0 without a rollover): the
+	// file's resolution, or, when it gives none, one unit of the last
+	// decimal the rollover is written with (99999: 1, 999999.9: 0.1),
+	// times Factor. The rollover is a whole number of these steps.
+	Resolution float64
 	// MaxRate bounds a plausible counter or delta increase, canonical units
 	// per hour: the meter's max_rate, or else its quantity's Ceiling.
 	MaxRate float64
@@ -169,6 +181,7 @@ type meterSchema struct {
 	Kind         string   `yaml:"kind"`
 	Scale        *float64 `yaml:"scale"`
 	Rollover     float64  `yaml:"rollover"`
+	Resolution   *float64 `yaml:"resolution"`
 	MaxRate      float64  `yaml:"max_rate"`
 	FlowMeter    string   `yaml:"flow_meter"`
 	Workshop     string   `yaml:"workshop"`
@@ -289,7 +302,8 @@ func parseFile(name string, data []byte) (*Enterprise, error) {
 		}
 		for mi, ms := range gs.Meters {
 			at := func(key string) []any { return yamlfile.P("gateways", gi, "meters", mi, key) }
-			m, flow := buildMeter(ms, at, problem)
+			written := func(key string) (string, bool) { return doc.Scalar(at(key)...) }
+			m, flow := buildMeter(ms, at, written, problem)
 			if m == nil {
 				continue
 			}
@@ -326,8 +340,9 @@ func parseFile(name string, data []byte) (*Enterprise, error) {
 }
 
 // buildMeter converts and checks one meter entry, reporting each problem
-// through report; it returns nil when there was any.
-func buildMeter(ms meterSchema, at func(string) []any, report func(path []any, format string, args ...any)) (*Meter, string) {
+// through report; it returns nil when there was any. written gives a key's
+// value as the file writes it.
+func buildMeter(ms meterSchema, at func(string) []any, written func(key string) (string, bool), report func(path []any, format string, args ...any)) (*Meter, string) {
 	bad := false
 	problem := func(key, format string, args ...any) {
 		bad = true
@@ -385,15 +400,21 @@ func buildMeter(ms meterSchema, at func(string) []any, report func(path []any, f
 	default:
 		problem("kind", "meter %q: kind %q: want counter, delta or gauge", m.ID, ms.Kind)
 	}
-	if ms.Rollover != 0 {
-		if m.Kind != Counter {
-			problem("rollover", "meter %q: rollover applies to counters only", m.ID)
-		} else if !(ms.Rollover > 0) || math.IsInf(ms.Rollover, 0) {
-			problem("rollover", "meter %q: rollover must be positive, got %v", m.ID, ms.Rollover)
+	switch {
+	case ms.Rollover != 0 && m.Kind != Counter:
+		problem("rollover", "meter %q: rollover applies to counters only", m.ID)
+	case ms.Resolution != nil && ms.Rollover == 0:
+		problem("resolution", "meter %q: resolution is the step of a register that rolls over; give its rollover too", m.ID)
+	case ms.Rollover != 0:
+		text, _ := written("rollover")
+		rollover, resolution, key, err := registerRange(ms.Rollover, ms.Resolution, text)
+		if err != nil {
+			problem(key, "meter %q: %v", m.ID, err)
+			break
 		}
-		m.Rollover = ms.Rollover * m.Factor
-		if math.IsInf(m.Rollover, 0) {
-			problem("rollover", "meter %q: rollover %v %s is out of range in the canonical unit", m.ID, ms.Rollover, ms.Unit)
+		m.Rollover, m.Resolution = rollover*m.Factor, resolution*m.Factor
+		if math.IsInf(m.Rollover, 0) || !(m.Resolution > 0) {
+			problem("rollover", "meter %q: rollover %v %s with resolution %v is out of range in the canonical unit", m.ID, ms.Rollover, ms.Unit, resolution)
 		}
 	}
 	if ms.MaxRate < 0 || math.IsNaN(ms.MaxRate) || math.IsInf(ms.MaxRate, 0) {
@@ -427,6 +448,11 @@ func buildMeter(ms meterSchema, at func(string) []any, report func(path []any, f
 			// the replacement NaN or wrong.
 			bad = true
 			report(path, "meter %q: old_final %v and new_initial %v must be registers: finite, not negative", m.ID, *r.OldFinal, *r.NewInitial)
+		} else if m.Rollover > 0 && (rep.OldFinal > m.Rollover || rep.NewInitial > m.Rollover) {
+			// Readings above the rollover are refused as impossible; so
+			// is a declared register above it.
+			bad = true
+			report(path, "meter %q: old_final %s and new_initial %s must be registers the meter can show: at most its rollover %s", m.ID, num(*r.OldFinal), num(*r.NewInitial), num(ms.Rollover))
 		}
 		m.Replacements = append(m.Replacements, rep)
 	}
@@ -434,4 +460,91 @@ func buildMeter(ms meterSchema, at func(string) []any, report func(path []any, f
 		return nil, ""
 	}
 	return m, ms.FlowMeter
+}
+
+// maxRegisterSteps bounds rollover/resolution: a float64 register of up to
+// 10^12 steps is exact to far below a step (about 10^-4 of one), which the
+// normaliser relies on to count a wrap in whole steps.
+const maxRegisterSteps = 1e12
+
+// registerRange checks a counter's rollover (the largest value its register
+// shows) and its resolution, both in raw units, and returns them; with no
+// resolution given it is read from the decimals of text, the rollover as
+// the file writes it. key names the field a problem is reported at.
+func registerRange(rollover float64, resolution *float64, text string) (roll, res float64, key string, err error) {
+	if !(rollover > 0) || math.IsInf(rollover, 0) {
+		return 0, 0, "rollover", fmt.Errorf("rollover must be positive, got %s", num(rollover))
+	}
+	if resolution != nil {
+		res, key = *resolution, "resolution"
+		if !(res > 0) || math.IsInf(res, 0) {
+			return 0, 0, key, fmt.Errorf("resolution must be a positive number (the smallest step the register shows), got %s", num(res))
+		}
+	} else {
+		key = "rollover"
+		var ok bool
+		if res, ok = resolutionOf(text); !ok {
+			if text == "" {
+				text = num(rollover) // not a plain scalar: from a merge key
+			}
+			return 0, 0, key, fmt.Errorf("rollover %s: cannot tell the register's resolution from how it is written; write the largest value as the register shows it (e.g. 99999 or 999999.9), or give resolution", text)
+		}
+	}
+	steps := rollover / res
+	n := math.Round(steps)
+	switch {
+	case n < 1 || math.Abs(steps-n) > 1e-6+1e-15*n:
+		return 0, 0, key, fmt.Errorf("rollover %s is not a whole number of steps of resolution %s: rollover is the largest value the register shows, resolution the smallest step it shows", num(rollover), num(res))
+	case n == 1:
+		return 0, 0, key, fmt.Errorf("rollover %s is one step of resolution %s: a register that shows only 0 and %s counts nothing", num(rollover), num(res), num(rollover))
+	case n > maxRegisterSteps:
+		return 0, 0, key, fmt.Errorf("rollover %s is %.3g steps of resolution %s: at most %.0g are counted exactly", num(rollover), n, num(res), maxRegisterSteps)
+	case powerOf(int64(n), 10) || powerOf(int64(n), 2):
+		// A register shows one step less than where it wraps: 99999,
+		// 65535. A power of ten or two is the wrap itself, as a file
+		// written for "the value at which the counter wraps" gives it.
+		return 0, 0, "rollover", fmt.Errorf("rollover %s is where the register wraps, not the largest value it shows (99999 for five digits, 65535 for 16 bits): did you mean %s?", num(rollover), num(rollover-res))
+	}
+	return rollover, res, key, nil
+}
+
+// writtenRE is a number written in decimals (YAML allows '_' between
+// digits: 99_999.9); writtenWholeRE a whole number in another base
+// (0xFFFF, 0o177777).
+var (
+	writtenRE      = regexp.MustCompile(`^\+?[0-9][0-9_]*(?:\.([0-9_]*))?$`)
+	writtenWholeRE = regexp.MustCompile(`^\+?(?:0x[0-9A-Fa-f_]+|0o[0-7_]+|0b[01_]+)$`)
+)
+
+// resolutionOf returns one unit of the last decimal a register value is
+// written with: 1 for 99999 or 0xFFFF, 0.1 for 999999.9, 0.01 for 999.90.
+// It fails for text that does not say, such as 1e6.
+func resolutionOf(text string) (float64, bool) {
+	if m := writtenRE.FindStringSubmatch(text); m != nil {
+		return math.Pow10(-len(strings.ReplaceAll(m[1], "_", ""))), true
+	}
+	if writtenWholeRE.MatchString(text) {
+		return 1, true
+	}
+	return 0, false
+}
+
+// powerOf reports whether n is a power (0 included) of base.
+func powerOf(n, base int64) bool {
+	if n < 1 {
+		return false
+	}
+	for n%base == 0 {
+		n /= base
+	}
+	return n == 1
+}
+
+// num writes x in plain decimals where that is readable (1000000, not
+// 1e+06), as a register shows it.
+func num(x float64) string {
+	if a := math.Abs(x); a >= 1e-6 && a < 1e21 {
+		return strconv.FormatFloat(x, 'f', -1, 64)
+	}
+	return fmt.Sprint(x)
 }

@@ -11,9 +11,9 @@ import (
 // FuzzParse feeds Parse one or two registry files. Invariant: it returns
 // an error naming a file, or a registry every part of which is usable:
 // valid ids, reachable through the look-ups, and meters whose conversion
-// factor, rollover, max_rate and replacements are finite numbers of the
-// right sign (ingest multiplies every reading by Factor and subtracts
-// registers from rollovers and replacement values).
+// factor, rollover, resolution, max_rate and replacements are finite
+// numbers of the right sign (ingest multiplies every reading by Factor and
+// subtracts registers from rollovers and replacement values).
 //
 // Without -fuzz it runs the seeds: every file under testdata and the
 // shipped gateway-config.
@@ -37,7 +37,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(s, seeds[(i+1)%len(seeds)])
 	}
 	// Numbers fine on their own whose products are not (found by FuzzParse).
-	for _, m := range []string{"unit: MWh, kind: counter, scale: 1e307", "unit: MWh, kind: counter, rollover: 1e307", "unit: Wh, kind: counter, scale: 1e-322"} {
+	for _, m := range []string{"unit: MWh, kind: counter, scale: 1e307", "unit: MWh, kind: counter, rollover: 1e307", "unit: MWh, kind: counter, rollover: 9.99e306, resolution: 1e303", "unit: Wh, kind: counter, scale: 1e-322"} {
 		f.Add([]byte("enterprise: {id: e, name: E}\ngateways:\n  - id: g\n    meters:\n      - {id: m, quantity: electricity, "+m+"}\n"), []byte(nil))
 	}
 	f.Fuzz(func(t *testing.T, a, b []byte) {
@@ -96,6 +96,9 @@ func checkRegistry(t *testing.T, r *Registry) {
 				if !(m.Rollover >= 0) || !finite(m.Rollover) || !(m.MaxRate >= 0) || !finite(m.MaxRate) {
 					t.Fatalf("meter %s: rollover %g, max_rate %g: want finite, not negative", m.ID, m.Rollover, m.MaxRate)
 				}
+				if (m.Rollover > 0) != (m.Resolution > 0) || !finite(m.Resolution) || m.Resolution > m.Rollover {
+					t.Fatalf("meter %s: rollover %g, resolution %g: want both or neither, finite, the resolution not above the rollover", m.ID, m.Rollover, m.Resolution)
+				}
 				for i, rep := range m.Replacements {
 					if !(rep.OldFinal >= 0) || !finite(rep.OldFinal) || !(rep.NewInitial >= 0) || !finite(rep.NewInitial) {
 						t.Fatalf("meter %s: replacement %d: old_final %g, new_initial %g: want finite, not negative", m.ID, i, rep.OldFinal, rep.NewInitial)
@@ -125,7 +128,7 @@ func TestParseOutOfRangeProducts(t *testing.T) {
 	for _, tt := range []struct{ meter, want string }{
 		{"{id: m, quantity: electricity, unit: MWh, kind: counter, scale: 1e307}", `a.yaml:5: meter "m": scale 1e+307 with unit MWh gives a factor of +Inf`},
 		{"{id: m, quantity: electricity, unit: Wh, kind: counter, scale: 1e-322}", `a.yaml:5: meter "m": scale 1e-322 with unit Wh gives a factor of 0`},
-		{"{id: m, quantity: electricity, unit: MWh, kind: counter, rollover: 1e307}", `a.yaml:5: meter "m": rollover 1e+307 MWh is out of range`},
+		{"{id: m, quantity: electricity, unit: MWh, kind: counter, rollover: 9.99e306, resolution: 1e303}", `a.yaml:5: meter "m": rollover 9.99e+306 MWh with resolution 1e+303 is out of range`},
 		{"{id: m, quantity: electricity, unit: kWh, kind: counter, replacements: [{at: 2026-01-01T00:00:00Z, old_final: .nan, new_initial: 1}]}", `a.yaml:5: meter "m": old_final NaN and new_initial 1 must be registers`},
 		{"{id: m, quantity: electricity, unit: kWh, kind: counter, replacements: [{at: 2026-01-01T00:00:00Z, old_final: 10, new_initial: -5}]}", `a.yaml:5: meter "m": old_final 10 and new_initial -5 must be registers`},
 		{"{id: m, quantity: electricity, unit: MWh, kind: counter, replacements: [{at: 2026-01-01T00:00:00Z, old_final: 1e307, new_initial: 0}]}", `must be registers`},

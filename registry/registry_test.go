@@ -17,23 +17,23 @@ func TestLoadGood(t *testing.T) {
 		t.Fatal("gateway plant-a/gw-1 not found")
 	}
 	tests := []struct {
-		meter            string
-		factor, rollover float64
-		flow             string
+		meter                        string
+		factor, rollover, resolution float64
+		flow                         string
 	}{
-		{"E-1", 1000, 99999.9 * 1000, ""},
-		{"WW", 1, 0, ""},
-		{"COD", 1000, 0, "WW"},
-		{"BODY", 102, 0, ""},
-		{"E-2", 1, 0, ""},
+		{"E-1", 1000, 99999.9 * 1000, 0.1 * 1000, ""},
+		{"WW", 1, 0, 0, ""},
+		{"COD", 1000, 0, 0, "WW"},
+		{"BODY", 102, 0, 0, ""},
+		{"E-2", 1, 0, 0, ""},
 	}
 	for _, tt := range tests {
 		m, ok := g.Meter(tt.meter)
 		if !ok {
 			t.Fatalf("meter %s not found", tt.meter)
 		}
-		if m.Factor != tt.factor || m.Rollover != tt.rollover {
-			t.Errorf("%s: got factor %g rollover %g, want %g and %g", tt.meter, m.Factor, m.Rollover, tt.factor, tt.rollover)
+		if m.Factor != tt.factor || m.Rollover != tt.rollover || m.Resolution != tt.resolution {
+			t.Errorf("%s: got factor %g, rollover %g, resolution %g; want %g, %g and %g", tt.meter, m.Factor, m.Rollover, m.Resolution, tt.factor, tt.rollover, tt.resolution)
 		}
 		if (m.FlowMeter == nil) != (tt.flow == "") || (m.FlowMeter != nil && m.FlowMeter.ID != tt.flow) {
 			t.Errorf("%s: got flow meter %v, want %q", tt.meter, m.FlowMeter, tt.flow)
@@ -146,4 +146,87 @@ func TestQuantityCeilings(t *testing.T) {
 	if _, ok := reg.Meter("q", "F"); ok {
 		t.Error("Meter(q, F) found a meter of another enterprise")
 	}
+}
+
+// A counter's rollover is the largest value its register shows and its
+// resolution the smallest step, read from the rollover's decimals as the
+// file writes it when not given; both are stored in canonical units.
+func TestRolloverResolution(t *testing.T) {
+	tests := []struct {
+		name                 string
+		meter                string // the fields after "id: M"
+		rollover, resolution float64
+	}{
+		{"five digits", kWh + "rollover: 99999", 99999, 1},
+		{"a tenth", kWh + "rollover: 999999.9", 999999.9, 0.1},
+		{"the decimals written", kWh + "rollover: 999.90", 999.9, 0.01},
+		{"digit separators", kWh + "rollover: 99_999.9", 99999.9, 0.1},
+		{"hexadecimal", kWh + "rollover: 0xFFFF", 65535, 1},
+		{"a 32-bit register", kWh + "rollover: 4294967295", 4294967295, 1},
+		{"unit conversion", "quantity: electricity, unit: MWh, kind: counter, rollover: 99999.9", 99999.9 * 1000, 0.1 * 1000},
+		{"scale", "quantity: ecoat_area, unit: m2, kind: counter, scale: 95, rollover: 9999", 9999 * 95, 95},
+		{"resolution given", kWh + "rollover: 32767.5, resolution: 0.5", 32767.5, 0.5},
+		{"resolution given with an exponent", kWh + "rollover: 9.9999e4, resolution: 1", 99999, 1},
+		{"no rollover", kWh + "max_rate: 5", 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m, err := parseMeter(tt.meter)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.Rollover != tt.rollover || m.Resolution != tt.resolution {
+				t.Errorf("got rollover %v, resolution %v; want %v and %v", m.Rollover, m.Resolution, tt.rollover, tt.resolution)
+			}
+		})
+	}
+}
+
+// gateways check names the file, the line and what is inconsistent.
+func TestRolloverResolutionBad(t *testing.T) {
+	tests := []struct{ name, meter, want string }{
+		{"resolution zero", kWh + "rollover: 99999, resolution: 0", `a.yaml:5: meter "M": resolution must be a positive number`},
+		{"resolution negative", kWh + "rollover: 99999, resolution: -1", `resolution must be a positive number (the smallest step the register shows), got -1`},
+		{"resolution NaN", kWh + "rollover: 99999, resolution: .nan", `resolution must be a positive number (the smallest step the register shows), got NaN`},
+		{"resolution infinite", kWh + "rollover: 99999, resolution: .inf", `resolution must be a positive number (the smallest step the register shows), got +Inf`},
+		{"rollover NaN", kWh + "rollover: .nan", `rollover must be positive, got NaN`},
+		{"rollover negative", kWh + "rollover: -99999", `rollover must be positive, got -99999`},
+		{"not a multiple", kWh + "rollover: 99999.95, resolution: 0.1", `rollover 99999.95 is not a whole number of steps of resolution 0.1`},
+		{"below one step", kWh + "rollover: 0.5, resolution: 1", `rollover 0.5 is not a whole number of steps of resolution 1`},
+		{"one step", kWh + "rollover: 1", `rollover 1 is one step of resolution 1`},
+		{"the wrap, not the largest value", kWh + "rollover: 1000000", `rollover 1000000 is where the register wraps, not the largest value it shows (99999 for five digits, 65535 for 16 bits): did you mean 999999?`},
+		{"the wrap with decimals", kWh + "rollover: 100000.0", `did you mean 99999.9?`},
+		{"the wrap of a binary register", kWh + "rollover: 65536", `did you mean 65535?`},
+		{"an exponent says no resolution", kWh + "rollover: 9.9999e4", `rollover 9.9999e4: cannot tell the register's resolution from how it is written`},
+		{"too many steps", kWh + "rollover: 9999999999999", `at most 1e+12 are counted exactly`},
+		{"resolution without rollover", kWh + "resolution: 0.1", `meter "M": resolution is the step of a register that rolls over; give its rollover too`},
+		{"resolution on a delta meter", "quantity: electricity, unit: kWh, kind: delta, rollover: 99999, resolution: 1", `rollover applies to counters only`},
+		{"replacement above the rollover", kWh + "rollover: 99999, replacements: [{at: 2026-01-01T00:00:00Z, old_final: 100000, new_initial: 0}]", `old_final 100000 and new_initial 0 must be registers the meter can show: at most its rollover 99999`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := parseMeter(tt.meter)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("got %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+	// In block style the problem is reported at the line of the value.
+	_, err := Parse(map[string][]byte{"a.yaml": []byte("enterprise: {id: e, name: E}\ngateways:\n  - id: g\n    meters:\n      - id: M\n        quantity: electricity\n        unit: kWh\n        kind: counter\n        rollover: 99999.95\n        resolution: 0.1\n")})
+	if want := `a.yaml:10: meter "M": rollover 99999.95 is not a whole number`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("got %v, want an error containing %q", err, want)
+	}
+}
+
+// kWh starts the fields of an electricity counter in kWh.
+const kWh = "quantity: electricity, unit: kWh, kind: counter, "
+
+// parseMeter parses a registry of one meter M with the given fields.
+func parseMeter(fields string) (*Meter, error) {
+	reg, err := Parse(map[string][]byte{"a.yaml": []byte("enterprise: {id: e, name: E}\ngateways:\n  - id: g\n    meters:\n      - {id: M, " + fields + "}\n")})
+	if err != nil {
+		return nil, err
+	}
+	m, _ := reg.Meter("e", "M")
+	return m, nil
 }

@@ -31,8 +31,9 @@
 //
 // Values are in each meter's raw unit and scale (canonical / Factor).
 // Counters are cumulative registers that start at a random non-zero value,
-// wrap at their declared rollover (a register shows values in
-// [0, rollover)), are reset to zero now and then right after a reading
+// show at most their declared rollover, in steps of its resolution, and
+// then 0, as a real register does (rollover 99999: 99998, 99999, 0, 1),
+// are reset to zero now and then right after a reading
 // the service receives (Config.Resets; never for counters with a rollover
 // or a replacement ahead), and switch to the new meter at a declared
 // replacement (the register is set up so that the old meter reads exactly

@@ -57,15 +57,18 @@ type meter struct {
 	event    *rand.Rand
 
 	// counters and deltas
-	reg, mod int64 // register and rollover modulus (0: none), in steps
-	cum      int64 // steps consumed since the start: the ledger's truth
-	acc      int64 // delta meters: steps since the previous reading
-	pending  float64
-	repl     []replacement // replacements still ahead
-	probe    *int64        // pre-simulation: receives cum at the first replacement
-	disc     bool          // reset, rollover or replacement since the previous reading
-	skip     bool          // replaced exactly now: no reading at this tick
-	step     time.Duration
+	// reg is the register and mod where it wraps: one grain above the
+	// largest value it shows, its rollover (0: none), all in steps. A
+	// register with a rollover moves in grains of its resolution.
+	reg, mod, grain int64
+	cum             int64 // steps consumed since the start: the ledger's truth
+	acc             int64 // delta meters: steps since the previous reading
+	pending         float64
+	repl            []replacement // replacements still ahead
+	probe           *int64        // pre-simulation: receives cum at the first replacement
+	disc            bool          // reset, rollover or replacement since the previous reading
+	skip            bool          // replaced exactly now: no reading at this tick
+	step            time.Duration
 
 	// gauges
 	ar, gsum, gmass, gflow float64
@@ -123,7 +126,7 @@ func (mt *meter) advance(t time.Time) {
 
 func (mt *meter) add(raw float64) {
 	mt.pending += raw
-	n := int64(mt.pending / mt.res)
+	n := int64(mt.pending/(mt.res*float64(mt.grain))) * mt.grain
 	if n <= 0 {
 		return
 	}

@@ -165,7 +165,8 @@ func (r *refIngest) amounts(m *registry.Meter) []point {
 			switch {
 			case replaced:
 			case cur.v < prev.v && m.Rollover > 0:
-				d = cur.v*f + m.Rollover - prev.v*f
+				// Up to the largest value, one step to 0, then up to cur.
+				d = (m.Rollover - prev.v*f) + m.Resolution + cur.v*f
 				r.events["wrap"]++
 			case cur.v < prev.v:
 				d = cur.v * f // counted from zero

@@ -174,7 +174,7 @@ func (s *Simulator) newMeter(m *registry.Meter, pl *plant, qidx quantityIndex, s
 	q := m.Quantity.Name
 	prof := pl.prof
 	mt := &meter{
-		m: m, pl: pl, qi: qidx[q], share: share, step: s.step, every: 1,
+		m: m, pl: pl, qi: qidx[q], share: share, step: s.step, every: 1, grain: 1,
 		noise: newRand(seed, "noise", ent, m.ID),
 		event: newRand(seed, "event", ent, m.ID),
 	}
@@ -232,8 +232,12 @@ func (s *Simulator) newMeter(m *registry.Meter, pl *plant, qidx quantityIndex, s
 	default:
 		mt.dec = 2
 	}
-	rollover := m.Rollover / m.Factor
-	mt.dec = max(mt.dec, decimalsOf(rollover))
+	rollover, resolution := m.Rollover/m.Factor, m.Resolution/m.Factor // raw units
+	if m.Rollover > 0 {
+		// The register shows whole steps of its resolution, however little
+		// one reading adds.
+		mt.dec = decimalsOf(resolution)
+	}
 	for _, r := range m.Replacements {
 		mt.dec = max(mt.dec, decimalsOf(r.OldFinal/m.Factor), decimalsOf(r.NewInitial/m.Factor))
 	}
@@ -242,7 +246,14 @@ func (s *Simulator) newMeter(m *registry.Meter, pl *plant, qidx quantityIndex, s
 		return mt, nil
 	}
 
-	mt.mod = steps(rollover, mt.dec)
+	if m.Rollover > 0 {
+		// It shows 0 ... rollover in steps of grain, then 0 again.
+		mt.grain = steps(resolution, mt.dec)
+		if mt.grain < 1 || math.Abs(r64(mt.grain, mt.dec)-resolution) > 1e-9*resolution {
+			return nil, fmt.Errorf("meter %s/%s: resolution %v %s: the simulator writes registers with at most %d decimals", ent, m.ID, resolution, m.Unit, maxDecimals)
+		}
+		mt.mod = steps(rollover, mt.dec) + mt.grain
+	}
 	perStep := perReading / mt.res // steps per reading
 	mt.resetMin = max(100, int64(100*perStep))
 	if mt.mod > 0 && 3*perStep >= float64(mt.mod)/2 {
@@ -301,8 +312,11 @@ func (s *Simulator) newMeter(m *registry.Meter, pl *plant, qidx quantityIndex, s
 	if mt.mod > 0 {
 		mt.reg %= mt.mod
 	}
+	if len(mt.repl) == 0 || !anchor {
+		mt.reg -= mt.reg % mt.grain // anchored, it reads old_final at the replacement, as declared
+	}
 	if mt.reg == 0 && len(mt.repl) == 0 {
-		mt.reg = 1
+		mt.reg = mt.grain
 	}
 	return mt, nil
 }

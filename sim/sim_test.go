@@ -3,6 +3,7 @@ package sim_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -233,6 +234,76 @@ func TestConfigValidate(t *testing.T) {
 					t.Errorf("got %q, want it to mention %q", err, w)
 				}
 			}
+		})
+	}
+}
+
+// TestRegistersWrapLikeRealOnes checks that a simulated register with a
+// rollover shows what a real one does: whole steps of its resolution up
+// to and including the rollover, then 0 (99998, 99999, 0, 1), and that the
+// ledger's consumption across the wraps is what ingest's arithmetic
+// gives from the bytes.
+func TestRegistersWrapLikeRealOnes(t *testing.T) {
+	plant := []byte(`enterprise: {id: wrap-plant, name: Wrap Plant}
+gateways:
+  - id: gw-1
+    meters:
+      - {id: VEH, quantity: vehicles, unit: vehicle, kind: counter, workshop: assembly, rollover: 999}
+      - {id: E-PAINT, quantity: electricity, unit: MWh, kind: counter, workshop: paint, rollover: 99.999}
+      - {id: FW, quantity: fresh_water, unit: m3, kind: counter, workshop: plant, rollover: 9999.5, resolution: 0.5}
+      - {id: NG, quantity: natural_gas, unit: m3, kind: counter, workshop: paint, rollover: 999999}
+`)
+	synth, err := sim.SyntheticFleet(8, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synthReg, err := registry.Parse(synth)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrapReg, err := registry.Parse(map[string][]byte{"wrap-plant.yaml": plant})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Date(2026, 11, 16, 0, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name string
+		reg  *registry.Registry
+	}{{"shipped fleet", loadFleet(t)}, {"synthetic fleet", synthReg}, {"small registers", wrapReg}} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := sim.Config{Seed: 11, Start: start, Duration: 4 * 24 * time.Hour, Now: fixedNow(start)}
+			s, err := sim.New(tt.reg, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ref := newRefIngest(tt.reg, start.Add(cfg.Duration+time.Hour))
+			for m := range s.Messages() {
+				ref.handle(t, m.Topic, m.Payload)
+			}
+			checkLedger(t, ref, s.Ledger())
+			wraps := 0
+			for _, e := range tt.reg.Enterprises {
+				for _, m := range e.Meters {
+					if m.Rollover == 0 {
+						continue
+					}
+					largest, step := m.Rollover/m.Factor, m.Resolution/m.Factor // raw, as the file writes them
+					ps := ref.points[meterKey{e.ID, m.ID}]
+					for i, p := range ps {
+						if n := p.v / step; p.v > largest || math.Abs(n-math.Round(n)) > 1e-6 {
+							t.Errorf("%s/%s: register %.10g: want a whole number of steps of %.10g, at most %.10g", e.ID, m.ID, p.v, step, largest)
+						}
+						if i > 0 && p.v < ps[i-1].v {
+							wraps++
+						}
+					}
+				}
+			}
+			if wraps == 0 {
+				t.Error("no register wrapped")
+			}
+			t.Logf("%d wraps", wraps)
 		})
 	}
 }

@@ -101,24 +101,59 @@ func trimPrefix(s, p string) string {
 // indexes as ints). Where the path ends early it returns the line of the
 // deepest node found, so a message still points near the problem.
 func (d *Doc) Line(path ...any) int {
-	if d == nil || d.root == nil {
+	n, _ := d.find(path)
+	if n == nil {
 		return 0
 	}
-	n := d.root
+	return n.Line
+}
+
+// Scalar returns the scalar at path as it is written in the file (after
+// following an alias), so that a validator can read what a decoded number
+// loses, such as the decimals "999999.90" is written with. ok is false
+// when the path leads to no scalar.
+func (d *Doc) Scalar(path ...any) (text string, ok bool) {
+	n, whole := d.find(path)
+	if !whole {
+		return "", false
+	}
+	n = deref(n)
+	if n.Kind != yaml.ScalarNode {
+		return "", false
+	}
+	return n.Value, true
+}
+
+// find walks path from the document's root; it returns the deepest node
+// found and whether that is the node at the whole path.
+func (d *Doc) find(path []any) (n *yaml.Node, whole bool) {
+	if d == nil || d.root == nil {
+		return nil, false
+	}
+	n = d.root
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
 		n = n.Content[0]
 	}
 	for _, p := range path {
 		next := child(n, p)
 		if next == nil {
-			break
+			return n, false
 		}
 		n = next
 	}
-	return n.Line
+	return n, true
+}
+
+// deref follows aliases to the node they name.
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < 100; i++ {
+		n = n.Alias
+	}
+	return n
 }
 
 func child(n *yaml.Node, p any) *yaml.Node {
+	n = deref(n)
 	switch k := p.(type) {
 	case string:
 		if n.Kind != yaml.MappingNode {

@@ -74,3 +74,31 @@ func TestDocErrorfPointsAtLine(t *testing.T) {
 		t.Errorf("got line %d, want 5", got)
 	}
 }
+
+// Scalar gives a value as it is written, which decoding loses: the
+// trailing zero of 1.50, the base of 0x1F.
+func TestDocScalar(t *testing.T) {
+	var o outer
+	doc, err := Decode("f.yaml", []byte("id: a\nitems:\n  - name: x\n    value: 1.50\n  - name: y\n    value: &v 0x1F\n  - name: z\n    value: *v\n"), &o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		path   []any
+		text   string
+		wantOK bool
+	}{
+		{P("items", 0, "value"), "1.50", true},
+		{P("items", 1, "value"), "0x1F", true},
+		{P("items", 2, "value"), "0x1F", true}, // through the alias
+		{P("items", 0, "missing"), "", false},
+		{P("items", 5, "value"), "", false},
+		{P("items", 0), "", false}, // a mapping, not a scalar
+	}
+	for _, tt := range tests {
+		text, ok := doc.Scalar(tt.path...)
+		if text != tt.text || ok != tt.wantOK {
+			t.Errorf("Scalar(%v): got %q, %v; want %q, %v", tt.path, text, ok, tt.text, tt.wantOK)
+		}
+	}
+}
