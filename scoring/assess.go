@@ -3,6 +3,7 @@ package scoring
 import (
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -18,10 +19,16 @@ type IndicatorResult struct {
 	// Weight is the indicator's effective share of the index after
 	// renormalisation (0 when it is left out).
 	Weight float64
-	// Coverage is the worst share of window buckets (days, for analysers)
-	// with data among the formula's inputs, 0-1; metered indicators only.
+	// Coverage is the share of window buckets (days, for analysers) with
+	// data of the worst meter feeding the formula's inputs, 0-1; metered
+	// indicators only. A sub-meter that fell silent lowers it even when
+	// the other meters of its quantity report.
 	Coverage float64
-	Source   string // "metered" or "declared"
+	// Short names the meters that keep the indicator from being graded:
+	// those with data in less of the window than its min_coverage, or
+	// with none, worst first (metered indicators only).
+	Short  []string
+	Source string // "metered" or "declared"
 	// Reason says why an indicator is not graded, e.g. "no meter for
 	// vehicles" or "declaration expired".
 	Reason string
@@ -214,29 +221,44 @@ func (v *env) inputCoverage(i int) (cov float64, data, present bool) {
 }
 
 func (v *env) computeCoverage(i int) (cov float64, data, present bool) {
-	b := &v.lay.series[i]
-	if !b.present {
+	if !v.lay.series[i].present {
 		return 0, false, false
 	}
 	cov, data = 1, true
-	use := func(c float64, d bool) {
+	v.eachMeter(i, func(_ string, c float64, d bool) {
 		cov = math.Min(cov, c)
 		data = data && d
-	}
+	})
+	return cov, data, true
+}
+
+// eachMeter calls f for every meter feeding series i with its coverage
+// (bucket coverage for amounts and flows, day coverage for analysers) and
+// whether it has data in the window. The meters of an amount series are
+// seen one by one (their presence rows), although their amounts share one
+// track.
+func (v *env) eachMeter(i int, f func(meter string, cov float64, data bool)) {
+	b := &v.lay.series[i]
 	switch {
 	case b.pairs != nil:
 		for _, p := range b.pairs {
-			use(v.dayCoverage(p[0]), v.win.anyData(p[0]))
-			use(v.win.coverage(p[1]), v.win.anyData(p[1]))
+			f(v.lay.meter[p[0]], v.dayCoverage(p[0]), v.win.anyData(p[0]))
+			f(v.lay.meter[p[1]], v.win.coverage(p[1]), v.win.anyData(p[1]))
 		}
 	case b.gauges != nil:
 		for _, g := range b.gauges {
-			use(v.dayCoverage(g), v.win.anyData(g))
+			f(v.lay.meter[g], v.dayCoverage(g), v.win.anyData(g))
 		}
 	default:
-		use(v.win.coverage(b.track), v.win.anyData(b.track))
+		for _, m := range b.meters {
+			if m.row < 0 {
+				f(m.id, v.win.coverage(b.track), v.win.anyData(b.track))
+				continue
+			}
+			c, d := v.win.rowCoverage(m.row)
+			f(m.id, c, d)
+		}
 	}
-	return cov, data, true
 }
 
 // assessInput is what assess needs besides the window.
@@ -335,7 +357,8 @@ func assessMetered(ev *env, ind *Indicator, r *IndicatorResult, notes []string) 
 		}
 	}
 	r.Coverage = 1
-	var short string
+	var short string // why the indicator is not graded: its worst meter
+	var shortCov []float64
 	for _, in := range ind.inputs {
 		cov, data, present := ev.inputCoverage(in.series)
 		name := ev.lay.seriesNames[in.series]
@@ -347,12 +370,31 @@ func assessMetered(ev *env, ind *Indicator, r *IndicatorResult, notes []string) 
 			return
 		}
 		r.Coverage = math.Min(r.Coverage, cov)
-		if short == "" && !data {
-			short = "no readings of " + name + " in the window"
+		if data && cov >= ind.MinCoverage {
+			continue
 		}
-		if short == "" && cov < ind.MinCoverage {
-			short = fmt.Sprintf("%s has data in %.0f%% of the window, needs %.0f%%", name, 100*cov, 100*ind.MinCoverage)
-		}
+		// Name the meters that fall short, worst first.
+		ev.eachMeter(in.series, func(id string, c float64, d bool) {
+			if (d && c >= ind.MinCoverage) || slices.Contains(r.Short, id) {
+				return
+			}
+			if !d {
+				c = -1 // no data at all: worst
+			}
+			k, _ := slices.BinarySearch(shortCov, c)
+			for k < len(shortCov) && shortCov[k] == c {
+				k++ // ties keep the order of the formula
+			}
+			r.Short = slices.Insert(r.Short, k, id)
+			shortCov = slices.Insert(shortCov, k, c)
+			if k == 0 {
+				if d {
+					short = fmt.Sprintf("%s (%s) has data in %.0f%% of the window, needs %.0f%%", id, name, 100*c, 100*ind.MinCoverage)
+				} else {
+					short = fmt.Sprintf("no readings of %s (%s) in the window", id, name)
+				}
+			}
+		})
 	}
 	v, ok := ind.expr.eval(ev)
 	switch {

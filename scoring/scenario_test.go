@@ -42,6 +42,7 @@ import (
 //	expect level <ent> <window> <I|II|III|below_III|none>
 //	expect code <ent> <code> [pending=<code>]
 //	expect indicator <ent> <window> <id> [value=<x>[±<tol>]] [level=<l>] [status=<s>]
+//	                 [coverage=<x>[±<tol>]] [short=<meter>,...|short=none]
 //	expect event <kind> <ent> [indicator=<id>] [meter=<id>] [old=<x>] [new=<x>] [resolved]
 //	                                 the next unconsumed event must match
 //	expect no events                 every event has been consumed
@@ -435,6 +436,24 @@ func (s *scenario) expect(f []string) {
 			case "status":
 				if string(ir.Status) != v {
 					s.errorf("%s of %s (%s): got status %s (%s), want %s", f[3], f[1], f[2], ir.Status, ir.Reason, v)
+				}
+			case "coverage":
+				want, tol := v, "1e-9"
+				if i := strings.Index(v, "±"); i >= 0 {
+					want, tol = v[:i], v[i+len("±"):]
+				}
+				w, _ := strconv.ParseFloat(want, 64)
+				tl, _ := strconv.ParseFloat(tol, 64)
+				if math.Abs(ir.Coverage-w) > tl {
+					s.errorf("%s of %s (%s): got coverage %v, want %v±%v", f[3], f[1], f[2], ir.Coverage, w, tl)
+				}
+			case "short":
+				want := strings.Split(v, ",")
+				if v == "none" {
+					want = nil
+				}
+				if !slices.Equal(ir.Short, want) {
+					s.errorf("%s of %s (%s): got short meters %q (%s), want %q", f[3], f[1], f[2], ir.Short, ir.Reason, want)
 				}
 			default:
 				s.fatalf("expect indicator: unknown %q", k)
