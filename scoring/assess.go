@@ -359,6 +359,7 @@ func assessMetered(ev *env, ind *Indicator, r *IndicatorResult, notes []string) 
 	r.Coverage = 1
 	var short string // why the indicator is not graded: its worst meter
 	var shortCov []float64
+	worst := 2.0
 	for _, in := range ind.inputs {
 		cov, data, present := ev.inputCoverage(in.series)
 		name := ev.lay.seriesNames[in.series]
@@ -373,13 +374,19 @@ func assessMetered(ev *env, ind *Indicator, r *IndicatorResult, notes []string) 
 		if data && cov >= ind.MinCoverage {
 			continue
 		}
-		// Name the meters that fall short, worst first.
+		// Name the meters that fall short, worst first; the reason names
+		// the worst meter, or the series when its meters are all alike.
+		lo, hi, worstID := 2.0, -2.0, ""
 		ev.eachMeter(in.series, func(id string, c float64, d bool) {
-			if (d && c >= ind.MinCoverage) || slices.Contains(r.Short, id) {
-				return
-			}
 			if !d {
 				c = -1 // no data at all: worst
+			}
+			if c < lo {
+				lo, worstID = c, id
+			}
+			hi = max(hi, c)
+			if c >= ind.MinCoverage || slices.Contains(r.Short, id) {
+				return
 			}
 			k, _ := slices.BinarySearch(shortCov, c)
 			for k < len(shortCov) && shortCov[k] == c {
@@ -387,14 +394,19 @@ func assessMetered(ev *env, ind *Indicator, r *IndicatorResult, notes []string) 
 			}
 			r.Short = slices.Insert(r.Short, k, id)
 			shortCov = slices.Insert(shortCov, k, c)
-			if k == 0 {
-				if d {
-					short = fmt.Sprintf("%s (%s) has data in %.0f%% of the window, needs %.0f%%", id, name, 100*c, 100*ind.MinCoverage)
-				} else {
-					short = fmt.Sprintf("no readings of %s (%s) in the window", id, name)
-				}
-			}
 		})
+		if lo < worst {
+			worst = lo
+			who := name
+			if hi > lo {
+				who = worstID + " (" + name + ")"
+			}
+			if lo < 0 {
+				short = "no readings of " + who + " in the window"
+			} else {
+				short = fmt.Sprintf("%s has data in %.0f%% of the window, needs %.0f%%", who, 100*lo, 100*ind.MinCoverage)
+			}
+		}
 	}
 	v, ok := ind.expr.eval(ev)
 	switch {
