@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -85,6 +86,7 @@ type env struct {
 	done    []bool
 	days    []dayMeans // per gauge track, valid where dayDone
 	dayDone []bool
+	absent  []*Declaration // per series: the Absent declaration that holds (nil: none)
 }
 
 // dayMeans are a gauge track's daily means over the window.
@@ -106,7 +108,34 @@ func (v *env) reset(lay *layout, win *window, consts []float64, series int) {
 	v.days = grow(v.days, lay.gauges)
 	v.dayDone = grow(v.dayDone, lay.gauges)
 	clear(v.dayDone)
+	v.absent = grow(v.absent, series)
+	clear(v.absent)
 }
+
+// declareAbsent applies the Absent declarations of decls that hold at now
+// to the series they cover. A series the enterprise meters keeps its
+// meters; a declaration of q@w wins over one of q.
+func (v *env) declareAbsent(std *Standard, decls declarationIndex, now time.Time) {
+	for k := range decls {
+		name, ok := strings.CutPrefix(k, absentKey)
+		if !ok {
+			continue
+		}
+		d, _ := decls.at(k, now)
+		if d == nil {
+			continue
+		}
+		for _, i := range std.absentSeries[name] {
+			if cur := v.absent[i]; cur == nil || name == v.lay.seriesNames[i] {
+				v.absent[i] = d
+			}
+		}
+	}
+}
+
+// isAbsent reports whether series i is declared absent and not metered:
+// it then counts as 0 with full coverage.
+func (v *env) isAbsent(i int) bool { return v.absent[i] != nil && !v.lay.series[i].present }
 
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
@@ -141,7 +170,7 @@ func (v *env) dayCoverage(g int) float64 {
 func (v *env) sum(i int) (float64, bool) {
 	b := &v.lay.series[i]
 	if !b.present {
-		return 0, false
+		return 0, v.isAbsent(i)
 	}
 	return v.win.sum(b.track), true
 }
@@ -222,6 +251,9 @@ func (v *env) inputCoverage(i int) (cov float64, data, present bool) {
 
 func (v *env) computeCoverage(i int) (cov float64, data, present bool) {
 	if !v.lay.series[i].present {
+		if v.isAbsent(i) {
+			return 1, true, true
+		}
 		return 0, false, false
 	}
 	cov, data = 1, true
@@ -295,6 +327,7 @@ func assess(in assessInput) Assessment {
 		ev = &env{}
 	}
 	ev.reset(in.lay, in.win, in.consts, len(std.Series))
+	ev.declareAbsent(std, in.decls, in.now)
 	metered, sufficient := 0, 0
 	for _, ind := range std.Indicators {
 		r := &a.Indicators[ind.Index]
@@ -348,12 +381,31 @@ func assess(in assessInput) Assessment {
 }
 
 // assessMetered evaluates a metered indicator's formula and grades it if
-// every input the enterprise meters has enough data in the window.
+// every input has enough data in the window. An input without a meter
+// leaves it insufficient, unless the input is optional or declared absent
+// (it then counts as 0); an applies_if_metered amount declared absent makes
+// it not applicable.
 func assessMetered(ev *env, ind *Indicator, r *IndicatorResult, notes []string) {
 	for _, s := range ind.appliesIf {
-		if !ev.lay.series[s].present {
-			r.Status, r.Reason = NotApplicable, "not applicable: no meter for "+ev.lay.seriesNames[s]
+		switch {
+		case ev.isAbsent(s):
+			d := ev.absent[s]
+			r.Status, r.Source, r.Evidence = NotApplicable, "declared", d.Evidence
+			r.Reason = "not applicable: " + d.Absent + " declared absent"
 			return
+		case !ev.lay.series[s].present:
+			r.Status, r.Reason = Insufficient, "no meter for "+ev.lay.seriesNames[s]
+			return
+		}
+	}
+	for _, in := range ind.inputs {
+		if d := ev.absent[in.series]; d != nil {
+			name := ev.lay.seriesNames[in.series]
+			if ev.lay.series[in.series].present {
+				r.Notes = append(r.Notes, name+" is declared absent but metered: its meters count")
+			} else {
+				r.Notes = append(r.Notes, name+" counts as 0: declared absent ("+d.Evidence+")")
+			}
 		}
 	}
 	r.Coverage = 1

@@ -29,6 +29,7 @@ import (
 //	registry <dir>                   gateway registry (default ../registry)
 //	declarations <dir>               declaration files (optional)
 //	declare <ent> <indicator> level=II|value=65|na [from=<date>] [to=<date>]
+//	declare <ent> absent=<series> [from=<date>] [to=<date>]
 //	start <RFC 3339 time>            the clock (required before run)
 //	profile <name> <meter>=<v> ...   a named set of rates
 //	rates <ent> profile=<name> | <meter>=<v>|off ... | off
@@ -194,12 +195,18 @@ func (s *scenario) exec(f []string) {
 }
 
 func (s *scenario) declare(args []string) {
-	if len(args) < 3 {
-		s.fatalf("declare <ent> <indicator> level=|value=|na ...")
+	if len(args) < 2 || (len(args) < 3 && !strings.HasPrefix(args[1], "absent=")) {
+		s.fatalf("declare <ent> <indicator> level=|value=|na ... or declare <ent> absent=<series> ...")
 	}
-	d := Declaration{Enterprise: args[0], Indicator: args[1], Evidence: "scenario " + s.file, ValidFrom: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
-	for k, v := range kv(args[2:]) {
+	d := Declaration{Enterprise: args[0], Evidence: "scenario " + s.file, ValidFrom: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
+	opts := args[1:]
+	if !strings.HasPrefix(args[1], "absent=") {
+		d.Indicator, opts = args[1], args[2:]
+	}
+	for k, v := range kv(opts) {
 		switch k {
+		case "absent":
+			d.Absent = v
 		case "level":
 			l, err := ParseLevel(v)
 			if err != nil {

@@ -581,7 +581,8 @@ type DeclarationsDTO struct {
 
 // DeclarationDTO is one stored declaration.
 type DeclarationDTO struct {
-	Indicator     string     `json:"indicator"`
+	Indicator     string     `json:"indicator"`        // "" for an absent declaration
+	Absent        string     `json:"absent,omitempty"` // an amount the enterprise declares it does not have, e.g. natural_gas
 	NameEN        string     `json:"name_en"`
 	NameZH        string     `json:"name_zh"`
 	Level         *string    `json:"level"`
@@ -617,7 +618,7 @@ type DeclarationCreated struct {
 
 func (s *server) declarationDTO(d scoring.Declaration, inForce bool) DeclarationDTO {
 	std := s.snapshot().Standard
-	out := DeclarationDTO{Indicator: d.Indicator, Level: levelPtr(d.Level), Value: d.Value, NotApplicable: d.NotApplicable,
+	out := DeclarationDTO{Indicator: d.Indicator, Absent: d.Absent, Level: levelPtr(d.Level), Value: d.Value, NotApplicable: d.NotApplicable,
 		Evidence: d.Evidence, ValidFrom: d.ValidFrom, ValidTo: timePtr(d.ValidTo), InForce: inForce}
 	if ind, ok := std.Indicator(d.Indicator); ok {
 		out.NameEN, out.NameZH = ind.NameEN, ind.NameZH
@@ -640,18 +641,24 @@ func (s *server) listDeclarations(c *gin.Context) {
 		return
 	}
 	now := s.now()
+	about := func(d scoring.Declaration) string { // its indicator, or the absent amount
+		if d.Absent != "" {
+			return "absent:" + d.Absent
+		}
+		return d.Indicator
+	}
 	current := map[string]int{} // indicator -> index of the one in force
 	for i, d := range ds {
 		if !d.ValidAt(now) {
 			continue
 		}
-		if j, ok := current[d.Indicator]; !ok || d.ValidFrom.After(ds[j].ValidFrom) {
-			current[d.Indicator] = i
+		if j, ok := current[about(d)]; !ok || d.ValidFrom.After(ds[j].ValidFrom) {
+			current[about(d)] = i
 		}
 	}
 	out := DeclarationsDTO{Enterprise: id, Declarations: []DeclarationDTO{}, Revisions: revs, Declarable: []IndicatorRef{}}
 	for i, d := range ds {
-		j, ok := current[d.Indicator]
+		j, ok := current[about(d)]
 		out.Declarations = append(out.Declarations, s.declarationDTO(d, ok && j == i))
 	}
 	slices.SortStableFunc(out.Declarations, func(a, b DeclarationDTO) int {

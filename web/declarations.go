@@ -247,7 +247,8 @@ func leadingComments(data []byte) []string {
 }
 
 type declarationYAML struct {
-	Indicator     string   `yaml:"indicator"`
+	Indicator     string   `yaml:"indicator,omitempty"`
+	Absent        string   `yaml:"absent,omitempty"`
 	Level         string   `yaml:"level,omitempty"`
 	Value         *float64 `yaml:"value,omitempty"`
 	NotApplicable bool     `yaml:"not_applicable,omitempty"`
@@ -263,7 +264,7 @@ func (f *DeclarationFolder) marshal(enterprise string, header []string, ds []sco
 		Declarations []declarationYAML `yaml:"declarations"`
 	}{Enterprise: enterprise}
 	for _, d := range ds {
-		y := declarationYAML{Indicator: d.Indicator, Value: d.Value, NotApplicable: d.NotApplicable, Evidence: d.Evidence,
+		y := declarationYAML{Indicator: d.Indicator, Absent: d.Absent, Value: d.Value, NotApplicable: d.NotApplicable, Evidence: d.Evidence,
 			ValidFrom: f.formatDate(d.ValidFrom)}
 		if d.Level != scoring.NoLevel {
 			y.Level = strings.ReplaceAll(d.Level.String(), " ", "_")
