@@ -528,6 +528,9 @@ func (d *pdfDoc) indicatorSection() {
 			if ind.Evidence != "" {
 				src += ": " + ind.Evidence
 			}
+			if len(ind.Short) > 0 {
+				src += "; " + d.t("数据不足的仪表", "meters short of data") + ": " + strings.Join(ind.Short, ", ")
+			}
 			src += " [" + strings.Join(ind.Src, ", ") + "]"
 			cells = append(cells, pctText(ind.Weight), src)
 			rows = append(rows, cells)
