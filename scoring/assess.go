@@ -87,6 +87,14 @@ type env struct {
 	days    []dayMeans // per gauge track, valid where dayDone
 	dayDone []bool
 	absent  []*Declaration // per series: the Absent declaration that holds (nil: none)
+
+	// Scratch of assessMetered: the meters short of data and their
+	// coverage, worst first.
+	shortIDs []string
+	shortCov []float64
+	// shortOut backs IndicatorResult.Short of one assessment, so that its
+	// indicators share one allocation; reset with reset.
+	shortOut []string
 }
 
 // dayMeans are a gauge track's daily means over the window.
@@ -110,6 +118,7 @@ func (v *env) reset(lay *layout, win *window, consts []float64, series int) {
 	clear(v.dayDone)
 	v.absent = grow(v.absent, series)
 	clear(v.absent)
+	v.shortOut = nil // the previous assessment's results keep theirs
 }
 
 // declareAbsent applies the Absent declarations of decls that hold at now
@@ -409,55 +418,66 @@ func assessMetered(ev *env, ind *Indicator, r *IndicatorResult, notes []string) 
 		}
 	}
 	r.Coverage = 1
-	var short string // why the indicator is not graded: its worst meter
-	var shortCov []float64
-	worst := 2.0
+	// The meters short of data, worst first, and the worst of them: its
+	// series and coverage (-1: no data), and the meter unless every meter
+	// of the series is alike.
+	ev.shortIDs, ev.shortCov = ev.shortIDs[:0], ev.shortCov[:0]
+	worst, worstSeries, worstMeter := 2.0, "", ""
 	for _, in := range ind.inputs {
 		cov, data, present := ev.inputCoverage(in.series)
-		name := ev.lay.seriesNames[in.series]
 		switch {
 		case !present && in.optional:
 			continue
 		case !present:
-			r.Status, r.Reason, r.Coverage = Insufficient, "no meter for "+name, 0
+			r.Status, r.Reason, r.Coverage = Insufficient, "no meter for "+ev.lay.seriesNames[in.series], 0
 			return
 		}
 		r.Coverage = math.Min(r.Coverage, cov)
 		if data && cov >= ind.MinCoverage {
 			continue
 		}
-		// Name the meters that fall short, worst first; the reason names
-		// the worst meter, or the series when its meters are all alike.
-		lo, hi, worstID := 2.0, -2.0, ""
+		lo, hi, loID := 2.0, -2.0, ""
 		ev.eachMeter(in.series, func(id string, c float64, d bool) {
 			if !d {
 				c = -1 // no data at all: worst
 			}
 			if c < lo {
-				lo, worstID = c, id
+				lo, loID = c, id
 			}
 			hi = max(hi, c)
-			if c >= ind.MinCoverage || slices.Contains(r.Short, id) {
+			if c >= ind.MinCoverage || slices.Contains(ev.shortIDs, id) {
 				return
 			}
-			k, _ := slices.BinarySearch(shortCov, c)
-			for k < len(shortCov) && shortCov[k] == c {
+			k, _ := slices.BinarySearch(ev.shortCov, c)
+			for k < len(ev.shortCov) && ev.shortCov[k] == c {
 				k++ // ties keep the order of the formula
 			}
-			r.Short = slices.Insert(r.Short, k, id)
-			shortCov = slices.Insert(shortCov, k, c)
+			ev.shortIDs = slices.Insert(ev.shortIDs, k, id)
+			ev.shortCov = slices.Insert(ev.shortCov, k, c)
 		})
 		if lo < worst {
-			worst = lo
-			who := name
+			worst, worstSeries, worstMeter = lo, ev.lay.seriesNames[in.series], ""
 			if hi > lo {
-				who = worstID + " (" + name + ")"
+				worstMeter = loID
 			}
-			if lo < 0 {
-				short = "no readings of " + who + " in the window"
-			} else {
-				short = fmt.Sprintf("%s has data in %.0f%% of the window, needs %.0f%%", who, 100*lo, 100*ind.MinCoverage)
-			}
+		}
+	}
+	var short string // why the indicator is not graded
+	if worstSeries != "" {
+		if ev.shortOut == nil {
+			ev.shortOut = make([]string, 0, 4*len(ind.inputs)+16)
+		}
+		n := len(ev.shortOut)
+		ev.shortOut = append(ev.shortOut, ev.shortIDs...)
+		r.Short = ev.shortOut[n:len(ev.shortOut):len(ev.shortOut)]
+		who := worstSeries
+		if worstMeter != "" {
+			who = worstMeter + " (" + worstSeries + ")"
+		}
+		if worst < 0 {
+			short = "no readings of " + who + " in the window"
+		} else {
+			short = fmt.Sprintf("%s has data in %.0f%% of the window, needs %.0f%%", who, 100*worst, 100*ind.MinCoverage)
 		}
 	}
 	v, ok := ind.expr.eval(ev)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"strings"
 )
 
@@ -170,22 +171,25 @@ func (s *Standard) Grade(marks []Mark, policy DataPolicy) Grade {
 	if len(marks) != len(s.Indicators) {
 		panic(fmt.Sprintf("scoring: Grade got %d marks for %d indicators", len(marks), len(s.Indicators)))
 	}
-	g := s.grade(marks, policy)
+	g := s.grade(marks, policy, true)
 	if g.Level == NoLevel {
 		return g
 	}
-	var left []string // insufficient indicators the policy leaves out
-	for _, ind := range s.Indicators {
-		if marks[ind.Index].Status == Insufficient && policy.of(ind) == InsufficientExcluded {
-			left = append(left, ind.ID)
-		}
+	leftOut := func(ind *Indicator) bool { // an insufficient indicator the policy leaves out
+		return marks[ind.Index].Status == Insufficient && policy.of(ind) == InsufficientExcluded
 	}
-	if len(left) == 0 {
+	if !slices.ContainsFunc(s.Indicators, leftOut) {
 		return g
 	}
-	failing := s.grade(marks, DataPolicy{Metered: InsufficientFails, Declared: InsufficientFails})
+	failing := s.grade(marks, DataPolicy{Metered: InsufficientFails, Declared: InsufficientFails}, false)
 	if failing.Level > g.Level { // both graded: a larger level is worse
-		g.Capped = fmt.Sprintf("insufficient: %s count as failing (%s if left out)", strings.Join(left, ", "), levelText(g.Level))
+		var ids []string
+		for _, ind := range s.Indicators {
+			if leftOut(ind) {
+				ids = append(ids, ind.ID)
+			}
+		}
+		g.Capped = fmt.Sprintf("insufficient: %s count as failing (%s if left out)", strings.Join(ids, ", "), levelText(g.Level))
 		g.Level = failing.Level
 	}
 	return g
@@ -198,9 +202,13 @@ func levelText(l Level) string {
 	return "Level " + l.String()
 }
 
-// grade applies the method under policy, without the cap of Grade.
-func (s *Standard) grade(marks []Mark, policy DataPolicy) Grade {
-	g := Grade{Weights: make([]float64, len(marks))}
+// grade applies the method under policy, without the cap of Grade; it
+// sets Weights only if weights.
+func (s *Standard) grade(marks []Mark, policy DataPolicy, weights bool) Grade {
+	g := Grade{}
+	if weights {
+		g.Weights = make([]float64, len(marks))
+	}
 	type groupSum struct {
 		appl int64      // Σ applicable ω_ij, basis points
 		in   [3]float64 // Σ ω_ij * membership at I, II, III
@@ -284,7 +292,7 @@ func (s *Standard) grade(marks []Mark, policy DataPolicy) Grade {
 		g.Score += share * gs.sc / float64(gs.appl)
 		all3 = all3 && gs.all3
 		for _, ind := range grp.Indicators {
-			if applicable(&marks[ind.Index], policy.of(ind)) {
+			if weights && applicable(&marks[ind.Index], policy.of(ind)) {
 				g.Weights[ind.Index] = share * float64(ind.weightBP) / float64(gs.appl)
 			}
 		}
