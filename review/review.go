@@ -365,8 +365,14 @@ func Event(r Record, step string, at time.Time) scoring.Event {
 	return scoring.Event{Time: at, Enterprise: d.Enterprise, Kind: kind, Indicator: d.Indicator, Reason: reason}
 }
 
-// subject names what a declaration is about.
-func subject(d *scoring.Declaration) string { return d.Indicator }
+// subject names what a declaration is about: its indicator, or the
+// amount it says is absent.
+func subject(d *scoring.Declaration) string {
+	if d.Absent != "" {
+		return "absent " + d.Absent
+	}
+	return d.Indicator
+}
 
 // markSuperseded marks accepted records that a later accepted record of
 // the same enterprise, subject and valid_from replaces.
@@ -409,7 +415,7 @@ func seedID(d *scoring.Declaration) string {
 func sameDeclaration(a, b *scoring.Declaration) bool {
 	return a.Enterprise == b.Enterprise && a.Indicator == b.Indicator && a.Level == b.Level &&
 		(a.Value == nil) == (b.Value == nil) && (a.Value == nil || *a.Value == *b.Value) &&
-		a.NotApplicable == b.NotApplicable && a.Evidence == b.Evidence &&
+		a.NotApplicable == b.NotApplicable && a.Absent == b.Absent && a.Evidence == b.Evidence &&
 		a.ValidFrom.Equal(b.ValidFrom) && a.ValidTo.Equal(b.ValidTo) &&
 		a.Auditor == b.Auditor && a.ReportRef == b.ReportRef
 }
@@ -420,6 +426,7 @@ type recordJSON struct {
 	Level         string     `json:"level,omitempty"`
 	Value         *float64   `json:"value,omitempty"`
 	NotApplicable bool       `json:"not_applicable,omitempty"`
+	Absent        string     `json:"absent,omitempty"`
 	Evidence      string     `json:"evidence"`
 	ValidFrom     time.Time  `json:"valid_from"`
 	ValidTo       *time.Time `json:"valid_to,omitempty"`
@@ -434,7 +441,7 @@ type recordJSON struct {
 
 func toPoint(r Record) (store.Point, error) {
 	d := &r.Declaration
-	j := recordJSON{Indicator: d.Indicator, Value: d.Value, NotApplicable: d.NotApplicable, Evidence: d.Evidence,
+	j := recordJSON{Indicator: d.Indicator, Value: d.Value, NotApplicable: d.NotApplicable, Absent: d.Absent, Evidence: d.Evidence,
 		ValidFrom: d.ValidFrom.UTC(), Auditor: d.Auditor, ReportRef: d.ReportRef,
 		State: r.State, SubmittedBy: r.SubmittedBy, Note: r.Note}
 	if d.Level != scoring.NoLevel {
@@ -454,7 +461,7 @@ func toPoint(r Record) (store.Point, error) {
 	}
 	return store.Point{Measurement: Measurement, Time: r.SubmittedAt,
 		Tags:   map[string]string{"enterprise": d.Enterprise, "id": r.ID},
-		Fields: map[string]any{"record": string(body), "state": string(r.State), "indicator": d.Indicator}}, nil
+		Fields: map[string]any{"record": string(body), "state": string(r.State), "subject": subject(d)}}, nil
 }
 
 func fromPoint(p store.Point) (Record, error) {
@@ -465,7 +472,7 @@ func fromPoint(p store.Point) (Record, error) {
 	}
 	r := Record{ID: p.Tags["id"], State: j.State, SubmittedBy: j.SubmittedBy, SubmittedAt: p.Time.UTC(), Note: j.Note,
 		Declaration: scoring.Declaration{Enterprise: p.Tags["enterprise"], Indicator: j.Indicator, Value: j.Value,
-			NotApplicable: j.NotApplicable, Evidence: j.Evidence, ValidFrom: j.ValidFrom, Auditor: j.Auditor, ReportRef: j.ReportRef}}
+			NotApplicable: j.NotApplicable, Absent: j.Absent, Evidence: j.Evidence, ValidFrom: j.ValidFrom, Auditor: j.Auditor, ReportRef: j.ReportRef}}
 	if j.Level != "" {
 		l, err := scoring.ParseLevel(j.Level)
 		if err != nil {

@@ -240,3 +240,32 @@ func TestSeedIsIdempotent(t *testing.T) {
 		t.Fatalf("scored after a rejection = %d, want %d", len(got), len(ds)-1)
 	}
 }
+
+// An absent amount (a plant that burns no gas) is a declaration like any
+// other: reviewed, and kept whole by the store.
+func TestAbsentIsReviewed(t *testing.T) {
+	std := standard(t)
+	for name, pts := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			book := review.NewBook(pts, std, nil, nil)
+			r, err := book.Submit(ctx, scoring.Declaration{Enterprise: "ent-b", Absent: "natural_gas", Evidence: "no gas connection", ValidFrom: day0}, officer)
+			if err != nil || r.State != review.Submitted {
+				t.Fatalf("submit absent: %+v, %v", r, err)
+			}
+			if ds, _ := book.Declarations(ctx); len(ds) != 0 {
+				t.Fatalf("scored before review: %+v", ds)
+			}
+			if _, err := book.Accept(ctx, r.ID, reviewer, "utility letter checked"); err != nil {
+				t.Fatal(err)
+			}
+			ds, err := review.NewBook(pts, std, nil, nil).Declarations(ctx)
+			if err != nil || len(ds) != 1 || ds[0].Absent != "natural_gas" || ds[0].Indicator != "" {
+				t.Fatalf("read back: %+v, %v", ds, err)
+			}
+			if _, err := book.Submit(ctx, scoring.Declaration{Enterprise: "ent-b", Absent: "unobtainium", Evidence: "x", ValidFrom: day0}, officer); !errors.As(err, new(*review.InvalidError)) {
+				t.Errorf("an amount the standard does not read: err = %v, want InvalidError", err)
+			}
+		})
+	}
+}

@@ -3,6 +3,8 @@ package scoring
 import (
 	"fmt"
 	"math"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -18,10 +20,16 @@ type IndicatorResult struct {
 	// Weight is the indicator's effective share of the index after
 	// renormalisation (0 when it is left out).
 	Weight float64
-	// Coverage is the worst share of window buckets (days, for analysers)
-	// with data among the formula's inputs, 0-1; metered indicators only.
+	// Coverage is the share of window buckets (days, for analysers) with
+	// data of the worst meter feeding the formula's inputs, 0-1; metered
+	// indicators only. A sub-meter that fell silent lowers it even when
+	// the other meters of its quantity report.
 	Coverage float64
-	Source   string // "metered" or "declared"
+	// Short names the meters that keep the indicator from being graded:
+	// those with data in less of the window than its min_coverage, or
+	// with none, worst first (metered indicators only).
+	Short  []string
+	Source string // "metered" or "declared"
 	// Reason says why an indicator is not graded, e.g. "no meter for
 	// vehicles" or "declaration expired".
 	Reason string
@@ -78,6 +86,15 @@ type env struct {
 	done    []bool
 	days    []dayMeans // per gauge track, valid where dayDone
 	dayDone []bool
+	absent  []*Declaration // per series: the Absent declaration that holds (nil: none)
+
+	// Scratch of assessMetered: the meters short of data and their
+	// coverage, worst first.
+	shortIDs []string
+	shortCov []float64
+	// shortOut backs IndicatorResult.Short of one assessment, so that its
+	// indicators share one allocation; reset with reset.
+	shortOut []string
 }
 
 // dayMeans are a gauge track's daily means over the window.
@@ -99,7 +116,35 @@ func (v *env) reset(lay *layout, win *window, consts []float64, series int) {
 	v.days = grow(v.days, lay.gauges)
 	v.dayDone = grow(v.dayDone, lay.gauges)
 	clear(v.dayDone)
+	v.absent = grow(v.absent, series)
+	clear(v.absent)
+	v.shortOut = nil // the previous assessment's results keep theirs
 }
+
+// declareAbsent applies the Absent declarations of decls that hold at now
+// to the series they cover. A series the enterprise meters keeps its
+// meters; a declaration of q@w wins over one of q.
+func (v *env) declareAbsent(std *Standard, decls declarationIndex, now time.Time) {
+	for k := range decls {
+		name, ok := strings.CutPrefix(k, absentKey)
+		if !ok {
+			continue
+		}
+		d, _ := decls.at(k, now)
+		if d == nil {
+			continue
+		}
+		for _, i := range std.absentSeries[name] {
+			if cur := v.absent[i]; cur == nil || name == v.lay.seriesNames[i] {
+				v.absent[i] = d
+			}
+		}
+	}
+}
+
+// isAbsent reports whether series i is declared absent and not metered:
+// it then counts as 0 with full coverage.
+func (v *env) isAbsent(i int) bool { return v.absent[i] != nil && !v.lay.series[i].present }
 
 func grow[T any](s []T, n int) []T {
 	if cap(s) < n {
@@ -134,7 +179,7 @@ func (v *env) dayCoverage(g int) float64 {
 func (v *env) sum(i int) (float64, bool) {
 	b := &v.lay.series[i]
 	if !b.present {
-		return 0, false
+		return 0, v.isAbsent(i)
 	}
 	return v.win.sum(b.track), true
 }
@@ -214,29 +259,47 @@ func (v *env) inputCoverage(i int) (cov float64, data, present bool) {
 }
 
 func (v *env) computeCoverage(i int) (cov float64, data, present bool) {
-	b := &v.lay.series[i]
-	if !b.present {
+	if !v.lay.series[i].present {
+		if v.isAbsent(i) {
+			return 1, true, true
+		}
 		return 0, false, false
 	}
 	cov, data = 1, true
-	use := func(c float64, d bool) {
+	v.eachMeter(i, func(_ string, c float64, d bool) {
 		cov = math.Min(cov, c)
 		data = data && d
-	}
+	})
+	return cov, data, true
+}
+
+// eachMeter calls f for every meter feeding series i with its coverage
+// (bucket coverage for amounts and flows, day coverage for analysers) and
+// whether it has data in the window. The meters of an amount series are
+// seen one by one (their presence rows), although their amounts share one
+// track.
+func (v *env) eachMeter(i int, f func(meter string, cov float64, data bool)) {
+	b := &v.lay.series[i]
 	switch {
 	case b.pairs != nil:
 		for _, p := range b.pairs {
-			use(v.dayCoverage(p[0]), v.win.anyData(p[0]))
-			use(v.win.coverage(p[1]), v.win.anyData(p[1]))
+			f(v.lay.meter[p[0]], v.dayCoverage(p[0]), v.win.anyData(p[0]))
+			f(v.lay.meter[p[1]], v.win.coverage(p[1]), v.win.anyData(p[1]))
 		}
 	case b.gauges != nil:
 		for _, g := range b.gauges {
-			use(v.dayCoverage(g), v.win.anyData(g))
+			f(v.lay.meter[g], v.dayCoverage(g), v.win.anyData(g))
 		}
 	default:
-		use(v.win.coverage(b.track), v.win.anyData(b.track))
+		for _, m := range b.meters {
+			if m.row < 0 {
+				f(m.id, v.win.coverage(b.track), v.win.anyData(b.track))
+				continue
+			}
+			c, d := v.win.rowCoverage(m.row)
+			f(m.id, c, d)
+		}
 	}
-	return cov, data, true
 }
 
 // assessInput is what assess needs besides the window.
@@ -273,6 +336,7 @@ func assess(in assessInput) Assessment {
 		ev = &env{}
 	}
 	ev.reset(in.lay, in.win, in.consts, len(std.Series))
+	ev.declareAbsent(std, in.decls, in.now)
 	metered, sufficient := 0, 0
 	for _, ind := range std.Indicators {
 		r := &a.Indicators[ind.Index]
@@ -326,32 +390,94 @@ func assess(in assessInput) Assessment {
 }
 
 // assessMetered evaluates a metered indicator's formula and grades it if
-// every input the enterprise meters has enough data in the window.
+// every input has enough data in the window. An input without a meter
+// leaves it insufficient, unless the input is optional or declared absent
+// (it then counts as 0); an applies_if_metered amount declared absent makes
+// it not applicable.
 func assessMetered(ev *env, ind *Indicator, r *IndicatorResult, notes []string) {
 	for _, s := range ind.appliesIf {
-		if !ev.lay.series[s].present {
-			r.Status, r.Reason = NotApplicable, "not applicable: no meter for "+ev.lay.seriesNames[s]
+		switch {
+		case ev.isAbsent(s):
+			d := ev.absent[s]
+			r.Status, r.Source, r.Evidence = NotApplicable, "declared", d.Evidence
+			r.Reason = "not applicable: " + d.Absent + " declared absent"
+			return
+		case !ev.lay.series[s].present:
+			r.Status, r.Reason = Insufficient, "no meter for "+ev.lay.seriesNames[s]
 			return
 		}
 	}
+	for _, in := range ind.inputs {
+		if d := ev.absent[in.series]; d != nil {
+			name := ev.lay.seriesNames[in.series]
+			if ev.lay.series[in.series].present {
+				r.Notes = append(r.Notes, name+" is declared absent but metered: its meters count")
+			} else {
+				r.Notes = append(r.Notes, name+" counts as 0: declared absent ("+d.Evidence+")")
+			}
+		}
+	}
 	r.Coverage = 1
-	var short string
+	// The meters short of data, worst first, and the worst of them: its
+	// series and coverage (-1: no data), and the meter unless every meter
+	// of the series is alike.
+	ev.shortIDs, ev.shortCov = ev.shortIDs[:0], ev.shortCov[:0]
+	worst, worstSeries, worstMeter := 2.0, "", ""
 	for _, in := range ind.inputs {
 		cov, data, present := ev.inputCoverage(in.series)
-		name := ev.lay.seriesNames[in.series]
 		switch {
 		case !present && in.optional:
 			continue
 		case !present:
-			r.Status, r.Reason, r.Coverage = Insufficient, "no meter for "+name, 0
+			r.Status, r.Reason, r.Coverage = Insufficient, "no meter for "+ev.lay.seriesNames[in.series], 0
 			return
 		}
 		r.Coverage = math.Min(r.Coverage, cov)
-		if short == "" && !data {
-			short = "no readings of " + name + " in the window"
+		if data && cov >= ind.MinCoverage {
+			continue
 		}
-		if short == "" && cov < ind.MinCoverage {
-			short = fmt.Sprintf("%s has data in %.0f%% of the window, needs %.0f%%", name, 100*cov, 100*ind.MinCoverage)
+		lo, hi, loID := 2.0, -2.0, ""
+		ev.eachMeter(in.series, func(id string, c float64, d bool) {
+			if !d {
+				c = -1 // no data at all: worst
+			}
+			if c < lo {
+				lo, loID = c, id
+			}
+			hi = max(hi, c)
+			if c >= ind.MinCoverage || slices.Contains(ev.shortIDs, id) {
+				return
+			}
+			k, _ := slices.BinarySearch(ev.shortCov, c)
+			for k < len(ev.shortCov) && ev.shortCov[k] == c {
+				k++ // ties keep the order of the formula
+			}
+			ev.shortIDs = slices.Insert(ev.shortIDs, k, id)
+			ev.shortCov = slices.Insert(ev.shortCov, k, c)
+		})
+		if lo < worst {
+			worst, worstSeries, worstMeter = lo, ev.lay.seriesNames[in.series], ""
+			if hi > lo {
+				worstMeter = loID
+			}
+		}
+	}
+	var short string // why the indicator is not graded
+	if worstSeries != "" {
+		if ev.shortOut == nil {
+			ev.shortOut = make([]string, 0, 4*len(ind.inputs)+16)
+		}
+		n := len(ev.shortOut)
+		ev.shortOut = append(ev.shortOut, ev.shortIDs...)
+		r.Short = ev.shortOut[n:len(ev.shortOut):len(ev.shortOut)]
+		who := worstSeries
+		if worstMeter != "" {
+			who = worstMeter + " (" + worstSeries + ")"
+		}
+		if worst < 0 {
+			short = "no readings of " + who + " in the window"
+		} else {
+			short = fmt.Sprintf("%s has data in %.0f%% of the window, needs %.0f%%", who, 100*worst, 100*ind.MinCoverage)
 		}
 	}
 	v, ok := ind.expr.eval(ev)

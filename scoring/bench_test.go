@@ -24,6 +24,7 @@ func cloneWindow(w *window) *window {
 	c := *w
 	c.vals, c.counts, c.has = slices.Clone(w.vals), slices.Clone(w.counts), slices.Clone(w.has)
 	c.total, c.filled = slices.Clone(w.total), slices.Clone(w.filled)
+	c.seen, c.seenN = slices.Clone(w.seen), slices.Clone(w.seenN)
 	return &c
 }
 

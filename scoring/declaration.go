@@ -15,23 +15,36 @@ import (
 	"github.com/cleanprod/cleanprod/registry"
 )
 
-// Declaration is an enterprise's statement about an indicator that meters
-// cannot measure: the level of a qualitative indicator, the value of a
-// non-metered quantitative one (paint transfer efficiency, the monthly VOC
-// mass balance), or that an indicator does not apply to it. It holds from
-// ValidFrom (inclusive) to ValidTo (exclusive; zero means open-ended), so an
-// expired certificate stops counting by itself.
+// Declaration is an enterprise's statement about what meters cannot
+// measure: the level of a qualitative indicator, the value of a non-metered
+// quantitative one (paint transfer efficiency, the monthly VOC mass
+// balance), that an indicator does not apply to it, or that a formula input
+// is genuinely absent (the plant burns no gas). It holds from ValidFrom
+// (inclusive) to ValidTo (exclusive; zero means open-ended), so an expired
+// certificate stops counting by itself.
+//
+// A missing meter is never taken for an absent input: without an absent
+// declaration, an indicator whose input has no meter has insufficient
+// data.
 type Declaration struct {
 	Enterprise string
-	Indicator  string
-	// Exactly one of Level (qualitative), Value (quantitative, not metered)
-	// and NotApplicable (any indicator) is set.
+	Indicator  string // "" for an Absent declaration
+	// Exactly one of Level (qualitative), Value (quantitative, not metered),
+	// NotApplicable (any indicator) and Absent is set.
 	Level         Level
 	Value         *float64
 	NotApplicable bool
-	Evidence      string // what supports it: certificate, report, permit number
-	ValidFrom     time.Time
-	ValidTo       time.Time
+	// Absent names an amount series the formulas read, as written in them
+	// (a quantity such as natural_gas, or quantity@workshop), that the
+	// enterprise does not have: while the declaration holds, the series
+	// counts as 0 with full coverage in every formula, and an indicator
+	// that applies_if_metered it does not apply. A bare quantity covers its
+	// workshop series too. An enterprise that has a meter for the series
+	// is judged by the meter: the declaration does not apply to it.
+	Absent    string
+	Evidence  string // what supports it: certificate, report, permit number
+	ValidFrom time.Time
+	ValidTo   time.Time
 	// Auditor and ReportRef make a declaration of the policy's audit
 	// indicator (cp_audit) an audit record: who audited and the report's
 	// reference. ValidFrom is the audit's date. Only an accepted audit
@@ -50,24 +63,51 @@ func (d *Declaration) ValidAt(t time.Time) bool {
 	return !t.Before(d.ValidFrom) && (d.ValidTo.IsZero() || t.Before(d.ValidTo))
 }
 
+// absentKey prefixes the key of Absent declarations in a
+// declarationIndex; indicator ids cannot contain ':'.
+const absentKey = "absent:"
+
+// key is what the declaration is about: its indicator, or absentKey and
+// the absent series.
+func (d *Declaration) key() string {
+	if d.Absent != "" {
+		return absentKey + d.Absent
+	}
+	return d.Indicator
+}
+
 // Check validates the declaration against the standard.
 func (d *Declaration) Check(std *Standard) error {
+	set := 0
+	for _, b := range []bool{d.Level != NoLevel, d.Value != nil, d.NotApplicable, d.Absent != ""} {
+		if b {
+			set++
+		}
+	}
+	if d.Absent != "" {
+		what := fmt.Sprintf("declaration of %s that %s is absent", d.Enterprise, d.Absent)
+		switch {
+		case !registry.ValidID(d.Enterprise):
+			return fmt.Errorf("declaration that %s is absent: enterprise id %q is not valid", d.Absent, d.Enterprise)
+		case set != 1:
+			return fmt.Errorf("%s: give exactly one of level, value, not_applicable and absent", what)
+		case d.Indicator != "":
+			return fmt.Errorf("%s: give no indicator; it holds for every formula that reads %s", what, d.Absent)
+		case len(std.absentSeries[d.Absent]) == 0:
+			return fmt.Errorf("%s: %q is not an amount the standard's formulas read (want e.g. natural_gas or electricity@paint)", what, d.Absent)
+		}
+		return d.checkValidity(what)
+	}
 	ind, ok := std.Indicator(d.Indicator)
 	if !ok {
 		return fmt.Errorf("declaration of %s: unknown indicator %q", d.Enterprise, d.Indicator)
 	}
 	what := fmt.Sprintf("declaration of %s for %s", d.Enterprise, d.Indicator)
-	set := 0
-	for _, b := range []bool{d.Level != NoLevel, d.Value != nil, d.NotApplicable} {
-		if b {
-			set++
-		}
-	}
 	switch {
 	case !registry.ValidID(d.Enterprise):
 		return fmt.Errorf("declaration for %s: enterprise id %q is not valid", d.Indicator, d.Enterprise)
 	case set != 1:
-		return fmt.Errorf("%s: give exactly one of level, value and not_applicable", what)
+		return fmt.Errorf("%s: give exactly one of level, value, not_applicable and absent", what)
 	case d.Level != NoLevel && ind.Kind != Qualitative:
 		return fmt.Errorf("%s: a level is declared for qualitative indicators; %s is quantitative (declare its value)", what, d.Indicator)
 	case d.Level != NoLevel && !slices.Contains(ind.AllowedLevels(), d.Level):
@@ -85,6 +125,13 @@ func (d *Declaration) Check(std *Standard) error {
 		return fmt.Errorf("%s: an audit record needs both auditor and report_ref", what)
 	case d.AuditRecord() && ind.Kind != Qualitative:
 		return fmt.Errorf("%s: auditor and report_ref belong to the audit indicator, not to %s", what, d.Indicator)
+	}
+	return d.checkValidity(what)
+}
+
+// checkValidity checks the evidence and validity dates.
+func (d *Declaration) checkValidity(what string) error {
+	switch {
 	case strings.TrimSpace(d.Evidence) == "":
 		return fmt.Errorf("%s: evidence is required", what)
 	case d.ValidFrom.IsZero():
@@ -123,6 +170,9 @@ type Declarations interface {
 //	    not_applicable: true
 //	    evidence: commercial-vehicle plant
 //	    valid_from: 2025-01-01
+//	  - absent: natural_gas
+//	    evidence: all-electric ovens and heat pumps, no gas connection (utility letter 2025-02)
+//	    valid_from: 2025-03-01
 //
 // Dates without a time are midnight in the standard's local time.
 type DeclarationFiles struct {
@@ -143,6 +193,7 @@ type declarationFile struct {
 		Level         string   `yaml:"level"`
 		Value         *float64 `yaml:"value"`
 		NotApplicable bool     `yaml:"not_applicable"`
+		Absent        string   `yaml:"absent"`
 		Evidence      string   `yaml:"evidence"`
 		ValidFrom     string   `yaml:"valid_from"`
 		ValidTo       string   `yaml:"valid_to"`
@@ -207,8 +258,8 @@ func ParseDeclarations(name string, data []byte, std *Standard) ([]Declaration, 
 	out := make([]Declaration, 0, len(f.Declarations))
 	for i, df := range f.Declarations {
 		at := func(k string) []any { return yamlfile.P("declarations", i, k) }
-		d := Declaration{Enterprise: f.Enterprise, Indicator: df.Indicator, Value: df.Value, NotApplicable: df.NotApplicable, Evidence: df.Evidence,
-			Auditor: df.Auditor, ReportRef: df.ReportRef}
+		d := Declaration{Enterprise: f.Enterprise, Indicator: df.Indicator, Value: df.Value, NotApplicable: df.NotApplicable, Absent: df.Absent,
+			Evidence: df.Evidence, Auditor: df.Auditor, ReportRef: df.ReportRef}
 		bad := false
 		if df.Level != "" {
 			l, err := ParseLevel(df.Level)
@@ -231,12 +282,16 @@ func ParseDeclarations(name string, data []byte, std *Standard) ([]Declaration, 
 		if bad {
 			continue
 		}
+		field, about := "indicator", d.Indicator
+		if d.Absent != "" {
+			field, about = "absent", "absent "+d.Absent
+		}
 		if err := d.Check(std); err != nil {
-			errs = append(errs, doc.Errorf(at("indicator"), "%v", err))
+			errs = append(errs, doc.Errorf(at(field), "%v", err))
 			continue
 		}
-		if slices.ContainsFunc(out, func(o Declaration) bool { return o.Indicator == d.Indicator && o.ValidFrom.Equal(d.ValidFrom) }) {
-			errs = append(errs, doc.Errorf(at("indicator"), "%s is declared twice from %s", d.Indicator, df.ValidFrom))
+		if slices.ContainsFunc(out, func(o Declaration) bool { return o.key() == d.key() && o.ValidFrom.Equal(d.ValidFrom) }) {
+			errs = append(errs, doc.Errorf(at(field), "%s is declared twice from %s", about, df.ValidFrom))
 			continue
 		}
 		out = append(out, d)
@@ -260,14 +315,15 @@ func parseDate(s string, loc *time.Location) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q: want a date (2025-06-01) or RFC 3339 time", s)
 }
 
-// declarationIndex holds the declarations of one enterprise by indicator,
-// newest ValidFrom first.
+// declarationIndex holds the declarations of one enterprise by indicator
+// (Absent ones by absentKey and the series), newest ValidFrom first.
 type declarationIndex map[string][]Declaration
 
-// at returns the declaration of indicator that holds at t (the one with the
-// latest ValidFrom), and whether an expired or future one exists instead.
-func (di declarationIndex) at(indicator string, t time.Time) (d *Declaration, expired bool) {
-	ds := di[indicator]
+// at returns the declaration with key (an indicator id) that holds at t
+// (the one with the latest ValidFrom), and whether an expired or future
+// one exists instead.
+func (di declarationIndex) at(key string, t time.Time) (d *Declaration, expired bool) {
+	ds := di[key]
 	for i := range ds {
 		if ds[i].ValidAt(t) {
 			return &ds[i], false
@@ -284,7 +340,7 @@ func indexDeclarations(ds []Declaration) map[string]declarationIndex {
 			di = make(declarationIndex)
 			out[d.Enterprise] = di
 		}
-		di[d.Indicator] = append(di[d.Indicator], d)
+		di[d.key()] = append(di[d.key()], d)
 	}
 	for _, di := range out {
 		for _, ds := range di {

@@ -13,8 +13,8 @@ func TestLoadDeclarations(t *testing.T) {
 	if err != nil {
 		t.Fatalf("got error %v, want none", err)
 	}
-	if len(ds) != 3 {
-		t.Fatalf("got %d declarations, want 3", len(ds))
+	if len(ds) != 4 {
+		t.Fatalf("got %d declarations, want 4", len(ds))
 	}
 	cst := time.FixedZone("local", 8*3600)
 	if want := time.Date(2024, 6, 1, 0, 0, 0, 0, cst); !ds[0].ValidFrom.Equal(want) {
@@ -22,6 +22,9 @@ func TestLoadDeclarations(t *testing.T) {
 	}
 	if ds[0].Level != LevelII || ds[1].Value == nil || *ds[1].Value != 65 || !ds[2].NotApplicable {
 		t.Errorf("got %+v, want cp_audit II, transfer efficiency 65, NEV share not applicable", ds)
+	}
+	if ds[3].Absent != "natural_gas" || ds[3].Indicator != "" || ds[3].key() != "absent:natural_gas" {
+		t.Errorf("got %+v, want natural_gas absent, for no indicator", ds[3])
 	}
 }
 
@@ -38,6 +41,12 @@ func TestLoadDeclarationsBad(t *testing.T) {
 		`cq-auto-02.yaml:16: level "IV": want I, II, III or below_III`,
 		"cq-auto-02.yaml:19: declaration of cq-auto-02 for ecoat_process: valid_to must be after valid_from",
 		`cq-auto-02.yaml:27: valid_from: "June 2024": want a date`,
+		`cq-auto-02.yaml:28: declaration of cq-auto-02 that natural_gaz is absent: "natural_gaz" is not an amount the standard's formulas read`,
+		`cq-auto-02.yaml:32: declaration of cq-auto-02 that natural_gas is absent: give no indicator`,
+		`cq-auto-02.yaml:35: declaration of cq-auto-02 that vehicles is absent: give exactly one of level, value, not_applicable and absent`,
+		`cq-auto-02.yaml:39: declaration of cq-auto-02 that load(voc) is absent: "load(voc)" is not an amount`,
+		`cq-auto-02.yaml:42: declaration of cq-auto-02 that electricity@paint is absent: evidence is required`,
+		`cq-auto-02.yaml:47: absent vehicles is declared twice from 2024-06-01`,
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("got error:\n%v\nwant it to contain %q", err, want)

@@ -17,7 +17,8 @@
 //     indicators, cost class and payback.
 //   - declarations (Declarations; DeclarationFiles reads declarations/*.yaml
 //     by default): levels of qualitative indicators, values of non-metered
-//     ones, and not-applicable indicators, each with evidence and validity.
+//     ones, not-applicable indicators, and amounts the enterprise does not
+//     have (absent: natural_gas), each with evidence and validity.
 //
 // # What flows in
 //
@@ -54,9 +55,14 @@
 // 100 exactly, else below III; not-applicable indicators renormalise their
 // group; multi-product output shares. Insufficient data is never a good
 // value: the policy says whether it fails (metered and declared separately)
-// or is left out, and a completeness floor keeps a poorly metered
-// enterprise ungraded. The continuous score (IndicatorScore, §2.6 of the
-// domain research) orders enterprises within a level.
+// or is left out of Y, but the level is never better than with it failing;
+// a completeness floor keeps a poorly metered enterprise ungraded. A
+// missing meter is insufficient data; only an absent declaration makes an
+// amount 0 (and an indicator that applies only with it not applicable).
+// Coverage is that of the worst meter: each meter sharing an amount track
+// keeps a presence bit per bucket in the window. The continuous score
+// (IndicatorScore, §2.6 of the domain research) orders enterprises within
+// a level.
 //
 // # Concurrency
 //

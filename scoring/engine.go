@@ -275,7 +275,7 @@ func (e *Engine) newStates(reg *registry.Registry, std *Standard) (map[string]*e
 			es.meterIdx[m.ID] = slot
 		}
 		for _, w := range std.Windows {
-			es.wins = append(es.wins, newWindow(w, std.UTCOffset, es.lay.tracks, es.lay.gauges))
+			es.wins = append(es.wins, newWindow(w, std.UTCOffset, es.lay.tracks, es.lay.gauges, es.lay.rows))
 		}
 		ents[ent.ID] = es
 		order = append(order, es)
@@ -445,16 +445,7 @@ func (es *entState) applyAggregate(a *store.Aggregate) {
 	if mb.gauge {
 		v, n = a.ValueSum, uint32(a.Count)
 	}
-	for _, w := range es.wins {
-		b := w.bucketOf(a.Start)
-		for _, t := range mb.tracks {
-			if t < es.lay.gauges {
-				w.add(t, b, v, n)
-			} else {
-				w.add(t, b, v, 0)
-			}
-		}
-	}
+	mb.add(es.wins, es.lay.gauges, a.Start, v, n)
 	es.dirty = true
 }
 
@@ -495,18 +486,7 @@ func (e *Engine) apply() {
 		if mb.gauge {
 			v, n = r.Value, 1
 		}
-		kept := false
-		for _, w := range es.wins {
-			b := w.bucketOf(r.Time)
-			for _, t := range mb.tracks {
-				if t < es.lay.gauges {
-					kept = w.add(t, b, v, n) || kept
-				} else {
-					kept = w.add(t, b, v, 0) || kept
-				}
-			}
-		}
-		if kept {
+		if mb.add(es.wins, es.lay.gauges, r.Time, v, n) {
 			applied++
 		} else {
 			old++

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
+	"strings"
 )
 
 // The method of the 清洁生产评价指标体系编制通则 (2013 trial), as used by the
@@ -34,10 +36,11 @@ const (
 	// below Level III: membership 0 at every level, continuous score 0.
 	InsufficientFails InsufficientPolicy = "fail"
 	// InsufficientExcluded renormalises it out of its group like a
-	// not-applicable indicator, except that a restrictive indicator without
-	// data cannot show it meets Level I or II: it caps the level at III.
-	// Pair it with a data-completeness rule in the code policy so that
-	// missing data never earns a good code.
+	// not-applicable indicator for Y, the score and the weights. The level
+	// is never better than with the indicator failing (see Standard.Grade),
+	// and a restrictive indicator without data never shows that it meets
+	// Level I or II. Pair it with a data-completeness rule in the code
+	// policy so that a poorly metered enterprise is not graded at all.
 	InsufficientExcluded InsufficientPolicy = "exclude"
 )
 
@@ -149,17 +152,63 @@ type Grade struct {
 	// RestrictiveMissing reports a restrictive indicator without data.
 	RestrictiveMissing bool
 	// Capped explains why the level is below what Y alone would give, e.g.
-	// "restrictive voc_per_m2 at II".
+	// "restrictive voc_per_m2 at II", or "insufficient: energy_per_vehicle
+	// count as failing (Level II if left out)".
 	Capped string
 }
 
 // Grade applies the method to one mark per indicator (indexed like
 // s.Indicators).
+//
+// Missing data never improves the level: when the policy leaves
+// insufficient indicators out of the index, the level is also computed
+// with every insufficient indicator failing (membership 0 at every level,
+// its weight kept), and the worse of the two levels is the result; Capped
+// then names the indicators that count as failing. Y, Score and Weights
+// stay those of the policy (the index over the indicators with data), so
+// that enterprises are still ordered by what was measured.
 func (s *Standard) Grade(marks []Mark, policy DataPolicy) Grade {
 	if len(marks) != len(s.Indicators) {
 		panic(fmt.Sprintf("scoring: Grade got %d marks for %d indicators", len(marks), len(s.Indicators)))
 	}
-	g := Grade{Weights: make([]float64, len(marks))}
+	g := s.grade(marks, policy, true)
+	if g.Level == NoLevel {
+		return g
+	}
+	leftOut := func(ind *Indicator) bool { // an insufficient indicator the policy leaves out
+		return marks[ind.Index].Status == Insufficient && policy.of(ind) == InsufficientExcluded
+	}
+	if !slices.ContainsFunc(s.Indicators, leftOut) {
+		return g
+	}
+	failing := s.grade(marks, DataPolicy{Metered: InsufficientFails, Declared: InsufficientFails}, false)
+	if failing.Level > g.Level { // both graded: a larger level is worse
+		var ids []string
+		for _, ind := range s.Indicators {
+			if leftOut(ind) {
+				ids = append(ids, ind.ID)
+			}
+		}
+		g.Capped = fmt.Sprintf("insufficient: %s count as failing (%s if left out)", strings.Join(ids, ", "), levelText(g.Level))
+		g.Level = failing.Level
+	}
+	return g
+}
+
+func levelText(l Level) string {
+	if l == BelowIII {
+		return "below Level III"
+	}
+	return "Level " + l.String()
+}
+
+// grade applies the method under policy, without the cap of Grade; it
+// sets Weights only if weights.
+func (s *Standard) grade(marks []Mark, policy DataPolicy, weights bool) Grade {
+	g := Grade{}
+	if weights {
+		g.Weights = make([]float64, len(marks))
+	}
 	type groupSum struct {
 		appl int64      // Σ applicable ω_ij, basis points
 		in   [3]float64 // Σ ω_ij * membership at I, II, III
@@ -243,7 +292,7 @@ func (s *Standard) Grade(marks []Mark, policy DataPolicy) Grade {
 		g.Score += share * gs.sc / float64(gs.appl)
 		all3 = all3 && gs.all3
 		for _, ind := range grp.Indicators {
-			if applicable(&marks[ind.Index], policy.of(ind)) {
+			if weights && applicable(&marks[ind.Index], policy.of(ind)) {
 				g.Weights[ind.Index] = share * float64(ind.weightBP) / float64(gs.appl)
 			}
 		}

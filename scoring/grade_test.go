@@ -125,10 +125,25 @@ func TestGrade(t *testing.T) {
 			marks: "a1=na a2=na b1=na", want: NoLevel},
 		{name: "insufficient data fails under fail", tree: worked, policy: InsufficientFails,
 			marks: "a2=insufficient b1=II", wantY: [3]float64{30, 80, 80}, want: BelowIII},
-		{name: "insufficient data is renormalised under exclude", tree: worked, policy: InsufficientExcluded,
-			marks: "a2=insufficient b1=II", wantY: [3]float64{50, 100, 100}, want: LevelII},
-		{name: "restrictive without data caps at III under exclude", tree: worked, policy: InsufficientExcluded,
-			marks: "b1=insufficient", wantY: [3]float64{100, 100, 100}, want: LevelIII, capped: "restrictive b1 has insufficient data"},
+		// Under exclude, Y leaves an insufficient indicator out, but the
+		// level is that of it failing when that is worse: with a2 at 0,
+		// Y = 30/80/80, below III (Level II if a2 were left out).
+		{name: "insufficient data is left out of Y under exclude but counts as failing for the level", tree: worked, policy: InsufficientExcluded,
+			marks: "a2=insufficient b1=II", wantY: [3]float64{50, 100, 100}, want: BelowIII,
+			capped: "insufficient: a2 count as failing (Level II if left out)"},
+		// With b2 failing, Y_I = 90 + 5 = 95: still Level I, no cap.
+		{name: "insufficient data that cannot change the level", tree: "A:0.9[a1:1] B:0.1[b1:0.5 b2:0.5]", policy: InsufficientExcluded,
+			marks: "b2=insufficient", wantY: [3]float64{100, 100, 100}, want: LevelI},
+		// Left out, b1 would cap the level at III; failing, it leaves
+		// Y_III = 50: below III.
+		{name: "restrictive without data is below III under exclude", tree: worked, policy: InsufficientExcluded,
+			marks: "b1=insufficient", wantY: [3]float64{100, 100, 100}, want: BelowIII, capped: "insufficient: b1 count as failing (Level III if left out)"},
+		// Y_I = 90 >= 85 even with b1 failing, yet a restrictive
+		// indicator without data blocks Levels I and II; Y_III = 90.
+		{name: "restrictive without data blocks Levels I and II under exclude", tree: heavyA, policy: InsufficientExcluded,
+			marks: "b1=insufficient", wantY: [3]float64{100, 100, 100}, want: BelowIII, capped: "insufficient: b1 count as failing (Level III if left out)"},
+		{name: "restrictive without data blocks Levels I and II under fail", tree: heavyA, policy: InsufficientFails,
+			marks: "b1=insufficient", wantY: [3]float64{90, 90, 90}, want: BelowIII},
 		{name: "multi-product output shares", tree: worked,
 			marks: "a1=M1:700:I,N1:300:III", wantY: [3]float64{91, 91, 100}, want: LevelI},
 		{name: "multi-product restrictive needs every product", tree: heavyA,

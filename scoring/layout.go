@@ -1,6 +1,8 @@
 package scoring
 
 import (
+	"time"
+
 	"github.com/cleanprod/cleanprod/registry"
 )
 
@@ -19,12 +21,18 @@ import (
 //     quantity flow, if given);
 //   - abatement(in, out): the in and out meters paired with the same flow
 //     meter.
+//
+// Gauge and flow tracks are per meter. An amount track adds up its meters,
+// so each meter that shares one with others also gets a presence row (one
+// bit per bucket) for the coverage of the worst meter.
 type layout struct {
 	tracks int
 	gauges int                     // tracks [0, gauges) are per-meter gauge tracks
+	rows   int                     // presence rows
 	meters map[string]meterBinding // meter id -> tracks fed
 	series []binding               // indexed like Standard.Series
 	names  []string                // track names, for messages and tests
+	meter  []string                // per track: the meter of a gauge or flow track ("" for an amount track)
 
 	seriesNames []string // Standard.Series names (shared), for messages
 }
@@ -34,15 +42,46 @@ type meterBinding struct {
 	meter  *registry.Meter
 	gauge  bool
 	tracks []int
+	row    int // presence row, -1 if none
+}
+
+// add adds a reading of the meter to every window: v to each track it
+// feeds (with n readings on gauge tracks, which are [0, gauges)), and its
+// presence in the bucket of t. It reports whether a window kept it (false:
+// older than every window).
+func (mb *meterBinding) add(wins []*window, gauges int, t time.Time, v float64, n uint32) bool {
+	kept := false
+	for _, w := range wins {
+		b := w.bucketOf(t)
+		for _, tr := range mb.tracks {
+			c := n
+			if tr >= gauges {
+				c = 0
+			}
+			kept = w.add(tr, b, v, c) || kept
+		}
+		if mb.row >= 0 {
+			w.mark(mb.row, b)
+		}
+	}
+	return kept
 }
 
 // binding says how to compute one series for the enterprise.
 type binding struct {
-	present bool     // the enterprise has at least one meter for it
-	track   int      // SeriesSum: the total track
-	gauges  []int    // SeriesGauge: one track per meter
-	pairs   [][2]int // SeriesLoad: (gauge track, flow track) per pair
-	toKg    float64  // SeriesLoad: concentration x volume -> kg
+	present bool       // the enterprise has at least one meter for it
+	track   int        // SeriesSum: the total track
+	meters  []meterRow // SeriesSum: the meters of the total
+	gauges  []int      // SeriesGauge: one track per meter
+	pairs   [][2]int   // SeriesLoad: (gauge track, flow track) per pair
+	toKg    float64    // SeriesLoad: concentration x volume -> kg
+}
+
+// meterRow is a meter of an amount series and its presence row (-1 when it
+// is the series' only meter: the track's own bits are its presence).
+type meterRow struct {
+	id  string
+	row int
 }
 
 func newLayout(std *Standard, e *registry.Enterprise) *layout {
@@ -51,13 +90,26 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 	gaugeTrack := map[string]int{} // meter id -> track
 	flowTrack := map[string]int{}
 	feed := func(m *registry.Meter, track int) {
-		mb := l.meters[m.ID]
+		mb, ok := l.meters[m.ID]
+		if !ok {
+			mb.row = -1
+		}
 		mb.meter, mb.gauge = m, m.Kind == registry.Gauge
 		mb.tracks = append(mb.tracks, track)
 		l.meters[m.ID] = mb
 	}
-	newTrack := func(name string) int {
+	rowOf := func(m *registry.Meter) int {
+		mb := l.meters[m.ID]
+		if mb.row < 0 {
+			mb.row = l.rows
+			l.rows++
+			l.meters[m.ID] = mb
+		}
+		return mb.row
+	}
+	newTrack := func(name, meter string) int {
 		l.names = append(l.names, name)
+		l.meter = append(l.meter, meter)
 		l.tracks++
 		return l.tracks - 1
 	}
@@ -65,7 +117,7 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 		if t, ok := gaugeTrack[m.ID]; ok {
 			return t
 		}
-		t := newTrack(m.ID)
+		t := newTrack(m.ID, m.ID)
 		gaugeTrack[m.ID] = t
 		feed(m, t)
 		return t
@@ -141,9 +193,14 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 			}
 			if len(feeders) > 0 {
 				b.present = true
-				b.track = newTrack(s.String())
+				b.track = newTrack(s.String(), "")
 				for _, m := range feeders {
 					feed(m, b.track)
+					row := -1
+					if len(feeders) > 1 {
+						row = rowOf(m)
+					}
+					b.meters = append(b.meters, meterRow{id: m.ID, row: row})
 				}
 			}
 		case SeriesLoad:
@@ -153,7 +210,7 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 					f := m.FlowMeter
 					t, ok := flowTrack[f.ID]
 					if !ok {
-						t = newTrack(f.ID + " (flow)")
+						t = newTrack(f.ID+" (flow)", f.ID)
 						flowTrack[f.ID] = t
 						feed(f, t)
 					}

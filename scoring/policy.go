@@ -35,6 +35,16 @@ const (
 	CondAlways             Condition = "always"               // the catch-all of the last rule
 )
 
+// holdsWithoutLevel reports whether c can hold for an enterprise that is
+// not graded (every condition but the levels).
+func holdsWithoutLevel(c Condition) bool {
+	switch c {
+	case CondLevelI, CondLevelII, CondLevelIII, CondBelowIII:
+		return false
+	}
+	return true
+}
+
 var conditions = []Condition{CondLevelI, CondLevelII, CondLevelIII, CondBelowIII, CondNotGraded,
 	CondRestrictiveFail, CondRestrictiveBelowII, CondRestrictiveMissing, CondExceedance,
 	CondInsufficientData, CondStale, CondAlways}
@@ -345,6 +355,22 @@ func ParsePolicy(name string, data []byte, std *Standard) (*Policy, error) {
 	}
 	if n := len(p.Rules); n == 0 || !slices.Contains(p.Rules[n-1].When, CondAlways) {
 		problem(yamlfile.P("rules"), "the last rule must include \"always\", so that every state has a code")
+	}
+	// An enterprise that is not graded must never get the best code: every
+	// rule that can match it, up to the first that names not_graded (or
+	// always), must give a worse one.
+	if len(p.Codes) > 0 {
+		for i, r := range p.Rules {
+			if !slices.ContainsFunc(r.When, holdsWithoutLevel) {
+				continue
+			}
+			if r.Code == p.Codes[0].Code {
+				problem(yamlfile.P("rules", i, "code"), "rule %d gives %s, the best code, to an enterprise that is not graded (its conditions hold without a level); put a rule for not_graded with a worse code before it", i+1, r.Code)
+			}
+			if slices.Contains(r.When, CondNotGraded) || slices.Contains(r.When, CondAlways) {
+				break
+			}
+		}
 	}
 	hold := func(key string, h holdFile) Hold {
 		out := Hold{Evaluations: h.Evaluations}

@@ -69,3 +69,45 @@ func solutionIDs(lib *Library) []string {
 	}
 	return ids
 }
+
+// TestNotGradedIsNeverGreen: an enterprise below the policy's minimum
+// completeness is not graded, and the shipped policy gives it yellow,
+// whatever else holds, or red when a limit is exceeded or a restrictive
+// indicator fails; never green. A policy that could is refused.
+func TestNotGradedIsNeverGreen(t *testing.T) {
+	std := mustStandard(t, "standards/auto-manufacturing.yaml")
+	pol, err := LoadPolicy("policy/default.yaml", std)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Every condition that can hold without a level, in every combination.
+	var free []Condition
+	for _, c := range conditions {
+		if c != CondNotGraded && c != CondAlways && holdsWithoutLevel(c) {
+			free = append(free, c)
+		}
+	}
+	for mask := range 1 << len(free) {
+		holds := map[Condition]bool{CondNotGraded: true, CondInsufficientData: true, CondAlways: true}
+		var on []Condition
+		for i, c := range free {
+			if mask&(1<<i) != 0 {
+				holds[c] = true
+				on = append(on, c)
+			}
+		}
+		want := Code("yellow")
+		if holds[CondRestrictiveFail] || holds[CondExceedance] {
+			want = "red"
+		}
+		if got, _ := pol.Classify(holds); got != want {
+			t.Errorf("not graded with %v: got %s, want %s", on, got, want)
+		}
+	}
+
+	_, err = LoadPolicy("testdata/policy/green-ungraded.bad.yaml", std)
+	want := "green-ungraded.bad.yaml:15: rule 2 gives green, the best code, to an enterprise that is not graded"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("got error %v, want it to contain %q", err, want)
+	}
+}

@@ -29,6 +29,7 @@ import (
 //	registry <dir>                   gateway registry (default ../registry)
 //	declarations <dir>               declaration files (optional)
 //	declare <ent> <indicator> level=II|value=65|na [from=<date>] [to=<date>]
+//	declare <ent> absent=<series> [from=<date>] [to=<date>]
 //	start <RFC 3339 time>            the clock (required before run)
 //	profile <name> <meter>=<v> ...   a named set of rates
 //	rates <ent> profile=<name> | <meter>=<v>|off ... | off
@@ -42,6 +43,7 @@ import (
 //	expect level <ent> <window> <I|II|III|below_III|none>
 //	expect code <ent> <code> [pending=<code>]
 //	expect indicator <ent> <window> <id> [value=<x>[±<tol>]] [level=<l>] [status=<s>]
+//	                 [coverage=<x>[±<tol>]] [short=<meter>,...|short=none]
 //	expect event <kind> <ent> [indicator=<id>] [meter=<id>] [old=<x>] [new=<x>] [resolved]
 //	                                 the next unconsumed event must match
 //	expect no events                 every event has been consumed
@@ -193,12 +195,18 @@ func (s *scenario) exec(f []string) {
 }
 
 func (s *scenario) declare(args []string) {
-	if len(args) < 3 {
-		s.fatalf("declare <ent> <indicator> level=|value=|na ...")
+	if len(args) < 2 || (len(args) < 3 && !strings.HasPrefix(args[1], "absent=")) {
+		s.fatalf("declare <ent> <indicator> level=|value=|na ... or declare <ent> absent=<series> ...")
 	}
-	d := Declaration{Enterprise: args[0], Indicator: args[1], Evidence: "scenario " + s.file, ValidFrom: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
-	for k, v := range kv(args[2:]) {
+	d := Declaration{Enterprise: args[0], Evidence: "scenario " + s.file, ValidFrom: time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC)}
+	opts := args[1:]
+	if !strings.HasPrefix(args[1], "absent=") {
+		d.Indicator, opts = args[1], args[2:]
+	}
+	for k, v := range kv(opts) {
 		switch k {
+		case "absent":
+			d.Absent = v
 		case "level":
 			l, err := ParseLevel(v)
 			if err != nil {
@@ -439,6 +447,24 @@ func (s *scenario) expect(f []string) {
 			case "status":
 				if string(ir.Status) != v {
 					s.errorf("%s of %s (%s): got status %s (%s), want %s", f[3], f[1], f[2], ir.Status, ir.Reason, v)
+				}
+			case "coverage":
+				want, tol := v, "1e-9"
+				if i := strings.Index(v, "±"); i >= 0 {
+					want, tol = v[:i], v[i+len("±"):]
+				}
+				w, _ := strconv.ParseFloat(want, 64)
+				tl, _ := strconv.ParseFloat(tol, 64)
+				if math.Abs(ir.Coverage-w) > tl {
+					s.errorf("%s of %s (%s): got coverage %v, want %v±%v", f[3], f[1], f[2], ir.Coverage, w, tl)
+				}
+			case "short":
+				want := strings.Split(v, ",")
+				if v == "none" {
+					want = nil
+				}
+				if !slices.Equal(ir.Short, want) {
+					s.errorf("%s of %s (%s): got short meters %q (%s), want %q", f[3], f[1], f[2], ir.Short, ir.Reason, want)
 				}
 			default:
 				s.fatalf("expect indicator: unknown %q", k)

@@ -53,8 +53,11 @@ type Standard struct {
 	indicators  map[string]*Indicator
 	seriesIdx   map[Series]int
 	seriesNames []string
-	consts      []*constantDef
-	constIDs    map[string]int
+	// absentSeries maps what an Absent declaration may name to the amount
+	// series it covers: q@w to that series, q to q and every q@w.
+	absentSeries map[string][]int
+	consts       []*constantDef
+	constIDs     map[string]int
 }
 
 // Window is a rolling window indicators are computed over, in buckets.
@@ -92,9 +95,10 @@ type Indicator struct {
 	Direction Direction // quantitative only
 	Formula   string    // "" for a declared indicator
 	Optional  []string  // formula inputs an enterprise may lack a meter for
-	// AppliesIfMetered lists quantities whose absence makes the indicator
-	// not applicable to an enterprise: a parts supplier with no vehicles
-	// meter has no per-vehicle indicators.
+	// AppliesIfMetered lists amounts the indicator only applies with: a
+	// parts supplier that makes no vehicles has no per-vehicle indicators.
+	// A missing meter does not make the indicator not applicable (it has
+	// insufficient data); a declaration that the amount is absent does.
 	AppliesIfMetered []string
 	MinCoverage      float64
 	Basis            string // "generation" (before treatment), "emission" or ""
@@ -114,7 +118,7 @@ type Indicator struct {
 	expr      *expr
 	inputs    []indicatorInput
 	regional  []int // constants that depend on the enterprise (grid CO2)
-	appliesIf []int // series whose absence makes the indicator not applicable
+	appliesIf []int // series whose declared absence makes the indicator not applicable
 	// compliance is set when the formula judges concentrations against
 	// limits: a value below 100 is an exceedance.
 	compliance bool
@@ -451,8 +455,15 @@ func ParseStandard(name string, data []byte) (*Standard, error) {
 	if err := errors.Join(l.errs...); err != nil {
 		return nil, err
 	}
-	for _, sr := range l.s.Series {
+	l.s.absentSeries = make(map[string][]int)
+	for i, sr := range l.s.Series {
 		l.s.seriesNames = append(l.s.seriesNames, sr.String())
+		if sr.Kind == SeriesSum {
+			l.s.absentSeries[sr.Quantity] = append(l.s.absentSeries[sr.Quantity], i)
+			if sr.Workshop != "" {
+				l.s.absentSeries[sr.String()] = append(l.s.absentSeries[sr.String()], i)
+			}
+		}
 	}
 	return l.s, nil
 }

@@ -9,9 +9,14 @@ import "time"
 // gauge is paired with. All tracks share the ring's head, so bucket b of
 // every track covers the same time.
 //
+// Besides the tracks, the window keeps one "has data" bit per bucket for
+// each meter that shares an amount track with other meters (a presence
+// row): the track's own bit says that one of them reported, the presence
+// rows say which, so that coverage is that of the worst meter.
+//
 // Memory is fixed per enterprise once the first reading arrives:
 // tracks x buckets x 8 bytes of sums, gauges x buckets x 4 bytes of counts
-// and one bit per track and bucket for "has data".
+// and one bit per track or presence row and bucket for "has data".
 //
 // A window is owned by the engine goroutine; it is not safe for concurrent
 // use.
@@ -21,6 +26,7 @@ type window struct {
 	offset int64 // UTC offset of local time, ns
 	tracks int
 	gauges int // tracks [0, gauges) are gauge tracks with counts
+	rows   int // presence rows
 
 	init   bool
 	head   int64     // newest bucket number
@@ -30,10 +36,12 @@ type window struct {
 	total  []float64 // per track: Σ vals, valid unless stale
 	filled []int32   // per track: buckets with data
 	stale  bool      // totals need recomputing after an eviction
+	seen   []uint64  // bitset over row*n + slot: the meter of the presence row reported
+	seenN  []int32   // per presence row: buckets with data
 }
 
-func newWindow(w Window, offset time.Duration, tracks, gauges int) *window {
-	return &window{n: w.Buckets(), bucket: int64(w.Bucket), offset: int64(offset), tracks: tracks, gauges: gauges}
+func newWindow(w Window, offset time.Duration, tracks, gauges, rows int) *window {
+	return &window{n: w.Buckets(), bucket: int64(w.Bucket), offset: int64(offset), tracks: tracks, gauges: gauges, rows: rows}
 }
 
 // bucketOf returns the bucket number of t: buckets are aligned to local
@@ -71,14 +79,39 @@ func (w *window) alloc(head int64) {
 	w.has = make([]uint64, (w.tracks*w.n+63)/64)
 	w.total = make([]float64, w.tracks)
 	w.filled = make([]int32, w.tracks)
+	w.seen = make([]uint64, (w.rows*w.n+63)/64)
+	w.seenN = make([]int32, w.rows)
 }
 
 // bytes returns the memory held by the window's buffers.
 func (w *window) bytes() int {
-	return 8*len(w.vals) + 4*len(w.counts) + 8*len(w.has) + 8*len(w.total) + 4*len(w.filled)
+	return 8*len(w.vals) + 4*len(w.counts) + 8*len(w.has) + 8*len(w.total) + 4*len(w.filled) + 8*len(w.seen) + 4*len(w.seenN)
 }
 
 func (w *window) hasBit(i int) bool { return w.has[i>>6]&(1<<(uint(i)&63)) != 0 }
+
+func (w *window) seenBit(i int) bool { return w.seen[i>>6]&(1<<(uint(i)&63)) != 0 }
+
+// mark records that the meter of presence row r reported in bucket b. It
+// advances the window like add, and returns false when b is older than the
+// window.
+func (w *window) mark(r int, b int64) bool {
+	if !w.init {
+		w.alloc(b)
+	}
+	if b > w.head {
+		w.advance(b)
+	}
+	if b <= w.head-int64(w.n) {
+		return false
+	}
+	i := r*w.n + w.slot(b)
+	if !w.seenBit(i) {
+		w.seen[i>>6] |= 1 << (uint(i) & 63)
+		w.seenN[r]++
+	}
+	return true
+}
 
 // add adds v (and, for a gauge track, one reading) to track at bucket b. It
 // advances the window when b is newer than its head, and returns false when
@@ -120,6 +153,8 @@ func (w *window) advance(b int64) {
 		clear(w.has)
 		clear(w.total)
 		clear(w.filled)
+		clear(w.seen)
+		clear(w.seenN)
 		w.stale = false
 		w.head = b
 		return
@@ -139,6 +174,12 @@ func (w *window) advance(b int64) {
 		}
 		for g := 0; g < w.gauges; g++ {
 			w.counts[g*w.n+slot] = 0
+		}
+		for r := 0; r < w.rows; r++ {
+			if i := r*w.n + slot; w.seenBit(i) {
+				w.seen[i>>6] &^= 1 << (uint(i) & 63)
+				w.seenN[r]--
+			}
 		}
 	}
 	w.head = b
@@ -182,6 +223,15 @@ func (w *window) coverage(track int) float64 {
 
 // anyData reports whether the track has data anywhere in the window.
 func (w *window) anyData(track int) bool { return w.init && w.filled[track] > 0 }
+
+// rowCoverage returns the share of the window's buckets in which the meter
+// of presence row r reported, and whether it reported at all.
+func (w *window) rowCoverage(r int) (float64, bool) {
+	if !w.init {
+		return 0, false
+	}
+	return float64(w.seenN[r]) / float64(w.n), w.seenN[r] > 0
+}
 
 // at returns the value, count and presence of track in bucket b.
 func (w *window) at(track int, b int64) (float64, uint32, bool) {

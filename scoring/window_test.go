@@ -2,14 +2,17 @@ package scoring
 
 import (
 	"math"
+	"slices"
 	"testing"
 	"time"
+
+	"github.com/cleanprod/cleanprod/registry"
 )
 
 var t0 = time.Date(2026, 3, 1, 0, 0, 0, 0, time.FixedZone("CST", 8*3600)) // local midnight
 
 func TestWindowSlides(t *testing.T) {
-	w := newWindow(Window{Name: "w", Length: 4 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 2, 1)
+	w := newWindow(Window{Name: "w", Length: 4 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 2, 1, 0)
 	hour := func(h int) int64 { return w.bucketOf(t0.Add(time.Duration(h) * time.Hour)) }
 	amount := 1
 	for h := 0; h < 4; h++ {
@@ -48,7 +51,7 @@ func TestWindowSlides(t *testing.T) {
 }
 
 func TestWindowBucketsAreLocalDays(t *testing.T) {
-	w := newWindow(Window{Name: "d", Length: 3 * 24 * time.Hour, Bucket: 24 * time.Hour}, 8*time.Hour, 1, 1)
+	w := newWindow(Window{Name: "d", Length: 3 * 24 * time.Hour, Bucket: 24 * time.Hour}, 8*time.Hour, 1, 1, 0)
 	// 23:30 local on day 0 and 00:30 local on day 1 fall in different days,
 	// although both are on the same UTC day.
 	a := w.bucketOf(t0.Add(-30 * time.Minute))
@@ -62,7 +65,7 @@ func TestWindowBucketsAreLocalDays(t *testing.T) {
 }
 
 func TestWindowDailyCompliance(t *testing.T) {
-	w := newWindow(Window{Name: "w", Length: 72 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 2, 1)
+	w := newWindow(Window{Name: "w", Length: 72 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 2, 1, 0)
 	// Day 0: readings 400 and 700 (mean 550); day 1: 100, 200 (150);
 	// day 2: none.
 	for _, r := range []struct {
@@ -85,7 +88,7 @@ func TestWindowDailyCompliance(t *testing.T) {
 }
 
 func TestWindowLoadCarriesConcentrationForward(t *testing.T) {
-	w := newWindow(Window{Name: "w", Length: 6 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 2, 1)
+	w := newWindow(Window{Name: "w", Length: 6 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 2, 1, 0)
 	at := func(h int) int64 { return w.bucketOf(t0.Add(time.Duration(h) * time.Hour)) }
 	// Flow of 10 m3 every hour; the analyser reports 100 mg/L at hour 1
 	// and 300 at hour 3 (twice, 200 and 400).
@@ -104,11 +107,93 @@ func TestWindowLoadCarriesConcentrationForward(t *testing.T) {
 }
 
 func TestWindowBytes(t *testing.T) {
-	w := newWindow(Window{Name: "live", Length: 30 * 24 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 30, 5)
+	w := newWindow(Window{Name: "live", Length: 30 * 24 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 30, 5, 12)
 	w.add(0, w.bucketOf(t0), 1, 1)
-	// 30 tracks x 720 x 8 + 5 x 720 x 4 + bits + per-track totals.
-	want := 30*720*8 + 5*720*4 + 8*((30*720+63)/64) + 30*8 + 30*4
+	// 30 tracks x 720 x 8 + 5 x 720 x 4 + bits + per-track totals, and for
+	// 12 presence rows one bit per bucket and a count: 1,128 bytes, no
+	// float per meter.
+	want := 30*720*8 + 5*720*4 + 8*((30*720+63)/64) + 30*8 + 30*4 + 8*((12*720+63)/64) + 12*4
 	if got := w.bytes(); got != want {
 		t.Errorf("got %d bytes, want %d", got, want)
+	}
+}
+
+// TestWindowPresenceRows: two meters share one amount track; the track has
+// data whenever either reports, each presence row only when its meter does.
+func TestWindowPresenceRows(t *testing.T) {
+	w := newWindow(Window{Name: "w", Length: 4 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 1, 0, 2)
+	hour := func(h int) int64 { return w.bucketOf(t0.Add(time.Duration(h) * time.Hour)) }
+	const total, a, b = 0, 0, 1
+	for h := 0; h < 4; h++ {
+		w.add(total, hour(h), 10, 0)
+		w.mark(a, hour(h))
+		if h < 2 { // b falls silent after two hours
+			w.add(total, hour(h), 5, 0)
+			w.mark(b, hour(h))
+		}
+	}
+	w.sync(t0.Add(3 * time.Hour))
+	check := func(what string, wantTrack, wantA, wantB float64) {
+		t.Helper()
+		ca, da := w.rowCoverage(a)
+		cb, db := w.rowCoverage(b)
+		if got := w.coverage(total); got != wantTrack || ca != wantA || cb != wantB || da != (wantA > 0) || db != (wantB > 0) {
+			t.Errorf("%s: got track %v, a %v (%v), b %v (%v), want %v, %v, %v", what, got, ca, da, cb, db, wantTrack, wantA, wantB)
+		}
+	}
+	check("full window", 1, 1, 0.5)
+	if got := w.sum(total); got != 50 {
+		t.Errorf("sum: got %v, want 50", got)
+	}
+	// Two hours later b's two buckets have left the window.
+	w.sync(t0.Add(5 * time.Hour))
+	check("after sliding 2h", 0.5, 0.5, 0)
+	if w.mark(a, hour(1)) {
+		t.Errorf("mark older than the window: got kept, want rejected")
+	}
+	// A jump longer than the window clears the rows too.
+	w.sync(t0.Add(48 * time.Hour))
+	check("after a long gap", 0, 0, 0)
+}
+
+// TestLayoutPresenceRows: the meters of an amount series that has several
+// get presence rows; a series with one meter uses its track's bits.
+func TestLayoutPresenceRows(t *testing.T) {
+	std := mustStandard(t, "standards/auto-manufacturing.yaml")
+	reg, err := registry.Load("testdata/registry-gaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ent, _ := reg.Enterprise("lj-trio")
+	lay := newLayout(std, ent)
+	series := func(name string) binding {
+		t.Helper()
+		i := slices.Index(std.seriesNames, name)
+		if i < 0 {
+			t.Fatalf("no series %s", name)
+		}
+		return lay.series[i]
+	}
+	elec := series("electricity")
+	var ids []string
+	rows := map[int]bool{}
+	for _, m := range elec.meters {
+		ids = append(ids, m.id)
+		if m.row < 0 || m.row >= lay.rows || rows[m.row] {
+			t.Errorf("electricity meter %s: row %d, want its own row in [0, %d)", m.id, m.row, lay.rows)
+		}
+		rows[m.row] = true
+		if mb := lay.meters[m.id]; mb.row != m.row {
+			t.Errorf("meter %s marks row %d, want %d", m.id, mb.row, m.row)
+		}
+	}
+	if want := []string{"E-PLANT", "E-BODY", "E-PAINT"}; !slices.Equal(ids, want) {
+		t.Errorf("electricity meters: got %v, want %v", ids, want)
+	}
+	if veh := series("vehicles"); len(veh.meters) != 1 || veh.meters[0].row != -1 {
+		t.Errorf("vehicles: got %+v, want one meter without a presence row", veh.meters)
+	}
+	if mb := lay.meters["VEH"]; mb.row != -1 {
+		t.Errorf("VEH: got row %d, want none", mb.row)
 	}
 }

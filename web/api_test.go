@@ -494,3 +494,19 @@ func TestStandardAndHistory(t *testing.T) {
 		t.Errorf("history: stored %d, %d points, %+v", h.Stored, len(h.Points), h.Points)
 	}
 }
+
+// An enterprise may say an amount is absent (no gas connection); it waits
+// for review like any declaration.
+func TestDeclareAbsent(t *testing.T) {
+	f := newFixture(t)
+	w := f.do(t, "POST", "/api/v1/enterprises/"+entA+"/declarations", enterpriseToken,
+		`{"absent": "natural_gas", "evidence": "no gas connection (utility letter)", "valid_from": "2026-05-01"}`)
+	got := decode[DeclarationCreated](t, w)
+	if got.Declaration.Absent != "natural_gas" || got.Declaration.State != "submitted" || got.Rescoring {
+		t.Errorf("absent: %+v", got)
+	}
+	expectError(t, f.do(t, "POST", "/api/v1/enterprises/"+entA+"/declarations", enterpriseToken,
+		`{"absent": "natural_gas", "indicator": "cp_audit", "evidence": "x", "valid_from": "2026-05-01"}`), http.StatusBadRequest, codeBadRequest)
+	expectError(t, f.do(t, "POST", "/api/v1/enterprises/"+entA+"/declarations", enterpriseToken,
+		`{"absent": "moonlight", "evidence": "x", "valid_from": "2026-05-01"}`), http.StatusUnprocessableEntity, codeInvalid)
+}

@@ -32,7 +32,8 @@ type DeclarationList struct {
 type DeclarationDTO struct {
 	ID            string     `json:"id"`
 	Enterprise    string     `json:"enterprise"`
-	Indicator     string     `json:"indicator"`
+	Indicator     string     `json:"indicator"`        // "" for an absent amount
+	Absent        string     `json:"absent,omitempty"` // an amount the enterprise does not have, e.g. natural_gas
 	NameEN        string     `json:"name_en"`
 	NameZH        string     `json:"name_zh"`
 	Restrictive   bool       `json:"restrictive"`
@@ -64,7 +65,11 @@ type DeclarationDTO struct {
 
 // DeclarationInput is the body of POST .../declarations.
 type DeclarationInput struct {
-	Indicator     string   `json:"indicator"`
+	// Indicator, or Absent: an amount the formulas read (natural_gas,
+	// or quantity@workshop) that the enterprise does not have; it then
+	// counts as 0.
+	Indicator     string   `json:"indicator,omitempty"`
+	Absent        string   `json:"absent,omitempty"`
 	Level         string   `json:"level,omitempty"`
 	Value         *float64 `json:"value,omitempty"`
 	NotApplicable bool     `json:"not_applicable,omitempty"`
@@ -96,7 +101,7 @@ func (s *server) declarationDTO(r review.Record, inForce bool) DeclarationDTO {
 
 func declarationDTO(std *scoring.Standard, r review.Record, inForce bool) DeclarationDTO {
 	d := &r.Declaration
-	out := DeclarationDTO{ID: r.ID, Enterprise: d.Enterprise, Indicator: d.Indicator, Level: levelPtr(d.Level), Value: d.Value,
+	out := DeclarationDTO{ID: r.ID, Enterprise: d.Enterprise, Indicator: d.Indicator, Absent: d.Absent, Level: levelPtr(d.Level), Value: d.Value,
 		NotApplicable: d.NotApplicable, Evidence: d.Evidence, ValidFrom: d.ValidFrom, ValidTo: timePtr(d.ValidTo),
 		Auditor: d.Auditor, ReportRef: d.ReportRef, State: string(r.State), SubmittedBy: r.SubmittedBy.String(),
 		SubmittedAt: r.SubmittedAt, ReviewedAt: timePtr(r.ReviewedAt), ReviewNote: r.Note, InForce: inForce}
@@ -119,20 +124,20 @@ func (s *server) declarationDTOs(rs []review.Record, now time.Time) []Declaratio
 
 // declarationDTOs shapes records, marking the ones in force at now.
 func declarationDTOs(std *scoring.Standard, rs []review.Record, now time.Time) []DeclarationDTO {
-	type key struct{ ent, ind string }
+	type key struct{ ent, ind, absent string }
 	current := map[key]int{} // the accepted one in force, by indicator
 	for i, r := range rs {
 		if r.State != review.Accepted || !r.Declaration.ValidAt(now) {
 			continue
 		}
-		k := key{r.Declaration.Enterprise, r.Declaration.Indicator}
+		k := key{r.Declaration.Enterprise, r.Declaration.Indicator, r.Declaration.Absent}
 		if j, ok := current[k]; !ok || r.Declaration.ValidFrom.After(rs[j].Declaration.ValidFrom) {
 			current[k] = i
 		}
 	}
 	out := make([]DeclarationDTO, 0, len(rs))
 	for i, r := range rs {
-		j, ok := current[key{r.Declaration.Enterprise, r.Declaration.Indicator}]
+		j, ok := current[key{r.Declaration.Enterprise, r.Declaration.Indicator, r.Declaration.Absent}]
 		out = append(out, declarationDTO(std, r, ok && j == i))
 	}
 	return out
@@ -220,15 +225,20 @@ func (s *server) addDeclaration(c *gin.Context) {
 	}
 	snap := s.snapshot()
 	std := snap.Standard
-	d := scoring.Declaration{Enterprise: c.Param("id"), Indicator: in.Indicator, Value: in.Value, NotApplicable: in.NotApplicable,
-		Evidence: strings.TrimSpace(in.Evidence), Auditor: strings.TrimSpace(in.Auditor), ReportRef: strings.TrimSpace(in.ReportRef)}
-	if in.Indicator == "" {
-		s.fail(c, errorf(http.StatusBadRequest, codeBadRequest, "indicator is required"))
+	d := scoring.Declaration{Enterprise: c.Param("id"), Indicator: in.Indicator, Absent: strings.TrimSpace(in.Absent), Value: in.Value,
+		NotApplicable: in.NotApplicable, Evidence: strings.TrimSpace(in.Evidence), Auditor: strings.TrimSpace(in.Auditor),
+		ReportRef: strings.TrimSpace(in.ReportRef)}
+	if (in.Indicator == "") == (d.Absent == "") {
+		s.fail(c, errorf(http.StatusBadRequest, codeBadRequest, "give indicator, or absent (an amount the enterprise does not have), not both"))
 		return
 	}
 	ind, ok := std.Indicator(in.Indicator)
-	if !ok {
+	if !ok && d.Absent == "" {
 		s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "no indicator %q in standard %s", in.Indicator, std.ID))
+		return
+	}
+	if in.Level != "" && ind == nil {
+		s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "an absent amount has no level"))
 		return
 	}
 	if in.Level != "" {

@@ -114,11 +114,14 @@ type IndicatorDTO struct {
 	Level       *string  `json:"level"`
 	Score       *float64 `json:"score"`
 	Weight      float64  `json:"weight"`   // effective share of the index
-	Coverage    *float64 `json:"coverage"` // metered: worst share of buckets with data among the inputs
-	Source      string   `json:"source"`   // metered or declared
-	Reason      string   `json:"reason,omitempty"`
-	Evidence    string   `json:"evidence,omitempty"`
-	Notes       []string `json:"notes,omitempty"`
+	Coverage    *float64 `json:"coverage"` // metered: share of buckets with data of the worst input meter
+	// Short names the meters whose coverage keeps the indicator from being
+	// graded (below its min_coverage, or silent), worst first.
+	Short    []string `json:"short_meters,omitempty"`
+	Source   string   `json:"source"` // metered or declared
+	Reason   string   `json:"reason,omitempty"`
+	Evidence string   `json:"evidence,omitempty"`
+	Notes    []string `json:"notes,omitempty"`
 	// Benchmarks are the Level I, II, III values (quantitative);
 	// Descriptions the level texts (qualitative).
 	Benchmarks   *Benchmarks `json:"benchmarks,omitempty"`
@@ -310,6 +313,7 @@ func indicatorOf(ind *scoring.Indicator, r *scoring.IndicatorResult, valued bool
 	}
 	if ind.Metered() {
 		d.Coverage = f64(r.Coverage)
+		d.Short = r.Short
 	}
 	return d
 }

@@ -179,6 +179,12 @@ func (f *fixture) handlerOptions(pdf PDFRenderer) Options {
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	reg, readings := fleet(t)
+	return newFixtureWith(t, reg, readings)
+}
+
+// newFixtureWith is newFixture over the given readings of the fleet.
+func newFixtureWith(t *testing.T, reg *registry.Registry, readings []store.Reading) *fixture {
+	t.Helper()
 	f := &fixture{reg: reg, points: &memPoints{}, now: fixtureNow}
 	var err error
 	if f.std, err = scoring.DefaultStandard(); err != nil {

@@ -529,6 +529,9 @@ func (d *pdfDoc) indicatorSection() {
 			if ind.Evidence != "" {
 				src += ": " + ind.Evidence
 			}
+			if len(ind.Short) > 0 {
+				src += "; " + d.t("数据不足的仪表", "meters short of data") + ": " + strings.Join(ind.Short, ", ")
+			}
 			src += " [" + strings.Join(ind.Src, ", ") + "]"
 			cells = append(cells, pctText(ind.Weight), src)
 			rows = append(rows, cells)
@@ -732,7 +735,10 @@ func (d *pdfDoc) declarationSection() {
 	var rows [][]string
 	for _, dc := range r.Declarations {
 		what := ""
+		name := d.name(dc.NameZH, dc.NameEN)
 		switch {
+		case dc.Absent != "":
+			name, what = "absent: "+dc.Absent, d.t("计为 0", "counts as 0")
 		case dc.NotApplicable:
 			what = d.t("不适用", "not applicable")
 		case dc.Level != nil:
@@ -758,7 +764,7 @@ func (d *pdfDoc) declarationSection() {
 				reviewed += ": " + dc.ReviewNote
 			}
 		}
-		rows = append(rows, []string{d.name(dc.NameZH, dc.NameEN), what, evidence, state, dc.SubmittedBy + " " + r.DateTime(dc.SubmittedAt), reviewed})
+		rows = append(rows, []string{name, what, evidence, state, dc.SubmittedBy + " " + r.DateTime(dc.SubmittedAt), reviewed})
 	}
 	d.table([]float64{2, 1.2, 2.6, 1.4, 1.8, 2.4}, "LLLLLL", []string{d.t("指标", "Indicator"), d.t("申报", "Declared"), d.t("依据", "Evidence"),
 		d.t("状态", "State"), d.t("提交", "Submitted"), d.t("审核", "Reviewed")}, rows)
