@@ -109,6 +109,7 @@ func (s *server) detail(c *gin.Context, ent *registry.Enterprise, v resultView) 
 	d.CodeReasons = nonNil(v.res.CodeReasons)
 	d.Assessments = assessmentsOf(snap.Standard, v)
 	d.Lagging = laggingOf(snap.Standard, v.res.Lagging)
+	d.NextLevel = nextLevelOf(snap.Standard, snap.Policy, v, s.solutions(snap))
 	to := v.res.Time
 	if !v.asOf {
 		to = s.now()

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"html/template"
 	"time"
+
+	"github.com/cleanprod/cleanprod/scoring"
 )
 
 // The page templates and their stylesheet are embedded: no build step,
@@ -27,6 +29,8 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"statusZH": statusZH,
 	"kindZH":   kindZH,
 	"levelZH":  levelZH,
+	"needed":   neededText,
+	"inc":      func(i int) int { return i + 1 },
 	"css":      func() template.CSS { return template.CSS(stylesheet) },
 }).ParseFS(templateFS, "templates/*.html"))
 
@@ -163,4 +167,21 @@ func localZone(offset time.Duration) *time.Location {
 		name = fmt.Sprintf("UTC%+.1f", offset.Hours())
 	}
 	return time.FixedZone(name, int(offset/time.Second))
+}
+
+// neededText says what a step must reach: "≤ 160 kgce/vehicle" (lower is
+// better), "≥ 60 %" (higher is better), or the level's description of a
+// qualitative indicator.
+func neededText(s StepDTO) string {
+	if s.Kind == string(scoring.Qualitative) {
+		return s.NeededText
+	}
+	if s.Needed == nil {
+		return "—"
+	}
+	op := "≤ "
+	if s.Direction == string(scoring.HigherBetter) {
+		op = "≥ "
+	}
+	return op + formatNum(*s.Needed) + " " + s.Unit
 }

@@ -179,6 +179,7 @@ func (b *BuiltinPDF) RenderPDF(ctx context.Context, r *Report, _ []byte) ([]byte
 	d.coverageSection()
 	d.evaluationSection()
 	d.indicatorSection()
+	d.nextLevelSection()
 	d.laggingSection()
 	d.measuresSection()
 	d.trendSection()
@@ -563,6 +564,54 @@ func (d *pdfDoc) levelOrStatus(ind IndicatorDTO) string {
 	return strings.ReplaceAll(ind.Status, "_", " ")
 }
 
+func (d *pdfDoc) nextLevelSection() {
+	n := d.rep.Enterprise.NextLevel
+	if n == nil || n.Target == nil {
+		d.heading("晋级", "Next level")
+		if n == nil {
+			d.para(8.5, 30, d.t("未评价。", "Not evaluated."))
+		} else {
+			d.para(8.5, 30, d.t("已达一级，即最高等级。", "Level I is the top level."))
+		}
+		return
+	}
+	tgt := *n.Target
+	d.heading("晋级"+levelZH(n.Target)+"所需改进", "To reach Level "+tgt)
+	d.para(8.5, 30, d.t(fmt.Sprintf("%s 窗口：Y_%s 当前为 %.1f，完成下列 %d 项改进后为 %.1f。", n.Window, tgt, n.Y, len(n.Steps), n.YAfter),
+		fmt.Sprintf("On the %s window Y_%s is %.1f now and %.1f after the %d improvements below.", n.Window, tgt, n.Y, n.YAfter, len(n.Steps))))
+	if !n.Reachable {
+		d.para(8.5, 30, d.t("按现有数据尚不能晋级", "Not reachable on the data so far")+": "+n.Reason)
+	}
+	var rows [][]string
+	for i, s := range n.Steps {
+		name := d.name(s.NameZH, s.NameEN)
+		if s.Restrictive {
+			name += " *"
+		}
+		if s.Mandatory {
+			name += " (" + d.t("必须", "required") + ")"
+		}
+		if s.Reason != "" {
+			name += " — " + s.Reason
+		}
+		cur := "—"
+		if s.Value != nil {
+			cur = numText(s.Value) + " " + s.Unit
+		}
+		level := lv(s.Level)
+		if s.Level == nil {
+			level = d.levelOrStatus(IndicatorDTO{Status: s.Status})
+		}
+		rows = append(rows, []string{fmt.Sprint(i + 1), name, cur, level, lv(s.Target), neededText(s), "+" + formatNum(s.Gain)})
+	}
+	if len(rows) > 0 {
+		d.table([]float64{0.5, 4.5, 1.6, 1, 0.9, 2.6, 1}, "RLRLLRR", []string{"#", d.t("指标", "Indicator"), d.t("当前", "Current"),
+			d.t("等级", "Level"), d.t("目标", "Target"), d.t("需达到", "Needed"), "Y_" + tgt + " " + d.t("增益", "gain")}, rows)
+	}
+	d.para(7, 80, d.t("必须项：限定性指标（三级则为全部低于三级的指标）；其余为使 Y 达到 85 所需的最少指标，按增益从大到小。",
+		"Required: restrictive indicators (for Level III, every indicator below III); the others are the fewest that lift Y to 85, largest gain first. Needed is the target level's benchmark (≤ at most, ≥ at least); gain is the index points a step adds after the ones above it."))
+}
+
 func (d *pdfDoc) laggingSection() {
 	e := d.rep.Enterprise
 	d.heading("落后指标", "Lagging indicators")
@@ -578,14 +627,14 @@ func (d *pdfDoc) laggingSection() {
 }
 
 func (d *pdfDoc) measuresSection() {
-	e := d.rep.Enterprise
 	d.heading("建议措施", "Recommended measures")
 	var rows [][]string
-	for _, l := range e.Lagging {
-		for i, m := range l.Solutions {
-			if i == 3 {
-				break
-			}
+	for _, l := range d.rep.Measures {
+		name := d.name(l.NameZH, l.NameEN)
+		if l.Step {
+			name += " (" + d.t("晋级", "next level") + ")"
+		}
+		for _, m := range l.Matches {
 			payback := "—"
 			if m.PaybackYears[1] > 0 {
 				payback = fmt.Sprintf("%s–%s y", formatNum(m.PaybackYears[0]), formatNum(m.PaybackYears[1]))
@@ -598,7 +647,7 @@ func (d *pdfDoc) measuresSection() {
 			if d.cjk {
 				cost = costZH(m.Cost) + " " + m.Cost
 			}
-			rows = append(rows, []string{d.name(l.NameZH, l.NameEN), d.name(m.NameZH, m.NameEN) + ". " + m.Description, cost, payback,
+			rows = append(rows, []string{name, d.name(m.NameZH, m.NameEN) + ". " + m.Description, cost, payback,
 				numText(m.ProjectedValue), proj, fmt.Sprintf("+%.1f", m.Benefit)})
 		}
 	}
@@ -607,7 +656,7 @@ func (d *pdfDoc) measuresSection() {
 		return
 	}
 	d.table([]float64{2.4, 4.2, 1, 1, 1.1, 0.9, 0.9}, "LLLRRLR", []string{d.t("针对指标", "For"), d.t("措施", "Measure"), d.t("费用", "Cost"), d.t("回收期", "Payback"), d.t("预计值", "Projected"), d.t("等级", "Level"), d.t("收益", "Benefit")}, rows)
-	d.para(7, 80, d.t("收益为该指标上增加的指数点；✓ 表示预计可达到目标等级。", "Benefit is the gain in index points on that indicator; ✓ marks measures expected to reach the target level."))
+	d.para(7, 80, d.t("先列晋级所需改进的措施。收益为该指标上增加的指数点；✓ 表示预计可达到目标等级。", "Measures for the improvements to the next level come first. Benefit is the gain in index points on that indicator; ✓ marks measures expected to reach the target level."))
 }
 
 func (d *pdfDoc) trendSection() {

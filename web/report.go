@@ -34,10 +34,13 @@ type Report struct {
 	Live          *AssessmentDTO
 	Official      *AssessmentDTO
 	Groups        []TableGroup
-	Trends        []Trend
-	Events        []scoring.Event
-	Codes         []CodeSpecDTO
-	Standard      StandardRef
+	// Measures are the solution library's measures for the steps to the
+	// next level, then for the other lagging indicators.
+	Measures []MeasureGroup
+	Trends   []Trend
+	Events   []scoring.Event
+	Codes    []CodeSpecDTO
+	Standard StandardRef
 }
 
 // Profile describes the enterprise's metering.
@@ -94,10 +97,22 @@ type TableRow struct {
 	Official *IndicatorDTO
 }
 
+// MeasureGroup is the library's measures for one indicator.
+type MeasureGroup struct {
+	Indicator, NameZH, NameEN, Unit string
+	// Step is set for a step towards the next level (else the indicator
+	// is only lagging).
+	Step    bool
+	Matches []MatchDTO // the best three
+}
+
+// maxMeasures is how many measures a report lists per indicator.
+const maxMeasures = 3
+
 // Trend is the chart of one key indicator.
 type Trend struct {
 	Indicator IndicatorDTO
-	Why       string // lagging, restrictive or weight
+	Why       string // next (a step to the next level), lagging, restrictive or weight
 	Points    int
 	SVG       template.HTML
 
@@ -124,6 +139,7 @@ type reportInput struct {
 	std      *scoring.Standard
 	pol      *scoring.Policy
 	view     resultView
+	lib      *scoring.Library // matches the steps to the next level (nil: none)
 	points   PointReader
 	meters   MeterStatus
 	from, to time.Time
@@ -190,6 +206,8 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 	}
 	rep.Enterprise = EnterpriseDetail{EnterpriseSummary: summaryOf(ent, std, pol, in.view, fresh),
 		CodeReasons: nonNil(res.CodeReasons), Assessments: assessmentsOf(std, in.view), Lagging: laggingOf(std, res.Lagging)}
+	rep.Enterprise.NextLevel = nextLevelOf(std, pol, in.view, in.lib)
+	rep.addMeasures()
 	for i := range rep.Enterprise.Assessments {
 		a := &rep.Enterprise.Assessments[i]
 		if a.Window == pol.Window {
@@ -259,8 +277,30 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 	return rep, nil
 }
 
-// addTrends charts the key indicators: the lagging metered ones first,
-// then restrictive ones, then the heaviest.
+// addMeasures lists the measures of the steps to the next level, then of
+// the other lagging indicators.
+func (rep *Report) addMeasures() {
+	seen := map[string]bool{}
+	add := func(id, zh, en, unit string, step bool, ms []MatchDTO) {
+		if seen[id] || len(ms) == 0 {
+			return
+		}
+		seen[id] = true
+		rep.Measures = append(rep.Measures, MeasureGroup{Indicator: id, NameZH: zh, NameEN: en, Unit: unit, Step: step, Matches: ms[:min(len(ms), maxMeasures)]})
+	}
+	if n := rep.Enterprise.NextLevel; n != nil {
+		for _, s := range n.Steps {
+			add(s.Indicator, s.NameZH, s.NameEN, s.Unit, true, s.Solutions)
+		}
+	}
+	for _, l := range rep.Enterprise.Lagging {
+		add(l.Indicator, l.NameZH, l.NameEN, l.Unit, false, l.Solutions)
+	}
+}
+
+// addTrends charts the key indicators: the metered steps to the next level
+// first, then the other lagging ones, then restrictive ones, then the
+// heaviest.
 func (rep *Report) addTrends(ctx context.Context, in reportInput) error {
 	type cand struct {
 		ind *scoring.Indicator
@@ -272,6 +312,13 @@ func (rep *Report) addTrends(ctx context.Context, in reportInput) error {
 		if ind.Metered() && !seen[ind.ID] && rep.Live.Indicators[ind.Index].Status != string(scoring.NotApplicable) {
 			seen[ind.ID] = true
 			cands = append(cands, cand{ind, why})
+		}
+	}
+	if n := rep.Enterprise.NextLevel; n != nil {
+		for _, s := range n.Steps {
+			if ind, ok := in.std.Indicator(s.Indicator); ok {
+				add(ind, "next")
+			}
 		}
 	}
 	for _, l := range rep.Enterprise.Lagging {
@@ -383,7 +430,7 @@ func (s *server) report(c *gin.Context) {
 		return
 	}
 	snap := s.snapshot()
-	rep, err := buildReport(c.Request.Context(), reportInput{ent: ent, std: snap.Standard, pol: snap.Policy, view: v, points: s.Points,
+	rep, err := buildReport(c.Request.Context(), reportInput{ent: ent, std: snap.Standard, pol: snap.Policy, view: v, lib: s.solutions(snap), points: s.Points,
 		meters: s.Meters, from: from, to: to, now: now})
 	if err != nil {
 		s.fail(c, err)
@@ -443,7 +490,7 @@ func RenderReport(ctx context.Context, o ReportOptions) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep, err := buildReport(ctx, reportInput{ent: ent, std: o.Standard, pol: o.Policy, view: v, points: o.Points, from: o.From, to: o.To, now: o.Now})
+	rep, err := buildReport(ctx, reportInput{ent: ent, std: o.Standard, pol: o.Policy, view: v, lib: o.Solutions, points: o.Points, from: o.From, to: o.To, now: o.Now})
 	if err != nil {
 		return nil, err
 	}
