@@ -55,6 +55,7 @@ type Standard struct {
 	seriesNames []string
 	consts      []*constantDef
 	constIDs    map[string]int
+	totals      []totalSpec // the window totals the series provide (totals.go)
 }
 
 // Window is a rolling window indicators are computed over, in buckets.
@@ -412,6 +413,7 @@ func ParseStandard(name string, data []byte) (*Standard, error) {
 	for _, sr := range l.s.Series {
 		l.s.seriesNames = append(l.s.seriesNames, sr.String())
 	}
+	l.s.totals = l.s.totalSpecs()
 	return l.s, nil
 }
 
