@@ -14,12 +14,17 @@ import (
 
 // EnterpriseSummary is one enterprise in the list.
 type EnterpriseSummary struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	NameZH    string `json:"name_zh,omitempty"`
-	Industry  string `json:"industry,omitempty"`
-	Region    string `json:"region,omitempty"`
-	Evaluated bool   `json:"evaluated"` // false until the scorer has evaluated it (or when the standard does not grade its industry)
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	NameZH   string `json:"name_zh,omitempty"`
+	Industry string `json:"industry,omitempty"`
+	Region   string `json:"region,omitempty"`
+	// USCC is the unified social credit code (统一社会信用代码) and
+	// DischargePermit the discharge permit number (排污许可证编号), when
+	// the registry has them.
+	USCC            string `json:"uscc,omitempty"`
+	DischargePermit string `json:"discharge_permit,omitempty"`
+	Evaluated       bool   `json:"evaluated"` // false until the scorer has evaluated it (or when the standard does not grade its industry)
 	// EvaluatedAt is the time of the result.
 	EvaluatedAt *time.Time `json:"evaluated_at"`
 	// DataThrough is the time of the newest reading the result includes.
@@ -82,6 +87,10 @@ type EnterpriseDetail struct {
 	Lagging      []LaggingDTO    `json:"lagging"`
 	NextLevel    *NextLevelDTO   `json:"next_level"` // on the policy's window; null before the first evaluation
 	RecentEvents []scoring.Event `json:"recent_events"`
+	// EstimatedBenchmarks are the indicators of the standard in force whose
+	// benchmarks are engineering estimates (src: estimate): while there
+	// are any, levels are provisional.
+	EstimatedBenchmarks []string `json:"estimated_benchmarks"`
 }
 
 // AssessmentDTO is an enterprise graded over one window.
@@ -100,6 +109,20 @@ type AssessmentDTO struct {
 	RestrictiveMissing bool           `json:"restrictive_missing"`
 	Exceedance         []string       `json:"exceedance"`
 	Indicators         []IndicatorDTO `json:"indicators"`
+	// Totals are the window totals of the quantities the enterprise
+	// meters (energy in kgce first, then amounts, then loads in kg).
+	Totals []TotalDTO `json:"totals"`
+}
+
+// TotalDTO is the total of one quantity over a window.
+type TotalDTO struct {
+	ID       string  `json:"id"`                 // quantity, load_<quantity>[_<flow>] or energy_kgce
+	Quantity string  `json:"quantity,omitempty"` // registry quantity
+	Unit     string  `json:"unit"`
+	Value    float64 `json:"value"`
+	// Coverage is the worst share of the window with data among the
+	// meters behind the total (null when rebuilt from stored points).
+	Coverage *float64 `json:"coverage"`
 }
 
 // IndicatorDTO is one indicator's result with its definition.
@@ -265,7 +288,7 @@ func enterpriseLinks(id string) Links {
 // evaluated yet).
 func summaryOf(ent *registry.Enterprise, std *scoring.Standard, pol *scoring.Policy, v resultView, fresh DataFreshness) EnterpriseSummary {
 	s := EnterpriseSummary{ID: ent.ID, Name: ent.Name, NameZH: ent.NameZH, Industry: ent.Industry, Region: ent.Region,
-		Window: pol.Window, Freshness: fresh, Links: enterpriseLinks(ent.ID)}
+		USCC: ent.USCC, DischargePermit: ent.DischargePermit, Window: pol.Window, Freshness: fresh, Links: enterpriseLinks(ent.ID)}
 	s.Freshness.Meters = len(ent.Meters)
 	if s.Freshness.StaleMeters == nil {
 		s.Freshness.StaleMeters = []string{}
@@ -307,9 +330,16 @@ func assessmentsOf(std *scoring.Standard, v resultView) []AssessmentDTO {
 		d := AssessmentDTO{Window: a.Window, From: a.From.UTC(), To: a.To.UTC(), YI: a.Y[0], YII: a.Y[1], YIII: a.Y[2],
 			Level: levelPtr(a.Level), Score: a.Score, Completeness: a.Completeness, Capped: a.Capped,
 			RestrictiveLevel: levelPtr(a.Restrictive), RestrictiveMissing: a.RestrictiveMissing,
-			Exceedance: nonNil(a.Exceedance), Indicators: make([]IndicatorDTO, 0, len(a.Indicators))}
+			Exceedance: nonNil(a.Exceedance), Indicators: make([]IndicatorDTO, 0, len(a.Indicators)), Totals: make([]TotalDTO, 0, len(a.Totals))}
 		for ii := range a.Indicators {
 			d.Indicators = append(d.Indicators, indicatorOf(std.Indicators[ii], &a.Indicators[ii], v.hasValue(wi, ii)))
+		}
+		for _, t := range a.Totals {
+			td := TotalDTO{ID: t.ID, Quantity: t.Quantity, Unit: t.Unit, Value: t.Value}
+			if !v.asOf {
+				td.Coverage = f64(t.Coverage)
+			}
+			d.Totals = append(d.Totals, td)
 		}
 		out = append(out, d)
 	}

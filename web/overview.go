@@ -29,6 +29,7 @@ type overviewPage struct {
 	Regressions []regression
 	Nonce       string
 	Window      string
+	Provisional Provisional
 }
 
 // share is a count and its share of the total, for the distribution bars.
@@ -52,7 +53,7 @@ func (s *server) overview(c *gin.Context) {
 	p := principal(c)
 	now := s.now()
 	pg := overviewPage{clock: clock{localZone(snap.Standard.UTCOffset)}, Generated: now, Evaluated: snap.Time, Role: p.Role,
-		Enterprise: p.Enterprise, Window: snap.Policy.Window}
+		Enterprise: p.Enterprise, Window: snap.Policy.Window, Provisional: provisionalOf(snap.Standard)}
 	codes := map[string]int{}
 	levels := map[string]int{}
 	names := map[string]string{}

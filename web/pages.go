@@ -4,6 +4,9 @@ import (
 	"embed"
 	"fmt"
 	"html/template"
+	"math"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/cleanprod/cleanprod/scoring"
@@ -31,6 +34,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"levelZH":  levelZH,
 	"needed":   neededText,
 	"inc":      func(i int) int { return i + 1 },
+	"qty":      qtyText,
 	"css":      func() template.CSS { return template.CSS(stylesheet) },
 }).ParseFS(templateFS, "templates/*.html"))
 
@@ -184,4 +188,28 @@ func neededText(s StepDTO) string {
 		op = "≥ "
 	}
 	return op + formatNum(*s.Needed) + " " + s.Unit
+}
+
+// qtyText formats a total (a *float64; nil: "—"): whole numbers with
+// thousands separators from 10,000 up, else like num.
+func qtyText(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	x := *v
+	if math.IsNaN(x) || math.IsInf(x, 0) || math.Abs(x) < 1e4 || math.Abs(x) >= 1e18 {
+		return formatNum(x)
+	}
+	digits := strconv.FormatInt(int64(math.Abs(math.Round(x))), 10)
+	var b strings.Builder
+	if x < 0 {
+		b.WriteByte('-')
+	}
+	for i, c := range digits {
+		if i > 0 && (len(digits)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }

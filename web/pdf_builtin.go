@@ -177,6 +177,7 @@ func (b *BuiltinPDF) RenderPDF(ctx context.Context, r *Report, _ []byte) ([]byte
 	d.codeSection()
 	d.profileSection()
 	d.coverageSection()
+	d.totalsSection()
 	d.evaluationSection()
 	d.indicatorSection()
 	d.nextLevelSection()
@@ -375,6 +376,26 @@ func (d *pdfDoc) title() {
 		{d.t("生成时间", "Generated"), r.DateTime(r.Generated)},
 		{d.t("评价标准", "Standard"), d.name(r.Standard.NameZH, r.Standard.NameEN) + " (" + r.Standard.ID + ")"},
 	})
+	d.provisionalBanner()
+}
+
+// provisionalBanner says, while the standard has estimated benchmarks,
+// that the levels are provisional (as the HTML report's banner).
+func (d *pdfDoc) provisionalBanner() {
+	p := d.rep.Provisional
+	if len(p.Estimated) == 0 {
+		return
+	}
+	text := d.t(fmt.Sprintf("暂定评价：本标准 %d 项指标中 %d 项的基准值为工程估计（src: estimate），尚未以官方指标体系核实；据此得出的等级仅供参考，不得作为正式审核结论报送。", p.Indicators, len(p.Estimated)),
+		fmt.Sprintf("Provisional grading: %d of the %d indicators of the standard in force have estimated benchmarks (src: estimate), not yet checked against the official tables: levels graded against them are provisional and must not be submitted as an official audit result.", len(p.Estimated), p.Indicators))
+	d.ensure(16)
+	d.font(8.5, 20)
+	d.SetFillColor(255, 248, 197)
+	d.SetDrawColor(191, 135, 0)
+	d.SetLineWidth(0.4)
+	d.MultiCell(0, 4.2, d.s(text), "1", "L", true)
+	d.SetLineWidth(0.2)
+	d.Ln(2)
 }
 
 func lv(l *string) string { return levelText(l) }
@@ -437,6 +458,8 @@ func (d *pdfDoc) profileSection() {
 		{d.t("企业", "Enterprise"), d.name(e.NameZH, e.Name)},
 		{d.t("行业", "Industry"), e.Industry},
 		{d.t("地区", "Region"), e.Region},
+		{d.t("统一社会信用代码", "Unified social credit code"), orDash(e.USCC)},
+		{d.t("排污许可证编号", "Discharge permit number"), orDash(e.DischargePermit)},
 		{d.t("网关 / 仪表", "Gateways / meters"), fmt.Sprintf("%d / %d", len(r.Profile.Gateways), r.Profile.Meters)},
 		{d.t("车间", "Workshops"), strings.Join(r.Profile.Workshops, ", ")},
 	})
@@ -469,6 +492,45 @@ func (d *pdfDoc) coverageSection() {
 }
 
 func pctText(v float64) string { return formatNum(100*v) + "%" }
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+func (d *pdfDoc) totalsSection() {
+	r := d.rep
+	d.heading("期内总量", "Totals over the windows")
+	if len(r.Totals) == 0 {
+		d.para(8.5, 30, d.t("无计量总量。", "No metered totals."))
+		return
+	}
+	header := []string{d.t("总量", "Total"), d.t("单位", "Unit")}
+	widths := []float64{4, 1.4}
+	align := "LL"
+	for _, a := range r.Enterprise.Assessments {
+		header = append(header, a.Window+" "+r.Date(a.From)+" – "+r.Date(a.To))
+		widths = append(widths, 2.2)
+		align += "R"
+	}
+	var rows [][]string
+	for _, t := range r.Totals {
+		cells := []string{d.name(t.NameZH, t.NameEN), t.Unit}
+		for i, v := range t.Values {
+			c := qtyText(v)
+			if t.Partial(i) {
+				c += " (" + pctText(*t.Coverage[i]) + ")"
+			}
+			cells = append(cells, c)
+		}
+		rows = append(rows, cells)
+	}
+	d.table(widths, align, header, rows)
+	d.para(7, 80, d.t("由窗口内各仪表读数累计；综合能耗按本标准的折标系数折算；括号内为数据覆盖不足时的覆盖率，此时总量偏低。",
+		"Summed from the meters' readings in each window; energy in kgce with the standard's standard-coal factors; a percentage in brackets is the coverage of a window with gaps, whose total is then understated."))
+}
 
 func (d *pdfDoc) evaluationSection() {
 	r := d.rep
