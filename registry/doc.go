@@ -5,7 +5,11 @@
 // per file) and is read-only once loaded, so any goroutine may call its
 // methods concurrently. It also owns the table of canonical quantities and
 // the units each may be reported in: a unit that is not declared for a
-// quantity is a configuration error, never a guess.
+// quantity is a configuration error, never a guess. An enterprise's
+// optional identifiers for reports are checked as well: its unified social
+// credit code by the check character of GB 32100-2015 (CheckUSCC) and its
+// discharge permit number by the layout of HJ 608-2017
+// (CheckDischargePermit).
 //
 // Register values in a file (rollover, resolution, a replacement's
 // old_final and new_initial) are in what the gateway sends, before scale;

@@ -37,9 +37,16 @@ type Enterprise struct {
 	NameZH   string
 	Industry string
 	Region   string // grid region for emission factors, e.g. "chongqing"
-	Gateways []*Gateway
-	Meters   []*Meter // every meter of every gateway, in file order
-	File     string
+	// USCC is the unified social credit code (统一社会信用代码, 18
+	// characters, GB 32100-2015; see CheckUSCC), "" when not given.
+	USCC string
+	// DischargePermit is the discharge permit number (排污许可证编号, 22
+	// characters, HJ 608-2017; see CheckDischargePermit), "" when not
+	// given.
+	DischargePermit string
+	Gateways        []*Gateway
+	Meters          []*Meter // every meter of every gateway, in file order
+	File            string
 }
 
 // Gateway is a registered gateway of one enterprise.
@@ -166,6 +173,8 @@ type fileSchema struct {
 		NameZH   string `yaml:"name_zh"`
 		Industry string `yaml:"industry"`
 		Region   string `yaml:"region"`
+		USCC     string `yaml:"uscc"`
+		Permit   string `yaml:"discharge_permit"`
 	} `yaml:"enterprise"`
 	Gateways []struct {
 		ID          string        `yaml:"id"`
@@ -270,12 +279,27 @@ func parseFile(name string, data []byte) (*Enterprise, error) {
 	e := &Enterprise{
 		ID: f.Enterprise.ID, Name: f.Enterprise.Name, NameZH: f.Enterprise.NameZH,
 		Industry: f.Enterprise.Industry, Region: f.Enterprise.Region, File: name,
+		USCC: f.Enterprise.USCC, DischargePermit: f.Enterprise.Permit,
 	}
 	if !ValidID(e.ID) {
 		problem(yamlfile.P("enterprise", "id"), "enterprise id %q: want 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit", e.ID)
 	}
 	if e.Name == "" {
 		problem(yamlfile.P("enterprise"), "enterprise name is missing")
+	}
+	if e.USCC != "" {
+		if err := CheckUSCC(e.USCC); err != nil {
+			problem(yamlfile.P("enterprise", "uscc"), "enterprise %q: uscc: %v", e.ID, err)
+		}
+	}
+	if e.DischargePermit != "" {
+		uscc := e.USCC
+		if CheckUSCC(uscc) != nil {
+			uscc = "" // reported above; do not report it twice
+		}
+		if err := CheckDischargePermit(e.DischargePermit, uscc); err != nil {
+			problem(yamlfile.P("enterprise", "discharge_permit"), "enterprise %q: discharge_permit: %v", e.ID, err)
+		}
 	}
 	if len(f.Gateways) == 0 {
 		problem(yamlfile.P("gateways"), "enterprise %q has no gateways", e.ID)

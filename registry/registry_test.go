@@ -43,6 +43,9 @@ func TestLoadGood(t *testing.T) {
 	if len(e2.Replacements) != 1 || e2.Replacements[0].OldFinal != 182900 || e2.MaxRate != 5000 {
 		t.Errorf("E-2: got %+v", e2)
 	}
+	if e := g.Enterprise; e.USCC != "91130200699229617X" || e.DischargePermit != "91130200699229617X001P" {
+		t.Errorf("plant-a: uscc %q, discharge permit %q", e.USCC, e.DischargePermit)
+	}
 	if homes := reg.MetersNamed("COD"); len(homes) != 1 || homes[0].Enterprise.ID != "plant-a" {
 		t.Errorf("MetersNamed(COD): got %v", homes)
 	}
@@ -68,6 +71,8 @@ func TestLoadBad(t *testing.T) {
 		"replacement_incomplete":    "replacement_incomplete.yaml:12: meter \"M\": a replacement needs at, old_final and new_initial",
 		"no_gateways":               `no_gateways.yaml:4: enterprise "p" has no gateways`,
 		"bad_enterprise_id":         `bad_enterprise_id.yaml:2: enterprise id "my plant"`,
+		"bad_uscc_check":            `bad_uscc_check.yaml:4: enterprise "p": uscc: unified social credit code "91130200699229617Y": check character is 'Y', want 'X'`,
+		"bad_permit_holder":         `bad_permit_holder.yaml:5: enterprise "p": discharge_permit: discharge permit number "91350100M000100Y43001P" does not start with the enterprise's unified social credit code 91130200699229617X`,
 		"wrong_type":                "wrong_type.yaml:7: cannot unmarshal !!str `lots` into float64",
 		"syntax":                    "syntax.yaml:6: did not find expected",
 	}
@@ -229,4 +234,60 @@ func parseMeter(fields string) (*Meter, error) {
 	}
 	m, _ := reg.Meter("e", "M")
 	return m, nil
+}
+
+// Codes from public examples pass; one wrong character fails on the check
+// character, with a message that says which rule and what it wants.
+func TestCheckUSCC(t *testing.T) {
+	tests := []struct {
+		code string
+		want string // error substring; "" valid
+	}{
+		{"91130200699229617X", ""}, // HJ 608-2017 appendix A
+		{"911302307808371268", ""}, // 固定污染源编码规则(试行), example outlet code
+		{"91350100M000100Y43", ""}, // the GB 32100 example
+		{"91500000MA60F2C1XY", ""}, // gateway-config/cq-lj-yuntai-auto.yaml
+		{"91130200699229617Y", `check character is 'Y', want 'X'`},
+		{"91130200699229671X", `check character is 'X', want`}, // two digits swapped
+		{"91350100M000100Y4", "want 18 characters, got 17"},
+		{"91350100M000100I43", `character 16 'I' is not one of`},
+		{"91350100m000100Y43", "letters are upper case"},
+		{"9135A100M000100Y43", "characters 3-8 are the region code"},
+		{"", "want 18 characters, got 0"},
+	}
+	for _, tt := range tests {
+		err := CheckUSCC(tt.code)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v, want valid", tt.code, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: got %v, want an error containing %q", tt.code, err, tt.want)
+		}
+	}
+}
+
+func TestCheckDischargePermit(t *testing.T) {
+	tests := []struct {
+		permit, uscc string
+		want         string // error substring; "" valid
+	}{
+		{"91130200699229617X001P", "91130200699229617X", ""},
+		{"91130200699229617X002P", "", ""},
+		{"H9500112000001234a001P", "", ""},
+		{"91130200699229617X001", "", "want 22 characters"},
+		{"91130200699229617Y001P", "", "check character is 'Y'"},
+		{"91130200699229617X0A1P", "", "sequence number and must be digits"},
+		{"91130200699229617X001p", "", "capital letter or a digit"},
+		{"91350100M000100Y43001P", "91130200699229617X", "does not start with the enterprise's unified social credit code"},
+		{"H9500112000001234a001P", "91130200699229617X", "substitute holder code"},
+	}
+	for _, tt := range tests {
+		err := CheckDischargePermit(tt.permit, tt.uscc)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%s: %v, want valid", tt.permit, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%s: got %v, want an error containing %q", tt.permit, err, tt.want)
+		}
+	}
 }

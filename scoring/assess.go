@@ -64,6 +64,9 @@ type Assessment struct {
 	RestrictiveMissing bool
 	// Exceedance lists the compliance indicators below 100 %.
 	Exceedance []string
+	// Totals are the window totals of the quantities the enterprise
+	// meters (totals.go).
+	Totals []Total
 }
 
 // Indicator returns the result of the indicator with the given id.
@@ -376,6 +379,7 @@ func assess(in assessInput) Assessment {
 			a.Exceedance = append(a.Exceedance, ind.ID)
 		}
 	}
+	a.Totals = windowTotals(ev, std)
 	g := std.Grade(marks, in.policy)
 	for i := range a.Indicators {
 		a.Indicators[i].Weight = g.Weights[i]

@@ -11,8 +11,9 @@ const (
 	MeasurementIndicator = "indicator"
 	// MeasurementScore: one point per enterprise and window; tags
 	// enterprise, window; fields y_i, y_ii, y_iii, level (0-4), score,
-	// completeness; on the policy's window also code, next_audit_due (Unix
-	// seconds) and stale_meters.
+	// completeness, the window totals as total_<id> (Assessment.Totals;
+	// TotalsFromFields reads them back); on the policy's window also code,
+	// next_audit_due (Unix seconds) and stale_meters.
 	MeasurementScore = "score"
 	// MeasurementEvent: one point per event; tags enterprise, kind,
 	// indicator, meter (empty ones absent); fields resolved, reason,
@@ -29,6 +30,7 @@ func appendPoints(ps []store.Point, std *Standard, codeWindow int, res *Result) 
 			"y_i": a.Y[0], "y_ii": a.Y[1], "y_iii": a.Y[2],
 			"level": int64(a.Level), "score": a.Score, "completeness": a.Completeness,
 		}
+		totalFields(f, a.Totals)
 		if wi == codeWindow {
 			f["code"] = string(res.Code)
 			f["next_audit_due"] = res.NextAuditDue.Unix()

@@ -50,6 +50,8 @@ import (
 //	clear events
 //	expect rank <window> <ent> <rank>            (0: unranked)
 //	expect lagging <ent> <indicator> [first] [solution=<id>]
+//	expect total <ent> <window> <id> <value>[±<tol>] [coverage=<x>[±<tol>]]
+//	expect no total <ent> <window> <id>
 //	expect due <ent> <date>
 
 func TestScenarios(t *testing.T) {
@@ -473,6 +475,13 @@ func (s *scenario) expect(f []string) {
 	case "event":
 		s.expectEvent(f[1:])
 	case "no":
+		if len(f) == 5 && f[1] == "total" {
+			a := s.assessment(f[2], f[3])
+			if slices.ContainsFunc(a.Totals, func(t Total) bool { return t.ID == f[4] }) {
+				s.errorf("total %s of %s (%s): got %v, want none", f[4], f[2], f[3], a.Totals)
+			}
+			return
+		}
 		if len(s.pending) > 0 {
 			var b strings.Builder
 			for _, ev := range s.pending {
@@ -516,6 +525,22 @@ func (s *scenario) expect(f []string) {
 					ids = append(ids, fmt.Sprintf("%s(%.3f)", m.Solution.ID, m.Benefit))
 				}
 				s.errorf("best solution for %s of %s: got %v, want %s first", f[2], f[1], ids, want)
+			}
+		}
+	case "total":
+		a := s.assessment(f[1], f[2])
+		i := slices.IndexFunc(a.Totals, func(t Total) bool { return t.ID == f[3] })
+		if i < 0 {
+			s.errorf("total %s of %s (%s): missing (got %v)", f[3], f[1], f[2], a.Totals)
+			return
+		}
+		got := a.Totals[i]
+		if w, tl := valueTol(f[4]); math.Abs(got.Value-w) > tl {
+			s.errorf("total %s of %s (%s): got %v %s, want %v±%v", f[3], f[1], f[2], got.Value, got.Unit, w, tl)
+		}
+		if c, ok := kv(f[5:])["coverage"]; ok {
+			if w, tl := valueTol(c); math.Abs(got.Coverage-w) > tl {
+				s.errorf("total %s of %s (%s): got coverage %v, want %v±%v", f[3], f[1], f[2], got.Coverage, w, tl)
 			}
 		}
 	case "due":
@@ -627,4 +652,15 @@ func (h *memHistory) AggregateReadings(ctx context.Context, from, to time.Time, 
 		return cmp.Or(strings.Compare(a.Enterprise, b.Enterprise), strings.Compare(a.Meter, b.Meter), a.Start.Compare(b.Start))
 	})
 	return out, nil
+}
+
+// valueTol parses "<x>" or "<x>±<tol>" (default tolerance 1e-9).
+func valueTol(v string) (float64, float64) {
+	want, tol := v, "1e-9"
+	if i := strings.Index(v, "±"); i >= 0 {
+		want, tol = v[:i], v[i+len("±"):]
+	}
+	w, _ := strconv.ParseFloat(want, 64)
+	tl, _ := strconv.ParseFloat(tol, 64)
+	return w, tl
 }

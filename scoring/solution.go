@@ -261,7 +261,8 @@ func target(l Level) Level {
 // ordered by weighted gap, largest first (restrictive ones first on
 // equal gaps), each with the matching solutions of lib (may be nil) ranked
 // by benefit, then by reaching the target, then cheapest, then quickest
-// payback.
+// payback. The order is by size of gap, not by what it takes to reach the
+// next level: NextLevel answers that.
 func LaggingIndicators(std *Standard, a *Assessment, lib *Library) []Lagging {
 	tgt := target(a.Level)
 	var out []Lagging
@@ -279,40 +280,7 @@ func LaggingIndicators(std *Standard, a *Assessment, lib *Library) []Lagging {
 		if ind.Kind == Quantitative {
 			lg.Needed = ind.Benchmark(tgt)
 		}
-		if lib != nil {
-			for _, si := range lib.byInd[ind.ID] {
-				s := lib.Solutions[si]
-				for _, ef := range s.Effects {
-					if ef.Indicator != ind.ID {
-						continue
-					}
-					m := Match{Solution: s}
-					m.Projected, m.ProjectedLevel = ef.project(ind, r.Value)
-					score := LevelScore(m.ProjectedLevel)
-					if ind.Kind == Quantitative {
-						score = ind.IndicatorScore(m.Projected)
-					}
-					m.Benefit = w * math.Max(0, score-r.Score)
-					m.ReachesTarget = m.ProjectedLevel.Meets(tgt)
-					lg.Solutions = append(lg.Solutions, m)
-				}
-			}
-			slices.SortStableFunc(lg.Solutions, func(a, b Match) int {
-				if c := cmp.Compare(b.Benefit, a.Benefit); c != 0 {
-					return c
-				}
-				if a.ReachesTarget != b.ReachesTarget {
-					return map[bool]int{true: -1, false: 1}[a.ReachesTarget]
-				}
-				if c := cmp.Compare(slices.Index(costOrder, a.Solution.Cost), slices.Index(costOrder, b.Solution.Cost)); c != 0 {
-					return c
-				}
-				if c := cmp.Compare(a.Solution.PaybackYears[0], b.Solution.PaybackYears[0]); c != 0 {
-					return c
-				}
-				return strings.Compare(a.Solution.ID, b.Solution.ID)
-			})
-		}
+		lg.Solutions = lib.matches(ind, r, tgt)
 		out = append(out, lg)
 	}
 	slices.SortStableFunc(out, func(a, b Lagging) int {
@@ -323,6 +291,54 @@ func LaggingIndicators(std *Standard, a *Assessment, lib *Library) []Lagging {
 			return map[bool]int{true: -1, false: 1}[a.Restrictive]
 		}
 		return 0
+	})
+	return out
+}
+
+// matches returns the measures of lib (nil: none) for ind with their
+// projected effect on r, ranked by benefit, then by reaching tgt, then
+// cheapest, then quickest payback. A quantitative indicator without a
+// value has nothing to project from: none.
+func (lib *Library) matches(ind *Indicator, r *IndicatorResult, tgt Level) []Match {
+	if lib == nil || (ind.Kind == Quantitative && !r.HasValue() && r.Status != Graded) {
+		return nil
+	}
+	w := r.Weight
+	if w == 0 {
+		w = ind.EffectiveWeight()
+	}
+	var out []Match
+	for _, si := range lib.byInd[ind.ID] {
+		s := lib.Solutions[si]
+		for _, ef := range s.Effects {
+			if ef.Indicator != ind.ID {
+				continue
+			}
+			m := Match{Solution: s}
+			m.Projected, m.ProjectedLevel = ef.project(ind, r.Value)
+			score := LevelScore(m.ProjectedLevel)
+			if ind.Kind == Quantitative {
+				score = ind.IndicatorScore(m.Projected)
+			}
+			m.Benefit = w * math.Max(0, score-r.Score)
+			m.ReachesTarget = m.ProjectedLevel.Meets(tgt)
+			out = append(out, m)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b Match) int {
+		if c := cmp.Compare(b.Benefit, a.Benefit); c != 0 {
+			return c
+		}
+		if a.ReachesTarget != b.ReachesTarget {
+			return map[bool]int{true: -1, false: 1}[a.ReachesTarget]
+		}
+		if c := cmp.Compare(slices.Index(costOrder, a.Solution.Cost), slices.Index(costOrder, b.Solution.Cost)); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Solution.PaybackYears[0], b.Solution.PaybackYears[0]); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Solution.ID, b.Solution.ID)
 	})
 	return out
 }

@@ -58,6 +58,7 @@ type Standard struct {
 	absentSeries map[string][]int
 	consts       []*constantDef
 	constIDs     map[string]int
+	totals       []totalSpec // the window totals the series provide (totals.go)
 }
 
 // Window is a rolling window indicators are computed over, in buckets.
@@ -285,6 +286,20 @@ func (s *Standard) Indicator(id string) (*Indicator, bool) {
 	return ind, ok
 }
 
+// Estimated returns the ids of the indicators whose benchmarks and weight
+// are engineering estimates (src includes "estimate") rather than figures
+// from a source, in file order. While there are any, levels graded against
+// the standard are provisional.
+func (s *Standard) Estimated() []string {
+	var out []string
+	for _, ind := range s.Indicators {
+		if slices.Contains(ind.Src, "estimate") {
+			out = append(out, ind.ID)
+		}
+	}
+	return out
+}
+
 // Window returns the window with the given name.
 func (s *Standard) Window(name string) (Window, int, bool) {
 	for i, w := range s.Windows {
@@ -465,6 +480,7 @@ func ParseStandard(name string, data []byte) (*Standard, error) {
 			}
 		}
 	}
+	l.s.totals = l.s.totalSpecs()
 	return l.s, nil
 }
 

@@ -101,13 +101,15 @@ func (s *server) getEnterprise(c *gin.Context) {
 func (s *server) detail(c *gin.Context, ent *registry.Enterprise, v resultView) (EnterpriseDetail, error) {
 	snap := s.snapshot()
 	d := EnterpriseDetail{EnterpriseSummary: summaryOf(ent, snap.Standard, snap.Policy, v, s.freshness(ent)),
-		CodeReasons: []string{}, Assessments: []AssessmentDTO{}, Lagging: []LaggingDTO{}, RecentEvents: []scoring.Event{}}
+		CodeReasons: []string{}, Assessments: []AssessmentDTO{}, Lagging: []LaggingDTO{}, RecentEvents: []scoring.Event{},
+		EstimatedBenchmarks: nonNil(snap.Standard.Estimated())}
 	if v.res == nil {
 		return d, nil
 	}
 	d.CodeReasons = nonNil(v.res.CodeReasons)
 	d.Assessments = assessmentsOf(snap.Standard, v)
 	d.Lagging = laggingOf(snap.Standard, v.res.Lagging)
+	d.NextLevel = nextLevelOf(snap.Standard, snap.Policy, v, s.solutions(snap))
 	to := v.res.Time
 	if !v.asOf {
 		to = s.now()

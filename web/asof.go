@@ -67,6 +67,7 @@ func resultAt(ctx context.Context, pr PointReader, std *scoring.Standard, pol *s
 		a := &res.Assessments[wi]
 		a.Y = [3]float64{num(p, "y_i"), num(p, "y_ii"), num(p, "y_iii")}
 		a.Level, a.Score, a.Completeness = scoring.Level(num(p, "level")), num(p, "score"), num(p, "completeness")
+		a.Totals = scoring.TotalsFromFields(std, p.Fields)
 		if p.Tags["window"] == pol.Window {
 			res.Code = scoring.Code(text(p, "code"))
 			if due := num(p, "next_audit_due"); due > 0 {

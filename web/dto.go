@@ -14,12 +14,17 @@ import (
 
 // EnterpriseSummary is one enterprise in the list.
 type EnterpriseSummary struct {
-	ID        string `json:"id"`
-	Name      string `json:"name"`
-	NameZH    string `json:"name_zh,omitempty"`
-	Industry  string `json:"industry,omitempty"`
-	Region    string `json:"region,omitempty"`
-	Evaluated bool   `json:"evaluated"` // false until the scorer has evaluated it (or when the standard does not grade its industry)
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	NameZH   string `json:"name_zh,omitempty"`
+	Industry string `json:"industry,omitempty"`
+	Region   string `json:"region,omitempty"`
+	// USCC is the unified social credit code (统一社会信用代码) and
+	// DischargePermit the discharge permit number (排污许可证编号), when
+	// the registry has them.
+	USCC            string `json:"uscc,omitempty"`
+	DischargePermit string `json:"discharge_permit,omitempty"`
+	Evaluated       bool   `json:"evaluated"` // false until the scorer has evaluated it (or when the standard does not grade its industry)
 	// EvaluatedAt is the time of the result.
 	EvaluatedAt *time.Time `json:"evaluated_at"`
 	// DataThrough is the time of the newest reading the result includes.
@@ -75,10 +80,17 @@ type Links struct {
 // EnterpriseDetail is one enterprise with every indicator.
 type EnterpriseDetail struct {
 	EnterpriseSummary
-	CodeReasons  []string        `json:"code_reasons"`
-	Assessments  []AssessmentDTO `json:"assessments"`
+	CodeReasons []string        `json:"code_reasons"`
+	Assessments []AssessmentDTO `json:"assessments"`
+	// Lagging lists every indicator below the next level, largest
+	// weighted gap first; NextLevel is what it takes to reach that level.
 	Lagging      []LaggingDTO    `json:"lagging"`
+	NextLevel    *NextLevelDTO   `json:"next_level"` // on the policy's window; null before the first evaluation
 	RecentEvents []scoring.Event `json:"recent_events"`
+	// EstimatedBenchmarks are the indicators of the standard in force whose
+	// benchmarks are engineering estimates (src: estimate): while there
+	// are any, levels are provisional.
+	EstimatedBenchmarks []string `json:"estimated_benchmarks"`
 }
 
 // AssessmentDTO is an enterprise graded over one window.
@@ -97,6 +109,20 @@ type AssessmentDTO struct {
 	RestrictiveMissing bool           `json:"restrictive_missing"`
 	Exceedance         []string       `json:"exceedance"`
 	Indicators         []IndicatorDTO `json:"indicators"`
+	// Totals are the window totals of the quantities the enterprise
+	// meters (energy in kgce first, then amounts, then loads in kg).
+	Totals []TotalDTO `json:"totals"`
+}
+
+// TotalDTO is the total of one quantity over a window.
+type TotalDTO struct {
+	ID       string  `json:"id"`                 // quantity, load_<quantity>[_<flow>] or energy_kgce
+	Quantity string  `json:"quantity,omitempty"` // registry quantity
+	Unit     string  `json:"unit"`
+	Value    float64 `json:"value"`
+	// Coverage is the worst share of the window with data among the
+	// meters behind the total (null when rebuilt from stored points).
+	Coverage *float64 `json:"coverage"`
 }
 
 // IndicatorDTO is one indicator's result with its definition.
@@ -149,6 +175,49 @@ type LaggingDTO struct {
 	Needed      *float64   `json:"needed"` // the target's benchmark (quantitative)
 	Gap         float64    `json:"gap"`    // weighted gap in index points
 	Solutions   []MatchDTO `json:"solutions"`
+}
+
+// NextLevelDTO answers "what gets us to the next level" on the policy's
+// window: the fewest indicator improvements that reach it under the
+// method's rules (scoring.NextLevel), restrictive ones first, then by gain.
+type NextLevelDTO struct {
+	Window string  `json:"window"`
+	Level  *string `json:"level"`  // the current level (null: not graded)
+	Target *string `json:"target"` // the next level (null at Level I, the top)
+	// Reachable says whether the steps reach Target on the data so far;
+	// Reason says why not (or that Level I is the top).
+	Reachable bool   `json:"reachable"`
+	Reason    string `json:"reason,omitempty"`
+	// Y is Y_target now, YAfter once every step is done (Levels I and II
+	// need 85, Level III 100).
+	Y      float64   `json:"y"`
+	YAfter float64   `json:"y_after"`
+	Steps  []StepDTO `json:"steps"`
+}
+
+// StepDTO is one indicator improvement towards the next level.
+type StepDTO struct {
+	Indicator   string `json:"indicator"`
+	NameZH      string `json:"name_zh"`
+	NameEN      string `json:"name_en"`
+	Unit        string `json:"unit,omitempty"`
+	Kind        string `json:"kind"`                // quantitative or qualitative
+	Direction   string `json:"direction,omitempty"` // lower_better: needed is a maximum; higher_better: a minimum
+	Restrictive bool   `json:"restrictive"`
+	// Mandatory: a level condition besides Y >= 85 requires it (restrictive
+	// indicators; every indicator for Level III).
+	Mandatory bool     `json:"mandatory"`
+	Status    string   `json:"status"`           // graded, or insufficient: it needs data or a declaration first
+	Reason    string   `json:"reason,omitempty"` // why it is not graded
+	Level     *string  `json:"level"`            // current level
+	Value     *float64 `json:"value"`            // current value (quantitative)
+	Target    *string  `json:"target"`           // the level it must reach
+	// Needed is the target level's benchmark (quantitative), NeededText
+	// its description (qualitative, e.g. "yes").
+	Needed     *float64   `json:"needed"`
+	NeededText string     `json:"needed_text,omitempty"`
+	Gain       float64    `json:"gain"` // Y_target points the step adds after the ones before it
+	Solutions  []MatchDTO `json:"solutions"`
 }
 
 // MatchDTO is a measure from the solution library for a lagging indicator.
@@ -222,7 +291,7 @@ func enterpriseLinks(id string) Links {
 // evaluated yet).
 func summaryOf(ent *registry.Enterprise, std *scoring.Standard, pol *scoring.Policy, v resultView, fresh DataFreshness) EnterpriseSummary {
 	s := EnterpriseSummary{ID: ent.ID, Name: ent.Name, NameZH: ent.NameZH, Industry: ent.Industry, Region: ent.Region,
-		Window: pol.Window, Freshness: fresh, Links: enterpriseLinks(ent.ID)}
+		USCC: ent.USCC, DischargePermit: ent.DischargePermit, Window: pol.Window, Freshness: fresh, Links: enterpriseLinks(ent.ID)}
 	s.Freshness.Meters = len(ent.Meters)
 	if s.Freshness.StaleMeters == nil {
 		s.Freshness.StaleMeters = []string{}
@@ -264,9 +333,16 @@ func assessmentsOf(std *scoring.Standard, v resultView) []AssessmentDTO {
 		d := AssessmentDTO{Window: a.Window, From: a.From.UTC(), To: a.To.UTC(), YI: a.Y[0], YII: a.Y[1], YIII: a.Y[2],
 			Level: levelPtr(a.Level), Score: a.Score, Completeness: a.Completeness, Capped: a.Capped,
 			RestrictiveLevel: levelPtr(a.Restrictive), RestrictiveMissing: a.RestrictiveMissing,
-			Exceedance: nonNil(a.Exceedance), Indicators: make([]IndicatorDTO, 0, len(a.Indicators))}
+			Exceedance: nonNil(a.Exceedance), Indicators: make([]IndicatorDTO, 0, len(a.Indicators)), Totals: make([]TotalDTO, 0, len(a.Totals))}
 		for ii := range a.Indicators {
 			d.Indicators = append(d.Indicators, indicatorOf(std.Indicators[ii], &a.Indicators[ii], v.hasValue(wi, ii)))
+		}
+		for _, t := range a.Totals {
+			td := TotalDTO{ID: t.ID, Quantity: t.Quantity, Unit: t.Unit, Value: t.Value}
+			if !v.asOf {
+				td.Coverage = f64(t.Coverage)
+			}
+			d.Totals = append(d.Totals, td)
 		}
 		out = append(out, d)
 	}
@@ -326,20 +402,58 @@ func laggingOf(std *scoring.Standard, ls []scoring.Lagging) []LaggingDTO {
 			continue
 		}
 		d := LaggingDTO{Indicator: l.Indicator, NameZH: ind.NameZH, NameEN: ind.NameEN, Unit: ind.Unit, Restrictive: l.Restrictive,
-			Level: levelPtr(l.Level), Target: levelPtr(l.Target), Gap: l.Gap, Solutions: make([]MatchDTO, 0, len(l.Solutions))}
+			Level: levelPtr(l.Level), Target: levelPtr(l.Target), Gap: l.Gap}
 		if ind.Kind == scoring.Quantitative {
 			d.Value, d.Needed = f64(l.Value), f64(l.Needed)
 		}
-		for _, m := range l.Solutions {
-			md := MatchDTO{ID: m.Solution.ID, NameZH: m.Solution.NameZH, NameEN: m.Solution.NameEN, Description: m.Solution.Description,
-				Cost: string(m.Solution.Cost), PaybackYears: m.Solution.PaybackYears, ProjectedLevel: levelPtr(m.ProjectedLevel),
-				Benefit: m.Benefit, ReachesTarget: m.ReachesTarget, Src: nonNil(m.Solution.Src)}
-			if ind.Kind == scoring.Quantitative {
-				md.ProjectedValue = f64(m.Projected)
-			}
-			d.Solutions = append(d.Solutions, md)
-		}
+		d.Solutions = matchesOf(ind, l.Solutions)
 		out = append(out, d)
 	}
 	return out
+}
+
+func matchesOf(ind *scoring.Indicator, ms []scoring.Match) []MatchDTO {
+	out := make([]MatchDTO, 0, len(ms))
+	for _, m := range ms {
+		md := MatchDTO{ID: m.Solution.ID, NameZH: m.Solution.NameZH, NameEN: m.Solution.NameEN, Description: m.Solution.Description,
+			Cost: string(m.Solution.Cost), PaybackYears: m.Solution.PaybackYears, ProjectedLevel: levelPtr(m.ProjectedLevel),
+			Benefit: m.Benefit, ReachesTarget: m.ReachesTarget, Src: nonNil(m.Solution.Src)}
+		if ind.Kind == scoring.Quantitative {
+			md.ProjectedValue = f64(m.Projected)
+		}
+		out = append(out, md)
+	}
+	return out
+}
+
+// nextLevelOf plans the next level on the policy's window of v (nil when
+// there is no assessment on it).
+func nextLevelOf(std *scoring.Standard, pol *scoring.Policy, v resultView, lib *scoring.Library) *NextLevelDTO {
+	if v.res == nil {
+		return nil
+	}
+	a, ok := v.res.Assessment(pol.Window)
+	if !ok {
+		return nil
+	}
+	p := scoring.NextLevel(std, a, lib)
+	d := &NextLevelDTO{Window: a.Window, Level: levelPtr(p.Level), Target: levelPtr(p.Target), Reachable: p.Reachable, Reason: p.Reason,
+		Y: p.Y, YAfter: p.After, Steps: make([]StepDTO, 0, len(p.Steps))}
+	for _, s := range p.Steps {
+		ind, ok := std.Indicator(s.Indicator)
+		if !ok {
+			continue
+		}
+		sd := StepDTO{Indicator: s.Indicator, NameZH: ind.NameZH, NameEN: ind.NameEN, Unit: ind.Unit, Kind: string(ind.Kind),
+			Direction: string(ind.Direction), Restrictive: s.Restrictive, Mandatory: s.Mandatory, Status: string(s.Status), Reason: s.Reason,
+			Level: levelPtr(s.Level), Target: levelPtr(s.Target), NeededText: s.NeededText, Gain: s.Gain, Solutions: matchesOf(ind, s.Solutions)}
+		if ind.Kind == scoring.Quantitative {
+			sd.Needed = f64(s.Needed)
+			if s.HasValue {
+				sd.Value = f64(s.Value)
+			}
+		}
+		d.Steps = append(d.Steps, sd)
+	}
+	return d
 }

@@ -31,10 +31,11 @@ type overviewPage struct {
 	Regressions []regression
 	// Pending counts the declarations that wait for review, in all and by
 	// enterprise (those the token sees).
-	Pending   int
-	PendingBy []pendingCount
-	Nonce     string
-	Window    string
+	Pending     int
+	PendingBy   []pendingCount
+	Nonce       string
+	Window      string
+	Provisional Provisional
 }
 
 // share is a count and its share of the total, for the distribution bars.
@@ -64,7 +65,7 @@ func (s *server) overview(c *gin.Context) {
 	p := principal(c)
 	now := s.now()
 	pg := overviewPage{clock: clock{localZone(snap.Standard.UTCOffset)}, Generated: now, Evaluated: snap.Time, Role: p.Role,
-		Enterprise: p.Enterprise, Window: snap.Policy.Window}
+		Enterprise: p.Enterprise, Window: snap.Policy.Window, Provisional: provisionalOf(snap.Standard)}
 	codes := map[string]int{}
 	levels := map[string]int{}
 	names := map[string]string{}

@@ -4,7 +4,12 @@ import (
 	"embed"
 	"fmt"
 	"html/template"
+	"math"
+	"strconv"
+	"strings"
 	"time"
+
+	"github.com/cleanprod/cleanprod/scoring"
 )
 
 // The page templates and their stylesheet are embedded: no build step,
@@ -28,6 +33,9 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"kindZH":   kindZH,
 	"levelZH":  levelZH,
 	"stateZH":  stateZH,
+	"needed":   neededText,
+	"inc":      func(i int) int { return i + 1 },
+	"qty":      qtyText,
 	"css":      func() template.CSS { return template.CSS(stylesheet) },
 }).ParseFS(templateFS, "templates/*.html"))
 
@@ -170,4 +178,45 @@ func localZone(offset time.Duration) *time.Location {
 		name = fmt.Sprintf("UTC%+.1f", offset.Hours())
 	}
 	return time.FixedZone(name, int(offset/time.Second))
+}
+
+// neededText says what a step must reach: "≤ 160 kgce/vehicle" (lower is
+// better), "≥ 60 %" (higher is better), or the level's description of a
+// qualitative indicator.
+func neededText(s StepDTO) string {
+	if s.Kind == string(scoring.Qualitative) {
+		return s.NeededText
+	}
+	if s.Needed == nil {
+		return "—"
+	}
+	op := "≤ "
+	if s.Direction == string(scoring.HigherBetter) {
+		op = "≥ "
+	}
+	return op + formatNum(*s.Needed) + " " + s.Unit
+}
+
+// qtyText formats a total (a *float64; nil: "—"): whole numbers with
+// thousands separators from 10,000 up, else like num.
+func qtyText(v *float64) string {
+	if v == nil {
+		return "—"
+	}
+	x := *v
+	if math.IsNaN(x) || math.IsInf(x, 0) || math.Abs(x) < 1e4 || math.Abs(x) >= 1e18 {
+		return formatNum(x)
+	}
+	digits := strconv.FormatInt(int64(math.Abs(math.Round(x))), 10)
+	var b strings.Builder
+	if x < 0 {
+		b.WriteByte('-')
+	}
+	for i, c := range digits {
+		if i > 0 && (len(digits)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
 }

@@ -177,8 +177,10 @@ func (b *BuiltinPDF) RenderPDF(ctx context.Context, r *Report, _ []byte) ([]byte
 	d.codeSection()
 	d.profileSection()
 	d.coverageSection()
+	d.totalsSection()
 	d.evaluationSection()
 	d.indicatorSection()
+	d.nextLevelSection()
 	d.laggingSection()
 	d.measuresSection()
 	d.trendSection()
@@ -375,6 +377,26 @@ func (d *pdfDoc) title() {
 		{d.t("生成时间", "Generated"), r.DateTime(r.Generated)},
 		{d.t("评价标准", "Standard"), d.name(r.Standard.NameZH, r.Standard.NameEN) + " (" + r.Standard.ID + ")"},
 	})
+	d.provisionalBanner()
+}
+
+// provisionalBanner says, while the standard has estimated benchmarks,
+// that the levels are provisional (as the HTML report's banner).
+func (d *pdfDoc) provisionalBanner() {
+	p := d.rep.Provisional
+	if len(p.Estimated) == 0 {
+		return
+	}
+	text := d.t(fmt.Sprintf("暂定评价：本标准 %d 项指标中 %d 项的基准值为工程估计（src: estimate），尚未以官方指标体系核实；据此得出的等级仅供参考，不得作为正式审核结论报送。", p.Indicators, len(p.Estimated)),
+		fmt.Sprintf("Provisional grading: %d of the %d indicators of the standard in force have estimated benchmarks (src: estimate), not yet checked against the official tables: levels graded against them are provisional and must not be submitted as an official audit result.", len(p.Estimated), p.Indicators))
+	d.ensure(16)
+	d.font(8.5, 20)
+	d.SetFillColor(255, 248, 197)
+	d.SetDrawColor(191, 135, 0)
+	d.SetLineWidth(0.4)
+	d.MultiCell(0, 4.2, d.s(text), "1", "L", true)
+	d.SetLineWidth(0.2)
+	d.Ln(2)
 }
 
 func lv(l *string) string { return levelText(l) }
@@ -437,6 +459,8 @@ func (d *pdfDoc) profileSection() {
 		{d.t("企业", "Enterprise"), d.name(e.NameZH, e.Name)},
 		{d.t("行业", "Industry"), e.Industry},
 		{d.t("地区", "Region"), e.Region},
+		{d.t("统一社会信用代码", "Unified social credit code"), orDash(e.USCC)},
+		{d.t("排污许可证编号", "Discharge permit number"), orDash(e.DischargePermit)},
 		{d.t("网关 / 仪表", "Gateways / meters"), fmt.Sprintf("%d / %d", len(r.Profile.Gateways), r.Profile.Meters)},
 		{d.t("车间", "Workshops"), strings.Join(r.Profile.Workshops, ", ")},
 	})
@@ -469,6 +493,45 @@ func (d *pdfDoc) coverageSection() {
 }
 
 func pctText(v float64) string { return formatNum(100*v) + "%" }
+
+func orDash(s string) string {
+	if s == "" {
+		return "—"
+	}
+	return s
+}
+
+func (d *pdfDoc) totalsSection() {
+	r := d.rep
+	d.heading("期内总量", "Totals over the windows")
+	if len(r.Totals) == 0 {
+		d.para(8.5, 30, d.t("无计量总量。", "No metered totals."))
+		return
+	}
+	header := []string{d.t("总量", "Total"), d.t("单位", "Unit")}
+	widths := []float64{4, 1.4}
+	align := "LL"
+	for _, a := range r.Enterprise.Assessments {
+		header = append(header, a.Window+" "+r.Date(a.From)+" – "+r.Date(a.To))
+		widths = append(widths, 2.2)
+		align += "R"
+	}
+	var rows [][]string
+	for _, t := range r.Totals {
+		cells := []string{d.name(t.NameZH, t.NameEN), t.Unit}
+		for i, v := range t.Values {
+			c := qtyText(v)
+			if t.Partial(i) {
+				c += " (" + pctText(*t.Coverage[i]) + ")"
+			}
+			cells = append(cells, c)
+		}
+		rows = append(rows, cells)
+	}
+	d.table(widths, align, header, rows)
+	d.para(7, 80, d.t("由窗口内各仪表读数累计；综合能耗按本标准的折标系数折算；括号内为数据覆盖不足时的覆盖率，此时总量偏低。",
+		"Summed from the meters' readings in each window; energy in kgce with the standard's standard-coal factors; a percentage in brackets is the coverage of a window with gaps, whose total is then understated."))
+}
 
 func (d *pdfDoc) evaluationSection() {
 	r := d.rep
@@ -567,6 +630,54 @@ func (d *pdfDoc) levelOrStatus(ind IndicatorDTO) string {
 	return strings.ReplaceAll(ind.Status, "_", " ")
 }
 
+func (d *pdfDoc) nextLevelSection() {
+	n := d.rep.Enterprise.NextLevel
+	if n == nil || n.Target == nil {
+		d.heading("晋级", "Next level")
+		if n == nil {
+			d.para(8.5, 30, d.t("未评价。", "Not evaluated."))
+		} else {
+			d.para(8.5, 30, d.t("已达一级，即最高等级。", "Level I is the top level."))
+		}
+		return
+	}
+	tgt := *n.Target
+	d.heading("晋级"+levelZH(n.Target)+"所需改进", "To reach Level "+tgt)
+	d.para(8.5, 30, d.t(fmt.Sprintf("%s 窗口：Y_%s 当前为 %.1f，完成下列 %d 项改进后为 %.1f。", n.Window, tgt, n.Y, len(n.Steps), n.YAfter),
+		fmt.Sprintf("On the %s window Y_%s is %.1f now and %.1f after the %d improvements below.", n.Window, tgt, n.Y, n.YAfter, len(n.Steps))))
+	if !n.Reachable {
+		d.para(8.5, 30, d.t("按现有数据尚不能晋级", "Not reachable on the data so far")+": "+n.Reason)
+	}
+	var rows [][]string
+	for i, s := range n.Steps {
+		name := d.name(s.NameZH, s.NameEN)
+		if s.Restrictive {
+			name += " *"
+		}
+		if s.Mandatory {
+			name += " (" + d.t("必须", "required") + ")"
+		}
+		if s.Reason != "" {
+			name += " — " + s.Reason
+		}
+		cur := "—"
+		if s.Value != nil {
+			cur = numText(s.Value) + " " + s.Unit
+		}
+		level := lv(s.Level)
+		if s.Level == nil {
+			level = d.levelOrStatus(IndicatorDTO{Status: s.Status})
+		}
+		rows = append(rows, []string{fmt.Sprint(i + 1), name, cur, level, lv(s.Target), neededText(s), "+" + formatNum(s.Gain)})
+	}
+	if len(rows) > 0 {
+		d.table([]float64{0.5, 4.5, 1.6, 1, 0.9, 2.6, 1}, "RLRLLRR", []string{"#", d.t("指标", "Indicator"), d.t("当前", "Current"),
+			d.t("等级", "Level"), d.t("目标", "Target"), d.t("需达到", "Needed"), "Y_" + tgt + " " + d.t("增益", "gain")}, rows)
+	}
+	d.para(7, 80, d.t("必须项：限定性指标（三级则为全部低于三级的指标）；其余为使 Y 达到 85 所需的最少指标，按增益从大到小。",
+		"Required: restrictive indicators (for Level III, every indicator below III); the others are the fewest that lift Y to 85, largest gain first. Needed is the target level's benchmark (≤ at most, ≥ at least); gain is the index points a step adds after the ones above it."))
+}
+
 func (d *pdfDoc) laggingSection() {
 	e := d.rep.Enterprise
 	d.heading("落后指标", "Lagging indicators")
@@ -582,14 +693,14 @@ func (d *pdfDoc) laggingSection() {
 }
 
 func (d *pdfDoc) measuresSection() {
-	e := d.rep.Enterprise
 	d.heading("建议措施", "Recommended measures")
 	var rows [][]string
-	for _, l := range e.Lagging {
-		for i, m := range l.Solutions {
-			if i == 3 {
-				break
-			}
+	for _, l := range d.rep.Measures {
+		name := d.name(l.NameZH, l.NameEN)
+		if l.Step {
+			name += " (" + d.t("晋级", "next level") + ")"
+		}
+		for _, m := range l.Matches {
 			payback := "—"
 			if m.PaybackYears[1] > 0 {
 				payback = fmt.Sprintf("%s–%s y", formatNum(m.PaybackYears[0]), formatNum(m.PaybackYears[1]))
@@ -602,7 +713,7 @@ func (d *pdfDoc) measuresSection() {
 			if d.cjk {
 				cost = costZH(m.Cost) + " " + m.Cost
 			}
-			rows = append(rows, []string{d.name(l.NameZH, l.NameEN), d.name(m.NameZH, m.NameEN) + ". " + m.Description, cost, payback,
+			rows = append(rows, []string{name, d.name(m.NameZH, m.NameEN) + ". " + m.Description, cost, payback,
 				numText(m.ProjectedValue), proj, fmt.Sprintf("+%.1f", m.Benefit)})
 		}
 	}
@@ -611,7 +722,7 @@ func (d *pdfDoc) measuresSection() {
 		return
 	}
 	d.table([]float64{2.4, 4.2, 1, 1, 1.1, 0.9, 0.9}, "LLLRRLR", []string{d.t("针对指标", "For"), d.t("措施", "Measure"), d.t("费用", "Cost"), d.t("回收期", "Payback"), d.t("预计值", "Projected"), d.t("等级", "Level"), d.t("收益", "Benefit")}, rows)
-	d.para(7, 80, d.t("收益为该指标上增加的指数点；✓ 表示预计可达到目标等级。", "Benefit is the gain in index points on that indicator; ✓ marks measures expected to reach the target level."))
+	d.para(7, 80, d.t("先列晋级所需改进的措施。收益为该指标上增加的指数点；✓ 表示预计可达到目标等级。", "Measures for the improvements to the next level come first. Benefit is the gain in index points on that indicator; ✓ marks measures expected to reach the target level."))
 }
 
 func (d *pdfDoc) trendSection() {

@@ -29,19 +29,27 @@ type Report struct {
 	Enterprise EnterpriseDetail
 	Profile    Profile
 	Coverage   Coverage
+	// Totals are the absolute window totals, one row per quantity with a
+	// value per assessment of Enterprise.Assessments.
+	Totals []TotalRow
 	// Window and Other name the policy's window and the other one, whose
 	// values the indicator table shows side by side.
 	Window, Other string
 	Live          *AssessmentDTO
 	Official      *AssessmentDTO
 	Groups        []TableGroup
-	Trends        []Trend
-	Events        []scoring.Event
+	// Measures are the solution library's measures for the steps to the
+	// next level, then for the other lagging indicators.
+	Measures []MeasureGroup
+	Trends   []Trend
+	Events   []scoring.Event
 	// Declarations are the enterprise's declarations with their review
 	// (superseded ones left out), newest valid_from first by indicator.
 	Declarations []DeclarationDTO
 	Codes        []CodeSpecDTO
 	Standard     StandardRef
+	// Provisional is set while the standard has estimated benchmarks.
+	Provisional Provisional
 }
 
 // Profile describes the enterprise's metering.
@@ -98,15 +106,54 @@ type TableRow struct {
 	Official *IndicatorDTO
 }
 
+// TotalRow is one quantity's totals on the report's windows.
+type TotalRow struct {
+	ID, NameZH, NameEN, Unit string
+	// Values and Coverage are per assessment (nil: not metered on that
+	// window; Coverage also nil when rebuilt from stored points).
+	Values   []*float64
+	Coverage []*float64
+}
+
+// Partial reports whether the total of assessment i misses part of its
+// window (coverage below 99.5 %, shown as a percentage).
+func (r TotalRow) Partial(i int) bool {
+	return i < len(r.Coverage) && r.Coverage[i] != nil && *r.Coverage[i] < 0.995
+}
+
+// MeasureGroup is the library's measures for one indicator.
+type MeasureGroup struct {
+	Indicator, NameZH, NameEN, Unit string
+	// Step is set for a step towards the next level (else the indicator
+	// is only lagging).
+	Step    bool
+	Matches []MatchDTO // the best three
+}
+
+// maxMeasures is how many measures a report lists per indicator.
+const maxMeasures = 3
+
 // Trend is the chart of one key indicator.
 type Trend struct {
 	Indicator IndicatorDTO
-	Why       string // lagging, restrictive or weight
+	Why       string // next (a step to the next level), lagging, restrictive or weight
 	Points    int
 	SVG       template.HTML
 
 	series []chartPoint // for the built-in PDF writer
 	def    *scoring.Indicator
+}
+
+// Provisional says whether the standard in force has estimated benchmarks:
+// while it has, every page that shows levels carries a banner saying they
+// are provisional.
+type Provisional struct {
+	Estimated  []string // ids of the indicators with src: estimate
+	Indicators int      // indicators of the standard
+}
+
+func provisionalOf(std *scoring.Standard) Provisional {
+	return Provisional{Estimated: std.Estimated(), Indicators: len(std.Indicators)}
 }
 
 // StandardRef is the provenance of the standard in force.
@@ -128,6 +175,7 @@ type reportInput struct {
 	std      *scoring.Standard
 	pol      *scoring.Policy
 	view     resultView
+	lib      *scoring.Library // matches the steps to the next level (nil: none)
 	points   PointReader
 	meters   MeterStatus
 	from, to time.Time
@@ -143,7 +191,7 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 	std, pol, res := in.std, in.pol, in.view.res
 	rep := &Report{clock: clock{localZone(std.UTCOffset)}, Generated: in.now.UTC(), From: in.from.UTC(), To: in.to.UTC(), AsOf: in.view.asOf, Window: pol.Window,
 		Standard: StandardRef{ID: std.ID, NameZH: std.NameZH, NameEN: std.NameEN, File: std.File, Src: std.Src,
-			PolicyID: pol.ID, PolicySrc: pol.Src, Method: methodText}}
+			PolicyID: pol.ID, PolicySrc: pol.Src, Method: methodText}, Provisional: provisionalOf(std)}
 	for _, c := range pol.Codes {
 		rep.Codes = append(rep.Codes, CodeSpecDTO{Code: string(c.Code), AuditIntervalMonths: c.AuditIntervalMonths})
 	}
@@ -194,6 +242,10 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 	}
 	rep.Enterprise = EnterpriseDetail{EnterpriseSummary: summaryOf(ent, std, pol, in.view, fresh),
 		CodeReasons: nonNil(res.CodeReasons), Assessments: assessmentsOf(std, in.view), Lagging: laggingOf(std, res.Lagging)}
+	rep.Enterprise.NextLevel = nextLevelOf(std, pol, in.view, in.lib)
+	rep.Enterprise.EstimatedBenchmarks = nonNil(std.Estimated())
+	rep.addMeasures()
+	rep.addTotals()
 	for i := range rep.Enterprise.Assessments {
 		a := &rep.Enterprise.Assessments[i]
 		if a.Window == pol.Window {
@@ -269,8 +321,107 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 	return rep, nil
 }
 
-// addTrends charts the key indicators: the lagging metered ones first,
-// then restrictive ones, then the heaviest.
+// addTotals tabulates the window totals of the assessments.
+func (rep *Report) addTotals() {
+	as := rep.Enterprise.Assessments
+	row := map[string]int{}
+	for ai, a := range as {
+		for _, t := range a.Totals {
+			i, ok := row[t.ID]
+			if !ok {
+				zh, en := totalName(t)
+				i = len(rep.Totals)
+				row[t.ID] = i
+				rep.Totals = append(rep.Totals, TotalRow{ID: t.ID, NameZH: zh, NameEN: en, Unit: t.Unit,
+					Values: make([]*float64, len(as)), Coverage: make([]*float64, len(as))})
+			}
+			rep.Totals[i].Values[ai], rep.Totals[i].Coverage[ai] = f64(t.Value), t.Coverage
+		}
+	}
+	rank := func(id string) int {
+		if i := slices.Index(totalOrder, id); i >= 0 {
+			return i
+		}
+		return len(totalOrder)
+	}
+	slices.SortStableFunc(rep.Totals, func(a, b TotalRow) int { return rank(a.ID) - rank(b.ID) })
+}
+
+// totalOrder is the order of the usual totals in the report: output,
+// energy, water, materials, waste, then masses of pollutants; others follow
+// in the order of the assessment.
+var totalOrder = []string{"vehicles", "bodies", "ecoat_area", scoring.EnergyTotal, "electricity", "pv_electricity", "green_electricity",
+	"natural_gas", "steam", "purchased_heat", "diesel", "fresh_water", "recycled_water", "reclaimed_water", "raw_wastewater", "wastewater",
+	"paint_used", "low_voc_paint", "hazardous_waste", "solid_waste", "solid_waste_reused", "load_voc", "load_cod_raw_wastewater", "load_cod"}
+
+// totalNames are the report's names of the usual totals.
+var totalNames = map[string][2]string{
+	scoring.EnergyTotal:       {"综合能耗", "Comprehensive energy"},
+	"vehicles":                {"整车产量", "Vehicles produced"},
+	"bodies":                  {"车身数", "Bodies through e-coat"},
+	"ecoat_area":              {"电泳涂装面积", "E-coated area"},
+	"electricity":             {"用电量", "Electricity"},
+	"pv_electricity":          {"自发可再生电力", "On-site renewable electricity"},
+	"green_electricity":       {"外购绿电", "Purchased green electricity"},
+	"natural_gas":             {"天然气", "Natural gas"},
+	"steam":                   {"外购蒸汽", "Purchased steam"},
+	"purchased_heat":          {"外购热力", "Purchased heat"},
+	"diesel":                  {"柴油", "Diesel"},
+	"fresh_water":             {"新鲜水用量", "Fresh water"},
+	"recycled_water":          {"重复利用水量", "Water reused"},
+	"reclaimed_water":         {"中水/雨水回用量", "Reclaimed water and rainwater used"},
+	"wastewater":              {"废水排放量", "Wastewater discharged"},
+	"raw_wastewater":          {"废水产生量(处理前)", "Wastewater generated (before treatment)"},
+	"paint_used":              {"涂料用量", "Coatings used"},
+	"low_voc_paint":           {"低VOCs涂料用量", "Low-VOC coatings used"},
+	"hazardous_waste":         {"危险废物产生量", "Hazardous waste generated"},
+	"solid_waste":             {"一般工业固体废物产生量", "General solid waste generated"},
+	"solid_waste_reused":      {"一般工业固体废物利用量", "General solid waste utilised"},
+	"load_voc":                {"VOCs排放量(排气筒)", "VOC emitted (stacks)"},
+	"load_cod_raw_wastewater": {"COD产生量(处理前)", "COD generated (before treatment)"},
+	"load_cod":                {"COD排放量", "COD discharged"},
+}
+
+// totalName returns the Chinese and English names of a total: the usual
+// ones by id, else the quantity's description.
+func totalName(t TotalDTO) (zh, en string) {
+	if n, ok := totalNames[t.ID]; ok {
+		return n[0], n[1]
+	}
+	en = t.ID
+	if q, ok := registry.LookupQuantity(t.Quantity); ok {
+		en = q.Description
+		if strings.HasPrefix(t.ID, "load_") {
+			en += " (mass)"
+		}
+	}
+	return "", en
+}
+
+// addMeasures lists the measures of the steps to the next level, then of
+// the other lagging indicators.
+func (rep *Report) addMeasures() {
+	seen := map[string]bool{}
+	add := func(id, zh, en, unit string, step bool, ms []MatchDTO) {
+		if seen[id] || len(ms) == 0 {
+			return
+		}
+		seen[id] = true
+		rep.Measures = append(rep.Measures, MeasureGroup{Indicator: id, NameZH: zh, NameEN: en, Unit: unit, Step: step, Matches: ms[:min(len(ms), maxMeasures)]})
+	}
+	if n := rep.Enterprise.NextLevel; n != nil {
+		for _, s := range n.Steps {
+			add(s.Indicator, s.NameZH, s.NameEN, s.Unit, true, s.Solutions)
+		}
+	}
+	for _, l := range rep.Enterprise.Lagging {
+		add(l.Indicator, l.NameZH, l.NameEN, l.Unit, false, l.Solutions)
+	}
+}
+
+// addTrends charts the key indicators: the metered steps to the next level
+// first, then the other lagging ones, then restrictive ones, then the
+// heaviest.
 func (rep *Report) addTrends(ctx context.Context, in reportInput) error {
 	type cand struct {
 		ind *scoring.Indicator
@@ -282,6 +433,13 @@ func (rep *Report) addTrends(ctx context.Context, in reportInput) error {
 		if ind.Metered() && !seen[ind.ID] && rep.Live.Indicators[ind.Index].Status != string(scoring.NotApplicable) {
 			seen[ind.ID] = true
 			cands = append(cands, cand{ind, why})
+		}
+	}
+	if n := rep.Enterprise.NextLevel; n != nil {
+		for _, s := range n.Steps {
+			if ind, ok := in.std.Indicator(s.Indicator); ok {
+				add(ind, "next")
+			}
 		}
 	}
 	for _, l := range rep.Enterprise.Lagging {
@@ -393,7 +551,7 @@ func (s *server) report(c *gin.Context) {
 		return
 	}
 	snap := s.snapshot()
-	rep, err := buildReport(c.Request.Context(), reportInput{ent: ent, std: snap.Standard, pol: snap.Policy, view: v, points: s.Points,
+	rep, err := buildReport(c.Request.Context(), reportInput{ent: ent, std: snap.Standard, pol: snap.Policy, view: v, lib: s.solutions(snap), points: s.Points,
 		meters: s.Meters, from: from, to: to, now: now})
 	if err != nil {
 		s.fail(c, err)
@@ -453,7 +611,7 @@ func RenderReport(ctx context.Context, o ReportOptions) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	rep, err := buildReport(ctx, reportInput{ent: ent, std: o.Standard, pol: o.Policy, view: v, points: o.Points, from: o.From, to: o.To, now: o.Now})
+	rep, err := buildReport(ctx, reportInput{ent: ent, std: o.Standard, pol: o.Policy, view: v, lib: o.Solutions, points: o.Points, from: o.From, to: o.To, now: o.Now})
 	if err != nil {
 		return nil, err
 	}
