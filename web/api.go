@@ -106,7 +106,7 @@ func (s *server) detail(c *gin.Context, ent *registry.Enterprise, v resultView) 
 	if v.res == nil {
 		return d, nil
 	}
-	d.CodeReasons = nonNil(v.res.CodeReasons)
+	d.CodeReasons = reasonTexts(v.res.CodeReasons)
 	d.Assessments = assessmentsOf(snap.Standard, v)
 	d.Lagging = laggingOf(snap.Standard, v.res.Lagging)
 	to := v.res.Time

@@ -163,6 +163,15 @@ type MatchDTO struct {
 	Src            []string   `json:"src"`
 }
 
+// reasonTexts returns the English texts of reasons.
+func reasonTexts(rs []scoring.Reason) []string {
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.TextEN)
+	}
+	return out
+}
+
 func levelPtr(l scoring.Level) *string {
 	if l == scoring.NoLevel {
 		return nil
