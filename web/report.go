@@ -188,8 +188,8 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 		}
 		fresh.LastReading = timePtr(last)
 	}
-	rep.Enterprise = EnterpriseDetail{EnterpriseSummary: summaryOf(ent, std, pol, in.view, fresh),
-		CodeReasons: reasonTexts(res.CodeReasons), Assessments: assessmentsOf(std, in.view), Lagging: laggingOf(std, res.Lagging)}
+	rep.Enterprise = EnterpriseDetail{EnterpriseSummary: summaryOf(ent, std, pol, in.view, fresh, in.now),
+		Assessments: assessmentsOf(std, in.view), Lagging: laggingOf(std, res.Lagging)}
 	for i := range rep.Enterprise.Assessments {
 		a := &rep.Enterprise.Assessments[i]
 		if a.Window == pol.Window {
