@@ -466,3 +466,39 @@ func TestGatewaysCatchingUpApart(t *testing.T) {
 		t.Errorf("at the end: got %q pending %q held %v catching up %v, want green, nothing pending, live", res.Code, res.PendingCode, res.CodeHeld, res.CatchingUp)
 	}
 }
+
+// TestRestoreIgnoresCodeWithoutData: earlier versions announced a first
+// code (yellow, not graded) before any data; a restart does not restore
+// it, so the enterprise has no code until its data suffices. Later code
+// changes restore as usual.
+func TestRestoreIgnoresCodeWithoutData(t *testing.T) {
+	fx := newFixture(t)
+	at := dayZero.Add(-40 * 24 * time.Hour)
+	initial := Event{Time: at, Enterprise: "lj-alpha", Kind: EventCodeChange, NewCode: "yellow", Reason: "initial: not_graded: not graded"}
+	greenLater := Event{Time: at.Add(31 * 24 * time.Hour), Enterprise: "lj-beta", Kind: EventCodeChange, OldCode: "yellow", NewCode: "green", NewLevel: LevelII}
+	for _, tc := range []struct {
+		name   string
+		events []Event
+		ent    string
+		want   Code
+	}{
+		{"initial code without a level", []Event{initial}, "lj-alpha", ""},
+		{"a later change", []Event{{Time: at, Enterprise: "lj-beta", Kind: EventCodeChange, NewCode: "yellow"}, greenLater}, "lj-beta", "green"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eng, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: fx.reg, Now: func() time.Time { return dayZero }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var stored []Event
+			for _, ev := range tc.events {
+				back, _ := EventFromPoint(eventPoint(ev))
+				stored = append(stored, back)
+			}
+			eng.Restore(stored)
+			if got := eng.ents[tc.ent].code.Code; got != tc.want {
+				t.Errorf("restored code of %s: got %q, want %q", tc.ent, got, tc.want)
+			}
+		})
+	}
+}

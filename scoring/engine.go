@@ -384,7 +384,8 @@ func (e *Engine) ReloadDeclarations() {
 // the store's "event" measurement with EventFromPoint), so that a restart
 // neither re-announces codes, failures and stale meters nor restarts the
 // hysteresis of a code: code_change events restore the code, its start
-// (in data time) and its reasons; restrictive_fail, worsening and stale
+// (in data time) and its reasons (a first code announced without a graded
+// level, as earlier versions set one before any data, is not restored); restrictive_fail, worsening and stale
 // events (resolved or not) restore whether each is firing (a gateway with
 // a meter still stale is not presumed to be catching up); level_drop
 // events restore the level an indicator is compared with. A pending
@@ -399,6 +400,13 @@ func (e *Engine) Restore(events []Event) {
 		ind, hasInd := e.std.Indicator(ev.Indicator)
 		switch ev.Kind {
 		case EventCodeChange:
+			if ev.OldCode == "" && ev.NewLevel == NoLevel {
+				// A first code set before the data sufficed (as earlier
+				// versions did): the enterprise has no code until it
+				// does.
+				es.code, es.lastStep = CodeState{}, time.Time{}
+				continue
+			}
 			if e.pol.rank(ev.NewCode) >= 0 {
 				es.code = CodeState{Enterprise: es.id, Code: ev.NewCode, Since: ev.Time, Reasons: ev.Reasons}
 				es.lastStep = ev.Time
