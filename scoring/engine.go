@@ -384,13 +384,13 @@ func (e *Engine) ReloadDeclarations() {
 // the store's "event" measurement with EventFromPoint), so that a restart
 // neither re-announces codes, failures and stale meters nor restarts the
 // hysteresis of a code: code_change events restore the code, its start
-// (in data time) and its reasons (a first code announced without a graded
-// level, as earlier versions set one before any data, is not restored); restrictive_fail, worsening and stale
-// events (resolved or not) restore whether each is firing (a gateway with
-// a meter still stale is not presumed to be catching up); level_drop
-// events restore the level an indicator is compared with. A pending
-// change is not restored: its hold starts again. Call it after Rebuild
-// and before Run.
+// (in data time) and its reasons (a first code announced without a
+// graded level, as earlier versions set one before any data, is not
+// restored); restrictive_fail, worsening and stale events (resolved or
+// not) restore whether each is firing (a gateway with a meter still stale
+// is not presumed to be catching up); level_drop events restore the level
+// an indicator is compared with. A pending change is not restored: its
+// hold starts again. Call it after Rebuild and before Run.
 func (e *Engine) Restore(events []Event) {
 	for _, ev := range events {
 		es, ok := e.ents[ev.Enterprise]
@@ -732,9 +732,8 @@ func (e *Engine) applyUpdate(ctx context.Context, u Update) error {
 
 // carry takes over what an enterprise's scoring remembers beyond its
 // windows from its state before a reload: the code and its hysteresis,
-// declarations, announced alerts, meter freshness and gateways' data time.
-// Indicator state
-// follows indicator ids when the standard changed.
+// declarations, announced alerts, meter freshness and gateways' data
+// time. Indicator state follows indicator ids when the standard changed.
 func (es *entState) carry(old *entState, oldStd, std *Standard) {
 	es.code, es.decls, es.lastPt, es.lastStep = old.code, old.decls, old.lastPt, old.lastStep
 	for mi, m := range es.ent.Meters {
