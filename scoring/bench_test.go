@@ -56,7 +56,7 @@ func benchEngine(b *testing.B, n int) (*Engine, time.Time) {
 	for h := 60 * 24; h > 0; h-- {
 		eng.Observe(hourly(first.ent, now.Add(-time.Duration(h)*time.Hour), goodRates))
 	}
-	eng.apply()
+	eng.apply(now)
 	for _, es := range eng.order {
 		if es != first {
 			es.wins = es.wins[:0]
@@ -98,7 +98,7 @@ func BenchmarkObserve(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		eng.Observe(batch)
-		eng.apply()
+		eng.apply(now)
 	}
 	b.ReportMetric(float64(len(batch))*float64(b.N)/b.Elapsed().Seconds(), "readings/s")
 }

@@ -64,6 +64,17 @@
 // (IndicatorScore, §2.6 of the domain research) orders enterprises within
 // a level.
 //
+// # Time
+//
+// Windows slide, holds run and events are stamped in each enterprise's
+// data time: the engine clock, except while the enterprise catches up (a
+// gateway delivering within the policy's stale.after, with data older
+// than that): then the time through which its delivering gateways have
+// delivered (Result.DataTime). A backlog thus moves the code as the same
+// data arriving live would; an enterprise that delivers nothing stays on
+// the clock, so silence still ages its windows and goes stale. An
+// enterprise has no code until its first assessment with enough data.
+//
 // # Concurrency
 //
 // One goroutine, the one in (*Engine).Run, owns all scoring state: it

@@ -11,7 +11,6 @@ import (
 	"reflect"
 	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,6 +132,8 @@ type entState struct {
 	meterIdx map[string]meterSlot // meter id -> its index and tracks
 	lastSeen []time.Time          // per meter; zero: nothing since the engine started
 	stale    []alert              // per meter
+	gws      []gwState            // per gateway, indexed like ent.Gateways
+	lastStep time.Time            // data time of the latest code step
 	year     int
 	consts   []float64
 	notes    []string
@@ -148,11 +149,33 @@ type entState struct {
 
 func (es *entState) emit(ev Event) { es.out = append(es.out, ev) }
 
-// meterSlot is a meter of an enterprise: its index in ent.Meters and the
-// tracks it feeds (nil: no formula reads it).
+// meterSlot is a meter of an enterprise: its index in ent.Meters, its
+// gateway's index in ent.Gateways and the tracks it feeds (nil: no
+// formula reads it).
 type meterSlot struct {
 	idx int
+	gw  int
 	mb  *meterBinding
+}
+
+// gwState is what the engine knows of one gateway's deliveries: the
+// newest reading time of its meters (its data time) and the engine clock
+// when it last delivered a reading. A gateway that delivered within the
+// policy's stale.after is active; one active whose data time lags the
+// clock by more than stale.after is catching up (a backfill).
+type gwState struct {
+	data time.Time
+	recv time.Time // zero: not since the engine started (see newStates)
+}
+
+// catchingUp reports whether g delivers but lags now by more than after.
+func (g *gwState) catchingUp(now time.Time, after time.Duration) bool {
+	return g.active(now, after) && now.Sub(g.data) > after
+}
+
+// active reports whether g has data and delivered within after of now.
+func (g *gwState) active(now time.Time, after time.Duration) bool {
+	return !g.data.IsZero() && !g.recv.IsZero() && now.Sub(g.recv) < after
 }
 
 // indState is the regression state of one indicator.
@@ -264,11 +287,30 @@ func (e *Engine) newStates(reg *registry.Registry, std *Standard) (map[string]*e
 			meterIdx: make(map[string]meterSlot, len(ent.Meters)),
 			lastSeen: make([]time.Time, len(ent.Meters)),
 			stale:    make([]alert, len(ent.Meters)),
+			gws:      make([]gwState, len(ent.Gateways)+1), // the last for a meter of no known gateway
 			inds:     make([]indState, len(std.Indicators)),
 			dirty:    true,
 		}
+		gwIdx := make(map[string]int, len(ent.Gateways))
+		for gi := range es.gws {
+			if gi < len(ent.Gateways) {
+				gwIdx[ent.Gateways[gi].ID] = gi
+			}
+			// Until it delivers, a gateway with history counts as having
+			// delivered when the engine started: a restart in the middle
+			// of a backfill (or with a broker backlog) goes on in data
+			// time rather than judging the history against the wall
+			// clock. Restore withdraws this from gateways whose meters
+			// were announced stale.
+			es.gws[gi].recv = e.started
+		}
 		for i, m := range ent.Meters {
-			slot := meterSlot{idx: i}
+			slot := meterSlot{idx: i, gw: len(ent.Gateways)}
+			if m.Gateway != nil {
+				if gi, ok := gwIdx[m.Gateway.ID]; ok {
+					slot.gw = gi
+				}
+			}
 			if mb, ok := es.lay.meters[m.ID]; ok {
 				slot.mb = &mb
 			}
@@ -341,10 +383,14 @@ func (e *Engine) ReloadDeclarations() {
 // announced before a restart (oldest first; for example read back from
 // the store's "event" measurement with EventFromPoint), so that a restart
 // neither re-announces codes, failures and stale meters nor restarts the
-// hysteresis of a code: code_change events restore the code and its
-// start; restrictive_fail, worsening and stale events (resolved or not)
-// restore whether each is firing; level_drop events restore the level an
-// indicator is compared with. Call it after Rebuild and before Run.
+// hysteresis of a code: code_change events restore the code, its start
+// (in data time) and its reasons (a first code announced without a
+// graded level, as earlier versions set one before any data, is not
+// restored); restrictive_fail, worsening and stale events (resolved or
+// not) restore whether each is firing (a gateway with a meter still stale
+// is not presumed to be catching up); level_drop events restore the level
+// an indicator is compared with. A pending change is not restored: its
+// hold starts again. Call it after Rebuild and before Run.
 func (e *Engine) Restore(events []Event) {
 	for _, ev := range events {
 		es, ok := e.ents[ev.Enterprise]
@@ -354,8 +400,16 @@ func (e *Engine) Restore(events []Event) {
 		ind, hasInd := e.std.Indicator(ev.Indicator)
 		switch ev.Kind {
 		case EventCodeChange:
+			if ev.OldCode == "" && ev.NewLevel == NoLevel {
+				// A first code set before the data sufficed (as earlier
+				// versions did): the enterprise has no code until it
+				// does.
+				es.code, es.lastStep = CodeState{}, time.Time{}
+				continue
+			}
 			if e.pol.rank(ev.NewCode) >= 0 {
-				es.code = CodeState{Enterprise: es.id, Code: ev.NewCode, Since: ev.Time}
+				es.code = CodeState{Enterprise: es.id, Code: ev.NewCode, Since: ev.Time, Reasons: ev.Reasons}
+				es.lastStep = ev.Time
 			}
 		case EventLevelDrop:
 			if hasInd {
@@ -378,6 +432,13 @@ func (e *Engine) Restore(events []Event) {
 				if silent := ev.Time.Add(-e.pol.StaleAfter); !ev.Resolved && es.lastSeen[mi].IsZero() {
 					es.lastSeen[mi] = silent
 				}
+			}
+		}
+	}
+	for _, es := range e.order {
+		for _, slot := range es.meterIdx {
+			if es.stale[slot.idx].firing {
+				es.gws[slot.gw].recv = time.Time{}
 			}
 		}
 	}
@@ -437,6 +498,9 @@ func (es *entState) applyAggregate(a *store.Aggregate) {
 	mb, ok := es.lay.meters[a.Meter]
 	if slot, known := es.meterIdx[a.Meter]; known && a.Start.After(es.lastSeen[slot.idx]) {
 		es.lastSeen[slot.idx] = a.Start
+		if g := &es.gws[slot.gw]; a.Start.After(g.data) {
+			g.data = a.Start
+		}
 	}
 	if !ok || a.Count == 0 {
 		return
@@ -449,8 +513,9 @@ func (es *entState) applyAggregate(a *store.Aggregate) {
 	es.dirty = true
 }
 
-// apply drains the pending readings into the windows.
-func (e *Engine) apply() {
+// apply drains the pending readings into the windows; now is the engine
+// clock, when the readings arrived.
+func (e *Engine) apply(now time.Time) {
 	e.mu.Lock()
 	batch := e.pending
 	e.pending, e.spare = e.spare[:0], nil // Observe appends to the spare's capacity meanwhile
@@ -476,6 +541,11 @@ func (e *Engine) apply() {
 		if r.Time.After(es.lastSeen[slot.idx]) {
 			es.lastSeen[slot.idx] = r.Time
 		}
+		g := &es.gws[slot.gw]
+		if r.Time.After(g.data) {
+			g.data = r.Time
+		}
+		g.recv = now
 		es.dirty = true
 		mb := slot.mb
 		if mb == nil {
@@ -525,7 +595,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-e.wake:
-			e.apply()
+			e.apply(e.cfg.Now())
 			if e.reload.Swap(false) {
 				e.loadDeclarations(ctx)
 			}
@@ -588,7 +658,7 @@ func (e *Engine) applyUpdate(ctx context.Context, u Update) error {
 	if !ok1 || !ok2 {
 		return fmt.Errorf("scoring: reload: policy %s names windows %q and %q; standard %s has %s", u.Policy.ID, u.Policy.Window, u.Policy.Baseline, u.Standard.ID, windowNames(u.Standard))
 	}
-	e.apply() // what ingest handed over before it was held
+	e.apply(e.cfg.Now()) // what ingest handed over before it was held
 	sameStd := u.Standard == e.std
 	ents, order := e.newStates(u.Registry, u.Standard)
 	refill := make(map[string]*entState)
@@ -642,14 +712,19 @@ func (e *Engine) applyUpdate(ctx context.Context, u Update) error {
 
 // carry takes over what an enterprise's scoring remembers beyond its
 // windows from its state before a reload: the code and its hysteresis,
-// declarations, announced alerts and meter freshness. Indicator state
-// follows indicator ids when the standard changed.
+// declarations, announced alerts, meter freshness and gateways' data
+// time. Indicator state follows indicator ids when the standard changed.
 func (es *entState) carry(old *entState, oldStd, std *Standard) {
-	es.code, es.decls, es.lastPt = old.code, old.decls, old.lastPt
+	es.code, es.decls, es.lastPt, es.lastStep = old.code, old.decls, old.lastPt, old.lastStep
 	for mi, m := range es.ent.Meters {
 		if slot, ok := old.meterIdx[m.ID]; ok {
 			oi := slot.idx
 			es.lastSeen[mi], es.stale[mi] = old.lastSeen[oi], old.stale[oi]
+		}
+	}
+	for gi, g := range es.ent.Gateways {
+		if oi := slices.IndexFunc(old.ent.Gateways, func(o *registry.Gateway) bool { return o.ID == g.ID }); oi >= 0 {
+			es.gws[gi] = old.gws[oi]
 		}
 	}
 	if oldStd == std {
@@ -701,7 +776,7 @@ func (e *Engine) loadDeclarations(ctx context.Context) {
 // step applies waiting readings and evaluates the dirty enterprises (all
 // of them every FullEvery), then publishes a snapshot and the outputs.
 func (e *Engine) step(ctx context.Context, now time.Time) {
-	e.apply()
+	e.apply(now)
 	if e.reload.Swap(false) {
 		e.loadDeclarations(ctx)
 	}
@@ -834,19 +909,22 @@ func (e *Engine) evaluateAll(ents []*entState, now time.Time) {
 }
 
 // evaluate recomputes one enterprise at now: both windows, the code with
-// its hysteresis, regressions, lagging indicators and outputs.
+// its hysteresis, regressions, lagging indicators and outputs. Everything
+// but the result's Time and the point throttle runs on the enterprise's
+// data time (see dataTime).
 func (e *Engine) evaluate(es *entState, now time.Time, scratch *env) {
 	std, pol := e.std, e.pol
-	if y := now.In(e.loc).Year(); y != es.year || es.consts == nil {
+	at, catchingUp := e.dataTime(es, now)
+	if y := at.In(e.loc).Year(); y != es.year || es.consts == nil {
 		es.year = y
 		es.consts, es.notes = std.constants(es.ent.Region, y)
 	}
-	res := &Result{Enterprise: es.id, Time: now, Assessments: make([]Assessment, len(std.Windows))}
+	res := &Result{Enterprise: es.id, Time: now, DataTime: at, CatchingUp: catchingUp, Assessments: make([]Assessment, len(std.Windows))}
 	for wi, spec := range std.Windows {
 		w := es.wins[wi]
-		w.sync(now)
+		w.sync(at)
 		a := assess(assessInput{env: scratch, std: std, lay: es.lay, win: w, spec: spec, consts: es.consts, notes: es.notes,
-			decls: es.decls, policy: pol.Data, now: now})
+			decls: es.decls, policy: pol.Data, now: at})
 		if a.Completeness < pol.MinCompleteness && a.Level != NoLevel {
 			a.Capped = fmt.Sprintf("not graded: %.0f%% of metered indicators have enough data, the policy needs %.0f%%", 100*a.Completeness, 100*pol.MinCompleteness)
 			a.Level = NoLevel
@@ -854,21 +932,34 @@ func (e *Engine) evaluate(es *entState, now time.Time, scratch *env) {
 		res.Assessments[wi] = a
 	}
 	ca, ba := &res.Assessments[e.cwin], &res.Assessments[e.bwin]
+	// While catching up, a window already reaching beyond the data time
+	// (another gateway ahead, or a window that slid during a silence)
+	// shows a gap the backfill has yet to fill: hold the code.
+	if w := es.wins[e.cwin]; catchingUp && w.init && w.bucketStart(w.head).Sub(at) > pol.StaleAfter {
+		res.CodeHeld = true
+	}
 
-	// Stale meters.
+	// Stale meters: a meter is stale when silent for stale.after in the
+	// data time of its gateway while that gateway catches up, else on the
+	// wall clock; so a backfill raises none, a silent meter or gateway
+	// still does.
 	for mi, m := range es.ent.Meters {
 		if es.lastSeen[mi].After(res.DataThrough) {
 			res.DataThrough = es.lastSeen[mi]
+		}
+		ref := now
+		if g := &es.gws[es.meterIdx[m.ID].gw]; g.catchingUp(now, pol.StaleAfter) {
+			ref = g.data
 		}
 		last, since := es.lastSeen[mi], "no reading since "+es.lastSeen[mi].UTC().Format(time.RFC3339)
 		if last.IsZero() {
 			last, since = e.started, "no reading since the scorer started"
 		}
-		switch es.stale[mi].step(now.Sub(last) >= pol.StaleAfter, now, 0) {
+		switch es.stale[mi].step(ref.Sub(last) >= pol.StaleAfter, at, 0) {
 		case 1:
-			es.emit(Event{Time: now, Enterprise: es.id, Kind: EventStale, Meter: m.ID, Reason: since})
+			es.emit(Event{Time: at, Enterprise: es.id, Kind: EventStale, Meter: m.ID, Reason: since})
 		case -1:
-			es.emit(Event{Time: now, Enterprise: es.id, Kind: EventStale, Meter: m.ID, Resolved: true, Reason: "reporting again"})
+			es.emit(Event{Time: at, Enterprise: es.id, Kind: EventStale, Meter: m.ID, Resolved: true, Reason: "reporting again"})
 		}
 		if es.stale[mi].firing {
 			res.StaleMeters = append(res.StaleMeters, m.ID)
@@ -876,42 +967,35 @@ func (e *Engine) evaluate(es *entState, now time.Time, scratch *env) {
 	}
 
 	// Dynamic code.
-	holds, details := e.conditions(ca, len(res.StaleMeters) > 0)
+	holds, why := e.conditions(ca, res.StaleMeters)
 	cand, matched := pol.Classify(holds)
-	old := es.code.Code
-	es.code.Enterprise = es.id
-	reasons := make([]string, 0, len(matched))
-	for _, c := range matched {
-		reasons = append(reasons, details[c])
+	if !res.CodeHeld {
+		e.stepCode(es, ca, holds, cand, reasonsOf(matched, why), matched, at)
 	}
-	if pol.Step(&es.code, cand, matched, now) {
-		es.code.Reasons = reasons
-		reason := strings.Join(reasons, "; ")
-		if old == "" {
-			reason = "initial: " + reason
-		}
-		es.emit(Event{Time: now, Enterprise: es.id, Kind: EventCodeChange, Window: ca.Window, OldCode: old, NewCode: es.code.Code,
-			OldLevel: NoLevel, NewLevel: ca.Level, Reason: reason})
-	}
-	res.Code, res.CodeSince = es.code.Code, es.code.Since
-	res.PendingCode, res.PendingSince = es.code.Pending, es.code.PendingSince
-	res.CodeReasons = reasons
+	st := &es.code
+	res.Code, res.CodeSince, res.CodeReasons = st.Code, st.Since, st.Reasons
+	res.PendingCode, res.PendingSince, res.PendingReasons = st.Pending, st.PendingSince, st.PendingReasons
+	res.PendingDue = pol.PendingDue(st)
 	if pol.LastAuditIndicator != "" {
 		// Only an audit record (auditor and report) restarts the cycle; the
 		// engine sees accepted declarations only.
 		for _, d := range es.decls[pol.LastAuditIndicator] {
-			if d.AuditRecord() && !d.ValidFrom.After(now) && d.ValidFrom.After(res.LastAudit) {
+			if d.AuditRecord() && !d.ValidFrom.After(at) && d.ValidFrom.After(res.LastAudit) {
 				res.LastAudit = d.ValidFrom
 			}
 		}
 	}
-	if res.LastAudit.IsZero() {
+	switch {
+	case res.Code == "":
+	case res.LastAudit.IsZero():
 		res.NextAuditDue = res.CodeSince
-	} else {
+	default:
 		res.NextAuditDue = res.LastAudit.AddDate(0, pol.AuditInterval(res.Code), 0)
 	}
 
-	e.regressions(es, ca, ba, now)
+	if !res.CodeHeld {
+		e.regressions(es, ca, ba, at)
+	}
 	res.Lagging = LaggingIndicators(std, ca, e.cfg.Solutions)
 	es.result = res
 	e.observeMetrics(es, res)
@@ -930,68 +1014,78 @@ func (e *Engine) evaluate(es *entState, now time.Time, scratch *env) {
 	}
 }
 
-// conditions evaluates the policy's conditions on an assessment, with a
-// human-readable detail for each that holds.
-func (e *Engine) conditions(a *Assessment, stale bool) (map[Condition]bool, map[Condition]string) {
-	holds := map[Condition]bool{CondAlways: true}
-	details := map[Condition]string{CondAlways: fmt.Sprintf("level %s, score %.1f", levelName(a.Level), a.Score)}
-	set := func(c Condition, detail string) {
-		holds[c] = true
-		details[c] = string(c) + ": " + detail
-	}
-	switch a.Level {
-	case LevelI:
-		set(CondLevelI, "Level I")
-	case LevelII:
-		set(CondLevelII, "Level II")
-	case LevelIII:
-		set(CondLevelIII, fmt.Sprintf("Level III (Y_II %.1f)", a.Y[1]))
-	case BelowIII:
-		set(CondBelowIII, fmt.Sprintf("below Level III (Y_III %.2f)", a.Y[2]))
-	default:
-		set(CondNotGraded, "not graded")
-	}
-	var fail, below2, missing []string
-	for _, ind := range e.std.Indicators {
-		if !ind.Restrictive {
-			continue
-		}
-		r := &a.Indicators[ind.Index]
-		switch {
-		case r.Status == Insufficient:
-			missing = append(missing, ind.ID)
-		case r.Status != Graded:
-		case r.Level == BelowIII:
-			fail = append(fail, ind.ID)
-			below2 = append(below2, ind.ID)
-		case r.Level == LevelIII:
-			below2 = append(below2, ind.ID)
+// dataTime returns the time an enterprise is evaluated at and whether it
+// is catching up. An enterprise catches up while a gateway that delivered
+// within the policy's stale.after (of the engine clock) has data that lags
+// the clock by more than stale.after: then its data time is the oldest
+// data time of its active gateways, the time through which everything
+// still arriving has arrived. Otherwise (live, or silent: nothing
+// arriving) it is now, so that silence ages the windows and the code.
+func (e *Engine) dataTime(es *entState, now time.Time) (time.Time, bool) {
+	after := e.pol.StaleAfter
+	var oldest time.Time
+	for i := range es.gws {
+		g := &es.gws[i]
+		if g.active(now, after) && (oldest.IsZero() || g.data.Before(oldest)) {
+			oldest = g.data
 		}
 	}
-	if len(fail) > 0 {
-		set(CondRestrictiveFail, strings.Join(fail, ", ")+" below Level III")
+	if oldest.IsZero() || now.Sub(oldest) <= after {
+		return now, false
 	}
-	if len(below2) > 0 {
-		set(CondRestrictiveBelowII, strings.Join(below2, ", ")+" below Level II")
+	return oldest, true
+}
+
+// stepCode advances an enterprise's code by one evaluation at data time
+// at whose rules gave cand with reasons. An enterprise gets its first code
+// only from an assessment with enough data (graded, completeness at least
+// the policy's minimum), at once; and no candidate better than the code in
+// force counts while data is insufficient, so that missing data never
+// improves a code (a pending upgrade is cancelled).
+func (e *Engine) stepCode(es *entState, ca *Assessment, holds map[Condition]bool, cand Code, reasons []Reason, matched []Condition, at time.Time) {
+	pol, st := e.pol, &es.code
+	old := st.Code
+	if old == "" && (ca.Level == NoLevel || ca.Completeness < pol.MinCompleteness) {
+		return
 	}
-	if len(missing) > 0 {
-		set(CondRestrictiveMissing, strings.Join(missing, ", ")+" without data")
+	at = later(at, es.lastStep) // data time may step back a little when a lagging gateway resumes
+	es.lastStep = at
+	st.Enterprise = es.id
+	stepCand, stepMatched, fresh := cand, matched, true
+	if old != "" && pol.rank(cand) < pol.rank(old) && holds[CondInsufficientData] {
+		stepCand, stepMatched, fresh = old, nil, false
 	}
-	if len(a.Exceedance) > 0 {
-		var parts []string
-		for _, id := range a.Exceedance {
-			r, _ := a.Indicator(e.std, id)
-			parts = append(parts, fmt.Sprintf("%s %.1f%%", id, r.Value))
+	pendingReasons := st.PendingReasons
+	changed := pol.Step(st, stepCand, stepMatched, at)
+	switch {
+	case fresh && st.Code == cand:
+		st.Reasons = reasons
+	case changed:
+		// An upgrade lands on the worst code held throughout, whose
+		// reasons are those it was pending with.
+		st.Reasons = pendingReasons
+	}
+	switch {
+	case st.Pending == "":
+		st.PendingReasons = nil
+	case fresh && st.Pending == cand:
+		st.PendingReasons = reasons
+	}
+	if changed {
+		reason := reasonsText(st.Reasons)
+		if old == "" {
+			reason = "initial: " + reason
 		}
-		set(CondExceedance, strings.Join(parts, ", "))
+		es.emit(Event{Time: at, Enterprise: es.id, Kind: EventCodeChange, Window: ca.Window, OldCode: old, NewCode: st.Code,
+			OldLevel: NoLevel, NewLevel: ca.Level, Reason: reason, Reasons: slices.Clone(st.Reasons)})
 	}
-	if a.Completeness < e.pol.MinCompleteness {
-		set(CondInsufficientData, fmt.Sprintf("%.0f%% of metered indicators have enough data", 100*a.Completeness))
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
 	}
-	if stale {
-		set(CondStale, "meters silent")
-	}
-	return holds, details
+	return a
 }
 
 func levelName(l Level) string {
@@ -1092,7 +1186,11 @@ func (e *Engine) observeMetrics(es *entState, res *Result) {
 		}
 		g.code[i].Set(v)
 	}
-	g.auditDue.Set(float64(res.NextAuditDue.Unix()))
+	due := math.NaN() // no code, no audit interval: not due (and no alert)
+	if !res.NextAuditDue.IsZero() {
+		due = float64(res.NextAuditDue.Unix())
+	}
+	g.auditDue.Set(due)
 	g.stale.Set(float64(len(res.StaleMeters)))
 	ca := &res.Assessments[e.cwin]
 	for i := range ca.Indicators {

@@ -11,8 +11,9 @@ type EventKind string
 // Event kinds.
 const (
 	// EventCodeChange: the enterprise's dynamic code changed (OldCode,
-	// NewCode, Reason). The first evaluation of an enterprise announces its
-	// initial code with OldCode "".
+	// NewCode, Reason, and Reasons: those of the new code). An enterprise
+	// has no code until its first assessment with enough data; that
+	// assessment announces its first code with OldCode "".
 	EventCodeChange EventKind = "code_change"
 	// EventLevelDrop: an indicator's level got worse and stayed worse for
 	// the policy's level_drop.for (OldLevel, NewLevel, NewValue).
@@ -39,7 +40,9 @@ const (
 
 // Event is a change worth telling people about. Events are announced once
 // per change (a condition must hold for its configured time, and is not
-// announced again until it has resolved), so nothing flaps.
+// announced again until it has resolved), so nothing flaps. Time is the
+// enterprise's data time (Result.DataTime) of the evaluation that
+// announced it.
 type Event struct {
 	Time       time.Time `json:"time"`
 	Enterprise string    `json:"enterprise"`
@@ -55,6 +58,8 @@ type Event struct {
 	OldValue   float64   `json:"old_value,omitempty"`
 	NewValue   float64   `json:"new_value,omitempty"`
 	Reason     string    `json:"reason,omitempty"`
+	// Reasons are the facts behind the new code (code_change only).
+	Reasons []Reason `json:"reasons,omitempty"`
 }
 
 // String renders the event for logs and test failures.
@@ -92,15 +97,38 @@ type Result struct {
 	// Assessments are indexed like Standard.Windows.
 	Assessments []Assessment
 
-	Code         Code
-	CodeSince    time.Time
-	CodeReasons  []string // the conditions behind the current candidate code
-	PendingCode  Code     // a code change waiting for its hold ("" none)
-	PendingSince time.Time
+	// DataTime is the time the assessments, the code and its holds are
+	// evaluated at: the wall clock (Time), except while the enterprise
+	// catches up (CatchingUp): then the time through which every gateway
+	// still delivering has delivered, so that a backfill moves the code as
+	// the same data arriving live would.
+	DataTime time.Time
+	// CatchingUp is set while readings arrive (in the last stale.after of
+	// wall-clock time) for a data time that lags the wall clock by more
+	// than stale.after. CodeHeld is set when, meanwhile, the policy's
+	// window already reaches beyond DataTime (a gateway ahead of another,
+	// or a window that slid during a silence): the code does not move on
+	// such a distorted window.
+	CatchingUp, CodeHeld bool
+
+	// Code is the code in force: "" until the first assessment with
+	// enough data (completeness >= the policy's min_completeness, graded).
+	Code      Code
+	CodeSince time.Time // data time
+	// CodeReasons are the facts behind the code in force (not those of a
+	// pending candidate).
+	CodeReasons []Reason
+	// PendingCode is a code change waiting for its hold ("" none), with
+	// the facts behind it, the data time its candidate first appeared and
+	// the data time it takes effect if the candidate keeps holding.
+	PendingCode    Code
+	PendingSince   time.Time
+	PendingDue     time.Time
+	PendingReasons []Reason
 	// LastAudit is the valid_from of the latest declaration of the policy's
 	// last_audit_indicator (zero: no audit on record); NextAuditDue is
 	// LastAudit plus the code's audit interval, or CodeSince when there is
-	// no audit on record (due at once).
+	// no audit on record (due at once), or zero without a code.
 	LastAudit    time.Time
 	NextAuditDue time.Time
 

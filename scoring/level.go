@@ -35,6 +35,21 @@ func (l Level) Better(m Level) bool {
 // MarshalText encodes the level as its String, so JSON reads "II".
 func (l Level) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
 
+// UnmarshalText parses what MarshalText writes ("" is NoLevel), so that
+// events and reasons read back from JSON.
+func (l *Level) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*l = NoLevel
+		return nil
+	}
+	v, err := ParseLevel(string(b))
+	if err != nil {
+		return err
+	}
+	*l = v
+	return nil
+}
+
 // String returns "I", "II", "III", "below III" or "" for NoLevel.
 func (l Level) String() string {
 	switch l {

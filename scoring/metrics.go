@@ -71,10 +71,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "cleanprod_scoring_data_completeness_ratio", Help: "Share of metered indicators with enough data, per window.",
 		}, []string{"enterprise", "window"}),
 		code: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cleanprod_scoring_code", Help: "Dynamic code: 1 for the enterprise's current code, 0 for the others.",
+			Name: "cleanprod_scoring_code", Help: "Dynamic code: 1 for the enterprise's current code, 0 for the others (all 0: no code yet).",
 		}, []string{"enterprise", "code"}),
 		auditDue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "cleanprod_scoring_next_audit_due_timestamp_seconds", Help: "When the next cleaner-production audit is due.",
+			Name: "cleanprod_scoring_next_audit_due_timestamp_seconds", Help: "When the next cleaner-production audit is due (NaN while the enterprise has no code).",
 		}, []string{"enterprise"}),
 		indValue: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cleanprod_scoring_indicator_value", Help: "Indicator value on the policy's window (in the indicator's unit); NaN when not graded.",

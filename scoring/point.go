@@ -1,6 +1,10 @@
 package scoring
 
-import "github.com/cleanprod/cleanprod/store"
+import (
+	"encoding/json"
+
+	"github.com/cleanprod/cleanprod/store"
+)
 
 // Measurements written to the Sink.
 const (
@@ -12,13 +16,15 @@ const (
 	// MeasurementScore: one point per enterprise and window; tags
 	// enterprise, window; fields y_i, y_ii, y_iii, level (0-4), score,
 	// completeness, the window totals as total_<id> (Assessment.Totals;
-	// TotalsFromFields reads them back); on the policy's window also code,
-	// next_audit_due (Unix seconds) and stale_meters.
+	// TotalsFromFields reads them back); on the policy's window also code
+	// ("" while the enterprise has none), next_audit_due (Unix seconds;
+	// absent without a code) and stale_meters.
 	MeasurementScore = "score"
 	// MeasurementEvent: one point per event; tags enterprise, kind,
 	// indicator, meter (empty ones absent); fields resolved, reason,
 	// window, and old_code, new_code, old_level, new_level, old_value,
-	// new_value where they apply.
+	// new_value where they apply; a code_change also reasons (the new
+	// code's, as a JSON array of Reason).
 	MeasurementEvent = "event"
 )
 
@@ -33,7 +39,9 @@ func appendPoints(ps []store.Point, std *Standard, codeWindow int, res *Result) 
 		totalFields(f, a.Totals)
 		if wi == codeWindow {
 			f["code"] = string(res.Code)
-			f["next_audit_due"] = res.NextAuditDue.Unix()
+			if !res.NextAuditDue.IsZero() {
+				f["next_audit_due"] = res.NextAuditDue.Unix()
+			}
 			f["stale_meters"] = int64(len(res.StaleMeters))
 		}
 		ps = append(ps, store.Point{Measurement: MeasurementScore, Time: res.Time,
@@ -61,6 +69,11 @@ func EventPoint(ev Event) store.Point {
 	case EventCodeChange:
 		f["old_code"], f["new_code"] = string(ev.OldCode), string(ev.NewCode)
 		f["new_level"] = int64(ev.NewLevel)
+		if len(ev.Reasons) > 0 {
+			if b, err := json.Marshal(ev.Reasons); err == nil {
+				f["reasons"] = string(b)
+			}
+		}
 	case EventLevelDrop:
 		f["old_level"], f["new_level"], f["new_value"] = int64(ev.OldLevel), int64(ev.NewLevel), ev.NewValue
 	case EventWorsening:
@@ -97,5 +110,13 @@ func EventFromPoint(p store.Point) (Event, bool) {
 	ev.OldCode, ev.NewCode = Code(str("old_code")), Code(str("new_code"))
 	ev.OldLevel, ev.NewLevel = lvl("old_level"), lvl("new_level")
 	ev.OldValue, ev.NewValue = num("old_value"), num("new_value")
+	if s := str("reasons"); s != "" {
+		// Reasons the store mangled are left out, not fatal: the code
+		// itself still restores.
+		var rs []Reason
+		if json.Unmarshal([]byte(s), &rs) == nil {
+			ev.Reasons = rs
+		}
+	}
 	return ev, ev.Enterprise != "" && ev.Kind != ""
 }

@@ -141,24 +141,44 @@ func (p *Policy) Classify(holds map[Condition]bool) (Code, []Condition) {
 	return p.Codes[len(p.Codes)-1].Code, nil // unreachable: the last rule is "always"
 }
 
-// CodeState is an enterprise's code with its hysteresis state.
+// CodeState is an enterprise's code with its hysteresis state. Times are
+// in the enterprise's data time (see Result.DataTime).
 type CodeState struct {
 	Enterprise string
-	Code       Code
-	Since      time.Time
-	Reasons    []string // the conditions behind the current code
+	// Code is "" until the first assessment with enough data.
+	Code  Code
+	Since time.Time
+	// Reasons are the facts behind the code in force, as of the latest
+	// evaluation that gave that code (its change, or a later one).
+	Reasons []Reason
 	// Pending is the code the enterprise is heading for while a hold runs
 	// ("" when none): the worst code seen since PendingSince for an
 	// upgrade, the best for a downgrade.
-	Pending      Code
-	PendingSince time.Time
-	PendingEvals int
+	Pending        Code
+	PendingSince   time.Time
+	PendingEvals   int
+	PendingReasons []Reason // behind Pending, as of the latest evaluation that gave it
+}
+
+// PendingDue returns when st's pending change takes effect if its
+// candidate keeps holding: PendingSince plus the hold of its direction
+// (the hold's evaluations permitting). It is zero when nothing is pending.
+func (p *Policy) PendingDue(st *CodeState) time.Time {
+	if st.Pending == "" || st.Code == "" {
+		return time.Time{}
+	}
+	hold := p.Upgrade
+	if p.rank(st.Pending) > p.rank(st.Code) {
+		hold = p.Downgrade
+	}
+	return st.PendingSince.Add(hold.For)
 }
 
 // Step advances st by one evaluation whose rules gave cand (for the
 // matched conditions) at now. It returns whether the code changed.
 //
-// The first evaluation sets the code at once. A better candidate replaces
+// The first step (st.Code "") sets the code at once: the caller steps only
+// on an assessment with enough data. A better candidate replaces
 // the code only after it (or better) was the candidate for Upgrade; a
 // worse one after Downgrade, or at once when a matched condition is in
 // ImmediateDowngradeOn. A candidate equal to the current code cancels a

@@ -41,7 +41,7 @@ import (
 //	                                 stored so far and restored from the
 //	                                 events announced so far
 //	expect level <ent> <window> <I|II|III|below_III|none>
-//	expect code <ent> <code> [pending=<code>]
+//	expect code <ent> <code>|none [pending=<code>|none]
 //	expect indicator <ent> <window> <id> [value=<x>[±<tol>]] [level=<l>] [status=<s>]
 //	                 [coverage=<x>[±<tol>]] [short=<meter>,...|short=none]
 //	expect event <kind> <ent> [indicator=<id>] [meter=<id>] [old=<x>] [new=<x>] [resolved]
@@ -401,6 +401,14 @@ func (s *scenario) assessment(ent, window string) *Assessment {
 	return a
 }
 
+// noneArg maps "none" (no code) to "".
+func noneArg(v string) string {
+	if v == "none" {
+		return ""
+	}
+	return v
+}
+
 func levelArg(v string) string {
 	if v == "none" {
 		return ""
@@ -418,11 +426,11 @@ func (s *scenario) expect(f []string) {
 		}
 	case "code":
 		r := s.result(f[1])
-		if string(r.Code) != f[2] {
-			s.errorf("code of %s: got %s, want %s (reasons %q)", f[1], r.Code, f[2], r.CodeReasons)
+		if string(r.Code) != noneArg(f[2]) {
+			s.errorf("code of %s: got %q, want %s (reasons %v)", f[1], r.Code, f[2], r.CodeReasons)
 		}
-		if p, ok := kv(f[3:])["pending"]; ok && string(r.PendingCode) != p {
-			s.errorf("pending code of %s: got %q, want %q", f[1], r.PendingCode, p)
+		if p, ok := kv(f[3:])["pending"]; ok && string(r.PendingCode) != noneArg(p) {
+			s.errorf("pending code of %s: got %q, want %s", f[1], r.PendingCode, p)
 		}
 	case "indicator":
 		a := s.assessment(f[1], f[2])

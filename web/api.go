@@ -36,7 +36,7 @@ func (s *server) listEnterprises(c *gin.Context) {
 			continue
 		}
 		r, _ := snap.Result(ent.ID)
-		out.Enterprises = append(out.Enterprises, summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(ent)))
+		out.Enterprises = append(out.Enterprises, summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(ent), s.now()))
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -100,13 +100,12 @@ func (s *server) getEnterprise(c *gin.Context) {
 
 func (s *server) detail(c *gin.Context, ent *registry.Enterprise, v resultView) (EnterpriseDetail, error) {
 	snap := s.snapshot()
-	d := EnterpriseDetail{EnterpriseSummary: summaryOf(ent, snap.Standard, snap.Policy, v, s.freshness(ent)),
-		CodeReasons: []string{}, Assessments: []AssessmentDTO{}, Lagging: []LaggingDTO{}, RecentEvents: []scoring.Event{},
+	d := EnterpriseDetail{EnterpriseSummary: summaryOf(ent, snap.Standard, snap.Policy, v, s.freshness(ent), s.now()),
+		Assessments: []AssessmentDTO{}, Lagging: []LaggingDTO{}, RecentEvents: []scoring.Event{},
 		EstimatedBenchmarks: nonNil(snap.Standard.Estimated())}
 	if v.res == nil {
 		return d, nil
 	}
-	d.CodeReasons = nonNil(v.res.CodeReasons)
 	d.Assessments = assessmentsOf(snap.Standard, v)
 	d.Lagging = laggingOf(snap.Standard, v.res.Lagging)
 	d.NextLevel = nextLevelOf(snap.Standard, snap.Policy, v, s.solutions(snap))

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"fmt"
 	"math"
 	"time"
 
@@ -28,11 +29,25 @@ type EnterpriseSummary struct {
 	// EvaluatedAt is the time of the result.
 	EvaluatedAt *time.Time `json:"evaluated_at"`
 	// DataThrough is the time of the newest reading the result includes.
-	DataThrough  *time.Time `json:"data_through"`
-	Code         *string    `json:"code"` // green, yellow or red
-	CodeSince    *time.Time `json:"code_since"`
-	PendingCode  *string    `json:"pending_code"` // a change waiting for its hold
-	PendingSince *time.Time `json:"pending_since"`
+	DataThrough *time.Time `json:"data_through"`
+	// DataTime is the time the code and its holds are at: the evaluation
+	// time, or while the enterprise catches up (a gateway delivering a
+	// backlog) the time through which its data has arrived.
+	DataTime   *time.Time `json:"data_time"`
+	CatchingUp bool       `json:"catching_up"`
+	// CodeHeld: the code waits for the catch-up to fill the window.
+	CodeHeld bool `json:"code_held,omitempty"`
+	// Code is green, yellow or red; null until the first assessment with
+	// enough data (CodeText says "no code yet").
+	Code      *string    `json:"code"`
+	CodeText  Text       `json:"code_text"`
+	CodeSince *time.Time `json:"code_since"` // data time
+	// CodeReasons are the facts behind the code in force.
+	CodeReasons []ReasonDTO `json:"code_reasons"`
+	// PendingCode and PendingSince repeat PendingChange's code and since.
+	PendingCode   *string        `json:"pending_code"`
+	PendingSince  *time.Time     `json:"pending_since"`
+	PendingChange *PendingChange `json:"pending_change"` // null: none
 	// Window is the policy's window (the live code follows it); Level,
 	// Score, Y and Completeness are on it.
 	Window       string     `json:"window"`
@@ -45,10 +60,47 @@ type EnterpriseSummary struct {
 	Official     *LevelRef  `json:"official"` // the level on the standard's other (rolling 12-month) window
 	LastAudit    *time.Time `json:"last_audit"`
 	NextAuditDue *time.Time `json:"next_audit_due"`
+	// AuditOverdue: the next audit was due before now; AuditNote says so
+	// (null when not overdue).
+	AuditOverdue bool  `json:"audit_overdue"`
+	AuditNote    *Text `json:"audit_note"`
 	// AuditIntervalMonths is the audit cycle the code implies.
 	AuditIntervalMonths int           `json:"audit_interval_months,omitempty"`
 	Freshness           DataFreshness `json:"data_freshness"`
 	Links               Links         `json:"links"`
+}
+
+// Text is a sentence in Chinese and English.
+type Text struct {
+	ZH string `json:"zh"`
+	EN string `json:"en"`
+}
+
+// ReasonDTO is one fact a code rests on.
+type ReasonDTO struct {
+	// Kind is the policy condition that holds: level_i, level_ii,
+	// level_iii, below_iii, not_graded, restrictive_fail,
+	// restrictive_below_ii, restrictive_missing, exceedance,
+	// insufficient_data or stale.
+	Kind      string   `json:"kind"`
+	Indicator *string  `json:"indicator"`
+	Level     *string  `json:"level"`
+	Value     *float64 `json:"value"`
+	// Benchmark is the benchmark or threshold Value is held against.
+	Benchmark *float64 `json:"benchmark"`
+	Unit      string   `json:"unit,omitempty"`
+	TextZH    string   `json:"text_zh"`
+	TextEN    string   `json:"text_en"`
+}
+
+// PendingChange is a code change waiting for its hold.
+type PendingChange struct {
+	Code  string    `json:"code"`
+	Since time.Time `json:"since"` // data time its candidate first appeared
+	// TakesEffect is when the code changes if the candidate keeps holding
+	// (data time: later than this while the enterprise's data lags).
+	TakesEffect *time.Time  `json:"takes_effect"`
+	Reasons     []ReasonDTO `json:"reasons"`
 }
 
 // LevelRef is a level and score on a named window.
@@ -80,7 +132,6 @@ type Links struct {
 // EnterpriseDetail is one enterprise with every indicator.
 type EnterpriseDetail struct {
 	EnterpriseSummary
-	CodeReasons []string        `json:"code_reasons"`
 	Assessments []AssessmentDTO `json:"assessments"`
 	// Lagging lists every indicator below the next level, largest
 	// weighted gap first; NextLevel is what it takes to reach that level.
@@ -235,6 +286,45 @@ type MatchDTO struct {
 	Src            []string   `json:"src"`
 }
 
+func reasonsOf(rs []scoring.Reason) []ReasonDTO {
+	out := make([]ReasonDTO, 0, len(rs))
+	for _, r := range rs {
+		d := ReasonDTO{Kind: string(r.Kind), Level: levelPtr(r.Level), Unit: r.Unit, TextZH: r.TextZH, TextEN: r.TextEN}
+		if r.Indicator != "" {
+			d.Indicator = &r.Indicator
+		}
+		if r.Value != nil {
+			d.Value = f64(*r.Value)
+		}
+		if r.Benchmark != nil {
+			d.Benchmark = f64(*r.Benchmark)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// codeText names a code ("" none) in Chinese and English.
+func codeText(c scoring.Code) Text {
+	if c == "" {
+		return Text{"未赋码", "no code yet"}
+	}
+	return Text{codeZH(string(c)), string(c)}
+}
+
+// auditNote says that an audit due at due is overdue at now (nil when
+// not), with dates in loc.
+func auditNote(due, now time.Time, loc *time.Location) *Text {
+	if due.IsZero() || !due.Before(now) {
+		return nil
+	}
+	days := int(now.Sub(due).Hours() / 24)
+	return &Text{
+		ZH: fmt.Sprintf("审核已逾期 %d 天（应于 %s 前完成）", days, due.In(loc).Format(time.DateOnly)),
+		EN: fmt.Sprintf("audit overdue by %d days (due %s)", days, due.In(loc).Format(time.DateOnly)),
+	}
+}
+
 func levelPtr(l scoring.Level) *string {
 	if l == scoring.NoLevel {
 		return nil
@@ -287,11 +377,12 @@ func enterpriseLinks(id string) Links {
 	return Links{Self: base, Report: base + "/report", ReportPDF: base + "/report?format=pdf", Meters: base + "/meters", Declarations: base + "/declarations"}
 }
 
-// summaryOf builds an enterprise's summary; v.res may be nil (not
-// evaluated yet).
-func summaryOf(ent *registry.Enterprise, std *scoring.Standard, pol *scoring.Policy, v resultView, fresh DataFreshness) EnterpriseSummary {
+// summaryOf builds an enterprise's summary at now (for the audit's
+// overdue flag); v.res may be nil (not evaluated yet).
+func summaryOf(ent *registry.Enterprise, std *scoring.Standard, pol *scoring.Policy, v resultView, fresh DataFreshness, now time.Time) EnterpriseSummary {
 	s := EnterpriseSummary{ID: ent.ID, Name: ent.Name, NameZH: ent.NameZH, Industry: ent.Industry, Region: ent.Region,
-		USCC: ent.USCC, DischargePermit: ent.DischargePermit, Window: pol.Window, Freshness: fresh, Links: enterpriseLinks(ent.ID)}
+		USCC: ent.USCC, DischargePermit: ent.DischargePermit, Window: pol.Window, Freshness: fresh, Links: enterpriseLinks(ent.ID),
+		CodeText: codeText(""), CodeReasons: []ReasonDTO{}}
 	s.Freshness.Meters = len(ent.Meters)
 	if s.Freshness.StaleMeters == nil {
 		s.Freshness.StaleMeters = []string{}
@@ -301,10 +392,18 @@ func summaryOf(ent *registry.Enterprise, std *scoring.Standard, pol *scoring.Pol
 		return s
 	}
 	s.Evaluated = true
-	s.EvaluatedAt, s.DataThrough = timePtr(r.Time), timePtr(r.DataThrough)
-	s.Code, s.CodeSince = codePtr(r.Code), timePtr(r.CodeSince)
+	s.EvaluatedAt, s.DataThrough, s.DataTime = timePtr(r.Time), timePtr(r.DataThrough), timePtr(r.DataTime)
+	s.CatchingUp, s.CodeHeld = r.CatchingUp, r.CodeHeld
+	s.Code, s.CodeText, s.CodeSince = codePtr(r.Code), codeText(r.Code), timePtr(r.CodeSince)
+	s.CodeReasons = reasonsOf(r.CodeReasons)
 	s.PendingCode, s.PendingSince = codePtr(r.PendingCode), timePtr(r.PendingSince)
+	if r.PendingCode != "" {
+		s.PendingChange = &PendingChange{Code: string(r.PendingCode), Since: r.PendingSince.UTC(), TakesEffect: timePtr(r.PendingDue),
+			Reasons: reasonsOf(r.PendingReasons)}
+	}
 	s.LastAudit, s.NextAuditDue = timePtr(r.LastAudit), timePtr(r.NextAuditDue)
+	s.AuditNote = auditNote(r.NextAuditDue, now, localZone(std.UTCOffset))
+	s.AuditOverdue = s.AuditNote != nil
 	s.AuditIntervalMonths = pol.AuditInterval(r.Code)
 	if len(r.StaleMeters) > 0 {
 		s.Freshness.StaleMeters = r.StaleMeters

@@ -71,7 +71,7 @@ func (s *server) overview(c *gin.Context) {
 	names := map[string]string{}
 	for _, ent := range s.registry().Enterprises {
 		r, _ := snap.Result(ent.ID)
-		sum := summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(ent))
+		sum := summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(ent), now)
 		// The distribution is the fleet's (counts only); the rows are
 		// what the token may see.
 		codes[deref(sum.Code)]++

@@ -417,7 +417,7 @@ func (d *pdfDoc) codeSection() {
 	d.font(14, 255)
 	label := code
 	if label == "" {
-		label = "no code"
+		label = "no code yet"
 	}
 	if d.cjk {
 		label = codeZH(code) + " " + label
@@ -428,8 +428,9 @@ func (d *pdfDoc) codeSection() {
 		{d.t("赋码时间", "Code since"), r.Date(e.CodeSince)},
 		{d.t("等级", "Level") + " (" + r.Window + ")", lv(r.Live.Level) + "  " + d.t("得分", "score") + fmt.Sprintf(" %.1f", r.Live.Score)},
 	}
-	if e.PendingCode != nil {
-		pairs = append(pairs, [2]string{d.t("待变更", "Pending"), deref(e.PendingCode) + " (" + r.Date(e.PendingSince) + ")"})
+	if p := e.PendingChange; p != nil {
+		pairs = append(pairs, [2]string{d.t("待变更", "Pending"),
+			p.Code + " (" + d.t("自", "since") + " " + r.Date(&p.Since) + ", " + d.t("持续则生效于", "takes effect if it holds on") + " " + r.Date(p.TakesEffect) + "): " + d.reasons(p.Reasons)})
 	}
 	if o := r.Official; o != nil {
 		pairs = append(pairs, [2]string{d.t("等级", "Level") + " (" + o.Window + ")", lv(o.Level) + "  " + d.t("得分", "score") + fmt.Sprintf(" %.1f", o.Score)})
@@ -442,14 +443,29 @@ func (d *pdfDoc) codeSection() {
 		[2]string{d.t("审核周期", "Audit cycle"), cycle},
 		[2]string{d.t("上次审核", "Last audit"), r.Date(e.LastAudit)},
 		[2]string{d.t("下次审核到期", "Next audit due"), r.Date(e.NextAuditDue)},
-		[2]string{d.t("赋码依据", "Why this code"), strings.Join(e.CodeReasons, "; ")},
 	)
+	if n := e.AuditNote; n != nil {
+		pairs = append(pairs, [2]string{d.t("审核逾期", "Audit overdue"), d.t(n.ZH, n.EN)})
+	}
+	pairs = append(pairs, [2]string{d.t("赋码依据", "Why this code"), d.reasons(e.CodeReasons)})
 	d.kv(pairs)
 	var rows [][]string
 	for _, c := range r.Codes {
 		rows = append(rows, []string{d.t(codeZH(c.Code), c.Code), fmt.Sprintf("%d %s", c.AuditIntervalMonths, d.t("个月", "months"))})
 	}
 	d.table([]float64{1, 1}, "LR", []string{d.t("动态码", "Code"), d.t("审核周期", "Audit interval")}, rows)
+}
+
+// reasons joins the texts of rs.
+func (d *pdfDoc) reasons(rs []ReasonDTO) string {
+	parts := make([]string, 0, len(rs))
+	for _, r := range rs {
+		parts = append(parts, d.t(r.TextZH, r.TextEN))
+	}
+	if len(parts) == 0 {
+		return "—"
+	}
+	return strings.Join(parts, "; ")
 }
 
 func (d *pdfDoc) profileSection() {

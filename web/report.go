@@ -240,8 +240,8 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 		}
 		fresh.LastReading = timePtr(last)
 	}
-	rep.Enterprise = EnterpriseDetail{EnterpriseSummary: summaryOf(ent, std, pol, in.view, fresh),
-		CodeReasons: nonNil(res.CodeReasons), Assessments: assessmentsOf(std, in.view), Lagging: laggingOf(std, res.Lagging)}
+	rep.Enterprise = EnterpriseDetail{EnterpriseSummary: summaryOf(ent, std, pol, in.view, fresh, in.now),
+		Assessments: assessmentsOf(std, in.view), Lagging: laggingOf(std, res.Lagging)}
 	rep.Enterprise.NextLevel = nextLevelOf(std, pol, in.view, in.lib)
 	rep.Enterprise.EstimatedBenchmarks = nonNil(std.Estimated())
 	rep.addMeasures()

@@ -161,11 +161,15 @@ func mapping(opts map[string][2]string) dashboard.ValueMapping {
 	return dashboard.ValueMapping{ValueMap: m}
 }
 
-// codeMappings colour the dynamic codes.
+// codeMappings colour the dynamic codes; an enterprise without one yet
+// (code "": not enough data so far) reads "no code yet".
 func codeMappings() []dashboard.ValueMapping {
+	none := dashboard.NewSpecialValueMap()
+	none.Options.Match = dashboard.SpecialValueMatchEmpty
+	none.Options.Result = dashboard.ValueMappingResult{Text: cog.ToPtr("no code yet"), Color: cog.ToPtr(colGray), Index: cog.ToPtr(int32(3))}
 	return []dashboard.ValueMapping{mapping(map[string][2]string{
 		"green": {"green", colGreen}, "yellow": {"yellow", colYellow}, "red": {"red", colRed},
-	})}
+	}), {SpecialValueMap: none}}
 }
 
 // levelMappings name the levels of the score and indicator points

@@ -75,7 +75,7 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 		d.WithPanel(p)
 	}
 	d.WithRow(dashboard.NewRowBuilder("${enterprise} now"))
-	scoreField("Dynamic code", "The code on the "+codeWin+" window, with hysteresis applied.", codeWin, "code", "none",
+	scoreField("Dynamic code", "The code on the "+codeWin+" window, with hysteresis applied in data time; no code yet until the first assessment with enough data.", codeWin, "code", "none",
 		func(p *stat.PanelBuilder) { p.Mappings(codeMappings()) })
 	scoreField("Level (${window})", "Cleaner-production level on the chosen window.", "${window}", "level", "none",
 		func(p *stat.PanelBuilder) { p.Mappings(levelMappings()) })
@@ -88,7 +88,7 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 			p.Decimals(0).Thresholds(thresholds(colRed, pol.MinCompleteness, colGreen))
 		})
 	d.WithPanel(stat.NewPanelBuilder().Title("Next audit due").
-		Description("The last declared audit plus the interval of the current code.").
+		Description("The last declared audit plus the interval of the current code (none before the enterprise's first code).").
 		Datasource(*fluxDS()).Span(4).Height(4).
 		WithTarget(flux("A", fluxText(`
 			from(bucket: "${bucket}")

@@ -43,7 +43,7 @@ func fleet(std *scoring.Standard, pol *scoring.Policy) *dashboard.DashboardBuild
 	d.WithRow(dashboard.NewRowBuilder("Codes and levels"))
 	d.WithPanel(stat.NewPanelBuilder().
 		Title("Enterprises by dynamic code").
-		Description("Each enterprise's latest code (the "+codeWin+" window's score points).").
+		Description("Each enterprise's latest code (the "+codeWin+" window's score points); no code yet: not enough data for a first assessment.").
 		Datasource(*fluxDS()).Span(8).Height(6).
 		WithTarget(flux("A", fluxText(`
 			from(bucket: "${bucket}")
@@ -52,16 +52,18 @@ func fleet(std *scoring.Standard, pol *scoring.Policy) *dashboard.DashboardBuild
 			  |> group(columns: ["enterprise"])
 			  |> last()
 			  |> group()
-			  |> reduce(identity: {green: 0, yellow: 0, red: 0}, fn: (r, accumulator) => ({
+			  |> reduce(identity: {green: 0, yellow: 0, red: 0, none: 0}, fn: (r, accumulator) => ({
 			      green: accumulator.green + (if r._value == "green" then 1 else 0),
 			      yellow: accumulator.yellow + (if r._value == "yellow" then 1 else 0),
-			      red: accumulator.red + (if r._value == "red" then 1 else 0)}))`))).
-		ReduceOptions(reduceLast("/^(green|yellow|red)$/")).
+			      red: accumulator.red + (if r._value == "red" then 1 else 0),
+			      none: accumulator.none + (if r._value == "" then 1 else 0)}))`))).
+		ReduceOptions(reduceLast("/^(green|yellow|red|none)$/")).
 		ColorMode(common.BigValueColorModeBackground).GraphMode(common.BigValueGraphModeNone).
 		TextMode(common.BigValueTextModeValueAndName).Orientation(common.VizOrientationAuto).Unit("none").Decimals(0).
 		OverrideByName("green", []dashboard.DynamicConfigValue{fixedColor(colGreen)}).
 		OverrideByName("yellow", []dashboard.DynamicConfigValue{fixedColor(colYellow)}).
-		OverrideByName("red", []dashboard.DynamicConfigValue{fixedColor(colRed)}))
+		OverrideByName("red", []dashboard.DynamicConfigValue{fixedColor(colRed)}).
+		OverrideByName("none", []dashboard.DynamicConfigValue{prop("displayName", "no code yet"), fixedColor(colGray)}))
 	d.WithPanel(bargauge.NewPanelBuilder().
 		Title("Level distribution (${window} window)").
 		Description("Enterprises per cleaner-production level on the chosen window; not graded: too little data.").
@@ -175,7 +177,7 @@ func fleet(std *scoring.Standard, pol *scoring.Policy) *dashboard.DashboardBuild
 		OverrideByName("new_code", []dashboard.DynamicConfigValue{prop("mappings", codeMappings()), cellColor()}))
 	d.WithPanel(newTable().
 		Title("Audits due soon").
-		Description("Next cleaner-production audit per enterprise: the last audit (declared) plus the interval of the current code; soonest first.").
+		Description("Next cleaner-production audit per enterprise: the last audit (declared) plus the interval of the current code; soonest first. An enterprise without a code yet has no due date and is not listed.").
 		Datasource(*fluxDS()).Span(8).Height(10).
 		WithTarget(flux("A", fluxText(`
 			from(bucket: "${bucket}")
@@ -183,6 +185,7 @@ func fleet(std *scoring.Standard, pol *scoring.Policy) *dashboard.DashboardBuild
 			  |> filter(fn: (r) => r._measurement == "score" and r.window == "`+codeWin+`" and (r._field == "code" or r._field == "next_audit_due"))
 			  |> last()
 			  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+			  |> filter(fn: (r) => exists r.next_audit_due)
 			  |> group()
 			  |> map(fn: (r) => ({enterprise: r.enterprise, code: r.code, due: time(v: r.next_audit_due * 1000000000),
 			      days_left: float(v: r.next_audit_due - int(v: now()) / 1000000000) / 86400.0}))

@@ -519,7 +519,7 @@ func anyMatch(expr string, names map[string]bool) bool {
 var semantic = map[string]func(t *testing.T, f *fleet, combos []combo, results []panelResult){
 	"Enterprises by dynamic code": func(t *testing.T, f *fleet, _ []combo, rs []panelResult) {
 		for _, r := range rs {
-			if got := sumColumns(r.flux, "green", "yellow", "red"); got != float64(len(f.enterprises)) {
+			if got := sumColumns(r.flux, "green", "yellow", "red", "none"); got != float64(len(f.enterprises)) {
 				t.Errorf("codes add up to %g enterprises, want %d", got, len(f.enterprises))
 			}
 		}
