@@ -214,10 +214,11 @@ func TestDeclarationReview(t *testing.T) {
 
 	// Out of range, wrong level for a gate, audit without its record: 422.
 	for body, want := range map[string][]string{
-		`{"indicator": "robotic_electrostatic_share", "value": 150, "evidence": "x", "valid_from": "2026-05-01"}`:                 {"robotic_electrostatic_share", "0 to 100 %"},
-		`{"indicator": "permit_compliance", "level": "II", "evidence": "x", "valid_from": "2026-05-01"}`:                          {"permit_compliance", "yes/no"},
-		`{"indicator": "cp_audit", "level": "I", "evidence": "x", "valid_from": "2026-05-01"}`:                                    {"cp_audit", "auditor", "report_ref"},
-		`{"indicator": "cp_audit", "level": "I", "evidence": "x", "auditor": "a", "report_ref": "r", "valid_from": "2026-09-01"}`: {"future"},
+		`{"indicator": "robotic_electrostatic_share", "value": 150, "evidence": "x", "valid_from": "2026-05-01"}`:                    {"robotic_electrostatic_share", "0 to 100 %"},
+		`{"indicator": "permit_compliance", "level": "II", "evidence": "x", "valid_from": "2026-05-01"}`:                             {"permit_compliance", "yes/no"},
+		`{"indicator": "paint_transfer_efficiency", "value": 0.65, "unit": "fraction", "evidence": "x", "valid_from": "2026-05-01"}`: {"paint_transfer_efficiency is declared in %"},
+		`{"indicator": "cp_audit", "level": "I", "evidence": "x", "valid_from": "2026-05-01"}`:                                       {"cp_audit", "auditor", "report_ref"},
+		`{"indicator": "cp_audit", "level": "I", "evidence": "x", "auditor": "a", "report_ref": "r", "valid_from": "2026-09-01"}`:    {"future"},
 	} {
 		w := post(enterpriseToken, body)
 		expectError(t, w, http.StatusUnprocessableEntity, codeInvalid)

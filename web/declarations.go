@@ -3,6 +3,7 @@ package web
 import (
 	"cmp"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -68,16 +69,19 @@ type DeclarationInput struct {
 	// Indicator, or Absent: an amount the formulas read (natural_gas,
 	// or quantity@workshop) that the enterprise does not have; it then
 	// counts as 0.
-	Indicator     string   `json:"indicator,omitempty"`
-	Absent        string   `json:"absent,omitempty"`
-	Level         string   `json:"level,omitempty"`
-	Value         *float64 `json:"value,omitempty"`
-	NotApplicable bool     `json:"not_applicable,omitempty"`
-	Evidence      string   `json:"evidence"`
-	ValidFrom     string   `json:"valid_from"`
-	ValidTo       string   `json:"valid_to,omitempty"`
-	Auditor       string   `json:"auditor,omitempty"`
-	ReportRef     string   `json:"report_ref,omitempty"`
+	Indicator string   `json:"indicator,omitempty"`
+	Absent    string   `json:"absent,omitempty"`
+	Level     string   `json:"level,omitempty"`
+	Value     *float64 `json:"value,omitempty"`
+	// Unit, when given, must be the indicator's unit: a value is never
+	// converted or guessed.
+	Unit          string `json:"unit,omitempty"`
+	NotApplicable bool   `json:"not_applicable,omitempty"`
+	Evidence      string `json:"evidence"`
+	ValidFrom     string `json:"valid_from"`
+	ValidTo       string `json:"valid_to,omitempty"`
+	Auditor       string `json:"auditor,omitempty"`
+	ReportRef     string `json:"report_ref,omitempty"`
 }
 
 // DeclarationCreated is the answer of POST .../declarations.
@@ -235,6 +239,14 @@ func (s *server) addDeclaration(c *gin.Context) {
 	ind, ok := std.Indicator(in.Indicator)
 	if !ok && d.Absent == "" {
 		s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "no indicator %q in standard %s", in.Indicator, std.ID))
+		return
+	}
+	if in.Unit != "" && (ind == nil || in.Value == nil || in.Unit != ind.Unit) {
+		want := "no unit: only a declared value has one"
+		if ind != nil && ind.Kind == scoring.Quantitative && in.Value != nil {
+			want = fmt.Sprintf("%s is declared in %s", ind.ID, ind.Unit)
+		}
+		s.fail(c, errorf(http.StatusUnprocessableEntity, codeInvalid, "unit %q: %s", in.Unit, want))
 		return
 	}
 	if in.Level != "" && ind == nil {
