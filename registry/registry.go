@@ -116,9 +116,12 @@ type Registry struct {
 	enterprises map[string]*Enterprise
 	gateways    map[gatewayKey]*Gateway
 	meterHomes  map[string][]*Meter // meter id -> meters with that id in any enterprise
+	meters      map[meterKey]*Meter
 }
 
 type gatewayKey struct{ enterprise, gateway string }
+
+type meterKey struct{ enterprise, meter string }
 
 // Enterprise returns the enterprise with the given id.
 func (r *Registry) Enterprise(id string) (*Enterprise, bool) {
@@ -138,12 +141,8 @@ func (r *Registry) MetersNamed(id string) []*Meter { return r.meterHomes[id] }
 
 // Meter returns the meter registered under enterprise with id id.
 func (r *Registry) Meter(enterprise, id string) (*Meter, bool) {
-	for _, m := range r.meterHomes[id] {
-		if m.Enterprise.ID == enterprise {
-			return m, true
-		}
-	}
-	return nil, false
+	m, ok := r.meters[meterKey{enterprise, id}]
+	return m, ok
 }
 
 // MeterCount returns the number of registered meters.
@@ -233,6 +232,7 @@ func Parse(files map[string][]byte) (*Registry, error) {
 		enterprises: make(map[string]*Enterprise),
 		gateways:    make(map[gatewayKey]*Gateway),
 		meterHomes:  make(map[string][]*Meter),
+		meters:      make(map[meterKey]*Meter),
 	}
 	var errs []error
 	names := make([]string, 0, len(files))
@@ -257,6 +257,7 @@ func Parse(files map[string][]byte) (*Registry, error) {
 		}
 		for _, m := range e.Meters {
 			r.meterHomes[m.ID] = append(r.meterHomes[m.ID], m)
+			r.meters[meterKey{m.Enterprise.ID, m.ID}] = m
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
