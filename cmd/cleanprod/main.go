@@ -25,12 +25,20 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
+		var logged loggedError
+		if !errors.Is(err, flag.ErrHelp) && !errors.As(err, &logged) {
 			fmt.Fprintln(os.Stderr, "cleanprod:", err)
 		}
 		os.Exit(1)
 	}
 }
+
+// loggedError is an error already written to the log as a record; main
+// does not print it again.
+type loggedError struct{ err error }
+
+func (e loggedError) Error() string { return e.err.Error() }
+func (e loggedError) Unwrap() error { return e.err }
 
 const usage = `cleanprod: a continuous cleaner-production audit for factories.
 

@@ -54,8 +54,16 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 // serve runs the service until ctx ends. Start order: registry, store,
 // broker, pipeline, subscriber, HTTP; stop in reverse, flushing and
 // acknowledging what was written.
-func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) error {
+func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err error) {
 	log := newLogger(cfg, stderr)
+	defer func() {
+		// A fatal error is a log record like any other, in the configured
+		// format, for whatever collects the logs.
+		if err != nil {
+			log.Error("serve stopped on an error", "err", err)
+			err = loggedError{err}
+		}
+	}()
 	reg, err := registry.Load(cfg.GatewayConfig)
 	if err != nil {
 		return fmt.Errorf("gateway registry: %w", err)

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -344,5 +346,27 @@ func TestGatewaysMosquittoACL(t *testing.T) {
 	acl, _ := os.ReadFile(dir + "/acl")
 	if !strings.Contains(string(acl), "user test-plant.gw-paint-01\ntopic write cp/v1/test-plant/gw-paint-01/telemetry") {
 		t.Errorf("acl:\n%s", acl)
+	}
+}
+
+// A fatal error is a structured log record in the configured format, not
+// a plain line that a log collector cannot parse.
+func TestFatalErrorIsALogRecord(t *testing.T) {
+	var out, errOut bytes.Buffer
+	err := run(t.Context(), []string{"serve", "-log.format", "json", "-gateway_config", filepath.Join(t.TempDir(), "missing"),
+		"-data_dir", t.TempDir(), "-http.listen", freeAddr(t), "-embedded_broker.listen", freeAddr(t)}, func(string) string { return "" }, &out, &errOut)
+	if err == nil {
+		t.Fatal("serve with a missing registry folder started")
+	}
+	var rec struct {
+		Level, Msg, Err string
+	}
+	lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+	if jerr := json.Unmarshal([]byte(lines[len(lines)-1]), &rec); jerr != nil || rec.Level != "ERROR" || !strings.Contains(rec.Err, "gateway registry") {
+		t.Fatalf("last stderr line %q (%v), want a JSON error record naming the registry", lines[len(lines)-1], jerr)
+	}
+	var logged loggedError
+	if !errors.As(err, &logged) || err.Error() != rec.Err {
+		t.Errorf("returned %v, want the logged error", err)
 	}
 }
