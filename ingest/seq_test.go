@@ -102,3 +102,27 @@ func TestNormaliserSeqOutOfOrder(t *testing.T) {
 		t.Errorf("seq gaps %d, out of order %d; want 0 and 1", gaps, backwards)
 	}
 }
+
+// The normaliser numbers messages to tell two readings of one meter in
+// one message from a redelivery; after 2^32 messages (five days at 10k
+// msg/s) the number must not come back to the restored history's 0.
+func TestMessageNumbersDoNotWrap(t *testing.T) {
+	reg := testRegistry(t)
+	now := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	first := NewNormaliser(reg, testConfig)
+	var stored, obs []store.Reading
+	if _, err := first.Process(topicA, payload(1, reading("E-1", now.Add(-time.Hour), 100)), false, now, &stored, &obs); err != nil {
+		t.Fatal(err)
+	}
+	n := NewNormaliser(reg, testConfig)
+	n.Restore(stored)
+	n.msgSeq = math.MaxUint32 // the next message is number 2^32
+	var write []store.Reading
+	out, err := n.Process(topicA, payload(1, reading("E-1", now.Add(-time.Hour), 100)), true, now, &write, &obs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out.Duplicates != 1 || len(out.Rejects) != 0 {
+		t.Errorf("a redelivery after 2^32 messages: %d duplicates, rejects %+v; want it absorbed", out.Duplicates, out.Rejects)
+	}
+}
