@@ -69,13 +69,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cleanprod_ingest_last_message_timestamp_seconds", Help: "Unix time of the last accepted message per registered gateway.",
 		}, []string{"enterprise", "gateway"}),
 		seqGaps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cleanprod_ingest_seq_gaps_total", Help: "Messages missing by seq per gateway (lost at the edge).",
+			Name: "cleanprod_ingest_seq_gaps_total", Help: "Messages lost at the edge per gateway: seq numbers skipped and still missing 4096 numbers later (a late message fills its gap instead).",
 		}, []string{"enterprise", "gateway"}),
 		seqRepeats: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cleanprod_ingest_seq_repeats_total", Help: "Messages whose seq was not above the last one (redeliveries).",
+			Name: "cleanprod_ingest_seq_repeats_total", Help: "Messages whose seq was seen before (redeliveries).",
 		}),
 		seqBackwards: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cleanprod_ingest_seq_backwards_total", Help: "Messages whose seq went backwards without being a redelivery (late message or gateway restart).",
+			Name: "cleanprod_ingest_seq_backwards_total", Help: "Messages out of order (a late message filling its gap) or numbered anew (a gateway restart).",
 		}),
 		counterEvents: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cleanprod_ingest_counter_events_total", Help: "Counter resets, rollovers and declared meter replacements crossed.",

@@ -45,7 +45,7 @@ type Normaliser struct {
 	cfg      NormaliserConfig
 	meters   map[*registry.Meter]*meterHistory // keyed by the registry's meter: hashing a pointer, not two strings
 	gateways map[gatewayKey]*seqState
-	msgSeq   uint32 // numbers the messages, to tell in-message duplicates
+	msgSeq   uint64 // numbers the messages, to tell in-message duplicates (64 bits: never wraps)
 	// recentOld are the readings written lately that the history no
 	// longer holds: those older than it, and those it dropped. The store
 	// look-up cannot see them until their batch is stored, and a second
@@ -108,12 +108,7 @@ type histEntry struct {
 	t     int64   // unix nanoseconds
 	value float64 // canonical value (register, amount or gauge value)
 	delta float64 // counters: amount since the previous entry
-	msg   uint32  // Normaliser.msgSeq of the message that brought it (0: restored)
-}
-
-type seqState struct {
-	last int64
-	seen bool
+	msg   uint64  // Normaliser.msgSeq of the message that brought it (0: restored)
 }
 
 // NewNormaliser returns a Normaliser for reg.
@@ -209,9 +204,9 @@ type Outcome struct {
 	Accepted     int               // readings written
 	Duplicates   int               // readings seen before with the same value, absorbed
 	Rejects      []Reject          // readings rejected with their reason
-	SeqGap       int64             // messages missing before this one (by seq)
-	SeqRepeat    bool              // seq not above the last one seen (a redelivery)
-	SeqBackwards bool              // seq below the last one, not a redelivery: a late message or a restarted gateway
+	SeqGap       int64             // messages now known lost at the edge: skipped numbers that stayed missing for seqWindow numbers
+	SeqRepeat    bool              // seq seen before (a redelivery)
+	SeqBackwards bool              // out of order (a late message filling its gap) or numbered anew (a gateway restart)
 	Rewrites     int               // readings written before, written again with a new delta (an earlier reading arrived late)
 	Resets       int               // counter resets detected
 	Rollovers    int               // counter rollovers detected
@@ -223,7 +218,7 @@ type Outcome struct {
 // redelivery is the MQTT DUP flag. now is the arrival time.
 func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bool, now time.Time, write, observe *[]store.Reading) Outcome {
 	var out Outcome
-	n.trackSeq(gw, msg.Seq, redelivery, &out)
+	n.trackSeq(gw, msg.Seq, &out)
 	// Readings are placed one by one in message order; a meter's readings
 	// listed newest first are simply late arrivals, placed like any other.
 	n.msgSeq++
@@ -388,24 +383,15 @@ func emitReading(m *registry.Meter, e histEntry, amount float64, write, observe 
 	*observe = append(*observe, rd)
 }
 
-func (n *Normaliser) trackSeq(gw *registry.Gateway, seq int64, redelivery bool, out *Outcome) {
+func (n *Normaliser) trackSeq(gw *registry.Gateway, seq int64, out *Outcome) {
 	k := gatewayKey{gw.Enterprise.ID, gw.ID}
 	s := n.gateways[k]
 	if s == nil {
 		s = &seqState{}
 		n.gateways[k] = s
 	}
-	switch {
-	case !s.seen:
-	case seq > s.last:
-		out.SeqGap = seq - s.last - 1
-	case seq == s.last || redelivery:
-		out.SeqRepeat = true
-		return
-	default:
-		out.SeqBackwards = true
-	}
-	s.last, s.seen = seq, true
+	st := s.step(seq)
+	out.SeqGap, out.SeqRepeat, out.SeqBackwards = st.lost, st.repeat, st.late || st.renewed || st.before
 }
 
 // place puts one valid reading into its meter's history and emits what to

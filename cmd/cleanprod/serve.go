@@ -172,6 +172,11 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		if err := st.Ping(ctx); err != nil {
 			return fmt.Errorf("store unreachable: %w", err)
 		}
+		// A store that answers pings but refuses writes (a full disk, a
+		// read-only user) holds every acknowledgement: not ready.
+		if !pipe.StoreHealthy() {
+			return errors.New("store writes are failing; acknowledgements are held and writes retried")
+		}
 		return nil
 	}
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)

@@ -8,10 +8,14 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -369,4 +373,50 @@ func TestFatalErrorIsALogRecord(t *testing.T) {
 	if !errors.As(err, &logged) || err.Error() != rec.Err {
 		t.Errorf("returned %v, want the logged error", err)
 	}
+}
+
+// A store that answers pings but refuses writes makes serve not ready,
+// and ready again once writes pass.
+func TestReadyzFailsWhileWritesFail(t *testing.T) {
+	testenv.NeedServers(t)
+	broker := testenv.Mosquitto(t)
+	db := testenv.Influx(t)
+	target, err := url.Parse(db.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refuse atomic.Bool
+	var refused atomic.Int64
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refuse.Load() && strings.HasSuffix(r.URL.Path, "/write") {
+			refused.Add(1)
+			http.Error(w, `{"error":"engine: disk full"}`, http.StatusInternalServerError)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	defer front.Close()
+	env := map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token}
+	s := startServe(t, env, "-mqtt.url", broker.URL(), "-influx.url", front.URL, "-influx.bucket", db.Bucket,
+		"-gateway_config", "testdata/gateway-config", "-data_dir", t.TempDir())
+	readyz := func() int {
+		resp, err := http.Get("http://" + s.http + "/readyz")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	refuse.Store(true)
+	gw := mqttClient(t, broker.URL(), "test-gateway")
+	now := time.Now().Truncate(time.Second)
+	pub(t, gw, sampleTopic, sample(1042, now.Add(-time.Minute), 182.7345, 41.7))
+	waitFor(t, 20*time.Second, "a refused write", func() bool { return refused.Load() > 0 })
+	waitFor(t, 20*time.Second, "/readyz 503 while writes fail", func() bool { return readyz() == http.StatusServiceUnavailable })
+	refuse.Store(false)
+	waitFor(t, 60*time.Second, "/readyz 200 once writes pass", func() bool { return readyz() == http.StatusOK })
+	waitFor(t, 20*time.Second, "the held readings stored", func() bool {
+		return len(db.QueryInfluxQL(t, `SELECT value FROM reading`)) == 2
+	})
 }
