@@ -541,7 +541,11 @@ func (s *Influx) ReadingsOf(ctx context.Context, enterprise string, meters []str
 	for i, m := range meters {
 		quoted[i] = fluxString(m)
 	}
-	q := s.rangeFilter(from, to.Add(time.Nanosecond)) + fmt.Sprintf(`  |> filter(fn: (r) => r._measurement == %q and r.enterprise == %s and contains(value: r.meter, set: [%s]))
+	// The measurement first, on its own: contains() on a series without a
+	// meter tag (an event or score point of the same enterprise) is a type
+	// error in Flux, not false.
+	q := s.rangeFilter(from, to.Add(time.Nanosecond)) + fmt.Sprintf(`  |> filter(fn: (r) => r._measurement == %q and r.enterprise == %s)
+  |> filter(fn: (r) => contains(value: r.meter, set: [%s]))
   |> filter(fn: (r) => r._field == "value" or r._field == "delta")
   |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
 `, readingMeasurement, fluxString(enterprise), strings.Join(quoted, ", "))

@@ -163,6 +163,19 @@ func TestInfluxReadingsOf(t *testing.T) {
 	if err := s.WriteReadings(ctx, rs); err != nil {
 		t.Fatal(err)
 	}
+	// A point of the same enterprise without a meter tag in the same hours
+	// (a scoring event stamped at the data's time) is not a reading, and
+	// must not break the look-up.
+	if err := s.WritePoints(ctx, []Point{{Measurement: "event", Tags: map[string]string{"enterprise": "e", "kind": "code_change"},
+		Fields: map[string]any{"reason": "x"}, Time: t0.Add(30 * time.Minute)}}); err != nil {
+		t.Fatal(err)
+	}
+	if one, err := s.Readings(ctx, "e", "A", t0, t0.Add(time.Hour)); err != nil || len(one) != 1 {
+		t.Fatalf("Readings of A: %d, %v; want 1 (to excluded)", len(one), err)
+	}
+	if last, err := s.LatestReadings(ctx, t0, 1); err != nil || len(last) != 4 {
+		t.Fatalf("LatestReadings: %d, %v; want one per meter (4)", len(last), err)
+	}
 	got, err := s.ReadingsOf(ctx, "e", []string{"A", "C"}, t0, t0.Add(time.Hour))
 	if err != nil {
 		t.Fatal(err)
