@@ -85,6 +85,18 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	}
 	log.Info("report PDFs", "renderer", pdfWith)
 
+	// Every file is checked before anything binds a port or opens the
+	// store, so a wrong path is reported as itself, not as what a half
+	// start ran into.
+	mqttTLS, err := tlsConfig(cfg.MQTT.CAFile, cfg.MQTT.CertFile, cfg.MQTT.KeyFile)
+	if err != nil {
+		return fmt.Errorf("mqtt tls: %w", err)
+	}
+	httpTLS, err := serverTLSConfig(cfg.HTTP.TLSCertFile, cfg.HTTP.TLSKeyFile)
+	if err != nil {
+		return fmt.Errorf("http tls: %w", err)
+	}
+
 	st, where, err := openStore(cfg)
 	if err != nil {
 		return err
@@ -104,14 +116,6 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		}()
 		brokerURL = b.URL()
 		log.Info("embedded broker listening", "url", brokerURL)
-	}
-	mqttTLS, err := tlsConfig(cfg.MQTT.CAFile, cfg.MQTT.CertFile, cfg.MQTT.KeyFile)
-	if err != nil {
-		return fmt.Errorf("mqtt tls: %w", err)
-	}
-	httpTLS, err := serverTLSConfig(cfg.HTTP.TLSCertFile, cfg.HTTP.TLSKeyFile)
-	if err != nil {
-		return fmt.Errorf("http tls: %w", err)
 	}
 
 	promReg := prometheus.NewRegistry()

@@ -344,9 +344,16 @@ func tlsHandshake(t *testing.T, addr, caFile, certFile, keyFile string) error {
 }
 
 // TestServeRefusesBadTLSFiles: a missing or mismatched HTTP key pair, or a
-// key without a certificate, stops serve at start, naming the setting.
+// key without a certificate, stops serve at start, naming the setting,
+// before it binds anything: the embedded broker's address is taken here,
+// and the error is still the file's.
 func TestServeRefusesBadTLSFiles(t *testing.T) {
 	p := newTLSPKI(t)
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -361,8 +368,9 @@ func TestServeRefusesBadTLSFiles(t *testing.T) {
 			var out syncBuffer
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			err := run(ctx, append([]string{"serve", "-http.listen", freeAddr(t), "-gateway_config", "testdata/gateway-config",
-				"-scoring.declarations", "../../scoring/declarations", "-data_dir", t.TempDir()}, tt.args...), func(string) string { return "" }, &out, &out)
+			err := run(ctx, append([]string{"serve", "-http.listen", freeAddr(t), "-embedded_broker.listen", taken.Addr().String(),
+				"-gateway_config", "testdata/gateway-config", "-scoring.declarations", "../../scoring/declarations", "-data_dir", t.TempDir()},
+				tt.args...), func(string) string { return "" }, &out, &out)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("got %v, want an error containing %q\n%s", err, tt.want, out.String())
 			}
