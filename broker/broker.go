@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -28,6 +29,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/system"
 	"go.etcd.io/bbolt"
 )
 
@@ -133,8 +135,31 @@ func (b *Broker) Close() error {
 // after a restart every stored message would come back with id 0 and all
 // but one would be lost. The id is the last part of the stored key
 // ("if_{client}:{id}"); restore it when loading.
+//
+// A second repair: mochi stops its hooks while its event loop may still
+// tick, and the hook's OnSysInfoTick reads the database handle that Stop
+// clears (a data race at every shutdown); the two are serialised here.
 type persistence struct {
 	*bolt.Hook
+	mu      sync.Mutex // serialises OnSysInfoTick and Stop
+	stopped bool
+}
+
+// OnSysInfoTick stores the broker's statistics, unless the hook stopped.
+func (p *persistence) OnSysInfoTick(info *system.Info) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.stopped {
+		p.Hook.OnSysInfoTick(info)
+	}
+}
+
+// Stop closes the database once no statistics are being stored.
+func (p *persistence) Stop() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.stopped = true
+	return p.Hook.Stop()
 }
 
 // StoredInflightMessages returns the stored in-flight messages with their
