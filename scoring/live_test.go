@@ -168,19 +168,17 @@ func (w *liveWorld) codeChanges(start time.Time) []string {
 	return out
 }
 
-// runLive plays 140 simulated days of the Level-I plant through a real
-// mosquitto and InfluxDB into ingest and scoring. On days 65-67 its
-// effluent COD analyser reads 900 mg/L (the sewer limit is 500): a
-// restrictive exceedance. restartAt > 0 stops and restarts ingest and
-// scoring when the simulated time reaches that day.
-func runLive(t *testing.T, restartAt int) ([]string, *scoring.Result) {
+// newLiveWorld starts a real mosquitto and InfluxDB for the Level-I
+// plant's registry, with the shipped standard and policy.
+func newLiveWorld(t *testing.T) *liveWorld {
+	t.Helper()
 	broker := testenv.Mosquitto(t)
 	db := testenv.Influx(t)
 	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket, GZip: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
+	t.Cleanup(func() { st.Close() })
 	data, err := os.ReadFile("../gateway-config/" + liveEnterprise + ".yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -197,7 +195,16 @@ func runLive(t *testing.T, restartAt int) ([]string, *scoring.Result) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &liveWorld{t: t, broker: broker.URL(), st: st, reg: reg, std: std, pol: pol}
+	return &liveWorld{t: t, broker: broker.URL(), st: st, reg: reg, std: std, pol: pol}
+}
+
+// runLive plays 140 simulated days of the Level-I plant through a real
+// mosquitto and InfluxDB into ingest and scoring. On days 65-67 its
+// effluent COD analyser reads 900 mg/L (the sewer limit is 500): a
+// restrictive exceedance. restartAt > 0 stops and restarts ingest and
+// scoring when the simulated time reaches that day.
+func runLive(t *testing.T, restartAt int) ([]string, *scoring.Result) {
+	w := newLiveWorld(t)
 	const days = 140
 	wall := time.Now().UTC()
 	start := wall.Add(-(days + 1) * 24 * time.Hour).Truncate(24 * time.Hour)
@@ -205,12 +212,12 @@ func runLive(t *testing.T, restartAt int) ([]string, *scoring.Result) {
 	rig := w.start(t, 1)
 	defer func() { rig.stop() }()
 
-	s, err := sim.New(reg, sim.Config{Seed: 11, Start: start, Duration: days * 24 * time.Hour, Interval: 15 * time.Minute,
+	s, err := sim.New(w.reg, sim.Config{Seed: 11, Start: start, Duration: days * 24 * time.Hour, Interval: 15 * time.Minute,
 		Workers: 1, DriftScale: 0, Now: func() time.Time { return wall }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := sim.Dial(context.Background(), broker.URL(), "gateways")
+	client, err := sim.Dial(context.Background(), w.broker, "gateways")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -290,41 +297,19 @@ func TestBackfillThroughRealServers(t *testing.T) {
 	if testing.Short() {
 		t.Skip("plays 35 simulated days through real servers")
 	}
-	broker := testenv.Mosquitto(t)
-	db := testenv.Influx(t)
-	st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket, GZip: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	data, err := os.ReadFile("../gateway-config/" + liveEnterprise + ".yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg, err := registry.Parse(map[string][]byte{liveEnterprise + ".yaml": data})
-	if err != nil {
-		t.Fatal(err)
-	}
-	std, err := scoring.DefaultStandard()
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := scoring.DefaultPolicy(std)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := &liveWorld{t: t, broker: broker.URL(), st: st, reg: reg, std: std, pol: pol, wall: time.Now}
+	w := newLiveWorld(t)
+	w.wall = time.Now
 	wall := time.Now().UTC()
 	start := wall.Add(-36 * 24 * time.Hour).Truncate(24 * time.Hour)
 	w.clock.Store(start.UnixNano())
 	rig := w.start(t, 1)
 	defer rig.stop()
-	s, err := sim.New(reg, sim.Config{Seed: 11, Start: start, Duration: wall.Sub(start).Truncate(15 * time.Minute), Interval: 15 * time.Minute,
+	s, err := sim.New(w.reg, sim.Config{Seed: 11, Start: start, Duration: wall.Sub(start).Truncate(15 * time.Minute), Interval: 15 * time.Minute,
 		Workers: 1, DriftScale: 0, Now: func() time.Time { return wall }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, err := sim.Dial(context.Background(), broker.URL(), "gateways")
+	client, err := sim.Dial(context.Background(), w.broker, "gateways")
 	if err != nil {
 		t.Fatal(err)
 	}

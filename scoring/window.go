@@ -92,17 +92,24 @@ func (w *window) hasBit(i int) bool { return w.has[i>>6]&(1<<(uint(i)&63)) != 0 
 
 func (w *window) seenBit(i int) bool { return w.seen[i>>6]&(1<<(uint(i)&63)) != 0 }
 
-// mark records that the meter of presence row r reported in bucket b. It
-// advances the window like add, and returns false when b is older than the
-// window.
-func (w *window) mark(r int, b int64) bool {
+// reach makes bucket b part of the window: it allocates the window at its
+// first bucket and advances it when b is newer than its head. It returns
+// false when b is older than the window.
+func (w *window) reach(b int64) bool {
 	if !w.init {
 		w.alloc(b)
 	}
 	if b > w.head {
 		w.advance(b)
 	}
-	if b <= w.head-int64(w.n) {
+	return b > w.head-int64(w.n)
+}
+
+// mark records that the meter of presence row r reported in bucket b. It
+// advances the window like add, and returns false when b is older than the
+// window.
+func (w *window) mark(r int, b int64) bool {
+	if !w.reach(b) {
 		return false
 	}
 	i := r*w.n + w.slot(b)
@@ -117,13 +124,7 @@ func (w *window) mark(r int, b int64) bool {
 // advances the window when b is newer than its head, and returns false when
 // b is older than the window.
 func (w *window) add(track int, b int64, v float64, readings uint32) bool {
-	if !w.init {
-		w.alloc(b)
-	}
-	if b > w.head {
-		w.advance(b)
-	}
-	if b <= w.head-int64(w.n) {
+	if !w.reach(b) {
 		return false
 	}
 	i := track*w.n + w.slot(b)
