@@ -69,7 +69,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cleanprod_ingest_last_message_timestamp_seconds", Help: "Unix time of the last accepted message per registered gateway.",
 		}, []string{"enterprise", "gateway"}),
 		seqGaps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cleanprod_ingest_seq_gaps_total", Help: "Messages lost at the edge per gateway: seq numbers skipped and still missing 4096 numbers later (a late message fills its gap instead).",
+			Name: "cleanprod_ingest_seq_gaps_total", Help: "Messages lost at the edge per gateway: seq numbers skipped and still missing 5 minutes after the gap (or 4096 numbers later); a late message fills its gap instead.",
 		}, []string{"enterprise", "gateway"}),
 		seqRepeats: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cleanprod_ingest_seq_repeats_total", Help: "Messages whose seq was seen before (redeliveries).",

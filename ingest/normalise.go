@@ -25,6 +25,9 @@ type NormaliserConfig struct {
 	MaxPayload int
 	// MaxReadings bounds the readings of one message (0: no bound).
 	MaxReadings int
+	// SeqLate is how long after a gap in a gateway's seq its messages may
+	// still come before they count as lost (0: DefaultSeqLate).
+	SeqLate time.Duration
 	// Lookup, when set, finds stored readings for readings older than the
 	// history kept: a gateway replaying an old backlog is then absorbed
 	// as duplicates, and an old gauge or delta reading is stored. Without
@@ -204,7 +207,7 @@ type Outcome struct {
 	Accepted     int               // readings written
 	Duplicates   int               // readings seen before with the same value, absorbed
 	Rejects      []Reject          // readings rejected with their reason
-	SeqGap       int64             // messages now known lost at the edge: skipped numbers that stayed missing for seqWindow numbers
+	SeqGap       int64             // messages now known lost at the edge: skipped numbers still missing SeqLate after the gap, or seqWindow numbers later
 	SeqRepeat    bool              // seq seen before (a redelivery)
 	SeqBackwards bool              // out of order (a late message filling its gap) or numbered anew (a gateway restart)
 	Rewrites     int               // readings written before, written again with a new delta (an earlier reading arrived late)
@@ -218,7 +221,7 @@ type Outcome struct {
 // redelivery is the MQTT DUP flag. now is the arrival time.
 func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bool, now time.Time, write, observe *[]store.Reading) Outcome {
 	var out Outcome
-	n.trackSeq(gw, msg.Seq, &out)
+	n.trackSeq(gw, msg.Seq, now, &out)
 	// Readings are placed one by one in message order; a meter's readings
 	// listed newest first are simply late arrivals, placed like any other.
 	n.msgSeq++
@@ -383,14 +386,18 @@ func emitReading(m *registry.Meter, e histEntry, amount float64, write, observe 
 	*observe = append(*observe, rd)
 }
 
-func (n *Normaliser) trackSeq(gw *registry.Gateway, seq int64, out *Outcome) {
+func (n *Normaliser) trackSeq(gw *registry.Gateway, seq int64, now time.Time, out *Outcome) {
 	k := gatewayKey{gw.Enterprise.ID, gw.ID}
 	s := n.gateways[k]
 	if s == nil {
 		s = &seqState{}
 		n.gateways[k] = s
 	}
-	st := s.step(seq)
+	late := n.cfg.SeqLate
+	if late <= 0 {
+		late = DefaultSeqLate
+	}
+	st := s.step(seq, now, late)
 	out.SeqGap, out.SeqRepeat, out.SeqBackwards = st.lost, st.repeat, st.late || st.renewed || st.before
 }
 

@@ -447,6 +447,9 @@ func (p *Pipeline) process(d Delivery, b *batch) {
 	if last == nil {
 		last = p.metrics.lastMessage.WithLabelValues(out.Gateway.Enterprise.ID, out.Gateway.ID)
 		p.lastMessage[out.Gateway] = last
+		// The gateway's lost-message counter exists from its first
+		// message, at 0, so that increase() sees its first loss.
+		p.metrics.seqGaps.WithLabelValues(out.Gateway.Enterprise.ID, out.Gateway.ID)
 	}
 	last.Set(float64(d.Received.UnixNano()) / 1e9)
 	if out.SeqGap > 0 {

@@ -1,6 +1,9 @@
 package ingest
 
-import "math/bits"
+import (
+	"math/bits"
+	"time"
+)
 
 // seqWindow is how many sequence numbers below a gateway's highest one are
 // remembered: a message that comes at most this many numbers late (a
@@ -8,9 +11,19 @@ import "math/bits"
 // after a reconnect) fills its hole instead of counting as lost.
 const seqWindow = 4096
 
+// DefaultSeqLate is how long after a gap appears its messages may still
+// come (NormaliserConfig.SeqLate): a backlog replayed out of order after
+// a reconnect arrives within it.
+const DefaultSeqLate = 5 * time.Minute
+
+// maxGaps bounds the gaps a gateway has open at once; beyond it the oldest
+// is judged at once.
+const maxGaps = 64
+
 // seqState tracks one gateway's message sequence. A number skipped when a
-// higher one arrives is a hole; a hole is counted lost only when it leaves
-// the window, seqWindow numbers later, without its message having come.
+// higher one arrives is a hole; a hole is counted lost when its message
+// has not come within the late time after the gap appeared, or when it
+// leaves the window, seqWindow numbers later, whichever is first.
 // A jump of more than the window, up or down, is a gateway that numbered
 // anew (a restart, or a hostile value): nothing is counted for the jump
 // itself, so one seq near 2^63 cannot add 9e18 lost messages.
@@ -19,6 +32,13 @@ type seqState struct {
 	lo    int64                  // the first seq of the current numbering
 	seen  bool                   // hi is set
 	holes [seqWindow / 64]uint64 // bit s%seqWindow: seq s in (hi-seqWindow, hi) has not come
+	gaps  []seqGap               // open gaps, oldest first
+}
+
+// seqGap is a run of skipped numbers and when it appeared.
+type seqGap struct {
+	from, to int64 // inclusive
+	at       int64 // arrival time, unix ns
 }
 
 // seqStep is what one message's seq says.
@@ -35,15 +55,24 @@ func (s *seqState) bit(seq int64) (word int, mask uint64) {
 	return int(i / 64), 1 << (i % 64)
 }
 
-// step records seq and reports what it means.
-func (s *seqState) step(seq int64) seqStep {
+// step records seq, arrived at now, and reports what it means; gaps
+// older than late are judged.
+func (s *seqState) step(seq int64, now time.Time, late time.Duration) seqStep {
 	var st seqStep
+	st.lost += s.judge(now.UnixNano() - int64(late))
 	switch {
 	case !s.seen:
 	case seq == s.hi:
 		st.repeat = true
 		return st
 	case seq > s.hi && seq-s.hi <= seqWindow:
+		if seq > s.hi+1 {
+			if len(s.gaps) == maxGaps {
+				st.lost += s.count(s.gaps[0])
+				s.gaps = s.gaps[1:]
+			}
+			s.gaps = append(s.gaps, seqGap{from: s.hi + 1, to: seq - 1, at: now.UnixNano()})
+		}
 		// Each number passed becomes a hole, after its slot's previous
 		// number (seqWindow below) leaves the window: lost if still a hole.
 		for n := s.hi + 1; n <= seq; n++ {
@@ -81,5 +110,29 @@ func (s *seqState) step(seq int64) seqStep {
 	}
 	s.hi, s.lo, s.seen = seq, seq, true
 	clear(s.holes[:])
+	s.gaps = s.gaps[:0]
 	return st
+}
+
+// judge counts and clears the holes of the gaps that appeared before the
+// given time.
+func (s *seqState) judge(before int64) int64 {
+	var lost int64
+	for len(s.gaps) > 0 && s.gaps[0].at <= before {
+		lost += s.count(s.gaps[0])
+		s.gaps = s.gaps[1:]
+	}
+	return lost
+}
+
+// count counts and clears the holes of g still in the window.
+func (s *seqState) count(g seqGap) int64 {
+	var lost int64
+	for n := max(g.from, s.hi-seqWindow+1); n <= g.to; n++ {
+		if w, m := s.bit(n); s.holes[w]&m != 0 {
+			s.holes[w] &^= m
+			lost++
+		}
+	}
+	return lost
 }

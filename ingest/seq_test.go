@@ -9,13 +9,15 @@ import (
 	"github.com/cleanprod/cleanprod/store"
 )
 
+var seqT0 = time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+
 // lostAfter feeds seqs to a fresh tracker, then seqWindow more numbers so
 // that every hole has left the window, and returns the messages counted
 // lost, repeated and out of order.
 func lostAfter(seqs ...int64) (lost int64, repeats, backwards int) {
 	var s seqState
 	feed := func(seq int64) {
-		st := s.step(seq)
+		st := s.step(seq, seqT0, time.Hour)
 		lost += st.lost
 		if st.repeat {
 			repeats++
@@ -124,5 +126,33 @@ func TestMessageNumbersDoNotWrap(t *testing.T) {
 	}
 	if out.Duplicates != 1 || len(out.Rejects) != 0 {
 		t.Errorf("a redelivery after 2^32 messages: %d duplicates, rejects %+v; want it absorbed", out.Duplicates, out.Rejects)
+	}
+}
+
+// A gap whose messages have not come within the late time is counted
+// then, not only once the window has passed it; one that fills in time
+// is not counted.
+func TestSeqLateTime(t *testing.T) {
+	var s seqState
+	late := time.Minute
+	at := func(d time.Duration) time.Time { return seqT0.Add(d) }
+	steps := []struct {
+		seq  int64
+		at   time.Duration
+		lost int64
+	}{
+		{1, 0, 0},
+		{4, time.Second, 0},                 // 2 and 3 skipped
+		{2, 30 * time.Second, 0},            // 2 in time
+		{5, time.Minute + 2*time.Second, 1}, // 3 still missing a minute after the gap
+		{3, time.Minute + 3*time.Second, 0}, // too late: already counted, a repeat
+		{7, 2 * time.Minute, 0},
+		{8, 4 * time.Minute, 1}, // 6
+	}
+	for _, st := range steps {
+		got := s.step(st.seq, at(st.at), late)
+		if got.lost != st.lost {
+			t.Errorf("seq %d at %s: lost %d, want %d", st.seq, st.at, got.lost, st.lost)
+		}
 	}
 }

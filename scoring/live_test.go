@@ -328,8 +328,10 @@ func TestBackfillThroughRealServers(t *testing.T) {
 	changes := w.codeChanges(start)
 	t.Logf("code changes: %v; final %s pending %q, data through %s (%s behind the clock)", changes, res.Code, res.PendingCode,
 		res.DataThrough.Format(time.RFC3339), time.Since(res.DataThrough).Round(time.Minute))
-	if len(changes) != 1 || changes[0] != ">green@24" {
-		t.Errorf("code changes: got %v, want only [>green@24]", changes)
+	// The first code once hour 575 holds data: day 23.96, or day 24 when
+	// the evaluation that sees it falls after midnight (checkGreenRedGreen).
+	if len(changes) != 1 || (changes[0] != ">green@23" && changes[0] != ">green@24") {
+		t.Errorf("code changes: got %v, want only [>green@23] or [>green@24]", changes)
 	}
 	if res.Code != "green" || res.PendingCode != "" {
 		t.Errorf("after the backfill: got %s pending %q, want green with nothing pending", res.Code, res.PendingCode)

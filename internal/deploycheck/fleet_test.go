@@ -203,7 +203,10 @@ func (f *fleet) fill(t *testing.T, afterGap func()) {
 	writer := &flakyWriter{st: st}
 	pipe := ingest.NewPipeline(reg, ingest.PipelineConfig{
 		Normaliser: ingest.NormaliserConfig{FutureHorizon: 5 * time.Minute, PastHorizon: (historyDays + 5) * 24 * time.Hour,
-			History: 32, MaxPayload: 256 << 10, MaxReadings: 5000},
+			History: 32, MaxPayload: 256 << 10, MaxReadings: 5000,
+			// Hours of data pass in seconds here: a skipped seq is lost
+			// by the gateway's next message.
+			SeqLate: time.Nanosecond},
 		BatchSize: 5000, BatchInterval: 10 * time.Millisecond, MaxInflight: 1000,
 		RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
 	}, writer, func(context.Context, string, []byte) error { return nil }, func(rs []store.Reading) {
