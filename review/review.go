@@ -180,24 +180,23 @@ func Records(ctx context.Context, pts Reader, f Filter) ([]Record, error) {
 	}
 	slices.SortFunc(out, func(a, c Record) int {
 		return cmp.Or(strings.Compare(a.Declaration.Enterprise, c.Declaration.Enterprise),
-			strings.Compare(subject(&a.Declaration), subject(&c.Declaration)),
+			strings.Compare(a.Declaration.Subject(), c.Declaration.Subject()),
 			c.Declaration.ValidFrom.Compare(a.Declaration.ValidFrom), c.SubmittedAt.Compare(a.SubmittedAt))
 	})
 	return out, nil
 }
 
-// Record returns the record with the given id.
+// Record returns the record with the given id, in its stored state (a
+// superseded record reads as accepted here). It reads that record alone.
 func (b *Book) Record(ctx context.Context, id string) (Record, error) {
-	rs, err := b.Records(ctx, Filter{})
+	ps, err := b.pts.Points(ctx, Measurement, map[string]string{"id": id}, minTime, maxTime)
 	if err != nil {
-		return Record{}, err
+		return Record{}, fmt.Errorf("read declaration %s: %w", id, err)
 	}
-	for _, r := range rs {
-		if r.ID == id {
-			return r, nil
-		}
+	if len(ps) == 0 {
+		return Record{}, fmt.Errorf("declaration %q: %w", id, ErrNotFound)
 	}
-	return Record{}, fmt.Errorf("declaration %q: %w", id, ErrNotFound)
+	return fromPoint(ps[len(ps)-1])
 }
 
 // Declarations returns the accepted declarations that count, one per
@@ -342,7 +341,7 @@ func (b *Book) write(ctx context.Context, r Record, step string) error {
 // Event is the scoring event of a step of r.
 func Event(r Record, step string, at time.Time) scoring.Event {
 	d := &r.Declaration
-	what := subject(d)
+	what := d.Subject()
 	reason := fmt.Sprintf("declaration %s of %s %s by %s", r.ID, what, step, r.SubmittedBy)
 	switch {
 	case step == "submitted" && r.State == Submitted:
@@ -365,15 +364,6 @@ func Event(r Record, step string, at time.Time) scoring.Event {
 	return scoring.Event{Time: at, Enterprise: d.Enterprise, Kind: kind, Indicator: d.Indicator, Reason: reason}
 }
 
-// subject names what a declaration is about: its indicator, or the
-// amount it says is absent.
-func subject(d *scoring.Declaration) string {
-	if d.Absent != "" {
-		return "absent " + d.Absent
-	}
-	return d.Indicator
-}
-
 // markSuperseded marks accepted records that a later accepted record of
 // the same enterprise, subject and valid_from replaces.
 func markSuperseded(rs []Record) {
@@ -387,7 +377,7 @@ func markSuperseded(rs []Record) {
 		if r.State != Accepted {
 			continue
 		}
-		k := key{r.Declaration.Enterprise, subject(&r.Declaration), r.Declaration.ValidFrom.UnixNano()}
+		k := key{r.Declaration.Enterprise, r.Declaration.Subject(), r.Declaration.ValidFrom.UnixNano()}
 		j, ok := latest[k]
 		if !ok {
 			latest[k] = i
@@ -408,7 +398,7 @@ func newID() string {
 }
 
 func seedID(d *scoring.Declaration) string {
-	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d", d.Enterprise, subject(d), d.ValidFrom.UnixNano()))
+	h := sha256.Sum256(fmt.Appendf(nil, "%s\x00%s\x00%d", d.Enterprise, d.Subject(), d.ValidFrom.UnixNano()))
 	return "f" + hex.EncodeToString(h[:])[:15]
 }
 
@@ -461,7 +451,7 @@ func toPoint(r Record) (store.Point, error) {
 	}
 	return store.Point{Measurement: Measurement, Time: r.SubmittedAt,
 		Tags:   map[string]string{"enterprise": d.Enterprise, "id": r.ID},
-		Fields: map[string]any{"record": string(body), "state": string(r.State), "subject": subject(d)}}, nil
+		Fields: map[string]any{"record": string(body), "state": string(r.State), "subject": d.Subject()}}, nil
 }
 
 func fromPoint(p store.Point) (Record, error) {

@@ -67,9 +67,11 @@ func (d *Declaration) ValidAt(t time.Time) bool {
 // declarationIndex; indicator ids cannot contain ':'.
 const absentKey = "absent:"
 
-// key is what the declaration is about: its indicator, or absentKey and
-// the absent series.
-func (d *Declaration) key() string {
+// Subject is what the declaration is about: its indicator, or "absent:"
+// and the absent series. Two declarations of one enterprise with the same
+// subject and valid_from are one declaration: the later replaces the
+// earlier.
+func (d *Declaration) Subject() string {
 	if d.Absent != "" {
 		return absentKey + d.Absent
 	}
@@ -290,7 +292,7 @@ func ParseDeclarations(name string, data []byte, std *Standard) ([]Declaration, 
 			errs = append(errs, doc.Errorf(at(field), "%v", err))
 			continue
 		}
-		if slices.ContainsFunc(out, func(o Declaration) bool { return o.key() == d.key() && o.ValidFrom.Equal(d.ValidFrom) }) {
+		if slices.ContainsFunc(out, func(o Declaration) bool { return o.Subject() == d.Subject() && o.ValidFrom.Equal(d.ValidFrom) }) {
 			errs = append(errs, doc.Errorf(at(field), "%s is declared twice from %s", about, df.ValidFrom))
 			continue
 		}
@@ -340,7 +342,7 @@ func indexDeclarations(ds []Declaration) map[string]declarationIndex {
 			di = make(declarationIndex)
 			out[d.Enterprise] = di
 		}
-		di[d.key()] = append(di[d.key()], d)
+		di[d.Subject()] = append(di[d.Subject()], d)
 	}
 	for _, di := range out {
 		for _, ds := range di {

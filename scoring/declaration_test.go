@@ -23,7 +23,7 @@ func TestLoadDeclarations(t *testing.T) {
 	if ds[0].Level != LevelII || ds[1].Value == nil || *ds[1].Value != 65 || !ds[2].NotApplicable {
 		t.Errorf("got %+v, want cp_audit II, transfer efficiency 65, NEV share not applicable", ds)
 	}
-	if ds[3].Absent != "natural_gas" || ds[3].Indicator != "" || ds[3].key() != "absent:natural_gas" {
+	if ds[3].Absent != "natural_gas" || ds[3].Indicator != "" || ds[3].Subject() != "absent:natural_gas" {
 		t.Errorf("got %+v, want natural_gas absent, for no indicator", ds[3])
 	}
 }

@@ -256,6 +256,7 @@ func TestDeclarationReview(t *testing.T) {
 	expectError(t, f.do(t, "POST", "/api/v1/declarations/"+na.Declaration.ID+"/accept", enterpriseToken, `{"note": "fine"}`), http.StatusForbidden, codeForbidden)
 	expectError(t, f.do(t, "POST", "/api/v1/declarations/"+na.Declaration.ID+"/reject", supervisorToken, `{}`), http.StatusUnprocessableEntity, codeInvalid)
 	expectError(t, f.do(t, "POST", "/api/v1/declarations/nope/accept", supervisorToken, ""), http.StatusNotFound, codeNotFound)
+	expectError(t, f.do(t, "POST", "/api/v1/declarations/a%00b/reject", supervisorToken, `{"note": "x"}`), http.StatusNotFound, codeNotFound)
 
 	// A supervisor rejects the VOC one with a note...
 	rej := decode[DeclarationDTO](t, f.do(t, "POST", "/api/v1/declarations/"+na.Declaration.ID+"/reject", supervisorToken, `{"note": "the paint shop has an e-coat line; meter it"}`))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
 )
@@ -128,20 +129,20 @@ func (s *server) declarationDTOs(rs []review.Record, now time.Time) []Declaratio
 
 // declarationDTOs shapes records, marking the ones in force at now.
 func declarationDTOs(std *scoring.Standard, rs []review.Record, now time.Time) []DeclarationDTO {
-	type key struct{ ent, ind, absent string }
+	type key struct{ ent, subject string }
 	current := map[key]int{} // the accepted one in force, by indicator
 	for i, r := range rs {
 		if r.State != review.Accepted || !r.Declaration.ValidAt(now) {
 			continue
 		}
-		k := key{r.Declaration.Enterprise, r.Declaration.Indicator, r.Declaration.Absent}
+		k := key{r.Declaration.Enterprise, r.Declaration.Subject()}
 		if j, ok := current[k]; !ok || r.Declaration.ValidFrom.After(rs[j].Declaration.ValidFrom) {
 			current[k] = i
 		}
 	}
 	out := make([]DeclarationDTO, 0, len(rs))
 	for i, r := range rs {
-		j, ok := current[key{r.Declaration.Enterprise, r.Declaration.Indicator, r.Declaration.Absent}]
+		j, ok := current[key{r.Declaration.Enterprise, r.Declaration.Subject()}]
 		out = append(out, declarationDTO(std, r, ok && j == i))
 	}
 	return out
@@ -350,6 +351,10 @@ func (s *server) reviewDeclaration(c *gin.Context, accept bool) {
 	p := principal(c)
 	who := review.Actor{Name: p.Name, Role: review.Supervisor}
 	id := c.Param("did")
+	if !registry.ValidID(id) {
+		s.fail(c, errorf(http.StatusNotFound, codeNotFound, "no declaration %q", id))
+		return
+	}
 	ctx := c.Request.Context()
 	rec, err := s.Declarations.Record(ctx, id)
 	if err != nil {

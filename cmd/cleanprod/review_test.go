@@ -28,7 +28,9 @@ func TestDeclarationReviewAcrossReplicas(t *testing.T) {
 
 	// A read-only copy of the shipped folder.
 	decl := filepath.Join(dir, "declarations")
-	copyTree(t, "../../scoring/declarations", decl)
+	if err := os.CopyFS(decl, os.DirFS("../../scoring/declarations")); err != nil {
+		t.Fatal(err)
+	}
 	entries, _ := os.ReadDir(decl)
 	for _, e := range entries {
 		os.Chmod(filepath.Join(decl, e.Name()), 0o444)
@@ -144,11 +146,4 @@ func indicatorOf(d web.EnterpriseDetail, id string) *web.IndicatorDTO {
 		}
 	}
 	return nil
-}
-
-func copyTree(t *testing.T, from, to string) {
-	t.Helper()
-	if err := os.CopyFS(to, os.DirFS(from)); err != nil {
-		t.Fatal(err)
-	}
 }
