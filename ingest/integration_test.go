@@ -62,7 +62,7 @@ func startIngest(t *testing.T, brokerURL, clientID string, reg *registry.Registr
 	h.sub = sub
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	if err := h.pipe.Restore(ctx, st); err != nil {
+	if err := h.pipe.Restore(ctx, st, nil); err != nil {
 		t.Fatal(err)
 	}
 	go func() {

@@ -28,11 +28,15 @@ type Metrics struct {
 	connects       prometheus.Counter
 	connLost       prometheus.Counter
 	watchdogResets prometheus.Counter
+	restoreRetries prometheus.Counter
 }
 
 // NewMetrics registers the ingest metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		restoreRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_restore_retries_total", Help: "Store queries for the meters' recent readings at start that failed and were retried in smaller pieces.",
+		}),
 		messages: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cleanprod_ingest_messages_total", Help: "Telemetry messages received from the broker.",
 		}),
@@ -97,7 +101,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cleanprod_mqtt_watchdog_reconnects_total", Help: "Reconnects forced because the heartbeat stopped arriving on a connection that looked alive.",
 		}),
 	}
-	reg.MustRegister(m.messages, m.readings, m.duplicates, m.rejected, m.deadLettered, m.deadLetterErrs,
+	reg.MustRegister(m.restoreRetries, m.messages, m.readings, m.duplicates, m.rejected, m.deadLettered, m.deadLetterErrs,
 		m.batchReadings, m.writeSeconds, m.storeErrors, m.inflight, m.lastMessage, m.seqGaps, m.seqRepeats,
 		m.seqBackwards, m.counterEvents, m.ackLatency, m.connected, m.connects, m.connLost, m.watchdogResets)
 	return m

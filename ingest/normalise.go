@@ -171,6 +171,9 @@ func (n *Normaliser) Restore(rs []store.Reading) {
 	}
 }
 
+// Meters returns how many meters have a kept history.
+func (n *Normaliser) Meters() int { return len(n.meters) }
+
 // Process handles one telemetry message end to end without I/O: topic,
 // registry, decoding, validation and normalisation. A message rejected as a
 // whole returns a *DecodeError; otherwise Outcome lists what became of each

@@ -20,10 +20,10 @@ type Writer interface {
 	WriteReadings(ctx context.Context, rs []store.Reading) error
 }
 
-// HistorySource gives the recent readings per meter that rebuild the
+// HistorySource streams the recent readings per meter that rebuild the
 // normaliser's state at start (the store implements it).
 type HistorySource interface {
-	LatestReadings(ctx context.Context, since time.Time, perMeter int) ([]store.Reading, error)
+	EachLatestReading(ctx context.Context, q store.LatestQuery, fn func(*store.Reading) error) error
 }
 
 // PublishFunc publishes a payload at QoS 1 and returns once the broker
@@ -94,8 +94,9 @@ type Pipeline struct {
 	mu    sync.Mutex // guards queue
 	queue []Delivery // received, not yet processed, in arrival order
 
-	storeOK atomic.Bool  // the last write (or ping) succeeded
-	unacked atomic.Int64 // messages submitted and not yet acknowledged
+	storeOK   atomic.Bool  // the last write (or ping) succeeded
+	unacked   atomic.Int64 // messages submitted and not yet acknowledged
+	restoring atomic.Pointer[RestoreProgress]
 }
 
 // NewPipeline returns a pipeline writing to w. publish sends dead-letters;
@@ -147,7 +148,8 @@ type reconfigure struct {
 	done chan error
 }
 
-// Reconfigure switches the running pipeline to reg (a reloaded registry).
+// Reconfigure switches the running pipeline to reg (a reloaded registry;
+// nil keeps the registry, to only hold ingest while held runs).
 // It first waits until every batch taken so far is written and observed,
 // then holds ingest (messages wait, unacknowledged, in the queue and the
 // broker) while held runs, for example to reload the scorer from the
@@ -169,18 +171,82 @@ func (p *Pipeline) Reconfigure(ctx context.Context, reg *registry.Registry, held
 	}
 }
 
-// Restore rebuilds per-meter state from the store's recent readings; call
-// it before Run.
-func (p *Pipeline) Restore(ctx context.Context, src HistorySource) error {
+// RestoreProgress says how far Restore is: enterprises done of total.
+type RestoreProgress struct{ Done, Total int }
+
+// Restore rebuilds per-meter state from the store's recent readings
+// (Normaliser.History per meter, within PastHorizon), a group of
+// enterprises per query, streamed; call it before Run. A failed query is
+// retried with back-off in smaller groups until ctx ends: a slow or
+// restarting store delays the start, it does not end it. newest, when not
+// nil, is handed each meter's newest reading (for the meters view and the
+// scorer's freshness).
+func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*store.Reading)) error {
+	start := time.Now()
 	since := p.cfg.Now().Add(-p.cfg.Normaliser.PastHorizon)
-	rs, err := src.LatestReadings(ctx, since, p.cfg.Normaliser.History)
-	if err != nil {
-		return fmt.Errorf("restore meter state: %w", err)
+	ents := p.reg.Enterprises
+	p.restoring.Store(&RestoreProgress{Total: len(ents)})
+	defer p.restoring.Store(nil)
+	group, backoff := 256, time.Second
+	n := 0
+	for done := 0; done < len(ents); {
+		part := ents[done:min(done+group, len(ents))]
+		ids := make([]string, len(part))
+		for i, e := range part {
+			ids[i] = e.ID
+		}
+		if len(part) == len(ents) {
+			ids = nil // everything: no filter to send
+		}
+		var last store.Reading
+		rows := 0
+		t0 := time.Now()
+		err := src.EachLatestReading(ctx, store.LatestQuery{Since: since, PerMeter: p.cfg.Normaliser.History, Enterprises: ids}, func(r *store.Reading) error {
+			// Each meter's readings come together, oldest first; placing a
+			// reading twice (a retried group) changes nothing.
+			if newest != nil && rows > 0 && (r.Meter != last.Meter || r.Enterprise != last.Enterprise) {
+				newest(&last)
+			}
+			p.norm.Restore([]store.Reading{*r})
+			last = *r
+			rows++
+			return nil
+		})
+		if err == nil && newest != nil && rows > 0 {
+			newest(&last)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			p.metrics.restoreRetries.Inc()
+			group = max(1, len(part)/2)
+			p.log.Warn("reading meter state from the store failed; retrying in smaller pieces", "err", err, "enterprises", len(part), "next_group", group, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		n += rows
+		done += len(part)
+		p.restoring.Store(&RestoreProgress{Done: done, Total: len(ents)})
+		if took := time.Since(t0); took < 2*time.Second && len(part) == group {
+			group = min(2*group, 4096)
+		} else if took > 5*time.Second {
+			group = max(1, group/2)
+		}
 	}
-	p.norm.Restore(rs)
-	p.log.Info("meter state restored from store", "readings", len(rs))
+	p.log.Info("meter state restored from store", "readings", n, "meters", p.norm.Meters(), "took", time.Since(start).Round(time.Millisecond))
 	return nil
 }
+
+// Restoring reports Restore's progress (nil: not restoring). Safe for
+// concurrent use.
+func (p *Pipeline) Restoring() *RestoreProgress { return p.restoring.Load() }
 
 // Holding reports whether messages wait unacknowledged: the broker then
 // rightly sends nothing more until they are acknowledged.
@@ -387,7 +453,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				continue
 			}
 			err := r.held()
-			if err == nil {
+			if err == nil && r.reg != nil {
 				p.setRegistry(r.reg)
 			}
 			r.done <- err

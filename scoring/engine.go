@@ -21,14 +21,6 @@ import (
 	"github.com/cleanprod/cleanprod/store"
 )
 
-// History is the store's read side the engine rebuilds its windows from at
-// start: per meter and per time bucket of length every (aligned to the
-// Unix epoch), the sums of the readings with from <= Time < to. The store
-// implements it.
-type History interface {
-	AggregateReadings(ctx context.Context, from, to time.Time, every time.Duration) ([]store.Aggregate, error)
-}
-
 // Sink receives the engine's outputs as points: measurements "indicator",
 // "score" and "event" (see doc.go). The store implements it.
 type Sink interface {
@@ -43,8 +35,15 @@ type Config struct {
 	Registry *registry.Registry
 	// Solutions matches lagging indicators to measures (nil: none).
 	Solutions *Library
-	// History rebuilds the windows in Rebuild (nil: start empty).
+	// History refills the windows at start (and for enterprises a reload
+	// changed): by Rebuild before Run, or else by Run while ingest goes
+	// on (nil: start empty).
 	History History
+	// Hold, when Run refills windows while ingest goes on, runs held with
+	// ingest held: every reading stored so far observed, none stored
+	// until it returns (see rebuild.go). nil: Observe is not called
+	// during the refill.
+	Hold func(ctx context.Context, held func() error) error
 	// Declarations supplies enterprise declarations, read when Run starts
 	// and after ReloadDeclarations (nil: none).
 	Declarations Declarations
@@ -74,9 +73,6 @@ type Config struct {
 	MaxPending int
 	// WriteTimeout bounds one Sink write (default 10s).
 	WriteTimeout time.Duration
-	// RebuildChunk is the time span of one History query in Rebuild
-	// (default 24h).
-	RebuildChunk time.Duration
 	// Workers evaluate disjoint enterprises in parallel during a tick
 	// (default GOMAXPROCS); the engine goroutine waits for them, so the
 	// state still has one owner at any time.
@@ -120,6 +116,9 @@ type Engine struct {
 	snap    atomic.Pointer[Snapshot]
 	writes  chan []store.Point
 	reloads chan reloadRequest
+	ready   chan struct{} // closed once the windows are refilled and graded
+
+	rebuildFields
 }
 
 // entState is one enterprise's scoring state.
@@ -145,6 +144,7 @@ type entState struct {
 	result   *Result
 	out      []Event       // events of the last evaluation
 	pts      []store.Point // points of the last evaluation
+	rb       *entRebuild   // not nil while its windows are refilled (guarded by Engine.rmu)
 }
 
 func (es *entState) emit(ev Event) { es.out = append(es.out, ev) }
@@ -229,7 +229,6 @@ func NewEngine(cfg Config) (*Engine, error) {
 	def(&cfg.FullEvery, time.Minute)
 	def(&cfg.PointEvery, time.Minute)
 	def(&cfg.WriteTimeout, 10*time.Second)
-	def(&cfg.RebuildChunk, 24*time.Hour)
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 100_000
 	}
@@ -258,8 +257,10 @@ func NewEngine(cfg Config) (*Engine, error) {
 		stopped: make(chan struct{}),
 		writes:  make(chan []store.Point, 8),
 		reloads: make(chan reloadRequest),
+		ready:   make(chan struct{}),
 		envs:    make([]env, cfg.Workers),
 	}
+	e.rbGroup = 64
 	e.started = cfg.Now()
 	e.ents, e.order = e.newStates(cfg.Registry, std)
 	for _, es := range e.order {
@@ -267,6 +268,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	e.m.enterprises.Set(float64(len(e.order)))
 	e.snap.Store(&Snapshot{Standard: std, Policy: pol, Registry: cfg.Registry, Solutions: cfg.Solutions, results: map[string]*Result{}})
+	if cfg.History != nil {
+		e.startRebuild(e.order)
+	}
 	return e, nil
 }
 
@@ -340,6 +344,9 @@ func (e *Engine) newStates(reg *registry.Registry, std *Standard) (map[string]*e
 // up, which back-pressures ingest. After Run has returned it drops the
 // readings (counted). Safe for concurrent use.
 func (e *Engine) Observe(readings []store.Reading) {
+	if e.rbActive.Load() {
+		readings = e.observeRebuilding(readings)
+	}
 	if len(readings) == 0 {
 		return
 	}
@@ -448,71 +455,6 @@ func (e *Engine) Restore(events []Event) {
 // snapshot is immutable; safe for concurrent use.
 func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
 
-// Rebuild refills the windows from History: hourly (the standard's finest
-// bucket) aggregates over the longest window, queried RebuildChunk at a
-// time. Call it once, before Run and before ingest starts calling Observe.
-func (e *Engine) Rebuild(ctx context.Context) error {
-	if e.running.Load() {
-		return errors.New("scoring: rebuild: the engine is running")
-	}
-	if e.cfg.History == nil {
-		return nil
-	}
-	return e.refill(ctx, e.ents)
-}
-
-// refill adds History's hourly (the standard's finest bucket) aggregates
-// over the longest window to the windows of ents, RebuildChunk at a time.
-func (e *Engine) refill(ctx context.Context, ents map[string]*entState) error {
-	now := e.cfg.Now()
-	every := e.std.finestBucket()
-	var longest time.Duration
-	for _, w := range e.std.Windows {
-		longest = max(longest, w.Length)
-	}
-	from := now.Add(-longest).Truncate(every)
-	to := now.Truncate(every).Add(every)
-	start := time.Now()
-	n := 0
-	for t := from; t.Before(to); t = t.Add(e.cfg.RebuildChunk) {
-		end := t.Add(e.cfg.RebuildChunk)
-		if end.After(to) {
-			end = to
-		}
-		aggs, err := e.cfg.History.AggregateReadings(ctx, t, end, every)
-		if err != nil {
-			return fmt.Errorf("scoring: rebuild %s..%s: %w", t.Format(time.RFC3339), end.Format(time.RFC3339), err)
-		}
-		for i := range aggs {
-			if es, ok := ents[aggs[i].Enterprise]; ok {
-				es.applyAggregate(&aggs[i])
-			}
-		}
-		n += len(aggs)
-	}
-	e.log.Info("scoring: windows rebuilt from the store", "enterprises", len(ents), "from", from, "to", to, "aggregates", n, "took", time.Since(start))
-	return nil
-}
-
-func (es *entState) applyAggregate(a *store.Aggregate) {
-	mb, ok := es.lay.meters[a.Meter]
-	if slot, known := es.meterIdx[a.Meter]; known && a.Start.After(es.lastSeen[slot.idx]) {
-		es.lastSeen[slot.idx] = a.Start
-		if g := &es.gws[slot.gw]; a.Start.After(g.data) {
-			g.data = a.Start
-		}
-	}
-	if !ok || a.Count == 0 {
-		return
-	}
-	v, n := a.Sum, uint32(0)
-	if mb.gauge {
-		v, n = a.ValueSum, uint32(a.Count)
-	}
-	mb.add(es.wins, es.lay.gauges, a.Start, v, n)
-	es.dirty = true
-}
-
 // apply drains the pending readings into the windows; now is the engine
 // clock, when the readings arrived.
 func (e *Engine) apply(now time.Time) {
@@ -587,9 +529,18 @@ func (e *Engine) Run(ctx context.Context) error {
 		wg.Go(func() { e.writeLoop(ctx) })
 	}
 	defer wg.Wait()
+	if len(e.rbQueue) > 0 {
+		if err := e.rebuild(ctx, e.holdServing); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
 	tick := time.NewTicker(e.cfg.Interval)
 	defer tick.Stop()
 	e.step(ctx, e.cfg.Now())
+	e.markReady()
 	for {
 		select {
 		case <-ctx.Done():
@@ -603,6 +554,54 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.step(ctx, e.cfg.Now())
 		case r := <-e.reloads:
 			r.done <- e.applyUpdate(ctx, r.u)
+		}
+	}
+}
+
+// Ready is closed once the engine has refilled its windows from History
+// and graded every enterprise (at once without History).
+func (e *Engine) Ready() <-chan struct{} { return e.ready }
+
+func (e *Engine) markReady() {
+	select {
+	case <-e.ready:
+	default:
+		close(e.ready)
+	}
+}
+
+// holdServing runs f through Config.Hold on the engine goroutine, applying
+// the readings observed until ingest is held (the pipeline waits for its
+// batches to be observed before it holds).
+func (e *Engine) holdServing(ctx context.Context, f func() error) error {
+	if e.cfg.Hold == nil {
+		return f()
+	}
+	req := make(chan chan error)
+	errc := make(chan error, 1)
+	go func() {
+		errc <- e.cfg.Hold(ctx, func() error {
+			done := make(chan error, 1)
+			select {
+			case req <- done:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			return <-done
+		})
+	}()
+	for {
+		select {
+		case <-e.wake:
+			e.apply(e.cfg.Now())
+		case done := <-req:
+			done <- f()
+			return <-errc
+		case err := <-errc:
+			if err == nil {
+				err = errors.New("scoring: ingest released its hold before the refill ended")
+			}
+			return err
 		}
 	}
 }
@@ -676,9 +675,16 @@ func (e *Engine) applyUpdate(ctx context.Context, u Update) error {
 		}
 	}
 	if len(refill) > 0 && e.cfg.History != nil {
+		// Ingest is held (see Reload): nothing is observed meanwhile.
+		list := make([]*entState, 0, len(refill))
+		for _, es := range order {
+			if refill[es.id] != nil {
+				list = append(list, es)
+			}
+		}
 		std := e.std
-		e.std = u.Standard // refill reads the new standard's windows
-		err := e.refill(ctx, refill)
+		e.std = u.Standard // the refill reads the new standard's windows
+		_, err := e.refillGroups(ctx, list, rebuildPlan(u.Standard, e.cfg.Now()), func(int) {})
 		e.std = std
 		if err != nil {
 			return err

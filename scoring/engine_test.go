@@ -475,7 +475,7 @@ func TestRebuildEqualsLive(t *testing.T) {
 		hist.add(rs)
 		live.Observe(rs)
 	}
-	rebuilt, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: fx.reg, Now: clock, History: hist, RebuildChunk: 7 * 24 * time.Hour})
+	rebuilt, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: fx.reg, Now: clock, History: hist})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -123,7 +123,7 @@ func (w *liveWorld) start(t *testing.T, run int) *liveRig {
 			w.advance(rs)
 		}, metrics, log)
 	sub = ingest.NewSubscriber(ingest.SubscriberConfig{Broker: w.broker, ClientID: "cleanprod-live", MaxReconnectInterval: time.Second}, pipe, metrics, log, nil)
-	if err := pipe.Restore(ctx, w.st); err != nil {
+	if err := pipe.Restore(ctx, w.st, nil); err != nil {
 		t.Fatal(err)
 	}
 	r := &liveRig{pipe: pipe, sub: sub, eng: eng, cancel: cancel, done: make(chan struct{})}

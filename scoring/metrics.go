@@ -17,6 +17,11 @@ type metrics struct {
 	stateBytes  prometheus.Gauge
 	enterprises prometheus.Gauge
 
+	rebuildRemaining  prometheus.Gauge
+	rebuildRetries    prometheus.Counter
+	rebuildAggregates prometheus.Counter
+	rebuildSeconds    prometheus.Gauge
+
 	level     *prometheus.GaugeVec // enterprise, window
 	score     *prometheus.GaugeVec // enterprise, window
 	y         *prometheus.GaugeVec // enterprise, window, level
@@ -58,6 +63,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		enterprises: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cleanprod_scoring_enterprises", Help: "Enterprises scored.",
 		}),
+		rebuildRemaining: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cleanprod_scoring_refill_remaining_enterprises", Help: "Enterprises whose windows are still being refilled from the store (not graded meanwhile).",
+		}),
+		rebuildRetries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_scoring_refill_retries_total", Help: "Pieces of a window refill that failed (a timeout, the store unreachable) and were retried in smaller pieces.",
+		}),
+		rebuildAggregates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_scoring_refill_aggregates_total", Help: "Per-meter bucket aggregates read from the store to refill windows.",
+		}),
+		rebuildSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cleanprod_scoring_refill_duration_seconds", Help: "Duration of the last complete window refill, including the time ingest was held at its end.",
+		}),
 		level: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cleanprod_scoring_level", Help: "Cleaner-production level per window: 1 = I, 2 = II, 3 = III, 4 = below III, 0 = not graded.",
 		}, []string{"enterprise", "window"}),
@@ -88,7 +105,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.readings, m.evaluations, m.tickSeconds, m.pending, m.events, m.points,
-			m.declInvalid, m.stateBytes, m.enterprises, m.level, m.score, m.y, m.complete, m.code,
+			m.declInvalid, m.stateBytes, m.enterprises, m.rebuildRemaining, m.rebuildRetries, m.rebuildAggregates, m.rebuildSeconds, m.level, m.score, m.y, m.complete, m.code,
 			m.auditDue, m.indValue, m.indLevel, m.staleMtrs)
 	}
 	return m

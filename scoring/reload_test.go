@@ -52,7 +52,7 @@ func TestReloadKeepsStateAndRefills(t *testing.T) {
 	hist := &memHistory{}
 	promReg := prometheus.NewRegistry()
 	eng, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: registryWithout(t, "lj-gamma"), Solutions: fx.lib,
-		History: hist, Registerer: promReg, Now: func() time.Time { return now }, Interval: time.Hour, RebuildChunk: 7 * 24 * time.Hour})
+		History: hist, Registerer: promReg, Now: func() time.Time { return now }, Interval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

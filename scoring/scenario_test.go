@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -618,40 +619,52 @@ func (s *scenario) expectEvent(f []string) {
 type memHistory struct {
 	mu       sync.Mutex
 	readings []store.Reading
+	queries  atomic.Int64
+	// fail, when set, is asked before each row of an answer: an error
+	// breaks the answer off there (a store timing out mid-stream).
+	fail func(row int) error
 }
 
 func (h *memHistory) add(rs []store.Reading) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.readings = append(h.readings, rs...)
+	for _, r := range rs {
+		// Kept in time order; late readings go where they belong.
+		i := len(h.readings)
+		for i > 0 && h.readings[i-1].Time.After(r.Time) {
+			i--
+		}
+		h.readings = slices.Insert(h.readings, i, r)
+	}
 }
 
-func (h *memHistory) AggregateReadings(ctx context.Context, from, to time.Time, every time.Duration) ([]store.Aggregate, error) {
+func (h *memHistory) EachAggregate(ctx context.Context, q store.AggregateQuery, fn func(*store.Aggregate) error) error {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	type key struct {
 		ent, meter string
 		start      int64
 	}
 	aggs := map[key]*store.Aggregate{}
-	// Readings are added in time order.
-	lo := sort.Search(len(h.readings), func(i int) bool { return !h.readings[i].Time.Before(from) })
-	hi := sort.Search(len(h.readings), func(i int) bool { return !h.readings[i].Time.Before(to) })
+	lo := sort.Search(len(h.readings), func(i int) bool { return !h.readings[i].Time.Before(q.From) })
+	hi := sort.Search(len(h.readings), func(i int) bool { return !h.readings[i].Time.Before(q.To) })
 	for _, r := range h.readings[lo:hi] {
-		start := floorDiv(r.Time.UnixNano(), int64(every)) * int64(every)
+		if len(q.Enterprises) > 0 && !slices.Contains(q.Enterprises, r.Enterprise) {
+			continue
+		}
+		start := floorDiv(r.Time.UnixNano()-int64(q.Offset), int64(q.Every))*int64(q.Every) + int64(q.Offset)
 		k := key{r.Enterprise, r.Meter, start}
 		a := aggs[k]
 		if a == nil {
-			a = &store.Aggregate{Enterprise: r.Enterprise, Meter: r.Meter, Quantity: r.Quantity, Workshop: r.Workshop, Start: time.Unix(0, start).UTC()}
+			a = &store.Aggregate{Enterprise: r.Enterprise, Meter: r.Meter, Quantity: r.Quantity, Workshop: r.Workshop, Start: time.Unix(0, start).UTC(), Max: math.Inf(-1)}
 			aggs[k] = a
 		}
 		a.Sum += r.Delta
 		a.Count++
-		if r.Kind == "gauge" {
-			a.ValueSum += r.Value
-			a.Max = math.Max(a.Max, r.Value)
-		}
+		a.ValueSum += r.Value
+		a.Max = math.Max(a.Max, r.Value)
 	}
+	h.mu.Unlock()
+	h.queries.Add(1)
 	out := make([]store.Aggregate, 0, len(aggs))
 	for _, a := range aggs {
 		out = append(out, *a)
@@ -659,7 +672,17 @@ func (h *memHistory) AggregateReadings(ctx context.Context, from, to time.Time, 
 	slices.SortFunc(out, func(a, b store.Aggregate) int {
 		return cmp.Or(strings.Compare(a.Enterprise, b.Enterprise), strings.Compare(a.Meter, b.Meter), a.Start.Compare(b.Start))
 	})
-	return out, nil
+	for i := range out {
+		if h.fail != nil {
+			if err := h.fail(i); err != nil {
+				return err
+			}
+		}
+		if err := fn(&out[i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // valueTol parses "<x>" or "<x>±<tol>" (default tolerance 1e-9).

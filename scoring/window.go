@@ -352,3 +352,31 @@ func (w *window) load(gauge, flow int) float64 {
 	}
 	return total
 }
+
+// clearBucket empties bucket b, so that it can be read again from the store.
+func (w *window) clearBucket(b int64) {
+	if !w.init || b > w.head || b <= w.head-int64(w.n) {
+		return
+	}
+	slot := w.slot(b)
+	for t := 0; t < w.tracks; t++ {
+		i := t*w.n + slot
+		if w.hasBit(i) {
+			w.has[i>>6] &^= 1 << (uint(i) & 63)
+			w.filled[t]--
+			if w.vals[i] != 0 {
+				w.stale = true
+			}
+			w.vals[i] = 0
+		}
+	}
+	for g := 0; g < w.gauges; g++ {
+		w.counts[g*w.n+slot] = 0
+	}
+	for r := 0; r < w.rows; r++ {
+		if i := r*w.n + slot; w.seenBit(i) {
+			w.seen[i>>6] &^= 1 << (uint(i) & 63)
+			w.seenN[r]--
+		}
+	}
+}

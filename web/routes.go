@@ -154,18 +154,27 @@ func (s *server) routes() []route {
 type statusBody struct {
 	Status string `json:"status"`
 	Reason string `json:"reason,omitempty"`
+	// Loading lists what is still loading at start (the meters' recent
+	// readings before ingest starts, the scorer's windows while they
+	// refill): /readyz answers 200 once ingest runs, while the scorer may
+	// still refill.
+	Loading []string `json:"loading,omitempty"`
 }
 
 func (s *server) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 3*time.Second)
 	defer cancel()
+	var loading []string
+	if s.Loading != nil {
+		loading = s.Loading()
+	}
 	if s.Ready != nil {
 		if err := s.Ready(ctx); err != nil {
-			c.JSON(http.StatusServiceUnavailable, statusBody{Status: "not ready", Reason: err.Error()})
+			c.JSON(http.StatusServiceUnavailable, statusBody{Status: "not ready", Reason: err.Error(), Loading: loading})
 			return
 		}
 	}
-	c.JSON(http.StatusOK, statusBody{Status: "ready"})
+	c.JSON(http.StatusOK, statusBody{Status: "ready", Loading: loading})
 }
 
 // chain returns a route's handlers: authentication as it needs, then its

@@ -73,6 +73,9 @@ type MeterStatus interface {
 type Options struct {
 	Gatherer prometheus.Gatherer
 	Ready    ReadyFunc
+	// Loading says what the service still loads at start (nil: nothing);
+	// /readyz lists it.
+	Loading func() []string
 
 	Scorer Scorer
 	// Registry lists the enterprises, unless the scorer's snapshot carries

@@ -83,6 +83,19 @@ func (r *reloader) reload(ctx context.Context) error {
 	defer r.mu.Unlock()
 	start := time.Now()
 	r.log.Info("configuration reload asked for", "gateway_config", r.cfg.GatewayConfig)
+	// A reload holds ingest while the scorer switches; the scorer's refill
+	// at start holds ingest too when it finishes, so the two must not
+	// overlap: the reload waits until the windows are refilled.
+	select {
+	case <-r.eng.Ready():
+	default:
+		r.log.Info("configuration reload waits until the scoring windows are refilled")
+		select {
+		case <-r.eng.Ready():
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	err := r.apply(ctx)
 	if err != nil {
 		r.m.total.WithLabelValues("failure").Inc()

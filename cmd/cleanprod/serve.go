@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -129,13 +130,15 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		stream.Publish(e)
 		recent.Add(e)
 	}
+	var pipe *ingest.Pipeline
 	engCfg := scoring.Config{
 		Standard: sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, History: st, Sink: st,
 		OnEvent: onEvent, Registerer: promReg, Logger: log.With("component", "scoring"),
 		Interval: cfg.Scoring.Interval,
-		// A month of daily buckets per query keeps a rebuild of the
-		// 12-month window to about a dozen queries.
-		RebuildChunk: 30 * 24 * time.Hour,
+		// The windows refill from the store while ingest runs; at the end
+		// ingest holds while the buckets that changed meanwhile are read
+		// again (scoring/rebuild.go).
+		Hold: func(ctx context.Context, held func() error) error { return pipe.Reconfigure(ctx, nil, held) },
 	}
 	// Declarations and their review live in the store; the folder only
 	// seeds them (below, once the store answers).
@@ -154,7 +157,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		seen.Observe(rs)
 		eng.Observe(rs)
 	}
-	pipe := ingest.NewPipeline(reg, ingest.PipelineConfig{
+	pipe = ingest.NewPipeline(reg, ingest.PipelineConfig{
 		Normaliser: ingest.NormaliserConfig{
 			FutureHorizon: cfg.Ingest.FutureHorizon, PastHorizon: cfg.Ingest.PastHorizon, History: cfg.Ingest.History,
 			MaxPayload: cfg.Ingest.MaxPayloadBytes, MaxReadings: cfg.Ingest.MaxReadings,
@@ -169,7 +172,25 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		MaxReconnectInterval: cfg.MQTT.MaxReconnectInterval, WatchdogInterval: cfg.MQTT.WatchdogInterval,
 	}, pipe, metrics, log.With("component", "mqtt"), nil)
 
+	start := newStartup(promReg)
+	loading := func() []string {
+		var l []string
+		if !start.ingesting.Load() {
+			if p := pipe.Restoring(); p != nil {
+				l = append(l, fmt.Sprintf("meter state (%d of %d enterprises)", p.Done, p.Total))
+			} else {
+				l = append(l, "meter state (waiting for the store)")
+			}
+		}
+		if s := eng.Loading(); s != "" {
+			l = append(l, s)
+		}
+		return l
+	}
 	ready := func(ctx context.Context) error {
+		if !start.ingesting.Load() {
+			return errors.New("loading the meters' recent readings from the store; ingest starts after")
+		}
 		if !sub.Connected() {
 			return errors.New("not connected to the broker")
 		}
@@ -191,7 +212,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	if httpTLS != nil {
 		ln, scheme = tls.NewListener(ln, httpTLS), "https" // TLS only: plain HTTP gets a 400
 	}
-	httpSrv := &http.Server{Handler: web.NewHandler(web.Options{Gatherer: promReg, Ready: ready,
+	httpSrv := &http.Server{Handler: web.NewHandler(web.Options{Gatherer: promReg, Ready: ready, Loading: loading,
 		Scorer: eng, Registry: reg, Solutions: sd.lib, Points: st, Meters: seen, Declarations: book,
 		Tokens: tokens, Events: stream, Recent: recent, PDF: pdf, Registerer: promReg, Logger: log.With("component", "web")}),
 		ReadHeaderTimeout: 10 * time.Second}
@@ -230,33 +251,42 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 			return nil
 		}
 		seedDeclarations(gctx, book, sd, log)
-		// Windows and announced events come from the store before any new
-		// reading is observed, so nothing is counted or announced twice.
-		start := time.Now()
-		if err := eng.Rebuild(gctx); err != nil {
-			if gctx.Err() != nil {
-				return nil // stopped while rebuilding: a clean shutdown
+		// Ingest needs each meter's recent readings (to place late ones
+		// and compute deltas); the scorer's windows refill while ingest
+		// runs (scoring/rebuild.go).
+		var newest []store.Reading // for the meters view, in batches
+		err := pipe.Restore(gctx, st, func(r *store.Reading) {
+			eng.NoteLatest(r)
+			if newest = append(newest, *r); len(newest) == 4096 {
+				seen.Observe(newest)
+				newest = newest[:0]
 			}
-			return fmt.Errorf("rebuild scoring windows: %w", err)
-		}
-		if err := restoreEvents(gctx, st, eng, recent, time.Now()); err != nil {
+		})
+		if err != nil {
 			if gctx.Err() != nil {
-				return nil
+				return nil // stopped while restoring: a clean shutdown
 			}
 			return err
 		}
-		log.Info("scoring state rebuilt from store", "took", time.Since(start).Round(time.Millisecond))
-		if err := pipe.Restore(gctx, st); err != nil {
-			return err
+		seen.Observe(newest)
+		newest = nil
+		// Announced events before any evaluation, so nothing is announced
+		// twice.
+		if err := retryStart(gctx, log, "read past events", func(ctx context.Context) error {
+			return restoreEvents(ctx, st, eng, recent, time.Now())
+		}); err != nil {
+			return nil // only ctx ends it
 		}
 		// The engine outlives the pipeline: the final flush still feeds it.
 		engCtx, stopEngine := context.WithCancel(context.WithoutCancel(gctx))
 		engDone := make(chan error, 1)
 		go func() { engDone <- eng.Run(engCtx) }()
+		go start.scored(engCtx, eng, log)
 		go events.run(engCtx, sub.Publish)
 		pg, pctx := errgroup.WithContext(gctx)
 		pg.Go(func() error { return pipe.Run(pctx) })
 		pg.Go(func() error { return sub.Run(pctx) })
+		start.ingest(log)
 		pg.Go(func() error { rl.run(pctx, hup); return nil })
 		pg.Go(func() error {
 			// Reviews made through another replica reach this one's scorer.
@@ -271,15 +301,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 				}
 			}
 		})
-		pg.Go(func() error {
-			// The meters view starts from the store, not from nothing; newer
-			// readings observed meanwhile win.
-			if last, err := st.LatestReadings(pctx, time.Now().Add(-cfg.Ingest.PastHorizon), 1); err == nil {
-				seen.Observe(last)
-			}
-			return nil
-		})
-		err := pg.Wait()
+		err = pg.Wait()
 		stopEngine()
 		if engErr := <-engDone; engErr != nil && err == nil {
 			err = fmt.Errorf("scoring: %w", engErr)
@@ -363,5 +385,62 @@ func waitForStore(ctx context.Context, st readingStore, log *slog.Logger) error 
 		case <-time.After(backoff):
 		}
 		backoff = min(2*backoff, 15*time.Second)
+	}
+}
+
+// startup tracks how far serve's start is, for /readyz and the metrics.
+type startup struct {
+	began     time.Time
+	ingesting atomic.Bool // meter state loaded, ingest running
+	seconds   *prometheus.GaugeVec
+}
+
+func newStartup(reg prometheus.Registerer) *startup {
+	s := &startup{began: time.Now(), seconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "cleanprod_startup_duration_seconds",
+		Help: "Time from the start of serve until a stage was reached: ingest (meter state loaded, messages taken), scoring (windows refilled from the store, every enterprise graded).",
+	}, []string{"stage"})}
+	reg.MustRegister(s.seconds)
+	return s
+}
+
+func (s *startup) ingest(log *slog.Logger) {
+	s.ingesting.Store(true)
+	took := time.Since(s.began)
+	s.seconds.WithLabelValues("ingest").Set(took.Seconds())
+	log.Info("ingest started", "since_start", took.Round(time.Millisecond))
+}
+
+// scored waits for the engine's first grading after its refill.
+func (s *startup) scored(ctx context.Context, eng *scoring.Engine, log *slog.Logger) {
+	select {
+	case <-ctx.Done():
+	case <-eng.Ready():
+		took := time.Since(s.began)
+		s.seconds.WithLabelValues("scoring").Set(took.Seconds())
+		log.Info("every enterprise graded", "since_start", took.Round(time.Millisecond))
+	}
+}
+
+// retryStart runs f until it succeeds or ctx ends, with back-off, logging
+// each failure: a slow or restarting store delays the start, it does not
+// end it. It returns ctx's error only.
+func retryStart(ctx context.Context, log *slog.Logger, what string, f func(ctx context.Context) error) error {
+	backoff := time.Second
+	for {
+		err := f(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		log.Warn("start: "+what+" failed; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
 	}
 }

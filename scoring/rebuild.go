@@ -1,0 +1,600 @@
+package scoring
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cleanprod/cleanprod/store"
+)
+
+// History is the store's read side the engine refills its windows from:
+// per meter and per time bucket, the sums of the stored readings, streamed
+// (see store.AggregateQuery). The store implements it.
+type History interface {
+	EachAggregate(ctx context.Context, q store.AggregateQuery, fn func(*store.Aggregate) error) error
+}
+
+// How the engine refills windows from History.
+//
+// At start (and for the enterprises a reload changed) the windows are
+// empty while the store holds their history. The engine asks the store for
+// it in pieces: a group of enterprises at a time, each window's range at
+// that window's own bucket (a coarser window takes the part a finer one
+// covers from the finer one's rows, since its buckets are whole multiples
+// of the finer buckets), each answer streamed into the windows. Memory is
+// that of the windows, whatever the history's length.
+//
+// Ingest need not wait: a reading observed for an enterprise that is being
+// refilled is not added to its windows, since the store has it (it is
+// observed only once stored) and the refill may or may not read it. Its
+// bucket is marked instead. When every group is done, the engine asks ingest
+// to hold (Config.Hold: nothing in flight, nothing new stored), clears the
+// marked buckets and reads them again from the store, which now holds every
+// reading observed, then lets ingest go on. So each stored reading counts
+// once, and ingest is held only for the buckets that changed meanwhile.
+//
+// A piece that fails (a timeout, the store restarting) is retried with
+// back-off, in smaller pieces, after the group's windows are emptied (a
+// piece may have been half applied); the refill never gives up before its
+// context ends.
+
+// rebuildTarget is how long one piece should take; pieces grow or shrink
+// toward it.
+const rebuildTarget = 5 * time.Second
+
+// entRebuild is what Observe recorded of an enterprise while its windows
+// were being refilled. Guarded by Engine.rmu.
+type entRebuild struct {
+	dirty  []map[int64]struct{} // per window: buckets that received readings
+	seen   []time.Time          // per meter: newest reading time observed
+	gwData []time.Time          // per gateway (as entState.gws)
+	gwRecv []time.Time
+}
+
+// rebuildItem is one query range of a refill and the windows it feeds:
+// rows with feed.from <= Start < feed.to go to window feed.win.
+type rebuildItem struct {
+	from, to      time.Time
+	every, offset time.Duration
+	feeds         []rebuildFeed
+}
+
+type rebuildFeed struct {
+	win      int
+	from, to time.Time
+}
+
+// rebuildProgress is what /readyz and the snapshot say while refilling.
+type rebuildProgress struct {
+	total, done int
+}
+
+// bucketOffset returns where buckets of length every start, as
+// store.AggregateQuery wants it: local buckets start at k*every - utc.
+func bucketOffset(every, utc time.Duration) time.Duration {
+	o := (-utc) % every
+	if o < 0 {
+		o += every
+	}
+	return o
+}
+
+// rebuildPlan returns the queries that refill std's windows at now: the
+// finest window's range at its bucket, feeding it and the part of every
+// coarser window whose buckets it covers whole; the rest of each coarser
+// window at that window's bucket.
+func rebuildPlan(std *Standard, now time.Time) []rebuildItem {
+	type span struct {
+		wi       int
+		from, to time.Time
+		bucket   time.Duration
+	}
+	spans := make([]span, len(std.Windows))
+	for wi, w := range std.Windows {
+		win := newWindow(w, std.UTCOffset, 0, 0, 0)
+		head := win.bucketOf(now)
+		spans[wi] = span{wi, win.bucketStart(head - int64(win.n) + 1), win.bucketStart(head + 1), w.Bucket}
+	}
+	slices.SortStableFunc(spans, func(a, b span) int { return int(a.bucket - b.bucket) })
+	if len(spans) == 0 {
+		return nil
+	}
+	fine := spans[0]
+	base := rebuildItem{from: fine.from, to: fine.to, every: fine.bucket, offset: bucketOffset(fine.bucket, std.UTCOffset),
+		feeds: []rebuildFeed{{win: fine.wi, from: fine.from, to: fine.to}}}
+	items := []rebuildItem{base}
+	for _, s := range spans[1:] {
+		if s.bucket%fine.bucket != 0 || !s.to.After(fine.from) {
+			items = append(items, rebuildItem{from: s.from, to: s.to, every: s.bucket, offset: bucketOffset(s.bucket, std.UTCOffset),
+				feeds: []rebuildFeed{{win: s.wi, from: s.from, to: s.to}}})
+			continue
+		}
+		// The first of this window's buckets that the finer rows cover
+		// whole: its boundaries are boundaries of the finer buckets.
+		w := newWindow(std.Windows[s.wi], std.UTCOffset, 0, 0, 0)
+		cut := w.bucketStart(w.bucketOf(fine.from.Add(-1)) + 1)
+		if cut.Before(s.from) {
+			cut = s.from
+		}
+		items[0].feeds = append(items[0].feeds, rebuildFeed{win: s.wi, from: cut, to: fine.to})
+		if cut.After(s.from) {
+			items = append(items, rebuildItem{from: s.from, to: cut, every: s.bucket, offset: bucketOffset(s.bucket, std.UTCOffset),
+				feeds: []rebuildFeed{{win: s.wi, from: s.from, to: cut}}})
+		}
+	}
+	return items
+}
+
+// startRebuild marks ents as being refilled: from now on Observe marks
+// their buckets instead of queuing their readings. Call it on the engine
+// goroutine (or before Run).
+func (e *Engine) startRebuild(ents []*entState) {
+	e.rmu.Lock()
+	defer e.rmu.Unlock()
+	if e.rbEnts == nil {
+		e.rbEnts = make(map[string]*entState, len(ents))
+	}
+	for _, es := range ents {
+		es.rb = &entRebuild{
+			dirty:  make([]map[int64]struct{}, len(es.wins)),
+			seen:   make([]time.Time, len(es.ent.Meters)),
+			gwData: make([]time.Time, len(es.gws)),
+			gwRecv: make([]time.Time, len(es.gws)),
+		}
+		e.rbEnts[es.id] = es
+	}
+	e.rbSpecs = e.std.Windows
+	e.rbOffset = e.std.UTCOffset
+	e.rbActive.Store(true)
+	e.rbQueue = append(e.rbQueue, ents...)
+	e.progress.Store(&rebuildProgress{total: len(e.rbEnts)})
+	e.m.rebuildRemaining.Set(float64(len(e.rbEnts)))
+}
+
+// observeRebuilding takes the readings of enterprises being refilled out
+// of rs, recording their buckets and freshness, and returns the rest.
+// Safe for concurrent use.
+func (e *Engine) observeRebuilding(rs []store.Reading) []store.Reading {
+	e.rmu.Lock()
+	defer e.rmu.Unlock()
+	if len(e.rbEnts) == 0 {
+		return rs
+	}
+	now := e.cfg.Now()
+	var rest []store.Reading
+	var es *entState
+	for i := range rs {
+		r := &rs[i]
+		if es == nil || es.id != r.Enterprise {
+			es = e.rbEnts[r.Enterprise]
+		}
+		if es == nil {
+			rest = append(rest, *r)
+			continue
+		}
+		slot, ok := es.meterIdx[r.Meter]
+		if !ok {
+			continue // not a meter of the enterprise: apply would drop it too
+		}
+		rb := es.rb
+		if r.Time.After(rb.seen[slot.idx]) {
+			rb.seen[slot.idx] = r.Time
+		}
+		if r.Time.After(rb.gwData[slot.gw]) {
+			rb.gwData[slot.gw] = r.Time
+		}
+		rb.gwRecv[slot.gw] = now
+		for wi, spec := range e.rbSpecs {
+			if rb.dirty[wi] == nil {
+				rb.dirty[wi] = make(map[int64]struct{})
+			}
+			rb.dirty[wi][floorDiv(r.Time.UnixNano()+int64(e.rbOffset), int64(spec.Bucket))] = struct{}{}
+		}
+	}
+	e.m.readings.WithLabelValues("refilling").Add(float64(len(rs) - len(rest)))
+	return rest
+}
+
+// Loading says what the scorer still refills from the store ("" when
+// nothing). Safe for concurrent use.
+func (e *Engine) Loading() string {
+	p := e.progress.Load()
+	if p == nil {
+		return ""
+	}
+	return fmt.Sprintf("scoring windows (%d of %d enterprises)", p.done, p.total)
+}
+
+// Rebuild refills every enterprise's windows from History and returns when
+// they are graded. Call it before Run, with nothing calling Observe
+// meanwhile; serve instead lets Run refill while ingest goes on (see
+// Config.Hold).
+func (e *Engine) Rebuild(ctx context.Context) error {
+	if e.running.Load() {
+		return errors.New("scoring: rebuild: the engine is running")
+	}
+	if e.cfg.History == nil {
+		return nil
+	}
+	if len(e.rbQueue) == 0 {
+		return nil
+	}
+	return e.rebuild(ctx, nil)
+}
+
+// rebuild refills the queued enterprises; hold, when not nil, runs f
+// with ingest held. It runs on the engine goroutine.
+func (e *Engine) rebuild(ctx context.Context, hold func(ctx context.Context, f func() error) error) error {
+	start := time.Now()
+	ents := e.rbQueue
+	e.rbQueue = nil
+	now := e.cfg.Now()
+	plan := rebuildPlan(e.std, now)
+	rows, err := e.refillGroups(ctx, ents, plan, func(done int) {
+		e.progress.Store(&rebuildProgress{total: len(ents), done: done})
+		e.m.rebuildRemaining.Set(float64(len(ents) - done))
+	})
+	if err != nil {
+		return err
+	}
+	main := time.Since(start)
+	finish := func() error { return e.finishRebuild(ctx, ents) }
+	if hold != nil {
+		err = hold(ctx, finish)
+	} else {
+		err = finish()
+	}
+	if err != nil {
+		return err
+	}
+	e.progress.Store(nil)
+	e.m.rebuildRemaining.Set(0)
+	e.m.rebuildSeconds.Set(time.Since(start).Seconds())
+	e.log.Info("scoring: windows refilled from the store", "enterprises", len(ents), "aggregates", rows,
+		"took", time.Since(start).Round(time.Millisecond), "held_ingest", (time.Since(start) - main).Round(time.Millisecond))
+	return nil
+}
+
+// refillGroups streams plan into the windows of ents, a group of
+// enterprises at a time, retrying failed groups with back-off in smaller
+// pieces; progress is told how many enterprises are done.
+func (e *Engine) refillGroups(ctx context.Context, ents []*entState, plan []rebuildItem, progress func(done int)) (int, error) {
+	group := max(1, e.rbGroup)
+	span := time.Duration(0) // 0: an item's whole range
+	backoff := time.Second
+	rows := 0
+	for done := 0; done < len(ents); {
+		part := ents[done:min(done+group, len(ents))]
+		t0 := time.Now()
+		n, err := e.refillGroup(ctx, part, len(part) == len(ents), plan, span)
+		if err != nil {
+			if ctx.Err() != nil {
+				return rows, ctx.Err()
+			}
+			for _, es := range part {
+				es.resetWindows(e.std)
+			}
+			e.m.rebuildRetries.Inc()
+			if len(part) > 1 {
+				group = max(1, len(part)/2)
+			} else {
+				span = e.smallerSpan(plan, span)
+			}
+			e.log.Warn("scoring: refill from the store failed; retrying in smaller pieces", "err", err,
+				"enterprises", len(part), "next_group", group, "next_span", span, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return rows, ctx.Err()
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+			continue
+		}
+		backoff = time.Second
+		rows += n
+		done += len(part)
+		progress(done)
+		// Pieces that finish well within the target grow; slow ones shrink.
+		switch took := time.Since(t0); {
+		case took > rebuildTarget && group > 1:
+			group = max(1, group/2)
+		case took < rebuildTarget/4 && len(part) == group:
+			group = min(2*group, 4096)
+		}
+		e.rbGroup = group
+	}
+	return rows, nil
+}
+
+// smallerSpan halves the time span of a piece, down to one bucket of the
+// plan's coarsest query.
+func (e *Engine) smallerSpan(plan []rebuildItem, span time.Duration) time.Duration {
+	if span == 0 {
+		for _, it := range plan {
+			span = max(span, it.to.Sub(it.from))
+		}
+	}
+	var least time.Duration
+	for _, it := range plan {
+		least = max(least, it.every)
+	}
+	return max(least, span/2)
+}
+
+// refillGroup runs every item of plan for the enterprises of part (all:
+// the query names none) in spans of at most span (0: whole).
+func (e *Engine) refillGroup(ctx context.Context, part []*entState, all bool, plan []rebuildItem, span time.Duration) (int, error) {
+	byID := make(map[string]*entState, len(part))
+	var ids []string
+	for _, es := range part {
+		byID[es.id] = es
+		if !all {
+			ids = append(ids, es.id)
+		}
+	}
+	rows := 0
+	for _, it := range plan {
+		step := it.to.Sub(it.from)
+		if span > 0 && span < step {
+			step = span.Truncate(it.every)
+			step = max(step, it.every)
+		}
+		for from := it.from; from.Before(it.to); from = from.Add(step) {
+			to := from.Add(step)
+			if to.After(it.to) {
+				to = it.to
+			}
+			q := store.AggregateQuery{From: from, To: to, Every: it.every, Offset: it.offset, Enterprises: ids}
+			err := e.cfg.History.EachAggregate(ctx, q, func(a *store.Aggregate) error {
+				if es := byID[a.Enterprise]; es != nil {
+					es.applyRow(a, it.feeds, nil)
+					rows++
+				}
+				if rows%4096 == 0 {
+					e.applyWaiting() // other enterprises' readings keep flowing
+				}
+				return nil
+			})
+			if err != nil {
+				return rows, fmt.Errorf("scoring: refill %s..%s every %v: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), it.every, err)
+			}
+		}
+	}
+	e.m.rebuildAggregates.Add(float64(rows))
+	return rows, nil
+}
+
+// applyRow adds one aggregate to the windows its feeds say, and the
+// meter's freshness; with dirty not nil, only to the buckets it marks.
+func (es *entState) applyRow(a *store.Aggregate, feeds []rebuildFeed, dirty []map[int64]struct{}) {
+	slot, known := es.meterIdx[a.Meter]
+	if !known {
+		return
+	}
+	if a.Start.After(es.lastSeen[slot.idx]) {
+		es.lastSeen[slot.idx] = a.Start
+	}
+	if g := &es.gws[slot.gw]; a.Start.After(g.data) {
+		g.data = a.Start
+	}
+	mb := slot.mb
+	if mb == nil || a.Count == 0 {
+		return
+	}
+	v, n := a.Sum, uint32(0)
+	if mb.gauge {
+		v, n = a.ValueSum, uint32(a.Count)
+	}
+	for _, f := range feeds {
+		if a.Start.Before(f.from) || !a.Start.Before(f.to) {
+			continue
+		}
+		w := es.wins[f.win]
+		b := w.bucketOf(a.Start)
+		if dirty != nil {
+			if _, ok := dirty[f.win][b]; !ok {
+				continue
+			}
+		}
+		for _, tr := range mb.tracks {
+			c := n
+			if tr >= es.lay.gauges {
+				c = 0
+			}
+			w.add(tr, b, v, c)
+		}
+		if mb.row >= 0 {
+			w.mark(mb.row, b)
+		}
+	}
+	es.dirty = true
+}
+
+// applyWaiting applies the readings waiting in pending, if any, so that
+// Observe does not block ingest during a refill.
+func (e *Engine) applyWaiting() {
+	select {
+	case <-e.wake:
+		e.apply(e.cfg.Now())
+	default:
+	}
+}
+
+// resetWindows empties the enterprise's windows.
+func (es *entState) resetWindows(std *Standard) {
+	for wi, w := range std.Windows {
+		es.wins[wi] = newWindow(w, std.UTCOffset, es.lay.tracks, es.lay.gauges, es.lay.rows)
+	}
+}
+
+// finishRebuild runs with ingest held (nothing in flight): it takes what
+// Observe recorded for ents, reads their marked buckets again and hands
+// them back to live observation.
+func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) error {
+	e.apply(e.cfg.Now()) // readings of other enterprises, queued meanwhile
+	e.rmu.Lock()
+	marked := make(map[*entState]*entRebuild, len(ents))
+	for _, es := range ents {
+		if es.rb != nil {
+			marked[es] = es.rb
+		}
+	}
+	e.rmu.Unlock()
+	// Per window, the marked buckets of every enterprise, cleared and then
+	// read again in runs of consecutive buckets.
+	for wi, spec := range e.std.Windows {
+		buckets := map[int64][]*entState{}
+		for es, rb := range marked {
+			w := es.wins[wi]
+			for b := range rb.dirty[wi] {
+				if w.init && b <= w.head-int64(w.n) {
+					continue // older than the window: gone anyway
+				}
+				w.clearBucket(b) // a bucket newer than the head holds nothing yet
+				buckets[b] = append(buckets[b], es)
+			}
+		}
+		if len(buckets) == 0 {
+			continue
+		}
+		order := slices.Sorted(maps.Keys(buckets))
+		w := newWindow(spec, e.std.UTCOffset, 0, 0, 0)
+		for i := 0; i < len(order); {
+			j := i + 1
+			for j < len(order) && order[j] == order[j-1]+1 {
+				j++
+			}
+			run := order[i:j]
+			seen := map[*entState]bool{}
+			var part []*entState
+			for _, b := range run {
+				for _, es := range buckets[b] {
+					if !seen[es] {
+						seen[es] = true
+						part = append(part, es)
+					}
+				}
+			}
+			slices.SortFunc(part, func(a, b *entState) int { return strings.Compare(a.id, b.id) })
+			from, to := w.bucketStart(run[0]), w.bucketStart(run[len(run)-1]+1)
+			item := rebuildItem{from: from, to: to, every: spec.Bucket, offset: bucketOffset(spec.Bucket, e.std.UTCOffset),
+				feeds: []rebuildFeed{{win: wi, from: from, to: to}}}
+			if err := e.rereadMarked(ctx, part, len(part) == len(e.order), item, marked); err != nil {
+				return err
+			}
+			i = j
+		}
+	}
+	e.rmu.Lock()
+	for es, rb := range marked {
+		for mi, t := range rb.seen {
+			if t.After(es.lastSeen[mi]) {
+				es.lastSeen[mi] = t
+			}
+		}
+		for gi := range es.gws {
+			if g := &es.gws[gi]; rb.gwData[gi].After(g.data) {
+				g.data = rb.gwData[gi]
+			}
+			if g := &es.gws[gi]; rb.gwRecv[gi].After(g.recv) {
+				g.recv = rb.gwRecv[gi]
+			}
+		}
+		es.rb = nil
+		es.dirty = true
+		delete(e.rbEnts, es.id)
+	}
+	for _, es := range ents {
+		es.rb = nil
+		delete(e.rbEnts, es.id)
+	}
+	e.rbActive.Store(len(e.rbEnts) > 0)
+	e.rmu.Unlock()
+	return nil
+}
+
+// rereadMarked reads item for part into the marked buckets, retrying with
+// back-off; a failed attempt clears the buckets again first.
+func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, item rebuildItem, marked map[*entState]*entRebuild) error {
+	byID := make(map[string]*entState, len(part))
+	var ids []string
+	for _, es := range part {
+		byID[es.id] = es
+		if !all {
+			ids = append(ids, es.id)
+		}
+	}
+	wi := item.feeds[0].win
+	backoff := time.Second
+	for {
+		q := store.AggregateQuery{From: item.from, To: item.to, Every: item.every, Offset: item.offset, Enterprises: ids}
+		err := e.cfg.History.EachAggregate(ctx, q, func(a *store.Aggregate) error {
+			if es := byID[a.Enterprise]; es != nil {
+				es.applyRow(a, item.feeds, marked[es].dirty)
+			}
+			return nil
+		})
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		e.m.rebuildRetries.Inc()
+		e.log.Warn("scoring: reading the buckets that changed during the refill failed; retrying", "err", err, "retry_in", backoff)
+		for _, es := range part {
+			w := es.wins[wi]
+			for b := range marked[es].dirty[wi] {
+				if !item.from.After(w.bucketStart(b)) && w.bucketStart(b).Before(item.to) {
+					w.clearBucket(b)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// rebuildFields are the Engine's refill state (embedded in Engine).
+type rebuildFields struct {
+	rmu      sync.Mutex                      // guards rbEnts and every entState.rb
+	rbEnts   map[string]*entState            // enterprises being refilled
+	rbSpecs  []Window                        // their windows, for Observe
+	rbOffset time.Duration                   // their standard's UTC offset
+	rbActive atomic.Bool                     // rbEnts is not empty
+	rbQueue  []*entState                     // enterprises waiting to be refilled (engine goroutine)
+	rbGroup  int                             // enterprises per piece, adapted (engine goroutine)
+	progress atomic.Pointer[rebuildProgress] // nil: nothing refilling
+}
+
+// NoteLatest tells the engine a meter's newest stored reading (read from
+// the store at start), so that the meter's freshness and its gateway's data
+// time are exact from the first evaluation: the refill only knows the
+// buckets readings fall in. Call it before Run.
+func (e *Engine) NoteLatest(r *store.Reading) {
+	es := e.ents[r.Enterprise]
+	if es == nil {
+		return
+	}
+	slot, ok := es.meterIdx[r.Meter]
+	if !ok {
+		return
+	}
+	if r.Time.After(es.lastSeen[slot.idx]) {
+		es.lastSeen[slot.idx] = r.Time
+	}
+	if g := &es.gws[slot.gw]; r.Time.After(g.data) {
+		g.data = r.Time
+	}
+}
