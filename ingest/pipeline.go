@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/cleanprod/cleanprod/internal/piece"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -68,6 +69,10 @@ type PipelineConfig struct {
 	RetryMin, RetryMax time.Duration
 	// ShutdownGrace is how long the final flush may take at shutdown.
 	ShutdownGrace time.Duration
+	// RestorePiece is how long one of Restore's store queries should take
+	// (default piece.DefaultTarget); keep it well within the store
+	// client's timeout.
+	RestorePiece time.Duration
 	// Now returns the current time (nil: time.Now).
 	Now func() time.Time
 }
@@ -187,10 +192,10 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 	ents := p.reg.Enterprises
 	p.restoring.Store(&RestoreProgress{Total: len(ents)})
 	defer p.restoring.Store(nil)
-	group, backoff := 256, time.Second
+	size := piece.Sizer{Size: 256, Max: 4096, Target: p.cfg.RestorePiece}
 	n := 0
 	for done := 0; done < len(ents); {
-		part := ents[done:min(done+group, len(ents))]
+		part := ents[done:min(done+size.Size, len(ents))]
 		ids := make([]string, len(part))
 		for i, e := range part {
 			ids[i] = e.ID
@@ -220,25 +225,19 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 				return ctx.Err()
 			}
 			p.metrics.restoreRetries.Inc()
-			group = max(1, len(part)/2)
-			p.log.Warn("reading meter state from the store failed; retrying in smaller pieces", "err", err, "enterprises", len(part), "next_group", group, "retry_in", backoff)
+			wait := size.Failed(len(part))
+			p.log.Warn("reading meter state from the store failed; retrying in smaller pieces", "err", err, "enterprises", len(part), "next_group", size.Size, "retry_in", wait)
 			select {
 			case <-ctx.Done():
 				return ctx.Err()
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
-			backoff = min(2*backoff, 30*time.Second)
 			continue
 		}
-		backoff = time.Second
+		size.Done(len(part), time.Since(t0))
 		n += rows
 		done += len(part)
 		p.restoring.Store(&RestoreProgress{Done: done, Total: len(ents)})
-		if took := time.Since(t0); took < 2*time.Second && len(part) == group {
-			group = min(2*group, 4096)
-		} else if took > 5*time.Second {
-			group = max(1, group/2)
-		}
 	}
 	p.log.Info("meter state restored from store", "readings", n, "meters", p.norm.Meters(), "took", time.Since(start).Round(time.Millisecond))
 	return nil

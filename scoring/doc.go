@@ -27,11 +27,15 @@
 //     out-of-order inserts arrive as differences), Value the reading of a
 //     gauge. The registry maps each meter to its quantity, workshop and
 //     paired flow meter.
-//   - At start, (*Engine).Rebuild refills the windows from the store
-//     (History, the store's AggregateReadings), and (*Engine).Restore
-//     replays the events announced before the restart (read back from the
-//     store with EventFromPoint), so a restart neither forgets 30 days nor
-//     re-announces anything.
+//   - At start, (*Engine).Run first refills the windows from the store
+//     (History, the store's EachAggregate) in groups of enterprises, each
+//     window at its own bucket, while ingest already runs: readings for an
+//     enterprise being refilled mark their buckets, which are read again
+//     under a short ingest hold at the end (rebuild.go). An enterprise not
+//     yet refilled is not graded; (*Engine).Loading says how far the refill
+//     is. (*Engine).Restore replays the events announced before the
+//     restart (read back from the store with EventFromPoint), so a restart
+//     neither forgets 30 days nor re-announces anything.
 //
 // # What flows out
 //

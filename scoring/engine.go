@@ -39,6 +39,11 @@ type Config struct {
 	// changed): by Rebuild before Run, or else by Run while ingest goes
 	// on (nil: start empty).
 	History History
+	// RefillPiece is how long one piece of a refill (a group of
+	// enterprises' queries) should take; pieces grow and shrink toward it
+	// (default piece.DefaultTarget). Keep it well within the store
+	// client's timeout.
+	RefillPiece time.Duration
 	// Hold, when Run refills windows while ingest goes on, runs held with
 	// ingest held: every reading stored so far observed, none stored
 	// until it returns (see rebuild.go). nil: Observe is not called
@@ -529,17 +534,14 @@ func (e *Engine) Run(ctx context.Context) error {
 		wg.Go(func() { e.writeLoop(ctx) })
 	}
 	defer wg.Wait()
-	if len(e.rbQueue) > 0 {
-		if err := e.rebuild(ctx, e.holdServing); err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+	if err := e.refill(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil
 		}
+		return err
 	}
 	tick := time.NewTicker(e.cfg.Interval)
 	defer tick.Stop()
-	e.step(ctx, e.cfg.Now())
 	e.markReady()
 	for {
 		select {
@@ -554,8 +556,29 @@ func (e *Engine) Run(ctx context.Context) error {
 			e.step(ctx, e.cfg.Now())
 		case r := <-e.reloads:
 			r.done <- e.applyUpdate(ctx, r.u)
+			// The reload has let ingest go: its enterprises refill now.
+			if err := e.refill(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				return err
+			}
 		}
 	}
+}
+
+// refill refills the enterprises queued for it (if any) while ingest goes
+// on, grades them, and only then says it is done (Loading turns empty).
+func (e *Engine) refill(ctx context.Context) error {
+	if len(e.rbQueue) > 0 {
+		if err := e.rebuild(ctx, e.holdServing); err != nil {
+			return err
+		}
+	}
+	e.step(ctx, e.cfg.Now())
+	e.progress.Store(nil)
+	e.m.rebuildRemaining.Set(0)
+	return nil
 }
 
 // Ready is closed once the engine has refilled its windows from History
@@ -624,11 +647,12 @@ type reloadRequest struct {
 // uses it. Enterprises that stay keep their code with its hysteresis,
 // their announced alerts and the freshness of their meters. The windows
 // of enterprises that are new, whose registry entry changed, or of every
-// enterprise when the standard changed, are refilled from History; so the
-// caller must hold ingest from before Reload until it returns: a reading
-// both in the store and passed to Observe meanwhile would count twice.
-// On an error (a policy naming windows the standard lacks, History
-// failing) the engine keeps its configuration and state.
+// enterprise when the standard changed, are refilled from History right
+// after, as at start: while ingest goes on, and those enterprises are not
+// graded until then (Loading says how far it is). The caller must hold
+// ingest from before Reload until it returns, so that the switch sees
+// nothing in flight. On an error (a policy naming windows the standard
+// lacks) the engine keeps its configuration and state.
 func (e *Engine) Reload(ctx context.Context, u Update) error {
 	if u.Standard == nil || u.Policy == nil || u.Registry == nil {
 		return errors.New("scoring: reload: Standard, Policy and Registry are required")
@@ -674,22 +698,6 @@ func (e *Engine) applyUpdate(ctx context.Context, u Update) error {
 			refill[id] = es
 		}
 	}
-	if len(refill) > 0 && e.cfg.History != nil {
-		// Ingest is held (see Reload): nothing is observed meanwhile.
-		list := make([]*entState, 0, len(refill))
-		for _, es := range order {
-			if refill[es.id] != nil {
-				list = append(list, es)
-			}
-		}
-		std := e.std
-		e.std = u.Standard // the refill reads the new standard's windows
-		_, err := e.refillGroups(ctx, list, rebuildPlan(u.Standard, e.cfg.Now()), func(int) {})
-		e.std = std
-		if err != nil {
-			return err
-		}
-	}
 	// Series of enterprises that left, and of indicators, windows or codes
 	// that went, disappear from the metrics.
 	sameShape := sameStd && u.Policy == e.pol
@@ -706,6 +714,17 @@ func (e *Engine) applyUpdate(ctx context.Context, u Update) error {
 	e.loc = time.FixedZone("local", int(u.Standard.UTCOffset/time.Second))
 	e.ents, e.order = ents, order
 	e.m.enterprises.Set(float64(len(order)))
+	if len(refill) > 0 && e.cfg.History != nil {
+		// Ingest is held (see Reload) until this returns; Run refills the
+		// windows right after, as at start, while ingest goes on.
+		list := make([]*entState, 0, len(refill))
+		for _, es := range order {
+			if refill[es.id] != nil {
+				list = append(list, es)
+			}
+		}
+		e.startRebuild(list)
+	}
 	e.loadDeclarations(ctx)
 	prev := e.snap.Load()
 	e.snap.Store(&Snapshot{Time: prev.Time, Standard: u.Standard, Policy: u.Policy, Registry: u.Registry, Solutions: u.Solutions, results: map[string]*Result{}})
@@ -796,7 +815,7 @@ func (e *Engine) step(ctx context.Context, now time.Time) {
 	start := time.Now()
 	var changed []*entState
 	for _, es := range e.order {
-		if es.dirty {
+		if es.dirty && es.rb == nil { // not from half-refilled windows
 			es.dirty = false
 			changed = append(changed, es)
 		}

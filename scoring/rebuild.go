@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cleanprod/cleanprod/internal/piece"
 	"maps"
 	"slices"
 	"strings"
@@ -44,10 +45,6 @@ type History interface {
 // back-off, in smaller pieces, after the group's windows are emptied (a
 // piece may have been half applied); the refill never gives up before its
 // context ends.
-
-// rebuildTarget is how long one piece should take; pieces grow or shrink
-// toward it.
-const rebuildTarget = 5 * time.Second
 
 // entRebuild is what Observe recorded of an enterprise while its windows
 // were being refilled. Guarded by Engine.rmu.
@@ -212,8 +209,8 @@ func (e *Engine) Loading() string {
 	return fmt.Sprintf("scoring windows (%d of %d enterprises)", p.done, p.total)
 }
 
-// Rebuild refills every enterprise's windows from History and returns when
-// they are graded. Call it before Run, with nothing calling Observe
+// Rebuild refills every enterprise's windows from History; Run grades
+// them. Call it before Run, with nothing calling Observe
 // meanwhile; serve instead lets Run refill while ingest goes on (see
 // Config.Hold).
 func (e *Engine) Rebuild(ctx context.Context) error {
@@ -226,7 +223,12 @@ func (e *Engine) Rebuild(ctx context.Context) error {
 	if len(e.rbQueue) == 0 {
 		return nil
 	}
-	return e.rebuild(ctx, nil)
+	if err := e.rebuild(ctx, nil); err != nil {
+		return err
+	}
+	e.progress.Store(nil)
+	e.m.rebuildRemaining.Set(0)
+	return nil
 }
 
 // rebuild refills the queued enterprises; hold, when not nil, runs f
@@ -254,8 +256,6 @@ func (e *Engine) rebuild(ctx context.Context, hold func(ctx context.Context, f f
 	if err != nil {
 		return err
 	}
-	e.progress.Store(nil)
-	e.m.rebuildRemaining.Set(0)
 	e.m.rebuildSeconds.Set(time.Since(start).Seconds())
 	e.log.Info("scoring: windows refilled from the store", "enterprises", len(ents), "aggregates", rows,
 		"took", time.Since(start).Round(time.Millisecond), "held_ingest", (time.Since(start) - main).Round(time.Millisecond))
@@ -266,12 +266,11 @@ func (e *Engine) rebuild(ctx context.Context, hold func(ctx context.Context, f f
 // enterprises at a time, retrying failed groups with back-off in smaller
 // pieces; progress is told how many enterprises are done.
 func (e *Engine) refillGroups(ctx context.Context, ents []*entState, plan []rebuildItem, progress func(done int)) (int, error) {
-	group := max(1, e.rbGroup)
+	size := piece.Sizer{Size: max(1, e.rbGroup), Max: 4096, Target: e.cfg.RefillPiece}
 	span := time.Duration(0) // 0: an item's whole range
-	backoff := time.Second
 	rows := 0
 	for done := 0; done < len(ents); {
-		part := ents[done:min(done+group, len(ents))]
+		part := ents[done:min(done+size.Size, len(ents))]
 		t0 := time.Now()
 		n, err := e.refillGroup(ctx, part, len(part) == len(ents), plan, span)
 		if err != nil {
@@ -282,33 +281,24 @@ func (e *Engine) refillGroups(ctx context.Context, ents []*entState, plan []rebu
 				es.resetWindows(e.std)
 			}
 			e.m.rebuildRetries.Inc()
-			if len(part) > 1 {
-				group = max(1, len(part)/2)
-			} else {
+			wait := size.Failed(len(part))
+			if len(part) == 1 {
 				span = e.smallerSpan(plan, span)
 			}
 			e.log.Warn("scoring: refill from the store failed; retrying in smaller pieces", "err", err,
-				"enterprises", len(part), "next_group", group, "next_span", span, "retry_in", backoff)
+				"enterprises", len(part), "next_group", size.Size, "next_span", span, "retry_in", wait)
 			select {
 			case <-ctx.Done():
 				return rows, ctx.Err()
-			case <-time.After(backoff):
+			case <-time.After(wait):
 			}
-			backoff = min(2*backoff, 30*time.Second)
 			continue
 		}
-		backoff = time.Second
+		size.Done(len(part), time.Since(t0))
+		e.rbGroup = size.Size
 		rows += n
 		done += len(part)
 		progress(done)
-		// Pieces that finish well within the target grow; slow ones shrink.
-		switch took := time.Since(t0); {
-		case took > rebuildTarget && group > 1:
-			group = max(1, group/2)
-		case took < rebuildTarget/4 && len(part) == group:
-			group = min(2*group, 4096)
-		}
-		e.rbGroup = group
 	}
 	return rows, nil
 }

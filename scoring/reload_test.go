@@ -78,7 +78,7 @@ func TestReloadKeepsStateAndRefills(t *testing.T) {
 	}
 
 	// gamma joins.
-	if err := eng.Reload(ctx, Update{Standard: fx.std, Policy: fx.pol, Registry: fx.reg, Solutions: fx.lib}); err != nil {
+	if err := reloadAndRefill(ctx, t, eng, Update{Standard: fx.std, Policy: fx.pol, Registry: fx.reg, Solutions: fx.lib}); err != nil {
 		t.Fatalf("reload adding lj-gamma: %v", err)
 	}
 	snap := eng.Snapshot()
@@ -107,7 +107,7 @@ func TestReloadKeepsStateAndRefills(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := eng.Reload(ctx, Update{Standard: std2, Policy: pol2, Registry: fx.reg}); err != nil {
+	if err := reloadAndRefill(ctx, t, eng, Update{Standard: std2, Policy: pol2, Registry: fx.reg}); err != nil {
 		t.Fatalf("reload with a new standard: %v", err)
 	}
 	a, _ = eng.Snapshot().Result("lj-alpha")
@@ -123,7 +123,7 @@ func TestReloadKeepsStateAndRefills(t *testing.T) {
 	// keeps what it had.
 	bad := *pol2
 	bad.Window = "fortnight"
-	if err := eng.Reload(ctx, Update{Standard: std2, Policy: &bad, Registry: registryWithout(t, "lj-alpha")}); err == nil {
+	if err := reloadAndRefill(ctx, t, eng, Update{Standard: std2, Policy: &bad, Registry: registryWithout(t, "lj-alpha")}); err == nil {
 		t.Fatal("reload with a policy naming a missing window: got nil error")
 	}
 	if _, ok := eng.Snapshot().Result("lj-alpha"); !ok || eng.Snapshot().Policy != pol2 {
@@ -131,7 +131,7 @@ func TestReloadKeepsStateAndRefills(t *testing.T) {
 	}
 
 	// alpha leaves: no result, no metric series.
-	if err := eng.Reload(ctx, Update{Standard: std2, Policy: pol2, Registry: registryWithout(t, "lj-alpha")}); err != nil {
+	if err := reloadAndRefill(ctx, t, eng, Update{Standard: std2, Policy: pol2, Registry: registryWithout(t, "lj-alpha")}); err != nil {
 		t.Fatal(err)
 	}
 	if _, ok := eng.Snapshot().Result("lj-alpha"); ok {
@@ -150,6 +150,89 @@ func TestReloadKeepsStateAndRefills(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestReloadRefillsWhileIngesting: a reload that adds an enterprise
+// returns without waiting for its refill; the refill then runs while
+// readings of the others are observed, and the new enterprise is graded
+// only once its windows are whole.
+func TestReloadRefillsWhileIngesting(t *testing.T) {
+	fx := newFixture(t)
+	now := time.Date(2026, 6, 1, 3, 0, 0, 0, time.UTC)
+	hist := &memHistory{}
+	eng, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: registryWithout(t, "lj-gamma"), Solutions: fx.lib,
+		History: hist, Now: func() time.Time { return now }, Interval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	alpha, _ := fx.reg.Enterprise("lj-alpha")
+	gamma, _ := fx.reg.Enterprise("lj-gamma")
+	for h := 10 * 24; h > 0; h-- {
+		at := now.Add(-time.Duration(h) * time.Hour)
+		hist.add(hourly(alpha, at, goodRates))
+		hist.add(hourly(gamma, at, goodRates))
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-eng.Ready()
+
+	gate := make(chan struct{})
+	hist.mu.Lock()
+	hist.fail = func(int) error { <-gate; return nil }
+	hist.mu.Unlock()
+	reloaded := make(chan error, 1)
+	go func() {
+		reloaded <- eng.Reload(ctx, Update{Standard: fx.std, Policy: fx.pol, Registry: fx.reg, Solutions: fx.lib})
+	}()
+	select {
+	case err := <-reloaded:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		close(gate)
+		t.Fatal("the reload waited for the refill of the enterprise it added")
+	}
+	if got := eng.Loading(); got == "" {
+		t.Error("Loading empty while lj-gamma refills")
+	}
+	observed := make(chan struct{})
+	go func() { eng.Observe(hourly(alpha, now, goodRates)); close(observed) }()
+	select {
+	case <-observed:
+	case <-time.After(5 * time.Second):
+		t.Error("Observe blocked while a reload's refill ran")
+	}
+	if _, ok := eng.Snapshot().Result("lj-gamma"); ok {
+		t.Error("lj-gamma graded from a half-refilled window")
+	}
+	close(gate)
+	waitResult(t, eng, "lj-gamma")
+	for eng.Loading() != "" {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := vehiclesIn(eng, "lj-gamma"); got != 10*24*50 {
+		t.Errorf("lj-gamma's refilled window holds %v vehicles, want %v", got, 10*24*50)
+	}
+}
+
+// reloadAndRefill reloads eng and waits until the enterprises it refills
+// are refilled and graded.
+func reloadAndRefill(ctx context.Context, t *testing.T, eng *Engine, u Update) error {
+	t.Helper()
+	if err := eng.Reload(ctx, u); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for eng.Loading() != "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("still %s 10 s after the reload", eng.Loading())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return nil
 }
 
 // vehiclesIn sums the vehicles in an enterprise's first window. Call it

@@ -663,6 +663,7 @@ func (h *memHistory) EachAggregate(ctx context.Context, q store.AggregateQuery, 
 		a.ValueSum += r.Value
 		a.Max = math.Max(a.Max, r.Value)
 	}
+	fail := h.fail
 	h.mu.Unlock()
 	h.queries.Add(1)
 	out := make([]store.Aggregate, 0, len(aggs))
@@ -673,8 +674,8 @@ func (h *memHistory) EachAggregate(ctx context.Context, q store.AggregateQuery, 
 		return cmp.Or(strings.Compare(a.Enterprise, b.Enterprise), strings.Compare(a.Meter, b.Meter), a.Start.Compare(b.Start))
 	})
 	for i := range out {
-		if h.fail != nil {
-			if err := h.fail(i); err != nil {
+		if fail != nil {
+			if err := fail(i); err != nil {
 				return err
 			}
 		}
