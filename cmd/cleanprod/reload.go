@@ -145,7 +145,7 @@ func (r *reloader) apply(ctx context.Context) error {
 		r.tokens.Replace(tokens)
 	}
 	r.book.SetStandard(sd.std)
-	seedDeclarations(ctx, r.book, sd, r.log)
+	seedDeclarations(ctx, r.book, sd, r.log, false)
 	r.eng.ReloadDeclarations()
 	r.reg, r.sd = reg, sd
 	return nil

@@ -120,20 +120,32 @@ func fingerprint(path string) ([sha256.Size]byte, error) {
 // seedDeclarations adds the declarations folder's entries that the store
 // does not hold yet (or that changed in the folder) to the book, as
 // accepted by the file. A failure is logged: the book keeps what it has.
-func seedDeclarations(ctx context.Context, book *review.Book, sd *scoringData, log *slog.Logger) {
+// At start (retry) a store that fails is retried until it answers.
+func seedDeclarations(ctx context.Context, book *review.Book, sd *scoringData, log *slog.Logger, retry bool) {
 	if sd.decl.Dir == "" {
 		return
 	}
 	ds, err := sd.decl.Declarations(ctx)
-	if err == nil {
-		var n int
-		n, err = book.Seed(ctx, ds, sd.decl.Dir)
+	if err != nil {
+		log.Error("seed declarations from the folder; the stored declarations stay in force", "folder", sd.decl.Dir, "err", err)
+		return
+	}
+	seed := func(ctx context.Context) error {
+		n, err := book.Seed(ctx, ds, sd.decl.Dir)
 		if err == nil {
 			log.Info("declarations folder seeded the store", "folder", sd.decl.Dir, "declarations", len(ds), "written", n)
-			return
 		}
+		return err
 	}
-	log.Error("seed declarations from the folder; the stored declarations stay in force", "folder", sd.decl.Dir, "err", err)
+	if retry {
+		// At start the store may be slow: the folder is seeded before
+		// anything is graded, whatever it takes.
+		_ = retryStart(ctx, log, "seed declarations from the folder", seed)
+		return
+	}
+	if err := seed(ctx); err != nil {
+		log.Error("seed declarations from the folder; the stored declarations stay in force", "folder", sd.decl.Dir, "err", err)
+	}
 }
 
 // eventPublisher hands scoring events to MQTT cp/v1/{enterprise}/events

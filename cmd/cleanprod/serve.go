@@ -45,7 +45,13 @@ type readingStore interface {
 func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 	var level slog.Level
 	_ = level.UnmarshalText([]byte(cfg.Log.Level))
-	opts := &slog.HandlerOptions{Level: level}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		// Durations as "1.5s", not as nanoseconds in JSON.
+		if a.Value.Kind() == slog.KindDuration {
+			a.Value = slog.StringValue(a.Value.Duration().String())
+		}
+		return a
+	}}
 	if cfg.Log.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
@@ -131,8 +137,15 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		recent.Add(e)
 	}
 	var pipe *ingest.Pipeline
+	// History is read at start in pieces sized to take a quarter of the
+	// store client's timeout, so a slow store shrinks them, not kills them.
+	var piece time.Duration
+	if cfg.Influx.URL != "" {
+		piece = cfg.Influx.Timeout / 4
+	}
 	engCfg := scoring.Config{
-		Standard: sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, History: st, Sink: st,
+		RefillPiece: piece,
+		Standard:    sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, History: st, Sink: st,
 		OnEvent: onEvent, Registerer: promReg, Logger: log.With("component", "scoring"),
 		Interval: cfg.Scoring.Interval,
 		// The windows refill from the store while ingest runs; at the end
@@ -165,6 +178,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		},
 		BatchSize: cfg.Ingest.BatchSize, BatchInterval: cfg.Ingest.BatchInterval, Writers: cfg.Ingest.Writers,
 		MaxInflight: cfg.MQTT.MaxInflight, ShutdownGrace: cfg.Ingest.ShutdownGrace,
+		RestorePiece: piece,
 	}, st, publish, observe, metrics, log.With("component", "ingest"))
 	sub = ingest.NewSubscriber(ingest.SubscriberConfig{
 		Broker: brokerURL, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
@@ -250,7 +264,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		if err := waitForStore(gctx, st, log); err != nil {
 			return nil
 		}
-		seedDeclarations(gctx, book, sd, log)
+		seedDeclarations(gctx, book, sd, log, true)
 		// Ingest needs each meter's recent readings (to place late ones
 		// and compute deltas); the scorer's windows refill while ingest
 		// runs (scoring/rebuild.go).
