@@ -83,18 +83,12 @@ func (r *reloader) reload(ctx context.Context) error {
 	defer r.mu.Unlock()
 	start := time.Now()
 	r.log.Info("configuration reload asked for", "gateway_config", r.cfg.GatewayConfig)
-	// A reload holds ingest while the scorer switches; the scorer's refill
-	// at start holds ingest too when it finishes, so the two must not
-	// overlap: the reload waits until the windows are refilled.
-	select {
-	case <-r.eng.Ready():
-	default:
-		r.log.Info("configuration reload waits until the scoring windows are refilled")
-		select {
-		case <-r.eng.Ready():
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	// A reload holds ingest while the scorer switches; a refill of the
+	// scorer's windows (at start, or after the last reload) holds ingest
+	// too when it finishes, so the two must not overlap: the reload waits
+	// until the windows are refilled.
+	if err := r.waitRefilled(ctx); err != nil {
+		return err
 	}
 	err := r.apply(ctx)
 	if err != nil {
@@ -109,6 +103,29 @@ func (r *reloader) reload(ctx context.Context) error {
 	r.log.Info("configuration reloaded", "enterprises", len(r.reg.Enterprises), "gateways", r.reg.GatewayCount(), "meters", r.reg.MeterCount(),
 		"standard", r.sd.std.ID, "policy", r.sd.pol.ID, "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// waitRefilled returns once the scorer refills no windows.
+func (r *reloader) waitRefilled(ctx context.Context) error {
+	logged := false
+	for {
+		select {
+		case <-r.eng.Ready():
+			if r.eng.Loading() == "" {
+				return nil
+			}
+		default:
+		}
+		if !logged {
+			r.log.Info("configuration reload waits until the scoring windows are refilled", "loading", r.eng.Loading())
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (r *reloader) apply(ctx context.Context) error {
