@@ -1,16 +1,12 @@
 package scoring
 
 import (
-	"bytes"
 	"context"
 	"flag"
-	"fmt"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/store"
 )
 
@@ -34,19 +30,7 @@ func cloneWindow(w *window) *window {
 func benchEngine(b *testing.B, n int) (*Engine, time.Time) {
 	b.Helper()
 	fx := newFixture(b)
-	tmpl, err := os.ReadFile("testdata/registry/lj-alpha.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	files := make(map[string][]byte, n)
-	for i := range n {
-		id := fmt.Sprintf("lj-%05d", i)
-		files[id+".yaml"] = bytes.ReplaceAll(tmpl, []byte("lj-alpha"), []byte(id))
-	}
-	reg, err := registry.Parse(files)
-	if err != nil {
-		b.Fatal(err)
-	}
+	reg := fleetRegistry(b, n)
 	now := time.Date(2026, 6, 1, 0, 30, 0, 0, time.UTC)
 	eng, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: reg, Solutions: fx.lib, Workers: *workers, Now: func() time.Time { return now }})
 	if err != nil {
