@@ -18,8 +18,13 @@ var (
 // cloneWindow copies a window's buffers.
 func cloneWindow(w *window) *window {
 	c := *w
-	c.vals, c.counts, c.has = slices.Clone(w.vals), slices.Clone(w.counts), slices.Clone(w.has)
-	c.total, c.filled = slices.Clone(w.total), slices.Clone(w.filled)
+	c.data = slices.Clone(w.data)
+	for i := range c.data {
+		t := &c.data[i]
+		t.vals, t.has = slices.Clone(t.vals), slices.Clone(t.has)
+		t.n16, t.n32 = slices.Clone(t.n16), slices.Clone(t.n32)
+	}
+	c.total = slices.Clone(w.total)
 	c.seen, c.seenN = slices.Clone(w.seen), slices.Clone(w.seenN)
 	return &c
 }
