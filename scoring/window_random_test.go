@@ -25,9 +25,14 @@ func TestWindowMatchesDense(t *testing.T) {
 		{Window{Name: "quarter", Length: 3 * 24 * time.Hour, Bucket: 15 * time.Minute}, 4, 2, 2},
 		{Window{Name: "two-day", Length: 48 * 24 * time.Hour, Bucket: 48 * time.Hour}, 3, 1, 1},
 	}
+	seeds := uint64(12)
+	if raceEnabled {
+		seeds = 3
+	}
 	for _, sp := range specs {
-		for seed := range uint64(12) {
+		for seed := range seeds {
 			t.Run(fmt.Sprintf("%s/%d", sp.win.Name, seed), func(t *testing.T) {
+				t.Parallel()
 				r := rand.New(rand.NewPCG(seed, 42))
 				offset := time.Duration(r.IntN(24)-12) * time.Hour
 				w := newWindow(sp.win, offset, sp.tracks, sp.gauges, sp.rows)
