@@ -21,8 +21,10 @@ func cloneWindow(w *window) *window {
 	c.data = slices.Clone(w.data)
 	for i := range c.data {
 		t := &c.data[i]
-		t.vals, t.has = slices.Clone(t.vals), slices.Clone(t.has)
-		t.n16, t.n32 = slices.Clone(t.n16), slices.Clone(t.n32)
+		t.vals = append(make([]float64, 0, cap(t.vals)), t.vals[:cap(t.vals)]...)[:len(t.vals)]
+		if t.counts != nil {
+			t.counts = &gaugeCounts{n16: slices.Clone(t.counts.n16), n32: slices.Clone(t.counts.n32)}
+		}
 	}
 	c.total = slices.Clone(w.total)
 	c.seen, c.seenN = slices.Clone(w.seen), slices.Clone(w.seenN)

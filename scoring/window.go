@@ -1,6 +1,7 @@
 package scoring
 
 import (
+	"math"
 	"time"
 	"unsafe"
 )
@@ -52,13 +53,47 @@ const minSpan = 8
 // would reach the window's length, vals is the window's ring (index b mod
 // n, as the slots of the window). An entry without its has bit is zero;
 // a track without data holds no storage.
+//
+// The has bits live in vals' capacity beyond its length, as the bit
+// patterns of float64s: one allocation instead of two, and a 720-bucket
+// ring of sums and bits (5,856 bytes) fits the 6,144-byte size class the
+// sums alone take. The header stays at 56 bytes, as every track of every
+// window has one.
 type track struct {
 	lo, hi int64
+	filled int32 // buckets with data
 	vals   []float64
-	has    []uint64 // bit per entry of vals
-	n16    []uint16 // gauge tracks: readings per entry, while every count fits
-	n32    []uint32 // gauge tracks once a count outgrew uint16; n16 is then nil
-	filled int32    // buckets with data
+	counts *gaugeCounts // gauge tracks
+}
+
+// gaugeCounts are a gauge track's readings per entry.
+type gaugeCounts struct {
+	n16 []uint16 // while every count fits
+	n32 []uint32 // once a count outgrew uint16; n16 is then nil
+}
+
+// newEntries returns c zero entries with room for their has bits.
+func newEntries(c int) []float64 { return make([]float64, c, c+(c+63)/64) }
+
+// bit returns the has word of entry i and its mask.
+func (t *track) bit(i int) (*float64, uint64) {
+	return &t.vals[:cap(t.vals)][len(t.vals)+i>>6], 1 << (uint(i) & 63)
+}
+
+func (t *track) has(i int) bool {
+	word, mask := t.bit(i)
+	return math.Float64bits(*word)&mask != 0
+}
+
+func (t *track) setHas(i int, on bool) {
+	word, mask := t.bit(i)
+	x := math.Float64bits(*word)
+	if on {
+		x |= mask
+	} else {
+		x &^= mask
+	}
+	*word = math.Float64frombits(x)
 }
 
 func newWindow(w Window, offset time.Duration, tracks, gauges, rows int) *window {
@@ -109,7 +144,10 @@ func (w *window) bytes() int {
 	n := int(unsafe.Sizeof(track{}))*len(w.data) + 8*len(w.total) + 8*len(w.seen) + 4*len(w.seenN)
 	for i := range w.data {
 		t := &w.data[i]
-		n += 8*len(t.vals) + 8*len(t.has) + 2*len(t.n16) + 4*len(t.n32)
+		n += 8 * cap(t.vals)
+		if t.counts != nil {
+			n += int(unsafe.Sizeof(gaugeCounts{})) + 2*len(t.counts.n16) + 4*len(t.counts.n32)
+		}
 	}
 	return n
 }
@@ -158,8 +196,8 @@ func (w *window) add(track int, b int64, v float64, readings uint32) bool {
 	}
 	t := &w.data[track]
 	i := w.place(t, track < w.gauges, b)
-	if t.has[i>>6]&(1<<(uint(i)&63)) == 0 {
-		t.has[i>>6] |= 1 << (uint(i) & 63)
+	if !t.has(i) {
+		t.setHas(i, true)
 		t.filled++
 	}
 	t.vals[i] += v
@@ -199,14 +237,17 @@ func (w *window) place(t *track, gauge bool, b int64) int {
 // [lo, hi].
 func (t *track) grow(c int, gauge bool, lo, hi int64) {
 	old := *t
-	t.vals = make([]float64, c)
-	t.has = make([]uint64, (c+63)/64)
-	t.n16, t.n32 = nil, nil
+	var oc gaugeCounts
+	if old.counts != nil {
+		oc = *old.counts
+	}
+	t.vals = newEntries(c)
+	t.counts = nil
 	if gauge {
-		if old.n32 != nil {
-			t.n32 = make([]uint32, c)
+		if oc.n32 != nil {
+			t.counts = &gaugeCounts{n32: make([]uint32, c)}
 		} else {
-			t.n16 = make([]uint16, c)
+			t.counts = &gaugeCounts{n16: make([]uint16, c)}
 		}
 	}
 	if old.filled == 0 {
@@ -214,17 +255,17 @@ func (t *track) grow(c int, gauge bool, lo, hi int64) {
 	}
 	for b := max(old.lo, lo); b <= min(old.hi, hi); b++ {
 		i := floorMod(b, len(old.vals))
-		if old.has[i>>6]&(1<<(uint(i)&63)) == 0 {
+		if !old.has(i) {
 			continue
 		}
 		j := floorMod(b, c)
-		t.has[j>>6] |= 1 << (uint(j) & 63)
+		t.setHas(j, true)
 		t.vals[j] = old.vals[i]
 		switch {
-		case old.n32 != nil:
-			t.n32[j] = old.n32[i]
-		case old.n16 != nil:
-			t.n16[j] = old.n16[i]
+		case oc.n32 != nil:
+			t.counts.n32[j] = oc.n32[i]
+		case oc.n16 != nil:
+			t.counts.n16[j] = oc.n16[i]
 		}
 	}
 }
@@ -233,26 +274,27 @@ func (t *track) grow(c int, gauge bool, lo, hi int64) {
 // uint32 when the sum no longer fits in a uint16. A uint32 count wraps as
 // it always did.
 func (t *track) addCount(i int, readings uint32) {
-	if t.n32 == nil {
-		if s := uint64(t.n16[i]) + uint64(readings); s <= 0xffff {
-			t.n16[i] = uint16(s)
+	c := t.counts
+	if c.n32 == nil {
+		if s := uint64(c.n16[i]) + uint64(readings); s <= 0xffff {
+			c.n16[i] = uint16(s)
 			return
 		}
-		t.n32 = make([]uint32, len(t.n16))
-		for j, c := range t.n16 {
-			t.n32[j] = uint32(c)
+		c.n32 = make([]uint32, len(c.n16))
+		for j, n := range c.n16 {
+			c.n32[j] = uint32(n)
 		}
-		t.n16 = nil
+		c.n16 = nil
 	}
-	t.n32[i] += readings
+	c.n32[i] += readings
 }
 
 // count returns the count at index i of a gauge track.
 func (t *track) count(i int) uint32 {
-	if t.n32 != nil {
-		return t.n32[i]
+	if t.counts.n32 != nil {
+		return t.counts.n32[i]
 	}
-	return uint32(t.n16[i])
+	return uint32(t.counts.n16[i])
 }
 
 // index returns the index of bucket b in t, and false when t holds no data
@@ -262,7 +304,7 @@ func (t *track) index(b int64) (int, bool) {
 		return 0, false
 	}
 	i := floorMod(b, len(t.vals))
-	return i, t.has[i>>6]&(1<<(uint(i)&63)) != 0
+	return i, t.has(i)
 }
 
 // drop empties bucket b of track tr, if it has data there.
@@ -272,16 +314,17 @@ func (w *window) drop(tr int, b int64) {
 	if !ok {
 		return
 	}
-	t.has[i>>6] &^= 1 << (uint(i) & 63)
+	t.setHas(i, false)
 	if t.vals[i] != 0 {
 		w.stale = true
 	}
 	t.vals[i] = 0
-	switch {
-	case t.n32 != nil:
-		t.n32[i] = 0
-	case t.n16 != nil:
-		t.n16[i] = 0
+	if c := t.counts; c != nil {
+		if c.n32 != nil {
+			c.n32[i] = 0
+		} else {
+			c.n16[i] = 0
+		}
 	}
 	if t.filled--; t.filled == 0 {
 		*t = track{} // no data left: no storage either
@@ -481,11 +524,13 @@ func (w *window) gaugeSums(gauge int) (float64, uint64) {
 	}
 	t := &w.data[gauge]
 	var n uint64
-	for _, c := range t.n16 {
-		n += uint64(c)
-	}
-	for _, c := range t.n32 {
-		n += uint64(c)
+	if c := t.counts; c != nil {
+		for _, k := range c.n16 {
+			n += uint64(k)
+		}
+		for _, k := range c.n32 {
+			n += uint64(k)
+		}
 	}
 	return w.total[gauge], n
 }
