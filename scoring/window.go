@@ -20,10 +20,11 @@ import (
 //
 // Memory follows the data: a track holds storage only once it has data,
 // for the span of buckets its data covers, grown by doubling from
-// minSpan buckets up to the whole window (see track). With 2,000
-// enterprises of 24 tracks, allocating every track in full at the first
-// reading held 250 KB per enterprise from the first hour; an enterprise
-// with a few hours of data now holds about a tenth of that.
+// minSpan buckets up to the whole window (see track), and gives it back
+// when its last bucket leaves. Allocating every track in full at the first
+// reading held 249 KB of heap per enterprise of 24 tracks from the first
+// hour; BenchmarkFleetHeap measures 15 KB after three hours, 174 KB after
+// 30 days and 244 KB after a year.
 //
 // A window is owned by the engine goroutine; it is not safe for concurrent
 // use.
