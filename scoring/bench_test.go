@@ -1,16 +1,12 @@
 package scoring
 
 import (
-	"bytes"
 	"context"
 	"flag"
-	"fmt"
-	"os"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/store"
 )
 
@@ -22,8 +18,15 @@ var (
 // cloneWindow copies a window's buffers.
 func cloneWindow(w *window) *window {
 	c := *w
-	c.vals, c.counts, c.has = slices.Clone(w.vals), slices.Clone(w.counts), slices.Clone(w.has)
-	c.total, c.filled = slices.Clone(w.total), slices.Clone(w.filled)
+	c.data = slices.Clone(w.data)
+	for i := range c.data {
+		t := &c.data[i]
+		t.vals = append(make([]float64, 0, cap(t.vals)), t.vals[:cap(t.vals)]...)[:len(t.vals)]
+		if t.counts != nil {
+			t.counts = &gaugeCounts{n16: slices.Clone(t.counts.n16), n32: slices.Clone(t.counts.n32)}
+		}
+	}
+	c.total = slices.Clone(w.total)
 	c.seen, c.seenN = slices.Clone(w.seen), slices.Clone(w.seenN)
 	return &c
 }
@@ -34,19 +37,7 @@ func cloneWindow(w *window) *window {
 func benchEngine(b *testing.B, n int) (*Engine, time.Time) {
 	b.Helper()
 	fx := newFixture(b)
-	tmpl, err := os.ReadFile("testdata/registry/lj-alpha.yaml")
-	if err != nil {
-		b.Fatal(err)
-	}
-	files := make(map[string][]byte, n)
-	for i := range n {
-		id := fmt.Sprintf("lj-%05d", i)
-		files[id+".yaml"] = bytes.ReplaceAll(tmpl, []byte("lj-alpha"), []byte(id))
-	}
-	reg, err := registry.Parse(files)
-	if err != nil {
-		b.Fatal(err)
-	}
+	reg := fleetRegistry(b, n)
 	now := time.Date(2026, 6, 1, 0, 30, 0, 0, time.UTC)
 	eng, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: reg, Solutions: fx.lib, Workers: *workers, Now: func() time.Time { return now }})
 	if err != nil {

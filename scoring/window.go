@@ -1,6 +1,10 @@
 package scoring
 
-import "time"
+import (
+	"math"
+	"time"
+	"unsafe"
+)
 
 // window holds one enterprise's tracks over one rolling window as a ring
 // of buckets. A track is one input the formulas need: the total of an
@@ -14,9 +18,13 @@ import "time"
 // row): the track's own bit says that one of them reported, the presence
 // rows say which, so that coverage is that of the worst meter.
 //
-// Memory is fixed per enterprise once the first reading arrives:
-// tracks x buckets x 8 bytes of sums, gauges x buckets x 4 bytes of counts
-// and one bit per track or presence row and bucket for "has data".
+// Memory follows the data: a track holds storage only once it has data,
+// for the span of buckets its data covers, grown by doubling from
+// minSpan buckets up to the whole window (see track), and gives it back
+// when its last bucket leaves. Allocating every track in full at the first
+// reading held 249 KB of heap per enterprise of 24 tracks from the first
+// hour; BenchmarkFleetHeap measures 15 KB after three hours, 174 KB after
+// 30 days and 244 KB after a year.
 //
 // A window is owned by the engine goroutine; it is not safe for concurrent
 // use.
@@ -28,16 +36,65 @@ type window struct {
 	gauges int // tracks [0, gauges) are gauge tracks with counts
 	rows   int // presence rows
 
-	init   bool
-	head   int64     // newest bucket number
-	vals   []float64 // track*n + slot
-	counts []uint32  // gauge*n + slot
-	has    []uint64  // bitset over track*n + slot
-	total  []float64 // per track: Σ vals, valid unless stale
-	filled []int32   // per track: buckets with data
-	stale  bool      // totals need recomputing after an eviction
-	seen   []uint64  // bitset over row*n + slot: the meter of the presence row reported
-	seenN  []int32   // per presence row: buckets with data
+	init  bool
+	head  int64     // newest bucket number
+	data  []track   // per track, allocated with the window; storage with the data
+	total []float64 // per track: Σ vals, valid unless stale
+	stale bool      // totals need recomputing after an eviction
+	seen  []uint64  // bitset over row*words*64 + slot, allocated at the first mark
+	seenN []int32   // per presence row: buckets with data
+}
+
+// minSpan is the storage a track starts with, in buckets: a day of hourly
+// buckets fits after two doublings.
+const minSpan = 8
+
+// track is the storage of one track: its buckets [lo, hi] hold all its
+// data, at index b mod len(vals). The span grows by doubling, and once it
+// would reach the window's length, vals is the window's ring (index b mod
+// n, as the slots of the window). An entry without its has bit is zero;
+// a track without data holds no storage.
+//
+// The has bits live in vals' capacity beyond its length, as the bit
+// patterns of float64s: one allocation instead of two, and a 720-bucket
+// ring of sums and bits (5,856 bytes) fits the 6,144-byte size class the
+// sums alone take. The header stays at 56 bytes, as every track of every
+// window has one.
+type track struct {
+	lo, hi int64
+	filled int32 // buckets with data
+	vals   []float64
+	counts *gaugeCounts // gauge tracks
+}
+
+// gaugeCounts are a gauge track's readings per entry.
+type gaugeCounts struct {
+	n16 []uint16 // while every count fits
+	n32 []uint32 // once a count outgrew uint16; n16 is then nil
+}
+
+// newEntries returns c zero entries with room for their has bits.
+func newEntries(c int) []float64 { return make([]float64, c, c+(c+63)/64) }
+
+// bit returns the has word of entry i and its mask.
+func (t *track) bit(i int) (*float64, uint64) {
+	return &t.vals[:cap(t.vals)][len(t.vals)+i>>6], 1 << (uint(i) & 63)
+}
+
+func (t *track) has(i int) bool {
+	word, mask := t.bit(i)
+	return math.Float64bits(*word)&mask != 0
+}
+
+func (t *track) setHas(i int, on bool) {
+	word, mask := t.bit(i)
+	x := math.Float64bits(*word)
+	if on {
+		x |= mask
+	} else {
+		x &^= mask
+	}
+	*word = math.Float64frombits(x)
 }
 
 func newWindow(w Window, offset time.Duration, tracks, gauges, rows int) *window {
@@ -63,32 +120,40 @@ func floorDiv(a, b int64) int64 {
 	return q
 }
 
-func (w *window) slot(b int64) int {
-	s := b % int64(w.n)
+func floorMod(a int64, n int) int {
+	s := a % int64(n)
 	if s < 0 {
-		s += int64(w.n)
+		s += int64(n)
 	}
 	return int(s)
 }
 
+func (w *window) slot(b int64) int { return floorMod(b, w.n) }
+
+// alloc makes the window's per-track state; the tracks' storage waits for
+// their data.
 func (w *window) alloc(head int64) {
 	w.init = true
 	w.head = head
-	w.vals = make([]float64, w.tracks*w.n)
-	w.counts = make([]uint32, w.gauges*w.n)
-	w.has = make([]uint64, (w.tracks*w.n+63)/64)
+	w.data = make([]track, w.tracks)
 	w.total = make([]float64, w.tracks)
-	w.filled = make([]int32, w.tracks)
-	w.seen = make([]uint64, (w.rows*w.n+63)/64)
 	w.seenN = make([]int32, w.rows)
 }
 
 // bytes returns the memory held by the window's buffers.
 func (w *window) bytes() int {
-	return 8*len(w.vals) + 4*len(w.counts) + 8*len(w.has) + 8*len(w.total) + 4*len(w.filled) + 8*len(w.seen) + 4*len(w.seenN)
+	n := int(unsafe.Sizeof(track{}))*len(w.data) + 8*len(w.total) + 8*len(w.seen) + 4*len(w.seenN)
+	for i := range w.data {
+		t := &w.data[i]
+		n += 8 * cap(t.vals)
+		if t.counts != nil {
+			n += int(unsafe.Sizeof(gaugeCounts{})) + 2*len(t.counts.n16) + 4*len(t.counts.n32)
+		}
+	}
+	return n
 }
 
-func (w *window) hasBit(i int) bool { return w.has[i>>6]&(1<<(uint(i)&63)) != 0 }
+func (w *window) words() int { return (w.n + 63) / 64 }
 
 func (w *window) seenBit(i int) bool { return w.seen[i>>6]&(1<<(uint(i)&63)) != 0 }
 
@@ -112,7 +177,10 @@ func (w *window) mark(r int, b int64) bool {
 	if !w.reach(b) {
 		return false
 	}
-	i := r*w.n + w.slot(b)
+	if w.seen == nil {
+		w.seen = make([]uint64, w.rows*w.words())
+	}
+	i := r*w.words()*64 + w.slot(b)
 	if !w.seenBit(i) {
 		w.seen[i>>6] |= 1 << (uint(i) & 63)
 		w.seenN[r]++
@@ -127,19 +195,141 @@ func (w *window) add(track int, b int64, v float64, readings uint32) bool {
 	if !w.reach(b) {
 		return false
 	}
-	i := track*w.n + w.slot(b)
-	if !w.hasBit(i) {
-		w.has[i>>6] |= 1 << (uint(i) & 63)
-		w.filled[track]++
+	t := &w.data[track]
+	i := w.place(t, track < w.gauges, b)
+	if !t.has(i) {
+		t.setHas(i, true)
+		t.filled++
 	}
-	w.vals[i] += v
+	t.vals[i] += v
 	if !w.stale {
 		w.total[track] += v
 	}
 	if track < w.gauges {
-		w.counts[i] += readings
+		t.addCount(i, readings)
 	}
 	return true
+}
+
+// place makes room in t for bucket b, which is in the window, and returns
+// its index.
+func (w *window) place(t *track, gauge bool, b int64) int {
+	if t.filled == 0 {
+		if t.vals == nil {
+			t.grow(min(minSpan, w.n), gauge, b, b)
+		}
+		t.lo, t.hi = b, b
+		return floorMod(b, len(t.vals))
+	}
+	lo, hi := max(t.lo, w.first()), t.hi
+	lo, hi = min(lo, b), max(hi, b)
+	if span := hi - lo + 1; span > int64(len(t.vals)) {
+		c := len(t.vals)
+		for int64(c) < span {
+			c *= 2
+		}
+		t.grow(min(c, w.n), gauge, lo, hi)
+	}
+	t.lo, t.hi = lo, hi
+	return floorMod(b, len(t.vals))
+}
+
+// grow moves t's data to storage of c entries, which must hold the span
+// [lo, hi].
+func (t *track) grow(c int, gauge bool, lo, hi int64) {
+	old := *t
+	var oc gaugeCounts
+	if old.counts != nil {
+		oc = *old.counts
+	}
+	t.vals = newEntries(c)
+	t.counts = nil
+	if gauge {
+		if oc.n32 != nil {
+			t.counts = &gaugeCounts{n32: make([]uint32, c)}
+		} else {
+			t.counts = &gaugeCounts{n16: make([]uint16, c)}
+		}
+	}
+	if old.filled == 0 {
+		return
+	}
+	for b := max(old.lo, lo); b <= min(old.hi, hi); b++ {
+		i := floorMod(b, len(old.vals))
+		if !old.has(i) {
+			continue
+		}
+		j := floorMod(b, c)
+		t.setHas(j, true)
+		t.vals[j] = old.vals[i]
+		switch {
+		case oc.n32 != nil:
+			t.counts.n32[j] = oc.n32[i]
+		case oc.n16 != nil:
+			t.counts.n16[j] = oc.n16[i]
+		}
+	}
+}
+
+// addCount adds readings to the count at index i, widening the counts to
+// uint32 when the sum no longer fits in a uint16. A uint32 count wraps as
+// it always did.
+func (t *track) addCount(i int, readings uint32) {
+	c := t.counts
+	if c.n32 == nil {
+		if s := uint64(c.n16[i]) + uint64(readings); s <= 0xffff {
+			c.n16[i] = uint16(s)
+			return
+		}
+		c.n32 = make([]uint32, len(c.n16))
+		for j, n := range c.n16 {
+			c.n32[j] = uint32(n)
+		}
+		c.n16 = nil
+	}
+	c.n32[i] += readings
+}
+
+// count returns the count at index i of a gauge track.
+func (t *track) count(i int) uint32 {
+	if t.counts.n32 != nil {
+		return t.counts.n32[i]
+	}
+	return uint32(t.counts.n16[i])
+}
+
+// index returns the index of bucket b in t, and false when t holds no data
+// there.
+func (t *track) index(b int64) (int, bool) {
+	if t.filled == 0 || b < t.lo || b > t.hi {
+		return 0, false
+	}
+	i := floorMod(b, len(t.vals))
+	return i, t.has(i)
+}
+
+// drop empties bucket b of track tr, if it has data there.
+func (w *window) drop(tr int, b int64) {
+	t := &w.data[tr]
+	i, ok := t.index(b)
+	if !ok {
+		return
+	}
+	t.setHas(i, false)
+	if t.vals[i] != 0 {
+		w.stale = true
+	}
+	t.vals[i] = 0
+	if c := t.counts; c != nil {
+		if c.n32 != nil {
+			c.n32[i] = 0
+		} else {
+			c.n16[i] = 0
+		}
+	}
+	if t.filled--; t.filled == 0 {
+		*t = track{} // no data left: no storage either
+	}
 }
 
 // advance moves the head to bucket b, clearing the buckets that leave.
@@ -149,37 +339,31 @@ func (w *window) advance(b int64) {
 	}
 	k := b - w.head
 	if k >= int64(w.n) {
-		clear(w.vals)
-		clear(w.counts)
-		clear(w.has)
+		clear(w.data)
 		clear(w.total)
-		clear(w.filled)
-		clear(w.seen)
+		w.seen = nil
 		clear(w.seenN)
 		w.stale = false
 		w.head = b
 		return
 	}
-	for s := w.head + 1; s <= b; s++ {
-		slot := w.slot(s)
-		for t := 0; t < w.tracks; t++ {
-			i := t*w.n + slot
-			if w.hasBit(i) {
-				w.has[i>>6] &^= 1 << (uint(i) & 63)
-				w.filled[t]--
-				if w.vals[i] != 0 {
-					w.stale = true
+	// Buckets (head-n, b-n] leave.
+	from, to := w.head-int64(w.n)+1, b-int64(w.n)
+	for tr := range w.data {
+		t := &w.data[tr]
+		for e := max(from, t.lo); t.filled > 0 && e <= min(to, t.hi); e++ {
+			w.drop(tr, e)
+		}
+	}
+	if w.seen != nil {
+		words := w.words() * 64
+		for s := w.head + 1; s <= b; s++ {
+			slot := w.slot(s)
+			for r := 0; r < w.rows; r++ {
+				if i := r*words + slot; w.seenBit(i) {
+					w.seen[i>>6] &^= 1 << (uint(i) & 63)
+					w.seenN[r]--
 				}
-				w.vals[i] = 0
-			}
-		}
-		for g := 0; g < w.gauges; g++ {
-			w.counts[g*w.n+slot] = 0
-		}
-		for r := 0; r < w.rows; r++ {
-			if i := r*w.n + slot; w.seenBit(i) {
-				w.seen[i>>6] &^= 1 << (uint(i) & 63)
-				w.seenN[r]--
 			}
 		}
 	}
@@ -194,15 +378,42 @@ func (w *window) sync(now time.Time) {
 	}
 	w.advance(w.bucketOf(now))
 	if w.stale {
-		for t := 0; t < w.tracks; t++ {
-			var s float64
-			for _, v := range w.vals[t*w.n : (t+1)*w.n] {
-				s += v
-			}
-			w.total[t] = s
+		for tr := range w.data {
+			w.total[tr] = w.resum(&w.data[tr])
 		}
 		w.stale = false
 	}
+}
+
+// resum returns the sum of t's values in the order of their slots in the
+// window's ring, 0 to n-1, which is the order the totals have always been
+// recomputed in: floating-point sums depend on it.
+func (w *window) resum(t *track) float64 {
+	var s float64
+	if t.filled == 0 {
+		return s
+	}
+	if len(t.vals) == w.n {
+		for _, v := range t.vals {
+			s += v
+		}
+		return s
+	}
+	// Entries without data are zero, and adding a zero changes no sum
+	// that starts at +0, so only the span is read: from its bucket in
+	// slot 0, if any, to hi, then from lo.
+	lo := max(t.lo, w.first())
+	z := lo + int64((w.n-w.slot(lo))%w.n)
+	if z > t.hi {
+		z = lo
+	}
+	for b := z; b <= t.hi; b++ {
+		s += t.vals[floorMod(b, len(t.vals))]
+	}
+	for b := lo; b < z; b++ {
+		s += t.vals[floorMod(b, len(t.vals))]
+	}
+	return s
 }
 
 // sum returns the track's total over the window.
@@ -219,11 +430,11 @@ func (w *window) coverage(track int) float64 {
 	if !w.init {
 		return 0
 	}
-	return float64(w.filled[track]) / float64(w.n)
+	return float64(w.data[track].filled) / float64(w.n)
 }
 
 // anyData reports whether the track has data anywhere in the window.
-func (w *window) anyData(track int) bool { return w.init && w.filled[track] > 0 }
+func (w *window) anyData(track int) bool { return w.init && w.data[track].filled > 0 }
 
 // rowCoverage returns the share of the window's buckets in which the meter
 // of presence row r reported, and whether it reported at all.
@@ -239,19 +450,29 @@ func (w *window) at(track int, b int64) (float64, uint32, bool) {
 	if !w.init || b > w.head || b <= w.head-int64(w.n) {
 		return 0, 0, false
 	}
-	i := track*w.n + w.slot(b)
-	if !w.hasBit(i) {
+	t := &w.data[track]
+	i, ok := t.index(b)
+	if !ok {
 		return 0, 0, false
 	}
 	var c uint32
 	if track < w.gauges {
-		c = w.counts[i]
+		c = t.count(i)
 	}
-	return w.vals[i], c, true
+	return t.vals[i], c, true
 }
 
 // first returns the oldest bucket of the window.
 func (w *window) first() int64 { return w.head - int64(w.n) + 1 }
+
+// span returns the buckets of the window that may hold t's data, oldest
+// first; from > to when none.
+func (w *window) span(t *track) (from, to int64) {
+	if t.filled == 0 {
+		return 1, 0
+	}
+	return max(t.lo, w.first()), min(t.hi, w.head)
+}
 
 // days visits the local days of a gauge track, oldest first, with the sum
 // and count of the readings of each day that has any; it returns the number
@@ -260,50 +481,40 @@ func (w *window) days(gauge int, f func(sum float64, count uint32)) int {
 	if !w.init {
 		return 0
 	}
+	t := &w.data[gauge]
+	from, to := w.span(t)
 	day := int64(24 * time.Hour)
 	if w.bucket >= day {
 		// Every bucket is a local day.
-		base := gauge * w.n
-		slot := w.slot(w.first())
-		for range w.n {
-			if c := w.counts[base+slot]; c > 0 {
-				f(w.vals[base+slot], c)
-			}
-			if slot++; slot == w.n {
-				slot = 0
+		for b := from; b <= to; b++ {
+			i := floorMod(b, len(t.vals))
+			if c := t.count(i); c > 0 {
+				f(t.vals[i], c)
 			}
 		}
 		return w.n
 	}
-	perDay := int(day / w.bucket)
-	first := w.first()
-	inDay := int(first - floorDiv(first, int64(perDay))*int64(perDay)) // position of the first bucket in its day
-	base := gauge * w.n
-	slot := w.slot(first)
+	perDay := day / w.bucket
 	var sum float64
 	var cnt uint32
-	spanned := 1
-	for range w.n {
-		if inDay == perDay {
+	d := floorDiv(from, perDay)
+	for b := from; b <= to; b++ {
+		if bd := floorDiv(b, perDay); bd != d {
 			if cnt > 0 {
 				f(sum, cnt)
 			}
-			sum, cnt, inDay = 0, 0, 0
-			spanned++
+			sum, cnt, d = 0, 0, bd
 		}
-		if c := w.counts[base+slot]; c > 0 {
-			sum += w.vals[base+slot]
+		i := floorMod(b, len(t.vals))
+		if c := t.count(i); c > 0 {
+			sum += t.vals[i]
 			cnt += c
-		}
-		inDay++
-		if slot++; slot == w.n {
-			slot = 0
 		}
 	}
 	if cnt > 0 {
 		f(sum, cnt)
 	}
-	return spanned
+	return int(floorDiv(w.head, perDay) - floorDiv(w.first(), perDay) + 1)
 }
 
 // gaugeSums returns the sum of values and the number of readings of a
@@ -312,9 +523,15 @@ func (w *window) gaugeSums(gauge int) (float64, uint64) {
 	if !w.init {
 		return 0, 0
 	}
+	t := &w.data[gauge]
 	var n uint64
-	for _, c := range w.counts[gauge*w.n : (gauge+1)*w.n] {
-		n += uint64(c)
+	if c := t.counts; c != nil {
+		for _, k := range c.n16 {
+			n += uint64(k)
+		}
+		for _, k := range c.n32 {
+			n += uint64(k)
+		}
 	}
 	return w.total[gauge], n
 }
@@ -329,25 +546,36 @@ func (w *window) load(gauge, flow int) float64 {
 	}
 	var total, conc, pending float64 // pending: flow seen before the first concentration
 	known := false
-	gb, fb := gauge*w.n, flow*w.n
-	slot := w.slot(w.first())
-	for range w.n {
-		if c := w.counts[gb+slot]; c > 0 {
-			conc = w.vals[gb+slot] / float64(c)
-			if !known {
-				total += pending * conc
-				pending, known = 0, true
+	g, fl := &w.data[gauge], &w.data[flow]
+	gFrom, gTo := w.span(g)
+	fFrom, fTo := w.span(fl)
+	from, to := gFrom, gTo // buckets outside both spans change nothing
+	switch {
+	case gFrom > gTo:
+		from, to = fFrom, fTo
+	case fFrom <= fTo:
+		from, to = min(gFrom, fFrom), max(gTo, fTo)
+	}
+	for b := from; b <= to; b++ {
+		if b >= gFrom && b <= gTo {
+			i := floorMod(b, len(g.vals))
+			if c := g.count(i); c > 0 {
+				conc = g.vals[i] / float64(c)
+				if !known {
+					total += pending * conc
+					pending, known = 0, true
+				}
 			}
 		}
-		if f := w.vals[fb+slot]; f != 0 {
+		if b < fFrom || b > fTo {
+			continue
+		}
+		if f := fl.vals[floorMod(b, len(fl.vals))]; f != 0 {
 			if known {
 				total += f * conc
 			} else {
 				pending += f
 			}
-		}
-		if slot++; slot == w.n {
-			slot = 0
 		}
 	}
 	return total
@@ -358,23 +586,15 @@ func (w *window) clearBucket(b int64) {
 	if !w.init || b > w.head || b <= w.head-int64(w.n) {
 		return
 	}
-	slot := w.slot(b)
-	for t := 0; t < w.tracks; t++ {
-		i := t*w.n + slot
-		if w.hasBit(i) {
-			w.has[i>>6] &^= 1 << (uint(i) & 63)
-			w.filled[t]--
-			if w.vals[i] != 0 {
-				w.stale = true
-			}
-			w.vals[i] = 0
-		}
+	for tr := range w.data {
+		w.drop(tr, b)
 	}
-	for g := 0; g < w.gauges; g++ {
-		w.counts[g*w.n+slot] = 0
+	if w.seen == nil {
+		return
 	}
+	slot, words := w.slot(b), w.words()*64
 	for r := 0; r < w.rows; r++ {
-		if i := r*w.n + slot; w.seenBit(i) {
+		if i := r*words + slot; w.seenBit(i) {
 			w.seen[i>>6] &^= 1 << (uint(i) & 63)
 			w.seenN[r]--
 		}

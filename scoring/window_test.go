@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/cleanprod/cleanprod/registry"
 )
@@ -108,13 +109,48 @@ func TestWindowLoadCarriesConcentrationForward(t *testing.T) {
 
 func TestWindowBytes(t *testing.T) {
 	w := newWindow(Window{Name: "live", Length: 30 * 24 * time.Hour, Bucket: time.Hour}, 8*time.Hour, 30, 5, 12)
+	track, counts := int(unsafe.Sizeof(track{})), int(unsafe.Sizeof(gaugeCounts{}))
+	// Before any reading: nothing.
+	if got := w.bytes(); got != 0 {
+		t.Errorf("empty: got %d bytes, want 0", got)
+	}
+	// One reading of a gauge: the per-track state and totals, the first 8
+	// buckets of that one track (8 sums and a word of bits, 8 uint16
+	// counts) and the counts of the 12 presence rows; no bits for them yet.
 	w.add(0, w.bucketOf(t0), 1, 1)
-	// 30 tracks x 720 x 8 + 5 x 720 x 4 + bits + per-track totals, and for
-	// 12 presence rows one bit per bucket and a count: 1,128 bytes, no
-	// float per meter.
-	want := 30*720*8 + 5*720*4 + 8*((30*720+63)/64) + 30*8 + 30*4 + 8*((12*720+63)/64) + 12*4
-	if got := w.bytes(); got != want {
-		t.Errorf("got %d bytes, want %d", got, want)
+	base := 30*track + 30*8 + 12*4
+	gauge := 9*8 + counts + 8*2
+	if got, want := w.bytes(), base+gauge; got != want {
+		t.Errorf("one reading: got %d bytes, want %d", got, want)
+	}
+	// A day of one amount track: its span doubles to 32 buckets.
+	for h := range 24 {
+		w.add(7, w.bucketOf(t0.Add(time.Duration(h)*time.Hour)), 1, 0)
+	}
+	amount := 33 * 8
+	if got, want := w.bytes(), base+gauge+amount; got != want {
+		t.Errorf("a day of one track: got %d bytes, want %d", got, want)
+	}
+	// A count beyond uint16 widens that track's counts.
+	w.add(0, w.bucketOf(t0), 1, 70000)
+	if got, want := w.bytes(), base+gauge+8*2+amount; got != want {
+		t.Errorf("wide counts: got %d bytes, want %d", got, want)
+	}
+	if _, n := w.gaugeSums(0); n != 70001 {
+		t.Errorf("readings: got %d, want 70001", n)
+	}
+	// A whole window of an amount track: the ring, 720 sums and 12 words
+	// of bits, and nothing per bucket beyond.
+	for h := range 720 {
+		w.add(8, w.bucketOf(t0.Add(time.Duration(h)*time.Hour)), 1, 0)
+	}
+	if got, want := w.bytes(), base+gauge+8*2+amount+(720+12)*8; got != want {
+		t.Errorf("a full track: got %d bytes, want %d", got, want)
+	}
+	// Once the window holds nothing, neither does any track.
+	w.sync(t0.Add(90 * 24 * time.Hour))
+	if got := w.bytes(); got != base {
+		t.Errorf("after the window slid past the data: got %d bytes, want %d", got, base)
 	}
 }
 
