@@ -255,7 +255,7 @@ func TestBoltReadingsBefore1970(t *testing.T) {
 	checkReadings(t, "time order across 1970", got, []Reading{rs[2], rs[1], rs[0]})
 }
 
-func TestBoltLatestReadings(t *testing.T) {
+func TestBoltEachLatestReading(t *testing.T) {
 	b := openTestBolt(t)
 	var all []Reading
 	for _, em := range [][2]string{{"e1", "a"}, {"e1", "b"}, {"e2", "a"}} {
@@ -291,19 +291,19 @@ func TestBoltLatestReadings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := b.LatestReadings(context.Background(), tt.since, tt.perMeter)
+			got, err := collectLatest(context.Background(), b, LatestQuery{Since: tt.since, PerMeter: tt.perMeter})
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkReadings(t, "LatestReadings", got, tt.want)
+			checkReadings(t, "EachLatestReading", got, tt.want)
 		})
 	}
-	if _, err := b.LatestReadings(context.Background(), time.Time{}, 0); err == nil {
+	if _, err := collectLatest(context.Background(), b, LatestQuery{Since: time.Time{}, PerMeter: 0}); err == nil {
 		t.Error("LatestReadings with perMeter 0: got nil error")
 	}
 }
 
-func TestBoltAggregateReadings(t *testing.T) {
+func TestBoltEachAggregate(t *testing.T) {
 	b := openTestBolt(t)
 	h := func(hours, mins int) time.Time {
 		return t0.Add(time.Duration(hours)*time.Hour + time.Duration(mins)*time.Minute)
@@ -368,7 +368,7 @@ func TestBoltAggregateReadings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := b.AggregateReadings(context.Background(), tt.from, tt.to, tt.every)
+			got, err := collectAggregates(context.Background(), b, AggregateQuery{From: tt.from, To: tt.to, Every: tt.every})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -381,7 +381,7 @@ func TestBoltAggregateReadings(t *testing.T) {
 			}
 		})
 	}
-	if _, err := b.AggregateReadings(context.Background(), h(0, 0), h(1, 0), 0); err == nil {
+	if _, err := collectAggregates(context.Background(), b, AggregateQuery{From: h(0, 0), To: h(1, 0), Every: 0}); err == nil {
 		t.Error("AggregateReadings with every 0: got nil error")
 	}
 }
@@ -447,8 +447,8 @@ func TestBoltContextCancelled(t *testing.T) {
 	calls := map[string]func() error{
 		"Ping":          func() error { return b.Ping(ctx) },
 		"WriteReadings": func() error { return b.WriteReadings(ctx, []Reading{rd("e", "m", 1, 1, 1)}) },
-		"LatestReadings": func() error {
-			_, err := b.LatestReadings(ctx, time.Time{}, 1)
+		"EachLatestReading": func() error {
+			_, err := collectLatest(ctx, b, LatestQuery{Since: time.Time{}, PerMeter: 1})
 			return err
 		},
 		"Readings": func() error {
@@ -456,8 +456,8 @@ func TestBoltContextCancelled(t *testing.T) {
 			return err
 		},
 		"CountReadings": func() error { _, err := b.CountReadings(ctx, ""); return err },
-		"AggregateReadings": func() error {
-			_, err := b.AggregateReadings(ctx, time.Time{}, t0.Add(time.Hour), time.Hour)
+		"EachAggregate": func() error {
+			_, err := collectAggregates(ctx, b, AggregateQuery{From: time.Time{}, To: t0.Add(time.Hour), Every: time.Hour})
 			return err
 		},
 		"PruneReadings": func() error { _, err := b.PruneReadings(ctx, t0.Add(time.Hour)); return err },
@@ -498,11 +498,11 @@ func TestBoltConcurrentWriters(t *testing.T) {
 		})
 		wg.Go(func() { // readers run alongside
 			for range batches {
-				if _, err := b.LatestReadings(ctx, time.Time{}, 3); err != nil {
+				if _, err := collectLatest(ctx, b, LatestQuery{Since: time.Time{}, PerMeter: 3}); err != nil {
 					t.Errorf("reader %d: %v", w, err)
 					return
 				}
-				if _, err := b.AggregateReadings(ctx, time.Time{}, t0.Add(24*time.Hour), time.Hour); err != nil {
+				if _, err := collectAggregates(ctx, b, AggregateQuery{From: time.Time{}, To: t0.Add(24*time.Hour), Every: time.Hour}); err != nil {
 					t.Errorf("reader %d: %v", w, err)
 					return
 				}
@@ -611,11 +611,11 @@ func TestBoltCorruptReading(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := openTestBolt(t)
 			putRaw(t, b, bucketReadings, tt.k, tt.v)
-			_, err := b.LatestReadings(ctx, time.Time{}, 1)
+			_, err := collectLatest(ctx, b, LatestQuery{Since: time.Time{}, PerMeter: 1})
 			if !errors.Is(err, ErrCorrupt) {
 				t.Errorf("LatestReadings: got %v, want ErrCorrupt", err)
 			}
-			_, err = b.AggregateReadings(ctx, time.Time{}, t0.Add(time.Hour), time.Hour)
+			_, err = collectAggregates(ctx, b, AggregateQuery{From: time.Time{}, To: t0.Add(time.Hour), Every: time.Hour})
 			if !errors.Is(err, ErrCorrupt) {
 				t.Errorf("AggregateReadings: got %v, want ErrCorrupt", err)
 			}
@@ -703,7 +703,7 @@ func BenchmarkBoltWriteReadings(b *testing.B) {
 	}
 }
 
-func BenchmarkBoltLatestReadings(b *testing.B) {
+func BenchmarkBoltEachLatestReading(b *testing.B) {
 	ctx := context.Background()
 	st := openTestBolt(b)
 	rs := benchBatch(5000)
@@ -715,7 +715,7 @@ func BenchmarkBoltLatestReadings(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		got, err := st.LatestReadings(ctx, time.Time{}, 2)
+		got, err := collectLatest(ctx, st, LatestQuery{Since: time.Time{}, PerMeter: 2})
 		if err != nil || len(got) != 100 {
 			b.Fatalf("got %d readings, %v", len(got), err)
 		}
