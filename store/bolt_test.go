@@ -502,7 +502,7 @@ func TestBoltConcurrentWriters(t *testing.T) {
 					t.Errorf("reader %d: %v", w, err)
 					return
 				}
-				if _, err := collectAggregates(ctx, b, AggregateQuery{From: time.Time{}, To: t0.Add(24*time.Hour), Every: time.Hour}); err != nil {
+				if _, err := collectAggregates(ctx, b, AggregateQuery{From: time.Time{}, To: t0.Add(24 * time.Hour), Every: time.Hour}); err != nil {
 					t.Errorf("reader %d: %v", w, err)
 					return
 				}

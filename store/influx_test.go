@@ -78,7 +78,7 @@ func TestInfluxReadings(t *testing.T) {
 	if odd := perMeter["ent b/E=1"]; len(odd) != 1 || odd[0].Gateway != "gw,2" {
 		t.Errorf("got %+v, want escaped tags to round-trip", odd)
 	}
-	aggs, err := collectAggregates(ctx, s, AggregateQuery{From: t0.Add(-time.Hour), To: t0.Add(3*time.Hour), Every: time.Hour})
+	aggs, err := collectAggregates(ctx, s, AggregateQuery{From: t0.Add(-time.Hour), To: t0.Add(3 * time.Hour), Every: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
