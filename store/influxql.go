@@ -265,22 +265,38 @@ func (s *Influx) influxQL(ctx context.Context, stmt string, row func(*influxSeri
 		form.Set("rp", rp)
 	}
 	u := strings.TrimSuffix(s.client.HTTPService().ServerURL(), "/") + "/query"
-	var cbErr error // the callback's own error, unwrapped
-	perr := s.client.HTTPService().DoPostRequest(ctx, u, strings.NewReader(form.Encode()), func(req *http.Request) {
-		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Accept", "application/json")
-	}, func(resp *http.Response) error {
-		defer resp.Body.Close()
-		cbErr = decodeChunks(resp.Body, row)
-		return cbErr
-	})
-	if cbErr != nil {
-		return cbErr
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
 	}
-	if perr != nil {
-		return classify(perr)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.client.HTTPService().DoHTTPRequestWithResponse(req, nil)
+	if err != nil {
+		return err
 	}
-	return nil
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// 1.x says {"error": "..."}, 2.x {"code": .., "message": ".."}.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		var e struct{ Error, Message string }
+		msg := strings.TrimSpace(string(body))
+		if json.Unmarshal(body, &e) == nil && e.Error+e.Message != "" {
+			msg = e.Error + e.Message
+		}
+		return &QueryError{Status: resp.StatusCode, Message: msg}
+	}
+	return decodeChunks(resp.Body, row)
+}
+
+// QueryError is a query the server answered with an HTTP error status.
+type QueryError struct {
+	Status  int
+	Message string
+}
+
+func (e *QueryError) Error() string {
+	return fmt.Sprintf("HTTP %d: %s", e.Status, e.Message)
 }
 
 // influxSeries is the series whose rows are being decoded.
@@ -304,10 +320,15 @@ func decodeChunks(r io.Reader, row func(*influxSeries, []json.RawMessage) error)
 	d := chunkDecoder{dec: json.NewDecoder(r), row: row}
 	chunks := 0
 	for {
-		if _, err := d.dec.Token(); err == io.EOF {
+		t, err := d.dec.Token()
+		if err == io.EOF {
 			break
-		} else if err != nil {
+		}
+		if err != nil {
 			return fmt.Errorf("decode chunk %d: %w", chunks, err)
+		}
+		if t != json.Delim('{') {
+			return fmt.Errorf("decode chunk %d: got %v, want {", chunks, t)
 		}
 		chunks++
 		if err := d.object(d.chunkField); err != nil {
