@@ -299,7 +299,7 @@ func TestBoltEachLatestReading(t *testing.T) {
 		})
 	}
 	if _, err := collectLatest(context.Background(), b, LatestQuery{Since: time.Time{}, PerMeter: 0}); err == nil {
-		t.Error("LatestReadings with perMeter 0: got nil error")
+		t.Error("EachLatestReading with PerMeter 0: got nil error")
 	}
 }
 
@@ -382,7 +382,7 @@ func TestBoltEachAggregate(t *testing.T) {
 		})
 	}
 	if _, err := collectAggregates(context.Background(), b, AggregateQuery{From: h(0, 0), To: h(1, 0), Every: 0}); err == nil {
-		t.Error("AggregateReadings with every 0: got nil error")
+		t.Error("EachAggregate with Every 0: got nil error")
 	}
 }
 
@@ -613,11 +613,11 @@ func TestBoltCorruptReading(t *testing.T) {
 			putRaw(t, b, bucketReadings, tt.k, tt.v)
 			_, err := collectLatest(ctx, b, LatestQuery{Since: time.Time{}, PerMeter: 1})
 			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("LatestReadings: got %v, want ErrCorrupt", err)
+				t.Errorf("EachLatestReading: got %v, want ErrCorrupt", err)
 			}
 			_, err = collectAggregates(ctx, b, AggregateQuery{From: time.Time{}, To: t0.Add(time.Hour), Every: time.Hour})
 			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("AggregateReadings: got %v, want ErrCorrupt", err)
+				t.Errorf("EachAggregate: got %v, want ErrCorrupt", err)
 			}
 		})
 	}
@@ -719,5 +719,111 @@ func BenchmarkBoltEachLatestReading(b *testing.B) {
 		if err != nil || len(got) != 100 {
 			b.Fatalf("got %d readings, %v", len(got), err)
 		}
+	}
+}
+
+// referenceAggregates sums rs as EachAggregate defines it, one reading at
+// a time.
+func referenceAggregates(rs []Reading, q AggregateQuery) []Aggregate {
+	type key struct {
+		ent, meter, qty, ws, kind string
+		start                     int64
+	}
+	offset, _ := q.check()
+	aggs := map[key]*Aggregate{}
+	gauges := map[key]int{}
+	for _, r := range rs {
+		if r.Time.Before(q.From) || !r.Time.Before(q.To) || (len(q.Enterprises) > 0 && !slices.Contains(q.Enterprises, r.Enterprise)) {
+			continue
+		}
+		start := bucketStart(r.Time.UnixNano(), int64(q.Every), int64(offset))
+		k := key{r.Enterprise, r.Meter, r.Quantity, r.Workshop, r.Kind, start}
+		a := aggs[k]
+		if a == nil {
+			a = &Aggregate{Enterprise: r.Enterprise, Meter: r.Meter, Quantity: r.Quantity, Workshop: r.Workshop, Start: time.Unix(0, start).UTC()}
+			aggs[k] = a
+		}
+		a.Sum += r.Delta
+		a.Count++
+		if r.Kind == "gauge" {
+			a.ValueSum += r.Value
+			if gauges[k] == 0 || r.Value > a.Max {
+				a.Max = r.Value
+			}
+			gauges[k]++
+		}
+	}
+	var out []Aggregate
+	for _, a := range aggs {
+		out = append(out, *a)
+	}
+	return sortedAggregates(out)
+}
+
+// Answers larger than one read transaction's chunk come whole and in
+// order, and the callback may write to the store between chunks.
+func TestBoltEachAcrossChunks(t *testing.T) {
+	b := openTestBolt(t)
+	var rs []Reading
+	for e := range 3 {
+		for m := range 30 {
+			for h := range 200 {
+				r := rd(fmt.Sprintf("e%d", e), fmt.Sprintf("m%02d", m), h*60, float64(h), float64(h%3))
+				if m%4 == 0 {
+					r.Kind, r.Quantity, r.Delta = "gauge", "cod", 0
+				}
+				if m == 7 && h >= 100 {
+					r.Workshop = "weld" // moves at 100 h
+				}
+				rs = append(rs, r)
+			}
+		}
+	}
+	mustWrite(t, b, rs...)
+	ctx := context.Background()
+	writes := 0
+	writeMeanwhile := func(n int) error {
+		if n%1000 != 0 {
+			return nil
+		}
+		writes++
+		return b.WritePoints(ctx, []Point{{Measurement: "note", Fields: map[string]any{"n": n}, Time: t0.Add(time.Duration(n))}})
+	}
+	for _, q := range []AggregateQuery{
+		{From: t0, To: t0.Add(200 * time.Hour), Every: time.Hour},
+		{From: t0.Add(-time.Hour), To: t0.Add(150 * time.Hour), Every: 24 * time.Hour, Offset: 16 * time.Hour},
+		{From: t0.Add(30 * time.Minute), To: t0.Add(190 * time.Hour), Every: time.Hour, Enterprises: []string{"e2", "e0", "nobody", ""}},
+	} {
+		var got []Aggregate
+		err := b.EachAggregate(ctx, q, func(a *Aggregate) error {
+			got = append(got, *a)
+			return writeMeanwhile(len(got))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAggregateOrder(t, "bolt", got)
+		want := referenceAggregates(rs, q)
+		if q.Every == time.Hour && len(got) <= boltChunk {
+			t.Errorf("%d rows: the case does not cross a chunk", len(got))
+		}
+		if got := sortedAggregates(got); !slices.EqualFunc(got, want, aggEqual) {
+			t.Errorf("%+v: %d rows, want %d:\n%s", q, len(got), len(want), diffAggregates(got, want))
+		}
+	}
+	var latest []Reading
+	err := b.EachLatestReading(ctx, LatestQuery{PerMeter: 150, Enterprises: []string{"e1", "e0"}}, func(r *Reading) error {
+		latest = append(latest, *r)
+		return writeMeanwhile(len(latest))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLatestOrder(t, "bolt", latest, 150)
+	if len(latest) != 2*30*150 || latest[0].Enterprise != "e0" || latest[0].Time != t0.Add(50*time.Hour) {
+		t.Errorf("got %d readings starting %+v, want 9000 starting with e0 at 50 h", len(latest), latest[0])
+	}
+	if writes == 0 {
+		t.Error("no write between chunks: the case tests nothing")
 	}
 }

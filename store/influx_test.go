@@ -174,7 +174,7 @@ func TestInfluxReadingsOf(t *testing.T) {
 		t.Fatalf("Readings of A: %d, %v; want 1 (to excluded)", len(one), err)
 	}
 	if last, err := collectLatest(ctx, s, LatestQuery{Since: t0, PerMeter: 1}); err != nil || len(last) != 4 {
-		t.Fatalf("LatestReadings: %d, %v; want one per meter (4)", len(last), err)
+		t.Fatalf("EachLatestReading: %d, %v; want one per meter (4)", len(last), err)
 	}
 	got, err := s.ReadingsOf(ctx, "e", []string{"A", "C"}, t0, t0.Add(time.Hour))
 	if err != nil {
