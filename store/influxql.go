@@ -16,12 +16,23 @@ import (
 
 // History queries go to InfluxDB's /query endpoint in InfluxQL with
 // chunked=true and are decoded row by row as the chunks arrive: memory
-// stays bounded by one row whatever the size of the result. Measured on
-// 200 enterprises × 50 meters × 30 days hourly (7.2 million readings),
-// InfluxQL answered both queries faster and with less memory than Flux
-// through the client's CSV records (figures in influxql_bench_test.go).
-// The same endpoint serves InfluxDB 2.x through its 1.x compatibility
-// API (the bucket mapped to database/retention policy).
+// stays bounded by one row whatever the size of the result. Measured
+// against Flux through the client's CSV records on 200 enterprises × 50
+// meters × 30 days hourly (7.2 million readings; InfluxDB 1.8.10 on a
+// shared 2-core machine, TestMeasureHistoryQueries):
+//
+//	                                 InfluxQL            Flux
+//	hourly, 20 enterprises (720k)    40 s,   4 MB alloc  7m28s, 2.3 GB alloc
+//	daily+16h, all 200 (310k)        33 s,  37 MB alloc  5m42s, 1.0 GB alloc
+//	latest 3/meter, all (30k)        1.2 s, 33 MB alloc  11.6 s,  46 MB alloc
+//	hourly, all 200 (7.2M)           7m57s, 37 MB alloc  -
+//
+// (heap growth under 8 MB in every case; the 7.2-million-row answer
+// streamed with the heap 3.3 MB up). The times are the server's: the
+// client decodes some 280k rows/s (BenchmarkInfluxEachAggregateDecode). Flux needs one windowed query
+// per aggregate (sum, count, gauge sum, max), InfluxQL one for all four.
+// The same endpoint serves InfluxDB 2.x through its 1.x compatibility API
+// (the bucket mapped to database/retention policy).
 
 // influxChunkSize is the rows per chunk asked of the server: it bounds
 // the server's buffering, not ours.
