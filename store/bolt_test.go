@@ -255,7 +255,7 @@ func TestBoltReadingsBefore1970(t *testing.T) {
 	checkReadings(t, "time order across 1970", got, []Reading{rs[2], rs[1], rs[0]})
 }
 
-func TestBoltLatestReadings(t *testing.T) {
+func TestBoltEachLatestReading(t *testing.T) {
 	b := openTestBolt(t)
 	var all []Reading
 	for _, em := range [][2]string{{"e1", "a"}, {"e1", "b"}, {"e2", "a"}} {
@@ -291,19 +291,19 @@ func TestBoltLatestReadings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := b.LatestReadings(context.Background(), tt.since, tt.perMeter)
+			got, err := collectLatest(context.Background(), b, LatestQuery{Since: tt.since, PerMeter: tt.perMeter})
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkReadings(t, "LatestReadings", got, tt.want)
+			checkReadings(t, "EachLatestReading", got, tt.want)
 		})
 	}
-	if _, err := b.LatestReadings(context.Background(), time.Time{}, 0); err == nil {
-		t.Error("LatestReadings with perMeter 0: got nil error")
+	if _, err := collectLatest(context.Background(), b, LatestQuery{Since: time.Time{}, PerMeter: 0}); err == nil {
+		t.Error("EachLatestReading with PerMeter 0: got nil error")
 	}
 }
 
-func TestBoltAggregateReadings(t *testing.T) {
+func TestBoltEachAggregate(t *testing.T) {
 	b := openTestBolt(t)
 	h := func(hours, mins int) time.Time {
 		return t0.Add(time.Duration(hours)*time.Hour + time.Duration(mins)*time.Minute)
@@ -368,7 +368,7 @@ func TestBoltAggregateReadings(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := b.AggregateReadings(context.Background(), tt.from, tt.to, tt.every)
+			got, err := collectAggregates(context.Background(), b, AggregateQuery{From: tt.from, To: tt.to, Every: tt.every})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -381,8 +381,8 @@ func TestBoltAggregateReadings(t *testing.T) {
 			}
 		})
 	}
-	if _, err := b.AggregateReadings(context.Background(), h(0, 0), h(1, 0), 0); err == nil {
-		t.Error("AggregateReadings with every 0: got nil error")
+	if _, err := collectAggregates(context.Background(), b, AggregateQuery{From: h(0, 0), To: h(1, 0), Every: 0}); err == nil {
+		t.Error("EachAggregate with Every 0: got nil error")
 	}
 }
 
@@ -447,8 +447,8 @@ func TestBoltContextCancelled(t *testing.T) {
 	calls := map[string]func() error{
 		"Ping":          func() error { return b.Ping(ctx) },
 		"WriteReadings": func() error { return b.WriteReadings(ctx, []Reading{rd("e", "m", 1, 1, 1)}) },
-		"LatestReadings": func() error {
-			_, err := b.LatestReadings(ctx, time.Time{}, 1)
+		"EachLatestReading": func() error {
+			_, err := collectLatest(ctx, b, LatestQuery{Since: time.Time{}, PerMeter: 1})
 			return err
 		},
 		"Readings": func() error {
@@ -456,8 +456,8 @@ func TestBoltContextCancelled(t *testing.T) {
 			return err
 		},
 		"CountReadings": func() error { _, err := b.CountReadings(ctx, ""); return err },
-		"AggregateReadings": func() error {
-			_, err := b.AggregateReadings(ctx, time.Time{}, t0.Add(time.Hour), time.Hour)
+		"EachAggregate": func() error {
+			_, err := collectAggregates(ctx, b, AggregateQuery{From: time.Time{}, To: t0.Add(time.Hour), Every: time.Hour})
 			return err
 		},
 		"PruneReadings": func() error { _, err := b.PruneReadings(ctx, t0.Add(time.Hour)); return err },
@@ -498,11 +498,11 @@ func TestBoltConcurrentWriters(t *testing.T) {
 		})
 		wg.Go(func() { // readers run alongside
 			for range batches {
-				if _, err := b.LatestReadings(ctx, time.Time{}, 3); err != nil {
+				if _, err := collectLatest(ctx, b, LatestQuery{Since: time.Time{}, PerMeter: 3}); err != nil {
 					t.Errorf("reader %d: %v", w, err)
 					return
 				}
-				if _, err := b.AggregateReadings(ctx, time.Time{}, t0.Add(24*time.Hour), time.Hour); err != nil {
+				if _, err := collectAggregates(ctx, b, AggregateQuery{From: time.Time{}, To: t0.Add(24 * time.Hour), Every: time.Hour}); err != nil {
 					t.Errorf("reader %d: %v", w, err)
 					return
 				}
@@ -611,13 +611,13 @@ func TestBoltCorruptReading(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			b := openTestBolt(t)
 			putRaw(t, b, bucketReadings, tt.k, tt.v)
-			_, err := b.LatestReadings(ctx, time.Time{}, 1)
+			_, err := collectLatest(ctx, b, LatestQuery{Since: time.Time{}, PerMeter: 1})
 			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("LatestReadings: got %v, want ErrCorrupt", err)
+				t.Errorf("EachLatestReading: got %v, want ErrCorrupt", err)
 			}
-			_, err = b.AggregateReadings(ctx, time.Time{}, t0.Add(time.Hour), time.Hour)
+			_, err = collectAggregates(ctx, b, AggregateQuery{From: time.Time{}, To: t0.Add(time.Hour), Every: time.Hour})
 			if !errors.Is(err, ErrCorrupt) {
-				t.Errorf("AggregateReadings: got %v, want ErrCorrupt", err)
+				t.Errorf("EachAggregate: got %v, want ErrCorrupt", err)
 			}
 		})
 	}
@@ -703,7 +703,7 @@ func BenchmarkBoltWriteReadings(b *testing.B) {
 	}
 }
 
-func BenchmarkBoltLatestReadings(b *testing.B) {
+func BenchmarkBoltEachLatestReading(b *testing.B) {
 	ctx := context.Background()
 	st := openTestBolt(b)
 	rs := benchBatch(5000)
@@ -715,9 +715,115 @@ func BenchmarkBoltLatestReadings(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		got, err := st.LatestReadings(ctx, time.Time{}, 2)
+		got, err := collectLatest(ctx, st, LatestQuery{Since: time.Time{}, PerMeter: 2})
 		if err != nil || len(got) != 100 {
 			b.Fatalf("got %d readings, %v", len(got), err)
 		}
+	}
+}
+
+// referenceAggregates sums rs as EachAggregate defines it, one reading at
+// a time.
+func referenceAggregates(rs []Reading, q AggregateQuery) []Aggregate {
+	type key struct {
+		ent, meter, qty, ws, kind string
+		start                     int64
+	}
+	offset, _ := q.check()
+	aggs := map[key]*Aggregate{}
+	gauges := map[key]int{}
+	for _, r := range rs {
+		if r.Time.Before(q.From) || !r.Time.Before(q.To) || (len(q.Enterprises) > 0 && !slices.Contains(q.Enterprises, r.Enterprise)) {
+			continue
+		}
+		start := bucketStart(r.Time.UnixNano(), int64(q.Every), int64(offset))
+		k := key{r.Enterprise, r.Meter, r.Quantity, r.Workshop, r.Kind, start}
+		a := aggs[k]
+		if a == nil {
+			a = &Aggregate{Enterprise: r.Enterprise, Meter: r.Meter, Quantity: r.Quantity, Workshop: r.Workshop, Start: time.Unix(0, start).UTC()}
+			aggs[k] = a
+		}
+		a.Sum += r.Delta
+		a.Count++
+		if r.Kind == "gauge" {
+			a.ValueSum += r.Value
+			if gauges[k] == 0 || r.Value > a.Max {
+				a.Max = r.Value
+			}
+			gauges[k]++
+		}
+	}
+	var out []Aggregate
+	for _, a := range aggs {
+		out = append(out, *a)
+	}
+	return sortedAggregates(out)
+}
+
+// Answers larger than one read transaction's chunk come whole and in
+// order, and the callback may write to the store between chunks.
+func TestBoltEachAcrossChunks(t *testing.T) {
+	b := openTestBolt(t)
+	var rs []Reading
+	for e := range 3 {
+		for m := range 30 {
+			for h := range 200 {
+				r := rd(fmt.Sprintf("e%d", e), fmt.Sprintf("m%02d", m), h*60, float64(h), float64(h%3))
+				if m%4 == 0 {
+					r.Kind, r.Quantity, r.Delta = "gauge", "cod", 0
+				}
+				if m == 7 && h >= 100 {
+					r.Workshop = "weld" // moves at 100 h
+				}
+				rs = append(rs, r)
+			}
+		}
+	}
+	mustWrite(t, b, rs...)
+	ctx := context.Background()
+	writes := 0
+	writeMeanwhile := func(n int) error {
+		if n%1000 != 0 {
+			return nil
+		}
+		writes++
+		return b.WritePoints(ctx, []Point{{Measurement: "note", Fields: map[string]any{"n": n}, Time: t0.Add(time.Duration(n))}})
+	}
+	for _, q := range []AggregateQuery{
+		{From: t0, To: t0.Add(200 * time.Hour), Every: time.Hour},
+		{From: t0.Add(-time.Hour), To: t0.Add(150 * time.Hour), Every: 24 * time.Hour, Offset: 16 * time.Hour},
+		{From: t0.Add(30 * time.Minute), To: t0.Add(190 * time.Hour), Every: time.Hour, Enterprises: []string{"e2", "e0", "nobody", ""}},
+	} {
+		var got []Aggregate
+		err := b.EachAggregate(ctx, q, func(a *Aggregate) error {
+			got = append(got, *a)
+			return writeMeanwhile(len(got))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkAggregateOrder(t, "bolt", got)
+		want := referenceAggregates(rs, q)
+		if q.Every == time.Hour && len(got) <= boltChunk {
+			t.Errorf("%d rows: the case does not cross a chunk", len(got))
+		}
+		if got := sortedAggregates(got); !slices.EqualFunc(got, want, aggEqual) {
+			t.Errorf("%+v: %d rows, want %d:\n%s", q, len(got), len(want), diffAggregates(got, want))
+		}
+	}
+	var latest []Reading
+	err := b.EachLatestReading(ctx, LatestQuery{PerMeter: 150, Enterprises: []string{"e1", "e0"}}, func(r *Reading) error {
+		latest = append(latest, *r)
+		return writeMeanwhile(len(latest))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkLatestOrder(t, "bolt", latest, 150)
+	if len(latest) != 2*30*150 || latest[0].Enterprise != "e0" || latest[0].Time != t0.Add(50*time.Hour) {
+		t.Errorf("got %d readings starting %+v, want 9000 starting with e0 at 50 h", len(latest), latest[0])
+	}
+	if writes == 0 {
+		t.Error("no write between chunks: the case tests nothing")
 	}
 }

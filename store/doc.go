@@ -7,6 +7,12 @@
 // reading twice leaves one copy: the at-least-once MQTT delivery above the
 // store becomes exactly-once in effect.
 //
+// History comes out in pieces: EachAggregate and EachLatestReading take
+// a span of time and a group of enterprises and stream rows to a callback,
+// so that memory is bounded by a chunk, not by the fleet. Influx reads
+// InfluxQL's chunked JSON answer row by row; Bolt walks only the asked
+// enterprises' keys, in read transactions of about 4096 rows.
+//
 // Consumers declare the small interfaces they need (ingest its writer,
 // scoring its reader); this package only provides concrete types.
 package store

@@ -325,18 +325,6 @@ func (s *Influx) rangeFilter(from, to time.Time) string {
 `, fluxString(s.cfg.Bucket), fluxTime(from), fluxTime(to.Add(time.Nanosecond)), fluxTime(to))
 }
 
-// LatestReadings returns, per meter, its up to perMeter most recent
-// readings since since, in time order per meter.
-func (s *Influx) LatestReadings(ctx context.Context, since time.Time, perMeter int) ([]Reading, error) {
-	q := s.rangeFilter(since, time.Now().Add(24*365*time.Hour)) + fmt.Sprintf(`  |> filter(fn: (r) => r._measurement == %q and (r._field == "value" or r._field == "delta"))
-  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
-  |> group(columns: ["enterprise", "meter"])
-  |> sort(columns: ["_time"])
-  |> tail(n: %d)
-`, readingMeasurement, perMeter)
-	return s.queryReadings(ctx, q)
-}
-
 // Readings returns one meter's readings in [from, to), in time order.
 func (s *Influx) Readings(ctx context.Context, enterprise, meter string, from, to time.Time) ([]Reading, error) {
 	q := s.rangeFilter(from, to) + fmt.Sprintf(`  |> filter(fn: (r) => r._measurement == %q and r.enterprise == %s and r.meter == %s)
@@ -390,66 +378,6 @@ func (s *Influx) CountReadings(ctx context.Context, enterprise string) (int, err
 		n += int(num(res.Record(), "_value"))
 	}
 	return n, res.Err()
-}
-
-// AggregateReadings sums each meter's readings per bucket of length every
-// (aligned to the Unix epoch) over [from, to).
-func (s *Influx) AggregateReadings(ctx context.Context, from, to time.Time, every time.Duration) ([]Aggregate, error) {
-	base := s.rangeFilter(from, to) + fmt.Sprintf("  |> filter(fn: (r) => r._measurement == %q)\n", readingMeasurement)
-	window := fmt.Sprintf("  |> window(every: %dns)\n", every.Nanoseconds())
-	type key struct {
-		enterprise, meter string
-		start             int64
-	}
-	aggs := map[key]*Aggregate{}
-	parts := []struct {
-		filter, fn string
-		set        func(a *Aggregate, v float64)
-	}{
-		{`r._field == "delta"`, "sum()", func(a *Aggregate, v float64) { a.Sum = v }},
-		{`r._field == "value"`, "count()", func(a *Aggregate, v float64) { a.Count = int(v) }},
-		{`r._field == "value" and r.kind == "gauge"`, "sum()", func(a *Aggregate, v float64) { a.ValueSum = v }},
-		{`r._field == "value" and r.kind == "gauge"`, "max()", func(a *Aggregate, v float64) { a.Max = v }},
-	}
-	for _, p := range parts {
-		q := base + "  |> filter(fn: (r) => " + p.filter + ")\n" + window + "  |> " + p.fn + "\n"
-		res, err := s.query.Query(ctx, q)
-		if err != nil {
-			return nil, fmt.Errorf("influx aggregate readings: %w", err)
-		}
-		for res.Next() {
-			rec := res.Record()
-			// window() aligns windows to the epoch but clamps the first one's
-			// start to the range start: align it back.
-			start := floorMultiple(rec.Start().UnixNano(), every.Nanoseconds())
-			k := key{str(rec, "enterprise"), str(rec, "meter"), start}
-			a := aggs[k]
-			if a == nil {
-				a = &Aggregate{Enterprise: k.enterprise, Meter: k.meter, Quantity: str(rec, "quantity"), Workshop: str(rec, "workshop"), Start: time.Unix(0, start).UTC()}
-				aggs[k] = a
-			}
-			p.set(a, num(rec, "_value"))
-		}
-		err = res.Err()
-		res.Close()
-		if err != nil {
-			return nil, fmt.Errorf("influx aggregate readings: %w", err)
-		}
-	}
-	out := make([]Aggregate, 0, len(aggs))
-	for _, a := range aggs {
-		out = append(out, *a)
-	}
-	slices.SortFunc(out, func(a, b Aggregate) int {
-		if c := strings.Compare(a.Enterprise, b.Enterprise); c != 0 {
-			return c
-		}
-		if c := strings.Compare(a.Meter, b.Meter); c != 0 {
-			return c
-		}
-		return a.Start.Compare(b.Start)
-	})
-	return out, nil
 }
 
 // Points returns the points of a measurement whose tags match tags (nil:

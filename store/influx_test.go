@@ -64,7 +64,7 @@ func TestInfluxReadings(t *testing.T) {
 	if len(got) != 2 || got[1].Delta != 90 || got[1].Value != 1100 || got[1].Workshop != "paint" || got[1].Gateway != "gw-1" {
 		t.Errorf("got %+v, want the first two E-1 readings with the rewritten delta 90 (half-open range)", got)
 	}
-	latest, err := s.LatestReadings(ctx, t0.Add(-time.Hour), 2)
+	latest, err := collectLatest(ctx, s, LatestQuery{Since: t0.Add(-time.Hour), PerMeter: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +78,7 @@ func TestInfluxReadings(t *testing.T) {
 	if odd := perMeter["ent b/E=1"]; len(odd) != 1 || odd[0].Gateway != "gw,2" {
 		t.Errorf("got %+v, want escaped tags to round-trip", odd)
 	}
-	aggs, err := s.AggregateReadings(ctx, t0.Add(-time.Hour), t0.Add(3*time.Hour), time.Hour)
+	aggs, err := collectAggregates(ctx, s, AggregateQuery{From: t0.Add(-time.Hour), To: t0.Add(3 * time.Hour), Every: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,8 +173,8 @@ func TestInfluxReadingsOf(t *testing.T) {
 	if one, err := s.Readings(ctx, "e", "A", t0, t0.Add(time.Hour)); err != nil || len(one) != 1 {
 		t.Fatalf("Readings of A: %d, %v; want 1 (to excluded)", len(one), err)
 	}
-	if last, err := s.LatestReadings(ctx, t0, 1); err != nil || len(last) != 4 {
-		t.Fatalf("LatestReadings: %d, %v; want one per meter (4)", len(last), err)
+	if last, err := collectLatest(ctx, s, LatestQuery{Since: t0, PerMeter: 1}); err != nil || len(last) != 4 {
+		t.Fatalf("EachLatestReading: %d, %v; want one per meter (4)", len(last), err)
 	}
 	got, err := s.ReadingsOf(ctx, "e", []string{"A", "C"}, t0, t0.Add(time.Hour))
 	if err != nil {

@@ -1,17 +1,21 @@
 package store
 
 // AggregateQuery and LatestQuery let a reader ask the store for history in
-// pieces: a span of time and a group of enterprises at a time.
+// pieces: a span of time and a group of enterprises at a time. Both stores
+// stream the answer to a callback, so that memory stays bounded by a
+// chunk of rows whatever the size of the result (at 100,000 meters a
+// 30-day hourly aggregate is some 72 million rows).
 
 import (
-	"context"
+	"fmt"
 	"slices"
 	"time"
 )
 
 // AggregateQuery asks for aggregates of readings in [From, To), bucketed
-// at Every (buckets start at multiples of Every shifted by Offset), for the
-// given enterprises (all when empty).
+// at Every (buckets start at multiples of Every shifted by Offset: with
+// Every 24h and Offset 16h a bucket runs from 16:00 UTC to 16:00 UTC, a
+// local day at UTC+8), for the given enterprises (all when empty).
 type AggregateQuery struct {
 	From, To    time.Time
 	Every       time.Duration
@@ -27,66 +31,40 @@ type LatestQuery struct {
 	Enterprises []string
 }
 
-func (b *Bolt) EachAggregate(ctx context.Context, q AggregateQuery, fn func(*Aggregate) error) error {
-	aggs, err := b.AggregateReadings(ctx, q.From, q.To, q.Every)
-	if err != nil {
-		return err
+// bucketStart returns the start of the bucket of length every, shifted by
+// offset (in [0, every)), that holds ns.
+func bucketStart(ns, every, offset int64) int64 {
+	return floorMultiple(ns-offset, every) + offset
+}
+
+// check validates q and returns its offset reduced to [0, Every).
+func (q *AggregateQuery) check() (offset time.Duration, err error) {
+	if q.Every <= 0 {
+		return 0, fmt.Errorf("bucket length %v, want > 0", q.Every)
 	}
-	for i := range aggs {
-		if len(q.Enterprises) > 0 && !slices.Contains(q.Enterprises, aggs[i].Enterprise) {
-			continue
-		}
-		if err := fn(&aggs[i]); err != nil {
-			return err
-		}
+	offset = q.Offset % q.Every
+	if offset < 0 {
+		offset += q.Every
+	}
+	return offset, nil
+}
+
+func (q *LatestQuery) check() error {
+	if q.PerMeter <= 0 {
+		return fmt.Errorf("perMeter %d, want > 0", q.PerMeter)
 	}
 	return nil
 }
 
-func (s *Influx) EachAggregate(ctx context.Context, q AggregateQuery, fn func(*Aggregate) error) error {
-	aggs, err := s.AggregateReadings(ctx, q.From, q.To, q.Every)
-	if err != nil {
-		return err
-	}
-	for i := range aggs {
-		if len(q.Enterprises) > 0 && !slices.Contains(q.Enterprises, aggs[i].Enterprise) {
-			continue
-		}
-		if err := fn(&aggs[i]); err != nil {
-			return err
+// enterpriseSet returns the distinct names of ents in sorted order,
+// leaving out names no reading can have (empty, or with a NUL byte).
+func enterpriseSet(ents []string) []string {
+	out := make([]string, 0, len(ents))
+	for _, e := range ents {
+		if checkName("enterprise", e) == nil {
+			out = append(out, e)
 		}
 	}
-	return nil
-}
-
-func (b *Bolt) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*Reading) error) error {
-	rs, err := b.LatestReadings(ctx, q.Since, q.PerMeter)
-	if err != nil {
-		return err
-	}
-	for i := range rs {
-		if len(q.Enterprises) > 0 && !slices.Contains(q.Enterprises, rs[i].Enterprise) {
-			continue
-		}
-		if err := fn(&rs[i]); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*Reading) error) error {
-	rs, err := s.LatestReadings(ctx, q.Since, q.PerMeter)
-	if err != nil {
-		return err
-	}
-	for i := range rs {
-		if len(q.Enterprises) > 0 && !slices.Contains(q.Enterprises, rs[i].Enterprise) {
-			continue
-		}
-		if err := fn(&rs[i]); err != nil {
-			return err
-		}
-	}
-	return nil
+	slices.Sort(out)
+	return slices.Compact(out)
 }

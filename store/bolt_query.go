@@ -1,0 +1,316 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// boltChunk is about how many rows one read transaction of EachAggregate
+// or EachLatestReading collects before it ends and hands them to the
+// callback: the callback runs outside any transaction, so that it may
+// take its time (or write to the store) without holding back a writer
+// that needs to grow the file, and memory stays bounded by one chunk.
+const boltChunk = 4096
+
+// readingScan walks the reading keys meter by meter, over all enterprises
+// or only the prefixes of those asked (keys start with the enterprise, so
+// other enterprises are never read), across several read transactions.
+type readingScan struct {
+	ranges [][]byte // key prefixes "enterprise 0x00", sorted; [nil]: all
+	ri     int      // range being walked
+	pos    []byte   // key the next transaction seeks in ranges[ri]
+	hasPos bool     // false: start at the beginning of ranges[ri]
+	prefix []byte   // meter prefix handed to visit
+}
+
+func newReadingScan(enterprises []string) *readingScan {
+	if len(enterprises) == 0 {
+		return &readingScan{ranges: [][]byte{nil}}
+	}
+	s := &readingScan{}
+	for _, e := range enterpriseSet(enterprises) {
+		s.ranges = append(s.ranges, append([]byte(e), 0))
+	}
+	return s
+}
+
+// meterVisit is called with the cursor on (k, v), the first key of the
+// meter at or after the scan's position, and prefix, the meter's key
+// prefix (enterprise 0x00 meter 0x00) in the scan's own memory. It
+// returns a key of the meter to resume at in the next transaction, or nil
+// when it is done with the meter; full ends the transaction.
+type meterVisit func(c *bolt.Cursor, k, v, prefix []byte) (resume []byte, full bool, err error)
+
+// step runs visit over meters until it reports full or the scan ends,
+// and reports whether the scan is done.
+func (s *readingScan) step(ctx context.Context, tx *bolt.Tx, visit meterVisit) (done bool, err error) {
+	c := tx.Bucket(bucketReadings).Cursor()
+	for ; s.ri < len(s.ranges); s.ri, s.hasPos = s.ri+1, false {
+		rp := s.ranges[s.ri]
+		var k, v []byte
+		switch {
+		case s.hasPos:
+			k, v = c.Seek(s.pos)
+		case rp == nil:
+			k, v = c.First()
+		default:
+			k, v = c.Seek(rp)
+		}
+		for k != nil && bytes.HasPrefix(k, rp) {
+			if err := ctx.Err(); err != nil {
+				return false, err
+			}
+			p, _, _, err := splitReadingKey(k)
+			if err != nil {
+				return false, err
+			}
+			s.prefix = append(s.prefix[:0], p...)
+			resume, full, err := visit(c, k, v, s.prefix)
+			if err != nil {
+				return false, err
+			}
+			if resume != nil {
+				s.pos, s.hasPos = append(s.pos[:0], resume...), true
+				return false, nil
+			}
+			k, v = seekPastMeter(c, s.prefix)
+			if full {
+				if k == nil || !bytes.HasPrefix(k, rp) {
+					s.ri, s.hasPos = s.ri+1, false
+					return s.ri == len(s.ranges), nil
+				}
+				s.pos, s.hasPos = append(s.pos[:0], k...), true
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// run walks the whole scan, one read transaction per chunk, calling
+// flush after each transaction.
+func (s *readingScan) run(ctx context.Context, db *bolt.DB, visit meterVisit, flush func() error) error {
+	for {
+		var done bool
+		err := db.View(func(tx *bolt.Tx) error {
+			var err error
+			done, err = s.step(ctx, tx, visit)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		if err := flush(); err != nil {
+			return err
+		}
+		if done {
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// EachAggregate calls fn with the aggregates of the readings with
+// q.From <= Time < q.To, one per enterprise, meter, quantity, workshop
+// and bucket (and kind: a meter whose kind changed within a bucket has a
+// row per kind, as in InfluxDB). Buckets without readings are left out.
+// Rows come ordered by enterprise and meter and, within a meter, by
+// bucket start; a meter that changed quantity or workshop inside a bucket
+// has its rows of that bucket in the order the groups first appear. As
+// the Aggregate fields say, Sum adds up Delta of every reading, while
+// ValueSum and Max look at gauge readings only (they stay 0 for counters
+// and delta meters); Count counts every reading.
+//
+// Only the asked enterprises' keys are read. Rows are collected in read
+// transactions of about boltChunk rows and handed to fn between them, so
+// fn may block or write to the store; rows of a later chunk may see
+// writes made meanwhile. The *Aggregate is reused: fn must not keep it
+// after it returns. An error from fn stops the walk and is returned.
+func (b *Bolt) EachAggregate(ctx context.Context, q AggregateQuery, fn func(*Aggregate) error) error {
+	offset, err := q.check()
+	if err != nil {
+		return fmt.Errorf("bolt aggregate: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt aggregate: %w", err)
+	}
+	fromNs, toNs := clampNanos(q.From), clampNanos(q.To)
+	if fromNs >= toNs {
+		return nil
+	}
+	step, off := int64(q.Every), int64(offset)
+	var (
+		dec   readingDecoder
+		f     readingFields
+		seek  []byte
+		out   []Aggregate
+		open  []aggGroup // groups of the bucket being summed
+		start int64      // its start
+	)
+	flushBucket := func() {
+		for i := range open {
+			out = append(out, open[i].Aggregate)
+		}
+		open = open[:0]
+	}
+	visit := func(c *bolt.Cursor, k, v, prefix []byte) ([]byte, bool, error) {
+		_, ent, meter, err := splitReadingKey(k)
+		if err != nil {
+			return nil, false, err
+		}
+		enterprise, meterName := dec.ent.get(ent), dec.meter.get(meter)
+		if keyNanos(k) < fromNs {
+			seek = binary.BigEndian.AppendUint64(append(seek[:0], prefix...), timeKey(fromNs))
+			k, v = c.Seek(seek)
+		}
+		for ; k != nil && hasMeterPrefix(k, prefix); k, v = c.Next() {
+			ns := keyNanos(k)
+			if ns >= toNs {
+				break
+			}
+			if err := decodeReadingValue(v, &f); err != nil {
+				return nil, false, fmt.Errorf("key %q: %w", k, err)
+			}
+			bs := bucketStart(ns, step, off)
+			if len(open) > 0 && bs != start {
+				flushBucket()
+				if len(out) >= boltChunk {
+					return k, true, nil
+				}
+			}
+			start = bs
+			g := findGroup(open, &f)
+			if g == nil {
+				kind := f.kind
+				if f.otherKind != nil {
+					kind = dec.kind.get(f.otherKind)
+				}
+				open = append(open, aggGroup{Aggregate: Aggregate{
+					Enterprise: enterprise, Meter: meterName,
+					Quantity: dec.qty.get(f.quantity), Workshop: dec.ws.get(f.workshop),
+					Start: time.Unix(0, bs).UTC(),
+				}, kind: kind})
+				g = &open[len(open)-1]
+			}
+			g.add(&f)
+		}
+		flushBucket()
+		return nil, len(out) >= boltChunk, nil
+	}
+	err = newReadingScan(q.Enterprises).run(ctx, b.db, visit, func() error {
+		open = open[:0] // a chunk ends on a bucket or meter boundary
+		for i := range out {
+			if err := fn(&out[i]); err != nil {
+				return err
+			}
+		}
+		out = out[:0]
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bolt aggregate: %w", err)
+	}
+	return nil
+}
+
+// aggGroup is one row being summed: the readings of one meter, quantity,
+// workshop and kind in one bucket.
+type aggGroup struct {
+	Aggregate
+	kind   string
+	gauges int
+}
+
+func findGroup(open []aggGroup, f *readingFields) *aggGroup {
+	for i := range open {
+		g := &open[i]
+		kindMatch := g.kind == f.kind
+		if f.otherKind != nil {
+			kindMatch = g.kind == string(f.otherKind)
+		}
+		if kindMatch && g.Quantity == string(f.quantity) && g.Workshop == string(f.workshop) {
+			return g
+		}
+	}
+	return nil
+}
+
+func (g *aggGroup) add(f *readingFields) {
+	g.Sum += f.delta
+	g.Count++
+	if f.kind == "gauge" {
+		g.ValueSum += f.value
+		if g.gauges == 0 || f.value > g.Max {
+			g.Max = f.value
+		}
+		g.gauges++
+	}
+}
+
+// EachLatestReading calls fn with, for every meter, its q.PerMeter most
+// recent readings with Time >= q.Since (fewer if it has fewer), ordered by
+// enterprise and meter and, within a meter, by time: a meter's readings
+// come together, oldest first.
+//
+// Only the asked enterprises' keys are read. Readings are collected in
+// read transactions of about boltChunk readings (whole meters) and handed
+// to fn between them, so fn may block or write to the store. The *Reading
+// is reused: fn must not keep it after it returns. An error from fn
+// stops the walk and is returned.
+func (b *Bolt) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*Reading) error) error {
+	if err := q.check(); err != nil {
+		return fmt.Errorf("bolt latest readings: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("bolt latest readings: %w", err)
+	}
+	sinceNs := clampNanos(q.Since)
+	var (
+		dec readingDecoder
+		out []Reading
+	)
+	visit := func(c *bolt.Cursor, _, _, prefix []byte) ([]byte, bool, error) {
+		// Seek just past the meter's range, step back to its newest
+		// reading and walk back in time.
+		var k, v []byte
+		if next, _ := seekPastMeter(c, prefix); next == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		first := len(out)
+		for n := 0; n < q.PerMeter && k != nil && hasMeterPrefix(k, prefix); n++ {
+			if keyNanos(k) < sinceNs {
+				break
+			}
+			r, err := dec.decode(k, v)
+			if err != nil {
+				return nil, false, err
+			}
+			out = append(out, r)
+			k, v = c.Prev()
+		}
+		reverse(out[first:])
+		return nil, len(out) >= boltChunk, nil
+	}
+	err := newReadingScan(q.Enterprises).run(ctx, b.db, visit, func() error {
+		for i := range out {
+			if err := fn(&out[i]); err != nil {
+				return err
+			}
+		}
+		out = out[:0]
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("bolt latest readings: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,262 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+	"time"
+)
+
+// The same readings written to Bolt and to a real InfluxDB must read back
+// the same through EachAggregate and EachLatestReading (as sets), and
+// each store must keep a series' rows together and in time order.
+
+// conformanceReadings returns counters with deltas, delta meters and
+// gauges over three days from day (00:00 UTC), several quantities and
+// workshops, a meter whose workshop changes inside a bucket, names that
+// need quoting, and readings exactly on hour and day (16:00 UTC) edges.
+func conformanceReadings(day time.Time) []Reading {
+	var rs []Reading
+	add := func(ent, meter, qty, ws, kind string, at time.Time, value, delta float64) {
+		rs = append(rs, Reading{Enterprise: ent, Gateway: "gw-" + ent, Meter: meter, Quantity: qty, Workshop: ws, Kind: kind,
+			Time: at, Value: value, Delta: delta})
+	}
+	for _, ent := range []string{"e1", "e2", "o'neil \"x\""} {
+		reg := 1000.0
+		for i := range 3 * 24 * 3 { // every 20 minutes for three days: on every hour edge
+			at := day.Add(time.Duration(i) * 20 * time.Minute)
+			d := float64(i%7) + 0.5
+			reg += d
+			add(ent, "E-1", "electricity", "paint", "counter", at, reg, d)
+			add(ent, "W", "water", "", "delta", at.Add(7*time.Minute), d*2, d*2)
+			add(ent, "COD", "cod", "paint", "gauge", at.Add(10*time.Minute), float64(i%11)-5.25, 0)
+		}
+	}
+	// A meter that moves from workshop "paint" to "weld" at 14:30 on the
+	// first day: the hour and the local day of 14:30 have both.
+	for i := range 48 {
+		at := day.Add(time.Duration(i) * 30 * time.Minute)
+		ws := "paint"
+		if i >= 29 {
+			ws = "weld"
+		}
+		add("e2", "moved", "electricity", ws, "counter", at, float64(i), 1)
+	}
+	// Exactly on the 16:00 UTC edge of a local day at UTC+8 and one
+	// nanosecond before it.
+	add("e3", "edge", "steam", "boiler", "gauge", day.Add(16*time.Hour), 7, 0)
+	add("e3", "edge", "steam", "boiler", "gauge", day.Add(16*time.Hour-1), 9, 0)
+	return rs
+}
+
+// writeShuffled writes rs in a random order in several batches, and some
+// readings twice (a redelivery).
+func writeShuffled(t *testing.T, w func(context.Context, []Reading) error, rs []Reading) {
+	t.Helper()
+	rs = slices.Clone(rs)
+	r := rand.New(rand.NewPCG(1, 2))
+	r.Shuffle(len(rs), func(i, j int) { rs[i], rs[j] = rs[j], rs[i] })
+	for len(rs) > 0 {
+		n := min(len(rs), 1+r.IntN(500))
+		if err := w(context.Background(), rs[:n]); err != nil {
+			t.Fatal(err)
+		}
+		if err := w(context.Background(), rs[:n/10]); err != nil {
+			t.Fatal(err)
+		}
+		rs = rs[n:]
+	}
+}
+
+// checkAggregateOrder fails unless the rows of each series (enterprise,
+// meter, quantity, workshop) come together, ascending in time.
+func checkAggregateOrder(t *testing.T, name string, aggs []Aggregate) {
+	t.Helper()
+	type key struct{ ent, meter, qty, ws string }
+	done := map[key]bool{}
+	var cur key
+	var last time.Time
+	for i, a := range aggs {
+		k := key{a.Enterprise, a.Meter, a.Quantity, a.Workshop}
+		if i == 0 || k != cur {
+			if done[k] {
+				t.Errorf("%s: rows of %v come apart (row %d)", name, k, i)
+			}
+			done[cur], cur = true, k
+		} else if !a.Start.After(last) {
+			t.Errorf("%s: %v row %d at %v after %v", name, k, i, a.Start, last)
+		}
+		last = a.Start
+	}
+}
+
+// checkLatestOrder fails unless each meter's readings come together,
+// ascending in time, at most perMeter of them.
+func checkLatestOrder(t *testing.T, name string, rs []Reading, perMeter int) {
+	t.Helper()
+	type key struct{ ent, meter string }
+	done := map[key]bool{}
+	var cur key
+	n := 0
+	for i, r := range rs {
+		k := key{r.Enterprise, r.Meter}
+		if i == 0 || k != cur {
+			if done[k] {
+				t.Errorf("%s: readings of %v come apart (row %d)", name, k, i)
+			}
+			done[cur], cur, n = true, k, 0
+		} else if !r.Time.After(rs[i-1].Time) {
+			t.Errorf("%s: %v reading %d at %v after %v", name, k, i, r.Time, rs[i-1].Time)
+		}
+		if n++; n > perMeter {
+			t.Errorf("%s: %v has more than %d readings", name, k, perMeter)
+		}
+	}
+}
+
+func TestConformance(t *testing.T) {
+	day := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	rs := conformanceReadings(day)
+	b := openTestBolt(t)
+	s, _ := openTestInflux(t)
+	writeShuffled(t, b.WriteReadings, rs)
+	writeShuffled(t, s.WriteReadings, rs)
+	stores := []struct {
+		name string
+		h    history
+	}{{"bolt", b}, {"influx", s}}
+	ctx := context.Background()
+
+	aggQueries := []struct {
+		name string
+		q    AggregateQuery
+	}{
+		{"hourly, all", AggregateQuery{From: day, To: day.Add(72 * time.Hour), Every: time.Hour}},
+		{"15 minutes, from and to inside buckets", AggregateQuery{From: day.Add(10 * time.Minute), To: day.Add(30*time.Hour + 5*time.Minute), Every: 15 * time.Minute}},
+		{"daily at UTC+8", AggregateQuery{From: day.Add(-8 * time.Hour), To: day.Add(64 * time.Hour), Every: 24 * time.Hour, Offset: 16 * time.Hour}},
+		{"daily, negative offset", AggregateQuery{From: day, To: day.Add(80 * time.Hour), Every: 24 * time.Hour, Offset: -8 * time.Hour}},
+		{"daily, to on an edge", AggregateQuery{From: day, To: day.Add(16 * time.Hour), Every: 24 * time.Hour, Offset: 16 * time.Hour}},
+		{"weekly from the epoch", AggregateQuery{From: day.Add(-time.Hour), To: day.Add(100 * time.Hour), Every: 7 * 24 * time.Hour}},
+		{"some enterprises", AggregateQuery{From: day, To: day.Add(48 * time.Hour), Every: time.Hour, Enterprises: []string{"e2", "o'neil \"x\"", "absent", "e2"}}},
+		{"unknown enterprise only", AggregateQuery{From: day, To: day.Add(48 * time.Hour), Every: time.Hour, Enterprises: []string{"nobody"}}},
+		{"before the data", AggregateQuery{From: day.Add(-48 * time.Hour), To: day, Every: time.Hour}},
+	}
+	for _, tt := range aggQueries {
+		t.Run("aggregate/"+tt.name, func(t *testing.T) {
+			var got [2][]Aggregate
+			for i, st := range stores {
+				aggs, err := collectAggregates(ctx, st.h, tt.q)
+				if err != nil {
+					t.Fatalf("%s: %v", st.name, err)
+				}
+				checkAggregateOrder(t, st.name, aggs)
+				got[i] = sortedAggregates(aggs)
+			}
+			if !slices.EqualFunc(got[0], got[1], aggEqual) {
+				t.Errorf("bolt and influx differ:\n%s", diffAggregates(got[0], got[1]))
+			}
+			if tt.name != "before the data" && tt.name != "unknown enterprise only" && len(got[0]) == 0 {
+				t.Error("no rows: the case tests nothing")
+			}
+		})
+	}
+
+	latestQueries := []struct {
+		name string
+		q    LatestQuery
+	}{
+		{"one per meter", LatestQuery{PerMeter: 1}},
+		{"five per meter since", LatestQuery{Since: day.Add(71 * time.Hour), PerMeter: 5}},
+		{"since on a reading", LatestQuery{Since: day.Add(71*time.Hour + 40*time.Minute), PerMeter: 5}},
+		{"some enterprises", LatestQuery{Since: day, PerMeter: 3, Enterprises: []string{"o'neil \"x\"", "e3"}}},
+		{"after everything", LatestQuery{Since: day.Add(100 * time.Hour), PerMeter: 3}},
+	}
+	for _, tt := range latestQueries {
+		t.Run("latest/"+tt.name, func(t *testing.T) {
+			var got [2][]Reading
+			for i, st := range stores {
+				rs, err := collectLatest(ctx, st.h, tt.q)
+				if err != nil {
+					t.Fatalf("%s: %v", st.name, err)
+				}
+				checkLatestOrder(t, st.name, rs, tt.q.PerMeter)
+				got[i] = sortedReadings(rs)
+			}
+			if !slices.EqualFunc(got[0], got[1], readingEqual) {
+				t.Errorf("bolt and influx differ:\nbolt   %v\ninflux %v", got[0], got[1])
+			}
+		})
+	}
+}
+
+// TestAggregateByHand checks both stores against sums worked out by hand:
+// daily buckets at UTC+8 (16:00 UTC edges), a reading exactly on an edge.
+func TestAggregateByHand(t *testing.T) {
+	day := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	at := func(h, m int) time.Time { return day.Add(time.Duration(h)*time.Hour + time.Duration(m)*time.Minute) }
+	rs := []Reading{
+		{Enterprise: "e", Gateway: "g", Meter: "E", Quantity: "electricity", Kind: "counter", Time: at(15, 0), Value: 100, Delta: 0},
+		{Enterprise: "e", Gateway: "g", Meter: "E", Quantity: "electricity", Kind: "counter", Time: at(15, 59), Value: 103, Delta: 3},
+		{Enterprise: "e", Gateway: "g", Meter: "E", Quantity: "electricity", Kind: "counter", Time: at(16, 0), Value: 110, Delta: 7}, // next local day
+		{Enterprise: "e", Gateway: "g", Meter: "E", Quantity: "electricity", Kind: "counter", Time: at(39, 0), Value: 111, Delta: 1},
+		{Enterprise: "e", Gateway: "g", Meter: "pH", Quantity: "ph", Workshop: "tank", Kind: "gauge", Time: at(2, 0), Value: 6.5},
+		{Enterprise: "e", Gateway: "g", Meter: "pH", Quantity: "ph", Workshop: "tank", Kind: "gauge", Time: at(16, 0), Value: 8},
+		{Enterprise: "e", Gateway: "g", Meter: "pH", Quantity: "ph", Workshop: "tank", Kind: "gauge", Time: at(20, 0), Value: 7.5},
+		{Enterprise: "f", Gateway: "g", Meter: "E", Quantity: "electricity", Kind: "counter", Time: at(20, 0), Value: 1, Delta: 1},
+	}
+	q := AggregateQuery{From: at(0, 0), To: at(40, 0), Every: 24 * time.Hour, Offset: 16 * time.Hour, Enterprises: []string{"e"}}
+	want := []Aggregate{
+		{Enterprise: "e", Meter: "E", Quantity: "electricity", Start: at(-8, 0), Sum: 3, Count: 2},
+		{Enterprise: "e", Meter: "E", Quantity: "electricity", Start: at(16, 0), Sum: 8, Count: 2},
+		{Enterprise: "e", Meter: "pH", Quantity: "ph", Workshop: "tank", Start: at(-8, 0), ValueSum: 6.5, Count: 1, Max: 6.5},
+		{Enterprise: "e", Meter: "pH", Quantity: "ph", Workshop: "tank", Start: at(16, 0), ValueSum: 15.5, Count: 2, Max: 8},
+	}
+	b := openTestBolt(t)
+	s, _ := openTestInflux(t)
+	for _, st := range []struct {
+		name string
+		h    history
+		w    func(context.Context, []Reading) error
+	}{{"bolt", b, b.WriteReadings}, {"influx", s, s.WriteReadings}} {
+		if err := st.w(context.Background(), rs); err != nil {
+			t.Fatal(err)
+		}
+		got, err := collectAggregates(context.Background(), st.h, q)
+		if err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		if got = sortedAggregates(got); !slices.EqualFunc(got, want, aggEqual) {
+			t.Errorf("%s:\n%s", st.name, diffAggregates(got, want))
+		}
+	}
+}
+
+func aggEqual(a, b Aggregate) bool {
+	sa, sb := a.Start, b.Start
+	a.Start, b.Start = time.Time{}, time.Time{}
+	return a == b && sa.Equal(sb)
+}
+
+func readingEqual(a, b Reading) bool {
+	ta, tb := a.Time, b.Time
+	a.Time, b.Time = time.Time{}, time.Time{}
+	return a == b && ta.Equal(tb)
+}
+
+// diffAggregates lists the rows only in got and only in want.
+func diffAggregates(got, want []Aggregate) string {
+	s := ""
+	for _, a := range got {
+		if !slices.ContainsFunc(want, func(b Aggregate) bool { return aggEqual(a, b) }) {
+			s += fmt.Sprintf("  got only  %+v\n", a)
+		}
+	}
+	for _, b := range want {
+		if !slices.ContainsFunc(got, func(a Aggregate) bool { return aggEqual(a, b) }) {
+			s += fmt.Sprintf("  want only %+v\n", b)
+		}
+	}
+	return s
+}

@@ -1,0 +1,222 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cleanprod/cleanprod/internal/testenv"
+)
+
+// TestMeasureHistoryQueries compares the InfluxQL queries behind
+// EachAggregate and EachLatestReading with their Flux equivalents on a
+// realistic history: 200 enterprises × 50 meters × 30 days hourly (7.2
+// million readings). It takes minutes, so it runs only with
+// CLEANPROD_MEASURE_HISTORY=1 and logs time, peak heap growth and bytes
+// allocated for each.
+func TestMeasureHistoryQueries(t *testing.T) {
+	if os.Getenv("CLEANPROD_MEASURE_HISTORY") == "" {
+		t.Skip("set CLEANPROD_MEASURE_HISTORY=1 to measure (writes 7.2 million readings)")
+	}
+	const ents, meters, days = 200, 50, 30
+	db := testenv.Influx(t)
+	s, err := OpenInflux(InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket, GZip: true, Timeout: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	start := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			var rs []Reading
+			for e := w; e < ents; e += 2 {
+				for m := range meters {
+					kind, qty, ws := "counter", "electricity", []string{"paint", "weld", "assembly"}[m%3]
+					if m >= 40 {
+						kind, qty = "gauge", "cod"
+					}
+					reg := 0.0
+					for h := range days * 24 {
+						r := Reading{Enterprise: fmt.Sprintf("ent-%03d", e), Gateway: "gw", Meter: fmt.Sprintf("M-%02d", m), Quantity: qty, Workshop: ws, Kind: kind,
+							Time: start.Add(time.Duration(h) * time.Hour)}
+						if kind == "gauge" {
+							r.Value = float64(h%17) + 0.5
+						} else {
+							r.Delta = float64(h%5) + 0.25
+							reg += r.Delta
+							r.Value = reg
+						}
+						rs = append(rs, r)
+					}
+					if len(rs) >= 10000 {
+						if err := s.WriteReadings(ctx, rs); err != nil {
+							t.Error(err)
+							return
+						}
+						rs = rs[:0]
+					}
+				}
+			}
+			if err := s.WriteReadings(ctx, rs); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	t.Logf("wrote %d readings in %v", ents*meters*days*24, time.Since(t0).Round(time.Second))
+	if t.Failed() {
+		return
+	}
+
+	group := make([]string, 20)
+	for i := range group {
+		group[i] = fmt.Sprintf("ent-%03d", i)
+	}
+	end := start.Add(days * 24 * time.Hour)
+	hourly := AggregateQuery{From: start, To: end, Every: time.Hour, Enterprises: group}
+	daily := AggregateQuery{From: start, To: end, Every: 24 * time.Hour, Offset: 16 * time.Hour}
+	latest := LatestQuery{Since: end.Add(-48 * time.Hour), PerMeter: 3}
+	cases := []struct {
+		name string
+		run  func(row func()) error
+	}{
+		{"aggregate hourly, 20 enterprises, InfluxQL", func(row func()) error {
+			return s.EachAggregate(ctx, hourly, func(*Aggregate) error { row(); return nil })
+		}},
+		{"aggregate hourly, 20 enterprises, Flux", func(row func()) error { return fluxAggregate(ctx, s, hourly, row) }},
+		{"aggregate daily+16h, 200 enterprises, InfluxQL", func(row func()) error {
+			return s.EachAggregate(ctx, daily, func(*Aggregate) error { row(); return nil })
+		}},
+		{"aggregate daily+16h, 200 enterprises, Flux", func(row func()) error { return fluxAggregate(ctx, s, daily, row) }},
+		{"latest 3 per meter, 200 enterprises, InfluxQL", func(row func()) error {
+			return s.EachLatestReading(ctx, latest, func(*Reading) error { row(); return nil })
+		}},
+		{"latest 3 per meter, 200 enterprises, Flux", func(row func()) error { return fluxLatest(ctx, s, latest, row) }},
+		{"aggregate hourly, 200 enterprises, InfluxQL", func(row func()) error {
+			q := hourly
+			q.Enterprises = nil
+			return s.EachAggregate(ctx, q, func(*Aggregate) error { row(); return nil })
+		}},
+	}
+	for _, c := range cases {
+		rows, took, peak, alloc, err := measureQuery(c.run)
+		if err != nil {
+			t.Errorf("%s: %v", c.name, err)
+			continue
+		}
+		t.Logf("%-50s %9d rows %8v  heap +%6.1f MB  allocated %8.1f MB", c.name, rows, took.Round(time.Millisecond), peak, alloc)
+	}
+}
+
+// measureQuery runs a query and returns its rows, time, peak heap growth
+// and bytes allocated (MB).
+func measureQuery(run func(row func()) error) (rows int, took time.Duration, peakMB, allocMB float64, err error) {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	base, alloc0 := ms.HeapAlloc, ms.TotalAlloc
+	var peak atomic.Uint64
+	peak.Store(base)
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+				var m runtime.MemStats
+				runtime.ReadMemStats(&m)
+				if m.HeapAlloc > peak.Load() {
+					peak.Store(m.HeapAlloc)
+				}
+			}
+		}
+	})
+	t0 := time.Now()
+	err = run(func() { rows++ })
+	took = time.Since(t0)
+	close(done)
+	wg.Wait()
+	runtime.ReadMemStats(&ms)
+	return rows, took, float64(peak.Load()-base) / (1 << 20), float64(ms.TotalAlloc-alloc0) / (1 << 20), err
+}
+
+// fluxEnterprises returns a Flux filter on the enterprises ("" for all).
+func fluxEnterprises(ents []string) string {
+	if len(ents) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("  |> filter(fn: (r) => ")
+	for i, e := range ents {
+		if i > 0 {
+			b.WriteString(" or ")
+		}
+		b.WriteString("r.enterprise == " + fluxString(e))
+	}
+	b.WriteString(")\n")
+	return b.String()
+}
+
+// fluxAggregate is the Flux way to the same aggregates: one windowed
+// query per aggregate (sum of delta, count, gauge sum and max), records
+// streamed by the client's CSV reader.
+func fluxAggregate(ctx context.Context, s *Influx, q AggregateQuery, row func()) error {
+	base := s.rangeFilter(q.From, q.To) + fmt.Sprintf("  |> filter(fn: (r) => r._measurement == %q)\n", readingMeasurement) + fluxEnterprises(q.Enterprises)
+	window := fmt.Sprintf("  |> window(every: %dns, offset: %dns)\n", q.Every.Nanoseconds(), q.Offset.Nanoseconds())
+	for _, p := range []struct{ filter, fn string }{
+		{`r._field == "delta"`, "sum()"},
+		{`r._field == "value"`, "count()"},
+		{`r._field == "value" and r.kind == "gauge"`, "sum()"},
+		{`r._field == "value" and r.kind == "gauge"`, "max()"},
+	} {
+		res, err := s.query.Query(ctx, base+"  |> filter(fn: (r) => "+p.filter+")\n"+window+"  |> "+p.fn+"\n")
+		if err != nil {
+			return err
+		}
+		for res.Next() {
+			_ = num(res.Record(), "_value")
+			row()
+		}
+		err = res.Err()
+		res.Close()
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fluxLatest is the Flux way to the latest readings per meter.
+func fluxLatest(ctx context.Context, s *Influx, q LatestQuery, row func()) error {
+	flux := s.rangeFilter(q.Since, time.Now().Add(24*365*time.Hour)) + fluxEnterprises(q.Enterprises) +
+		fmt.Sprintf(`  |> filter(fn: (r) => r._measurement == %q and (r._field == "value" or r._field == "delta"))
+  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+  |> group(columns: ["enterprise", "meter"])
+  |> sort(columns: ["_time"])
+  |> tail(n: %d)
+`, readingMeasurement, q.PerMeter)
+	res, err := s.query.Query(ctx, flux)
+	if err != nil {
+		return err
+	}
+	defer res.Close()
+	for res.Next() {
+		rec := res.Record()
+		_ = Reading{Enterprise: str(rec, "enterprise"), Meter: str(rec, "meter"), Value: num(rec, "value"), Delta: num(rec, "delta")}
+		row()
+	}
+	return res.Err()
+}

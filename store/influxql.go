@@ -1,0 +1,560 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// History queries go to InfluxDB's /query endpoint in InfluxQL with
+// chunked=true and are decoded row by row as the chunks arrive: memory
+// stays bounded by one row whatever the size of the result. Measured
+// against Flux through the client's CSV records on 200 enterprises × 50
+// meters × 30 days hourly (7.2 million readings; InfluxDB 1.8.10 on a
+// shared 2-core machine, TestMeasureHistoryQueries):
+//
+//	                                 InfluxQL            Flux
+//	hourly, 20 enterprises (720k)    40 s,   4 MB alloc  7m28s, 2.3 GB alloc
+//	daily+16h, all 200 (310k)        33 s,  37 MB alloc  5m42s, 1.0 GB alloc
+//	latest 3/meter, all (30k)        1.2 s, 33 MB alloc  11.6 s,  46 MB alloc
+//	hourly, all 200 (7.2M)           7m57s, 37 MB alloc  -
+//
+// (heap growth under 8 MB in every case; the 7.2-million-row answer
+// streamed with the heap 3.3 MB up). The times are the server's: the
+// client decodes some 280k rows/s (BenchmarkInfluxEachAggregateDecode). Flux needs one windowed query
+// per aggregate (sum, count, gauge sum, max), InfluxQL one for all four.
+// The same endpoint serves InfluxDB 2.x through its 1.x compatibility API
+// (the bucket mapped to database/retention policy).
+
+// influxChunkSize is the rows per chunk asked of the server: it bounds
+// the server's buffering, not ours.
+const influxChunkSize = 10000
+
+// InfluxDB's smallest and largest representable times.
+const (
+	influxMinNanos = math.MinInt64 + 2
+	influxMaxNanos = math.MaxInt64 - 1
+)
+
+// ErrIncomplete is returned (wrapped) when an InfluxQL answer ends before
+// its last chunk: the connection was cut, or the server gave up.
+var ErrIncomplete = errors.New("store: influx answer ended early")
+
+// EachAggregate calls fn with the aggregates of the readings with
+// q.From <= Time < q.To, one per enterprise, meter, quantity, workshop
+// and bucket (and kind: a meter whose kind changed within a bucket has a
+// row per kind). Buckets without readings are left out. Rows of one
+// series come together, ascending in time; series come in the order of
+// their tags (enterprise, kind, meter, quantity, workshop). Sum adds up
+// Delta of every reading, ValueSum and Max look at gauge readings only
+// (0 for counters and delta meters), Count counts every reading.
+//
+// Rows are streamed: fn runs while the answer is read, and a slow fn
+// holds the connection open (the whole query must finish within the
+// client's timeout). The *Aggregate is reused: fn must not keep it after
+// it returns. A failure mid-stream (deadline, connection, server error)
+// is returned after the rows before it were passed to fn.
+func (s *Influx) EachAggregate(ctx context.Context, q AggregateQuery, fn func(*Aggregate) error) error {
+	offset, err := q.check()
+	if err != nil {
+		return fmt.Errorf("influx aggregate: %w", err)
+	}
+	fromNs, toNs := max(clampNanos(q.From), influxMinNanos), min(clampNanos(q.To), influxMaxNanos)
+	if fromNs >= toNs {
+		return nil
+	}
+	if len(q.Enterprises) > 0 && len(enterpriseSet(q.Enterprises)) == 0 {
+		return nil
+	}
+	stmt := fmt.Sprintf(`SELECT sum("delta") AS "delta_sum", sum("value") AS "value_sum", count("value") AS "n", max("value") AS "value_max"`+
+		` FROM %s WHERE time >= %d AND time < %d%s`+
+		` GROUP BY time(%dns, %dns), "enterprise", "meter", "quantity", "workshop", "kind" fill(none)`,
+		influxIdent(readingMeasurement), fromNs, toNs, enterpriseCond(q.Enterprises), q.Every.Nanoseconds(), offset.Nanoseconds())
+	var (
+		a    Aggregate
+		cols aggColumns
+	)
+	err = s.influxQL(ctx, stmt, func(sr *influxSeries, row []json.RawMessage) error {
+		if sr.fresh {
+			if cols, err = newAggColumns(sr.columns); err != nil {
+				return err
+			}
+			a = Aggregate{Enterprise: sr.tags["enterprise"], Meter: sr.tags["meter"], Quantity: sr.tags["quantity"], Workshop: sr.tags["workshop"]}
+			cols.gauge = sr.tags["kind"] == "gauge"
+		}
+		t, err := rawInt(row[cols.time])
+		if err != nil {
+			return err
+		}
+		a.Start = time.Unix(0, t).UTC()
+		n, err := rawFloat(row[cols.n])
+		if err != nil {
+			return err
+		}
+		a.Count = int(n)
+		if a.Sum, err = rawFloat(row[cols.deltaSum]); err != nil {
+			return err
+		}
+		a.ValueSum, a.Max = 0, 0
+		if cols.gauge {
+			if a.ValueSum, err = rawFloat(row[cols.valueSum]); err != nil {
+				return err
+			}
+			if a.Max, err = rawFloat(row[cols.valueMax]); err != nil {
+				return err
+			}
+		}
+		return fn(&a)
+	})
+	if err != nil {
+		return fmt.Errorf("influx aggregate: %w", err)
+	}
+	return nil
+}
+
+type aggColumns struct {
+	time, deltaSum, valueSum, n, valueMax int
+	gauge                                 bool
+}
+
+func newAggColumns(cols []string) (aggColumns, error) {
+	c := aggColumns{time: -1, deltaSum: -1, valueSum: -1, n: -1, valueMax: -1}
+	for i, name := range cols {
+		switch name {
+		case "time":
+			c.time = i
+		case "delta_sum":
+			c.deltaSum = i
+		case "value_sum":
+			c.valueSum = i
+		case "n":
+			c.n = i
+		case "value_max":
+			c.valueMax = i
+		}
+	}
+	if c.time < 0 || c.deltaSum < 0 || c.valueSum < 0 || c.n < 0 || c.valueMax < 0 {
+		return c, fmt.Errorf("columns %q: want time, delta_sum, value_sum, n, value_max", cols)
+	}
+	return c, nil
+}
+
+// EachLatestReading calls fn with, for every meter, its q.PerMeter most
+// recent readings with Time >= q.Since (fewer if it has fewer): a
+// meter's readings come together, oldest first.
+//
+// Readings are streamed (at most PerMeter of them held at a time): fn
+// runs while the answer is read. The *Reading is reused: fn must not
+// keep it after it returns. A failure mid-stream (deadline, connection,
+// server error) is returned after the readings before it were passed to
+// fn.
+func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*Reading) error) error {
+	if err := q.check(); err != nil {
+		return fmt.Errorf("influx latest readings: %w", err)
+	}
+	if len(q.Enterprises) > 0 && len(enterpriseSet(q.Enterprises)) == 0 {
+		return nil
+	}
+	sinceNs := max(clampNanos(q.Since), influxMinNanos)
+	// GROUP BY enterprise, meter (not *) so that LIMIT counts a meter's
+	// readings, even when its gateway or workshop tag changed; newest
+	// first so that LIMIT keeps the latest, turned around per meter here.
+	stmt := fmt.Sprintf(`SELECT "value", "delta", "gateway"::tag, "kind"::tag, "quantity"::tag, "workshop"::tag`+
+		` FROM %s WHERE time >= %d%s GROUP BY "enterprise", "meter" ORDER BY time DESC LIMIT %d`,
+		influxIdent(readingMeasurement), sinceNs, enterpriseCond(q.Enterprises), q.PerMeter)
+	var (
+		meter []Reading // the current meter's readings, newest first
+		cols  [7]int    // time, value, delta, gateway, kind, quantity, workshop
+	)
+	flush := func() error {
+		for i := len(meter) - 1; i >= 0; i-- {
+			if err := fn(&meter[i]); err != nil {
+				return err
+			}
+		}
+		meter = meter[:0]
+		return nil
+	}
+	err := s.influxQL(ctx, stmt, func(sr *influxSeries, row []json.RawMessage) error {
+		if sr.fresh {
+			names := [7]string{"time", "value", "delta", "gateway", "kind", "quantity", "workshop"}
+			for i, n := range names {
+				cols[i] = -1
+				for j, c := range sr.columns {
+					if c == n {
+						cols[i] = j
+					}
+				}
+				if cols[i] < 0 {
+					return fmt.Errorf("columns %q: no %s", sr.columns, n)
+				}
+			}
+			ent, m := sr.tags["enterprise"], sr.tags["meter"]
+			if len(meter) > 0 && (meter[0].Enterprise != ent || meter[0].Meter != m) {
+				if err := flush(); err != nil {
+					return err
+				}
+			}
+		}
+		if len(meter) >= q.PerMeter {
+			return fmt.Errorf("more than %d readings for meter %s/%s", q.PerMeter, sr.tags["enterprise"], sr.tags["meter"])
+		}
+		t, err := rawInt(row[cols[0]])
+		if err != nil {
+			return err
+		}
+		r := Reading{Enterprise: sr.tags["enterprise"], Meter: sr.tags["meter"], Time: time.Unix(0, t).UTC()}
+		if r.Value, err = rawFloat(row[cols[1]]); err != nil {
+			return err
+		}
+		if r.Delta, err = rawFloat(row[cols[2]]); err != nil {
+			return err
+		}
+		for i, dst := range []*string{&r.Gateway, &r.Kind, &r.Quantity, &r.Workshop} {
+			if *dst, err = rawString(row[cols[3+i]]); err != nil {
+				return err
+			}
+		}
+		meter = append(meter, r)
+		return nil
+	})
+	if err == nil {
+		err = flush()
+	}
+	if err != nil {
+		return fmt.Errorf("influx latest readings: %w", err)
+	}
+	return nil
+}
+
+// enterpriseCond returns the WHERE clause part that keeps the given
+// enterprises ("" for all).
+func enterpriseCond(ents []string) string {
+	if len(ents) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString(" AND (")
+	for i, e := range enterpriseSet(ents) {
+		if i > 0 {
+			b.WriteString(" OR ")
+		}
+		b.WriteString(`"enterprise" = `)
+		b.WriteString(influxString(e))
+	}
+	b.WriteString(")")
+	return b.String()
+}
+
+// influxString quotes s as an InfluxQL string literal.
+func influxString(s string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(s) + "'"
+}
+
+// influxIdent quotes s as an InfluxQL identifier.
+func influxIdent(s string) string {
+	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(s) + `"`
+}
+
+// influxQL runs one InfluxQL statement with chunked=true and calls row for
+// every row of every series, as the chunks arrive.
+func (s *Influx) influxQL(ctx context.Context, stmt string, row func(*influxSeries, []json.RawMessage) error) error {
+	db, rp, _ := strings.Cut(s.cfg.Bucket, "/")
+	form := url.Values{
+		"q": {stmt}, "db": {db}, "epoch": {"ns"},
+		"chunked": {"true"}, "chunk_size": {strconv.Itoa(influxChunkSize)},
+	}
+	if rp != "" {
+		form.Set("rp", rp)
+	}
+	u := strings.TrimSuffix(s.client.HTTPService().ServerURL(), "/") + "/query"
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	resp, err := s.client.HTTPService().DoHTTPRequestWithResponse(req, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		// 1.x says {"error": "..."}, 2.x {"code": .., "message": ".."}.
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		var e struct{ Error, Message string }
+		msg := strings.TrimSpace(string(body))
+		if json.Unmarshal(body, &e) == nil && e.Error+e.Message != "" {
+			msg = e.Error + e.Message
+		}
+		return &QueryError{Status: resp.StatusCode, Message: msg}
+	}
+	return decodeChunks(resp.Body, row)
+}
+
+// QueryError is a query the server answered with an HTTP error status.
+type QueryError struct {
+	Status  int
+	Message string
+}
+
+func (e *QueryError) Error() string {
+	return fmt.Sprintf("HTTP %d: %s", e.Status, e.Message)
+}
+
+// influxSeries is the series whose rows are being decoded.
+type influxSeries struct {
+	tags    map[string]string
+	columns []string
+	fresh   bool // true for the first row after a series header
+}
+
+// decodeChunks reads InfluxQL's chunked JSON answer, one JSON object per
+// chunk:
+//
+//	{"results":[{"statement_id":0,"series":[{"name":..,"tags":{..},
+//	  "columns":[..],"values":[[..],..],"partial":true}],"partial":true}]}
+//
+// token by token, decoding each row on its own, so that no chunk is held
+// whole. A series cut by a chunk boundary comes again, header and all, in
+// the next chunk. An answer whose last result is still partial ended
+// early (ErrIncomplete); an "error" anywhere is returned.
+func decodeChunks(r io.Reader, row func(*influxSeries, []json.RawMessage) error) error {
+	d := chunkDecoder{dec: json.NewDecoder(r), row: row}
+	chunks := 0
+	for {
+		t, err := d.dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("decode chunk %d: %w", chunks, err)
+		}
+		if t != json.Delim('{') {
+			return fmt.Errorf("decode chunk %d: got %v, want {", chunks, t)
+		}
+		chunks++
+		if err := d.object(d.chunkField); err != nil {
+			return fmt.Errorf("decode chunk %d: %w", chunks, err)
+		}
+	}
+	if chunks == 0 || d.partial {
+		return fmt.Errorf("%w after %d chunks", ErrIncomplete, chunks)
+	}
+	return nil
+}
+
+type chunkDecoder struct {
+	dec     *json.Decoder
+	row     func(*influxSeries, []json.RawMessage) error
+	series  influxSeries
+	vals    []json.RawMessage
+	partial bool // the last result said more is to come
+}
+
+// object reads the members of an object whose '{' was read, and its '}'.
+func (d *chunkDecoder) object(member func(key string) error) error {
+	for d.dec.More() {
+		t, err := d.dec.Token()
+		if err != nil {
+			return err
+		}
+		key, ok := t.(string)
+		if !ok {
+			return fmt.Errorf("got %v, want an object key", t)
+		}
+		if err := member(key); err != nil {
+			return err
+		}
+	}
+	return d.delim('}')
+}
+
+// array reads an array, calling elem for each element.
+func (d *chunkDecoder) array(elem func() error) error {
+	if err := d.delim('['); err != nil {
+		return err
+	}
+	for d.dec.More() {
+		if err := elem(); err != nil {
+			return err
+		}
+	}
+	return d.delim(']')
+}
+
+func (d *chunkDecoder) delim(want json.Delim) error {
+	t, err := d.dec.Token()
+	if err != nil {
+		return err
+	}
+	if t != want {
+		return fmt.Errorf("got %v, want %v", t, want)
+	}
+	return nil
+}
+
+func (d *chunkDecoder) skip() error {
+	var raw json.RawMessage
+	return d.dec.Decode(&raw)
+}
+
+func (d *chunkDecoder) str() (string, error) {
+	t, err := d.dec.Token()
+	if err != nil {
+		return "", err
+	}
+	s, ok := t.(string)
+	if !ok {
+		return "", fmt.Errorf("got %v, want a string", t)
+	}
+	return s, nil
+}
+
+func (d *chunkDecoder) boolean() (bool, error) {
+	t, err := d.dec.Token()
+	if err != nil {
+		return false, err
+	}
+	b, ok := t.(bool)
+	if !ok {
+		return false, fmt.Errorf("got %v, want true or false", t)
+	}
+	return b, nil
+}
+
+func (d *chunkDecoder) chunkField(key string) error {
+	switch key {
+	case "results":
+		return d.array(func() error {
+			if err := d.delim('{'); err != nil {
+				return err
+			}
+			d.partial = false
+			return d.object(d.resultField)
+		})
+	case "error":
+		msg, err := d.str()
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("influx: %s", msg)
+	}
+	return d.skip()
+}
+
+func (d *chunkDecoder) resultField(key string) error {
+	switch key {
+	case "series":
+		return d.array(func() error {
+			if err := d.delim('{'); err != nil {
+				return err
+			}
+			d.series = influxSeries{}
+			return d.object(d.seriesField)
+		})
+	case "partial":
+		p, err := d.boolean()
+		d.partial = p
+		return err
+	case "error":
+		msg, err := d.str()
+		if err != nil {
+			return err
+		}
+		return fmt.Errorf("influx: %s", msg)
+	}
+	return d.skip()
+}
+
+func (d *chunkDecoder) seriesField(key string) error {
+	switch key {
+	case "tags":
+		if err := d.delim('{'); err != nil {
+			return err
+		}
+		d.series.tags = map[string]string{}
+		return d.object(func(k string) error {
+			t, err := d.dec.Token()
+			if err != nil {
+				return err
+			}
+			switch v := t.(type) {
+			case string:
+				d.series.tags[k] = v
+			case nil:
+			default:
+				return fmt.Errorf("tag %s: got %v, want a string", k, t)
+			}
+			return nil
+		})
+	case "columns":
+		d.series.columns = d.series.columns[:0]
+		return d.array(func() error {
+			c, err := d.str()
+			d.series.columns = append(d.series.columns, c)
+			return err
+		})
+	case "values":
+		if len(d.series.columns) == 0 {
+			return errors.New("values before columns")
+		}
+		d.series.fresh = true
+		return d.array(func() error {
+			if err := d.dec.Decode(&d.vals); err != nil {
+				return err
+			}
+			if len(d.vals) != len(d.series.columns) {
+				return fmt.Errorf("row of %d values for %d columns", len(d.vals), len(d.series.columns))
+			}
+			err := d.row(&d.series, d.vals)
+			d.series.fresh = false
+			return err
+		})
+	}
+	return d.skip()
+}
+
+// rawFloat parses a JSON number (null: 0).
+func rawFloat(raw json.RawMessage) (float64, error) {
+	if string(raw) == "null" {
+		return 0, nil
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil {
+		return 0, fmt.Errorf("value %.40q: want a number", raw)
+	}
+	return f, nil
+}
+
+// rawInt parses a JSON integer.
+func rawInt(raw json.RawMessage) (int64, error) {
+	n, err := strconv.ParseInt(string(raw), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("time %.40q: want integer nanoseconds", raw)
+	}
+	return n, nil
+}
+
+// rawString parses a JSON string (null: "").
+func rawString(raw json.RawMessage) (string, error) {
+	if string(raw) == "null" {
+		return "", nil
+	}
+	if len(raw) >= 2 && raw[0] == '"' && raw[len(raw)-1] == '"' && !strings.ContainsAny(string(raw[1:len(raw)-1]), `\"`) {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", fmt.Errorf("value %.40q: want a string", raw)
+	}
+	return s, nil
+}

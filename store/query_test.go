@@ -1,0 +1,58 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strings"
+)
+
+// history is what both stores offer readers of history.
+type history interface {
+	EachAggregate(ctx context.Context, q AggregateQuery, fn func(*Aggregate) error) error
+	EachLatestReading(ctx context.Context, q LatestQuery, fn func(*Reading) error) error
+}
+
+var (
+	_ history = (*Bolt)(nil)
+	_ history = (*Influx)(nil)
+)
+
+// collectLatest gathers what EachLatestReading streams.
+func collectLatest(ctx context.Context, h history, q LatestQuery) ([]Reading, error) {
+	var out []Reading
+	err := h.EachLatestReading(ctx, q, func(r *Reading) error {
+		out = append(out, *r)
+		return nil
+	})
+	return out, err
+}
+
+// collectAggregates gathers what EachAggregate streams.
+func collectAggregates(ctx context.Context, h history, q AggregateQuery) ([]Aggregate, error) {
+	var out []Aggregate
+	err := h.EachAggregate(ctx, q, func(a *Aggregate) error {
+		out = append(out, *a)
+		return nil
+	})
+	return out, err
+}
+
+func compareAggregates(a, b Aggregate) int {
+	return cmp.Or(strings.Compare(a.Enterprise, b.Enterprise), strings.Compare(a.Meter, b.Meter),
+		strings.Compare(a.Quantity, b.Quantity), strings.Compare(a.Workshop, b.Workshop), a.Start.Compare(b.Start))
+}
+
+func compareReadings(a, b Reading) int {
+	return cmp.Or(strings.Compare(a.Enterprise, b.Enterprise), strings.Compare(a.Meter, b.Meter), a.Time.Compare(b.Time),
+		strings.Compare(a.Gateway, b.Gateway))
+}
+
+// sortedAggregates returns aggs sorted, for comparing as sets.
+func sortedAggregates(aggs []Aggregate) []Aggregate {
+	return slices.SortedFunc(slices.Values(aggs), compareAggregates)
+}
+
+func sortedReadings(rs []Reading) []Reading {
+	return slices.SortedFunc(slices.Values(rs), compareReadings)
+}
