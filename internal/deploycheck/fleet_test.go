@@ -247,9 +247,9 @@ func (f *fleet) fill(t *testing.T, afterGap func()) {
 	}
 
 	// The scorer. It takes the history through Observe, as the live
-	// service does, and starts stepping at the scored hours: rebuilding it
-	// from InfluxDB (Rebuild) is what serve does at start, but
-	// store.Influx.AggregateReadings takes about 20 s for this history.
+	// service does, and starts stepping at the scored hours (serve instead
+	// refills the windows from InfluxDB at start; the fault and restart
+	// tests cover that path).
 	var clk fakeClock
 	clk.Set(scoredFrom)
 	sink := &pointSink{st: st}
