@@ -188,6 +188,34 @@ func classify(err error) error {
 	return we
 }
 
+// Refused reports whether err is the store refusing a request for good:
+// bad credentials, no permission, or a request it cannot parse. Retrying
+// the same request cannot succeed, so a start gives up on it with the
+// error rather than retry forever.
+func Refused(err error) bool {
+	var qe *QueryError
+	if errors.As(err, &qe) {
+		return refusedStatus(qe.Status)
+	}
+	var he *ihttp.Error
+	if errors.As(err, &he) {
+		return refusedStatus(he.StatusCode)
+	}
+	var we *WriteError
+	if errors.As(err, &we) {
+		return we.Permanent || refusedStatus(we.Status)
+	}
+	return false
+}
+
+func refusedStatus(status int) bool {
+	switch status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusForbidden:
+		return true
+	}
+	return false
+}
+
 // AppendReadingLine appends r as one line of InfluxDB line protocol.
 func AppendReadingLine(b []byte, r *Reading) []byte {
 	b = append(b, readingMeasurement...)
