@@ -224,6 +224,9 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
+			if store.Refused(err) {
+				return fmt.Errorf("read meter state from the store: %w", err)
+			}
 			p.metrics.restoreRetries.Inc()
 			wait := size.Failed(len(part))
 			p.log.Warn("reading meter state from the store failed; retrying in smaller pieces", "err", err, "enterprises", len(part), "next_group", size.Size, "retry_in", wait)

@@ -277,6 +277,9 @@ func (e *Engine) refillGroups(ctx context.Context, ents []*entState, plan []rebu
 			if ctx.Err() != nil {
 				return rows, ctx.Err()
 			}
+			if store.Refused(err) {
+				return rows, err
+			}
 			for _, es := range part {
 				es.resetWindows(e.std)
 			}
@@ -536,6 +539,9 @@ func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, i
 		}
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if store.Refused(err) {
+			return err
 		}
 		e.m.rebuildRetries.Inc()
 		e.log.Warn("scoring: reading the buckets that changed during the refill failed; retrying", "err", err, "retry_in", backoff)

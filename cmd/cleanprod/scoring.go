@@ -120,8 +120,8 @@ func fingerprint(path string) ([sha256.Size]byte, error) {
 // seedDeclarations adds the declarations folder's entries that the store
 // does not hold yet (or that changed in the folder) to the book, as
 // accepted by the file. A failure is logged: the book keeps what it has.
-// At start (retry) a store that fails is retried until it answers.
-func seedDeclarations(ctx context.Context, book *review.Book, sd *scoringData, log *slog.Logger, retry bool) {
+// At start a store that fails is retried until it answers.
+func seedDeclarations(ctx context.Context, book *review.Book, sd *scoringData, log *slog.Logger, start *startup) {
 	if sd.decl.Dir == "" {
 		return
 	}
@@ -137,10 +137,12 @@ func seedDeclarations(ctx context.Context, book *review.Book, sd *scoringData, l
 		}
 		return err
 	}
-	if retry {
+	if start != nil {
 		// At start the store may be slow: the folder is seeded before
 		// anything is graded, whatever it takes.
-		_ = retryStart(ctx, log, "seed declarations from the folder", seed)
+		if err := start.retry(ctx, log, "seed declarations", seed); err != nil && ctx.Err() == nil {
+			log.Error("seed declarations from the folder; the stored declarations stay in force", "folder", sd.decl.Dir, "err", err)
+		}
 		return
 	}
 	if err := seed(ctx); err != nil {

@@ -264,7 +264,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		if err := waitForStore(gctx, st, log); err != nil {
 			return nil
 		}
-		seedDeclarations(gctx, book, sd, log, true)
+		seedDeclarations(gctx, book, sd, log, start)
 		// Ingest needs each meter's recent readings (to place late ones
 		// and compute deltas); the scorer's windows refill while ingest
 		// runs (scoring/rebuild.go).
@@ -286,18 +286,31 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		newest = nil
 		// Announced events before any evaluation, so nothing is announced
 		// twice.
-		if err := retryStart(gctx, log, "read past events", func(ctx context.Context) error {
+		if err := start.retry(gctx, log, "read past events", func(ctx context.Context) error {
 			return restoreEvents(ctx, st, eng, recent, time.Now())
 		}); err != nil {
-			return nil // only ctx ends it
+			if gctx.Err() != nil {
+				return nil // stopped while starting: a clean shutdown
+			}
+			return err
 		}
 		// The engine outlives the pipeline: the final flush still feeds it.
 		engCtx, stopEngine := context.WithCancel(context.WithoutCancel(gctx))
 		engDone := make(chan error, 1)
-		go func() { engDone <- eng.Run(engCtx) }()
+		// An engine that fails (the store refusing its refill) stops
+		// ingest too, and serve with its error.
+		ingestCtx, stopIngest := context.WithCancel(gctx)
+		defer stopIngest()
+		go func() {
+			err := eng.Run(engCtx)
+			if err != nil {
+				stopIngest()
+			}
+			engDone <- err
+		}()
 		go start.scored(engCtx, eng, log)
 		go events.run(engCtx, sub.Publish)
-		pg, pctx := errgroup.WithContext(gctx)
+		pg, pctx := errgroup.WithContext(ingestCtx)
 		pg.Go(func() error { return pipe.Run(pctx) })
 		pg.Go(func() error { return sub.Run(pctx) })
 		start.ingest(log)
@@ -407,14 +420,18 @@ type startup struct {
 	began     time.Time
 	ingesting atomic.Bool // meter state loaded, ingest running
 	seconds   *prometheus.GaugeVec
+	retries   *prometheus.CounterVec
 }
 
 func newStartup(reg prometheus.Registerer) *startup {
 	s := &startup{began: time.Now(), seconds: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "cleanprod_startup_duration_seconds",
 		Help: "Time from the start of serve until a stage was reached: ingest (meter state loaded, messages taken), scoring (windows refilled from the store, every enterprise graded).",
-	}, []string{"stage"})}
-	reg.MustRegister(s.seconds)
+	}, []string{"stage"}), retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cleanprod_startup_retries_total",
+		Help: "Steps of the start that failed (the store slow or unreachable) and were retried after a back-off.",
+	}, []string{"step"})}
+	reg.MustRegister(s.seconds, s.retries)
 	return s
 }
 
@@ -436,10 +453,11 @@ func (s *startup) scored(ctx context.Context, eng *scoring.Engine, log *slog.Log
 	}
 }
 
-// retryStart runs f until it succeeds or ctx ends, with back-off, logging
-// each failure: a slow or restarting store delays the start, it does not
-// end it. It returns ctx's error only.
-func retryStart(ctx context.Context, log *slog.Logger, what string, f func(ctx context.Context) error) error {
+// retry runs f until it succeeds or ctx ends, with back-off, logging and
+// counting each failure: a slow or restarting store delays the start, it
+// does not end it. It returns ctx's error, or the error of a request the
+// store refuses for good (store.Refused).
+func (s *startup) retry(ctx context.Context, log *slog.Logger, step string, f func(ctx context.Context) error) error {
 	backoff := time.Second
 	for {
 		err := f(ctx)
@@ -449,7 +467,11 @@ func retryStart(ctx context.Context, log *slog.Logger, what string, f func(ctx c
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		log.Warn("start: "+what+" failed; retrying", "err", err, "retry_in", backoff)
+		if store.Refused(err) {
+			return fmt.Errorf("%s: %w", step, err)
+		}
+		s.retries.WithLabelValues(step).Inc()
+		log.Warn("start: "+step+" failed; retrying", "err", err, "retry_in", backoff)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
