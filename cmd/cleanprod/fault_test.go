@@ -1,9 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -527,6 +529,132 @@ func TestFaultInfluxThrottled(t *testing.T) {
 	}
 	report.finish(t, p, rec, influxStore(t, db), ref)
 	t.Logf("%s; peak in-flight %g messages", report, peakInflight)
+}
+
+// slowQueries is a proxy in front of InfluxDB that holds the first two
+// queries for the meters' latest readings and the first two for window
+// aggregates longer than the service's client timeout, and answers every
+// query late.
+type slowQueries struct {
+	mu      sync.Mutex
+	seen    map[string]int // queries of each kind so far
+	stalled atomic.Int64
+	proxy   *httputil.ReverseProxy
+}
+
+func (sq *slowQueries) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if strings.Contains(r.URL.Path, "query") {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		q := r.URL.Query().Get("q")
+		if form, err := url.ParseQuery(string(body)); err == nil && form.Get("q") != "" {
+			q = form.Get("q")
+		}
+		kind := ""
+		switch {
+		case strings.Contains(q, "GROUP BY time("):
+			kind = "aggregates"
+		case strings.Contains(q, "ORDER BY time DESC LIMIT"):
+			kind = "latest"
+		}
+		sq.mu.Lock()
+		sq.seen[kind]++
+		stall := kind != "" && sq.seen[kind] <= 2
+		sq.mu.Unlock()
+		if stall {
+			sq.stalled.Add(1)
+			select {
+			case <-time.After(3 * time.Second):
+			case <-r.Context().Done():
+			}
+			http.Error(w, `{"error":"stalled by test proxy"}`, http.StatusServiceUnavailable)
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	sq.proxy.ServeHTTP(w, r)
+}
+
+// TestFaultRestartSlowStore: cleanprod restarts on a store holding two
+// days of history while InfluxDB answers its first queries for meter state
+// and for window aggregates not within the 2 s client timeout, and every
+// query late. It retries rather than exiting, starts ingest, refills its
+// windows and grades as the undisturbed run.
+func TestFaultRestartSlowStore(t *testing.T) {
+	faultTestsWanted(t)
+	ref := reference(t)
+	broker := testenv.Mosquitto(t)
+	db := testenv.Influx(t)
+	args := []string{"-mqtt.url", broker.URL(), "-influx.bucket", db.Bucket, "-mqtt.client_id", "fault-slow-restart"}
+	env := map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token}
+	p := startProc(t, append(args, "-influx.url", db.URL), env)
+	rec := publishAll(t, faultSim(t), broker.URL(), nil)
+	waitWritten(t, p, int(rec.acked.Load()), 120*time.Second)
+	p.kill()
+
+	target, _ := url.Parse(db.URL)
+	sq := &slowQueries{seen: map[string]int{}, proxy: httputil.NewSingleHostReverseProxy(target)}
+	proxyAddr := freeAddr(t)
+	srv := &http.Server{Addr: proxyAddr, Handler: sq}
+	go srv.ListenAndServe()
+	defer srv.Close()
+	began := time.Now()
+	p, err := tryStartProc(t, append(args, "-influx.url", "http://"+proxyAddr, "-influx.timeout", "2s", "-log.level", "info", "-log.format", "json"), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("cleanprod's log:\n%s", p.logs)
+		}
+	})
+	ingestReady := time.Since(began)
+	var loading []string
+	waitFor(t, 120*time.Second, "the scoring windows refilled", func() bool {
+		resp, err := http.Get("http://" + p.http + "/readyz")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var body struct{ Loading []string }
+		if json.NewDecoder(resp.Body).Decode(&body) != nil || resp.StatusCode != http.StatusOK {
+			return false
+		}
+		if len(body.Loading) > 0 {
+			loading = body.Loading
+		}
+		return len(body.Loading) == 0
+	})
+	graded := time.Since(began)
+	select {
+	case <-p.done:
+		t.Fatalf("cleanprod exited:\n%s", p.logs)
+	default:
+	}
+	if sq.stalled.Load() != 4 {
+		t.Fatalf("%d queries stalled, want 4: the test did not test what it says", sq.stalled.Load())
+	}
+	m := p.metrics()
+	for _, name := range []string{"cleanprod_ingest_restore_retries_total", "cleanprod_scoring_refill_retries_total"} {
+		if m.metricOrZero(name) == 0 {
+			t.Errorf("%s = 0 after stalled queries", name)
+		}
+	}
+	retries := m.metricOrZero("cleanprod_ingest_restore_retries_total") + m.metricOrZero("cleanprod_scoring_refill_retries_total")
+	if !strings.Contains(p.logs.String(), "retrying") {
+		t.Errorf("no retry in the log:\n%s", p.logs)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(p.logs.String()), "\n") {
+		if strings.HasPrefix(line, "cleanprod serving: ") {
+			continue // the banner, on stdout
+		}
+		if !json.Valid([]byte(line)) {
+			t.Errorf("a line on stderr is not a log record: %q", line)
+		}
+	}
+	report := faultReport{name: "restart on 2 days of history, first history queries stalled past a 2 s timeout", acked: int(rec.acked.Load()), recover: graded, peakRSS: p.peakRSS()}
+	report.finish(t, p, rec, influxStore(t, db), ref)
+	t.Logf("%s; ingest ready after %s, %g retries, last loading %q", report, ingestReady.Round(10*time.Millisecond), retries, loading)
 }
 
 // TestFaultBrokerRestarted: mosquitto (persistence on) restarts mid-stream.
