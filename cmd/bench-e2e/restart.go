@@ -31,8 +31,9 @@ const (
 	// rate, one reading per meter per fleetInterval.
 	fleetInterval = 5 * time.Minute
 	// gradedTimeout bounds the wait for serve to grade every enterprise
-	// after a start.
-	gradedTimeout = serveReadyTimeout
+	// after a start: far above the target, so that a slow start is
+	// measured rather than cut short.
+	gradedTimeout = 15 * time.Minute
 	// readyzEvery is how often /readyz is asked while serve starts, and
 	// rssEvery how often its RSS is sampled afterwards.
 	readyzEvery = 50 * time.Millisecond
