@@ -404,6 +404,9 @@ func (b *bench) followStart(ctx context.Context, srv *serveProcess, steady time.
 	for {
 		code, loading, err := srv.readyz(ctx)
 		now := time.Now()
+		if len(loading) > 0 {
+			r.Loading = strings.Join(loading, "; ")
+		}
 		if err == nil && code == http.StatusOK {
 			if r.IngestReadySeconds == 0 {
 				r.IngestReadySeconds = now.Sub(srv.started).Seconds()
@@ -413,14 +416,17 @@ func (b *bench) followStart(ctx context.Context, srv *serveProcess, steady time.
 				break
 			}
 			r.LoadingPolls++
-			r.Loading = strings.Join(loading, "; ")
 		}
 		if err := srv.exited(); err != nil {
 			return nil, err
 		}
 		if now.After(deadline) {
-			return nil, fmt.Errorf("cleanprod serve not graded %v after its start (ingest ready after %.1f s, last loading %q)\n%s",
-				gradedTimeout, r.IngestReadySeconds, r.Loading, testenv.LogTail(srv.logPath))
+			ingest := "never ready"
+			if r.IngestReadySeconds > 0 {
+				ingest = fmt.Sprintf("ready after %.1f s", r.IngestReadySeconds)
+			}
+			return nil, fmt.Errorf("cleanprod serve not graded %v after its start (ingest %s; /readyz's last loading: %q)\n%s",
+				gradedTimeout, ingest, r.Loading, testenv.LogTail(srv.logPath))
 		}
 		if !sleep(ctx, readyzEvery) {
 			return nil, ctx.Err()
