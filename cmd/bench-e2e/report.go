@@ -173,6 +173,8 @@ type restartResult struct {
 	Stored    int `json:"stored"`
 	Lost      int `json:"lost"`
 	Rejected  int `json:"rejected"`
+	// Error: why this length's run stopped early (the next length ran).
+	Error string `json:"error,omitempty"`
 }
 
 // prefillResult is the history written straight into InfluxDB.
@@ -660,5 +662,8 @@ func (rs *restartResult) writeMarkdown(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| 7 | restart on %d days: readings across the SIGKILL | %s lost, %d rejected | the fleet's readings from %s: %s published, %s acknowledged by the broker, %s stored%s |\n",
 			rs.Days, num(float64(rs.Lost)), rs.Rejected, rs.LiveFrom, num(float64(rs.Published)), num(float64(rs.Acked)), num(float64(rs.Stored)), note)
+	}
+	if rs.Error != "" {
+		fmt.Fprintf(w, "| 7 | restart on %d days: stopped early | **not measured further** | %s |\n", rs.Days, strings.ReplaceAll(strings.SplitN(rs.Error, "\n", 2)[0], "|", "\\|"))
 	}
 }
