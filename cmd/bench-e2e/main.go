@@ -91,6 +91,7 @@ type config struct {
 	restartDays                             []int         // -restart-days
 	restartLoad                             time.Duration // -restart-load
 	restartRate                             float64       // -restart-rate; 0: the fleet's own
+	influxdMaxRSS                           int64         // -restart-influxd-max-rss in bytes; 0: no limit
 }
 
 func (c *config) has(phase string) bool { return slices.Contains(c.phases, phase) }
@@ -175,6 +176,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.DurationVar(&c.timeout, "timeout", 0, "stop the run (and report what was measured) after this long (default 10m, 90m with the restart phase)")
 	restartDays := fs.String("restart-days", "7,30", "restart phase: days of hourly history pre-filled into the store, one run each")
 	fs.DurationVar(&c.restartLoad, "restart-load", 60*time.Second, "restart phase: how long the load runs after each start has graded every enterprise (the steady state is its second half)")
+	influxdMaxMiB := fs.Int64("restart-influxd-max-rss", 8192, "restart phase: stop a start whose influxd grows past this many MiB of RSS, to spare a shared machine (0: no limit)")
 	fs.Float64Var(&c.restartRate, "restart-rate", 0, "restart phase: readings/s the fleet publishes meanwhile (0: its own rate, one reading per meter every 5 minutes)")
 	fs.StringVar(&c.out, "out", "bench-results", "folder for the results (markdown and JSON)")
 	fs.StringVar(&c.cleanprod, "cleanprod", "", "cleanprod binary to run (default: go build it into the temporary directory)")
@@ -221,6 +223,10 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.restartLoad < 2*rssEvery {
 		bad("-restart-load %v: want at least %v", c.restartLoad, 2*rssEvery)
 	}
+	if *influxdMaxMiB < 0 {
+		bad("-restart-influxd-max-rss %d: want MiB, 0 for no limit", *influxdMaxMiB)
+	}
+	c.influxdMaxRSS = *influxdMaxMiB << 20
 	if c.restartRate < 0 {
 		bad("-restart-rate %v: want 0 (the fleet's own rate) or more", c.restartRate)
 	}

@@ -154,8 +154,8 @@ func TestRestart(t *testing.T) {
 			t.Errorf("%s: not measured", name)
 		case s.IngestReadySeconds <= 0 || s.GradedSeconds < s.IngestReadySeconds:
 			t.Errorf("%s: ingest ready after %v s, graded after %v s, want both positive, graded not before ready", name, s.IngestReadySeconds, s.GradedSeconds)
-		case s.RefillPeakRSSBytes <= 0 || s.SteadyRSSBytes <= 0 || s.SteadyMeanRSSBytes <= 0 || s.SteadySamples == 0 || s.LifePeakRSSBytes < s.RefillPeakRSSBytes:
-			t.Errorf("%s: got RSS refill peak %d, steady %d (mean %d, %d samples), life peak %d", name, s.RefillPeakRSSBytes, s.SteadyRSSBytes, s.SteadyMeanRSSBytes, s.SteadySamples, s.LifePeakRSSBytes)
+		case s.RefillPeakRSSBytes <= 0 || s.SteadyRSSBytes <= 0 || s.SteadyMeanRSSBytes <= 0 || s.SteadySamples == 0 || s.LifePeakRSSBytes < s.RefillPeakRSSBytes || s.InfluxdPeakRSSBytes <= 0:
+			t.Errorf("%s: got RSS refill peak %d, steady %d (mean %d, %d samples), life peak %d, influxd's peak %d", name, s.RefillPeakRSSBytes, s.SteadyRSSBytes, s.SteadyMeanRSSBytes, s.SteadySamples, s.LifePeakRSSBytes, s.InfluxdPeakRSSBytes)
 		case s.ServeScoringSeconds < s.ServeIngestSeconds || s.ServeIngestSeconds <= 0 || s.RefillAggregates <= 0:
 			t.Errorf("%s: got serve's startup ingest %v s, scoring %v s, %d aggregates refilled", name, s.ServeIngestSeconds, s.ServeScoringSeconds, s.RefillAggregates)
 		}
@@ -226,6 +226,7 @@ func TestFlagsRejectBadInput(t *testing.T) {
 		{"restart days list", []string{"-restart-days", "7;30"}, "-restart-days"},
 		{"restart rate", []string{"-restart-rate", "-1"}, "-restart-rate"},
 		{"restart load", []string{"-restart-load", "0s"}, "-restart-load"},
+		{"influxd limit", []string{"-restart-influxd-max-rss", "-1"}, "-restart-influxd-max-rss"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer

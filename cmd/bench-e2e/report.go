@@ -204,6 +204,9 @@ type startResult struct {
 	SteadyMeanRSSBytes int64 `json:"steady_mean_rss_bytes"`
 	SteadySamples      int   `json:"steady_samples"`
 	LifePeakRSSBytes   int64 `json:"life_peak_rss_bytes"`
+	// InfluxdPeakRSSBytes: the largest VmRSS of influxd sampled every
+	// second from serve's start until graded.
+	InfluxdPeakRSSBytes int64 `json:"influxd_peak_rss_bytes"`
 	// From serve's /metrics after the span: cleanprod_startup_duration_seconds
 	// by stage, the refill's cleanprod_scoring_refill_* and ingest's
 	// counters.
@@ -648,10 +651,10 @@ func (rs *restartResult) writeMarkdown(w io.Writer) {
 			continue
 		}
 		s := st.s
-		fmt.Fprintf(w, "| 7 | restart on %d days: %s | ingest ready %.1f s; fully graded %.1f s; refill peak RSS %s; steady state %s | times from the process's start (serve's own cleanprod_startup_duration_seconds: ingest %.1f s, scoring %.1f s); refill %.1f s, %s aggregates read, %d retries; %d /readyz answers with loading (last: %q); %.1f CPU-s to graded; steady state over the last half of %.0f s under %s readings/s: largest VmRSS %s, mean %s; VmHWM at its end %s |\n",
+		fmt.Fprintf(w, "| 7 | restart on %d days: %s | ingest ready %.1f s; fully graded %.1f s; refill peak RSS %s; steady state %s | times from the process's start (serve's own cleanprod_startup_duration_seconds: ingest %.1f s, scoring %.1f s); refill %.1f s, %s aggregates read, %d retries; %d /readyz answers with loading (last: %q); %.1f CPU-s to graded; steady state over the last half of %.0f s under %s readings/s: largest VmRSS %s, mean %s; VmHWM at its end %s; influxd's peak RSS until graded %s |\n",
 			rs.Days, st.name, s.IngestReadySeconds, s.GradedSeconds, mib(s.RefillPeakRSSBytes), mib(s.SteadyRSSBytes),
 			s.ServeIngestSeconds, s.ServeScoringSeconds, s.RefillSeconds, num(float64(s.RefillAggregates)), s.RefillRetries, s.LoadingPolls, s.Loading,
-			s.CPUSecondsToGraded, rs.SteadySeconds, num(rs.LoadReadingsPerSec), mib(s.SteadyRSSBytes), mib(s.SteadyMeanRSSBytes), mib(s.LifePeakRSSBytes))
+			s.CPUSecondsToGraded, rs.SteadySeconds, num(rs.LoadReadingsPerSec), mib(s.SteadyRSSBytes), mib(s.SteadyMeanRSSBytes), mib(s.LifePeakRSSBytes), mib(s.InfluxdPeakRSSBytes))
 	}
 	if rs.First != nil && rs.AfterKill != nil {
 		note := ""

@@ -401,7 +401,23 @@ func isClosed(c <-chan struct{}) bool {
 func (b *bench) followStart(ctx context.Context, srv *serveProcess, steady time.Duration) (*startResult, error) {
 	r := &startResult{}
 	deadline := srv.started.Add(gradedTimeout)
+	var lastInflux time.Time
 	for {
+		// influxd's memory, each second: its history queries can take
+		// gigabytes; past the limit the phase stops rather than push a
+		// shared machine out of memory.
+		if time.Since(lastInflux) >= time.Second {
+			lastInflux = time.Now()
+			rss, err := childrenRSS("influxd")
+			if err != nil {
+				return nil, err
+			}
+			r.InfluxdPeakRSSBytes = max(r.InfluxdPeakRSSBytes, rss)
+			if limit := b.cfg.influxdMaxRSS; limit > 0 && rss > limit {
+				return nil, fmt.Errorf("influxd's RSS reached %s (-restart-influxd-max-rss %s) %.0f s after serve's start (/readyz's last loading: %q): stopped",
+					mib(rss), mib(limit), time.Since(srv.started).Seconds(), r.Loading)
+			}
+		}
 		code, loading, err := srv.readyz(ctx)
 		now := time.Now()
 		if len(loading) > 0 {

@@ -350,12 +350,44 @@ func processCPU(pid int) (time.Duration, error) {
 // servers: "influxd", "mosquitto"). Children that exit meanwhile are
 // skipped.
 func childrenCPU(comm string) (time.Duration, error) {
-	entries, err := os.ReadDir("/proc")
+	pids, err := children(comm)
 	if err != nil {
 		return 0, err
 	}
-	self := os.Getpid()
 	var sum time.Duration
+	for _, pid := range pids {
+		if cpu, err := processCPU(pid); err == nil {
+			sum += cpu
+		}
+	}
+	return sum, nil
+}
+
+// childrenRSS returns the resident set size (VmRSS) of the running
+// children of this process whose command name is comm, in bytes.
+func childrenRSS(comm string) (int64, error) {
+	pids, err := children(comm)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, pid := range pids {
+		if rss, err := processRSS(pid); err == nil {
+			sum += rss
+		}
+	}
+	return sum, nil
+}
+
+// children returns the pids of the running children of this process whose
+// command name is comm.
+func children(comm string) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	self := os.Getpid()
+	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -373,11 +405,9 @@ func childrenCPU(comm string) (time.Duration, error) {
 		if len(f) < 2 || f[1] != strconv.Itoa(self) { // state, then the parent's pid
 			continue
 		}
-		if cpu, err := processCPU(pid); err == nil {
-			sum += cpu
-		}
+		pids = append(pids, pid)
 	}
-	return sum, nil
+	return pids, nil
 }
 
 // cpuTimes are the machine's CPU times so far, summed over its CPUs.
