@@ -10,7 +10,13 @@
 //  4. latency at half the rate of 3: probes publish a reading and poll the
 //     API until it is stored and until the score includes it;
 //  5. cleanprod's CPU seconds per million readings and peak RSS over 3;
-//  6. 3 and 5 again with the embedded broker and embedded store.
+//  6. 3 and 5 again with the embedded broker and embedded store;
+//  7. restart (only when -phases names it): for each -restart-days, the
+//     store pre-filled with that many days of hourly readings, serve
+//     started on it while the fleet publishes: time until ingest runs and
+//     until every enterprise is graded, peak RSS of the refill against
+//     the steady state; then SIGKILL under load, the same again, and no
+//     acknowledged reading lost.
 //
 // The default fleet is issue 8's: 2,000 enterprises of at least 50 meters
 // each (sim.SyntheticFleetMeters), 100,000 meters. With -profile DIR it
@@ -61,7 +67,14 @@ func main() {
 }
 
 // phases in run order.
-var allPhases = []string{"broker", "store", "e2e", "latency", "embedded"}
+var allPhases = []string{"broker", "store", "e2e", "latency", "embedded", "restart"}
+
+// defaultPhases run without -phases: all but restart, which takes far
+// longer at full scale.
+var defaultPhases = allPhases[:5]
+
+// throughputPhases publish the workload's messages.
+var throughputPhases = allPhases[:5]
 
 // config is the run's settings, from flags.
 type config struct {
@@ -75,6 +88,10 @@ type config struct {
 	serveArgs                               []string // split from -serve-args
 	serveEnv                                []string // split from -serve-env
 	keep                                    bool
+	restartDays                             []int         // -restart-days
+	restartLoad                             time.Duration // -restart-load
+	restartRate                             float64       // -restart-rate; 0: the fleet's own
+	influxdMaxRSS                           int64         // -restart-influxd-max-rss in bytes; 0: no limit
 }
 
 func (c *config) has(phase string) bool { return slices.Contains(c.phases, phase) }
@@ -155,8 +172,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.storeWriters, "store-writers", 4, "concurrent writers of the store limit (phase 2)")
 	fs.IntVar(&c.batch, "batch", 5000, "points per write in the store phase (cleanprod's ingest.batch_size)")
 	fs.Int64Var(&c.seed, "seed", 1, "random seed of the fleet and the simulator")
-	phases := fs.String("phases", strings.Join(allPhases, ","), "phases to run, of "+strings.Join(allPhases, ","))
-	fs.DurationVar(&c.timeout, "timeout", 10*time.Minute, "stop the run (and report what was measured) after this long")
+	phases := fs.String("phases", strings.Join(defaultPhases, ","), "phases to run, of "+strings.Join(allPhases, ","))
+	fs.DurationVar(&c.timeout, "timeout", 0, "stop the run (and report what was measured) after this long (default 10m, 90m with the restart phase)")
+	restartDays := fs.String("restart-days", "7,30", "restart phase: days of hourly history pre-filled into the store, one run each")
+	fs.DurationVar(&c.restartLoad, "restart-load", 60*time.Second, "restart phase: how long the load runs after each start has graded every enterprise (the steady state is its second half)")
+	influxdMaxMiB := fs.Int64("restart-influxd-max-rss", 8192, "restart phase: stop a start whose influxd grows past this many MiB of RSS, to spare a shared machine (0: no limit)")
+	fs.Float64Var(&c.restartRate, "restart-rate", 0, "restart phase: readings/s the fleet publishes meanwhile (0: its own rate, one reading per meter every 5 minutes)")
 	fs.StringVar(&c.out, "out", "bench-results", "folder for the results (markdown and JSON)")
 	fs.StringVar(&c.cleanprod, "cleanprod", "", "cleanprod binary to run (default: go build it into the temporary directory)")
 	fs.StringVar(&c.profile, "profile", "", "save serve's CPU profile over the timed part of phases 3 and 6 and a heap profile at their end into this folder, with the binary, and put their top functions into the results (CPU figures of a profiled run are inflated a little by the profiler)")
@@ -188,6 +209,26 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		} else if !slices.Contains(c.phases, p) {
 			c.phases = append(c.phases, p)
 		}
+	}
+	for _, f := range strings.Split(*restartDays, ",") {
+		d, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || d < 1 || d > 400 {
+			bad("-restart-days %q: want days from 1 to 400, separated by commas", *restartDays)
+			break
+		}
+		if !slices.Contains(c.restartDays, d) {
+			c.restartDays = append(c.restartDays, d)
+		}
+	}
+	if c.restartLoad < 2*rssEvery {
+		bad("-restart-load %v: want at least %v", c.restartLoad, 2*rssEvery)
+	}
+	if *influxdMaxMiB < 0 {
+		bad("-restart-influxd-max-rss %d: want MiB, 0 for no limit", *influxdMaxMiB)
+	}
+	c.influxdMaxRSS = *influxdMaxMiB << 20
+	if c.restartRate < 0 {
+		bad("-restart-rate %v: want 0 (the fleet's own rate) or more", c.restartRate)
 	}
 	if c.has("latency") && !c.has("e2e") {
 		bad("-phases: latency runs at half the rate e2e measures: add e2e")
@@ -228,8 +269,13 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.batch < 1 {
 		bad("-batch %d: want at least 1", c.batch)
 	}
-	if c.timeout <= 0 {
+	switch {
+	case c.timeout < 0:
 		bad("-timeout %v: want a positive duration", c.timeout)
+	case c.timeout == 0 && c.has("restart"):
+		c.timeout = 90 * time.Minute
+	case c.timeout == 0:
+		c.timeout = 10 * time.Minute
 	}
 	if c.out == "" {
 		bad("-out: want a folder")
@@ -287,16 +333,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // before it returns.
 func (b *bench) run(ctx context.Context, res *results) (err error) {
 	cfg := b.cfg
-	b.progress("building the workload: %d enterprises (+%d probe enterprises) of at least %d meters, %d readings in messages of %d", cfg.enterprises, cfg.probes, cfg.metersPer, cfg.readings, cfg.perMessage)
-	if b.work, err = newWorkload(cfg.enterprises, cfg.probes, cfg.metersPer, cfg.readings, cfg.perMessage, cfg.seed); err != nil {
+	volume := cfg.readings
+	if !slices.ContainsFunc(throughputPhases, cfg.has) {
+		volume = 0 // the restart phase makes its own readings
+	}
+	b.progress("building the workload: %d enterprises (+%d probe enterprises) of at least %d meters, %d readings in messages of %d", cfg.enterprises, cfg.probes, cfg.metersPer, volume, cfg.perMessage)
+	if b.work, err = newWorkload(cfg.enterprises, cfg.probes, cfg.metersPer, volume, cfg.perMessage, cfg.seed); err != nil {
 		return err
 	}
 	w := b.work
+	perMsg, bytesPerMsg := 0.0, 0.0
+	if len(w.msgs) > 0 {
+		perMsg, bytesPerMsg = float64(w.readings)/float64(len(w.msgs)), float64(w.bytes)/float64(len(w.msgs))
+	}
 	res.Settings = settings{
 		Enterprises: cfg.enterprises, ProbeEnterprises: len(w.probes), MetersPerEnterprise: cfg.metersPer,
 		Meters: w.meters, Gateways: w.load.GatewayCount(),
 		Readings: w.readings, Messages: len(w.msgs),
-		ReadingsPerMessage: float64(w.readings) / float64(len(w.msgs)), PayloadBytes: float64(w.bytes) / float64(len(w.msgs)),
+		ReadingsPerMessage: perMsg, PayloadBytes: bytesPerMsg,
 		SimulatedFrom: w.start.Format(time.RFC3339), GenerateSeconds: w.generate.Seconds(),
 		Publishers: cfg.publishers, Window: cfg.window, StoreWriters: cfg.storeWriters, BatchSize: cfg.batch,
 		LatencyDuration: cfg.duration.String(), Seed: cfg.seed,
@@ -399,6 +453,29 @@ func (b *bench) run(ctx context.Context, res *results) (err error) {
 			return err
 		}
 		b.progress("phase 6: %.0f readings/s, %d lost; %.2f CPUs busy, %.2f of them with other work", res.Embedded.ReadingsPerSec, res.Embedded.Lost, res.Embedded.MachineBusyCPUs, res.Embedded.otherCPUs())
+	}
+	if cfg.has("restart") {
+		// A start that does not grade in time is a result: the next
+		// length of history is measured all the same.
+		var errs []error
+		for _, days := range cfg.restartDays {
+			b.progress("phase 7: restart on %d days of history", days)
+			r, err := b.restart(ctx, days)
+			if err != nil {
+				b.progress("phase 7 (%d days): %v", days, strings.SplitN(err.Error(), "\n", 2)[0])
+				errs = append(errs, err)
+				if r != nil {
+					r.Error = err.Error()
+				}
+			}
+			if r != nil {
+				res.Restart = append(res.Restart, r)
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		return errors.Join(errs...)
 	}
 	return nil
 }

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,6 +104,79 @@ func TestSmoke(t *testing.T) {
 	}
 }
 
+// TestRestart runs the restart phase at a tiny scale against real
+// servers: two days of history, serve started, killed under load and
+// started again; it checks that both starts were measured and nothing
+// acknowledged was lost. It asserts no speed.
+func TestRestart(t *testing.T) {
+	testenv.NeedServers(t)
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"-phases", "restart", "-enterprises", "3", "-meters-per-enterprise", "0", "-probes", "0",
+		"-restart-days", "2", "-restart-load", "2s", "-restart-rate", "30", "-out", out}
+	if err := run(t.Context(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("run %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, &stdout, &stderr)
+	}
+	jss, _ := filepath.Glob(filepath.Join(out, "e2e-*.json"))
+	if len(jss) != 1 {
+		t.Fatalf("got results %v in %s, want one JSON file", jss, out)
+	}
+	data, err := os.ReadFile(jss[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res results
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatalf("results JSON: %v\n%s", err, data)
+	}
+	if res.E2E != nil || res.Broker != nil || len(res.Store) != 0 || res.Settings.Messages != 0 {
+		t.Errorf("got other phases measured (%+v), want the restart phase alone", res.Settings)
+	}
+	if len(res.Restart) != 1 {
+		t.Fatalf("got %d restart runs, want 1", len(res.Restart))
+	}
+	r := res.Restart[0]
+	if r.Days != 2 || r.Meters < 3 {
+		t.Errorf("got %d days of %d meters, want 2 days of the fleet's meters", r.Days, r.Meters)
+	}
+	// Two days of hourly readings, less the hours left for the load.
+	from, err1 := time.Parse(time.RFC3339, r.HistoryFrom)
+	live, err2 := time.Parse(time.RFC3339, r.LiveFrom)
+	if err := errors.Join(err1, err2); err != nil {
+		t.Fatal(err)
+	}
+	if want := r.Meters * int(live.Sub(from)/time.Hour); r.Prefill.Points != want || r.Prefill.Stored != want || r.Prefill.PointsPerSec <= 0 {
+		t.Errorf("got pre-fill %+v from %s to %s, want %d points written and stored", r.Prefill, r.HistoryFrom, r.LiveFrom, want)
+	}
+	for name, s := range map[string]*startResult{"first start": r.First, "after SIGKILL": r.AfterKill} {
+		switch {
+		case s == nil:
+			t.Errorf("%s: not measured", name)
+		case s.IngestReadySeconds <= 0 || s.GradedSeconds < s.IngestReadySeconds:
+			t.Errorf("%s: ingest ready after %v s, graded after %v s, want both positive, graded not before ready", name, s.IngestReadySeconds, s.GradedSeconds)
+		case s.RefillPeakRSSBytes <= 0 || s.SteadyRSSBytes <= 0 || s.SteadyMeanRSSBytes <= 0 || s.SteadySamples == 0 || s.LifePeakRSSBytes < s.RefillPeakRSSBytes || s.InfluxdPeakRSSBytes <= 0:
+			t.Errorf("%s: got RSS refill peak %d, steady %d (mean %d, %d samples), life peak %d, influxd's peak %d", name, s.RefillPeakRSSBytes, s.SteadyRSSBytes, s.SteadyMeanRSSBytes, s.SteadySamples, s.LifePeakRSSBytes, s.InfluxdPeakRSSBytes)
+		case s.ServeScoringSeconds < s.ServeIngestSeconds || s.ServeIngestSeconds <= 0 || s.RefillAggregates <= 0:
+			t.Errorf("%s: got serve's startup ingest %v s, scoring %v s, %d aggregates refilled", name, s.ServeIngestSeconds, s.ServeScoringSeconds, s.RefillAggregates)
+		}
+	}
+	if !r.KilledUnderLoad || r.Acked == 0 || r.Published != r.Acked || r.Stored != r.Acked || r.Lost != 0 || r.Rejected != 0 {
+		t.Errorf("got killed under load %t, %d published, %d acked, %d stored, %d lost, %d rejected; want killed under load, every acknowledged reading stored",
+			r.KilledUnderLoad, r.Published, r.Acked, r.Stored, r.Lost, r.Rejected)
+	}
+	if len(res.Targets) != 7 {
+		t.Errorf("got %d targets, want 7 (3 per start, 1 for losses)", len(res.Targets))
+	}
+	table := stdout.String()
+	for _, row := range []string{"| 7 | restart on 2 days of history: pre-fill", "| 7 | restart on 2 days: first start | ingest ready",
+		"| 7 | restart on 2 days: start after SIGKILL under load", "| 7 | restart on 2 days: readings across the SIGKILL | 0 lost, 0 rejected",
+		"| restart on 2 days, first start: fully graded | <= 120 s |"} {
+		if !strings.Contains(table, row) {
+			t.Errorf("markdown has no %q:\n%s", row, table)
+		}
+	}
+}
+
 // checkProfile checks that -profile saved e's CPU and heap profiles, the
 // binary they refer to, and their top functions.
 func checkProfile(t *testing.T, name string, e *e2eResult) {
@@ -147,6 +222,11 @@ func TestFlagsRejectBadInput(t *testing.T) {
 		{"profile nothing", []string{"-phases", "broker,store", "-profile", "p"}, "only phases e2e and embedded"},
 		{"arguments", []string{"extra"}, "unexpected arguments"},
 		{"not a number", []string{"-readings", "many"}, "invalid value"},
+		{"restart days", []string{"-restart-days", "7,0"}, "-restart-days"},
+		{"restart days list", []string{"-restart-days", "7;30"}, "-restart-days"},
+		{"restart rate", []string{"-restart-rate", "-1"}, "-restart-rate"},
+		{"restart load", []string{"-restart-load", "0s"}, "-restart-load"},
+		{"influxd limit", []string{"-restart-influxd-max-rss", "-1"}, "-restart-influxd-max-rss"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
@@ -163,6 +243,12 @@ func TestFlagsRejectBadInput(t *testing.T) {
 	if c.enterprises != 2000 || c.metersPer != 50 || c.profile != "" || len(c.serveArgs) != 0 {
 		t.Errorf("defaults: got %d enterprises of %d meters, profile %q, serve args %q; want 2000 of 50, no profile, no serve args",
 			c.enterprises, c.metersPer, c.profile, c.serveArgs)
+	}
+	if c.has("restart") || c.timeout != 10*time.Minute || !slices.Equal(c.restartDays, []int{7, 30}) {
+		t.Errorf("defaults: got phases %v, timeout %v, restart days %v; want no restart, 10m, 7 and 30 days", c.phases, c.timeout, c.restartDays)
+	}
+	if c, err := parseFlags([]string{"-phases", "restart"}, &bytes.Buffer{}); err != nil || c.timeout != 90*time.Minute {
+		t.Errorf("-phases restart: got timeout %v, %v; want 90m", c.timeout, err)
 	}
 }
 

@@ -14,18 +14,19 @@ import (
 // results are the raw figures of a run, written as JSON next to the
 // markdown table.
 type results struct {
-	Started  time.Time      `json:"started"`
-	Seconds  float64        `json:"seconds"` // the whole run
-	Machine  machine        `json:"machine"`
-	Settings settings       `json:"settings"`
-	Broker   *brokerResult  `json:"broker_limit,omitempty"`
-	Store    []*storeResult `json:"store_limit,omitempty"`
-	E2E      *e2eResult     `json:"end_to_end,omitempty"`
-	Latency  *latencyResult `json:"latency,omitempty"`
-	Embedded *e2eResult     `json:"embedded,omitempty"`
-	Ratios   *ratios        `json:"ratios,omitempty"`
-	Targets  []target       `json:"targets,omitempty"`
-	Error    string         `json:"error,omitempty"` // why the run stopped early
+	Started  time.Time        `json:"started"`
+	Seconds  float64          `json:"seconds"` // the whole run
+	Machine  machine          `json:"machine"`
+	Settings settings         `json:"settings"`
+	Broker   *brokerResult    `json:"broker_limit,omitempty"`
+	Store    []*storeResult   `json:"store_limit,omitempty"`
+	E2E      *e2eResult       `json:"end_to_end,omitempty"`
+	Latency  *latencyResult   `json:"latency,omitempty"`
+	Embedded *e2eResult       `json:"embedded,omitempty"`
+	Restart  []*restartResult `json:"restart,omitempty"`
+	Ratios   *ratios          `json:"ratios,omitempty"`
+	Targets  []target         `json:"targets,omitempty"`
+	Error    string           `json:"error,omitempty"` // why the run stopped early
 }
 
 type machine struct {
@@ -145,6 +146,95 @@ type latencyResult struct {
 	Backlog              int          `json:"backlog_after_load"`
 }
 
+// restartResult is phase 7 for one length of history.
+type restartResult struct {
+	Days        int           `json:"days"`
+	Enterprises int           `json:"enterprises"`
+	Meters      int           `json:"meters"`
+	HistoryFrom string        `json:"history_from"` // the first pre-filled hour
+	LiveFrom    string        `json:"live_from"`    // the first hour the load publishes
+	HistoryTo   string        `json:"history_to"`   // the last hour the load publishes
+	Prefill     prefillResult `json:"prefill"`
+	// The load: the fleet's readings from LiveFrom on, published at this
+	// rate through both starts and the kill; LiveReadings were available.
+	LoadReadingsPerSec float64      `json:"load_readings_per_sec"`
+	LiveReadings       int          `json:"live_readings"`
+	SteadySeconds      float64      `json:"steady_seconds"` // span after grading of each start
+	First              *startResult `json:"first_start"`
+	AfterKill          *startResult `json:"after_kill"`
+	KilledUnderLoad    bool         `json:"killed_under_load"`
+	LoadRanOut         bool         `json:"load_ran_out"` // every available reading was published
+	// Readings of the load: published, acknowledged by the broker, found
+	// in the store at the end (from LiveFrom on), lost (acknowledged, not
+	// stored); rejected by serve (the first start until its scrape, the
+	// second until the end).
+	Published int `json:"published"`
+	Acked     int `json:"acked"`
+	Stored    int `json:"stored"`
+	Lost      int `json:"lost"`
+	Rejected  int `json:"rejected"`
+	// Error: why this length's run stopped early (the next length ran).
+	Error string `json:"error,omitempty"`
+}
+
+// prefillResult is the history written straight into InfluxDB.
+type prefillResult struct {
+	Points       int     `json:"points"`
+	Stored       int     `json:"stored"`
+	Writers      int     `json:"writers"`
+	BatchSize    int     `json:"batch_size"`
+	Seconds      float64 `json:"seconds"` // simulation and normalisation included
+	PointsPerSec float64 `json:"points_per_sec"`
+}
+
+// startResult is one start of serve on the pre-filled store; times are
+// from the process's start.
+type startResult struct {
+	IngestReadySeconds float64 `json:"ingest_ready_seconds"` // first /readyz 200
+	GradedSeconds      float64 `json:"graded_seconds"`       // first /readyz 200 with no "loading"
+	LoadingPolls       int     `json:"loading_polls"`        // /readyz 200 answers with "loading" before that
+	Loading            string  `json:"loading_last,omitempty"`
+	CPUSecondsToGraded float64 `json:"cpu_seconds_to_graded"`
+	// RefillPeakRSSBytes: VmHWM once graded (the peak of the start and
+	// the refill); SteadyRSSBytes, SteadyMeanRSSBytes: the largest and
+	// the mean VmRSS sampled over the second half of the span after
+	// grading, under load; LifePeakRSSBytes: VmHWM at the span's end.
+	RefillPeakRSSBytes int64 `json:"refill_peak_rss_bytes"`
+	SteadyRSSBytes     int64 `json:"steady_rss_bytes"`
+	SteadyMeanRSSBytes int64 `json:"steady_mean_rss_bytes"`
+	SteadySamples      int   `json:"steady_samples"`
+	LifePeakRSSBytes   int64 `json:"life_peak_rss_bytes"`
+	// InfluxdPeakRSSBytes: the largest VmRSS of influxd sampled every
+	// second from serve's start until graded.
+	InfluxdPeakRSSBytes int64 `json:"influxd_peak_rss_bytes"`
+	// From serve's /metrics after the span: cleanprod_startup_duration_seconds
+	// by stage, the refill's cleanprod_scoring_refill_* and ingest's
+	// counters.
+	ServeIngestSeconds  float64 `json:"serve_ingest_seconds"`
+	ServeScoringSeconds float64 `json:"serve_scoring_seconds"`
+	RefillSeconds       float64 `json:"refill_seconds"`
+	RefillAggregates    int     `json:"refill_aggregates"`
+	RefillRetries       int     `json:"refill_retries"`
+	Written             int     `json:"written"`
+	Rejected            int     `json:"rejected"`
+}
+
+// peakRatio is the refill's peak RSS over the steady state's.
+func (s *startResult) peakRatio() float64 {
+	if s.SteadyRSSBytes == 0 {
+		return math.Inf(1)
+	}
+	return float64(s.RefillPeakRSSBytes) / float64(s.SteadyRSSBytes)
+}
+
+// Targets of phase 7.
+const (
+	targetIngestReady    = 30 * time.Second
+	targetGraded         = 120 * time.Second
+	targetRefillPeak     = 1.2  // x steady state
+	targetPeakAcrossDays = 0.10 // shortest vs longest history
+)
+
 type ratios struct {
 	BrokerReadingsPerSec float64 `json:"broker_readings_per_sec"` // broker msgs/s x readings per message
 	StorePointsPerSec    float64 `json:"store_points_per_sec"`    // the faster of gzip on and off
@@ -227,6 +317,58 @@ func (r *results) derive() {
 		}
 		add(name, "0 lost, 0 rejected", fmt.Sprintf("%d lost, %d rejected", e.Lost, e.Rejected), e.Lost == 0 && e.Rejected == 0, "")
 	}
+	for _, rs := range r.Restart {
+		for _, st := range []struct {
+			name string
+			s    *startResult
+		}{{"first start", rs.First}, {"after SIGKILL", rs.AfterKill}} {
+			if st.s == nil {
+				continue
+			}
+			what := fmt.Sprintf("restart on %d days, %s: ", rs.Days, st.name)
+			add(what+"ingest ready", fmt.Sprintf("<= %.0f s", targetIngestReady.Seconds()), fmt.Sprintf("%.1f s", st.s.IngestReadySeconds),
+				st.s.IngestReadySeconds <= targetIngestReady.Seconds(), overBy(st.s.IngestReadySeconds, targetIngestReady.Seconds()))
+			add(what+"fully graded", fmt.Sprintf("<= %.0f s", targetGraded.Seconds()), fmt.Sprintf("%.1f s", st.s.GradedSeconds),
+				st.s.GradedSeconds <= targetGraded.Seconds(), overBy(st.s.GradedSeconds, targetGraded.Seconds()))
+			ratio := st.s.peakRatio()
+			add(what+"refill peak RSS vs steady state", fmt.Sprintf("<= %.1fx", targetRefillPeak),
+				fmt.Sprintf("%.2fx (%s vs %s)", ratio, mib(st.s.RefillPeakRSSBytes), mib(st.s.SteadyRSSBytes)), ratio <= targetRefillPeak, overBy(ratio, targetRefillPeak))
+		}
+		if rs.First != nil && rs.AfterKill != nil {
+			add(fmt.Sprintf("restart on %d days: readings lost across SIGKILL", rs.Days), "0 lost, 0 rejected",
+				fmt.Sprintf("%d lost, %d rejected of %s acknowledged", rs.Lost, rs.Rejected, num(float64(rs.Acked))), rs.Lost == 0 && rs.Rejected == 0, "")
+		}
+	}
+	if short, long := r.restartSpan(); short != nil && long != nil {
+		a, b := float64(short.First.RefillPeakRSSBytes), float64(long.First.RefillPeakRSSBytes)
+		diff := math.Abs(b/a - 1)
+		note := ""
+		if diff > targetPeakAcrossDays {
+			note = fmt.Sprintf("missed by %.0f points", (diff-targetPeakAcrossDays)*100)
+		}
+		add(fmt.Sprintf("refill peak RSS, %d vs %d days of history (first start)", short.Days, long.Days), fmt.Sprintf("within %.0f%%", targetPeakAcrossDays*100),
+			fmt.Sprintf("%s vs %s (%+.0f%%)", mib(short.First.RefillPeakRSSBytes), mib(long.First.RefillPeakRSSBytes), (b/a-1)*100), diff <= targetPeakAcrossDays, note)
+	}
+}
+
+// restartSpan returns the restart runs of the shortest and the longest
+// history when there are two lengths measured, else nils.
+func (r *results) restartSpan() (short, long *restartResult) {
+	for _, rs := range r.Restart {
+		if rs.First == nil || rs.First.RefillPeakRSSBytes == 0 {
+			continue
+		}
+		if short == nil || rs.Days < short.Days {
+			short = rs
+		}
+		if long == nil || rs.Days > long.Days {
+			long = rs
+		}
+	}
+	if short == nil || short.Days == long.Days {
+		return nil, nil
+	}
+	return short, long
 }
 
 // lossFree reports whether every end-to-end phase that ran stored every
@@ -234,6 +376,11 @@ func (r *results) derive() {
 func (r *results) lossFree() bool {
 	for _, e := range []*e2eResult{r.E2E, r.Embedded} {
 		if e != nil && (e.Lost != 0 || e.Rejected != 0) {
+			return false
+		}
+	}
+	for _, rs := range r.Restart {
+		if rs.Lost != 0 || rs.Rejected != 0 {
 			return false
 		}
 	}
@@ -361,6 +508,9 @@ func (r *results) writeMarkdown(w io.Writer) {
 		fmt.Fprintf(w, "| 6 | embedded: CPU and memory | %.2f CPU-s per million readings; peak RSS %s | broker and store run inside serve and are counted%s; %s |\n",
 			e.CPUSecondsPerMillion, mib(e.PeakRSSBytes), profiled, e.machineShare(r.Machine.CPUs))
 	}
+	for _, rs := range r.Restart {
+		rs.writeMarkdown(w)
+	}
 	for _, p := range []struct {
 		name string
 		e    *e2eResult
@@ -486,4 +636,37 @@ func (r *results) save(dir string) (md, js string, err error) {
 		return "", "", err
 	}
 	return base + ".md", base + ".json", nil
+}
+
+// writeMarkdown writes the rows of phase 7 for one length of history.
+func (rs *restartResult) writeMarkdown(w io.Writer) {
+	p := rs.Prefill
+	fmt.Fprintf(w, "| 7 | restart on %d days of history: pre-fill, straight into InfluxDB | %s points/s | %s hourly readings of %s meters (%s to %s) in %.1f s, simulation and normalisation included; %s stored; %s, batches of %d |\n",
+		rs.Days, num(p.PointsPerSec), num(float64(p.Points)), num(float64(rs.Meters)), rs.HistoryFrom, rs.LiveFrom, p.Seconds, num(float64(p.Stored)), plural(p.Writers, "writer"), p.BatchSize)
+	for _, st := range []struct {
+		name string
+		s    *startResult
+	}{{"first start", rs.First}, {"start after SIGKILL under load", rs.AfterKill}} {
+		if st.s == nil {
+			continue
+		}
+		s := st.s
+		fmt.Fprintf(w, "| 7 | restart on %d days: %s | ingest ready %.1f s; fully graded %.1f s; refill peak RSS %s; steady state %s | times from the process's start (serve's own cleanprod_startup_duration_seconds: ingest %.1f s, scoring %.1f s); refill %.1f s, %s aggregates read, %d retries; %d /readyz answers with loading (last: %q); %.1f CPU-s to graded; steady state over the last half of %.0f s under %s readings/s: largest VmRSS %s, mean %s; VmHWM at its end %s; influxd's peak RSS until graded %s |\n",
+			rs.Days, st.name, s.IngestReadySeconds, s.GradedSeconds, mib(s.RefillPeakRSSBytes), mib(s.SteadyRSSBytes),
+			s.ServeIngestSeconds, s.ServeScoringSeconds, s.RefillSeconds, num(float64(s.RefillAggregates)), s.RefillRetries, s.LoadingPolls, s.Loading,
+			s.CPUSecondsToGraded, rs.SteadySeconds, num(rs.LoadReadingsPerSec), mib(s.SteadyRSSBytes), mib(s.SteadyMeanRSSBytes), mib(s.LifePeakRSSBytes), mib(s.InfluxdPeakRSSBytes))
+	}
+	if rs.First != nil && rs.AfterKill != nil {
+		note := ""
+		if !rs.KilledUnderLoad {
+			note = "; **the load had run out before the kill**"
+		} else if rs.LoadRanOut {
+			note = "; the load ran out before the end"
+		}
+		fmt.Fprintf(w, "| 7 | restart on %d days: readings across the SIGKILL | %s lost, %d rejected | the fleet's readings from %s: %s published, %s acknowledged by the broker, %s stored%s |\n",
+			rs.Days, num(float64(rs.Lost)), rs.Rejected, rs.LiveFrom, num(float64(rs.Published)), num(float64(rs.Acked)), num(float64(rs.Stored)), note)
+	}
+	if rs.Error != "" {
+		fmt.Fprintf(w, "| 7 | restart on %d days: stopped early | **not measured further** | %s |\n", rs.Days, strings.ReplaceAll(strings.SplitN(rs.Error, "\n", 2)[0], "|", "\\|"))
+	}
 }

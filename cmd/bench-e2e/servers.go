@@ -117,6 +117,7 @@ type serveProcess struct {
 	pprofBase string // http://127.0.0.1:PORT of its debug.pprof_listen; empty: none
 	token     string // supervisor bearer token
 	logPath   string
+	started   time.Time     // when the process was started
 	done      chan struct{} // closed once the process has exited
 	err       error         // result of Wait; read after done is closed
 	http      *http.Client
@@ -127,6 +128,19 @@ type serveProcess struct {
 // registry is loaded, scoring rebuilt, the store reachable and the broker
 // subscription made. env adds environment variables (secrets).
 func startServe(ctx context.Context, bin, dir, token string, args, env []string) (*serveProcess, error) {
+	p, err := launchServe(bin, dir, token, args, env)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.waitReady(ctx); err != nil {
+		return nil, errors.Join(err, p.stop())
+	}
+	return p, nil
+}
+
+// launchServe starts bin serve as startServe does, without waiting for
+// it to be ready.
+func launchServe(bin, dir, token string, args, env []string) (*serveProcess, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -145,15 +159,12 @@ func startServe(ctx context.Context, bin, dir, token string, args, env []string)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start cleanprod serve: %w", err)
 	}
-	p := &serveProcess{cmd: cmd, dir: dir, base: "http://" + addr, token: token, logPath: logPath,
+	p := &serveProcess{cmd: cmd, dir: dir, base: "http://" + addr, token: token, logPath: logPath, started: time.Now(),
 		done: make(chan struct{}), http: &http.Client{Timeout: 30 * time.Second}}
 	go func() {
 		p.err = cmd.Wait()
 		close(p.done)
 	}()
-	if err := p.waitReady(ctx); err != nil {
-		return nil, errors.Join(err, p.stop())
-	}
 	return p, nil
 }
 
@@ -206,6 +217,18 @@ func (p *serveProcess) stop() error {
 		<-p.done
 		return fmt.Errorf("cleanprod serve did not stop within %v of SIGTERM; killed it\n%s", serveStopGrace, testenv.LogTail(p.logPath))
 	}
+}
+
+// kill sends SIGKILL, as a crash or an OOM kill would end serve, and
+// waits until the process is gone.
+func (p *serveProcess) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
+	<-p.done
 }
 
 // exited reports an error if the process has exited.
@@ -327,12 +350,44 @@ func processCPU(pid int) (time.Duration, error) {
 // servers: "influxd", "mosquitto"). Children that exit meanwhile are
 // skipped.
 func childrenCPU(comm string) (time.Duration, error) {
-	entries, err := os.ReadDir("/proc")
+	pids, err := children(comm)
 	if err != nil {
 		return 0, err
 	}
-	self := os.Getpid()
 	var sum time.Duration
+	for _, pid := range pids {
+		if cpu, err := processCPU(pid); err == nil {
+			sum += cpu
+		}
+	}
+	return sum, nil
+}
+
+// childrenRSS returns the resident set size (VmRSS) of the running
+// children of this process whose command name is comm, in bytes.
+func childrenRSS(comm string) (int64, error) {
+	pids, err := children(comm)
+	if err != nil {
+		return 0, err
+	}
+	var sum int64
+	for _, pid := range pids {
+		if rss, err := processRSS(pid); err == nil {
+			sum += rss
+		}
+	}
+	return sum, nil
+}
+
+// children returns the pids of the running children of this process whose
+// command name is comm.
+func children(comm string) ([]int, error) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	self := os.Getpid()
+	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -350,11 +405,9 @@ func childrenCPU(comm string) (time.Duration, error) {
 		if len(f) < 2 || f[1] != strconv.Itoa(self) { // state, then the parent's pid
 			continue
 		}
-		if cpu, err := processCPU(pid); err == nil {
-			sum += cpu
-		}
+		pids = append(pids, pid)
 	}
-	return sum, nil
+	return pids, nil
 }
 
 // cpuTimes are the machine's CPU times so far, summed over its CPUs.
@@ -390,22 +443,33 @@ func (p *serveProcess) peakRSS() (int64, error) {
 }
 
 func processPeakRSS(pid int) (int64, error) {
+	return procStatusBytes(pid, "VmHWM")
+}
+
+// processRSS returns the process's resident set size now (VmRSS) in
+// bytes.
+func processRSS(pid int) (int64, error) {
+	return procStatusBytes(pid, "VmRSS")
+}
+
+// procStatusBytes returns the field (in kB) of /proc/PID/status in bytes.
+func procStatusBytes(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, fmt.Errorf("peak RSS of pid %d: %w", pid, err)
+		return 0, fmt.Errorf("%s of pid %d: %w", field, pid, err)
 	}
 	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			f := strings.Fields(rest)
 			if len(f) != 2 || f[1] != "kB" {
-				return 0, fmt.Errorf("peak RSS of pid %d: unexpected line %q", pid, line)
+				return 0, fmt.Errorf("%s of pid %d: unexpected line %q", field, pid, line)
 			}
 			kb, err := strconv.ParseInt(f[0], 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("peak RSS of pid %d: %w", pid, err)
+				return 0, fmt.Errorf("%s of pid %d: %w", field, pid, err)
 			}
 			return kb << 10, nil
 		}
 	}
-	return 0, fmt.Errorf("peak RSS of pid %d: no VmHWM in /proc status", pid)
+	return 0, fmt.Errorf("%s of pid %d: not in /proc status", field, pid)
 }
