@@ -162,7 +162,7 @@ func (r *reloader) apply(ctx context.Context) error {
 		r.tokens.Replace(tokens)
 	}
 	r.book.SetStandard(sd.std)
-	seedDeclarations(ctx, r.book, sd, r.log, false)
+	seedDeclarations(ctx, r.book, sd, r.log, nil)
 	r.eng.ReloadDeclarations()
 	r.reg, r.sd = reg, sd
 	return nil
