@@ -265,7 +265,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 		ready:   make(chan struct{}),
 		envs:    make([]env, cfg.Workers),
 	}
-	e.rbGroup = 64
+	// The first piece is small: a piece too large for the timeout costs a
+	// whole timeout; the sizer grows pieces that finish fast.
+	e.rbGroup = 8
 	e.started = cfg.Now()
 	e.ents, e.order = e.newStates(cfg.Registry, std)
 	for _, es := range e.order {
