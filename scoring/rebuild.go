@@ -50,6 +50,13 @@ type History interface {
 // were being refilled. Guarded by Engine.rmu.
 type entRebuild struct {
 	dirty  []map[int64]struct{} // per window: buckets that received readings
+	// live holds the readings observed meanwhile, per window as the
+	// enterprise's own windows would (nil until the first): for a marked
+	// bucket that the store's answer left empty, no reading of it was in
+	// the answer, so these are what it holds and it need not be read
+	// again. A backlog or a fresh store's first burst thus costs no
+	// second read under the ingest hold.
+	live   []*window
 	seen   []time.Time          // per meter: newest reading time observed
 	gwData []time.Time          // per gateway (as entState.gws)
 	gwRecv []time.Time
@@ -193,6 +200,19 @@ func (e *Engine) observeRebuilding(rs []store.Reading) []store.Reading {
 				rb.dirty[wi] = make(map[int64]struct{})
 			}
 			rb.dirty[wi][floorDiv(r.Time.UnixNano()+int64(e.rbOffset), int64(spec.Bucket))] = struct{}{}
+		}
+		if mb := slot.mb; mb != nil {
+			if rb.live == nil {
+				rb.live = make([]*window, len(e.rbSpecs))
+				for wi, spec := range e.rbSpecs {
+					rb.live[wi] = newWindow(spec, e.rbOffset, es.lay.tracks, es.lay.gauges, es.lay.rows)
+				}
+			}
+			v, n := r.Delta, uint32(0)
+			if mb.gauge {
+				v, n = r.Value, 1
+			}
+			mb.add(rb.live, es.lay.gauges, r.Time, v, n)
 		}
 	}
 	e.m.readings.WithLabelValues("refilling").Add(float64(len(rs) - len(rest)))
@@ -440,8 +460,29 @@ func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) error {
 		}
 	}
 	e.rmu.Unlock()
-	// Per window, the marked buckets of every enterprise, cleared and then
-	// read again in runs of consecutive buckets.
+	// A marked bucket the store's answer left empty takes the readings
+	// observed for it (see entRebuild.live); only the others are read
+	// again.
+	merged, reread := 0, 0
+	for es, rb := range marked {
+		for wi, dirty := range rb.dirty {
+			for _, b := range slices.Sorted(maps.Keys(dirty)) {
+				if es.wins[wi].hasBucket(b) {
+					reread++
+					continue
+				}
+				if rb.live != nil {
+					es.wins[wi].mergeBucket(rb.live[wi], b)
+				}
+				delete(dirty, b)
+				merged++
+			}
+		}
+		rb.live = nil
+	}
+	e.log.Debug("scoring: buckets observed during the refill", "merged", merged, "read_again", reread)
+	// Per window, the marked buckets of every enterprise left, cleared and
+	// then read again in runs of consecutive buckets.
 	for wi, spec := range e.std.Windows {
 		buckets := map[int64][]*entState{}
 		for es, rb := range marked {

@@ -3,6 +3,7 @@ package scoring
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,15 @@ func sameWindows(t *testing.T, a, b *Engine, id string, now time.Time) {
 // off mid-stream: every reading counts once, as in an engine that saw them
 // all live.
 func TestRefillWhileIngesting(t *testing.T) {
+	// gap: the store holds nothing of the last hours, whose readings come
+	// during the refill (a backlog after an outage): their buckets are
+	// empty in the store's answer and take the readings observed.
+	for _, gap := range []time.Duration{0, 6 * time.Hour} {
+		t.Run(fmt.Sprintf("gap %s", gap), func(t *testing.T) { refillWhileIngesting(t, gap) })
+	}
+}
+
+func refillWhileIngesting(t *testing.T, gap time.Duration) {
 	fx := newFixture(t)
 	now := time.Date(2026, 6, 1, 3, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
@@ -69,14 +79,19 @@ func TestRefillWhileIngesting(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var during [][]store.Reading
 	for m := 40 * 24 * 4; m > 0; m-- { // every 15 min for 40 days
-		rs := quarter(now.Add(-time.Duration(m) * 15 * time.Minute))
+		at := now.Add(-time.Duration(m) * 15 * time.Minute)
+		rs := quarter(at)
+		if gap > 0 && !at.Before(now.Add(-gap)) {
+			during = append(during, rs)
+			continue
+		}
 		hist.add(rs)
 		live.Observe(rs)
 	}
 	// While refilling: readings of the last minutes (a backlog), late ones
 	// from days and weeks ago, and new ones.
-	var during [][]store.Reading
 	for i := range 60 {
 		at := now.Add(-time.Duration(i)*time.Minute - 7*time.Second)
 		during = append(during, quarter(at))

@@ -600,3 +600,37 @@ func (w *window) clearBucket(b int64) {
 		}
 	}
 }
+
+// hasBucket reports whether any track holds data in bucket b.
+func (w *window) hasBucket(b int64) bool {
+	if !w.init || b > w.head || b <= w.head-int64(w.n) {
+		return false
+	}
+	for tr := range w.data {
+		if _, ok := w.data[tr].index(b); ok {
+			return true
+		}
+	}
+	return false
+}
+
+// mergeBucket adds what src (a window of the same shape) holds in bucket
+// b to w: each track's sum and readings, and the presence rows.
+func (w *window) mergeBucket(src *window, b int64) {
+	if !src.init || b > src.head || b <= src.head-int64(src.n) {
+		return
+	}
+	for tr := range src.data {
+		if v, c, ok := src.at(tr, b); ok {
+			w.add(tr, b, v, c)
+		}
+	}
+	if src.seen == nil {
+		return
+	}
+	for r := 0; r < src.rows; r++ {
+		if src.seenBit(r*src.words()*64 + src.slot(b)) {
+			w.mark(r, b)
+		}
+	}
+}
