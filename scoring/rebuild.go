@@ -391,12 +391,7 @@ func (es *entState) applyRow(a *store.Aggregate, feeds []rebuildFeed, dirty []ma
 	if !known {
 		return
 	}
-	if a.Start.After(es.lastSeen[slot.idx]) {
-		es.lastSeen[slot.idx] = a.Start
-	}
-	if g := &es.gws[slot.gw]; a.Start.After(g.data) {
-		g.data = a.Start
-	}
+	es.noteData(slot, a.Start)
 	mb := slot.mb
 	if mb == nil || a.Count == 0 {
 		return
@@ -628,10 +623,15 @@ func (e *Engine) NoteLatest(r *store.Reading) {
 	if !ok {
 		return
 	}
-	if r.Time.After(es.lastSeen[slot.idx]) {
-		es.lastSeen[slot.idx] = r.Time
+	es.noteData(slot, r.Time)
+}
+
+// noteData moves the freshness of slot's meter and gateway to t if later.
+func (es *entState) noteData(slot meterSlot, t time.Time) {
+	if t.After(es.lastSeen[slot.idx]) {
+		es.lastSeen[slot.idx] = t
 	}
-	if g := &es.gws[slot.gw]; r.Time.After(g.data) {
-		g.data = r.Time
+	if g := &es.gws[slot.gw]; t.After(g.data) {
+		g.data = t
 	}
 }

@@ -452,13 +452,18 @@ func (d *chunkDecoder) chunkField(key string) error {
 			return d.object(d.resultField)
 		})
 	case "error":
-		msg, err := d.str()
-		if err != nil {
-			return err
-		}
-		return fmt.Errorf("influx: %s", msg)
+		return d.serverError()
 	}
 	return d.skip()
+}
+
+// serverError reads the error InfluxDB put in its answer.
+func (d *chunkDecoder) serverError() error {
+	msg, err := d.str()
+	if err != nil {
+		return err
+	}
+	return fmt.Errorf("influx: %s", msg)
 }
 
 func (d *chunkDecoder) resultField(key string) error {
@@ -476,11 +481,7 @@ func (d *chunkDecoder) resultField(key string) error {
 		d.partial = p
 		return err
 	case "error":
-		msg, err := d.str()
-		if err != nil {
-			return err
-		}
-		return fmt.Errorf("influx: %s", msg)
+		return d.serverError()
 	}
 	return d.skip()
 }
