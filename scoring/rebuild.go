@@ -49,7 +49,7 @@ type History interface {
 // entRebuild is what Observe recorded of an enterprise while its windows
 // were being refilled. Guarded by Engine.rmu.
 type entRebuild struct {
-	dirty  []map[int64]struct{} // per window: buckets that received readings
+	dirty []map[int64]struct{} // per window: buckets that received readings
 	// live holds the readings observed meanwhile, per window as the
 	// enterprise's own windows would (nil until the first): for a marked
 	// bucket that the store's answer left empty, no reading of it was in
@@ -57,8 +57,8 @@ type entRebuild struct {
 	// again. A backlog or a fresh store's first burst thus costs no
 	// second read under the ingest hold.
 	live   []*window
-	seen   []time.Time          // per meter: newest reading time observed
-	gwData []time.Time          // per gateway (as entState.gws)
+	seen   []time.Time // per meter: newest reading time observed
+	gwData []time.Time // per gateway (as entState.gws)
 	gwRecv []time.Time
 }
 
