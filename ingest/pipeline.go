@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/cleanprod/cleanprod/internal/piece"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cleanprod/cleanprod/internal/piece"
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/store"
 )
@@ -193,6 +193,18 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 	p.restoring.Store(&RestoreProgress{Total: len(ents)})
 	defer p.restoring.Store(nil)
 	size := piece.Sizer{Size: 256, Max: 4096, Target: p.cfg.RestorePiece}
+	// One meter's readings at a time: placed together, the newest handed on.
+	var batch []store.Reading
+	flush := func() {
+		if len(batch) == 0 {
+			return
+		}
+		p.norm.Restore(batch)
+		if newest != nil {
+			newest(&batch[len(batch)-1])
+		}
+		batch = batch[:0]
+	}
 	n := 0
 	for done := 0; done < len(ents); {
 		part := ents[done:min(done+size.Size, len(ents))]
@@ -203,23 +215,19 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 		if len(part) == len(ents) {
 			ids = nil // everything: no filter to send
 		}
-		var last store.Reading
 		rows := 0
 		t0 := time.Now()
 		err := src.EachLatestReading(ctx, store.LatestQuery{Since: since, PerMeter: p.cfg.Normaliser.History, Enterprises: ids}, func(r *store.Reading) error {
 			// Each meter's readings come together, oldest first; placing a
 			// reading twice (a retried group) changes nothing.
-			if newest != nil && rows > 0 && (r.Meter != last.Meter || r.Enterprise != last.Enterprise) {
-				newest(&last)
+			if n := len(batch); n > 0 && (r.Meter != batch[n-1].Meter || r.Enterprise != batch[n-1].Enterprise) {
+				flush()
 			}
-			p.norm.Restore([]store.Reading{*r})
-			last = *r
+			batch = append(batch, *r)
 			rows++
 			return nil
 		})
-		if err == nil && newest != nil && rows > 0 {
-			newest(&last)
-		}
+		flush()
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -501,11 +501,7 @@ func (e *Engine) apply(now time.Time) {
 			applied++ // a meter no formula reads: it only keeps the meter fresh
 			continue
 		}
-		v, n := r.Delta, uint32(0)
-		if mb.gauge {
-			v, n = r.Value, 1
-		}
-		if mb.add(es.wins, es.lay.gauges, r.Time, v, n) {
+		if mb.addReading(es.wins, es.lay.gauges, r) {
 			applied++
 		} else {
 			old++

@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/store"
 )
 
 // layout maps one enterprise's registered meters to the tracks of its
@@ -65,6 +66,16 @@ func (mb *meterBinding) add(wins []*window, gauges int, t time.Time, v float64, 
 		}
 	}
 	return kept
+}
+
+// addReading adds one stored reading as add does: the delta of a counter
+// or delta meter, the value (one reading) of a gauge.
+func (mb *meterBinding) addReading(wins []*window, gauges int, r *store.Reading) bool {
+	v, n := r.Delta, uint32(0)
+	if mb.gauge {
+		v, n = r.Value, 1
+	}
+	return mb.add(wins, gauges, r.Time, v, n)
 }
 
 // binding says how to compute one series for the enterprise.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/cleanprod/cleanprod/internal/piece"
 	"maps"
 	"slices"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cleanprod/cleanprod/internal/piece"
 	"github.com/cleanprod/cleanprod/store"
 )
 
@@ -51,7 +51,7 @@ type History interface {
 type entRebuild struct {
 	dirty []map[int64]struct{} // per window: buckets that received readings
 	// live holds the readings observed meanwhile, per window as the
-	// enterprise's own windows would (nil until the first): for a marked
+	// enterprise's own windows would: for a marked
 	// bucket that the store's answer left empty, no reading of it was in
 	// the answer, so these are what it holds and it need not be read
 	// again. A backlog or a fresh store's first burst thus costs no
@@ -148,14 +148,16 @@ func (e *Engine) startRebuild(ents []*entState) {
 	for _, es := range ents {
 		es.rb = &entRebuild{
 			dirty:  make([]map[int64]struct{}, len(es.wins)),
+			live:   make([]*window, len(es.wins)),
 			seen:   make([]time.Time, len(es.ent.Meters)),
 			gwData: make([]time.Time, len(es.gws)),
 			gwRecv: make([]time.Time, len(es.gws)),
 		}
+		for wi, spec := range e.std.Windows { // storage comes with data
+			es.rb.live[wi] = newWindow(spec, e.std.UTCOffset, es.lay.tracks, es.lay.gauges, es.lay.rows)
+		}
 		e.rbEnts[es.id] = es
 	}
-	e.rbSpecs = e.std.Windows
-	e.rbOffset = e.std.UTCOffset
 	e.rbActive.Store(true)
 	e.rbQueue = append(e.rbQueue, ents...)
 	e.progress.Store(&rebuildProgress{total: len(e.rbEnts)})
@@ -195,24 +197,14 @@ func (e *Engine) observeRebuilding(rs []store.Reading) []store.Reading {
 			rb.gwData[slot.gw] = r.Time
 		}
 		rb.gwRecv[slot.gw] = now
-		for wi, spec := range e.rbSpecs {
+		for wi, w := range rb.live {
 			if rb.dirty[wi] == nil {
 				rb.dirty[wi] = make(map[int64]struct{})
 			}
-			rb.dirty[wi][floorDiv(r.Time.UnixNano()+int64(e.rbOffset), int64(spec.Bucket))] = struct{}{}
+			rb.dirty[wi][w.bucketOf(r.Time)] = struct{}{}
 		}
 		if mb := slot.mb; mb != nil {
-			if rb.live == nil {
-				rb.live = make([]*window, len(e.rbSpecs))
-				for wi, spec := range e.rbSpecs {
-					rb.live[wi] = newWindow(spec, e.rbOffset, es.lay.tracks, es.lay.gauges, es.lay.rows)
-				}
-			}
-			v, n := r.Delta, uint32(0)
-			if mb.gauge {
-				v, n = r.Value, 1
-			}
-			mb.add(rb.live, es.lay.gauges, r.Time, v, n)
+			mb.addReading(rb.live, es.lay.gauges, r)
 		}
 	}
 	e.m.readings.WithLabelValues("refilling").Add(float64(len(rs) - len(rest)))
@@ -466,14 +458,11 @@ func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) error {
 					reread++
 					continue
 				}
-				if rb.live != nil {
-					es.wins[wi].mergeBucket(rb.live[wi], b)
-				}
+				es.wins[wi].mergeBucket(rb.live[wi], b)
 				delete(dirty, b)
 				merged++
 			}
 		}
-		rb.live = nil
 	}
 	e.log.Debug("scoring: buckets observed during the refill", "merged", merged, "read_again", reread)
 	// Per window, the marked buckets of every enterprise left, cleared and
@@ -602,8 +591,6 @@ func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, i
 type rebuildFields struct {
 	rmu      sync.Mutex                      // guards rbEnts and every entState.rb
 	rbEnts   map[string]*entState            // enterprises being refilled
-	rbSpecs  []Window                        // their windows, for Observe
-	rbOffset time.Duration                   // their standard's UTC offset
 	rbActive atomic.Bool                     // rbEnts is not empty
 	rbQueue  []*entState                     // enterprises waiting to be refilled (engine goroutine)
 	rbGroup  int                             // enterprises per piece, adapted (engine goroutine)
