@@ -1,15 +1,11 @@
 package scoring
 
 import (
-	"bytes"
 	"context"
-	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/store"
 )
 
@@ -44,20 +40,8 @@ func queued(t *testing.T, eng *Engine) []store.Point {
 // falling on the same tick.
 func TestOutputsChunkedAndSpread(t *testing.T) {
 	fx := newFixture(t)
-	tmpl, err := os.ReadFile("testdata/registry/lj-alpha.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
 	const n = 1000
-	files := make(map[string][]byte, n)
-	for i := range n {
-		id := fmt.Sprintf("lj-%05d", i)
-		files[id+".yaml"] = bytes.ReplaceAll(tmpl, []byte("lj-alpha"), []byte(id))
-	}
-	reg, err := registry.Parse(files)
-	if err != nil {
-		t.Fatal(err)
-	}
+	reg := fleetRegistry(t, n)
 	sink := &requestSink{}
 	now := time.Date(2026, 6, 1, 0, 30, 0, 0, time.UTC)
 	eng, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: reg, Sink: sink, PointEvery: time.Minute,

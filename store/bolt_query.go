@@ -206,13 +206,7 @@ func (b *Bolt) EachAggregate(ctx context.Context, q AggregateQuery, fn func(*Agg
 	}
 	err = newReadingScan(q.Enterprises).run(ctx, b.db, visit, func() error {
 		open = open[:0] // a chunk ends on a bucket or meter boundary
-		for i := range out {
-			if err := fn(&out[i]); err != nil {
-				return err
-			}
-		}
-		out = out[:0]
-		return nil
+		return handOn(&out, fn)
 	})
 	if err != nil {
 		return fmt.Errorf("bolt aggregate: %w", err)
@@ -300,17 +294,21 @@ func (b *Bolt) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*Re
 		reverse(out[first:])
 		return nil, len(out) >= boltChunk, nil
 	}
-	err := newReadingScan(q.Enterprises).run(ctx, b.db, visit, func() error {
-		for i := range out {
-			if err := fn(&out[i]); err != nil {
-				return err
-			}
-		}
-		out = out[:0]
-		return nil
-	})
+	err := newReadingScan(q.Enterprises).run(ctx, b.db, visit, func() error { return handOn(&out, fn) })
 	if err != nil {
 		return fmt.Errorf("bolt latest readings: %w", err)
 	}
+	return nil
+}
+
+// handOn passes each row gathered in a read transaction to fn, outside
+// it, and empties the buffer for the next.
+func handOn[T any](buf *[]T, fn func(*T) error) error {
+	for i := range *buf {
+		if err := fn(&(*buf)[i]); err != nil {
+			return err
+		}
+	}
+	*buf = (*buf)[:0]
 	return nil
 }
