@@ -338,9 +338,19 @@ func (n *Normaliser) resolveOld(gw *registry.Gateway, old []oldReading, out *Out
 	for _, s := range stored {
 		have[key{s.Meter, s.Time.UnixNano()}] = s.Value
 	}
+	// A second reading of one meter and time in this message is a
+	// duplicate within the message, whatever the store holds: the same
+	// rule as for readings the history places (place).
+	inMsg := make(map[key]bool, len(old))
 	for _, o := range old {
 		t := o.r.Time.UnixNano()
-		v, ok := have[key{o.m.ID, t}]
+		k := key{o.m.ID, t}
+		if inMsg[k] {
+			reject(o.r, ReasonDuplicate, "meter %q has two readings at %s in one message", o.m.ID, o.r.Time.Format(time.RFC3339Nano))
+			continue
+		}
+		inMsg[k] = true
+		v, ok := have[k]
 		if !ok {
 			v, ok = n.recentOld.get(oldKey{gw.Enterprise.ID, o.m.ID, t}) // written, maybe not yet stored
 		}
