@@ -545,6 +545,8 @@ func (p *Pipeline) process(d Delivery, b *batch) {
 	p.countEvents("reset", out.Resets)
 	p.countEvents("rollover", out.Rollovers)
 	p.countEvents("replacement", out.Replaced)
+	p.countEvents("glitch", out.Glitches)
+	p.countEvents("rebase", out.Rebased)
 	if len(out.Rejects) > 0 {
 		for _, r := range out.Rejects {
 			p.reject(r.Reason, 1, d.Topic, r.Detail)
