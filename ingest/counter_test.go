@@ -131,3 +131,18 @@ func TestCounterGlitchAcrossRestart(t *testing.T) {
 		t.Errorf("after a restart: counted %g kWh with %d glitches, want %g and 1", observed, sum.Glitches, want)
 	}
 }
+
+// A counter's first reading is checked against the register range the
+// meter declares: 1e15 MWh on a register that shows at most 99,999.999
+// MWh would be the baseline every later delta counts from.
+func TestCounterFirstReadingInDeclaredRange(t *testing.T) {
+	n := NewNormaliser(testRegistry(t), testConfig)
+	now := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	observed, stored, reasons, _ := feedCounter(t, n, "E-RANGED", 1, now, []counterStep{{0, 1e15}, {15 * time.Minute, 500}, {30 * time.Minute, 500.5}})
+	if len(reasons) != 1 || reasons[0] != ReasonOutOfRange {
+		t.Errorf("rejects %v, want one %s", reasons, ReasonOutOfRange)
+	}
+	if want := 500.0; observed != want || total(stored) != want || len(stored) != 2 { // 0.5 MWh in kWh, from 500 MWh
+		t.Errorf("counted %g kWh over %d readings, want %g over 2", observed, len(stored), want)
+	}
+}

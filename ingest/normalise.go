@@ -310,11 +310,17 @@ func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bo
 				reject(r, ReasonOutOfRange, "%s %s reads %g: a register or amount cannot be negative", m.Kind, m.ID, r.Value)
 				continue
 			}
-			if m.Rollover > 0 && v > m.Rollover {
-				// A register above the value it wraps at cannot be: a
-				// misdeclared rollover or a glitch. Taken, the next
-				// reading would make a negative "rollover" delta.
-				reject(r, ReasonOutOfRange, "counter %s reads %g %s, above its declared rollover %g", m.ID, v, m.Quantity.Unit, m.Rollover)
+			if m.MaxRegister > 0 && v > m.MaxRegister {
+				// A register above the largest value it shows cannot be:
+				// a misdeclared range or a glitch. Taken as a first
+				// reading it would be the baseline every delta counts
+				// from; above a rollover, the next reading would make a
+				// negative "rollover" delta.
+				what := "max_register"
+				if m.Rollover > 0 {
+					what = "rollover"
+				}
+				reject(r, ReasonOutOfRange, "counter %s reads %g %s, above its declared %s %g", m.ID, v, m.Quantity.Unit, what, m.MaxRegister)
 				continue
 			}
 		}
