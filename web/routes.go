@@ -249,7 +249,7 @@ func (s *server) authenticate(rt route) gin.HandlerFunc {
 				s.fail(c, errorf(http.StatusForbidden, codeForbidden, "this token is for enterprise %s; it may not see %q", p.Enterprise, id))
 				return
 			}
-			if _, ok := s.registry().Enterprise(id); !ok {
+			if _, ok := s.registry(c).Enterprise(id); !ok {
 				s.fail(c, errorf(http.StatusNotFound, codeNotFound, "no enterprise %q in the gateway registry", id))
 				return
 			}
@@ -280,7 +280,7 @@ func (s *server) enterpriseScope(c *gin.Context) (string, error) {
 	if !p.Sees(id) {
 		return "", errorf(http.StatusForbidden, codeForbidden, "this token is for enterprise %s; it may not see %q", p.Enterprise, id)
 	}
-	if _, ok := s.registry().Enterprise(id); !ok {
+	if _, ok := s.registry(c).Enterprise(id); !ok {
 		return "", errorf(http.StatusNotFound, codeNotFound, "no enterprise %q in the gateway registry", id)
 	}
 	return id, nil
