@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -150,8 +151,12 @@ func NewPipeline(reg *registry.Registry, cfg PipelineConfig, w Writer, publish P
 type reconfigure struct {
 	reg  *registry.Registry
 	held func() error
+	stop <-chan struct{} // the caller's ctx.Done(): stop waiting for the batches in flight
 	done chan error
 }
+
+// errInFlight says Reconfigure stopped waiting for batches in flight.
+var errInFlight = errors.New("ingest: batches in flight are not stored yet")
 
 // Reconfigure switches the running pipeline to reg (a reloaded registry;
 // nil keeps the registry, to only hold ingest while held runs).
@@ -159,21 +164,26 @@ type reconfigure struct {
 // then holds ingest (messages wait, unacknowledged, in the queue and the
 // broker) while held runs, for example to reload the scorer from the
 // store with nothing in flight. If held returns an error, the pipeline
-// keeps its registry and returns the error. It returns ctx's error if
-// ctx ends first, and an error if Run is not running.
+// keeps its registry and returns the error.
+//
+// ctx bounds the wait for the batches in flight, which the store decides
+// (they are retried until it accepts them): if it ends first, nothing
+// changes and Reconfigure returns an error wrapping ctx's. Once held has
+// started, Reconfigure returns held's result whatever ctx does, so that
+// the caller never takes a switch that happened for one that did not.
 func (p *Pipeline) Reconfigure(ctx context.Context, reg *registry.Registry, held func() error) error {
-	r := reconfigure{reg: reg, held: held, done: make(chan error, 1)}
+	r := reconfigure{reg: reg, held: held, stop: ctx.Done(), done: make(chan error, 1)}
 	select {
 	case p.reconf <- r:
 	case <-ctx.Done():
-		return ctx.Err()
+		return context.Cause(ctx)
 	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	// Run answers every request it took.
+	err := <-r.done
+	if errors.Is(err, errInFlight) {
+		return fmt.Errorf("%w: %w", err, context.Cause(ctx))
 	}
+	return err
 }
 
 // RestoreProgress says how far Restore is: enterprises done of total.
@@ -456,10 +466,26 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case <-timer.C:
 			send(true, ctx.Done())
 		case r := <-p.reconf:
-			// Every batch taken so far is written and observed first.
-			send(true, ctx.Done())
-			if !drain(ctx.Done()) {
-				r.done <- ctx.Err()
+			// Every batch taken so far is written and observed first,
+			// for as long as the pipeline runs and the caller waits.
+			stop, drained := make(chan struct{}), make(chan struct{})
+			go func() {
+				select {
+				case <-ctx.Done():
+				case <-r.stop:
+				case <-drained:
+				}
+				close(stop)
+			}()
+			send(true, stop)
+			ok := drain(stop)
+			close(drained)
+			if !ok {
+				if ctx.Err() != nil {
+					r.done <- ctx.Err()
+				} else {
+					r.done <- errInFlight
+				}
 				continue
 			}
 			err := r.held()
