@@ -207,6 +207,16 @@ func (n *Normaliser) Restore(rs []store.Reading) {
 	}
 }
 
+// hasHistory reports whether a meter of e has a kept history.
+func (n *Normaliser) hasHistory(e *registry.Enterprise) bool {
+	for _, m := range e.Meters {
+		if _, ok := n.meters[m]; ok {
+			return true
+		}
+	}
+	return false
+}
+
 // Meters returns how many meters have a kept history.
 func (n *Normaliser) Meters() int { return len(n.meters) }
 

@@ -261,7 +261,37 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 		p.restoring.Store(&RestoreProgress{Done: done, Total: len(ents)})
 	}
 	p.log.Info("meter state restored from store", "readings", n, "meters", p.norm.Meters(), "took", time.Since(start).Round(time.Millisecond))
+	if newest != nil {
+		p.restoreSilent(ctx, src, newest)
+	}
 	return nil
+}
+
+// restoreSilent hands newest the newest reading of each meter of the
+// enterprises none of whose meters has a reading within PastHorizon: the
+// scorer still holds them in its windows, and what their freshness (the
+// API's data_through) was before a restart must not be recomputed lower
+// from the windows' buckets. One reading per meter, of those enterprises
+// only; it is not placed in the meter state (older than PastHorizon, a
+// new reading starts afresh). A failed query is logged, not retried: it
+// only costs the freshness of silent enterprises.
+func (p *Pipeline) restoreSilent(ctx context.Context, src HistorySource, newest func(*store.Reading)) {
+	var silent []string
+	for _, e := range p.reg.Enterprises {
+		if !p.norm.hasHistory(e) {
+			silent = append(silent, e.ID)
+		}
+	}
+	if len(silent) == 0 {
+		return
+	}
+	err := src.EachLatestReading(ctx, store.LatestQuery{PerMeter: 1, Enterprises: silent}, func(r *store.Reading) error {
+		newest(r)
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		p.log.Warn("reading the last readings of enterprises silent beyond the past horizon failed; their data_through restarts from the scoring windows", "enterprises", len(silent), "err", err)
+	}
 }
 
 // Restoring reports Restore's progress (nil: not restoring). Safe for
