@@ -252,19 +252,20 @@ func (n *Normaliser) Process(topic string, payload []byte, redelivery bool, now 
 
 // Outcome is what became of one message.
 type Outcome struct {
-	Gateway      *registry.Gateway // the registered gateway the message came from
-	Accepted     int               // readings written
-	Duplicates   int               // readings seen before with the same value, absorbed
-	Rejects      []Reject          // readings rejected with their reason
-	SeqGap       int64             // messages now known lost at the edge: skipped numbers still missing SeqLate after the gap, or seqWindow numbers later
-	SeqRepeat    bool              // seq seen before (a redelivery)
-	SeqBackwards bool              // out of order (a late message filling its gap) or numbered anew (a gateway restart)
-	Rewrites     int               // readings written before, written again with a new delta (an earlier reading arrived late)
-	Resets       int               // counter resets confirmed (a held drop the next reading kept down)
-	Glitches     int               // held counter drops the next reading contradicted: counted as nothing
-	Rebased      int               // counter registers that moved beyond max_rate, confirmed by the next reading: the jump counted as nothing
-	Rollovers    int               // counter rollovers detected
-	Replaced     int               // declared meter replacements crossed
+	Gateway       *registry.Gateway // the registered gateway the message came from
+	Accepted      int               // readings written
+	Duplicates    int               // readings seen before with the same value, absorbed
+	Rejects       []Reject          // readings rejected with their reason
+	SeqGap        int64             // messages now known lost at the edge: skipped numbers still missing SeqLate after the gap, or seqWindow numbers later
+	SeqRepeat     bool              // seq seen before (a redelivery)
+	SeqBackwards  bool              // out of order (a late message filling its gap) or numbered anew (a gateway restart)
+	SeqRenumbered bool              // seq jumped beyond the window kept, up or down: the gateway numbers anew (nothing counted lost for the jump)
+	Rewrites      int               // readings written before, written again with a new delta (an earlier reading arrived late)
+	Resets        int               // counter resets confirmed (a held drop the next reading kept down)
+	Glitches      int               // held counter drops the next reading contradicted: counted as nothing
+	Rebased       int               // counter registers that moved beyond max_rate, confirmed by the next reading: the jump counted as nothing
+	Rollovers     int               // counter rollovers detected
+	Replaced      int               // declared meter replacements crossed
 }
 
 // Normalise checks msg (decoded from a topic of gateway gw) and appends
@@ -465,7 +466,7 @@ func (n *Normaliser) trackSeq(gw *registry.Gateway, seq int64, now time.Time, ou
 		late = DefaultSeqLate
 	}
 	st := s.step(seq, now, late)
-	out.SeqGap, out.SeqRepeat, out.SeqBackwards = st.lost, st.repeat, st.late || st.renewed || st.before
+	out.SeqGap, out.SeqRepeat, out.SeqBackwards, out.SeqRenumbered = st.lost, st.repeat, st.late || st.renewed || st.before, st.renewed
 }
 
 // place puts one valid reading into its meter's history and emits what to

@@ -556,6 +556,7 @@ func (p *Pipeline) setRegistry(reg *registry.Registry) {
 		if _, ok := reg.Gateway(gw.Enterprise.ID, gw.ID); !ok {
 			p.metrics.lastMessage.DeleteLabelValues(gw.Enterprise.ID, gw.ID)
 			p.metrics.seqGaps.DeleteLabelValues(gw.Enterprise.ID, gw.ID)
+			p.metrics.seqRenumbered.DeleteLabelValues(gw.Enterprise.ID, gw.ID)
 		}
 	}
 	clear(p.lastMessage) // keyed by the old registry's gateways
@@ -589,6 +590,9 @@ func (p *Pipeline) process(d Delivery, b *batch) {
 	}
 	if out.SeqRepeat {
 		p.metrics.seqRepeats.Inc()
+	}
+	if out.SeqRenumbered {
+		p.metrics.seqRenumbered.WithLabelValues(out.Gateway.Enterprise.ID, out.Gateway.ID).Inc()
 	}
 	if out.SeqBackwards {
 		p.metrics.seqBackwards.Inc()
