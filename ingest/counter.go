@@ -12,6 +12,9 @@ import (
 type rateError struct{ error }
 
 func isRate(err error) bool {
+	if err == nil {
+		return false // errors.As's target would escape for nothing
+	}
 	var re rateError
 	return errors.As(err, &re)
 }
@@ -30,7 +33,7 @@ func (n *Normaliser) placeCounter(m *registry.Meter, h *meterHistory, i int, e h
 	for s >= 0 && h.entries[s].state != settled && h.entries[s].state != rebased {
 		s--
 	}
-	tail := make([]histEntry, 0, len(h.entries)-max(s, 0)+1)
+	tail := n.walk[:0] // reused: the Normaliser's goroutine owns it
 	if s >= 0 {
 		tail = append(tail, h.entries[s:i]...)
 	} else {
@@ -39,7 +42,9 @@ func (n *Normaliser) placeCounter(m *registry.Meter, h *meterHistory, i int, e h
 	at := len(tail) // e's index in tail
 	tail = append(tail, e)
 	tail = append(tail, h.entries[i:]...)
-	events, err := walkCounter(m, tail, s >= 0, at)
+	n.walk = tail
+	events, err := walkCounter(m, tail, s >= 0, at, n.events[:0])
+	n.events = events
 	if isRate(err) && i == len(h.entries) && h.jump.t != 0 && h.jump.t < e.t {
 		// The register rose beyond max_rate at the rejected reading and
 		// this one continues from it: it moved there. Count from the
@@ -100,11 +105,10 @@ func (n *Normaliser) placeCounter(m *registry.Meter, h *meterHistory, i int, e h
 //     held reading counts its register since the reset;
 //   - a rebased reading keeps its delta.
 //
-// It returns the events of the readings the walk settled, and an error
-// naming the reading at index at (or, "against the following reading",
-// a later one) whose amount is above max_rate.
-func walkCounter(m *registry.Meter, rs []histEntry, first bool, at int) ([]counterEvent, error) {
-	var events []counterEvent
+// It appends to events those of the readings the walk settled and
+// returns them, or an error naming the reading at index at (or, "against
+// the following reading", a later one) whose amount is above max_rate.
+func walkCounter(m *registry.Meter, rs []histEntry, first bool, at int, events []counterEvent) ([]counterEvent, error) {
 	reg, hold := 0, -1 // the last settled register; the held drop (-1: none)
 	if !first {
 		rs[0].delta, rs[0].state = 0, settled
@@ -141,7 +145,7 @@ func walkCounter(m *registry.Meter, rs []histEntry, first bool, at int) ([]count
 			continue
 		}
 		e.delta, e.state, reg = d, settled, k
-		if k == at {
+		if k == at && ev != noEvent {
 			events = append(events, ev)
 		}
 	}

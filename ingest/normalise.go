@@ -55,6 +55,9 @@ type Normaliser struct {
 	// copy meanwhile (a redelivery, a backlog replayed twice) would be
 	// written and counted again.
 	recentOld recentOld
+	// walk and events are placeCounter's scratch space.
+	walk   []histEntry
+	events []counterEvent
 }
 
 // recentOld remembers the last recentOldLimit such readings, the oldest
