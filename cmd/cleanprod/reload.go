@@ -75,6 +75,14 @@ func newReloadMetrics(r prometheus.Registerer) reloadMetrics {
 // reloadWait is how long a reload waits for the store by default.
 const reloadWait = 30 * time.Second
 
+// waitFor is how long a reload waits for the store.
+func (r *reloader) waitFor() time.Duration {
+	if r.wait > 0 {
+		return r.wait
+	}
+	return reloadWait
+}
+
 // errStoreBusy says a reload gave up waiting for the store.
 var errStoreBusy = errors.New("the store is not accepting writes or still refilling the scoring windows")
 
@@ -110,11 +118,7 @@ func (r *reloader) reload(ctx context.Context) error {
 	defer r.mu.Unlock()
 	start := time.Now()
 	r.log.Info("configuration reload asked for", "gateway_config", r.cfg.GatewayConfig)
-	wait := r.wait
-	if wait <= 0 {
-		wait = reloadWait
-	}
-	wctx, cancel := context.WithTimeoutCause(ctx, wait, errStoreBusy)
+	wctx, cancel := context.WithTimeoutCause(ctx, r.waitFor(), errStoreBusy)
 	defer cancel()
 	err := r.apply(ctx, wctx)
 	switch {
@@ -214,7 +218,12 @@ func (r *reloader) apply(ctx, wctx context.Context) error {
 		r.tokens.Replace(tokens)
 	}
 	r.book.SetStandard(sd.std)
-	seedDeclarations(wctx, r.book, sd, r.log, nil)
+	// The folder's declarations go to the store, for as long again as
+	// the switch could wait: a store gone meanwhile costs the seeding
+	// (logged), not a hanging reload.
+	sctx, cancel := context.WithTimeout(ctx, r.waitFor())
+	seedDeclarations(sctx, r.book, sd, r.log, nil)
+	cancel()
 	r.eng.ReloadDeclarations()
 	r.reg, r.sd = reg, sd
 	return nil
