@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -37,12 +35,7 @@ func TestDataThroughAcrossRestart(t *testing.T) {
 			}
 			dir := t.TempDir()
 			tokensFile := filepath.Join(dir, "tokens.yaml")
-			var tokOut, errOut bytes.Buffer
-			if err := run(t.Context(), []string{"tokens", "add", "-role", "supervisor", "-http.tokens_file", tokensFile,
-				"-gateway_config", "../../gateway-config"}, func(string) string { return "" }, &tokOut, &errOut); err != nil {
-				t.Fatalf("tokens add: %v\n%s", err, errOut.String())
-			}
-			token := strings.TrimSpace(tokOut.String())
+			token := addSupervisorToken(t, tokensFile)
 			brokerAddr := freeAddr(t)
 			args := []string{"-embedded_broker.listen", brokerAddr, "-gateway_config", "../../gateway-config", "-data_dir", filepath.Join(dir, "data"),
 				"-http.tokens_file", tokensFile, "-ingest.past_horizon", tt.horizon.String(), "-scoring.interval", "200ms"}
