@@ -36,6 +36,17 @@ type PublishFunc func(ctx context.Context, topic string, payload []byte) error
 // (the scorer's input). It must not block for long and must not keep rs.
 type ObserveFunc func(rs []store.Reading)
 
+// Journal is told of each store write before it is made and once its
+// readings were handed to the ObserveFunc, with the write's number: 1, 2,
+// ... in the order the writes are observed. The scorer's checkpoints use
+// it to know which buckets changed after one (scoring/checkpoint.go).
+type Journal interface {
+	// Intend returns once what it needs of rs is durable; it must not
+	// keep rs.
+	Intend(seq uint64, rs []store.Reading)
+	Observed(seq uint64)
+}
+
 // Delivery is one MQTT message handed to the pipeline.
 type Delivery struct {
 	Topic      string
@@ -74,6 +85,8 @@ type PipelineConfig struct {
 	// (default piece.DefaultTarget); keep it well within the store
 	// client's timeout.
 	RestorePiece time.Duration
+	// Journal, when not nil, is told of every store write (see Journal).
+	Journal Journal
 	// Now returns the current time (nil: time.Now).
 	Now func() time.Time
 }
@@ -353,6 +366,7 @@ type batch struct {
 	accepted int
 	rewrites int // readings rewriting one written before (same key)
 	started  time.Time
+	seq      uint64        // the write's number (see Journal), set when sent
 	stored   chan struct{} // closed by the writer when done with it
 	err      error         // set before stored is closed: ctx ended first
 }
@@ -432,6 +446,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 
 	cur := <-spare
+	var sent uint64 // batches sent to the writers
 	var items []Delivery
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -448,6 +463,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return
 			}
 		}
+		cur.seq = sent + 1
 		if wait {
 			select {
 			case toWrite <- cur:
@@ -467,6 +483,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return
 			}
 		}
+		sent++
 		order <- cur
 		timer.Stop()
 		cur = <-spare
@@ -634,6 +651,9 @@ func (p *Pipeline) storeBatch(ctx context.Context, b *batch) error {
 	if len(b.write) == 0 {
 		return nil
 	}
+	if p.cfg.Journal != nil {
+		p.cfg.Journal.Intend(b.seq, b.write)
+	}
 	err := p.writeRetrying(ctx, b.write)
 	if store.IsPermanent(err) {
 		err = p.writeEach(ctx, b)
@@ -665,6 +685,9 @@ func (p *Pipeline) completeBatch(ctx context.Context, b *batch) {
 	p.metrics.readings.Add(float64(b.accepted))
 	if len(b.observe) > 0 {
 		p.observe(b.observe)
+	}
+	if p.cfg.Journal != nil {
+		p.cfg.Journal.Observed(b.seq)
 	}
 }
 

@@ -49,6 +49,15 @@ type Config struct {
 	// until it returns (see rebuild.go). nil: Observe is not called
 	// during the refill.
 	Hold func(ctx context.Context, held func() error) error
+	// CheckpointDir, when not empty, is where the windows are checkpointed
+	// so that a start resumes them (see Resume and checkpoint.go).
+	CheckpointDir string
+	// CheckpointStore names the store History reads (its URL and bucket,
+	// say): a checkpoint written against another store is not loaded.
+	CheckpointStore string
+	// CheckpointEvery is how often the windows are checkpointed (default
+	// 5m); also after every refill and when Run returns.
+	CheckpointEvery time.Duration
 	// Declarations supplies enterprise declarations, read when Run starts
 	// and after ReloadDeclarations (nil: none).
 	Declarations Declarations
@@ -109,8 +118,12 @@ type Engine struct {
 	envs     []env // formula scratch, one per worker
 	running  atomic.Bool
 
-	mu       sync.Mutex // guards pending, spare, space
+	mu       sync.Mutex // guards pending, spare, space, observed
 	pending  []store.Reading
+	observed uint64 // every store write up to it is in pending or applied (see Observed)
+	applied  uint64 // every store write up to it is applied (engine goroutine)
+	journal  *journal
+	lastCkpt time.Time
 	spare    []store.Reading // the last drained pending, reused
 	space    chan struct{}   // closed when pending drains below MaxPending
 	wake     chan struct{}   // cap 1: readings or a reload are waiting
@@ -234,6 +247,7 @@ func NewEngine(cfg Config) (*Engine, error) {
 	def(&cfg.FullEvery, time.Minute)
 	def(&cfg.PointEvery, time.Minute)
 	def(&cfg.WriteTimeout, 10*time.Second)
+	def(&cfg.CheckpointEvery, 5*time.Minute)
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = 100_000
 	}
@@ -467,6 +481,7 @@ func (e *Engine) Snapshot() *Snapshot { return e.snap.Load() }
 func (e *Engine) apply(now time.Time) {
 	e.mu.Lock()
 	batch := e.pending
+	e.applied = e.observed
 	e.pending, e.spare = e.spare[:0], nil // Observe appends to the spare's capacity meanwhile
 	close(e.space)
 	e.space = make(chan struct{})
@@ -541,6 +556,9 @@ func (e *Engine) Run(ctx context.Context) error {
 	tick := time.NewTicker(e.cfg.Interval)
 	defer tick.Stop()
 	e.markReady()
+	// The windows as they are when Run returns: what ingest stores after
+	// it (its last flush) is named in the journal.
+	defer e.checkpoint(true)
 	for {
 		select {
 		case <-ctx.Done():
@@ -552,6 +570,7 @@ func (e *Engine) Run(ctx context.Context) error {
 			}
 		case <-tick.C:
 			e.step(ctx, e.cfg.Now())
+			e.checkpoint(false)
 		case r := <-e.reloads:
 			r.done <- e.applyUpdate(ctx, r.u)
 			// The reload has let ingest go: its enterprises refill now.
@@ -568,7 +587,8 @@ func (e *Engine) Run(ctx context.Context) error {
 // refill refills the enterprises queued for it (if any) while ingest goes
 // on, grades them, and only then says it is done (Loading turns empty).
 func (e *Engine) refill(ctx context.Context) error {
-	if len(e.rbQueue) > 0 {
+	refilled := len(e.rbQueue) > 0
+	if refilled {
 		if err := e.rebuild(ctx, e.holdServing); err != nil {
 			return err
 		}
@@ -576,6 +596,9 @@ func (e *Engine) refill(ctx context.Context) error {
 	e.step(ctx, e.cfg.Now())
 	e.progress.Store(nil)
 	e.m.rebuildRemaining.Set(0)
+	if refilled {
+		e.checkpoint(true) // a restart now resumes rather than refills them
+	}
 	return nil
 }
 

@@ -22,6 +22,12 @@ type metrics struct {
 	rebuildAggregates prometheus.Counter
 	rebuildSeconds    prometheus.Gauge
 
+	checkpointSeconds  prometheus.Gauge
+	checkpointBytes    prometheus.Gauge
+	checkpointTime     prometheus.Gauge
+	checkpointFailures prometheus.Counter
+	resumed            prometheus.Gauge
+
 	level     *prometheus.GaugeVec // enterprise, window
 	score     *prometheus.GaugeVec // enterprise, window
 	y         *prometheus.GaugeVec // enterprise, window, level
@@ -75,6 +81,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		rebuildSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cleanprod_scoring_refill_duration_seconds", Help: "Duration of the last complete window refill, including the time ingest was held at its end.",
 		}),
+		checkpointSeconds: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cleanprod_scoring_checkpoint_duration_seconds", Help: "Duration of the last write of the windows' checkpoint (scoring is paused meanwhile).",
+		}),
+		checkpointBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cleanprod_scoring_checkpoint_bytes", Help: "Size of the last checkpoint of the windows.",
+		}),
+		checkpointTime: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cleanprod_scoring_checkpoint_timestamp_seconds", Help: "When the windows were last checkpointed (Unix time; 0: not yet).",
+		}),
+		checkpointFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_scoring_checkpoint_failures_total", Help: "Checkpoint or journal writes that failed (the next start then refills more from the store).",
+		}),
+		resumed: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cleanprod_scoring_resumed_enterprises", Help: "Enterprises whose windows this start loaded from the checkpoint rather than refilled from the store.",
+		}),
 		level: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "cleanprod_scoring_level", Help: "Cleaner-production level per window: 1 = I, 2 = II, 3 = III, 4 = below III, 0 = not graded.",
 		}, []string{"enterprise", "window"}),
@@ -105,7 +126,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.readings, m.evaluations, m.tickSeconds, m.pending, m.events, m.points,
-			m.declInvalid, m.stateBytes, m.enterprises, m.rebuildRemaining, m.rebuildRetries, m.rebuildAggregates, m.rebuildSeconds, m.level, m.score, m.y, m.complete, m.code,
+			m.declInvalid, m.stateBytes, m.enterprises, m.rebuildRemaining, m.rebuildRetries, m.rebuildAggregates, m.rebuildSeconds,
+			m.checkpointSeconds, m.checkpointBytes, m.checkpointTime, m.checkpointFailures, m.resumed, m.level, m.score, m.y, m.complete, m.code,
 			m.auditDue, m.indValue, m.indLevel, m.staleMtrs)
 	}
 	return m

@@ -465,50 +465,8 @@ func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) error {
 		}
 	}
 	e.log.Debug("scoring: buckets observed during the refill", "merged", merged, "read_again", reread)
-	// Per window, the marked buckets of every enterprise left, cleared and
-	// then read again in runs of consecutive buckets.
-	for wi, spec := range e.std.Windows {
-		buckets := map[int64][]*entState{}
-		for es, rb := range marked {
-			w := es.wins[wi]
-			for b := range rb.dirty[wi] {
-				if w.init && b <= w.head-int64(w.n) {
-					continue // older than the window: gone anyway
-				}
-				w.clearBucket(b) // a bucket newer than the head holds nothing yet
-				buckets[b] = append(buckets[b], es)
-			}
-		}
-		if len(buckets) == 0 {
-			continue
-		}
-		order := slices.Sorted(maps.Keys(buckets))
-		w := newWindow(spec, e.std.UTCOffset, 0, 0, 0)
-		for i := 0; i < len(order); {
-			j := i + 1
-			for j < len(order) && order[j] == order[j-1]+1 {
-				j++
-			}
-			run := order[i:j]
-			seen := map[*entState]bool{}
-			var part []*entState
-			for _, b := range run {
-				for _, es := range buckets[b] {
-					if !seen[es] {
-						seen[es] = true
-						part = append(part, es)
-					}
-				}
-			}
-			slices.SortFunc(part, func(a, b *entState) int { return strings.Compare(a.id, b.id) })
-			from, to := w.bucketStart(run[0]), w.bucketStart(run[len(run)-1]+1)
-			item := rebuildItem{from: from, to: to, every: spec.Bucket, offset: bucketOffset(spec.Bucket, e.std.UTCOffset),
-				feeds: []rebuildFeed{{win: wi, from: from, to: to}}}
-			if err := e.rereadMarked(ctx, part, len(part) == len(e.order), item, marked); err != nil {
-				return err
-			}
-			i = j
-		}
+	if err := e.rereadDirty(ctx, marked); err != nil {
+		return err
 	}
 	e.rmu.Lock()
 	for es, rb := range marked {
@@ -535,6 +493,69 @@ func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) error {
 	}
 	e.rbActive.Store(len(e.rbEnts) > 0)
 	e.rmu.Unlock()
+	return nil
+}
+
+// A query of rereadDirty covers at most rereadRun consecutive buckets and
+// names at most rereadGroup enterprises (or none: all of them), so that
+// it finishes well within a store's timeout whatever was marked.
+const (
+	rereadRun   = 24
+	rereadGroup = 256
+)
+
+// rereadDirty clears the marked buckets of every enterprise of marked and
+// reads them again from the store, per window in runs of consecutive
+// buckets, at most rereadRun buckets and rereadGroup enterprises a query.
+func (e *Engine) rereadDirty(ctx context.Context, marked map[*entState]*entRebuild) error {
+	// Per window, the marked buckets of every enterprise left, cleared and
+	// then read again in runs of consecutive buckets.
+	for wi, spec := range e.std.Windows {
+		buckets := map[int64][]*entState{}
+		for es, rb := range marked {
+			w := es.wins[wi]
+			for b := range rb.dirty[wi] {
+				if w.init && b <= w.head-int64(w.n) {
+					continue // older than the window: gone anyway
+				}
+				w.clearBucket(b) // a bucket newer than the head holds nothing yet
+				buckets[b] = append(buckets[b], es)
+			}
+		}
+		if len(buckets) == 0 {
+			continue
+		}
+		order := slices.Sorted(maps.Keys(buckets))
+		w := newWindow(spec, e.std.UTCOffset, 0, 0, 0)
+		for i := 0; i < len(order); {
+			j := i + 1
+			for j < len(order) && order[j] == order[j-1]+1 && j-i < rereadRun {
+				j++
+			}
+			run := order[i:j]
+			seen := map[*entState]bool{}
+			var part []*entState
+			for _, b := range run {
+				for _, es := range buckets[b] {
+					if !seen[es] {
+						seen[es] = true
+						part = append(part, es)
+					}
+				}
+			}
+			slices.SortFunc(part, func(a, b *entState) int { return strings.Compare(a.id, b.id) })
+			from, to := w.bucketStart(run[0]), w.bucketStart(run[len(run)-1]+1)
+			item := rebuildItem{from: from, to: to, every: spec.Bucket, offset: bucketOffset(spec.Bucket, e.std.UTCOffset),
+				feeds: []rebuildFeed{{win: wi, from: from, to: to}}}
+			for k := 0; k < len(part); k += rereadGroup {
+				group := part[k:min(k+rereadGroup, len(part))]
+				if err := e.rereadMarked(ctx, group, len(group) == len(e.order), item, marked); err != nil {
+					return err
+				}
+			}
+			i = j
+		}
+	}
 	return nil
 }
 

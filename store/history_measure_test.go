@@ -153,28 +153,27 @@ func measureQuery(run func(row func()) error) (rows int, took time.Duration, pea
 	return rows, took, float64(peak.Load()-base) / (1 << 20), float64(ms.TotalAlloc-alloc0) / (1 << 20), err
 }
 
-// fluxEnterprises returns a Flux filter on the enterprises ("" for all).
-func fluxEnterprises(ents []string) string {
+// fluxEnterprises returns a Flux predicate on the enterprises (none for
+// all).
+func fluxEnterprises(ents []string) []string {
 	if len(ents) == 0 {
-		return ""
+		return nil
 	}
 	var b strings.Builder
-	b.WriteString("  |> filter(fn: (r) => ")
 	for i, e := range ents {
 		if i > 0 {
 			b.WriteString(" or ")
 		}
 		b.WriteString("r.enterprise == " + fluxString(e))
 	}
-	b.WriteString(")\n")
-	return b.String()
+	return []string{b.String()}
 }
 
 // fluxAggregate is the Flux way to the same aggregates: one windowed
 // query per aggregate (sum of delta, count, gauge sum and max), records
 // streamed by the client's CSV reader.
 func fluxAggregate(ctx context.Context, s *Influx, q AggregateQuery, row func()) error {
-	base := s.rangeFilter(q.From, q.To) + fmt.Sprintf("  |> filter(fn: (r) => r._measurement == %q)\n", readingMeasurement) + fluxEnterprises(q.Enterprises)
+	base := s.fluxFrom(q.From, q.To, append([]string{fmt.Sprintf("r._measurement == %q", readingMeasurement)}, fluxEnterprises(q.Enterprises)...)...)
 	window := fmt.Sprintf("  |> window(every: %dns, offset: %dns)\n", q.Every.Nanoseconds(), q.Offset.Nanoseconds())
 	for _, p := range []struct{ filter, fn string }{
 		{`r._field == "delta"`, "sum()"},
@@ -201,13 +200,12 @@ func fluxAggregate(ctx context.Context, s *Influx, q AggregateQuery, row func())
 
 // fluxLatest is the Flux way to the latest readings per meter.
 func fluxLatest(ctx context.Context, s *Influx, q LatestQuery, row func()) error {
-	flux := s.rangeFilter(q.Since, time.Now().Add(24*365*time.Hour)) + fluxEnterprises(q.Enterprises) +
-		fmt.Sprintf(`  |> filter(fn: (r) => r._measurement == %q and (r._field == "value" or r._field == "delta"))
-  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+	flux := s.fluxFrom(q.Since, time.Now().Add(24*365*time.Hour), append([]string{fmt.Sprintf(`r._measurement == %q and (r._field == "value" or r._field == "delta")`, readingMeasurement)}, fluxEnterprises(q.Enterprises)...)...) +
+		fmt.Sprintf(`  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
   |> group(columns: ["enterprise", "meter"])
   |> sort(columns: ["_time"])
   |> tail(n: %d)
-`, readingMeasurement, q.PerMeter)
+`, q.PerMeter)
 	res, err := s.query.Query(ctx, flux)
 	if err != nil {
 		return err

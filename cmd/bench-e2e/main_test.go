@@ -156,9 +156,19 @@ func TestRestart(t *testing.T) {
 			t.Errorf("%s: ingest ready after %v s, graded after %v s, want both positive, graded not before ready", name, s.IngestReadySeconds, s.GradedSeconds)
 		case s.RefillPeakRSSBytes <= 0 || s.SteadyRSSBytes <= 0 || s.SteadyMeanRSSBytes <= 0 || s.SteadySamples == 0 || s.LifePeakRSSBytes < s.RefillPeakRSSBytes || s.InfluxdPeakRSSBytes <= 0:
 			t.Errorf("%s: got RSS refill peak %d, steady %d (mean %d, %d samples), life peak %d, influxd's peak %d", name, s.RefillPeakRSSBytes, s.SteadyRSSBytes, s.SteadyMeanRSSBytes, s.SteadySamples, s.LifePeakRSSBytes, s.InfluxdPeakRSSBytes)
-		case s.ServeScoringSeconds < s.ServeIngestSeconds || s.ServeIngestSeconds <= 0 || s.RefillAggregates <= 0:
-			t.Errorf("%s: got serve's startup ingest %v s, scoring %v s, %d aggregates refilled", name, s.ServeIngestSeconds, s.ServeScoringSeconds, s.RefillAggregates)
+		case s.ServeScoringSeconds <= 0 || s.ServeIngestSeconds <= 0:
+			t.Errorf("%s: got serve's startup ingest %v s, scoring %v s", name, s.ServeIngestSeconds, s.ServeScoringSeconds)
 		}
+	}
+	// The first start refills every window from the store (it has no
+	// checkpoint); the start after the kill resumes them from the one the
+	// first wrote after its refill.
+	if s := r.First; s != nil && (s.RefillAggregates <= 0 || s.ResumedEnterprises != 0 || s.ServeScoringSeconds < s.ServeIngestSeconds || s.CheckpointBytes <= 0) {
+		t.Errorf("first start: %d aggregates refilled, %d enterprises resumed, graded at %v s, ingest at %v s, checkpoint of %d bytes; want a refill after ingest started, then a checkpoint",
+			s.RefillAggregates, s.ResumedEnterprises, s.ServeScoringSeconds, s.ServeIngestSeconds, s.CheckpointBytes)
+	}
+	if s := r.AfterKill; s != nil && s.ResumedEnterprises == 0 {
+		t.Errorf("after the kill: no enterprise resumed from the checkpoint")
 	}
 	if !r.KilledUnderLoad || r.Acked == 0 || r.Published != r.Acked || r.Stored != r.Acked || r.Lost != 0 || r.Rejected != 0 {
 		t.Errorf("got killed under load %t, %d published, %d acked, %d stored, %d lost, %d rejected; want killed under load, every acknowledged reading stored",

@@ -215,8 +215,15 @@ type startResult struct {
 	RefillSeconds       float64 `json:"refill_seconds"`
 	RefillAggregates    int     `json:"refill_aggregates"`
 	RefillRetries       int     `json:"refill_retries"`
-	Written             int     `json:"written"`
-	Rejected            int     `json:"rejected"`
+	// ResumedEnterprises: enterprises whose windows the start loaded from
+	// the scorer's checkpoint (cleanprod_scoring_resumed_enterprises);
+	// CheckpointSeconds and CheckpointBytes: the last checkpoint written
+	// by the time of the scrape.
+	ResumedEnterprises int     `json:"resumed_enterprises"`
+	CheckpointSeconds  float64 `json:"checkpoint_seconds"`
+	CheckpointBytes    int64   `json:"checkpoint_bytes"`
+	Written            int     `json:"written"`
+	Rejected           int     `json:"rejected"`
 }
 
 // peakRatio is the refill's peak RSS over the steady state's.
@@ -651,9 +658,10 @@ func (rs *restartResult) writeMarkdown(w io.Writer) {
 			continue
 		}
 		s := st.s
-		fmt.Fprintf(w, "| 7 | restart on %d days: %s | ingest ready %.1f s; fully graded %.1f s; refill peak RSS %s; steady state %s | times from the process's start (serve's own cleanprod_startup_duration_seconds: ingest %.1f s, scoring %.1f s); refill %.1f s, %s aggregates read, %d retries; %d /readyz answers with loading (last: %q); %.1f CPU-s to graded; steady state over the last half of %.0f s under %s readings/s: largest VmRSS %s, mean %s; VmHWM at its end %s; influxd's peak RSS until graded %s |\n",
+		fmt.Fprintf(w, "| 7 | restart on %d days: %s | ingest ready %.1f s; fully graded %.1f s; refill peak RSS %s; steady state %s | times from the process's start (serve's own cleanprod_startup_duration_seconds: ingest %.1f s, scoring %.1f s); refill %.1f s, %s aggregates read, %d retries; %d enterprises resumed from the checkpoint; last checkpoint %s written in %.1f s; %d /readyz answers with loading (last: %q); %.1f CPU-s to graded; steady state over the last half of %.0f s under %s readings/s: largest VmRSS %s, mean %s; VmHWM at its end %s; influxd's peak RSS until graded %s |\n",
 			rs.Days, st.name, s.IngestReadySeconds, s.GradedSeconds, mib(s.RefillPeakRSSBytes), mib(s.SteadyRSSBytes),
-			s.ServeIngestSeconds, s.ServeScoringSeconds, s.RefillSeconds, num(float64(s.RefillAggregates)), s.RefillRetries, s.LoadingPolls, s.Loading,
+			s.ServeIngestSeconds, s.ServeScoringSeconds, s.RefillSeconds, num(float64(s.RefillAggregates)), s.RefillRetries,
+			s.ResumedEnterprises, mib(s.CheckpointBytes), s.CheckpointSeconds, s.LoadingPolls, s.Loading,
 			s.CPUSecondsToGraded, rs.SteadySeconds, num(rs.LoadReadingsPerSec), mib(s.SteadyRSSBytes), mib(s.SteadyMeanRSSBytes), mib(s.LifePeakRSSBytes), mib(s.InfluxdPeakRSSBytes))
 	}
 	if rs.First != nil && rs.AfterKill != nil {

@@ -500,6 +500,9 @@ func (b *bench) followStart(ctx context.Context, srv *serveProcess, steady time.
 	r.RefillSeconds = m["cleanprod_scoring_refill_duration_seconds"]
 	r.RefillAggregates = int(m["cleanprod_scoring_refill_aggregates_total"])
 	r.RefillRetries = int(m["cleanprod_scoring_refill_retries_total"])
+	r.ResumedEnterprises = int(m["cleanprod_scoring_resumed_enterprises"])
+	r.CheckpointSeconds = m["cleanprod_scoring_checkpoint_duration_seconds"]
+	r.CheckpointBytes = int64(m["cleanprod_scoring_checkpoint_bytes"])
 	r.Written = int(m["cleanprod_ingest_readings_written_total"])
 	r.Rejected = int(m["cleanprod_ingest_rejected_total"])
 	return r, nil

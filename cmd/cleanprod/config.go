@@ -22,7 +22,7 @@ import (
 // in upper case with '_') and a flag (-path); flags beat environment beat
 // file beat defaults.
 type Config struct {
-	DataDir       string `yaml:"data_dir" help:"folder for the embedded store and broker state"`
+	DataDir       string `yaml:"data_dir" help:"folder for the embedded store and broker state, and the scorer's checkpoints"`
 	GatewayConfig string `yaml:"gateway_config" help:"folder of gateway registry files (enterprises, gateways, meters)"`
 	HTTP          struct {
 		Listen      string `yaml:"listen" help:"HTTP address for the API, /metrics, /healthz and /readyz"`
@@ -74,6 +74,7 @@ type Config struct {
 		Declarations      string        `yaml:"declarations" help:"folder of declarations that seeds the store's (accepted as by the operator; the API's declarations and reviews live in the store)"`
 		Interval          time.Duration `yaml:"interval" help:"how often enterprises with new data are re-evaluated"`
 		DeclarationsEvery time.Duration `yaml:"declarations_every" help:"how often the scorer re-reads the stored declarations (reviews made through another replica)"`
+		CheckpointEvery   time.Duration `yaml:"checkpoint_every" help:"how often the scorer's windows are checkpointed to data_dir, so that a restart resumes them instead of reading them back from the store"`
 	} `yaml:"scoring"`
 	Report struct {
 		Chromium string `yaml:"chromium" help:"Chromium binary that prints report PDFs from the HTML report (empty: chromium in PATH; none: always the built-in PDF writer)"`
@@ -115,6 +116,7 @@ func defaultConfig() Config {
 	c.Scoring.Declarations = "scoring/declarations"
 	c.Scoring.Interval = 10 * time.Second
 	c.Scoring.DeclarationsEvery = time.Minute
+	c.Scoring.CheckpointEvery = 5 * time.Minute
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -300,7 +302,7 @@ func (c *Config) validate() []error {
 		"mqtt.watchdog_interval": c.MQTT.WatchdogInterval, "ingest.batch_interval": c.Ingest.BatchInterval,
 		"ingest.future_horizon": c.Ingest.FutureHorizon, "ingest.past_horizon": c.Ingest.PastHorizon,
 		"ingest.shutdown_grace": c.Ingest.ShutdownGrace, "influx.timeout": c.Influx.Timeout, "scoring.interval": c.Scoring.Interval,
-		"scoring.declarations_every": c.Scoring.DeclarationsEvery}
+		"scoring.declarations_every": c.Scoring.DeclarationsEvery, "scoring.checkpoint_every": c.Scoring.CheckpointEvery}
 	for _, k := range sortedKeys(durations) {
 		if durations[k] <= 0 {
 			bad("%s must be positive, got %s", k, durations[k])

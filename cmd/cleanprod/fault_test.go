@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -84,6 +85,7 @@ func startProc(t *testing.T, args []string, env map[string]string) *proc {
 // calls no t.Fatal, so fault injectors may use it from their goroutine.
 func tryStartProc(t *testing.T, args []string, env map[string]string) (*proc, error) {
 	p := &proc{http: freeAddr(t), logs: &syncBuffer{}, done: make(chan struct{})}
+	args = withDataDir(t, args)
 	all := append([]string{"serve", "-http.listen", p.http, "-gateway_config", "../../gateway-config",
 		"-scoring.declarations", "../../scoring/declarations", "-scoring.interval", "200ms",
 		"-ingest.past_horizon", "240h", "-log.level", "warn", "-mqtt.watchdog_interval", "5s"}, args...)
@@ -120,6 +122,22 @@ func tryStartProc(t *testing.T, args []string, env map[string]string) (*proc, er
 }
 
 func (p *proc) metrics() *service { return &service{http: p.http} }
+
+var testDataDirs sync.Map // test name -> its data folder
+
+// withDataDir gives args the test's own data folder, the same for each
+// start of serve in it, unless they name one: the scorer's checkpoints of
+// one test are not another's.
+func withDataDir(t *testing.T, args []string) []string {
+	if slices.Contains(args, "-data_dir") {
+		return args
+	}
+	d, ok := testDataDirs.Load(t.Name())
+	if !ok {
+		d, _ = testDataDirs.LoadOrStore(t.Name(), t.TempDir())
+	}
+	return append([]string{"-data_dir", d.(string)}, args...)
+}
 
 // peakRSS is the process's peak resident memory in bytes (VmHWM).
 func (p *proc) peakRSS() int64 {
@@ -692,7 +710,10 @@ func TestFaultServiceKilled(t *testing.T) {
 	ref := reference(t)
 	broker := testenv.Mosquitto(t)
 	db := testenv.Influx(t)
-	args := []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket, "-mqtt.client_id", "fault-kill"}
+	// Checkpoints every 2 s: kills land between them and during them, with
+	// writes in flight; each start resumes the windows from the last one.
+	args := []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket, "-mqtt.client_id", "fault-kill",
+		"-scoring.checkpoint_every", "2s"}
 	env := map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token}
 	var mu sync.Mutex
 	p := startProc(t, args, env)
@@ -715,6 +736,12 @@ func TestFaultServiceKilled(t *testing.T) {
 		n, err := st.CountReadings(context.Background(), "")
 		return err == nil && n >= len(rec.keys) && p.metrics().metricOrZero("cleanprod_ingest_inflight_messages") == 0
 	})
+	// The last start resumed the scorer's windows rather than refilling
+	// them: the values checked below come from a checkpoint and the
+	// buckets changed after it.
+	if n := p.metrics().metricOrZero("cleanprod_scoring_resumed_enterprises"); n == 0 {
+		t.Errorf("the last start resumed no enterprise from the checkpoint:\n%s", p.logs)
+	}
 	report := faultReport{name: "cleanprod SIGKILLed 5 times", acked: int(rec.acked.Load()), recover: recoverMax, peakRSS: max(peak, p.peakRSS())}
 	report.finish(t, p, rec, influxStore(t, db), ref)
 	t.Logf("%s (recover = restart to ready, worst of 5)", report)

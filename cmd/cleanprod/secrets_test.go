@@ -168,7 +168,7 @@ func startServeUnready(t *testing.T, env map[string]string, args ...string) *ser
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel = cancel
 	go func() {
-		s.done <- run(ctx, append([]string{"serve", "-http.listen", s.http, "-scoring.declarations", "../../scoring/declarations"}, args...),
+		s.done <- run(ctx, append([]string{"serve", "-http.listen", s.http, "-scoring.declarations", "../../scoring/declarations"}, withDataDir(t, args)...),
 			func(k string) string { return env[k] }, s.logs, s.logs)
 	}()
 	t.Cleanup(func() { s.stop(t) })

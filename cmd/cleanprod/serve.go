@@ -148,6 +148,9 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		Standard:    sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, History: st, Sink: st,
 		OnEvent: onEvent, Registerer: promReg, Logger: log.With("component", "scoring"),
 		Interval: cfg.Scoring.Interval,
+		// A restart resumes the windows from a checkpoint in the data
+		// folder and reads back only what changed after it.
+		CheckpointDir: checkpointDir(cfg), CheckpointEvery: cfg.Scoring.CheckpointEvery, CheckpointStore: where,
 		// The windows refill from the store while ingest runs; at the end
 		// ingest holds while the buckets that changed meanwhile are read
 		// again (scoring/rebuild.go).
@@ -178,7 +181,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		},
 		BatchSize: cfg.Ingest.BatchSize, BatchInterval: cfg.Ingest.BatchInterval, Writers: cfg.Ingest.Writers,
 		MaxInflight: cfg.MQTT.MaxInflight, ShutdownGrace: cfg.Ingest.ShutdownGrace,
-		RestorePiece: piece,
+		RestorePiece: piece, Journal: eng,
 	}, st, publish, observe, metrics, log.With("component", "ingest"))
 	sub = ingest.NewSubscriber(ingest.SubscriberConfig{
 		Broker: brokerURL, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
@@ -291,6 +294,14 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		}); err != nil {
 			if gctx.Err() != nil {
 				return nil // stopped while starting: a clean shutdown
+			}
+			return err
+		}
+		// The windows of the last checkpoint, and what changed after it,
+		// before anything new is stored.
+		if err := eng.Resume(gctx); err != nil {
+			if gctx.Err() != nil {
+				return nil
 			}
 			return err
 		}
@@ -479,4 +490,13 @@ func (s *startup) retry(ctx context.Context, log *slog.Logger, step string, f fu
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
+}
+
+// checkpointDir is where the scorer checkpoints its windows: data_dir's
+// scoring folder ("" without a data_dir: no checkpoints).
+func checkpointDir(cfg *Config) string {
+	if cfg.DataDir == "" {
+		return ""
+	}
+	return filepath.Join(cfg.DataDir, "scoring")
 }

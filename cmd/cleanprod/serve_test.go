@@ -66,7 +66,7 @@ func startServe(t *testing.T, env map[string]string, args ...string) *service {
 	s.cancel = cancel
 	getenv := func(k string) string { return env[k] }
 	go func() {
-		s.done <- run(ctx, append([]string{"serve", "-http.listen", s.http, "-scoring.declarations", "../../scoring/declarations"}, args...), getenv, s.logs, s.logs)
+		s.done <- run(ctx, append([]string{"serve", "-http.listen", s.http, "-scoring.declarations", "../../scoring/declarations"}, withDataDir(t, args)...), getenv, s.logs, s.logs)
 	}()
 	deadline := time.Now().Add(90 * time.Second)
 	for {
