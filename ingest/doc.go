@@ -8,7 +8,8 @@
 // registry, validates values and timestamps, converts units to canonical
 // ones and turns counter registers into deltas (resets, rollovers and meter
 // replacements handled; duplicates and out-of-order readings never counted
-// twice). Readings are batched; a second goroutine writes each batch to the
+// twice; a drop is held at delta 0 until the next reading says whether it
+// was a reset or a glitch, see counter.go). Readings are batched; a second goroutine writes each batch to the
 // store, publishes the batch's rejects to the dead-letter topic, and only
 // then acknowledges the batch's MQTT messages and tells the scorer. While
 // the store is down nothing is acknowledged, the bounded in-flight window

@@ -22,6 +22,7 @@ type Metrics struct {
 	seqGaps        *prometheus.CounterVec
 	seqRepeats     prometheus.Counter
 	seqBackwards   prometheus.Counter
+	seqRenumbered  *prometheus.CounterVec
 	counterEvents  *prometheus.CounterVec
 	ackLatency     prometheus.Histogram
 	connected      prometheus.Gauge
@@ -78,6 +79,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		seqRepeats: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cleanprod_ingest_seq_repeats_total", Help: "Messages whose seq was seen before (redeliveries).",
 		}),
+		seqRenumbered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_seq_renumbered_total", Help: "Times a gateway's seq jumped more than 4096 up or down (a gateway numbering anew after a restart, or a hostile value): a new numbering, not lost messages.",
+		}, []string{"enterprise", "gateway"}),
 		seqBackwards: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cleanprod_ingest_seq_backwards_total", Help: "Messages out of order (a late message filling its gap) or numbered anew (a gateway restart).",
 		}),
@@ -103,6 +107,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.restoreRetries, m.messages, m.readings, m.duplicates, m.rejected, m.deadLettered, m.deadLetterErrs,
 		m.batchReadings, m.writeSeconds, m.storeErrors, m.inflight, m.lastMessage, m.seqGaps, m.seqRepeats,
-		m.seqBackwards, m.counterEvents, m.ackLatency, m.connected, m.connects, m.connLost, m.watchdogResets)
+		m.seqBackwards, m.seqRenumbered, m.counterEvents, m.ackLatency, m.connected, m.connects, m.connLost, m.watchdogResets)
 	return m
 }

@@ -55,6 +55,9 @@ type Normaliser struct {
 	// copy meanwhile (a redelivery, a backlog replayed twice) would be
 	// written and counted again.
 	recentOld recentOld
+	// walk and events are placeCounter's scratch space.
+	walk   []histEntry
+	events []counterEvent
 }
 
 // recentOld remembers the last recentOldLimit such readings, the oldest
@@ -101,6 +104,13 @@ type gatewayKey struct{ enterprise, gateway string }
 // meterHistory is the recent readings of one meter, sorted by time.
 type meterHistory struct {
 	entries []histEntry
+	// jump is the newest counter reading rejected for rising beyond
+	// max_rate from the register before it (t 0: none): if the next
+	// reading continues from it, the register moved there.
+	jump struct {
+		t     int64
+		value float64
+	}
 	// baseline says entries[0] is the first reading this meter ever
 	// sent (no stored history older than it), so an older reading may
 	// still take its place as the new baseline.
@@ -112,7 +122,29 @@ type histEntry struct {
 	value float64 // canonical value (register, amount or gauge value)
 	delta float64 // counters: amount since the previous entry
 	msg   uint64  // Normaliser.msgSeq of the message that brought it (0: restored)
+	state entryState
 }
+
+// entryState says how a counter reading's delta was decided.
+type entryState uint8
+
+const (
+	// settled: a register the next reading counts from.
+	settled entryState = iota
+	// held: the register dropped as if the meter were reset. Stored with
+	// delta 0 until the next reading says which it was: still down, a
+	// reset (the held reading then counts its register since the reset);
+	// back at or above the register before the drop, a glitch.
+	held
+	// glitch: a held drop the next reading contradicted. Its delta stays
+	// 0 and no reading counts from its register.
+	glitch
+	// rebased: the first reading after a rise beyond max_rate that it
+	// confirmed (the register moved: an undeclared meter exchange or a
+	// reprogrammed register). It counts from the rejected rise, so the
+	// jump itself is never counted; its delta is kept as it is.
+	rebased
+)
 
 // NewNormaliser returns a Normaliser for reg.
 func NewNormaliser(reg *registry.Registry, cfg NormaliserConfig) *Normaliser {
@@ -151,6 +183,7 @@ func (n *Normaliser) SetRegistry(reg *registry.Registry) {
 // time order per meter), so that after a restart a redelivered message is
 // recognised as a duplicate and counters continue from their last register.
 func (n *Normaliser) Restore(rs []store.Reading) {
+	touched := make(map[*registry.Meter]*meterHistory)
 	for _, r := range rs {
 		k, ok := n.reg.Meter(r.Enterprise, r.Meter)
 		if !ok {
@@ -161,6 +194,9 @@ func (n *Normaliser) Restore(rs []store.Reading) {
 			h = &meterHistory{entries: make([]histEntry, 0, n.cfg.History)}
 			n.meters[k] = h
 		}
+		if k.Kind == registry.Counter {
+			touched[k] = h
+		}
 		e := histEntry{t: r.Time.UnixNano(), value: r.Value, delta: r.Delta}
 		i := h.search(e.t)
 		if i < len(h.entries) && h.entries[i].t == e.t {
@@ -169,6 +205,19 @@ func (n *Normaliser) Restore(rs []store.Reading) {
 		}
 		h.insert(i, e, n.cfg.History)
 	}
+	for m, h := range touched {
+		settleRestored(m, h)
+	}
+}
+
+// hasHistory reports whether a meter of e has a kept history.
+func (n *Normaliser) hasHistory(e *registry.Enterprise) bool {
+	for _, m := range e.Meters {
+		if _, ok := n.meters[m]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // Meters returns how many meters have a kept history.
@@ -206,17 +255,20 @@ func (n *Normaliser) Process(topic string, payload []byte, redelivery bool, now 
 
 // Outcome is what became of one message.
 type Outcome struct {
-	Gateway      *registry.Gateway // the registered gateway the message came from
-	Accepted     int               // readings written
-	Duplicates   int               // readings seen before with the same value, absorbed
-	Rejects      []Reject          // readings rejected with their reason
-	SeqGap       int64             // messages now known lost at the edge: skipped numbers still missing SeqLate after the gap, or seqWindow numbers later
-	SeqRepeat    bool              // seq seen before (a redelivery)
-	SeqBackwards bool              // out of order (a late message filling its gap) or numbered anew (a gateway restart)
-	Rewrites     int               // readings written before, written again with a new delta (an earlier reading arrived late)
-	Resets       int               // counter resets detected
-	Rollovers    int               // counter rollovers detected
-	Replaced     int               // declared meter replacements crossed
+	Gateway       *registry.Gateway // the registered gateway the message came from
+	Accepted      int               // readings written
+	Duplicates    int               // readings seen before with the same value, absorbed
+	Rejects       []Reject          // readings rejected with their reason
+	SeqGap        int64             // messages now known lost at the edge: skipped numbers still missing SeqLate after the gap, or seqWindow numbers later
+	SeqRepeat     bool              // seq seen before (a redelivery)
+	SeqBackwards  bool              // out of order (a late message filling its gap) or numbered anew (a gateway restart)
+	SeqRenumbered bool              // seq jumped beyond the window kept, up or down: the gateway numbers anew (nothing counted lost for the jump)
+	Rewrites      int               // readings written before, written again with a new delta (an earlier reading arrived late)
+	Resets        int               // counter resets confirmed (a held drop the next reading kept down)
+	Glitches      int               // held counter drops the next reading contradicted: counted as nothing
+	Rebased       int               // counter registers that moved beyond max_rate, confirmed by the next reading: the jump counted as nothing
+	Rollovers     int               // counter rollovers detected
+	Replaced      int               // declared meter replacements crossed
 }
 
 // Normalise checks msg (decoded from a topic of gateway gw) and appends
@@ -272,11 +324,17 @@ func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bo
 				reject(r, ReasonOutOfRange, "%s %s reads %g: a register or amount cannot be negative", m.Kind, m.ID, r.Value)
 				continue
 			}
-			if m.Rollover > 0 && v > m.Rollover {
-				// A register above the value it wraps at cannot be: a
-				// misdeclared rollover or a glitch. Taken, the next
-				// reading would make a negative "rollover" delta.
-				reject(r, ReasonOutOfRange, "counter %s reads %g %s, above its declared rollover %g", m.ID, v, m.Quantity.Unit, m.Rollover)
+			if m.MaxRegister > 0 && v > m.MaxRegister {
+				// A register above the largest value it shows cannot be:
+				// a misdeclared range or a glitch. Taken as a first
+				// reading it would be the baseline every delta counts
+				// from; above a rollover, the next reading would make a
+				// negative "rollover" delta.
+				what := "max_register"
+				if m.Rollover > 0 {
+					what = "rollover"
+				}
+				reject(r, ReasonOutOfRange, "counter %s reads %g %s, above its declared %s %g", m.ID, v, m.Quantity.Unit, what, m.MaxRegister)
 				continue
 			}
 		}
@@ -338,9 +396,19 @@ func (n *Normaliser) resolveOld(gw *registry.Gateway, old []oldReading, out *Out
 	for _, s := range stored {
 		have[key{s.Meter, s.Time.UnixNano()}] = s.Value
 	}
+	// A second reading of one meter and time in this message is a
+	// duplicate within the message, whatever the store holds: the same
+	// rule as for readings the history places (place).
+	inMsg := make(map[key]bool, len(old))
 	for _, o := range old {
 		t := o.r.Time.UnixNano()
-		v, ok := have[key{o.m.ID, t}]
+		k := key{o.m.ID, t}
+		if inMsg[k] {
+			reject(o.r, ReasonDuplicate, "meter %q has two readings at %s in one message", o.m.ID, o.r.Time.Format(time.RFC3339Nano))
+			continue
+		}
+		inMsg[k] = true
+		v, ok := have[k]
 		if !ok {
 			v, ok = n.recentOld.get(oldKey{gw.Enterprise.ID, o.m.ID, t}) // written, maybe not yet stored
 		}
@@ -401,7 +469,7 @@ func (n *Normaliser) trackSeq(gw *registry.Gateway, seq int64, now time.Time, ou
 		late = DefaultSeqLate
 	}
 	st := s.step(seq, now, late)
-	out.SeqGap, out.SeqRepeat, out.SeqBackwards = st.lost, st.repeat, st.late || st.renewed || st.before
+	out.SeqGap, out.SeqRepeat, out.SeqBackwards, out.SeqRenumbered = st.lost, st.repeat, st.late || st.renewed || st.before, st.renewed
 }
 
 // place puts one valid reading into its meter's history and emits what to
@@ -445,37 +513,9 @@ func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Out
 		n.keep(m, h, i, e)
 		emit(e, v)
 	case registry.Counter:
-		var ev counterEvent
-		if i > 0 {
-			prev := h.entries[i-1]
-			d, pev, err := counterDelta(m, prev.t, prev.value, t, v)
-			if err != nil {
-				reject(r, ReasonCounterJump, "%v", err)
-				return
-			}
-			e.delta, ev = d, pev
+		if !n.placeCounter(m, h, i, e, r, out, write, observe, reject) {
+			return
 		}
-		if i < len(h.entries) {
-			// An out-of-order reading splits the interval of its successor,
-			// whose delta shrinks by what the new reading takes: rewrite the
-			// successor (same key, so it overwrites) and tell the scorer the
-			// difference, so nothing is counted twice.
-			next := h.entries[i]
-			d, nev, err := counterDelta(m, t, v, next.t, next.value)
-			if err != nil {
-				reject(r, ReasonCounterJump, "%v (against the following reading)", err)
-				return
-			}
-			old := next.delta
-			next.delta = d
-			h.entries[i] = next
-			emit(next, d-old)
-			out.Rewrites++
-			countEvent(out, nev)
-		}
-		countEvent(out, ev)
-		n.keep(m, h, i, e)
-		emit(e, e.delta)
 	}
 	out.Accepted++
 	return false
@@ -488,6 +528,8 @@ const (
 	resetEvent
 	rolloverEvent
 	replacementEvent
+	glitchEvent // a held drop the next reading contradicted
+	rebaseEvent // a rise beyond max_rate the next reading confirmed
 )
 
 func countEvent(out *Outcome, ev counterEvent) {
@@ -498,6 +540,10 @@ func countEvent(out *Outcome, ev counterEvent) {
 		out.Rollovers++
 	case replacementEvent:
 		out.Replaced++
+	case glitchEvent:
+		out.Glitches++
+	case rebaseEvent:
+		out.Rebased++
 	}
 }
 
@@ -543,7 +589,7 @@ func counterDelta(m *registry.Meter, ta int64, a float64, tb int64, b float64) (
 		return 0, noEvent, fmt.Errorf("counter %q: registers %g then %g give no finite, non-negative amount", m.ID, a, b)
 	}
 	if m.MaxRate > 0 && d > m.MaxRate*hours(ta, tb) {
-		return 0, noEvent, fmt.Errorf("counter %q rose %g %s in %s (from %g to %g), above max_rate %g per hour", m.ID, d, m.Quantity.Unit, time.Duration(tb-ta), a, b, m.MaxRate)
+		return 0, noEvent, rateError{fmt.Errorf("counter %q rose %g %s in %s (from %g to %g), above max_rate %g per hour", m.ID, d, m.Quantity.Unit, time.Duration(tb-ta), a, b, m.MaxRate)}
 	}
 	return d, ev, nil
 }

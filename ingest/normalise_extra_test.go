@@ -216,3 +216,35 @@ func TestOldReadingsCheckedAgainstStore(t *testing.T) {
 		t.Errorf("got rejects %v, want a conflict and an out_of_order_window", reasons)
 	}
 }
+
+// Two readings of one meter and time in one message are a duplicate
+// within the message even when they are older than the history kept and
+// checked against the store, as they are when the history places them.
+func TestDuplicateInMessageOlderThanHistory(t *testing.T) {
+	reg := testRegistry(t)
+	now := time.Date(2026, 11, 29, 8, 0, 0, 0, time.UTC)
+	t0 := now.Add(-2 * time.Hour)
+	cfg := testConfig
+	cfg.Lookup = func(context.Context, string, []string, time.Time, time.Time) ([]store.Reading, error) {
+		return nil, nil // the store holds none of them
+	}
+	for _, second := range []float64{5, 6} { // the same value again, and another
+		t.Run(fmt.Sprint(second), func(t *testing.T) {
+			n := NewNormaliser(reg, cfg)
+			var write, obs []store.Reading
+			for i := 1; i <= cfg.History+2; i++ {
+				if _, err := n.Process(topicA, payload(i, reading("HW", t0.Add(time.Duration(i)*time.Minute), 1)), false, now, &write, &obs); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old := t0.Add(30 * time.Second) // before every reading kept
+			out, err := n.Process(topicA, payload(99, reading("HW", old, 5), reading("HW", old, second)), false, now, &write, &obs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out.Accepted != 1 || len(out.Rejects) != 1 || out.Rejects[0].Reason != ReasonDuplicate || out.Rejects[0].Index != 1 {
+				t.Errorf("got %d accepted, rejects %+v; want the first accepted and the second rejected %s", out.Accepted, out.Rejects, ReasonDuplicate)
+			}
+		})
+	}
+}

@@ -114,6 +114,12 @@ func runCase(t *testing.T, reg *registry.Registry, path string) string {
 			if out.Resets+out.Rollovers+out.Replaced > 0 {
 				fmt.Fprintf(&b, " resets=%d rollovers=%d replaced=%d", out.Resets, out.Rollovers, out.Replaced)
 			}
+			if out.Glitches+out.Rebased > 0 {
+				fmt.Fprintf(&b, " glitches=%d rebased=%d", out.Glitches, out.Rebased)
+			}
+			if out.Rewrites > 0 {
+				fmt.Fprintf(&b, " rewrites=%d", out.Rewrites)
+			}
 			b.WriteString("\n")
 			for _, r := range write {
 				fmt.Fprintf(&b, "  write   %s/%s %s %s %s value=%g delta=%g\n", r.Enterprise, r.Meter, r.Time.Format(time.RFC3339), r.Quantity, r.Kind, r.Value, r.Delta)

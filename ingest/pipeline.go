@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -163,8 +164,12 @@ func NewPipeline(reg *registry.Registry, cfg PipelineConfig, w Writer, publish P
 type reconfigure struct {
 	reg  *registry.Registry
 	held func() error
+	stop <-chan struct{} // the caller's ctx.Done(): stop waiting for the batches in flight
 	done chan error
 }
+
+// errInFlight says Reconfigure stopped waiting for batches in flight.
+var errInFlight = errors.New("ingest: batches in flight are not stored yet")
 
 // Reconfigure switches the running pipeline to reg (a reloaded registry;
 // nil keeps the registry, to only hold ingest while held runs).
@@ -172,21 +177,26 @@ type reconfigure struct {
 // then holds ingest (messages wait, unacknowledged, in the queue and the
 // broker) while held runs, for example to reload the scorer from the
 // store with nothing in flight. If held returns an error, the pipeline
-// keeps its registry and returns the error. It returns ctx's error if
-// ctx ends first, and an error if Run is not running.
+// keeps its registry and returns the error.
+//
+// ctx bounds the wait for the batches in flight, which the store decides
+// (they are retried until it accepts them): if it ends first, nothing
+// changes and Reconfigure returns an error wrapping ctx's. Once held has
+// started, Reconfigure returns held's result whatever ctx does, so that
+// the caller never takes a switch that happened for one that did not.
 func (p *Pipeline) Reconfigure(ctx context.Context, reg *registry.Registry, held func() error) error {
-	r := reconfigure{reg: reg, held: held, done: make(chan error, 1)}
+	r := reconfigure{reg: reg, held: held, stop: ctx.Done(), done: make(chan error, 1)}
 	select {
 	case p.reconf <- r:
 	case <-ctx.Done():
-		return ctx.Err()
+		return context.Cause(ctx)
 	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+	// Run answers every request it took.
+	err := <-r.done
+	if errors.Is(err, errInFlight) {
+		return fmt.Errorf("%w: %w", err, context.Cause(ctx))
 	}
+	return err
 }
 
 // RestoreProgress says how far Restore is: enterprises done of total.
@@ -264,7 +274,37 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 		p.restoring.Store(&RestoreProgress{Done: done, Total: len(ents)})
 	}
 	p.log.Info("meter state restored from store", "readings", n, "meters", p.norm.Meters(), "took", time.Since(start).Round(time.Millisecond))
+	if newest != nil {
+		p.restoreSilent(ctx, src, newest)
+	}
 	return nil
+}
+
+// restoreSilent hands newest the newest reading of each meter of the
+// enterprises none of whose meters has a reading within PastHorizon: the
+// scorer still holds them in its windows, and what their freshness (the
+// API's data_through) was before a restart must not be recomputed lower
+// from the windows' buckets. One reading per meter, of those enterprises
+// only; it is not placed in the meter state (older than PastHorizon, a
+// new reading starts afresh). A failed query is logged, not retried: it
+// only costs the freshness of silent enterprises.
+func (p *Pipeline) restoreSilent(ctx context.Context, src HistorySource, newest func(*store.Reading)) {
+	var silent []string
+	for _, e := range p.reg.Enterprises {
+		if !p.norm.hasHistory(e) {
+			silent = append(silent, e.ID)
+		}
+	}
+	if len(silent) == 0 {
+		return
+	}
+	err := src.EachLatestReading(ctx, store.LatestQuery{PerMeter: 1, Enterprises: silent}, func(r *store.Reading) error {
+		newest(r)
+		return nil
+	})
+	if err != nil && ctx.Err() == nil {
+		p.log.Warn("reading the last readings of enterprises silent beyond the past horizon failed; their data_through restarts from the scoring windows", "enterprises", len(silent), "err", err)
+	}
 }
 
 // Restoring reports Restore's progress (nil: not restoring). Safe for
@@ -473,10 +513,26 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case <-timer.C:
 			send(true, ctx.Done())
 		case r := <-p.reconf:
-			// Every batch taken so far is written and observed first.
-			send(true, ctx.Done())
-			if !drain(ctx.Done()) {
-				r.done <- ctx.Err()
+			// Every batch taken so far is written and observed first,
+			// for as long as the pipeline runs and the caller waits.
+			stop, drained := make(chan struct{}), make(chan struct{})
+			go func() {
+				select {
+				case <-ctx.Done():
+				case <-r.stop:
+				case <-drained:
+				}
+				close(stop)
+			}()
+			send(true, stop)
+			ok := drain(stop)
+			close(drained)
+			if !ok {
+				if ctx.Err() != nil {
+					r.done <- ctx.Err()
+				} else {
+					r.done <- errInFlight
+				}
 				continue
 			}
 			err := r.held()
@@ -517,6 +573,7 @@ func (p *Pipeline) setRegistry(reg *registry.Registry) {
 		if _, ok := reg.Gateway(gw.Enterprise.ID, gw.ID); !ok {
 			p.metrics.lastMessage.DeleteLabelValues(gw.Enterprise.ID, gw.ID)
 			p.metrics.seqGaps.DeleteLabelValues(gw.Enterprise.ID, gw.ID)
+			p.metrics.seqRenumbered.DeleteLabelValues(gw.Enterprise.ID, gw.ID)
 		}
 	}
 	clear(p.lastMessage) // keyed by the old registry's gateways
@@ -551,6 +608,9 @@ func (p *Pipeline) process(d Delivery, b *batch) {
 	if out.SeqRepeat {
 		p.metrics.seqRepeats.Inc()
 	}
+	if out.SeqRenumbered {
+		p.metrics.seqRenumbered.WithLabelValues(out.Gateway.Enterprise.ID, out.Gateway.ID).Inc()
+	}
 	if out.SeqBackwards {
 		p.metrics.seqBackwards.Inc()
 	}
@@ -562,6 +622,8 @@ func (p *Pipeline) process(d Delivery, b *batch) {
 	p.countEvents("reset", out.Resets)
 	p.countEvents("rollover", out.Rollovers)
 	p.countEvents("replacement", out.Replaced)
+	p.countEvents("glitch", out.Glitches)
+	p.countEvents("rebase", out.Rebased)
 	if len(out.Rejects) > 0 {
 		for _, r := range out.Rejects {
 			p.reject(r.Reason, 1, d.Topic, r.Detail)

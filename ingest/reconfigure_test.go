@@ -18,6 +18,17 @@ import (
 	"github.com/cleanprod/cleanprod/store"
 )
 
+// runPipeline runs p until the test ends and returns the context it runs
+// with.
+func runPipeline(t *testing.T, p *Pipeline) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return ctx
+}
+
 // memWriter is a Writer that keeps what it was given.
 type memWriter struct {
 	mu sync.Mutex
@@ -64,10 +75,7 @@ func TestReconfigure(t *testing.T) {
 	p := NewPipeline(regA, PipelineConfig{Normaliser: testConfig, BatchInterval: 10 * time.Millisecond}, w,
 		func(context.Context, string, []byte) error { return nil },
 		func(rs []store.Reading) { observed.Add(int64(len(rs))) }, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	ctx := runPipeline(t, p)
 
 	var acked atomic.Int64
 	now := time.Now().UTC().Truncate(time.Minute)
@@ -129,5 +137,70 @@ func TestReconfigure(t *testing.T) {
 	}
 	if r := w.rs[3]; r.Enterprise != "ent-b" || r.Meter != "E-B" {
 		t.Errorf("after the reload: %+v, want ent-b's E-B accepted", r)
+	}
+}
+
+// failingWriter refuses every write (temporarily) while down is set.
+type failingWriter struct {
+	memWriter
+	down    atomic.Bool
+	refused atomic.Int64
+}
+
+func (w *failingWriter) WriteReadings(ctx context.Context, rs []store.Reading) error {
+	if w.down.Load() {
+		w.refused.Add(1)
+		return &store.WriteError{Err: errors.New("disk full")}
+	}
+	return w.memWriter.WriteReadings(ctx, rs)
+}
+
+// While the store refuses writes, Reconfigure waits for the batches in
+// flight only as long as its ctx: then it returns, held has not run and
+// the registry is unchanged; once the store is back, the held messages
+// are stored and a reconfigure passes.
+func TestReconfigureDuringStoreOutage(t *testing.T) {
+	reg := testRegistry(t)
+	w := &failingWriter{}
+	w.down.Store(true)
+	p := NewPipeline(reg, PipelineConfig{Normaliser: testConfig, BatchInterval: 10 * time.Millisecond, RetryMin: 5 * time.Millisecond, RetryMax: 20 * time.Millisecond}, w,
+		func(context.Context, string, []byte) error { return nil }, nil, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx := runPipeline(t, p)
+	var acked atomic.Int64
+	now := time.Now().UTC().Truncate(time.Minute)
+	p.Submit(Delivery{Topic: topicA, Payload: payload(1, reading("E-1", now.Add(-time.Minute), 100)), Received: time.Now(), Ack: func() { acked.Add(1) }})
+	deadline := time.Now().Add(10 * time.Second)
+	for w.refused.Load() == 0 || p.StoreHealthy() {
+		if time.Now().After(deadline) {
+			t.Fatal("no write refused")
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	rctx, rcancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer rcancel()
+	var abandoned atomic.Bool
+	start := time.Now()
+	err := p.Reconfigure(rctx, reg, func() error { abandoned.Store(true); return nil })
+	if took := time.Since(start); err == nil || abandoned.Load() || took > 5*time.Second {
+		t.Fatalf("Reconfigure during an outage: err %v, held ran %v, took %s; want an error within the ctx, held not run", err, abandoned.Load(), took)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Reconfigure's error %v does not wrap its ctx's", err)
+	}
+	if acked.Load() != 0 {
+		t.Fatalf("%d messages acknowledged while the store refused writes", acked.Load())
+	}
+
+	w.down.Store(false)
+	ran := false
+	if err := p.Reconfigure(ctx, reg, func() error { ran = true; return nil }); err != nil || !ran {
+		t.Fatalf("Reconfigure once the store is back: err %v, held ran %v", err, ran)
+	}
+	if acked.Load() != 1 || w.count() != 1 {
+		t.Errorf("after the outage: %d acknowledged, %d stored; want 1 and 1", acked.Load(), w.count())
+	}
+	if abandoned.Load() {
+		t.Error("the reconfigure given up during the outage ran its held after all")
 	}
 }

@@ -57,10 +57,7 @@ func TestConcurrentWritersKeepRewritesInOrder(t *testing.T) {
 			}
 			mu.Unlock()
 		}, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan error, 1)
-	go func() { done <- p.Run(ctx) }()
-	defer func() { cancel(); <-done }()
+	runPipeline(t, p)
 
 	t0 := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
 	var nAcked atomic.Int32

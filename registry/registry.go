@@ -89,6 +89,13 @@ type Meter struct {
 	// decimal the rollover is written with (99999: 1, 999999.9: 0.1),
 	// times Factor. The rollover is a whole number of these steps.
 	Resolution float64
+	// MaxRegister is the largest register a counter can show, in
+	// canonical units (0: the meter declares no range): its Rollover when
+	// it has one, else the file's max_register (in the raw unit, like
+	// rollover) times Factor. A reading above it is refused, the first
+	// one too, which would otherwise become the baseline every later
+	// delta counts from.
+	MaxRegister float64
 	// MaxRate bounds a plausible counter or delta increase, canonical units
 	// per hour: the meter's max_rate, or else its quantity's Ceiling.
 	MaxRate float64
@@ -189,6 +196,7 @@ type meterSchema struct {
 	Kind         string   `yaml:"kind"`
 	Scale        *float64 `yaml:"scale"`
 	Rollover     float64  `yaml:"rollover"`
+	MaxRegister  float64  `yaml:"max_register"`
 	Resolution   *float64 `yaml:"resolution"`
 	MaxRate      float64  `yaml:"max_rate"`
 	FlowMeter    string   `yaml:"flow_meter"`
@@ -442,6 +450,20 @@ func buildMeter(ms meterSchema, at func(string) []any, written func(key string) 
 			problem("rollover", "meter %q: rollover %v %s with resolution %v is out of range in the canonical unit", m.ID, ms.Rollover, ms.Unit, resolution)
 		}
 	}
+	m.MaxRegister = m.Rollover
+	switch {
+	case ms.MaxRegister == 0:
+	case m.Kind != Counter:
+		problem("max_register", "meter %q: max_register applies to counters only", m.ID)
+	case ms.Rollover != 0:
+		problem("max_register", "meter %q: give rollover or max_register, not both: a register that rolls over shows at most its rollover", m.ID)
+	case !(ms.MaxRegister > 0) || math.IsInf(ms.MaxRegister, 0):
+		problem("max_register", "meter %q: max_register must be a positive number, got %v", m.ID, ms.MaxRegister)
+	case math.IsInf(ms.MaxRegister*m.Factor, 0):
+		problem("max_register", "meter %q: max_register %v %s is out of range in the canonical unit", m.ID, ms.MaxRegister, ms.Unit)
+	default:
+		m.MaxRegister = ms.MaxRegister * m.Factor
+	}
 	if ms.MaxRate < 0 || math.IsNaN(ms.MaxRate) || math.IsInf(ms.MaxRate, 0) {
 		problem("max_rate", "meter %q: max_rate must be zero or positive, got %v", m.ID, ms.MaxRate)
 	}
@@ -478,6 +500,9 @@ func buildMeter(ms meterSchema, at func(string) []any, written func(key string) 
 			// is a declared register above it.
 			bad = true
 			report(path, "meter %q: old_final %s and new_initial %s must be registers the meter can show: at most its rollover %s", m.ID, num(*r.OldFinal), num(*r.NewInitial), num(ms.Rollover))
+		} else if ms.Rollover == 0 && m.MaxRegister > 0 && (rep.OldFinal > m.MaxRegister || rep.NewInitial > m.MaxRegister) {
+			bad = true
+			report(path, "meter %q: old_final %s and new_initial %s must be registers the meter can show: at most its max_register %s", m.ID, num(*r.OldFinal), num(*r.NewInitial), num(ms.MaxRegister))
 		}
 		m.Replacements = append(m.Replacements, rep)
 	}

@@ -28,10 +28,10 @@ type EnterpriseList struct {
 }
 
 func (s *server) listEnterprises(c *gin.Context) {
-	snap := s.snapshot()
+	snap := s.snapshot(c)
 	p := principal(c)
 	out := EnterpriseList{Time: snap.Time.UTC(), Enterprises: []EnterpriseSummary{}}
-	for _, ent := range s.registry().Enterprises {
+	for _, ent := range s.registry(c).Enterprises {
 		if !p.Sees(ent.ID) {
 			continue
 		}
@@ -63,7 +63,7 @@ func (s *server) freshness(ent *registry.Enterprise) DataFreshness {
 // view returns an enterprise's live result, or, when at is set, the one
 // rebuilt from stored points as of at.
 func (s *server) view(c *gin.Context, id string, at time.Time) (resultView, error) {
-	snap := s.snapshot()
+	snap := s.snapshot(c)
 	if at.IsZero() {
 		r, _ := snap.Result(id)
 		return resultView{res: r}, nil
@@ -79,8 +79,8 @@ func (s *server) view(c *gin.Context, id string, at time.Time) (resultView, erro
 
 func (s *server) getEnterprise(c *gin.Context) {
 	id := c.Param("id")
-	ent, _ := s.registry().Enterprise(id)
-	at, err := timeParam(c, "at", time.Time{}, s.loc())
+	ent, _ := s.registry(c).Enterprise(id)
+	at, err := timeParam(c, "at", time.Time{}, s.loc(c))
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -99,7 +99,7 @@ func (s *server) getEnterprise(c *gin.Context) {
 }
 
 func (s *server) detail(c *gin.Context, ent *registry.Enterprise, v resultView) (EnterpriseDetail, error) {
-	snap := s.snapshot()
+	snap := s.snapshot(c)
 	d := EnterpriseDetail{EnterpriseSummary: summaryOf(ent, snap.Standard, snap.Policy, v, s.freshness(ent), s.now()),
 		Assessments: []AssessmentDTO{}, Lagging: []LaggingDTO{}, RecentEvents: []scoring.Event{},
 		EstimatedBenchmarks: nonNil(snap.Standard.Estimated())}
@@ -173,7 +173,7 @@ func (s *server) events(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	from, to, err := period(c, s.now(), 7*24*time.Hour, 400*24*time.Hour, s.loc())
+	from, to, err := period(c, s.now(), 7*24*time.Hour, 400*24*time.Hour, s.loc(c))
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -300,7 +300,7 @@ type Distribution struct {
 }
 
 func (s *server) ranking(c *gin.Context) {
-	snap := s.snapshot()
+	snap := s.snapshot(c)
 	window, err := s.windowParam(c)
 	if err != nil {
 		s.fail(c, err)
@@ -330,7 +330,7 @@ func (s *server) ranking(c *gin.Context) {
 		d := RankEntryDTO{Rank: e.Rank, You: p.Role == RoleEnterprise && e.Enterprise == p.Enterprise, Level: levelPtr(e.Level)}
 		if p.Sees(e.Enterprise) {
 			d.Enterprise = &e.Enterprise
-			if ent, ok := s.registry().Enterprise(e.Enterprise); ok {
+			if ent, ok := s.registry(c).Enterprise(e.Enterprise); ok {
 				d.Name = &ent.Name
 			}
 			d.Reason = e.Reason
@@ -392,7 +392,7 @@ func levelName(l scoring.Level) string {
 }
 
 func (s *server) windowParam(c *gin.Context) (string, error) {
-	snap := s.snapshot()
+	snap := s.snapshot(c)
 	w := c.Query("window")
 	if w == "" {
 		return snap.Policy.Window, nil
@@ -446,11 +446,11 @@ type GatewayDTO struct {
 }
 
 func (s *server) meters(c *gin.Context) {
-	ent, _ := s.registry().Enterprise(c.Param("id"))
+	ent, _ := s.registry(c).Enterprise(c.Param("id"))
 	out := MetersDTO{Enterprise: ent.ID, Meters: []MeterDTO{}, Gateways: []GatewayDTO{},
 		Note: "last values come from readings stored since the server started (or found in the store at start); rejects are counted since the server started"}
 	stale := map[string]bool{}
-	if r, ok := s.snapshot().Result(ent.ID); ok {
+	if r, ok := s.snapshot(c).Result(ent.ID); ok {
 		for _, m := range r.StaleMeters {
 			stale[m] = true
 		}
@@ -506,7 +506,7 @@ type HistoryPoint struct {
 }
 
 func (s *server) history(c *gin.Context) {
-	snap := s.snapshot()
+	snap := s.snapshot(c)
 	id := c.Param("id")
 	ind, ok := snap.Standard.Indicator(c.Param("indicator"))
 	if !ok {
@@ -518,7 +518,7 @@ func (s *server) history(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	from, to, err := period(c, s.now(), 30*24*time.Hour, 800*24*time.Hour, s.loc())
+	from, to, err := period(c, s.now(), 30*24*time.Hour, 800*24*time.Hour, s.loc(c))
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -100,8 +100,8 @@ type ReviewInput struct {
 	Note string `json:"note"`
 }
 
-func (s *server) declarationDTO(r review.Record, inForce bool) DeclarationDTO {
-	return declarationDTO(s.snapshot().Standard, r, inForce)
+func (s *server) declarationDTO(c *gin.Context, r review.Record, inForce bool) DeclarationDTO {
+	return declarationDTO(s.snapshot(c).Standard, r, inForce)
 }
 
 func declarationDTO(std *scoring.Standard, r review.Record, inForce bool) DeclarationDTO {
@@ -123,8 +123,8 @@ func declarationDTO(std *scoring.Standard, r review.Record, inForce bool) Declar
 	return out
 }
 
-func (s *server) declarationDTOs(rs []review.Record, now time.Time) []DeclarationDTO {
-	return declarationDTOs(s.snapshot().Standard, rs, now)
+func (s *server) declarationDTOs(c *gin.Context, rs []review.Record, now time.Time) []DeclarationDTO {
+	return declarationDTOs(s.snapshot(c).Standard, rs, now)
 }
 
 // declarationDTOs shapes records, marking the ones in force at now.
@@ -166,13 +166,13 @@ func (s *server) listDeclarations(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := DeclarationsDTO{Enterprise: id, Declarations: s.declarationDTOs(rs, s.now()), Declarable: []IndicatorRef{}}
+	out := DeclarationsDTO{Enterprise: id, Declarations: s.declarationDTOs(c, rs, s.now()), Declarable: []IndicatorRef{}}
 	for _, r := range rs {
 		if r.State == review.Submitted {
 			out.Pending++
 		}
 	}
-	for _, ind := range s.snapshot().Standard.Indicators {
+	for _, ind := range s.snapshot(c).Standard.Indicators {
 		if !ind.Metered() || ind.Restrictive {
 			// A metered indicator is declared only as not applicable, and
 			// that waits for review like any other declaration.
@@ -212,7 +212,7 @@ func (s *server) fleetDeclarations(c *gin.Context) {
 	slices.SortStableFunc(rs, func(a, b review.Record) int {
 		return cmp.Or(a.SubmittedAt.Compare(b.SubmittedAt), strings.Compare(a.ID, b.ID))
 	})
-	c.JSON(http.StatusOK, DeclarationList{Declarations: s.declarationDTOs(rs, s.now())})
+	c.JSON(http.StatusOK, DeclarationList{Declarations: s.declarationDTOs(c, rs, s.now())})
 }
 
 func (s *server) addDeclaration(c *gin.Context) {
@@ -228,7 +228,7 @@ func (s *server) addDeclaration(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	snap := s.snapshot()
+	snap := s.snapshot(c)
 	std := snap.Standard
 	d := scoring.Declaration{Enterprise: c.Param("id"), Indicator: in.Indicator, Absent: strings.TrimSpace(in.Absent), Value: in.Value,
 		NotApplicable: in.NotApplicable, Evidence: strings.TrimSpace(in.Evidence), Auditor: strings.TrimSpace(in.Auditor),
@@ -267,12 +267,12 @@ func (s *server) addDeclaration(c *gin.Context) {
 		s.fail(c, errorf(http.StatusBadRequest, codeBadRequest, "valid_from is required"))
 		return
 	}
-	if d.ValidFrom, err = parseTime("valid_from", in.ValidFrom, s.loc()); err != nil {
+	if d.ValidFrom, err = parseTime("valid_from", in.ValidFrom, s.loc(c)); err != nil {
 		s.fail(c, err)
 		return
 	}
 	if in.ValidTo != "" {
-		if d.ValidTo, err = parseTime("valid_to", in.ValidTo, s.loc()); err != nil {
+		if d.ValidTo, err = parseTime("valid_to", in.ValidTo, s.loc(c)); err != nil {
 			s.fail(c, err)
 			return
 		}
@@ -310,7 +310,7 @@ func (s *server) addDeclaration(c *gin.Context) {
 		s.Scorer.ReloadDeclarations()
 	}
 	s.log.Info("web: declaration stored", "id", r.ID, "enterprise", d.Enterprise, "indicator", d.Indicator, "by", who.String(), "state", r.State)
-	c.JSON(http.StatusCreated, DeclarationCreated{Declaration: s.declarationDTO(r, accepted && d.ValidAt(now)), Rescoring: accepted})
+	c.JSON(http.StatusCreated, DeclarationCreated{Declaration: s.declarationDTO(c, r, accepted && d.ValidAt(now)), Rescoring: accepted})
 }
 
 // parseDeclaredLevel reads a level, or yes/no for a yes/no gate.
@@ -361,7 +361,7 @@ func (s *server) reviewDeclaration(c *gin.Context, accept bool) {
 		s.fail(c, reviewError(err))
 		return
 	}
-	if _, ok := s.registry().Enterprise(rec.Declaration.Enterprise); !ok {
+	if _, ok := s.registry(c).Enterprise(rec.Declaration.Enterprise); !ok {
 		s.fail(c, errorf(http.StatusConflict, codeConflict, "declaration %s is of %q, which is not in the gateway registry", id, rec.Declaration.Enterprise))
 		return
 	}
@@ -378,7 +378,7 @@ func (s *server) reviewDeclaration(c *gin.Context, accept bool) {
 	s.Scorer.ReloadDeclarations()
 	s.log.Info("web: declaration reviewed", "id", r.ID, "enterprise", r.Declaration.Enterprise, "indicator", r.Declaration.Indicator,
 		"by", who.String(), "state", r.State)
-	c.JSON(http.StatusOK, s.declarationDTO(r, r.State == review.Accepted && r.Declaration.ValidAt(s.now())))
+	c.JSON(http.StatusOK, s.declarationDTO(c, r, r.State == review.Accepted && r.Declaration.ValidAt(s.now())))
 }
 
 // reviewError maps the book's errors to API errors.

@@ -61,7 +61,7 @@ type regression struct {
 var codeOrder = map[string]int{"red": 0, "yellow": 1, "green": 2, "": 3}
 
 func (s *server) overview(c *gin.Context) {
-	snap := s.snapshot()
+	snap := s.snapshot(c)
 	p := principal(c)
 	now := s.now()
 	pg := overviewPage{clock: clock{localZone(snap.Standard.UTCOffset)}, Generated: now, Evaluated: snap.Time, Role: p.Role,
@@ -69,7 +69,7 @@ func (s *server) overview(c *gin.Context) {
 	codes := map[string]int{}
 	levels := map[string]int{}
 	names := map[string]string{}
-	for _, ent := range s.registry().Enterprises {
+	for _, ent := range s.registry(c).Enterprises {
 		r, _ := snap.Result(ent.ID)
 		sum := summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(ent), now)
 		// The distribution is the fleet's (counts only); the rows are
@@ -135,7 +135,7 @@ func (s *server) overview(c *gin.Context) {
 		}
 		for _, id := range slices.Sorted(maps.Keys(by)) {
 			name := id
-			if ent, ok := s.registry().Enterprise(id); ok && ent.Name != "" {
+			if ent, ok := s.registry(c).Enterprise(id); ok && ent.Name != "" {
 				name = ent.Name
 			}
 			pg.PendingBy = append(pg.PendingBy, pendingCount{name, by[id]})

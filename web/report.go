@@ -524,14 +524,14 @@ func tagNumber(s string) (int, bool) {
 // report serves GET /api/v1/enterprises/{id}/report.
 func (s *server) report(c *gin.Context) {
 	id := c.Param("id")
-	ent, _ := s.registry().Enterprise(id)
+	ent, _ := s.registry(c).Enterprise(id)
 	format, err := enumParam(c, "format", "html", "html", "pdf")
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	now := s.now()
-	from, to, err := period(c, now, 30*24*time.Hour, 400*24*time.Hour, s.loc())
+	from, to, err := period(c, now, 30*24*time.Hour, 400*24*time.Hour, s.loc(c))
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -550,7 +550,7 @@ func (s *server) report(c *gin.Context) {
 		s.fail(c, errorf(http.StatusServiceUnavailable, codeNotEvaluated, "%s has not been evaluated yet; the scorer evaluates every enterprise within a minute of starting", id))
 		return
 	}
-	snap := s.snapshot()
+	snap := s.snapshot(c)
 	rep, err := buildReport(c.Request.Context(), reportInput{ent: ent, std: snap.Standard, pol: snap.Policy, view: v, lib: s.solutions(snap), points: s.Points,
 		meters: s.Meters, from: from, to: to, now: now})
 	if err != nil {
@@ -562,7 +562,7 @@ func (s *server) report(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	name := fmt.Sprintf("cleanprod-report-%s-%s", id, to.In(s.loc()).Format("20060102"))
+	name := fmt.Sprintf("cleanprod-report-%s-%s", id, to.In(s.loc(c)).Format("20060102"))
 	if format == "pdf" {
 		if s.PDF == nil {
 			s.fail(c, errorf(http.StatusServiceUnavailable, codeUnavailable, "no PDF renderer is configured"))

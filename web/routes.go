@@ -67,7 +67,7 @@ func (s *server) routes() []route {
 	rs := []route{
 		{method: "GET", path: "/healthz", access: public, tag: "operations", summary: "Liveness", produces: []string{"application/json"}, out: statusBody{},
 			h: func(c *gin.Context) { c.JSON(http.StatusOK, statusBody{Status: "ok"}) }},
-		{method: "GET", path: "/readyz", access: public, tag: "operations", summary: "Readiness: ingest running, broker connected and store reachable (503 otherwise); lists what is still loading", out: statusBody{},
+		{method: "GET", path: "/readyz", access: public, tag: "operations", summary: "Readiness: ingest running, broker connected, store reachable and accepting writes (503 with the reason otherwise); lists what is still loading", out: statusBody{},
 			h: s.readyz},
 		{method: "GET", path: "/metrics", access: public, tag: "operations", summary: "Prometheus metrics", produces: []string{"text/plain"},
 			h: gin.WrapH(promhttp.HandlerFor(s.Gatherer, promhttp.HandlerOpts{}))},
@@ -249,7 +249,7 @@ func (s *server) authenticate(rt route) gin.HandlerFunc {
 				s.fail(c, errorf(http.StatusForbidden, codeForbidden, "this token is for enterprise %s; it may not see %q", p.Enterprise, id))
 				return
 			}
-			if _, ok := s.registry().Enterprise(id); !ok {
+			if _, ok := s.registry(c).Enterprise(id); !ok {
 				s.fail(c, errorf(http.StatusNotFound, codeNotFound, "no enterprise %q in the gateway registry", id))
 				return
 			}
@@ -280,7 +280,7 @@ func (s *server) enterpriseScope(c *gin.Context) (string, error) {
 	if !p.Sees(id) {
 		return "", errorf(http.StatusForbidden, codeForbidden, "this token is for enterprise %s; it may not see %q", p.Enterprise, id)
 	}
-	if _, ok := s.registry().Enterprise(id); !ok {
+	if _, ok := s.registry(c).Enterprise(id); !ok {
 		return "", errorf(http.StatusNotFound, codeNotFound, "no enterprise %q in the gateway registry", id)
 	}
 	return id, nil

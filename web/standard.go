@@ -167,6 +167,6 @@ func standardOf(std *scoring.Standard, pol *scoring.Policy) StandardDTO {
 }
 
 func (s *server) standard(c *gin.Context) {
-	snap := s.snapshot()
+	snap := s.snapshot(c)
 	c.JSON(http.StatusOK, standardOf(snap.Standard, snap.Policy))
 }

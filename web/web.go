@@ -182,10 +182,10 @@ func requestMetrics(reg prometheus.Registerer) gin.HandlerFunc {
 // api reports whether the API is wired.
 func (s *server) api() bool { return s.Scorer != nil && s.Registry != nil }
 
-// registry returns the registry in force: the scorer's, which a reload
-// changes, else Options.Registry.
-func (s *server) registry() *registry.Registry {
-	if snap := s.Scorer.Snapshot(); snap != nil && snap.Registry != nil {
+// registry returns the registry of the request's snapshot (the scorer's,
+// which a reload changes), else Options.Registry.
+func (s *server) registry(c *gin.Context) *registry.Registry {
+	if snap := s.snapshot(c); snap != nil && snap.Registry != nil {
 		return snap.Registry
 	}
 	return s.Registry
@@ -199,11 +199,24 @@ func (s *server) solutions(snap *scoring.Snapshot) *scoring.Library {
 	return s.Solutions
 }
 
-// snapshot returns the engine's latest snapshot.
-func (s *server) snapshot() *scoring.Snapshot { return s.Scorer.Snapshot() }
+// snapshotKey holds a request's snapshot in its gin.Context.
+const snapshotKey = "cleanprod.snapshot"
+
+// snapshot returns the engine's snapshot for the request c: taken at its
+// first use and kept for the rest of the request, so that a reload
+// racing the request cannot show it two registries (an enterprise the
+// authentication found, gone from the handler's).
+func (s *server) snapshot(c *gin.Context) *scoring.Snapshot {
+	if v, ok := c.Get(snapshotKey); ok {
+		return v.(*scoring.Snapshot)
+	}
+	snap := s.Scorer.Snapshot()
+	c.Set(snapshotKey, snap)
+	return snap
+}
 
 // loc is the standard's local time zone, for dates without a time.
-func (s *server) loc() *time.Location {
-	std := s.snapshot().Standard
+func (s *server) loc(c *gin.Context) *time.Location {
+	std := s.snapshot(c).Standard
 	return time.FixedZone("local", int(std.UTCOffset/time.Second))
 }

@@ -34,12 +34,7 @@ func TestSilentSubMeterEndToEnd(t *testing.T) {
 
 	dir := t.TempDir()
 	tokensFile := filepath.Join(dir, "tokens.yaml")
-	var tokOut, errOut bytes.Buffer
-	if err := run(t.Context(), []string{"tokens", "add", "-role", "supervisor", "-http.tokens_file", tokensFile,
-		"-gateway_config", "../../gateway-config"}, func(string) string { return "" }, &tokOut, &errOut); err != nil {
-		t.Fatalf("tokens add: %v\n%s", err, errOut.String())
-	}
-	token := strings.TrimSpace(tokOut.String())
+	token := addSupervisorToken(t, tokensFile)
 	s := startServe(t, map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token},
 		"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket, "-mqtt.client_id", "coverage",
 		"-gateway_config", "../../gateway-config", "-data_dir", filepath.Join(dir, "data"), "-http.tokens_file", tokensFile,
@@ -150,4 +145,16 @@ func TestSilentSubMeterEndToEnd(t *testing.T) {
 	if ind := byID["paintshop_energy_per_m2"]; ind.Status != "graded" || cov(ind) < 0.95 || len(ind.Short) != 0 {
 		t.Errorf("paintshop_energy_per_m2: got status %s, coverage %v, short meters %q; want graded with full coverage", ind.Status, cov(ind), ind.Short)
 	}
+}
+
+// addSupervisorToken adds a supervisor token for the shipped fleet to
+// tokensFile with "cleanprod tokens add" and returns it.
+func addSupervisorToken(t *testing.T, tokensFile string) string {
+	t.Helper()
+	var tokOut, errOut bytes.Buffer
+	if err := run(t.Context(), []string{"tokens", "add", "-role", "supervisor", "-http.tokens_file", tokensFile,
+		"-gateway_config", "../../gateway-config"}, func(string) string { return "" }, &tokOut, &errOut); err != nil {
+		t.Fatalf("tokens add: %v\n%s", err, errOut.String())
+	}
+	return strings.TrimSpace(tokOut.String())
 }

@@ -32,10 +32,17 @@ type reloader struct {
 	seen   *ingest.LastSeen
 	tokens *web.Tokens // nil: no tokens file
 	book   *review.Book
-	mu     sync.Mutex         // serialises reloads
-	reg    *registry.Registry // in force
-	sd     *scoringData       // in force
-	m      reloadMetrics
+	// wait bounds how long a reload waits for the store: for the
+	// batches in flight to be stored and a refill of the scoring windows
+	// to end (0: reloadWait). Past it, or at once while store writes
+	// fail, the reload gives up with the configuration in force kept and
+	// run tries it again later: a reload never holds its lock, nor ingest,
+	// for as long as a store outage lasts.
+	wait time.Duration
+	mu   sync.Mutex         // serialises reloads
+	reg  *registry.Registry // in force
+	sd   *scoringData       // in force
+	m    reloadMetrics
 }
 
 type reloadMetrics struct {
@@ -47,7 +54,7 @@ type reloadMetrics struct {
 func newReloadMetrics(r prometheus.Registerer) reloadMetrics {
 	m := reloadMetrics{
 		total: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cleanprod_config_reloads_total", Help: "Configuration reloads (SIGHUP) by result: success, or failure (the configuration in force was kept).",
+			Name: "cleanprod_config_reloads_total", Help: "Configuration reloads (SIGHUP) by result: success; failure (a bad file: the configuration in force was kept); postponed (good files, but the store was not accepting writes or refilling the scoring windows: tried again later).",
 		}, []string{"result"}),
 		ok: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cleanprod_config_last_reload_successful", Help: "1 if the last configuration reload succeeded (or none was asked for), 0 if it failed.",
@@ -59,20 +66,48 @@ func newReloadMetrics(r prometheus.Registerer) reloadMetrics {
 	r.MustRegister(m.total, m.ok, m.lastSuccess)
 	m.total.WithLabelValues("success")
 	m.total.WithLabelValues("failure")
+	m.total.WithLabelValues("postponed")
 	m.ok.Set(1)
 	m.lastSuccess.SetToCurrentTime()
 	return m
 }
 
-// run reloads on every signal until ctx ends.
+// reloadWait is how long a reload waits for the store by default.
+const reloadWait = 30 * time.Second
+
+// waitFor is how long a reload waits for the store.
+func (r *reloader) waitFor() time.Duration {
+	if r.wait > 0 {
+		return r.wait
+	}
+	return reloadWait
+}
+
+// errStoreBusy says a reload gave up waiting for the store.
+var errStoreBusy = errors.New("the store is not accepting writes or still refilling the scoring windows")
+
+// run reloads on every signal until ctx ends. A reload that gave up
+// waiting for the store is tried again, with back-off, until it passes or
+// another signal asks for a new one.
 func (r *reloader) run(ctx context.Context, signals <-chan os.Signal) {
+	const retryMin, retryMax = 2 * time.Second, time.Minute
+	backoff := retryMin
+	var retry <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-signals:
-			_ = r.reload(ctx)
+		case <-retry:
 		}
+		retry = nil
+		if err := r.reload(ctx); errors.Is(err, errStoreBusy) && ctx.Err() == nil {
+			r.log.Info("configuration reload tried again later", "retry_in", backoff)
+			retry = time.After(backoff)
+			backoff = min(2*backoff, retryMax)
+			continue
+		}
+		backoff = retryMin
 	}
 }
 
@@ -83,15 +118,18 @@ func (r *reloader) reload(ctx context.Context) error {
 	defer r.mu.Unlock()
 	start := time.Now()
 	r.log.Info("configuration reload asked for", "gateway_config", r.cfg.GatewayConfig)
-	// A reload holds ingest while the scorer switches; a refill of the
-	// scorer's windows (at start, or after the last reload) holds ingest
-	// too when it finishes, so the two must not overlap: the reload waits
-	// until the windows are refilled.
-	if err := r.waitRefilled(ctx); err != nil {
+	wctx, cancel := context.WithTimeoutCause(ctx, r.waitFor(), errStoreBusy)
+	defer cancel()
+	err := r.apply(ctx, wctx)
+	switch {
+	case errors.Is(err, errStoreBusy) && ctx.Err() == nil:
+		// The files are good; the store decides when they can be
+		// switched to. Not a failure: the alert on failed reloads says
+		// a file needs fixing.
+		r.m.total.WithLabelValues("postponed").Inc()
+		r.log.Warn("configuration reload postponed; the configuration in force is kept", "err", err)
 		return err
-	}
-	err := r.apply(ctx)
-	if err != nil {
+	case err != nil:
 		r.m.total.WithLabelValues("failure").Inc()
 		r.m.ok.Set(0)
 		r.log.Error("configuration reload failed; the configuration in force is kept", "err", err)
@@ -128,7 +166,10 @@ func (r *reloader) waitRefilled(ctx context.Context) error {
 	}
 }
 
-func (r *reloader) apply(ctx context.Context) error {
+// apply checks the files and switches to them. wctx bounds the waits on
+// the store; ctx the switch itself, which is in memory and never left
+// half done.
+func (r *reloader) apply(ctx, wctx context.Context) error {
 	// Read and check everything before changing anything, and report every
 	// file's problems, not only the first file's.
 	var errs []error
@@ -149,9 +190,24 @@ func (r *reloader) apply(ctx context.Context) error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
+	// A reload holds ingest while the scorer switches, after the batches
+	// in flight are stored; a refill of the scorer's windows (at start, or
+	// after the last reload) holds ingest too when it finishes, so the two
+	// must not overlap: the reload waits until the windows are refilled.
+	// Both wait on the store: for as long as wctx allows, and not at all
+	// while its writes fail.
+	if !r.pipe.StoreHealthy() {
+		return fmt.Errorf("%w (its last write failed)", errStoreBusy)
+	}
+	if err := r.waitRefilled(wctx); err != nil {
+		if ctx.Err() != nil {
+			return err
+		}
+		return fmt.Errorf("waited for the scoring windows to be refilled: %w", context.Cause(wctx))
+	}
 	// Ingest is held while the scorer switches, so that windows refilled
 	// from the store cannot also receive a reading in flight.
-	err = r.pipe.Reconfigure(ctx, reg, func() error {
+	err = r.pipe.Reconfigure(wctx, reg, func() error {
 		return r.eng.Reload(ctx, scoring.Update{Standard: sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, Declarations: r.book})
 	})
 	if err != nil {
@@ -162,7 +218,12 @@ func (r *reloader) apply(ctx context.Context) error {
 		r.tokens.Replace(tokens)
 	}
 	r.book.SetStandard(sd.std)
-	seedDeclarations(ctx, r.book, sd, r.log, nil)
+	// The folder's declarations go to the store, for as long again as
+	// the switch could wait: a store gone meanwhile costs the seeding
+	// (logged), not a hanging reload.
+	sctx, cancel := context.WithTimeout(ctx, r.waitFor())
+	seedDeclarations(sctx, r.book, sd, r.log, nil)
+	cancel()
 	r.eng.ReloadDeclarations()
 	r.reg, r.sd = reg, sd
 	return nil

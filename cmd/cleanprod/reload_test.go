@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanprod/cleanprod/internal/testenv"
 	"github.com/cleanprod/cleanprod/web"
 )
 
@@ -212,4 +213,97 @@ func TestReloadScoringKeepsUnchanged(t *testing.T) {
 	if changed.lib == first.lib {
 		t.Error("a solutions edit kept the old library")
 	}
+}
+
+// TestReloadDuringStoreOutage sends SIGHUP while InfluxDB refuses every
+// write: the reload is postponed at once instead of waiting, with the
+// reload lock, for the outage to end; the API keeps answering with the
+// configuration in force; once writes pass the reload is tried again by
+// itself and registers the new plant, and the reading held during the
+// outage is stored.
+func TestReloadDuringStoreOutage(t *testing.T) {
+	testenv.NeedServers(t)
+	broker := testenv.Mosquitto(t)
+	db := testenv.Influx(t)
+	front := newWriteRefuser(t, db.URL)
+	refuse, refused := &front.refuse, &front.refused
+
+	dir := t.TempDir()
+	gwDir := filepath.Join(dir, "gateways")
+	if err := os.Mkdir(gwDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile := func(id string) {
+		t.Helper()
+		b, err := os.ReadFile("../../gateway-config/" + id + ".yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(gwDir, id+".yaml"), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, id := range []string{"cq-lj-yuntai-auto", "cq-lj-jiahe-motors", "cq-lj-hengrun-parts"} {
+		copyFile(id)
+	}
+	const token = "outage-test-supervisor"
+	tokensFile := filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(tokensFile, fmt.Appendf(nil, "tokens:\n  - name: bureau\n    sha256: %s\n    role: supervisor\n", web.HashToken(token)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProc(t, []string{"-gateway_config", gwDir, "-mqtt.url", broker.URL(), "-influx.url", front.URL, "-influx.bucket", db.Bucket,
+		"-data_dir", filepath.Join(dir, "data"), "-http.tokens_file", tokensFile}, map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token})
+	enterprises := func() (int, int) {
+		req, _ := http.NewRequest("GET", "http://"+p.http+"/api/v1/enterprises", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, 0
+		}
+		defer resp.Body.Close()
+		var list struct {
+			Enterprises []web.EnterpriseSummary `json:"enterprises"`
+		}
+		_ = json.NewDecoder(resp.Body).Decode(&list)
+		return resp.StatusCode, len(list.Enterprises)
+	}
+	reloads := func(result string) float64 {
+		return scrapeFamily(t, p.http, "cleanprod_config_reloads_total")[`cleanprod_config_reloads_total{result="`+result+`"}`]
+	}
+	readyz := func() int { return readyzStatus(p.http) }
+
+	// The fault: every write refused, a reading held unacknowledged.
+	refuse.Store(true)
+	gw := mqttClient(t, broker.URL(), "outage-gateway")
+	now := time.Now().UTC().Truncate(time.Second)
+	pub(t, gw, "cp/v1/cq-lj-yuntai-auto/gw-paint-01/telemetry",
+		fmt.Sprintf(`{"gateway":"gw-paint-01","seq":1,"readings":[{"meter":"E-PAINT-01","ts":%q,"value":1000}]}`, now.Add(-time.Minute).Format(time.RFC3339)))
+	waitFor(t, 20*time.Second, "a refused write", func() bool { return refused.Load() > 0 })
+	waitFor(t, 20*time.Second, "/readyz 503 while writes fail", func() bool { return readyz() == http.StatusServiceUnavailable })
+
+	copyFile("cq-lj-shanchuan-auto")
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "the reload postponed during the outage", func() bool { return reloads("postponed") >= 1 })
+	if code, n := enterprises(); code != http.StatusOK || n != 3 {
+		t.Errorf("during the outage: GET /api/v1/enterprises status %d with %d enterprises, want 200 with the 3 in force", code, n)
+	}
+	if got := reloads("success"); got != 0 {
+		t.Fatalf("%g reloads succeeded while every write failed", got)
+	}
+	if got := reloads("failure"); got != 0 {
+		t.Errorf("%g reloads failed: good files waiting for the store are postponed, not failed", got)
+	}
+
+	refuse.Store(false)
+	waitFor(t, 90*time.Second, "the reload tried again once writes pass", func() bool { return reloads("success") == 1 })
+	if code, n := enterprises(); code != http.StatusOK || n != 4 {
+		t.Errorf("after the outage: GET /api/v1/enterprises status %d with %d enterprises, want 200 with 4", code, n)
+	}
+	waitFor(t, 30*time.Second, "the reading held during the outage stored", func() bool {
+		return len(db.QueryInfluxQL(t, `SELECT value FROM reading WHERE meter = 'E-PAINT-01'`)) == 1
+	})
+	gw.Disconnect(100)
+	p.stop(t)
 }

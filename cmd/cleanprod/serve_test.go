@@ -375,39 +375,57 @@ func TestFatalErrorIsALogRecord(t *testing.T) {
 	}
 }
 
+// readyzStatus is the status of GET /readyz at addr (0: no answer).
+func readyzStatus(addr string) int {
+	resp, err := http.Get("http://" + addr + "/readyz")
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// writeRefuser stands in front of InfluxDB and, while refuse is set,
+// answers every write as a full disk does (500), passing the rest on.
+type writeRefuser struct {
+	URL     string
+	refuse  atomic.Bool
+	refused atomic.Int64 // writes refused so far
+}
+
+func newWriteRefuser(t *testing.T, influxURL string) *writeRefuser {
+	t.Helper()
+	target, err := url.Parse(influxURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &writeRefuser{}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if f.refuse.Load() && strings.HasSuffix(r.URL.Path, "/write") {
+			f.refused.Add(1)
+			http.Error(w, `{"error":"engine: disk full"}`, http.StatusInternalServerError)
+			return
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	f.URL = front.URL
+	return f
+}
+
 // A store that answers pings but refuses writes makes serve not ready,
 // and ready again once writes pass.
 func TestReadyzFailsWhileWritesFail(t *testing.T) {
 	testenv.NeedServers(t)
 	broker := testenv.Mosquitto(t)
 	db := testenv.Influx(t)
-	target, err := url.Parse(db.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var refuse atomic.Bool
-	var refused atomic.Int64
-	proxy := httputil.NewSingleHostReverseProxy(target)
-	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if refuse.Load() && strings.HasSuffix(r.URL.Path, "/write") {
-			refused.Add(1)
-			http.Error(w, `{"error":"engine: disk full"}`, http.StatusInternalServerError)
-			return
-		}
-		proxy.ServeHTTP(w, r)
-	}))
-	defer front.Close()
+	front := newWriteRefuser(t, db.URL)
+	refuse, refused := &front.refuse, &front.refused
 	env := map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token}
 	s := startServe(t, env, "-mqtt.url", broker.URL(), "-influx.url", front.URL, "-influx.bucket", db.Bucket,
 		"-gateway_config", "testdata/gateway-config", "-data_dir", t.TempDir())
-	readyz := func() int {
-		resp, err := http.Get("http://" + s.http + "/readyz")
-		if err != nil {
-			return 0
-		}
-		resp.Body.Close()
-		return resp.StatusCode
-	}
+	readyz := func() int { return readyzStatus(s.http) }
 	refuse.Store(true)
 	gw := mqttClient(t, broker.URL(), "test-gateway")
 	now := time.Now().Truncate(time.Second)
