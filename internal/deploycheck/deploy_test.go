@@ -571,6 +571,16 @@ func TestDockerfile(t *testing.T) {
 			cmd = strings.Join(fields[1:], " ")
 		}
 	}
+	// Report PDFs need Chromium and a CJK font in the image (web.BuiltinPDF
+	// refuses to print without one), and the service runs unprivileged.
+	for _, want := range []string{"chromium", "fonts-wqy-microhei"} {
+		if !regexp.MustCompile(`(?m)^RUN .*apt-get install .*\b` + want + `\b`).MatchString(text) {
+			t.Errorf("Dockerfile: the runtime image does not install %s", want)
+		}
+	}
+	if m := regexp.MustCompile(`(?m)^USER (\S+)`).FindAllStringSubmatch(text, -1); len(m) == 0 || strings.HasPrefix(m[len(m)-1][1], "0") || strings.HasPrefix(m[len(m)-1][1], "root") {
+		t.Errorf("Dockerfile: the image does not run as an unprivileged USER (%v)", m)
+	}
 	if want := strconv.Itoa(port(t, conf["http.listen"])); !slices.Contains(exposed, want) {
 		t.Errorf("Dockerfile: EXPOSE %v, want http.listen's %s", exposed, want)
 	}
