@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -39,7 +38,7 @@ func TestDeclarationReviewAcrossReplicas(t *testing.T) {
 	os.Chmod(decl, 0o555)
 	t.Cleanup(func() { os.Chmod(decl, 0o755) })
 	// Modes do not stop root: compare the folder's files at the end too.
-	before := folderState(t, decl)
+	before := testenv.FolderState(t, decl)
 
 	tokensFile := filepath.Join(dir, "tokens.yaml")
 	token := func(args ...string) string {
@@ -135,32 +134,11 @@ func TestDeclarationReviewAcrossReplicas(t *testing.T) {
 	if states["submitted"] != 1 || list.Pending != 1 || states["accepted"] < 10 {
 		t.Errorf("after a restart: states %v, pending %d; want the seeded ones accepted and one waiting", states, list.Pending)
 	}
-	if after := folderState(t, decl); after != before {
+	if after := testenv.FolderState(t, decl); after != before {
 		t.Errorf("serve wrote into the declarations folder:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
 
-// folderState lists every file and folder under dir with its size and
-// modification time, to show that nothing wrote there.
-func folderState(t *testing.T, dir string) string {
-	t.Helper()
-	var b strings.Builder
-	err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(&b, "%s %d %s\n", path, fi.Size(), fi.ModTime().Format(time.RFC3339Nano))
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
-}
 
 func indicatorOf(d web.EnterpriseDetail, id string) *web.IndicatorDTO {
 	for _, a := range d.Assessments {
