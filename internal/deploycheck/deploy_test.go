@@ -185,7 +185,16 @@ func TestMosquittoConfSettings(t *testing.T) {
 		}
 	}
 	if len(mc["listener"]) != 1 {
-		t.Fatalf("mosquitto.conf: want one listener, got %v", mc["listener"])
+		t.Fatalf("mosquitto.conf: want one listener (TLS; plain MQTT only where the operator asks), got %v", mc["listener"])
+	}
+	// Listener options follow their listener: TLS with client
+	// certificates, and the client id bound to the user name.
+	data, _ := os.ReadFile(filepath.Join(deployDir, "mosquitto", "mosquitto.conf"))
+	after := string(data)[strings.Index(string(data), "\nlistener "):]
+	for _, want := range []string{"use_username_as_clientid true", "require_certificate true", "certfile ", "keyfile ", "cafile "} {
+		if !regexp.MustCompile(`(?m)^` + want).MatchString(after) {
+			t.Errorf("mosquitto.conf: the listener lacks %q", want)
+		}
 	}
 	lport, _ := strconv.Atoi(strings.Fields(mc["listener"][0])[0])
 	if _, p := urlHostPort(t, conf["mqtt.url"]); p != lport {
