@@ -139,7 +139,6 @@ func TestDeclarationReviewAcrossReplicas(t *testing.T) {
 	}
 }
 
-
 func indicatorOf(d web.EnterpriseDetail, id string) *web.IndicatorDTO {
 	for _, a := range d.Assessments {
 		if a.Window != d.Window {

@@ -86,7 +86,6 @@ func copyTree(t *testing.T, src, dst string) {
 	}
 }
 
-
 // readOnly takes write permission from everything under dir.
 func readOnly(t *testing.T, dir string) {
 	t.Helper()
