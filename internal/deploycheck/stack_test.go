@@ -444,6 +444,11 @@ func TestStack(t *testing.T) {
 	m := wc.find("CleanprodRegressionAnnounced")
 	t.Logf("WeCom got %v (to_party %v) %s after start", m["msgtype"], m["toparty"], time.Since(started).Round(time.Second))
 
+	// The heartbeat (every second here) passed the ACL all along: a
+	// dropped one would have forced a reconnect.
+	if n := metric("cleanprod_mqtt_watchdog_reconnects_total"); n != 0 {
+		fail("the service's heartbeat did not come back through the broker (%g watchdog reconnects): does the ACL let user cleanprod read and write cleanprod/watchdog/#?", n)
+	}
 	if after := testenv.FolderState(t, etc); after != etcBefore {
 		t.Errorf("serve wrote into its read-only configuration:\nbefore:\n%s\nafter:\n%s", etcBefore, after)
 	}
