@@ -124,6 +124,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "cleanprod_scoring_stale_meters", Help: "Meters silent for longer than the policy's stale.after.",
 		}, []string{"enterprise"}),
 	}
+	// Every kind's series exists from the start at 0, so that increase()
+	// in the alert rules sees an enterprise's first event of a kind (a
+	// series that appears at 1 has no increase).
+	for _, k := range []EventKind{EventCodeChange, EventLevelDrop, EventWorsening, EventRestrictiveFail, EventStale,
+		EventDeclarationSubmitted, EventDeclarationAccepted, EventDeclarationRejected} {
+		m.events.WithLabelValues(string(k))
+	}
 	if reg != nil {
 		reg.MustRegister(m.readings, m.evaluations, m.tickSeconds, m.pending, m.events, m.points,
 			m.declInvalid, m.stateBytes, m.enterprises, m.rebuildRemaining, m.rebuildRetries, m.rebuildAggregates, m.rebuildSeconds,

@@ -5,8 +5,8 @@
 #   cd "$(dirname "${BASH_SOURCE[0]}")/.." && . scripts/lib.sh
 #
 # phase NAME CMD...      run CMD, printing its name and how long it took
-# install_packages       mosquitto, promtool, amtool, chromium, poppler-utils
-#                        and a CJK font from Debian, if any is missing
+# install_packages       mosquitto, promtool, amtool, chromium, poppler-utils,
+#                        openssl and a CJK font from Debian, if any is missing
 # install_mosquitto      mosquitto (and its clients) from Debian, if missing
 # build_influxd          influxd $INFLUXD_VERSION into .cache/bin, once
 # mosquitto_path         the mosquitto binary, or nothing
@@ -57,12 +57,14 @@ apt_install() {
 
 install_packages() {
 	if [ -n "$(mosquitto_path)" ] && command -v promtool >/dev/null && command -v amtool >/dev/null &&
-		command -v chromium >/dev/null && command -v pdftoppm >/dev/null && [ -e "$CJK_FONT" ]; then
-		echo "mosquitto, promtool, amtool, chromium, poppler-utils and fonts-wqy-microhei are installed"
+		command -v chromium >/dev/null && command -v pdftoppm >/dev/null && command -v openssl >/dev/null &&
+		[ -e "$CJK_FONT" ]; then
+		echo "mosquitto, promtool, amtool, chromium, poppler-utils, openssl and fonts-wqy-microhei are installed"
 		return
 	fi
+	# openssl: deploy/mosquitto/make-certs.sh, run by internal/deploycheck.
 	apt_install mosquitto mosquitto-clients prometheus prometheus-alertmanager \
-		chromium poppler-utils fonts-wqy-microhei
+		chromium poppler-utils openssl fonts-wqy-microhei
 }
 
 install_mosquitto() {

@@ -128,6 +128,13 @@ func (ts *Tokens) add(t Token, i int, reg *registry.Registry) *tokenError {
 	if _, dup := ts.byHash[h]; dup {
 		return &tokenError{"sha256", "the same token is listed twice"}
 	}
+	if t.Name != "" {
+		for _, p := range ts.byHash {
+			if p.Name == t.Name {
+				return &tokenError{"name", fmt.Sprintf("name %q is listed twice: names tell tokens apart in logs, declaration history and tokens revoke", t.Name)}
+			}
+		}
+	}
 	switch t.Role {
 	case RoleSupervisor:
 		if t.Enterprise != "" {
@@ -208,30 +215,80 @@ func GenerateToken() (string, error) {
 	return "cp_" + base64.RawURLEncoding.EncodeToString(b[:]), nil
 }
 
+// ReadTokenFile returns the entries of the tokens file at path, checked
+// as LoadTokens checks them; a missing file has none.
+func ReadTokenFile(path string, reg *registry.Registry) ([]Token, error) {
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("tokens file: %w", err)
+	}
+	if _, err := ParseTokens(path, data, reg); err != nil {
+		return nil, err
+	}
+	var f tokensFile
+	if _, err := yamlfile.Decode(path, data, &f); err != nil {
+		return nil, err
+	}
+	return f.Tokens, nil
+}
+
+// ErrTokenName is returned by AppendTokenFile for a name the file already
+// has, and by RevokeToken for a name it does not have.
+var ErrTokenName = errors.New("web: token name")
+
 // AppendTokenFile appends a token entry to the tokens file at path,
-// creating it if needed, after checking that the result still loads.
+// creating it if needed. A name already in the file is refused: names
+// identify tokens in logs, in declaration history and to RevokeToken.
 func AppendTokenFile(path string, t Token, reg *registry.Registry) error {
-	old, err := os.ReadFile(path)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("tokens file: %w", err)
+	ts, err := ReadTokenFile(path, reg)
+	if err != nil {
+		return err
 	}
+	if slices.ContainsFunc(ts, func(o Token) bool { return o.Name == t.Name }) {
+		return fmt.Errorf("%w %q is taken in %s: choose another -name, or revoke the old token first", ErrTokenName, t.Name, path)
+	}
+	return writeTokenFile(path, append(ts, t), reg)
+}
+
+// RevokeToken removes the token named name from the tokens file at path.
+// A running serve stops accepting it on its next reload (SIGHUP).
+func RevokeToken(path, name string, reg *registry.Registry) error {
+	ts, err := ReadTokenFile(path, reg)
+	if err != nil {
+		return err
+	}
+	i := slices.IndexFunc(ts, func(o Token) bool { return o.Name == name })
+	if i < 0 {
+		return fmt.Errorf("%w %q is not in %s", ErrTokenName, name, path)
+	}
+	return writeTokenFile(path, slices.Delete(ts, i, i+1), reg)
+}
+
+// writeTokenFile writes ts to path atomically, after checking that the
+// result loads. The file is readable by all (0644): it holds SHA-256
+// hashes of 256-bit random tokens, which reveal nothing, and the service
+// reading it runs as another user than the operator writing it.
+func writeTokenFile(path string, ts []Token, reg *registry.Registry) error {
 	var b strings.Builder
-	if len(strings.TrimSpace(string(old))) == 0 {
-		b.WriteString("# Bearer tokens of the cleanprod API: SHA-256 hashes only (cleanprod tokens add).\ntokens:\n")
+	b.WriteString("# Bearer tokens of the cleanprod API: SHA-256 hashes only.\n# Written by cleanprod tokens add|revoke; cleanprod tokens list shows them.\n")
+	if len(ts) == 0 {
+		b.WriteString("tokens: []\n")
 	} else {
-		b.Write(old)
-		if !strings.HasSuffix(b.String(), "\n") {
-			b.WriteString("\n")
-		}
+		b.WriteString("tokens:\n")
 	}
-	fmt.Fprintf(&b, "  - name: %q\n    sha256: %s\n    role: %s\n", t.Name, t.SHA256, t.Role)
-	if t.Enterprise != "" {
-		fmt.Fprintf(&b, "    enterprise: %s\n", t.Enterprise)
+	for _, t := range ts {
+		fmt.Fprintf(&b, "  - name: %q\n    sha256: %s\n    role: %s\n", t.Name, t.SHA256, t.Role)
+		if t.Enterprise != "" {
+			fmt.Fprintf(&b, "    enterprise: %s\n", t.Enterprise)
+		}
 	}
 	if _, err := ParseTokens(path, []byte(b.String()), reg); err != nil {
 		return err
 	}
-	return writeFileAtomic(path, []byte(b.String()), 0o600)
+	return writeFileAtomic(path, []byte(b.String()), 0o644)
 }
 
 // writeFileAtomic writes data to a temporary file next to path and

@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/go-pdf/fpdf"
 
@@ -20,43 +19,39 @@ import (
 
 // BuiltinPDF lays the report out itself with fpdf, for hosts without
 // Chromium. It draws the same sections as the HTML report (tables and
-// trend charts; no CSS), with Chinese and English labels when it has a
-// TrueType font with CJK glyphs (FontPath: a .ttf, or a .ttc whose first
-// face is TrueType, such as Debian's fonts-wqy-microhei), else English
-// labels only with DejaVu Sans or, lacking that too, a core PDF font.
-// Safe for concurrent use.
+// trend charts; no CSS), with Chinese and English labels, in a TrueType
+// font with CJK glyphs (FontPath: a .ttf, or a .ttc whose first face is
+// TrueType, such as Debian's fonts-wqy-microhei). Without one it renders
+// nothing: RenderPDF returns ErrNoPDFFont, and the server sends the HTML
+// report instead, since a PDF without the enterprises' Chinese names is
+// no audit report. Safe for concurrent use.
 type BuiltinPDF struct {
-	FontPath string // "" or a font without CJK: English only
-	CJK      bool   // FontPath has CJK glyphs
+	FontPath string // "": no font, every render fails with ErrNoPDFFont
 
 	once sync.Once
 	font []byte // FontPath as a single TrueType face
 	err  error
 }
 
-// Debian's places of fonts the built-in writer can use.
-var (
-	cjkFonts = []string{
-		"/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
-		"/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
-		"/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
-	}
-	latinFonts = []string{"/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"}
-)
+// ErrNoPDFFont is returned by BuiltinPDF.RenderPDF when it has no font
+// with CJK glyphs.
+var ErrNoPDFFont = errors.New("web: the built-in PDF writer has no font with CJK glyphs (set report.pdf_font, or install fonts-wqy-microhei or Chromium)")
+
+// Debian's places of fonts with CJK glyphs the built-in writer can use.
+var cjkFonts = []string{
+	"/usr/share/fonts/truetype/wqy/wqy-microhei.ttc",
+	"/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",
+	"/usr/share/fonts/truetype/wqy/wqy-zenhei.ttc",
+}
 
 // NewBuiltinPDF returns the built-in writer using fontPath, or, when it is
-// empty, the first CJK font found in the usual Debian places, else DejaVu
-// Sans (English labels only).
+// empty, the first CJK font found in the usual Debian places (none: the
+// writer answers ErrNoPDFFont).
 func NewBuiltinPDF(fontPath string) *BuiltinPDF {
 	if fontPath != "" {
-		return &BuiltinPDF{FontPath: fontPath, CJK: true}
+		return &BuiltinPDF{FontPath: fontPath}
 	}
 	for _, p := range cjkFonts {
-		if _, err := os.Stat(p); err == nil {
-			return &BuiltinPDF{FontPath: p, CJK: true}
-		}
-	}
-	for _, p := range latinFonts {
 		if _, err := os.Stat(p); err == nil {
 			return &BuiltinPDF{FontPath: p}
 		}
@@ -66,19 +61,24 @@ func NewBuiltinPDF(fontPath string) *BuiltinPDF {
 
 // String says which font the writer uses.
 func (b *BuiltinPDF) String() string {
-	switch {
-	case b.FontPath == "":
-		return "built-in PDF writer (core font, English only)"
-	case b.CJK:
-		return "built-in PDF writer (" + b.FontPath + ")"
+	if b.FontPath == "" {
+		return "none (no Chromium, no CJK font: reports are served as HTML)"
 	}
-	return "built-in PDF writer (" + b.FontPath + ", English only)"
+	return "built-in PDF writer (" + b.FontPath + ")"
+}
+
+// Check reads the font, so that a wrong report.pdf_font is found at
+// start rather than at the first report.
+func (b *BuiltinPDF) Check() error {
+	_, err := b.loadFont()
+	return err
 }
 
 // loadFont reads the font once.
 func (b *BuiltinPDF) loadFont() ([]byte, error) {
 	b.once.Do(func() {
 		if b.FontPath == "" {
+			b.err = ErrNoPDFFont
 			return
 		}
 		data, err := os.ReadFile(b.FontPath)
@@ -125,7 +125,6 @@ func firstFace(data []byte) ([]byte, error) {
 // pdfDoc is one report being laid out.
 type pdfDoc struct {
 	*fpdf.Fpdf
-	cjk    bool
 	family string
 	rep    *Report
 	w, h   float64 // page size
@@ -133,14 +132,20 @@ type pdfDoc struct {
 	bottom float64
 }
 
-// RenderPDF lays out r.
-func (b *BuiltinPDF) RenderPDF(ctx context.Context, r *Report, _ []byte) ([]byte, error) {
+// RenderPDF lays out r. A panic of the layout library on some text is
+// returned as an error: a report request never takes the service down.
+func (b *BuiltinPDF) RenderPDF(ctx context.Context, r *Report, _ []byte) (_ []byte, err error) {
 	font, err := b.loadFont()
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("built-in pdf: %v", p)
+		}
+	}()
 	pdf := fpdf.New("P", "mm", "A4", "")
-	d := &pdfDoc{Fpdf: pdf, rep: r, cjk: b.CJK && font != nil, ml: 12, mr: 12, bottom: 14}
+	d := &pdfDoc{Fpdf: pdf, rep: r, ml: 12, mr: 12, bottom: 14}
 	d.w, d.h = pdf.GetPageSize()
 	pdf.SetMargins(d.ml, 14, d.mr)
 	pdf.SetAutoPageBreak(false, d.bottom)
@@ -148,11 +153,10 @@ func (b *BuiltinPDF) RenderPDF(ctx context.Context, r *Report, _ []byte) ([]byte
 	pdf.SetCreationDate(r.Generated)
 	pdf.SetModificationDate(r.Generated)
 	pdf.SetCatalogSort(true)
-	if font != nil {
-		pdf.AddUTF8FontFromBytes("body", "", font)
-		d.family = "body"
-	} else {
-		d.family = "Helvetica"
+	pdf.AddUTF8FontFromBytes("body", "", font)
+	d.family = "body"
+	if err := pdf.Error(); err != nil {
+		return nil, fmt.Errorf("built-in pdf: font %s: %w", b.FontPath, err)
 	}
 	ent := r.Enterprise
 	pdf.SetTitle(d.zh("清洁生产审核报告 ")+"Cleaner-production audit report — "+ent.Name, true)
@@ -197,55 +201,22 @@ func (b *BuiltinPDF) RenderPDF(ctx context.Context, r *Report, _ []byte) ([]byte
 	return out.Bytes(), nil
 }
 
-// t returns "zh en" with a CJK font, else en.
-func (d *pdfDoc) t(zh, en string) string {
-	if d.cjk {
-		return zh + " " + en
-	}
-	return en
-}
+// t returns "zh en".
+func (d *pdfDoc) t(zh, en string) string { return zh + " " + en }
 
-// zh returns s with a CJK font, else "".
-func (d *pdfDoc) zh(s string) string {
-	if d.cjk {
-		return s
-	}
-	return ""
-}
+// zh returns s; it marks the Chinese half of a label.
+func (d *pdfDoc) zh(s string) string { return s }
 
 // name picks the Chinese and English names of something.
 func (d *pdfDoc) name(zh, en string) string {
-	if d.cjk && zh != "" {
+	if zh != "" {
 		return zh + " · " + en
 	}
 	return en
 }
 
-// s makes text printable with the font: without CJK glyphs, CJK runs
-// become "…".
-func (d *pdfDoc) s(text string) string {
-	if d.cjk {
-		return text
-	}
-	var b strings.Builder
-	inCJK := false
-	for _, r := range text {
-		if unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana, unicode.Hangul) || (r >= 0x3000 && r <= 0x303f) || (r >= 0xff00 && r <= 0xffef) {
-			if !inCJK {
-				b.WriteString("…")
-			}
-			inCJK = true
-			continue
-		}
-		inCJK = false
-		b.WriteRune(r)
-	}
-	out := b.String()
-	if d.family == "Helvetica" {
-		out = d.UnicodeTranslatorFromDescriptor("")(out)
-	}
-	return out
-}
+// s returns text as printed: the UTF-8 font takes it as it is.
+func (d *pdfDoc) s(text string) string { return text }
 
 func (d *pdfDoc) font(size float64, grey int) {
 	d.SetFont(d.family, "", size)
@@ -419,9 +390,7 @@ func (d *pdfDoc) codeSection() {
 	if label == "" {
 		label = "no code yet"
 	}
-	if d.cjk {
-		label = codeZH(code) + " " + label
-	}
+	label = codeZH(code) + " " + label
 	d.CellFormat(d.GetStringWidth(label)+8, 8, label, "", 1, "C", true, 0, "")
 	d.Ln(2)
 	pairs := [][2]string{
@@ -614,7 +583,7 @@ func (d *pdfDoc) indicatorSection() {
 			src += " [" + strings.Join(ind.Src, ", ") + "]"
 			cells = append(cells, pctText(ind.Weight), src)
 			rows = append(rows, cells)
-			if ind.Descriptions != nil && d.cjk {
+			if ind.Descriptions != nil {
 				rows = append(rows, []string{fmt.Sprintf("   I: %v · II: %v · III: %v", ind.Descriptions.I, ind.Descriptions.II, ind.Descriptions.III)})
 			}
 		}
@@ -640,10 +609,7 @@ func (d *pdfDoc) levelOrStatus(ind IndicatorDTO) string {
 	if ind.Level != nil {
 		return *ind.Level
 	}
-	if d.cjk {
-		return statusZH(ind.Status)
-	}
-	return strings.ReplaceAll(ind.Status, "_", " ")
+	return statusZH(ind.Status)
 }
 
 func (d *pdfDoc) nextLevelSection() {
@@ -725,10 +691,7 @@ func (d *pdfDoc) measuresSection() {
 			if m.ReachesTarget {
 				proj += " ✓"
 			}
-			cost := m.Cost
-			if d.cjk {
-				cost = costZH(m.Cost) + " " + m.Cost
-			}
+			cost := costZH(m.Cost) + " " + m.Cost
 			rows = append(rows, []string{name, d.name(m.NameZH, m.NameEN) + ". " + m.Description, cost, payback,
 				numText(m.ProjectedValue), proj, fmt.Sprintf("+%.1f", m.Benefit)})
 		}
@@ -836,10 +799,7 @@ func (d *pdfDoc) eventSection() {
 	}
 	var rows [][]string
 	for _, ev := range r.Events {
-		kind := string(ev.Kind)
-		if d.cjk {
-			kind = kindZH(kind) + " " + kind
-		}
+		kind := kindZH(string(ev.Kind)) + " " + string(ev.Kind)
 		if ev.Resolved {
 			kind += " (resolved)"
 		}
@@ -877,10 +837,7 @@ func (d *pdfDoc) declarationSection() {
 		if dc.Auditor != "" {
 			evidence += "; auditor " + dc.Auditor + ", report " + dc.ReportRef
 		}
-		state := dc.State
-		if d.cjk {
-			state = stateZH(state) + " " + state
-		}
+		state := stateZH(dc.State) + " " + dc.State
 		if dc.InForce {
 			state += " (in force)"
 		}

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"html/template"
 	"net/http"
@@ -569,18 +570,29 @@ func (s *server) report(c *gin.Context) {
 			return
 		}
 		pdf, err := s.PDF.RenderPDF(c.Request.Context(), rep, html)
-		if err != nil {
+		switch {
+		case errors.Is(err, ErrNoPDFFont):
+			// No way to print Chinese here: the same report as HTML, which
+			// any browser prints, and the reason in a header.
+			s.log.Warn("report PDF unavailable; serving HTML", "enterprise", id, "err", err)
+			c.Header(PDFUnavailableHeader, err.Error())
+		case err != nil:
 			s.fail(c, err)
 			return
+		default:
+			c.Header("Content-Disposition", `inline; filename="`+name+`.pdf"`)
+			c.Data(http.StatusOK, "application/pdf", pdf)
+			return
 		}
-		c.Header("Content-Disposition", `inline; filename="`+name+`.pdf"`)
-		c.Data(http.StatusOK, "application/pdf", pdf)
-		return
 	}
 	c.Header("Content-Security-Policy", reportCSP)
 	c.Header("Content-Disposition", `inline; filename="`+name+`.html"`)
 	c.Data(http.StatusOK, "text/html; charset=utf-8", html)
 }
+
+// PDFUnavailableHeader is set on a report asked for as PDF and served as
+// HTML, because no renderer can print it; its value says why.
+const PDFUnavailableHeader = "X-Cleanprod-Pdf-Unavailable"
 
 // reportCSP keeps the report self-contained: no script, no fetch.
 const reportCSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"

@@ -3,6 +3,7 @@ package web
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"net/http/httptest"
 	"os"
@@ -177,7 +178,7 @@ func TestReportPDF(t *testing.T) {
 	}
 	for name, r := range renderers {
 		t.Run(name, func(t *testing.T) {
-			if b, ok := r.(*BuiltinPDF); ok && !b.CJK {
+			if b, ok := r.(*BuiltinPDF); ok && b.FontPath == "" {
 				if os.Getenv("CLEANPROD_REQUIRE_SERVERS") == "1" {
 					t.Fatal("no CJK font for the built-in PDF writer; scripts/test installs fonts-wqy-microhei")
 				}
@@ -223,6 +224,30 @@ func TestReportPDF(t *testing.T) {
 			}
 			t.Logf("%s: %d bytes, pages rendered to %s-*.png", pdf, w.Body.Len(), prefix)
 		})
+	}
+}
+
+// TestReportPDFWithoutFont: without Chromium and without a CJK font, a PDF
+// request gets the HTML report and the reason, never a 500 or a PDF
+// without the Chinese names.
+func TestReportPDFWithoutFont(t *testing.T) {
+	f := newFixture(t)
+	h := newServer(f.handlerOptions(&BuiltinPDF{})).handler()
+	req := httptest.NewRequest("GET", "/api/v1/enterprises/"+entB+"/report?format=pdf", nil)
+	req.Header.Set("Authorization", "Bearer "+supervisorToken)
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	if w.Code != 200 || !strings.HasPrefix(w.Header().Get("Content-Type"), "text/html") || !strings.Contains(w.Header().Get(PDFUnavailableHeader), "CJK") {
+		t.Fatalf("got %d %s %q, want 200 HTML with %s", w.Code, w.Header().Get("Content-Type"), w.Header().Get(PDFUnavailableHeader), PDFUnavailableHeader)
+	}
+	if !strings.Contains(w.Body.String(), "山川汽车") {
+		t.Errorf("the HTML fallback lacks the Chinese name")
+	}
+	if _, err := (&BuiltinPDF{}).RenderPDF(t.Context(), nil, nil); !errors.Is(err, ErrNoPDFFont) {
+		t.Errorf("RenderPDF without a font: got %v, want ErrNoPDFFont", err)
+	}
+	if err := NewBuiltinPDF("/nonexistent/font.ttf").Check(); err == nil {
+		t.Error("Check accepted a missing font")
 	}
 }
 

@@ -41,5 +41,10 @@ func pdfRenderer(cfg *Config) (web.PDFRenderer, string, error) {
 		return web.NewChromium(p), "chromium " + p, nil
 	}
 	b := web.NewBuiltinPDF(cfg.Report.PDFFont)
+	if cfg.Report.PDFFont != "" {
+		if err := b.Check(); err != nil {
+			return nil, "", fmt.Errorf("report.pdf_font: %w", err)
+		}
+	}
 	return b, b.String(), nil
 }

@@ -15,7 +15,7 @@ func TestShippedConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.MQTT.URL != "tcp://mosquitto:1883" || cfg.Influx.Bucket != "telemetry/autogen" || cfg.Ingest.BatchInterval != 250*time.Millisecond {
+	if cfg.MQTT.URL != "ssl://mosquitto:8883" || cfg.Influx.Bucket != "telemetry/autogen" || cfg.Ingest.BatchInterval != 250*time.Millisecond {
 		t.Errorf("got %+v", cfg)
 	}
 }

@@ -95,7 +95,9 @@ func mosquittoACL(args []string, stdout, stderr io.Writer) error {
 		mode os.FileMode
 	}{
 		{*credFile, cb.Bytes(), 0o600},
-		{filepath.Join(*out, "passwd"), pw, 0o640},
+		// Readable by the broker's user, which mosquitto switches to before
+		// reading it: hashes (PBKDF2-SHA512) of 144-bit random passwords.
+		{filepath.Join(*out, "passwd"), pw, 0o644},
 		{filepath.Join(*out, "acl"), gatewayauth.ACL(reg, *service), 0o644},
 	} {
 		if err := os.WriteFile(f.path, f.data, f.mode); err != nil {

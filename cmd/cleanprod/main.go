@@ -2,7 +2,7 @@
 //
 //	cleanprod serve              ingest gateway telemetry, score, serve the API
 //	cleanprod report -enterprise ID -out FILE   an enterprise's audit report
-//	cleanprod tokens add -role R a bearer token for the API
+//	cleanprod tokens add|list|revoke  the API's bearer tokens
 //	cleanprod gateways check DIR validate a gateway registry folder
 //
 // Run "cleanprod help" for every subcommand and "cleanprod serve -help"
@@ -50,6 +50,8 @@ Usage:
                                        an enterprise's audit report (from the store, or -server URL -token T)
   cleanprod tokens add -role supervisor|enterprise [-enterprise ID] [-name NAME]
                                        add an API bearer token to http.tokens_file and print it once
+  cleanprod tokens list | revoke -name NAME
+                                       list the tokens of http.tokens_file (no secrets), remove one
   cleanprod gateways check [DIR]       validate a gateway registry folder (default gateway-config)
   cleanprod gateways mosquitto-acl     write mosquitto passwd and acl files from the registry
   cleanprod help                       this text

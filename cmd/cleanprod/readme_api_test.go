@@ -133,7 +133,8 @@ func TestReportAndTokensUsage(t *testing.T) {
 		{[]string{"report"}, "-enterprise is required"},
 		{[]string{"report", "-enterprise", "x", "-format", "docx"}, `-format "docx"`},
 		{[]string{"report", "-enterprise", "cq-lj-yuntai-auto", "-to", "soon", "-gateway_config", "../../gateway-config", "-scoring.declarations", "../../scoring/declarations"}, `-to "soon"`},
-		{[]string{"tokens"}, "usage: cleanprod tokens add"},
+		{[]string{"tokens"}, "cleanprod tokens add"},
+		{[]string{"tokens", "revoke", "-http.tokens_file", "x.yaml"}, "-name is required"},
 		{[]string{"tokens", "add", "-role", "supervisor"}, "-http.tokens_file"},
 		{[]string{"tokens", "add", "-role", "admin", "-http.tokens_file", "x.yaml"}, `role "admin"`},
 	}

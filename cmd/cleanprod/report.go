@@ -174,5 +174,8 @@ func fetchReport(ctx context.Context, f reportFlags) ([]byte, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("report: %s answered %s: %s", f.server, resp.Status, strings.TrimSpace(string(body)))
 	}
+	if why := resp.Header.Get(web.PDFUnavailableHeader); why != "" && f.format == "pdf" {
+		return nil, fmt.Errorf("report: %s cannot print PDFs (%s); ask for -format html", f.server, why)
+	}
 	return body, nil
 }

@@ -37,6 +37,8 @@ func TestDeclarationReviewAcrossReplicas(t *testing.T) {
 	}
 	os.Chmod(decl, 0o555)
 	t.Cleanup(func() { os.Chmod(decl, 0o755) })
+	// Modes do not stop root: compare the folder's files at the end too.
+	before := testenv.FolderState(t, decl)
 
 	tokensFile := filepath.Join(dir, "tokens.yaml")
 	token := func(args ...string) string {
@@ -131,6 +133,9 @@ func TestDeclarationReviewAcrossReplicas(t *testing.T) {
 	}
 	if states["submitted"] != 1 || list.Pending != 1 || states["accepted"] < 10 {
 		t.Errorf("after a restart: states %v, pending %d; want the seeded ones accepted and one waiting", states, list.Pending)
+	}
+	if after := testenv.FolderState(t, decl); after != before {
+		t.Errorf("serve wrote into the declarations folder:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
 

@@ -116,8 +116,17 @@ func TestServiceConfigMatchesService(t *testing.T) {
 	if got, def := port(t, conf["http.listen"]), port(t, settings["http.listen"]); got != def {
 		t.Errorf("http.listen port %d, the service's default is %d", got, def)
 	}
-	if _, p := urlHostPort(t, conf["mqtt.url"]); p != port(t, settings["embedded_broker.listen"]) {
-		t.Errorf("mqtt.url port %d, the embedded broker's default %s", p, settings["embedded_broker.listen"])
+	// The broker is reached over TLS with a client certificate.
+	if !strings.HasPrefix(conf["mqtt.url"], "ssl://") || conf["mqtt.ca_file"] == "" || conf["mqtt.cert_file"] == "" {
+		t.Errorf("mqtt.url %s: want ssl:// with mqtt.ca_file and mqtt.cert_file", conf["mqtt.url"])
+	}
+	// The broker replaces client ids by user names
+	// (use_username_as_clientid): the id cleanprod asks for is its user's.
+	if conf["mqtt.client_id"] != conf["mqtt.username"] {
+		t.Errorf("mqtt.client_id %q: the shipped broker uses the user name %q as the client id", conf["mqtt.client_id"], conf["mqtt.username"])
+	}
+	if conf["http.tokens_file"] == "" {
+		t.Error("no http.tokens_file: the API and the overview would refuse every request")
 	}
 	if conf["influx.bucket"] != dashgen.DefaultBucket {
 		t.Errorf("influx.bucket %q, the dashboards read %q", conf["influx.bucket"], dashgen.DefaultBucket)
@@ -176,7 +185,16 @@ func TestMosquittoConfSettings(t *testing.T) {
 		}
 	}
 	if len(mc["listener"]) != 1 {
-		t.Fatalf("mosquitto.conf: want one listener, got %v", mc["listener"])
+		t.Fatalf("mosquitto.conf: want one listener (TLS; plain MQTT only where the operator asks), got %v", mc["listener"])
+	}
+	// Listener options follow their listener: TLS with client
+	// certificates, and the client id bound to the user name.
+	data, _ := os.ReadFile(filepath.Join(deployDir, "mosquitto", "mosquitto.conf"))
+	after := string(data)[strings.Index(string(data), "\nlistener "):]
+	for _, want := range []string{"use_username_as_clientid true", "require_certificate true", "certfile ", "keyfile ", "cafile "} {
+		if !regexp.MustCompile(`(?m)^` + want).MatchString(after) {
+			t.Errorf("mosquitto.conf: the listener lacks %q", want)
+		}
 	}
 	lport, _ := strconv.Atoi(strings.Fields(mc["listener"][0])[0])
 	if _, p := urlHostPort(t, conf["mqtt.url"]); p != lport {
@@ -193,14 +211,29 @@ type compose struct {
 }
 
 type composeService struct {
-	Image       string            `yaml:"image"`
-	Build       *composeBuild     `yaml:"build"`
-	Restart     string            `yaml:"restart"`
-	Command     []string          `yaml:"command"`
-	Environment map[string]string `yaml:"environment"`
-	Ports       []string          `yaml:"ports"`
-	Volumes     []string          `yaml:"volumes"`
-	DependsOn   []string          `yaml:"depends_on"`
+	Image       string                      `yaml:"image"`
+	Build       *composeBuild               `yaml:"build"`
+	Restart     string                      `yaml:"restart"`
+	Command     []string                    `yaml:"command"`
+	Environment map[string]string           `yaml:"environment"`
+	Ports       []string                    `yaml:"ports"`
+	ReadOnly    bool                        `yaml:"read_only"`
+	Tmpfs       []string                    `yaml:"tmpfs"`
+	Volumes     []string                    `yaml:"volumes"`
+	Healthcheck *composeHealthcheck         `yaml:"healthcheck"`
+	DependsOn   map[string]composeCondition `yaml:"depends_on"`
+}
+
+type composeHealthcheck struct {
+	Test        []string `yaml:"test"`
+	Interval    string   `yaml:"interval"`
+	Timeout     string   `yaml:"timeout"`
+	Retries     int      `yaml:"retries"`
+	StartPeriod string   `yaml:"start_period"`
+}
+
+type composeCondition struct {
+	Condition string `yaml:"condition"`
 }
 
 type composeBuild struct {
@@ -255,7 +288,13 @@ func loadCompose(t *testing.T) compose {
 // generated lists files under deploy/ that the operator generates before
 // `docker compose up` (README), so they are not in git.
 var generated = map[string]string{
-	"mosquitto/passwd": "go run ./cmd/cleanprod gateways mosquitto-acl",
+	"mosquitto/passwd":              "go run ./cmd/cleanprod gateways mosquitto-acl",
+	"mosquitto/certs/ca.crt":        "deploy/mosquitto/make-certs.sh",
+	"mosquitto/certs/broker.crt":    "deploy/mosquitto/make-certs.sh",
+	"mosquitto/certs/broker.key":    "deploy/mosquitto/make-certs.sh",
+	"mosquitto/certs/cleanprod.crt": "deploy/mosquitto/make-certs.sh",
+	"mosquitto/certs/cleanprod.key": "deploy/mosquitto/make-certs.sh",
+	"tokens/tokens.yaml":            "go run ./cmd/cleanprod tokens add",
 }
 
 func flagValue(args []string, name string) string {
@@ -314,10 +353,36 @@ func TestComposeFile(t *testing.T) {
 				}
 			}
 		}
-		for _, d := range s.DependsOn {
+		for d, cond := range s.DependsOn {
 			if _, ok := c.Services[d]; !ok {
 				t.Errorf("compose: %s depends on unknown service %s", name, d)
 			}
+			// Waiting for health, except Prometheus for cleanprod: it
+			// scrapes whatever is up and alerts on what is not.
+			if want := "service_healthy"; cond.Condition != want && !(name == "prometheus" && d == "cleanprod") {
+				t.Errorf("compose: %s depends on %s with condition %q, want %s", name, d, cond.Condition, want)
+			}
+		}
+		if hc := s.Healthcheck; hc == nil || len(hc.Test) < 2 || hc.Interval == "" || hc.Retries == 0 {
+			t.Errorf("compose: %s has no healthcheck (test, interval, retries): %+v", name, hc)
+		}
+		// Configuration is mounted read-only everywhere; services write
+		// to their named volumes only.
+		for _, m := range s.mounts() {
+			if !m.Named && !m.RO {
+				t.Errorf("compose: %s mounts %s writable; configuration mounts are :ro", name, m.Source)
+			}
+		}
+		// Services without authentication stay on the host's loopback.
+		if name == "prometheus" || name == "alertmanager" {
+			for _, p := range s.Ports {
+				if !strings.HasPrefix(p, "127.0.0.1:") {
+					t.Errorf("compose: %s publishes %s on every interface; it has no authentication (bind 127.0.0.1)", name, p)
+				}
+			}
+		}
+		if slices.ContainsFunc(s.Command, func(a string) bool { return strings.Contains(a, "enable-lifecycle") }) {
+			t.Errorf("compose: %s enables the unauthenticated lifecycle API (%v)", name, s.Command)
 		}
 		for k, v := range s.Environment {
 			for _, m := range varRef.FindAllStringSubmatch(v, -1) {
@@ -344,6 +409,9 @@ func TestComposeFile(t *testing.T) {
 		m, host, ok := resolve(cpMounts, p)
 		return host, m.Named, ok
 	})
+	if !cp.ReadOnly || !slices.Contains(cp.Tmpfs, "/tmp") {
+		t.Errorf("compose: cleanprod: want read_only: true and a tmpfs /tmp (Chromium's profiles), got %v %v", cp.ReadOnly, cp.Tmpfs)
+	}
 	httpPort := port(t, conf["http.listen"])
 	if !publishes(cp, httpPort) {
 		t.Errorf("compose: cleanprod does not publish http.listen's port %d (ports %v)", httpPort, cp.Ports)
@@ -360,7 +428,7 @@ func TestComposeFile(t *testing.T) {
 	if m, hostFile, ok := resolve(mqMounts, "/mosquitto/config/mosquitto.conf"); !ok || filepath.Base(hostFile) != "mosquitto.conf" || !m.RO {
 		t.Errorf("compose: mosquitto does not mount mosquitto.conf read-only on /mosquitto/config/mosquitto.conf")
 	}
-	for _, k := range []string{"password_file", "acl_file"} {
+	for _, k := range []string{"password_file", "acl_file", "certfile", "keyfile", "cafile"} {
 		if _, hostFile, ok := resolve(mqMounts, mc[k][0]); !ok || filepath.Base(hostFile) != path.Base(mc[k][0]) {
 			t.Errorf("compose: mosquitto.conf's %s %s is not mounted from deploy/mosquitto", k, mc[k][0])
 		}
@@ -528,6 +596,19 @@ func checkConfigPaths(t *testing.T, where string, conf serviceConfig, at func(st
 			}
 		}
 	}
+	// Files the operator generates (README): mounted from where the
+	// commands write them.
+	for _, key := range []string{"http.tokens_file", "mqtt.ca_file", "mqtt.cert_file", "mqtt.key_file"} {
+		p := conf[key]
+		if p == "" {
+			continue
+		}
+		host, named, ok := at(p)
+		rel, _ := filepath.Rel(deployDir, host)
+		if _, gen := generated[filepath.ToSlash(rel)]; !ok || named || !gen {
+			t.Errorf("%s: %s %s is not mounted from a file the README generates (%s)", where, key, p, host)
+		}
+	}
 	if _, named, ok := at(conf["data_dir"]); !ok || !named {
 		t.Errorf("%s: data_dir %s is not on a volume", where, conf["data_dir"])
 	}
@@ -570,6 +651,16 @@ func TestDockerfile(t *testing.T) {
 		case "CMD":
 			cmd = strings.Join(fields[1:], " ")
 		}
+	}
+	// Report PDFs need Chromium and a CJK font in the image (web.BuiltinPDF
+	// refuses to print without one), and the service runs unprivileged.
+	for _, want := range []string{"chromium", "fonts-wqy-microhei"} {
+		if !regexp.MustCompile(`(?m)^RUN .*apt-get install .*\b` + want + `\b`).MatchString(text) {
+			t.Errorf("Dockerfile: the runtime image does not install %s", want)
+		}
+	}
+	if m := regexp.MustCompile(`(?m)^USER (\S+)`).FindAllStringSubmatch(text, -1); len(m) == 0 || strings.HasPrefix(m[len(m)-1][1], "0") || strings.HasPrefix(m[len(m)-1][1], "root") {
+		t.Errorf("Dockerfile: the image does not run as an unprivileged USER (%v)", m)
 	}
 	if want := strconv.Itoa(port(t, conf["http.listen"])); !slices.Contains(exposed, want) {
 		t.Errorf("Dockerfile: EXPOSE %v, want http.listen's %s", exposed, want)

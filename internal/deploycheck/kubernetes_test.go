@@ -8,23 +8,28 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
-var update = flag.Bool("update", false, "rewrite deploy/kubernetes/configmaps.yaml from its sources")
+var update = flag.Bool("update", false, "rewrite deploy/kubernetes/config/ from its sources")
 
 const (
-	k8sDir        = deployDir + "/kubernetes"
-	configMapFile = k8sDir + "/configmaps.yaml"
+	k8sDir    = deployDir + "/kubernetes"
+	configDir = k8sDir + "/config"
 )
 
-// configMapSources are the ConfigMaps of deploy/kubernetes/configmaps.yaml
-// and the files they hold: a file, or every *.yaml of a folder.
+// configMapSources are the ConfigMaps that deploy/kubernetes/config/
+// generates (kustomize configMapGenerator) and the files they hold: a
+// file, or every *.yaml of a folder. kustomize reads files only below its
+// kustomization, so the folder holds copies.
 var configMapSources = []struct{ name, source string }{
 	{"cleanprod-config", serviceConf},
 	{"cleanprod-gateway-config", "../../gateway-config"},
@@ -46,83 +51,91 @@ func configMapFiles(t *testing.T, source string) []string {
 	return files
 }
 
-// generateConfigMaps renders the ConfigMaps from their sources.
-func generateConfigMaps(t *testing.T) []byte {
+// generateConfigFolder returns what deploy/kubernetes/config/ holds:
+// path (relative to it) -> content.
+func generateConfigFolder(t *testing.T) map[string][]byte {
 	t.Helper()
-	var buf bytes.Buffer
-	buf.WriteString("# Generated from deploy/cleanprod.yaml, gateway-config/ and scoring/ by\n" +
+	out := map[string][]byte{}
+	var k strings.Builder
+	k.WriteString("# Generated from deploy/cleanprod.yaml, gateway-config/ and scoring/ by\n" +
 		"#   go test ./internal/deploycheck -run TestKubernetesConfigMaps -update\n" +
-		"# Do not edit: change the sources and generate again.\n")
+		"# Do not edit: change the sources and generate again. The ConfigMaps'\n" +
+		"# names end in a hash of their content, so a change rolls the pod.\n" +
+		"apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n" +
+		"generatorOptions:\n  labels:\n    app.kubernetes.io/name: cleanprod\nconfigMapGenerator:\n")
 	for _, cm := range configMapSources {
-		data := &yaml.Node{Kind: yaml.MappingNode}
+		fmt.Fprintf(&k, "  - name: %s\n    files:\n", cm.name)
 		for _, f := range configMapFiles(t, cm.source) {
 			content, err := os.ReadFile(f)
 			if err != nil {
 				t.Fatal(err)
 			}
-			data.Content = append(data.Content,
-				&yaml.Node{Kind: yaml.ScalarNode, Value: filepath.Base(f)},
-				&yaml.Node{Kind: yaml.ScalarNode, Value: string(content), Style: yaml.LiteralStyle})
+			rel := cm.name + "/" + filepath.Base(f)
+			out[rel] = content
+			fmt.Fprintf(&k, "      - %s\n", rel)
 		}
-		doc := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
-			scalar("apiVersion"), scalar("v1"),
-			scalar("kind"), scalar("ConfigMap"),
-			scalar("metadata"), {Kind: yaml.MappingNode, Content: []*yaml.Node{
-				scalar("name"), scalar(cm.name),
-				scalar("labels"), {Kind: yaml.MappingNode, Content: []*yaml.Node{
-					scalar("app.kubernetes.io/name"), scalar("cleanprod"),
-				}},
-			}},
-			scalar("data"), data,
-		}}
-		buf.WriteString("---\n")
-		enc := yaml.NewEncoder(&buf)
-		enc.SetIndent(2)
-		if err := enc.Encode(doc); err != nil {
-			t.Fatal(err)
-		}
-		enc.Close()
 	}
-	return buf.Bytes()
+	out["kustomization.yaml"] = []byte(k.String())
+	return out
 }
 
-func scalar(s string) *yaml.Node { return &yaml.Node{Kind: yaml.ScalarNode, Value: s} }
-
-// The ConfigMaps hold exactly the files they are made from.
+// The generated folder holds exactly the files its ConfigMaps are made
+// from.
 func TestKubernetesConfigMaps(t *testing.T) {
-	want := generateConfigMaps(t)
+	want := generateConfigFolder(t)
 	if *update {
-		if err := os.WriteFile(configMapFile, want, 0o644); err != nil {
+		if err := os.RemoveAll(configDir); err != nil {
 			t.Fatal(err)
 		}
-	}
-	got, err := os.ReadFile(configMapFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("%s is not what its sources make: run go test ./internal/deploycheck -run TestKubernetesConfigMaps -update", configMapFile)
-	}
-	// And it decodes to the files' contents (the encoding kept them intact).
-	docs := loadManifests(t, configMapFile)
-	for i, cm := range configMapSources {
-		data, _ := docs[i]["data"].(map[string]any)
-		for _, f := range configMapFiles(t, cm.source) {
-			content, _ := os.ReadFile(f)
-			if data[filepath.Base(f)] != string(content) {
-				t.Errorf("%s: %s does not decode to %s", cm.name, filepath.Base(f), f)
+		for rel, data := range want {
+			os.MkdirAll(filepath.Dir(filepath.Join(configDir, rel)), 0o755)
+			if err := os.WriteFile(filepath.Join(configDir, rel), data, 0o644); err != nil {
+				t.Fatal(err)
 			}
 		}
 	}
-}
-
-// loadManifests decodes every document of a YAML file.
-func loadManifests(t *testing.T, file string) []map[string]any {
-	t.Helper()
-	data, err := os.ReadFile(file)
+	got := map[string][]byte{}
+	err := filepath.WalkDir(configDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(configDir, p)
+		got[filepath.ToSlash(rel)], err = os.ReadFile(p)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	for rel, data := range want {
+		if !bytes.Equal(got[rel], data) {
+			t.Errorf("%s/%s is not what its source makes: run go test ./internal/deploycheck -run TestKubernetesConfigMaps -update", configDir, rel)
+		}
+	}
+	for rel := range got {
+		if _, ok := want[rel]; !ok {
+			t.Errorf("%s/%s has no source: run go test ./internal/deploycheck -run TestKubernetesConfigMaps -update", configDir, rel)
+		}
+	}
+}
+
+// renderKustomize renders deploy/kubernetes as kubectl apply -k does,
+// with the kustomize library kubectl embeds.
+func renderKustomize(t *testing.T) []map[string]any {
+	t.Helper()
+	resources, err := krusty.MakeKustomizer(krusty.MakeDefaultOptions()).Run(filesys.MakeFsOnDisk(), k8sDir)
+	if err != nil {
+		t.Fatalf("kustomize build deploy/kubernetes: %v", err)
+	}
+	out, err := resources.AsYaml()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return decodeManifests(t, "kustomize build deploy/kubernetes", out)
+}
+
+// decodeManifests decodes every document of a YAML stream.
+func decodeManifests(t *testing.T, file string, data []byte) []map[string]any {
+	t.Helper()
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var out []map[string]any
 	for {
@@ -191,27 +204,26 @@ func TestKubernetesManifests(t *testing.T) {
 		t.Fatalf("kustomization.yaml: %v", err)
 	}
 	files, _ := filepath.Glob(filepath.Join(k8sDir, "*.yaml"))
-	byKind := map[string][]map[string]any{}
 	for _, f := range files {
-		name := filepath.Base(f)
-		if name == "kustomization.yaml" {
-			continue
-		}
-		if !slices.Contains(kust.Resources, name) {
+		if name := filepath.Base(f); name != "kustomization.yaml" && !slices.Contains(kust.Resources, name) {
 			t.Errorf("kustomization.yaml does not list %s", name)
 		}
-		for _, doc := range loadManifests(t, f) {
-			kind := str(doc, "kind")
-			if str(doc, "apiVersion") == "" || kind == "" || str(doc, "metadata", "name") == "" {
-				t.Errorf("%s: a document without apiVersion, kind or name", name)
-			}
-			byKind[kind] = append(byKind[kind], doc)
-		}
+	}
+	if !slices.Contains(kust.Resources, "config") {
+		t.Error("kustomization.yaml does not list config (the generated ConfigMaps)")
 	}
 	for _, r := range kust.Resources {
 		if _, err := os.Stat(filepath.Join(k8sDir, r)); err != nil {
 			t.Errorf("kustomization.yaml: %v", err)
 		}
+	}
+	byKind := map[string][]map[string]any{}
+	for _, doc := range renderKustomize(t) {
+		kind := str(doc, "kind")
+		if str(doc, "apiVersion") == "" || kind == "" || str(doc, "metadata", "name") == "" {
+			t.Errorf("rendered: a document without apiVersion, kind or name: %v", doc)
+		}
+		byKind[kind] = append(byKind[kind], doc)
 	}
 	if len(byKind["Deployment"]) != 1 {
 		t.Fatalf("want one Deployment, got %d", len(byKind["Deployment"]))
@@ -281,15 +293,25 @@ func TestKubernetesManifests(t *testing.T) {
 	for _, v := range list(pod, "spec", "volumes") {
 		volumes[str(v, "name")] = v
 	}
+	// Generated ConfigMaps carry a hash of their content in their name,
+	// so that a change makes a new pod.
 	cmSource := map[string]string{}
-	for _, cm := range configMapSources {
-		cmSource[cm.name] = cm.source
-	}
 	configMaps := map[string]map[string]any{}
 	for _, cm := range byKind["ConfigMap"] {
+		name := str(cm, "metadata", "name")
 		d, _ := cm["data"].(map[string]any)
-		configMaps[str(cm, "metadata", "name")] = d
+		configMaps[name] = d
+		for _, src := range configMapSources {
+			if regexp.MustCompile(`^` + src.name + `-[a-z0-9]{10}$`).MatchString(name) {
+				cmSource[name] = src.source
+			}
+		}
+		if _, ok := cmSource[name]; !ok {
+			t.Errorf("ConfigMap %s: not a generated one with a content hash (kustomize configMapGenerator)", name)
+		}
 	}
+	// Secrets the operator creates from the files the README generates.
+	secretSource := map[string]string{"cleanprod-tokens": "tokens", "cleanprod-mqtt": "mosquitto/certs"}
 	at := func(p string) (host string, named, ok bool) {
 		var best any
 		bestPath := ""
@@ -310,10 +332,18 @@ func TestKubernetesManifests(t *testing.T) {
 		if get(v, "emptyDir") != nil || get(v, "persistentVolumeClaim") != nil {
 			return "", true, true
 		}
+		if sec := str(v, "secret", "secretName"); sec != "" {
+			dir, ok := secretSource[sec]
+			if !ok {
+				t.Errorf("volume %s: Secret %s is not one the README makes", str(v, "name"), sec)
+				return "", false, false
+			}
+			return filepath.Join(deployDir, dir, strings.TrimPrefix(strings.TrimPrefix(p, bestPath), "/")), false, true
+		}
 		name := str(v, "configMap", "name")
 		src, known := cmSource[name]
 		if !known || configMaps[name] == nil {
-			t.Errorf("volume %s: ConfigMap %q is not in configmaps.yaml", str(v, "name"), name)
+			t.Errorf("volume %s: ConfigMap %q is not a generated one", str(v, "name"), name)
 			return "", false, false
 		}
 		rest := strings.TrimPrefix(strings.TrimPrefix(p, bestPath), "/")
@@ -343,6 +373,24 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	}
 
+	// The API server's token stays out of the pod: cleanprod never calls it.
+	if auto, ok := get(pod, "spec", "automountServiceAccountToken").(bool); !ok || auto {
+		t.Error("pod: automountServiceAccountToken is not false")
+	}
+	// Memory headroom: the Go runtime collects harder before its limit,
+	// 80-90 % of Go's part of the container's limit, leaving the rest to
+	// stacks and the kernel. Chromium's renders (2 at most, 434 MiB each
+	// measured as the sum of its processes' PSS) share the container.
+	const chromium = 900 << 20
+	limit := quantity(t, str(c, "resources", "limits", "memory"))
+	gml := str(envs["GOMEMLIMIT"], "value")
+	if r := float64(quantity(t, strings.TrimSuffix(gml, "B"))) / float64(limit-chromium); limit <= chromium || r < 0.8 || r > 0.9 {
+		t.Errorf("container: GOMEMLIMIT %q is %.0f %% of the memory limit %s less Chromium's 900 MiB, want 80-90 %%", gml, 100*r, str(c, "resources", "limits", "memory"))
+	}
+	if req := quantity(t, str(c, "resources", "requests", "memory")); req > limit || req < 256<<20 {
+		t.Errorf("container: memory request %d bytes, want 256 MiB up to the limit", req)
+	}
+
 	for _, svc := range byKind["Service"] {
 		selects("Service", get(svc, "spec", "selector"))
 		for _, p := range list(svc, "spec", "ports") {
@@ -365,6 +413,19 @@ func TestKubernetesManifests(t *testing.T) {
 	if get(pdb, "spec", "minAvailable") == nil && get(pdb, "spec", "maxUnavailable") == nil {
 		t.Error("PodDisruptionBudget: neither minAvailable nor maxUnavailable")
 	}
+}
+
+// quantity parses a Kubernetes memory quantity in binary units (512Mi,
+// 1Gi) or Go's (870MiB after the B is cut).
+func quantity(t *testing.T, q string) int64 {
+	t.Helper()
+	m := regexp.MustCompile(`^(\d+)(Ki|Mi|Gi)?$`).FindStringSubmatch(q)
+	if m == nil {
+		t.Errorf("quantity %q: want digits and Ki, Mi or Gi", q)
+		return 0
+	}
+	n, _ := strconv.ParseInt(m[1], 10, 64)
+	return n << map[string]int{"": 0, "Ki": 10, "Mi": 20, "Gi": 30}[m[2]]
 }
 
 // yamlUnmarshal decodes YAML leniently, for files whose schema another

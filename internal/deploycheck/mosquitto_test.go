@@ -3,15 +3,14 @@ package deploycheck
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -22,43 +21,78 @@ import (
 	paho "github.com/eclipse/paho.mqtt.golang"
 
 	"github.com/cleanprod/cleanprod/gatewayauth"
-	"github.com/cleanprod/cleanprod/internal/testenv"
 	"github.com/cleanprod/cleanprod/registry"
 )
 
 // broker is a mosquitto started from deploy/mosquitto/mosquitto.conf.
 type broker struct {
-	url   string
+	url   string // ssl://127.0.0.1:port, the TLS listener
+	certs string // make-certs.sh's folder: ca.crt, <user>.crt and .key
 	creds gatewayauth.Credentials
 	reg   *registry.Registry
+
+	bin, conf, log string
+	cred           *syscall.Credential
+	addr           string
+	cmd            *exec.Cmd
+	done           <-chan struct{}
 }
 
-// brokerFiles are the files `cleanprod gateways mosquitto-acl` writes.
+// brokerFiles are the files `cleanprod gateways mosquitto-acl` and
+// make-certs.sh write.
 type brokerFiles struct {
 	passwd, acl []byte
 	creds       gatewayauth.Credentials
+	certs       string
 }
 
 // generateBrokerFiles makes them with package gatewayauth, as the command
-// does.
+// does, and with the shipped make-certs.sh.
 func generateBrokerFiles(t *testing.T, reg *registry.Registry) brokerFiles {
 	t.Helper()
 	creds := gatewayauth.Credentials{}
-	if _, err := creds.Complete(reg, "cleanprod"); err != nil {
+	if _, err := creds.Complete(reg, "cleanprod", gatewayauth.MonitorUser); err != nil {
 		t.Fatal(err)
 	}
 	passwd, err := gatewayauth.PasswordFile(creds)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return brokerFiles{passwd: passwd, acl: gatewayauth.ACL(reg, "cleanprod"), creds: creds}
+	var cb bytes.Buffer
+	if err := creds.Write(&cb); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	credFile := filepath.Join(dir, "credentials.txt")
+	os.WriteFile(credFile, cb.Bytes(), 0o600)
+	return brokerFiles{passwd: passwd, acl: gatewayauth.ACL(reg, "cleanprod"), creds: creds, certs: makeCerts(t, credFile)}
+}
+
+// makeCerts runs deploy/mosquitto/make-certs.sh for the users of
+// credFile and returns its folder.
+func makeCerts(t *testing.T, credFile string) string {
+	t.Helper()
+	tool(t, "openssl")
+	out := filepath.Join(filepath.Dir(credFile), "certs")
+	cmd := exec.Command("sh", filepath.Join(deployDir, "mosquitto", "make-certs.sh"), "-c", credFile, "-o", out)
+	// As root the script hands keys to the containers' users; here every
+	// file goes to whoever runs mosquitto and cleanprod below.
+	cmd.Env = append(os.Environ(), "BROKER_UID="+strconv.Itoa(os.Getuid()), "CLEANPROD_UID="+strconv.Itoa(os.Getuid()))
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("make-certs.sh: %v\n%s", err, msg)
+	}
+	return out
 }
 
 // startShippedMosquitto starts mosquitto with the shipped mosquitto.conf,
 // changed only where a test must (listener on a free loopback port, files
-// in a temporary folder), and with the password file and ACL given. It
-// checks first that the committed ACL is the one the registry makes.
-func startShippedMosquitto(t *testing.T, reg *registry.Registry, files brokerFiles) *broker {
+// in a temporary folder), and with the password file, ACL and
+// certificates given, read-only as compose mounts them, as an
+// unprivileged user. It checks first that the committed ACL is the one
+// the registry makes.
+// override replaces directives of the shipped file ("autosave_interval
+// 60"), for measurements that compare settings.
+func startShippedMosquitto(t *testing.T, reg *registry.Registry, files brokerFiles, override ...string) *broker {
 	t.Helper()
 	bin := tool(t, "mosquitto", "/usr/sbin/mosquitto")
 	committed, err := os.ReadFile(filepath.Join(deployDir, "mosquitto", "acl"))
@@ -68,7 +102,6 @@ func startShippedMosquitto(t *testing.T, reg *registry.Registry, files brokerFil
 	if !bytes.Equal(committed, files.acl) {
 		t.Errorf("deploy/mosquitto/acl is not what gateway-config/ makes: run go run ./cmd/cleanprod gateways mosquitto-acl")
 	}
-	passwd, acl, creds := files.passwd, files.acl, files.creds
 
 	// Not under t.TempDir(): its 0700 parent keeps the mosquitto user out.
 	top, err := os.MkdirTemp("", "deploycheck-mosquitto-")
@@ -78,11 +111,23 @@ func startShippedMosquitto(t *testing.T, reg *registry.Registry, files brokerFil
 	t.Cleanup(func() { os.RemoveAll(top) })
 	os.Chmod(top, 0o755)
 	dir := filepath.Join(top, "mosquitto")
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
-		t.Fatal(err)
+	config := filepath.Join(dir, "config")
+	for _, d := range []string{filepath.Join(dir, "data"), filepath.Join(config, "certs")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
-	os.WriteFile(filepath.Join(dir, "passwd"), passwd, 0o600)
-	os.WriteFile(filepath.Join(dir, "acl"), acl, 0o644)
+	// What compose mounts: passwd, acl, and of the certificates only the
+	// broker's and the CA's (never ca.key).
+	os.WriteFile(filepath.Join(config, "passwd"), files.passwd, 0o400)
+	os.WriteFile(filepath.Join(config, "acl"), files.acl, 0o400)
+	for _, f := range []string{"ca.crt", "broker.crt", "broker.key"} {
+		data, err := os.ReadFile(filepath.Join(files.certs, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(config, "certs", f), data, 0o400)
+	}
 	port := freePort(t)
 	shipped, err := os.ReadFile(filepath.Join(deployDir, "mosquitto", "mosquitto.conf"))
 	if err != nil {
@@ -92,21 +137,28 @@ func startShippedMosquitto(t *testing.T, reg *registry.Registry, files brokerFil
 	sc := bufio.NewScanner(bytes.NewReader(shipped))
 	for sc.Scan() {
 		line := sc.Text()
-		key, _, _ := strings.Cut(strings.TrimSpace(line), " ")
+		key, val, _ := strings.Cut(strings.TrimSpace(line), " ")
 		switch key {
 		case "listener":
 			line = fmt.Sprintf("listener %d 127.0.0.1", port)
-		case "password_file":
-			line = "password_file " + filepath.Join(dir, "passwd")
-		case "acl_file":
-			line = "acl_file " + filepath.Join(dir, "acl")
+		case "password_file", "acl_file", "certfile", "keyfile", "cafile":
+			rel, ok := strings.CutPrefix(val, "/mosquitto/config/")
+			if !ok {
+				t.Fatalf("mosquitto.conf: %s %s is not under /mosquitto/config, which compose mounts", key, val)
+			}
+			line = key + " " + filepath.Join(config, rel)
 		case "persistence_location":
 			line = "persistence_location " + filepath.Join(dir, "data") + "/"
 		}
+		for _, o := range override {
+			if k, _, _ := strings.Cut(o, " "); k == key {
+				line = o
+			}
+		}
 		conf.WriteString(line + "\n")
 	}
-	confPath := filepath.Join(dir, "mosquitto.conf")
-	os.WriteFile(confPath, []byte(conf.String()), 0o644)
+	confPath := filepath.Join(config, "mosquitto.conf")
+	os.WriteFile(confPath, []byte(conf.String()), 0o444)
 
 	// As root mosquitto would switch to the user mosquitto itself, which
 	// clears the parent-death signal; start it as that user instead.
@@ -116,44 +168,93 @@ func startShippedMosquitto(t *testing.T, reg *registry.Registry, files brokerFil
 			uid, _ := strconv.Atoi(u.Uid)
 			gid, _ := strconv.Atoi(u.Gid)
 			cred = &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}
-			filepath.Walk(filepath.Dir(dir), func(p string, _ os.FileInfo, _ error) error { return os.Chown(p, uid, gid) })
+			filepath.Walk(dir, func(p string, _ os.FileInfo, _ error) error { return os.Chown(p, uid, gid) })
 		}
 	}
-	log := filepath.Join(filepath.Dir(dir), "mosquitto.log")
-	cmd := exec.Command(bin, "-c", confPath)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	done := startCmd(t, cmd, log, 10*time.Second)
-	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	// The configuration is read-only, as compose's :ro mounts; only the
+	// persistence folder is writable.
+	os.Chmod(filepath.Join(config, "certs"), 0o555)
+	os.Chmod(config, 0o555)
+	b := &broker{url: fmt.Sprintf("ssl://127.0.0.1:%d", port), certs: files.certs, creds: files.creds, reg: reg,
+		bin: bin, conf: confPath, log: filepath.Join(top, "mosquitto.log"), cred: cred, addr: fmt.Sprintf("127.0.0.1:%d", port)}
+	b.start(t)
+	return b
+}
+
+// start runs mosquitto and waits until it listens.
+func (b *broker) start(t *testing.T) {
+	t.Helper()
+	log := fmt.Sprintf("%s.%d", b.log, time.Now().UnixNano())
+	b.cmd = exec.Command(b.bin, "-c", b.conf)
+	b.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: b.cred}
+	b.done = startCmd(t, b.cmd, log, 10*time.Second)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		if c, err := net.Dial("tcp", addr); err == nil {
+		if c, err := net.Dial("tcp", b.addr); err == nil {
 			c.Close()
-			break
+			return
 		}
 		select {
-		case <-done:
+		case <-b.done:
 			tail, _ := os.ReadFile(log)
 			t.Fatalf("mosquitto exited with the shipped configuration:\n%s", tail)
 		default:
 		}
 		if time.Now().After(deadline) {
 			tail, _ := os.ReadFile(log)
-			t.Fatalf("mosquitto not listening on %s after 15s:\n%s", addr, tail)
+			t.Fatalf("mosquitto not listening on %s after 15s:\n%s", b.addr, tail)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return &broker{url: "tcp://" + addr, creds: creds, reg: reg}
 }
 
-// connect connects as user (password from the generated credentials
-// unless given).
+// crash kills mosquitto with SIGKILL, as a power cut or the OOM killer
+// would, and waits until it is gone.
+func (b *broker) crash(t *testing.T) {
+	t.Helper()
+	b.cmd.Process.Kill()
+	<-b.done
+}
+
+// tls returns the TLS configuration of user: the CA, and the user's
+// client certificate unless user is "".
+func (b *broker) tls(t *testing.T, user string) *tls.Config {
+	t.Helper()
+	ca, err := os.ReadFile(filepath.Join(b.certs, "ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(ca)
+	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if user != "" {
+		cert, err := tls.LoadX509KeyPair(filepath.Join(b.certs, user+".crt"), filepath.Join(b.certs, user+".key"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Certificates = []tls.Certificate{cert}
+	}
+	return cfg
+}
+
+// connect connects over TLS as user, with user's client certificate and
+// (unless given) password from the generated credentials.
 func (b *broker) connect(t *testing.T, clientID, user, password string, clean bool, onMsg paho.MessageHandler) (paho.Client, error) {
 	t.Helper()
 	if password == "" && user != "" {
 		password = b.creds[user]
 	}
+	certUser := user
+	if _, ok := b.creds[user]; !ok {
+		certUser = ""
+	}
+	return b.dial(t, clientID, user, password, b.tls(t, certUser), clean, onMsg)
+}
+
+func (b *broker) dial(t *testing.T, clientID, user, password string, tlsCfg *tls.Config, clean bool, onMsg paho.MessageHandler) (paho.Client, error) {
+	t.Helper()
 	opts := paho.NewClientOptions().AddBroker(b.url).SetClientID(clientID).SetUsername(user).SetPassword(password).
-		SetCleanSession(clean).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second)
+		SetTLSConfig(tlsCfg).SetCleanSession(clean).SetAutoReconnect(false).SetConnectRetry(false).SetConnectTimeout(5 * time.Second)
 	if onMsg != nil {
 		opts.SetDefaultPublishHandler(onMsg)
 	}
@@ -207,11 +308,13 @@ func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool
 	}
 }
 
-// The shipped mosquitto.conf starts a real mosquitto with the generated
-// password file and ACL, and they hold: no anonymous or wrong-password
-// logins; a gateway publishes under its own prefix only; the service reads
-// all telemetry, and its persistent session keeps what arrived while it
-// was away.
+// The shipped mosquitto.conf starts a real mosquitto, as an unprivileged
+// user with the generated password file, ACL and certificates read-only,
+// and they hold: no anonymous, wrong-password or certificate-less logins;
+// a gateway publishes under its own prefix only; no credential connects
+// under another's client id, so a gateway can neither disconnect the
+// service nor wipe its session; the service reads all telemetry, and its
+// persistent session keeps what arrived while it was away.
 func TestShippedMosquitto(t *testing.T) {
 	reg, err := registry.Load("../../gateway-config")
 	if err != nil {
@@ -228,9 +331,12 @@ func TestShippedMosquitto(t *testing.T) {
 	if _, err := b.connect(t, "wrong", gwUser, "not-the-password", true, nil); err == nil {
 		t.Error("a gateway connected with a wrong password")
 	}
+	if _, err := b.dial(t, "no-cert", gwUser, b.creds[gwUser], b.tls(t, ""), true, nil); err == nil {
+		t.Error("a gateway connected without a client certificate")
+	}
 
 	in := &inbox{msgs: map[string]int{}}
-	svc, err := b.connect(t, "deploycheck-service", "cleanprod", "", false, in.handle)
+	svc, err := b.connect(t, "cleanprod", "cleanprod", "", false, in.handle)
 	if err != nil {
 		t.Fatalf("the service user cannot log in: %v", err)
 	}
@@ -251,146 +357,27 @@ func TestShippedMosquitto(t *testing.T) {
 		t.Errorf("gateway %s published on %s: the ACL let it through", gwUser, foreign)
 	}
 
-	// The persistent session queues while the service is away.
+	// A gateway asking for the service's client id gets its own session.
+	other2 := b.reg.Enterprises[1].Gateways[1]
+	if _, err := b.connect(t, "cleanprod", gatewayauth.UserName(other2), "", true, nil); err != nil {
+		t.Fatalf("gateway %s: %v", gatewayauth.UserName(other2), err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	if !svc.IsConnectionOpen() {
+		t.Fatal("a gateway connecting with client id cleanprod disconnected the service")
+	}
+
+	// The persistent session queues while the service is away, and a
+	// gateway's clean session under the service's id does not wipe it.
 	svc.Disconnect(100)
 	for range 3 {
 		publish(t, g, own, []byte(`{}`))
 	}
-	if _, err := b.connect(t, "deploycheck-service", "cleanprod", "", false, in.handle); err != nil {
+	if _, err := b.connect(t, "cleanprod", gatewayauth.UserName(other2), "", true, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.connect(t, "cleanprod", "cleanprod", "", false, in.handle); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, 10*time.Second, "the service got the 3 messages queued in its session", func() bool { return in.count(own) == 4 })
-}
-
-// The README's first command, `cleanprod gateways mosquitto-acl`, writes
-// by default where deploy/compose.yaml mounts from, and what it writes
-// works: cleanprod serve starts with deploy/cleanprod.yaml against the
-// shipped mosquitto configuration with those files and a real InfluxDB,
-// paths and addresses moved by flags only (as compose and Kubernetes move
-// them by mounts); it gets ready, its heartbeat passes the ACL, and a
-// gateway's reading is stored.
-func TestServeWithDeployConfig(t *testing.T) {
-	t.Parallel()
-	if testing.Short() {
-		t.Skip("builds and runs cleanprod")
-	}
-	db := testenv.Influx(t)
-	started := time.Now()
-	bin := filepath.Join(t.TempDir(), "cleanprod")
-	build := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-o", bin, "./cmd/cleanprod")
-	build.Dir = "../.."
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/cleanprod: %v\n%s", err, out)
-	}
-	t.Logf("built cleanprod in %s", time.Since(started).Round(time.Millisecond))
-
-	help, _ := exec.Command(bin, "gateways", "mosquitto-acl", "-help").CombinedOutput()
-	for _, want := range []string{`"deploy/mosquitto"`, `"deploy/mosquitto/credentials.txt"`} {
-		if !strings.Contains(string(help), want) {
-			t.Errorf("gateways mosquitto-acl no longer defaults to %s, which deploy/compose.yaml mounts from and the README names:\n%s", want, help)
-		}
-	}
-	reg, err := registry.Load("../../gateway-config")
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := t.TempDir()
-	if msg, err := exec.Command(bin, "gateways", "mosquitto-acl", "-dir", "../../gateway-config",
-		"-credentials", filepath.Join(out, "credentials.txt"), "-out", out).CombinedOutput(); err != nil {
-		t.Fatalf("gateways mosquitto-acl: %v\n%s", err, msg)
-	}
-	var files brokerFiles
-	files.passwd, _ = os.ReadFile(filepath.Join(out, "passwd"))
-	files.acl, _ = os.ReadFile(filepath.Join(out, "acl"))
-	cf, err := os.Open(filepath.Join(out, "credentials.txt"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	files.creds, err = gatewayauth.ReadCredentials(cf)
-	cf.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := startShippedMosquitto(t, reg, files)
-	httpAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	args := []string{"serve", "-config", serviceConf,
-		"-http.listen", httpAddr, "-mqtt.url", b.url, "-mqtt.watchdog_interval", "1s",
-		"-influx.url", db.URL, "-influx.bucket", db.Bucket,
-		"-data_dir", t.TempDir(), "-gateway_config", "../../gateway-config",
-		"-scoring.standard", "../../scoring/standards/auto-manufacturing.yaml",
-		"-scoring.policy", "../../scoring/policy/default.yaml",
-		"-scoring.solutions", "../../scoring/solutions",
-		"-scoring.declarations", "../../scoring/declarations",
-		"-log.format", "text"}
-	log := filepath.Join(t.TempDir(), "cleanprod.log")
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(os.Environ(), "CLEANPROD_MQTT_PASSWORD="+b.creds["cleanprod"], "CLEANPROD_INFLUX_TOKEN="+db.Token)
-	done := startCmd(t, cmd, log, 20*time.Second)
-	fail := func(format string, args ...any) {
-		t.Helper()
-		tail, _ := os.ReadFile(log)
-		t.Fatalf(format+"\ncleanprod's log:\n%s", append(args, tail)...)
-	}
-	ready := func() bool {
-		resp, err := httpClient.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for !ready() {
-		select {
-		case <-done:
-			fail("cleanprod serve exited")
-		default:
-		}
-		if time.Now().After(deadline) {
-			fail("cleanprod not ready after 60s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Logf("cleanprod ready %s after start", time.Since(started).Round(time.Millisecond))
-
-	gw := b.reg.Enterprises[0].Gateways[0]
-	g, err := b.connect(t, "deploycheck-gateway", gatewayauth.UserName(gw), "", true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := gw.Meters[0]
-	now := time.Now().UTC().Truncate(time.Second).Format(time.RFC3339)
-	payload := fmt.Sprintf(`{"gateway": %q, "seq": 1, "sent": %q, "readings": [{"meter": %q, "ts": %q, "value": 1}]}`, gw.ID, now, m.ID, now)
-	publish(t, g, "cp/v1/"+gw.Enterprise.ID+"/"+gw.ID+"/telemetry", []byte(payload))
-	metric := func(name string) float64 {
-		resp, err := httpClient.Get("http://" + httpAddr + "/metrics")
-		if err != nil {
-			return -1
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		for _, line := range strings.Split(string(body), "\n") {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				f, _ := strconv.ParseFloat(v, 64)
-				return f
-			}
-		}
-		return -1
-	}
-	deadline = time.Now().Add(30 * time.Second)
-	for metric("cleanprod_ingest_readings_written_total") < 1 {
-		if time.Now().After(deadline) {
-			fail("the gateway's reading was not stored after 30s")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	// Three heartbeat periods have passed since ready: a heartbeat the ACL
-	// dropped would have forced a reconnect by now.
-	time.Sleep(3500 * time.Millisecond)
-	if n := metric("cleanprod_mqtt_watchdog_reconnects_total"); n != 0 {
-		fail("the service's heartbeat did not come back through the broker (%g watchdog reconnects): does the ACL let user cleanprod read and write cleanprod/watchdog/#?", n)
-	}
-	if !ready() {
-		fail("cleanprod not ready any more")
-	}
 }

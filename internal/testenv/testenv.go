@@ -319,3 +319,27 @@ func LogTail(path string) string {
 	}
 	return fmt.Sprintf("--- last lines of %s ---\n%s\n---", path, bytes.Join(lines, []byte("\n")))
 }
+
+// FolderState lists every file and folder under dir with its size and
+// modification time: equal states before and after show that nothing
+// wrote there, where read-only modes prove nothing (tests running as
+// root).
+func FolderState(t testing.TB, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(&b, "%s %d %s\n", p, fi.Size(), fi.ModTime().Format(time.RFC3339Nano))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
