@@ -203,7 +203,8 @@ func TestPipelineEndToEnd(t *testing.T) {
 		fmt.Sprintf(`{"gateway":"gw-1","seq":3,"readings":[{"meter":"E-1","ts":%q,"value":10}]}`, at(30)),
 		// A repeat of seq 2 and a message with bad readings among good ones.
 		fmt.Sprintf(`{"gateway":"gw-1","seq":2,"readings":[{"meter":"E-1","ts":%q,"value":999990},{"meter":"E-MWH","ts":%q,"value":3.0},{"meter":"W-FRESH","ts":%q,"value":6000}]}`, at(15), at(15), at(15)),
-		fmt.Sprintf(`{"gateway":"gw-1","seq":5,"readings":[{"meter":"W-FRESH","ts":%q,"value":8000},{"meter":"NOPE","ts":%q,"value":1},{"meter":"E-B","ts":%q,"value":1},{"meter":"W-FRESH","ts":%q,"value":"NaN"},{"meter":"W-FRESH","ts":"2099-01-01T00:00:00Z","value":1}]}`, at(60), at(60), at(60), at(61)),
+		// E-MWH stays down: the drop at 45 was a reset, not a glitch.
+		fmt.Sprintf(`{"gateway":"gw-1","seq":5,"readings":[{"meter":"W-FRESH","ts":%q,"value":8000},{"meter":"E-MWH","ts":%q,"value":0.5},{"meter":"NOPE","ts":%q,"value":1},{"meter":"E-B","ts":%q,"value":1},{"meter":"W-FRESH","ts":%q,"value":"NaN"},{"meter":"W-FRESH","ts":"2099-01-01T00:00:00Z","value":1}]}`, at(60), at(60), at(60), at(60), at(61)),
 	}
 	for _, m := range msgs {
 		publish(t, gw, TelemetryTopic("ent-a", "gw-1"), []byte(m))
@@ -211,13 +212,13 @@ func TestPipelineEndToEnd(t *testing.T) {
 	publish(t, gw, TelemetryTopic("ent-a", "gw-1"), []byte(`{"gateway":"gw-1","seq":6,"readings":[{"meter":"E-1"`))
 	publish(t, gw, TelemetryTopic("ent-a", "gw-404"), []byte(`{}`))
 
-	// 3+3+2+1+0+1 readings stored.
-	waitFor(t, 20*time.Second, "10 readings written", func() bool { return testutil.ToFloat64(h.metrics.readings) == 10 })
+	// 3+3+2+1+0+2 readings stored.
+	waitFor(t, 20*time.Second, "11 readings written", func() bool { return testutil.ToFloat64(h.metrics.readings) == 11 })
 	waitFor(t, 20*time.Second, "6 dead-letters", func() bool { return len(letters()) == 6 })
 
 	wantSums := map[string]float64{
 		"E-1":     (999999 - 999900) + 1 + 60, // 999900 -> 999990 -> 10 -> 60 with a rollover
-		"E-MWH":   500 + 250,                  // 2.5 -> 3.0 MWh, then a reset and 0.25 MWh
+		"E-MWH":   500 + 250 + 250,            // 2.5 -> 3.0 MWh, then a reset, 0.25 and 0.5 MWh
 		"W-FRESH": 5 + 2,                      // 1000 -> 6000 -> 8000 L
 	}
 	for meter, want := range wantSums {
@@ -229,8 +230,8 @@ func TestPipelineEndToEnd(t *testing.T) {
 		}
 	}
 	rows := db.QueryInfluxQL(t, `SELECT value FROM reading WHERE meter = 'E-MWH' ORDER BY time ASC`)
-	if len(rows) != 3 || rows[1][1] != 3000.0 {
-		t.Errorf("E-MWH values: got %v, want three rows, the second 3000 kWh", rows)
+	if len(rows) != 4 || rows[1][1] != 3000.0 {
+		t.Errorf("E-MWH values: got %v, want four rows, the second 3000 kWh", rows)
 	}
 	reasons := map[Reason]int{}
 	for _, dl := range letters() {
@@ -244,7 +245,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 				t.Errorf("malformed dead-letter should carry the payload, got %q", dl.Payload)
 			}
 		case ReasonUnknownMeter:
-			if len(dl.Readings) != 1 || dl.Readings[0].Index != 1 || !strings.Contains(string(dl.Readings[0].Reading), "NOPE") {
+			if len(dl.Readings) != 1 || dl.Readings[0].Index != 2 || !strings.Contains(string(dl.Readings[0].Reading), "NOPE") {
 				t.Errorf("unknown_meter dead-letter: got %+v", dl.Readings)
 			}
 		}

@@ -202,46 +202,30 @@ type shippedRegistry struct {
 // shippedRegistries returns every gateway-config cleanprod ships: the
 // folder, its copy in the Kubernetes ConfigMap, and synthetic fleets the
 // simulator generates for load tests.
-func shippedRegistries(t *testing.T) []shippedRegistry {
+// readYAMLFiles returns the .yaml files of dir by path.
+func readYAMLFiles(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
-	folder := map[string][]byte{}
-	names, err := filepath.Glob("../gateway-config/*.yaml")
+	names, err := filepath.Glob(dir + "/*.yaml")
 	if err != nil || len(names) == 0 {
-		t.Fatalf("no gateway-config files: %v", err)
+		t.Fatalf("no %s files: %v", dir, err)
 	}
+	files := map[string][]byte{}
 	for _, name := range names {
 		data, err := os.ReadFile(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		folder[name] = data
+		files[name] = data
 	}
-	out := []shippedRegistry{{"gateway-config", folder}}
+	return files
+}
 
-	data, err := os.ReadFile("../deploy/kubernetes/configmaps.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	for {
-		var cm struct {
-			Metadata struct{ Name string }
-			Data     map[string]string
-		}
-		if err := dec.Decode(&cm); err != nil {
-			break
-		}
-		if cm.Metadata.Name != "cleanprod-gateway-config" {
-			continue
-		}
-		files := map[string][]byte{}
-		for name, content := range cm.Data {
-			files["configmaps.yaml/"+name] = []byte(content)
-		}
-		out = append(out, shippedRegistry{"deploy/kubernetes/configmaps.yaml", files})
-	}
-	if len(out) != 2 {
-		t.Fatal("deploy/kubernetes/configmaps.yaml has no ConfigMap cleanprod-gateway-config")
+func shippedRegistries(t *testing.T) []shippedRegistry {
+	t.Helper()
+	out := []shippedRegistry{
+		{"gateway-config", readYAMLFiles(t, "../gateway-config")},
+		// The Kubernetes ConfigMap is generated from these copies.
+		{"deploy/kubernetes/config", readYAMLFiles(t, "../deploy/kubernetes/config/cleanprod-gateway-config")},
 	}
 	for _, seed := range []int64{1, 2} {
 		files, err := sim.SyntheticFleet(12, seed)
