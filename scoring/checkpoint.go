@@ -1,7 +1,6 @@
 package scoring
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -20,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cleanprod/cleanprod/internal/atomicfile"
 	"github.com/cleanprod/cleanprod/store"
 )
 
@@ -309,52 +309,42 @@ func unframe(data []byte) (block, rest []byte, ok bool, err error) {
 func (e *Engine) writeCheckpoint(through uint64) error {
 	j := e.journal
 	start := time.Now()
-	dir := e.cfg.CheckpointDir
-	f, err := os.CreateTemp(dir, checkpointName+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after the rename, nothing
-	bw := bufio.NewWriterSize(f, 1<<20)
 	hdr, _ := json.Marshal(ckptHeader{Version: checkpointVersion, Windows: windowsPrint(e.std), Store: e.cfg.CheckpointStore, Generation: j.gen,
 		Through: through, Written: e.cfg.Now().UTC(), Enterprises: len(e.order)})
-	bw.WriteString(checkpointMagic)
-	bw.Write(hdr)
-	bw.WriteByte('\n')
-	var c enc
-	var out []byte
-	for _, es := range e.order {
-		c.p = c.p[:0]
-		c.str(es.id)
-		c.u64(layoutPrint(es.lay))
-		c.uvarint(uint64(es.lay.tracks))
-		c.uvarint(uint64(es.lay.gauges))
-		c.uvarint(uint64(es.lay.rows))
-		var newest int64 // 0: none
-		if t := es.newest(); !t.IsZero() {
-			newest = t.UnixNano()
+	size := 0
+	err := atomicfile.Write(filepath.Join(e.cfg.CheckpointDir, checkpointName), 0o600, func(w io.Writer) error {
+		n, err := fmt.Fprintf(w, "%s%s\n", checkpointMagic, hdr)
+		size += n
+		var c enc
+		var out []byte
+		for _, es := range e.order {
+			if err != nil {
+				return err
+			}
+			c.p = c.p[:0]
+			c.str(es.id)
+			c.u64(layoutPrint(es.lay))
+			c.uvarint(uint64(es.lay.tracks))
+			c.uvarint(uint64(es.lay.gauges))
+			c.uvarint(uint64(es.lay.rows))
+			var newest int64 // 0: none
+			if t := es.newest(); !t.IsZero() {
+				newest = t.UnixNano()
+			}
+			c.varint(newest)
+			c.uvarint(uint64(len(es.wins)))
+			for _, w := range es.wins {
+				encodeWindow(&c, w)
+			}
+			out = frame(out[:0], c.p)
+			n, err = w.Write(out)
+			size += n
 		}
-		c.varint(newest)
-		c.uvarint(uint64(len(es.wins)))
-		for _, w := range es.wins {
-			encodeWindow(&c, w)
-		}
-		out = frame(out[:0], c.p)
-		bw.Write(out)
-	}
-	err = errors.Join(bw.Flush(), f.Sync(), f.Close())
+		return err
+	})
 	if err != nil {
 		return err
 	}
-	var size int64
-	if fi, err := os.Stat(tmp); err == nil {
-		size = fi.Size()
-	}
-	if err := os.Rename(tmp, filepath.Join(dir, checkpointName)); err != nil {
-		return err
-	}
-	syncDir(dir)
 	if err := j.forget(through); err != nil {
 		return fmt.Errorf("journal: %w", err)
 	}
@@ -364,13 +354,6 @@ func (e *Engine) writeCheckpoint(through uint64) error {
 	e.log.Debug("scoring: windows checkpointed", "enterprises", len(e.order), "bytes", size, "through", through,
 		"took", time.Since(start).Round(time.Millisecond))
 	return nil
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 // checkpoint writes a checkpoint if one is due and nothing is refilling.
@@ -673,20 +656,10 @@ func (j *journal) forget(through uint64) error {
 		left.gen = j.gen
 		buf = left.encode(nil)
 	}
-	tmp := j.path + ".tmp"
-	err := os.WriteFile(tmp, buf, 0o600)
-	if err == nil {
-		err = syncFile(tmp)
-	}
-	if err == nil {
-		err = os.Rename(tmp, j.path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	if err := atomicfile.WriteFile(j.path, buf, 0o600); err != nil {
 		j.err = err
 		return err
 	}
-	syncDir(filepath.Dir(j.path))
 	j.f.Close()
 	f, err := os.OpenFile(j.path, os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
@@ -695,14 +668,6 @@ func (j *journal) forget(through uint64) error {
 	}
 	j.f = f
 	return nil
-}
-
-func syncFile(path string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY, 0)
-	if err != nil {
-		return err
-	}
-	return errors.Join(f.Sync(), f.Close())
 }
 
 // Resume loads the windows of the last checkpoint in Config.CheckpointDir
@@ -721,6 +686,12 @@ func (e *Engine) Resume(ctx context.Context) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		e.log.Warn("scoring: no checkpoints: the folder cannot be made", "dir", dir, "err", err)
 		return nil
+	}
+	// A write cut short by a crash leaves its temporary file (as large as
+	// the checkpoint): gone, or repeated crashes fill the disk.
+	leftovers, _ := filepath.Glob(filepath.Join(dir, ".scoring-windows.*.tmp-*"))
+	for _, name := range leftovers {
+		os.Remove(name)
 	}
 	jpath := filepath.Join(dir, journalName)
 	recs, good, jerr := readJournal(jpath)

@@ -132,9 +132,17 @@ func TestCheckpointResume(t *testing.T) {
 	beta, _ := r.fx.reg.Enterprise("lj-gamma")
 	r.write(hourly(beta, r.now.Add(-30*time.Minute), goodRates), false)
 
+	// The process died in the middle of writing the next checkpoint.
+	leftover := filepath.Join(r.dir, "."+checkpointName+".tmp-123")
+	if err := os.WriteFile(leftover, []byte("half a checkpoint"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	queries := r.hist.queries.Load()
 	if got := r.start(); got != float64(len(r.eng.order)) {
 		t.Fatalf("resumed %v of %d enterprises", got, len(r.eng.order))
+	}
+	if _, err := os.Stat(leftover); !os.IsNotExist(err) {
+		t.Errorf("the temporary file of a cut checkpoint is still there: %v", err)
 	}
 	read := r.hist.queries.Load() - queries
 	r.same()

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/cleanprod/cleanprod/internal/atomicfile"
 	"github.com/cleanprod/cleanprod/internal/yamlfile"
 	"github.com/cleanprod/cleanprod/registry"
 )
@@ -288,45 +289,7 @@ func writeTokenFile(path string, ts []Token, reg *registry.Registry) error {
 	if _, err := ParseTokens(path, []byte(b.String()), reg); err != nil {
 		return err
 	}
-	return writeFileAtomic(path, []byte(b.String()), 0o644)
-}
-
-// writeFileAtomic writes data to a temporary file next to path and
-// renames it over path, so readers see the old or the new file, never a
-// part.
-func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
-	dir, base := splitPath(path)
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Chmod(perm)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
-}
-
-func splitPath(path string) (dir, base string) {
-	i := strings.LastIndexByte(path, '/')
-	if i < 0 {
-		return ".", path
-	}
-	return path[:i+1], path[i+1:]
+	return atomicfile.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 var validRoles = []Role{RoleSupervisor, RoleEnterprise}

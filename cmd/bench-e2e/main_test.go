@@ -35,14 +35,7 @@ func TestSmoke(t *testing.T) {
 	if len(mds) != 1 || len(jss) != 1 {
 		t.Fatalf("got results %v and %v in %s, want one markdown and one JSON file", mds, jss, out)
 	}
-	data, err := os.ReadFile(jss[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res results
-	if err := json.Unmarshal(data, &res); err != nil {
-		t.Fatalf("results JSON: %v\n%s", err, data)
-	}
+	res := readResults(t, jss[0])
 	want := res.Settings.Readings
 	if want < 10000 || res.Settings.Meters < 20*50 || res.Settings.Messages == 0 {
 		t.Fatalf("got settings %+v, want at least 10000 readings of at least 1000 meters", res.Settings)
@@ -121,14 +114,7 @@ func TestRestart(t *testing.T) {
 	if len(jss) != 1 {
 		t.Fatalf("got results %v in %s, want one JSON file", jss, out)
 	}
-	data, err := os.ReadFile(jss[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	var res results
-	if err := json.Unmarshal(data, &res); err != nil {
-		t.Fatalf("results JSON: %v\n%s", err, data)
-	}
+	res := readResults(t, jss[0])
 	if res.E2E != nil || res.Broker != nil || len(res.Store) != 0 || res.Settings.Messages != 0 {
 		t.Errorf("got other phases measured (%+v), want the restart phase alone", res.Settings)
 	}
@@ -357,4 +343,18 @@ func TestProcessFigures(t *testing.T) {
 	if m, err := machineCPU(); err != nil || m.busy <= 0 || m.total < m.busy {
 		t.Errorf("got machine CPU %+v, %v", m, err)
 	}
+}
+
+// readResults reads a results JSON file.
+func readResults(t *testing.T, path string) results {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res results
+	if err := json.Unmarshal(data, &res); err != nil {
+		t.Fatalf("results JSON: %v\n%s", err, data)
+	}
+	return res
 }
