@@ -14,14 +14,15 @@ import (
 // *Error with ReasonGarbage, at the latest every buffer-size bytes, so a
 // stream of noise keeps producing errors the caller can count. After a
 // rejected frame the bytes up to the next "##" are skipped without a
-// separate report: they are the rest of that frame.
+// separate report, up to the declared length of that frame (or one buffer
+// when the length was not readable): they are its rest.
 //
 // A Framer is not safe for concurrent use.
 type Framer struct {
 	r       *bufio.Reader
 	codec   *Codec
 	size    int
-	resync  bool   // skipping the rest of a rejected frame
+	resync  int    // bytes that may be skipped silently: the rest of a rejected frame
 	pending error  // an error to return after the current result
 	scratch []byte // garbage sample for Error.Raw
 }
@@ -60,7 +61,9 @@ func (f *Framer) Next() ([]byte, error) {
 		return nil, f.reject(2, errorf(ReasonBadLength, "length field %q is not 4 decimal digits", head[2:6]), head)
 	}
 	if n > f.codec.maxSegment() {
-		return nil, f.reject(2, errorf(ReasonTooLong, "declared segment length %d above the maximum %d", n, f.codec.maxSegment()), head)
+		err := f.reject(2, errorf(ReasonTooLong, "declared segment length %d above the maximum %d", n, f.codec.maxSegment()), head)
+		f.resync = n + 10 // the declared rest of the frame
+		return nil, err
 	}
 	frame, err := f.r.Peek(12 + n)
 	if err != nil {
@@ -76,11 +79,11 @@ func (f *Framer) Next() ([]byte, error) {
 		return nil, f.reject(2, e, frame)
 	}
 	_, _ = f.r.Discard(len(frame))
-	f.resync = false
 	return frame, nil
 }
 
-// reject skips n bytes, records raw and enters resync.
+// reject skips n bytes, records raw and lets the next buffer's worth of
+// bytes be skipped as the rest of this frame.
 func (f *Framer) reject(n int, e *Error, raw []byte) error {
 	e.Raw = clip(raw)
 	if e.QN == "" && len(raw) > 6 {
@@ -90,7 +93,7 @@ func (f *Framer) reject(n int, e *Error, raw []byte) error {
 		}
 	}
 	_, _ = f.r.Discard(n)
-	f.resync = true
+	f.resync = f.size
 	return e
 }
 
@@ -108,9 +111,11 @@ func (f *Framer) cut(partial []byte, err error) error {
 	return err
 }
 
-// skipToStart discards bytes until "##" is next in the buffer.
+// skipToStart discards bytes until "##" and a non-'#' byte are next in
+// the buffer (in a run of '#', the last two start the frame).
 func (f *Framer) skipToStart() error {
-	skipped := 0
+	skipped, quiet := 0, f.resync
+	f.resync = 0
 	f.scratch = f.scratch[:0]
 	garbage := func() error {
 		e := errorf(ReasonGarbage, "%d bytes outside a frame", skipped)
@@ -119,45 +124,33 @@ func (f *Framer) skipToStart() error {
 	}
 	for {
 		// Look at what is buffered at once; read more only when needed.
-		buf, err := f.r.Peek(max(f.r.Buffered(), 2))
+		buf, err := f.r.Peek(max(f.r.Buffered(), 3))
 		i := 0
-		for ; i+1 < len(buf); i++ {
-			if buf[i] == '#' && buf[i+1] == '#' {
-				break
+		for ; i+2 < len(buf); i++ {
+			if buf[i] == '#' && buf[i+1] == '#' && buf[i+2] != '#' {
+				f.drop(buf[:i], &skipped)
+				if skipped > quiet {
+					return garbage()
+				}
+				return nil
 			}
-		}
-		if i+1 < len(buf) { // found at i
-			f.drop(buf[:i], &skipped)
-			if skipped > 0 && !f.resync {
-				return garbage()
-			}
-			f.resync = false
-			return nil
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				f.drop(buf, &skipped) // a lone trailing byte cannot start a frame
-				if skipped > 0 && !f.resync {
+				f.drop(buf, &skipped) // under 3 bytes cannot start a frame
+				if skipped > quiet {
 					f.pending = err
 					return garbage()
 				}
 			}
 			return err
 		}
-		// Keep a last '#' that may pair with the next byte.
-		keep := 0
-		if len(buf) > 0 && buf[len(buf)-1] == '#' {
-			keep = 1
-		}
-		f.drop(buf[:len(buf)-keep], &skipped)
-		if skipped >= f.size {
+		// Keep the last two bytes: they may start a frame.
+		f.drop(buf[:i], &skipped)
+		if skipped >= quiet+f.size-2 {
 			// Endless noise: report it every buffer's worth, so the
-			// caller can count and give up; after a rejected frame the
-			// first buffer is taken for that frame's rest.
-			if !f.resync {
-				return garbage()
-			}
-			f.resync = false
+			// caller can count and give up.
+			return garbage()
 		}
 	}
 }
