@@ -267,6 +267,9 @@ func (c *Codec) parseSegment(s string) (Packet, error) {
 		return p, &Error{Reason: ReasonBadCP, Detail: "CP not closed by && at the end of the segment", QnRtn: QnRtnUnknown}
 	}
 	p.CP = cp[:len(cp)-2]
+	if strings.Contains(p.CP, "&&") {
+		return p, &Error{Reason: ReasonBadCP, Detail: "&& inside CP", QnRtn: QnRtnUnknown}
+	}
 	var seen uint8
 	var flag, pnum, pno string
 	for head := s[:max(i-1, 0)]; head != ""; {
