@@ -4,10 +4,21 @@ package hj212
 // byte, crc = (crc >> 8) ^ byte, then eight times shift right by one and XOR
 // 0xA001 when the bit shifted out was 1. It differs from CRC-16/MODBUS,
 // which XORs the byte into the low half without first dropping the low byte.
+//
+// As (crc >> 8) ^ byte is below 256, the eight shifts are a look-up in a
+// table of 256 entries built once.
 func CRC(seg []byte) uint16 {
 	crc := uint16(0xFFFF)
 	for _, b := range seg {
-		crc = crc>>8 ^ uint16(b)
+		crc = crcTable[byte(crc>>8)^b]
+	}
+	return crc
+}
+
+// crcTable[x] is x shifted eight times as above. Read-only.
+var crcTable = func() (t [256]uint16) {
+	for i := range t {
+		crc := uint16(i)
 		for range 8 {
 			lsb := crc & 1
 			crc >>= 1
@@ -15,9 +26,10 @@ func CRC(seg []byte) uint16 {
 				crc ^= 0xA001
 			}
 		}
+		t[i] = crc
 	}
-	return crc
-}
+	return t
+}()
 
 const hexUpper = "0123456789ABCDEF"
 

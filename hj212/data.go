@@ -52,7 +52,8 @@ func (c *Codec) Data(cp string) (Data, error) {
 	var d Data
 	var dataTime string
 	type flagOf struct{ code, flag string }
-	var flags []flagOf // few codes per packet: a slice beats a map
+	var flagBuf [16]flagOf // few codes per packet: a slice beats a map
+	flags := flagBuf[:0]
 	n := strings.Count(cp, "=")
 	d.Values = make([]Value, 0, n)
 	reject := func(code, field, item string, r Reason) {

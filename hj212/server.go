@@ -513,8 +513,8 @@ func (c *conn) enqueue(p Packet, count *atomic.Int64) {
 		return
 	}
 	c.queue = append(c.queue, frame)
-	c.mu.Unlock()
 	count.Add(1)
+	c.mu.Unlock()
 	select {
 	case c.wake <- struct{}{}:
 	default:
