@@ -18,25 +18,24 @@ const (
 // refFrame is an encoder written from the facts file alone, independent of
 // AppendFrame: it must agree with the vectors and feed the decoder.
 func refFrame(seg string) string {
-	crc := 0xFFFF
-	for i := 0; i < len(seg); i++ {
-		crc = (crc >> 8) ^ int(seg[i])
-		for k := 0; k < 8; k++ {
-			if crc&1 == 1 {
-				crc = (crc >> 1) ^ 0xA001
-			} else {
-				crc >>= 1
-			}
-		}
-	}
-	return fmt.Sprintf("##%04d%s%04X\r\n", len(seg), seg, crc)
+	return fmt.Sprintf("##%04d%s%04X\r\n", len(seg), seg, refCRC(seg, false))
 }
 
 // modbusFrame frames seg with CRC-16/MODBUS, which must be rejected.
 func modbusFrame(seg string) string {
+	return fmt.Sprintf("##%04d%s%04X\r\n", len(seg), seg, refCRC(seg, true))
+}
+
+// refCRC is the facts file's CRC, bit by bit, or CRC-16/MODBUS: they differ
+// only in how a byte enters the register.
+func refCRC(seg string, modbus bool) int {
 	crc := 0xFFFF
 	for i := 0; i < len(seg); i++ {
-		crc ^= int(seg[i])
+		if modbus {
+			crc ^= int(seg[i])
+		} else {
+			crc = (crc >> 8) ^ int(seg[i])
+		}
 		for k := 0; k < 8; k++ {
 			if crc&1 == 1 {
 				crc = (crc >> 1) ^ 0xA001
@@ -45,7 +44,7 @@ func modbusFrame(seg string) string {
 			}
 		}
 	}
-	return fmt.Sprintf("##%04d%s%04X\r\n", len(seg), seg, crc)
+	return crc
 }
 
 // badCRC changes the last CRC digit of a frame.
@@ -371,5 +370,17 @@ func TestDataTime(t *testing.T) {
 	d, err := (&Codec{Location: time.UTC}).Data("DataTime=20240229235959")
 	if err != nil || !d.Time.Equal(time.Date(2024, 2, 29, 23, 59, 59, 0, time.UTC)) {
 		t.Fatalf("leap day: %v %v", d.Time, err)
+	}
+}
+
+// TestCRCMatchesReference checks the table CRC against the bitwise
+// reference on segments of every byte value and many lengths.
+func TestCRCMatchesReference(t *testing.T) {
+	b := make([]byte, 0, 1024)
+	for i := range 1024 {
+		b = append(b, byte(i*131+i/7))
+		if got, want := CRC(b), refCRC(string(b), false); int(got) != want {
+			t.Fatalf("length %d: got %04X, want %04X", len(b), got, want)
+		}
 	}
 }
