@@ -1,0 +1,208 @@
+package hj212
+
+import (
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Data is the CP of a data upload (2011, 2051, 2061, 2031).
+type Data struct {
+	Time    time.Time // DataTime, read in the Codec's Location
+	Values  []Value
+	Rejects []Reject // values refused one by one; the others are kept
+}
+
+// Value is one field of one pollutant code, e.g. w01018-Avg=23.4. Flag is
+// the code's data flag (code-Flag), the same on every field of the code,
+// "" when the packet sent none.
+type Value struct {
+	Code  string
+	Field string // Rtd, Avg, Min, Max, Cou, ZsRtd, ZsAvg, ZsMin, ZsMax
+	Value float64
+	Flag  string
+}
+
+// Reject is an item of CP refused with its reason. Code and Field are
+// empty when the key could not be read.
+type Reject struct {
+	Code   string
+	Field  string
+	Raw    string // the item as sent, clipped to 64 bytes
+	Reason Reason
+}
+
+// Fields lists the value suffixes of HJ 212-2017, in the order the encoder
+// writes them.
+const Fields = "Rtd,Avg,Min,Max,Cou,ZsRtd,ZsAvg,ZsMin,ZsMax"
+
+func knownField(f string) bool {
+	switch f {
+	case "Rtd", "Avg", "Min", "Max", "Cou", "ZsRtd", "ZsAvg", "ZsMin", "ZsMax":
+		return true
+	}
+	return false
+}
+
+// Data parses the CP content of a data upload: DataTime=YYYYMMDDhhmmss;
+// then code-Field=value items, fields of a code separated by ",", codes by
+// ";". A missing or impossible DataTime fails the whole packet; a bad item
+// is put in Rejects and the rest is kept.
+func (c *Codec) Data(cp string) (Data, error) {
+	var d Data
+	var dataTime string
+	type flagOf struct{ code, flag string }
+	var flagBuf [16]flagOf // few codes per packet: a slice beats a map
+	flags := flagBuf[:0]
+	n := strings.Count(cp, "=")
+	d.Values = make([]Value, 0, n)
+	reject := func(code, field, item string, r Reason) {
+		if len(item) > 64 {
+			item = item[:64]
+		}
+		d.Rejects = append(d.Rejects, Reject{Code: code, Field: field, Raw: item, Reason: r})
+	}
+	for rest := cp; rest != ""; {
+		end := strings.IndexAny(rest, ";,")
+		item := rest
+		if end >= 0 {
+			item, rest = rest[:end], rest[end+1:]
+		} else {
+			rest = ""
+		}
+		if item == "" {
+			continue
+		}
+		key, val, ok := strings.Cut(item, "=")
+		if !ok {
+			reject("", "", item, ReasonUnknownField)
+			continue
+		}
+		if key == "DataTime" {
+			if dataTime != "" && dataTime != val {
+				return Data{}, errorf(ReasonBadTime, "two different DataTime %q and %q", dataTime, clipString(val))
+			}
+			dataTime = val // a split packet may repeat it in each part
+			continue
+		}
+		code, field, ok := strings.Cut(key, "-")
+		if !ok {
+			reject("", "", item, ReasonUnknownField)
+			continue
+		}
+		if !validCode(code) {
+			reject("", field, item, ReasonBadCode)
+			continue
+		}
+		if c.KnownCode != nil && !c.KnownCode(code) {
+			reject(code, field, item, ReasonUnknownCode)
+			continue
+		}
+		if field == "Flag" {
+			if len(val) != 1 || strings.IndexByte(c.dataFlags(), val[0]) < 0 {
+				// Remembered as "" so that the code's values are refused:
+				// what the instrument meant is unknown.
+				val = ""
+			}
+			dup := false
+			for i := range flags {
+				if flags[i].code == code {
+					dup = true
+					if flags[i].flag != val {
+						flags[i].flag = ""
+						reject(code, field, item, ReasonFlagConflict)
+					}
+				}
+			}
+			if !dup {
+				flags = append(flags, flagOf{code, val})
+			}
+			if val == "" {
+				reject(code, field, item, ReasonBadDataFlag)
+			}
+			continue
+		}
+		if !knownField(field) {
+			reject(code, field, item, ReasonUnknownField)
+			continue
+		}
+		v, ok := parseDecimal(val)
+		if !ok {
+			reject(code, field, item, ReasonBadValue)
+			continue
+		}
+		dup := false
+		for i := range d.Values {
+			if d.Values[i].Code == code && d.Values[i].Field == field {
+				dup = true
+				break
+			}
+		}
+		if dup {
+			reject(code, field, item, ReasonDuplicate)
+			continue
+		}
+		d.Values = append(d.Values, Value{Code: code, Field: field, Value: v})
+	}
+	if dataTime == "" {
+		return Data{}, errorf(ReasonBadTime, "no DataTime in CP")
+	}
+	t, err := parseStamp(dataTime, c.location())
+	if err != nil {
+		return Data{}, err
+	}
+	d.Time = t
+	// Attach each code's flag; a code whose flag was garbage or
+	// contradictory loses its values to Rejects.
+	kept := d.Values[:0]
+	for _, v := range d.Values {
+		bad := false
+		for _, f := range flags {
+			if f.code == v.Code {
+				v.Flag, bad = f.flag, f.flag == ""
+				break
+			}
+		}
+		if bad {
+			reject(v.Code, v.Field, v.Code+"-"+v.Field, ReasonBadDataFlag)
+			continue
+		}
+		kept = append(kept, v)
+	}
+	d.Values = kept
+	return d, nil
+}
+
+// validCode accepts 1..32 ASCII letters and digits (w01018, a34013, ...).
+func validCode(s string) bool {
+	if s == "" || len(s) > 32 {
+		return false
+	}
+	for i := range len(s) {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseDecimal accepts plain decimal numbers only: strconv.ParseFloat would
+// also take NaN, Inf, hex floats and underscores, which no analyser sends.
+func parseDecimal(s string) (float64, bool) {
+	if s == "" || len(s) > 64 {
+		return 0, false
+	}
+	for i := range len(s) {
+		switch c := s[i]; {
+		case c >= '0' && c <= '9', c == '.', c == '-', c == '+', c == 'e', c == 'E':
+		default:
+			return 0, false
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil { // syntax, or out of float64 range (1e309)
+		return 0, false
+	}
+	return v, true
+}
