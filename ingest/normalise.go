@@ -31,7 +31,8 @@ type NormaliserConfig struct {
 	// still come before they count as lost (0: DefaultSeqLate).
 	SeqLate time.Duration
 	// Protocols decode messages by their topic's last level (nil:
-	// gateway contract v1 on telemetry, with MaxReadings).
+	// gateway contract v1 on telemetry, with MaxReadings, and HJ 212
+	// frames on hj212).
 	Protocols map[string]Protocol
 	// Lookup, when set, finds stored readings for readings older than the
 	// history kept: a gateway replaying an old backlog is then absorbed
@@ -159,7 +160,7 @@ func NewNormaliser(reg *registry.Registry, cfg NormaliserConfig) *Normaliser {
 	}
 	protocols := cfg.Protocols
 	if protocols == nil {
-		protocols = map[string]Protocol{LevelTelemetry: ContractV1{MaxReadings: cfg.MaxReadings}}
+		protocols = map[string]Protocol{LevelTelemetry: ContractV1{MaxReadings: cfg.MaxReadings}, LevelHJ212: HJ212{}}
 	}
 	return &Normaliser{
 		reg:       reg,
