@@ -115,7 +115,7 @@ func buildStation(ss *stationSchema, gw string, at func(key string) []any, repor
 		problem("version", "gateway %q: hj212 version %q: want 2017 or 2025", gw, st.Version)
 	}
 	if ss.TimeZone != "" {
-		loc, err := parseZone(ss.TimeZone)
+		loc, err := ParseZone(ss.TimeZone)
 		if err != nil {
 			problem("time_zone", "gateway %q: hj212 time_zone: %v", gw, err)
 		}
@@ -127,8 +127,8 @@ func buildStation(ss *stationSchema, gw string, at func(key string) []any, repor
 	return st
 }
 
-// parseZone reads "+08:00" or an IANA name such as "Asia/Shanghai".
-func parseZone(s string) (*time.Location, error) {
+// ParseZone reads "+08:00" or an IANA name such as "Asia/Shanghai".
+func ParseZone(s string) (*time.Location, error) {
 	if len(s) == 6 && (s[0] == '+' || s[0] == '-') && s[3] == ':' {
 		if t, err := time.Parse("-07:00", s); err == nil {
 			_, off := t.Zone()
