@@ -44,11 +44,11 @@ func knownField(f string) bool {
 	return false
 }
 
-// Data parses the CP content of a data upload: DataTime=YYYYMMDDhhmmss;
+// ParseData parses the CP content of a data upload: DataTime=YYYYMMDDhhmmss;
 // then code-Field=value items, fields of a code separated by ",", codes by
 // ";". A missing or impossible DataTime fails the whole packet; a bad item
 // is put in Rejects and the rest is kept.
-func (c *Codec) Data(cp string) (Data, error) {
+func (c *Codec) ParseData(cp string) (Data, error) {
 	var d Data
 	var dataTime string
 	type flagOf struct{ code, flag string }

@@ -69,7 +69,7 @@ func FuzzDecode(f *testing.F) {
 		if err != nil || q != p {
 			t.Fatalf("round trip: %+v -> %q -> %+v, %v", p, frame, q, err)
 		}
-		d, err := c.Data(p.CP)
+		d, err := c.ParseData(p.CP)
 		if err != nil {
 			return
 		}

@@ -445,7 +445,7 @@ func (c *conn) serve() {
 		}
 		req := &Request{Remote: remote, Packet: p, Raw: raw, c: c}
 		if IsData(p.CN) {
-			d, err := s.Codec.Data(p.CP)
+			d, err := s.Codec.ParseData(p.CP)
 			if err != nil {
 				e := err.(*Error)
 				e.QnRtn, e.QN, e.PW, e.MN, e.Raw = QnRtnUnknown, p.QN, p.PW, p.MN, clip(raw)
