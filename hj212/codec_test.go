@@ -384,3 +384,36 @@ func TestCRCMatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// TestDataMany exercises a joined packet of many codes: duplicates and
+// flags are still found once the index switches to a map.
+func TestDataMany(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("DataTime=20261206100000")
+	for i := range 200 {
+		fmt.Fprintf(&b, ";w%05d-Avg=%d,w%05d-Max=%d,w%05d-Flag=%c", i, i, i, i+1, i, "NQ"[i%2])
+	}
+	b.WriteString(";w00198-Avg=1;w00010-Flag=D") // a duplicate, a conflicting flag
+	var c Codec
+	d, err := c.ParseData(b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Odd codes have flag Q (garbage): their 2 values go; code 10 loses
+	// its 2 values to the conflict.
+	if len(d.Values) != 2*100-2 {
+		t.Fatalf("%d values kept, want 198", len(d.Values))
+	}
+	count := map[Reason]int{}
+	for _, r := range d.Rejects {
+		count[r.Reason]++
+	}
+	if count[ReasonDuplicate] != 1 || count[ReasonFlagConflict] != 1 || count[ReasonBadDataFlag] != 100+200+2 {
+		t.Fatalf("rejects %v", count)
+	}
+	for _, v := range d.Values {
+		if v.Flag != "N" || v.Code == "w00010" {
+			t.Fatalf("kept %+v", v)
+		}
+	}
+}

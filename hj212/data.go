@@ -52,8 +52,11 @@ func (c *Codec) ParseData(cp string) (Data, error) {
 	var d Data
 	var dataTime string
 	type flagOf struct{ code, flag string }
-	var flagBuf [16]flagOf // few codes per packet: a slice beats a map
+	var flagBuf [16]flagOf
+	var keyBuf, codeBuf [16]string
 	flags := flagBuf[:0]
+	keys := smallIndex{keys: keyBuf[:0]}   // code-Field of d.Values, same order
+	codes := smallIndex{keys: codeBuf[:0]} // code of flags, same order
 	n := strings.Count(cp, "=")
 	d.Values = make([]Value, 0, n)
 	reject := func(code, field, item string, r Reason) {
@@ -104,17 +107,13 @@ func (c *Codec) ParseData(cp string) (Data, error) {
 				// what the instrument meant is unknown.
 				val = ""
 			}
-			dup := false
-			for i := range flags {
-				if flags[i].code == code {
-					dup = true
-					if flags[i].flag != val {
-						flags[i].flag = ""
-						reject(code, field, item, ReasonFlagConflict)
-					}
+			if i := codes.find(code); i >= 0 {
+				if flags[i].flag != val {
+					flags[i].flag = ""
+					reject(code, field, item, ReasonFlagConflict)
 				}
-			}
-			if !dup {
+			} else {
+				codes.add(code)
 				flags = append(flags, flagOf{code, val})
 			}
 			if val == "" {
@@ -131,17 +130,11 @@ func (c *Codec) ParseData(cp string) (Data, error) {
 			reject(code, field, item, ReasonBadValue)
 			continue
 		}
-		dup := false
-		for i := range d.Values {
-			if d.Values[i].Code == code && d.Values[i].Field == field {
-				dup = true
-				break
-			}
-		}
-		if dup {
+		if keys.find(key) >= 0 {
 			reject(code, field, item, ReasonDuplicate)
 			continue
 		}
+		keys.add(key)
 		d.Values = append(d.Values, Value{Code: code, Field: field, Value: v})
 	}
 	if dataTime == "" {
@@ -157,11 +150,8 @@ func (c *Codec) ParseData(cp string) (Data, error) {
 	kept := d.Values[:0]
 	for _, v := range d.Values {
 		bad := false
-		for _, f := range flags {
-			if f.code == v.Code {
-				v.Flag, bad = f.flag, f.flag == ""
-				break
-			}
+		if i := codes.find(v.Code); i >= 0 {
+			v.Flag, bad = flags[i].flag, flags[i].flag == ""
 		}
 		if bad {
 			reject(v.Code, v.Field, v.Code+"-"+v.Field, ReasonBadDataFlag)
@@ -205,4 +195,40 @@ func parseDecimal(s string) (float64, bool) {
 		return 0, false
 	}
 	return v, true
+}
+
+// smallIndex finds strings among those added: a scan while they are few
+// (no allocation for an ordinary packet), a map once they are many, so
+// that a large joined packet stays linear.
+type smallIndex struct {
+	keys []string
+	m    map[string]int
+}
+
+func (x *smallIndex) find(k string) int {
+	if x.m != nil {
+		if i, ok := x.m[k]; ok {
+			return i
+		}
+		return -1
+	}
+	for i, s := range x.keys {
+		if s == k {
+			return i
+		}
+	}
+	return -1
+}
+
+func (x *smallIndex) add(k string) {
+	x.keys = append(x.keys, k)
+	switch {
+	case x.m != nil:
+		x.m[k] = len(x.keys) - 1
+	case len(x.keys) > 16:
+		x.m = make(map[string]int, 2*len(x.keys))
+		for i, s := range x.keys {
+			x.m[s] = i
+		}
+	}
 }
