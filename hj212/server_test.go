@@ -425,6 +425,13 @@ func TestServerSplitAndCommands(t *testing.T) {
 		t.Fatalf("command request %+v", r)
 	}
 	r.Confirm()
+	// A split packet left incomplete is reported when the logger leaves.
+	lone := refFrame(fmt.Sprintf("QN=%s;ST=32;CN=2061;PW=p;MN=M1;Flag=7;PNUM=3;PNO=2;CP=&&x=1&&", qnOf(3)))
+	send(t, c, lone)
+	c.Close()
+	if e := <-h.errs; e.Reason != ReasonIncomplete || e.QN != qnOf(3) || string(e.Raw) != lone {
+		t.Fatalf("got %s %q %q", e.Reason, e.QN, e.Raw)
+	}
 }
 
 func TestServerIgnoreCommands(t *testing.T) {
