@@ -51,12 +51,12 @@ func knownField(f string) bool {
 func (c *Codec) ParseData(cp string) (Data, error) {
 	var d Data
 	var dataTime string
-	type flagOf struct{ code, flag string }
+	// Few codes per packet: scans of small slices, no allocation; maps
+	// only past 16 entries, so that a large joined packet stays linear.
 	var flagBuf [16]flagOf
-	var keyBuf, codeBuf [16]string
 	flags := flagBuf[:0]
-	keys := smallIndex{keys: keyBuf[:0]}   // code-Field of d.Values, same order
-	codes := smallIndex{keys: codeBuf[:0]} // code of flags, same order
+	var flagAt map[string]int     // code -> index in flags
+	var valueAt map[[2]string]int // code, field -> index in d.Values
 	n := strings.Count(cp, "=")
 	d.Values = make([]Value, 0, n)
 	reject := func(code, field, item string, r Reason) {
@@ -107,14 +107,21 @@ func (c *Codec) ParseData(cp string) (Data, error) {
 				// what the instrument meant is unknown.
 				val = ""
 			}
-			if i := codes.find(code); i >= 0 {
+			if i := findFlag(flags, flagAt, code); i >= 0 {
 				if flags[i].flag != val {
 					flags[i].flag = ""
 					reject(code, field, item, ReasonFlagConflict)
 				}
 			} else {
-				codes.add(code)
 				flags = append(flags, flagOf{code, val})
+				if flagAt != nil {
+					flagAt[code] = len(flags) - 1
+				} else if len(flags) > len(flagBuf) {
+					flagAt = make(map[string]int, 2*len(flags))
+					for i, f := range flags {
+						flagAt[f.code] = i
+					}
+				}
 			}
 			if val == "" {
 				reject(code, field, item, ReasonBadDataFlag)
@@ -130,12 +137,19 @@ func (c *Codec) ParseData(cp string) (Data, error) {
 			reject(code, field, item, ReasonBadValue)
 			continue
 		}
-		if keys.find(key) >= 0 {
+		if findValue(d.Values, valueAt, code, field) {
 			reject(code, field, item, ReasonDuplicate)
 			continue
 		}
-		keys.add(key)
 		d.Values = append(d.Values, Value{Code: code, Field: field, Value: v})
+		if valueAt != nil {
+			valueAt[[2]string{code, field}] = len(d.Values) - 1
+		} else if len(d.Values) > 16 {
+			valueAt = make(map[[2]string]int, 2*len(d.Values))
+			for i, v := range d.Values {
+				valueAt[[2]string{v.Code, v.Field}] = i
+			}
+		}
 	}
 	if dataTime == "" {
 		return Data{}, errorf(ReasonBadTime, "no DataTime in CP")
@@ -150,7 +164,7 @@ func (c *Codec) ParseData(cp string) (Data, error) {
 	kept := d.Values[:0]
 	for _, v := range d.Values {
 		bad := false
-		if i := codes.find(v.Code); i >= 0 {
+		if i := findFlag(flags, flagAt, v.Code); i >= 0 {
 			v.Flag, bad = flags[i].flag, flags[i].flag == ""
 		}
 		if bad {
@@ -197,38 +211,32 @@ func parseDecimal(s string) (float64, bool) {
 	return v, true
 }
 
-// smallIndex finds strings among those added: a scan while they are few
-// (no allocation for an ordinary packet), a map once they are many, so
-// that a large joined packet stays linear.
-type smallIndex struct {
-	keys []string
-	m    map[string]int
-}
+type flagOf struct{ code, flag string }
 
-func (x *smallIndex) find(k string) int {
-	if x.m != nil {
-		if i, ok := x.m[k]; ok {
+func findFlag(flags []flagOf, at map[string]int, code string) int {
+	if at != nil {
+		if i, ok := at[code]; ok {
 			return i
 		}
 		return -1
 	}
-	for i, s := range x.keys {
-		if s == k {
+	for i := range flags {
+		if flags[i].code == code {
 			return i
 		}
 	}
 	return -1
 }
 
-func (x *smallIndex) add(k string) {
-	x.keys = append(x.keys, k)
-	switch {
-	case x.m != nil:
-		x.m[k] = len(x.keys) - 1
-	case len(x.keys) > 16:
-		x.m = make(map[string]int, 2*len(x.keys))
-		for i, s := range x.keys {
-			x.m[s] = i
+func findValue(values []Value, at map[[2]string]int, code, field string) bool {
+	if at != nil {
+		_, ok := at[[2]string{code, field}]
+		return ok
+	}
+	for i := range values {
+		if values[i].Code == code && values[i].Field == field {
+			return true
 		}
 	}
+	return false
 }
