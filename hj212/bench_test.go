@@ -54,7 +54,7 @@ func BenchmarkDecode(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		d, err := c.Data(p.CP)
+		d, err := c.ParseData(p.CP)
 		if err != nil {
 			b.Fatal(err)
 		}

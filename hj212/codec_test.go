@@ -117,7 +117,7 @@ func TestDecodeMinuteData(t *testing.T) {
 	if p.QN != "20240601120000123" || p.ST != "32" || p.CN != "2051" || p.PW != "123456" || p.MN != "ENT0001WW01" {
 		t.Fatalf("header %+v", p)
 	}
-	d, err := c.Data(p.CP)
+	d, err := c.ParseData(p.CP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestIndependentFrames(t *testing.T) {
 			if tc.vals == "" {
 				return
 			}
-			d, err := c.Data(cp)
+			d, err := c.ParseData(cp)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -207,7 +207,7 @@ func TestRoundTrip(t *testing.T) {
 	if q != p {
 		t.Fatalf("packet got %+v, want %+v", q, p)
 	}
-	got, err := c.Data(q.CP)
+	got, err := c.ParseData(q.CP)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,7 @@ func TestDataRejects(t *testing.T) {
 		"w21011-Avg=3,w21011-Flag=Q;" + // flag garbage: its values go too
 		"w21001-Avg=4,w21001-Flag=N,w21001-Flag=D;" + // contradicting flags
 		"w99999-Avg=5;w0!-Avg=6;RtdInterval=30;junk"
-	d, err := c.Data(cp)
+	d, err := c.ParseData(cp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,13 +361,13 @@ func TestDataTime(t *testing.T) {
 		{"DataTime=20240601115900;DataTime=20240601120000", "two different DataTime"},
 	} {
 		var c Codec
-		_, err := c.Data(tc.cp)
+		_, err := c.ParseData(tc.cp)
 		var e *Error
 		if !errors.As(err, &e) || e.Reason != ReasonBadTime || !strings.Contains(e.Detail, tc.want) {
 			t.Errorf("%q: got %v, want bad_datatime %q", tc.cp, err, tc.want)
 		}
 	}
-	d, err := (&Codec{Location: time.UTC}).Data("DataTime=20240229235959")
+	d, err := (&Codec{Location: time.UTC}).ParseData("DataTime=20240229235959")
 	if err != nil || !d.Time.Equal(time.Date(2024, 2, 29, 23, 59, 59, 0, time.UTC)) {
 		t.Fatalf("leap day: %v %v", d.Time, err)
 	}
@@ -381,6 +381,39 @@ func TestCRCMatchesReference(t *testing.T) {
 		b = append(b, byte(i*131+i/7))
 		if got, want := CRC(b), refCRC(string(b), false); int(got) != want {
 			t.Fatalf("length %d: got %04X, want %04X", len(b), got, want)
+		}
+	}
+}
+
+// TestDataMany exercises a joined packet of many codes: duplicates and
+// flags are still found once the index switches to a map.
+func TestDataMany(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("DataTime=20261206100000")
+	for i := range 200 {
+		fmt.Fprintf(&b, ";w%05d-Avg=%d,w%05d-Max=%d,w%05d-Flag=%c", i, i, i, i+1, i, "NQ"[i%2])
+	}
+	b.WriteString(";w00198-Avg=1;w00010-Flag=D") // a duplicate, a conflicting flag
+	var c Codec
+	d, err := c.ParseData(b.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Odd codes have flag Q (garbage): their 2 values go; code 10 loses
+	// its 2 values to the conflict.
+	if len(d.Values) != 2*100-2 {
+		t.Fatalf("%d values kept, want 198", len(d.Values))
+	}
+	count := map[Reason]int{}
+	for _, r := range d.Rejects {
+		count[r.Reason]++
+	}
+	if count[ReasonDuplicate] != 1 || count[ReasonFlagConflict] != 1 || count[ReasonBadDataFlag] != 100+200+2 {
+		t.Fatalf("rejects %v", count)
+	}
+	for _, v := range d.Values {
+		if v.Flag != "N" || v.Code == "w00010" {
+			t.Fatalf("kept %+v", v)
 		}
 	}
 }

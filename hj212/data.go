@@ -44,16 +44,19 @@ func knownField(f string) bool {
 	return false
 }
 
-// Data parses the CP content of a data upload: DataTime=YYYYMMDDhhmmss;
+// ParseData parses the CP content of a data upload: DataTime=YYYYMMDDhhmmss;
 // then code-Field=value items, fields of a code separated by ",", codes by
 // ";". A missing or impossible DataTime fails the whole packet; a bad item
 // is put in Rejects and the rest is kept.
-func (c *Codec) Data(cp string) (Data, error) {
+func (c *Codec) ParseData(cp string) (Data, error) {
 	var d Data
 	var dataTime string
-	type flagOf struct{ code, flag string }
-	var flagBuf [16]flagOf // few codes per packet: a slice beats a map
+	// Few codes per packet: scans of small slices, no allocation; maps
+	// only past 16 entries, so that a large joined packet stays linear.
+	var flagBuf [16]flagOf
 	flags := flagBuf[:0]
+	var flagAt map[string]int     // code -> index in flags
+	var valueAt map[[2]string]int // code, field -> index in d.Values
 	n := strings.Count(cp, "=")
 	d.Values = make([]Value, 0, n)
 	reject := func(code, field, item string, r Reason) {
@@ -104,18 +107,21 @@ func (c *Codec) Data(cp string) (Data, error) {
 				// what the instrument meant is unknown.
 				val = ""
 			}
-			dup := false
-			for i := range flags {
-				if flags[i].code == code {
-					dup = true
-					if flags[i].flag != val {
-						flags[i].flag = ""
-						reject(code, field, item, ReasonFlagConflict)
+			if i := findFlag(flags, flagAt, code); i >= 0 {
+				if flags[i].flag != val {
+					flags[i].flag = ""
+					reject(code, field, item, ReasonFlagConflict)
+				}
+			} else {
+				flags = append(flags, flagOf{code, val})
+				if flagAt != nil {
+					flagAt[code] = len(flags) - 1
+				} else if len(flags) > len(flagBuf) {
+					flagAt = make(map[string]int, 2*len(flags))
+					for i, f := range flags {
+						flagAt[f.code] = i
 					}
 				}
-			}
-			if !dup {
-				flags = append(flags, flagOf{code, val})
 			}
 			if val == "" {
 				reject(code, field, item, ReasonBadDataFlag)
@@ -131,18 +137,19 @@ func (c *Codec) Data(cp string) (Data, error) {
 			reject(code, field, item, ReasonBadValue)
 			continue
 		}
-		dup := false
-		for i := range d.Values {
-			if d.Values[i].Code == code && d.Values[i].Field == field {
-				dup = true
-				break
-			}
-		}
-		if dup {
+		if findValue(d.Values, valueAt, code, field) {
 			reject(code, field, item, ReasonDuplicate)
 			continue
 		}
 		d.Values = append(d.Values, Value{Code: code, Field: field, Value: v})
+		if valueAt != nil {
+			valueAt[[2]string{code, field}] = len(d.Values) - 1
+		} else if len(d.Values) > 16 {
+			valueAt = make(map[[2]string]int, 2*len(d.Values))
+			for i, v := range d.Values {
+				valueAt[[2]string{v.Code, v.Field}] = i
+			}
+		}
 	}
 	if dataTime == "" {
 		return Data{}, errorf(ReasonBadTime, "no DataTime in CP")
@@ -157,11 +164,8 @@ func (c *Codec) Data(cp string) (Data, error) {
 	kept := d.Values[:0]
 	for _, v := range d.Values {
 		bad := false
-		for _, f := range flags {
-			if f.code == v.Code {
-				v.Flag, bad = f.flag, f.flag == ""
-				break
-			}
+		if i := findFlag(flags, flagAt, v.Code); i >= 0 {
+			v.Flag, bad = flags[i].flag, flags[i].flag == ""
 		}
 		if bad {
 			reject(v.Code, v.Field, v.Code+"-"+v.Field, ReasonBadDataFlag)
@@ -205,4 +209,34 @@ func parseDecimal(s string) (float64, bool) {
 		return 0, false
 	}
 	return v, true
+}
+
+type flagOf struct{ code, flag string }
+
+func findFlag(flags []flagOf, at map[string]int, code string) int {
+	if at != nil {
+		if i, ok := at[code]; ok {
+			return i
+		}
+		return -1
+	}
+	for i := range flags {
+		if flags[i].code == code {
+			return i
+		}
+	}
+	return -1
+}
+
+func findValue(values []Value, at map[[2]string]int, code, field string) bool {
+	if at != nil {
+		_, ok := at[[2]string{code, field}]
+		return ok
+	}
+	for i := range values {
+		if values[i].Code == code && values[i].Field == field {
+			return true
+		}
+	}
+	return false
 }

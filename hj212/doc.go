@@ -63,7 +63,9 @@
 //     data is the caller's policy (ValidDataFlags gives the usual N and S).
 //   - Pollutant codes (w01018, a21026, w00000, ...): the codec only checks
 //     their syntax; Codec.KnownCode lets the caller refuse unknown ones.
-//   - The 9011 reply puts QN in the header and QnRtn=n in CP.
+//   - The 9011 reply puts QN in the header and QnRtn=n in CP, with Flag=4,
+//     as an independent implementation's copy of the 2017 example does;
+//     HJ/T 212-2005 put QN=...;QnRtn=n in CP instead.
 //   - Split packets are cut at item boundaries, so parts' CP are joined
 //     with ";"; a joined packet is acknowledged once.
 //   - HJ 212-2025 (in force from 2026-01-01) has no public summary of its

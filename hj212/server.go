@@ -316,13 +316,17 @@ type conn struct {
 	queue  [][]byte
 	closed bool
 
-	dmu        sync.Mutex // guards stopped against Shutdown's deadline
-	stopped    bool
-	frameStart time.Time // reader goroutine only: first byte of the frame being read
+	dmu     sync.Mutex // guards stopped against Shutdown's deadline
+	stopped bool
+
+	// Reader goroutine only.
+	frameStart time.Time // first byte of the frame being read; zero between frames
+	joiner     Joiner
+	bad        int // consecutive rejects
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{s: s, nc: nc,
+	return &conn{s: s, nc: nc, joiner: Joiner{MaxPackets: s.SplitPackets, Timeout: s.SplitTimeout},
 		slots: make(chan struct{}, orDefault(s.MaxPending, 16)),
 		wake:  make(chan struct{}, 1), stop: make(chan struct{}), exited: make(chan struct{})}
 }
@@ -365,28 +369,7 @@ func (c *conn) Read(p []byte) (int, error) {
 func (c *conn) serve() {
 	s := c.s
 	defer s.wg.Done()
-	remote := c.nc.RemoteAddr()
 	fr := NewFramer(c, &s.Codec)
-	j := Joiner{MaxPackets: s.SplitPackets, Timeout: s.SplitTimeout}
-	bad := 0
-	report := func(e *Error) bool {
-		s.st.rejected.Add(1)
-		if s.OnError != nil {
-			s.OnError(remote, e)
-		}
-		if e.QN != "" && e.QnRtn != 0 {
-			if !c.acquire() {
-				return false
-			}
-			c.enqueue(Reply(e.QN, e.PW, e.MN, e.QnRtn), &s.st.replies)
-		}
-		bad++
-		if bad >= orDefault(s.MaxBadFrames, 10) {
-			s.st.badCloses.Add(1)
-			return false
-		}
-		return true
-	}
 	for {
 		frame, err := fr.Next()
 		var e *Error
@@ -406,74 +389,98 @@ func (c *conn) serve() {
 		} else {
 			c.frameStart = time.Now()
 		}
+		var more bool
 		if e != nil {
-			if report(e) {
-				continue
-			}
+			more = c.reject(e, true)
+		} else {
+			s.st.frames.Add(1)
+			more = c.handle(frame)
+		}
+		if !more {
 			break
 		}
-		s.st.frames.Add(1)
-		now := time.Now()
-		for _, e := range j.Expire(now) {
-			if !report(e) {
-				goto closing
-			}
-		}
-		p, err := s.Codec.ParseSegment(frame[6 : len(frame)-6])
-		if err != nil {
-			e := err.(*Error)
-			e.Raw = clip(frame)
-			if report(e) {
-				continue
-			}
-			break
-		}
-		raw := frame
-		if p.PNUM == 0 {
-			raw = append([]byte(nil), frame...)
-		}
-		p, raw, done, err := j.Add(p, raw, now)
-		if err != nil {
-			if report(err.(*Error)) {
-				continue
-			}
-			break
-		}
-		bad = 0
-		if !done {
-			continue
-		}
-		req := &Request{Remote: remote, Packet: p, Raw: raw, c: c}
-		if IsData(p.CN) {
-			d, err := s.Codec.Data(p.CP)
-			if err != nil {
-				e := err.(*Error)
-				e.QnRtn, e.QN, e.PW, e.MN, e.Raw = QnRtnUnknown, p.QN, p.PW, p.MN, clip(raw)
-				if report(e) {
-					continue
-				}
-				break
-			}
-			req.Data = &d
-		} else if s.IgnoreCommands {
-			s.st.ignored.Add(1)
-			continue
-		}
-		if !c.acquire() {
-			break
-		}
-		s.st.packets.Add(1)
-		s.st.pending.Add(1)
-		s.Handler(req)
 	}
-closing:
-	for _, e := range j.Flush() {
-		s.st.rejected.Add(1)
-		if s.OnError != nil {
-			s.OnError(remote, e)
-		}
+	for _, e := range c.joiner.Flush() {
+		c.reject(e, false)
 	}
 	c.finish()
+}
+
+// handle takes one frame whose length and CRC are right; false means the
+// connection is to be closed.
+func (c *conn) handle(frame []byte) bool {
+	s := c.s
+	now := time.Now()
+	for _, e := range c.joiner.Expire(now) {
+		if !c.reject(e, false) {
+			return false
+		}
+	}
+	p, err := s.Codec.ParseSegment(frame[6 : len(frame)-6])
+	if err != nil {
+		e := err.(*Error)
+		e.Raw = clip(frame)
+		return c.reject(e, true)
+	}
+	raw := frame // the Joiner copies a part
+	if p.PNUM == 0 {
+		raw = append([]byte(nil), frame...)
+	}
+	p, raw, done, err := c.joiner.Add(p, raw, now)
+	if err != nil {
+		return c.reject(err.(*Error), true)
+	}
+	c.bad = 0
+	if !done {
+		return true
+	}
+	req := &Request{Remote: c.nc.RemoteAddr(), Packet: p, Raw: raw, c: c}
+	if IsData(p.CN) {
+		d, err := s.Codec.ParseData(p.CP)
+		if err != nil {
+			e := err.(*Error)
+			e.QnRtn, e.QN, e.PW, e.MN, e.Raw = QnRtnUnknown, p.QN, p.PW, p.MN, clip(raw)
+			return c.reject(e, true)
+		}
+		req.Data = &d
+	} else if s.IgnoreCommands {
+		s.st.ignored.Add(1)
+		return true
+	}
+	if !c.acquire() {
+		return false
+	}
+	s.st.packets.Add(1)
+	s.st.pending.Add(1)
+	s.Handler(req)
+	return true
+}
+
+// reject reports e, answers it with a 9011 when its QN is known and, when
+// it counts as a bad frame, closes the connection (false) after
+// MaxBadFrames in a row. Expired split packets do not count: the logger
+// may have been cut off.
+func (c *conn) reject(e *Error, counts bool) bool {
+	s := c.s
+	s.st.rejected.Add(1)
+	if s.OnError != nil {
+		s.OnError(c.nc.RemoteAddr(), e)
+	}
+	if e.QN != "" && e.QnRtn != 0 {
+		if !c.acquire() {
+			return false
+		}
+		c.enqueue(Reply(e.QN, e.PW, e.MN, e.QnRtn), &s.st.replies)
+	}
+	if !counts {
+		return true
+	}
+	c.bad++
+	if c.bad >= orDefault(s.MaxBadFrames, 10) {
+		s.st.badCloses.Add(1)
+		return false
+	}
+	return true
 }
 
 func (c *conn) isStopped() bool {

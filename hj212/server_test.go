@@ -425,6 +425,13 @@ func TestServerSplitAndCommands(t *testing.T) {
 		t.Fatalf("command request %+v", r)
 	}
 	r.Confirm()
+	// A split packet left incomplete is reported when the logger leaves.
+	lone := refFrame(fmt.Sprintf("QN=%s;ST=32;CN=2061;PW=p;MN=M1;Flag=7;PNUM=3;PNO=2;CP=&&x=1&&", qnOf(3)))
+	send(t, c, lone)
+	c.Close()
+	if e := <-h.errs; e.Reason != ReasonIncomplete || e.QN != qnOf(3) || string(e.Raw) != lone {
+		t.Fatalf("got %s %q %q", e.Reason, e.QN, e.Raw)
+	}
 }
 
 func TestServerIgnoreCommands(t *testing.T) {
@@ -445,5 +452,48 @@ func TestServerBadData(t *testing.T) {
 	expect(t, c, replyOf(qnOf(4), 100))
 	if e := <-h.errs; e.Reason != ReasonBadTime || string(e.Raw) != f {
 		t.Fatalf("OnError %s %q", e.Reason, e.Raw)
+	}
+}
+
+// TestServerEndlessGarbage: noise is reported per buffer and the
+// connection closed after MaxBadFrames reports.
+func TestServerEndlessGarbage(t *testing.T) {
+	h := start(t, &Server{MaxBadFrames: 3, Codec: Codec{MaxSegment: 100}})
+	c := h.dial(t)
+	go func() {
+		noise := bytes.Repeat([]byte("#\x00\xff"), 1<<12)
+		for {
+			if _, err := c.Write(noise); err != nil {
+				return
+			}
+		}
+	}()
+	expectClosed(t, c)
+	waitFor(t, "the close to be counted", func() bool { return h.s.Stats().BadCloses == 1 })
+	for range 3 {
+		if e := <-h.errs; e.Reason != ReasonGarbage || len(e.Raw) > RawLimit {
+			t.Fatalf("got %s with %d raw bytes", e.Reason, len(e.Raw))
+		}
+	}
+}
+
+// TestServerPeerGoneWithPending: the logger leaves while its packets
+// await confirmation; late confirmations neither panic nor leak the
+// connection.
+func TestServerPeerGoneWithPending(t *testing.T) {
+	h := start(t, &Server{})
+	c := h.dial(t)
+	send(t, c, refFrame(dataSeg(qnOf(1), 5))+refFrame(dataSeg(qnOf(2), 5)))
+	r1, r2 := h.req(t), h.req(t)
+	c.Close()
+	time.Sleep(20 * time.Millisecond) // a chance for a wrong early close to happen
+	if a := h.s.Stats().Active; a != 1 {
+		t.Fatalf("%d active: the connection must wait for its confirmations", a)
+	}
+	r1.Confirm()
+	r2.Refuse(QnRtnBadPW)
+	waitFor(t, "the connection to finish", func() bool { return h.s.Stats().Active == 0 })
+	if st := h.s.Stats(); st.Pending != 0 || st.Confirmed != 1 || st.Refusals != 1 {
+		t.Fatalf("stats %+v", st)
 	}
 }
