@@ -60,7 +60,7 @@ func (h HJ212) Decode(gw *registry.Gateway, payload []byte, _ time.Time) (*Messa
 	if !hj212.IsData(p.CN) {
 		return nil, &DecodeError{ReasonNotData, fmt.Sprintf("CN %s carries no data (2011, 2051, 2061 or 2031 do)", p.CN)}
 	}
-	d, derr := codec.Data(p.CP)
+	d, derr := codec.ParseData(p.CP)
 	if derr != nil {
 		return nil, codecError(derr)
 	}
