@@ -188,3 +188,45 @@ func TestHJ212Receiver(t *testing.T) {
 		t.Errorf("cleanprod_hj212_acks_total %g, want 3", got)
 	}
 }
+
+// TestHJ212FrameCommand: the frame the CLI writes for trying a receiver
+// by hand decodes to what was asked, in the station's clock.
+func TestHJ212FrameCommand(t *testing.T) {
+	now := time.Date(2026, 12, 6, 4, 5, 31, 0, time.UTC)
+	var out, errOut strings.Builder
+	err := hj212Command([]string{"frame", "-mn", "TESTPLANT0WW01", "-pw", "123456", "w01018-Avg=23.4", "w00000-Cou=12.5", "w01018-Flag=N"}, now, &out, &errOut)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(out.String(), "\r\n") {
+		t.Errorf("frame %q does not end in CRLF", out.String())
+	}
+	var c hj212.Codec
+	p, err := c.Decode([]byte(out.String()))
+	if err != nil {
+		t.Fatalf("%q: %v", out.String(), err)
+	}
+	if p.MN != "TESTPLANT0WW01" || p.PW != "123456" || p.CN != "2051" || !p.Flag.Ack() || p.QN != "20261206120531000" {
+		t.Errorf("packet %+v", p)
+	}
+	d, err := c.ParseData(p.CP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 04:05 UTC is 12:05 China time: DataTime is the last whole minute.
+	if !d.Time.Equal(now.Truncate(time.Minute)) || len(d.Values) != 2 || d.Values[0] != (hj212.Value{Code: "w01018", Field: "Avg", Value: 23.4, Flag: "N"}) || d.Values[1].Flag != "" {
+		t.Errorf("data %+v", d)
+	}
+	for _, bad := range [][]string{
+		{"frame", "-mn", "X"},
+		{"frame", "-mn", "X", "-pw", "1", "w01018=3"},
+		{"frame", "-mn", "X", "-pw", "1", "w01018-Avg=NaN"},
+		{"frame", "-mn", "X", "-pw", "1", "-cn", "1062", "w01018-Avg=1"},
+		{"frame", "-mn", "X", "-pw", "1", "-zone", "Mars", "w01018-Avg=1"},
+		{"send"},
+	} {
+		if err := hj212Command(bad, now, &out, &errOut); err == nil {
+			t.Errorf("%q: no error", bad)
+		}
+	}
+}
