@@ -34,6 +34,7 @@ type layout struct {
 	series []binding               // indexed like Standard.Series
 	names  []string                // track names, for messages and tests
 	meter  []string                // per track: the meter of a gauge or flow track ("" for an amount track)
+	permit []float64               // per track: a gauge meter's discharge permit limit (0: none; the standard's limit applies)
 
 	seriesNames []string // Standard.Series names (shared), for messages
 }
@@ -121,6 +122,7 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 	newTrack := func(name, meter string) int {
 		l.names = append(l.names, name)
 		l.meter = append(l.meter, meter)
+		l.permit = append(l.permit, 0)
 		l.tracks++
 		return l.tracks - 1
 	}
@@ -129,6 +131,7 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 			return t
 		}
 		t := newTrack(m.ID, m.ID)
+		l.permit[t] = m.PermitLimit
 		gaugeTrack[m.ID] = t
 		feed(m, t)
 		return t
