@@ -35,6 +35,7 @@ type layout struct {
 	names  []string                // track names, for messages and tests
 	meter  []string                // per track: the meter of a gauge or flow track ("" for an amount track)
 	permit []float64               // per track: a gauge meter's discharge permit limit (0: none; the standard's limit applies)
+	judged []bool                  // per track: a gauge read as itself (mean, compliance), not only as a load's concentration
 
 	seriesNames []string // Standard.Series names (shared), for messages
 }
@@ -123,6 +124,7 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 		l.names = append(l.names, name)
 		l.meter = append(l.meter, meter)
 		l.permit = append(l.permit, 0)
+		l.judged = append(l.judged, false)
 		l.tracks++
 		return l.tracks - 1
 	}
@@ -162,7 +164,9 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 			for _, m := range e.Meters {
 				if m.Quantity.Name == s.Quantity && m.Kind == registry.Gauge && inWorkshop(m, s.Workshop) &&
 					(m.FlowMeter == nil || m.FlowMeter.Quantity.Name != "raw_wastewater") {
-					b.gauges = append(b.gauges, gauge(m))
+					t := gauge(m)
+					l.judged[t] = true
+					b.gauges = append(b.gauges, t)
 				}
 			}
 			b.present = len(b.gauges) > 0
