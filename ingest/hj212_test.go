@@ -147,3 +147,43 @@ func TestHJ212(t *testing.T) {
 		})
 	}
 }
+
+// FuzzHJ212 feeds arbitrary payloads on a station's hj212 topic: the
+// normaliser never panics, a payload is either rejected whole with a
+// reason or yields readings of the station's meters only, each with a
+// finite value.
+func FuzzHJ212(f *testing.F) {
+	reg, err := registry.Parse(map[string][]byte{"w.yaml": []byte(stationPlant)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	minute := "QN=20240601120000123;ST=32;CN=2051;PW=123456;MN=PW0001WW01;Flag=5;CP=&&DataTime=20240601115900;w01018-Avg=23.4,w01018-Flag=N;w00000-Cou=738.0,w00000-Flag=N&&"
+	f.Add([]byte(frame212(minute)))
+	f.Add([]byte(frame212(strings.Replace(minute, "Flag=5", "Flag=7;PNUM=2;PNO=1", 1)) + frame212(strings.Replace(minute, "Flag=5", "Flag=7;PNUM=2;PNO=2", 1))))
+	f.Add([]byte("##0000\r\n"))
+	f.Add([]byte("##9999" + strings.Repeat("A", 200)))
+	f.Add([]byte(frame212(strings.Replace(minute, "w01018-Avg=23.4", "w01018-Avg=1e999", 1))))
+	topic := GatewayTopic("plant-w", "ww-outlet", LevelHJ212)
+	now := time.Date(2024, 6, 1, 4, 5, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		n := NewNormaliser(reg, NormaliserConfig{FutureHorizon: time.Hour, PastHorizon: 24 * time.Hour, History: 8})
+		var write, observe []store.Reading
+		out, derr := n.Process(topic, payload, false, now, &write, &observe)
+		if derr != nil {
+			if derr.Reason == "" || len(write) > 0 {
+				t.Fatalf("rejected %q with %v but wrote %d readings", payload, derr, len(write))
+			}
+			return
+		}
+		for _, r := range write {
+			if r.Enterprise != "plant-w" || r.Gateway != "ww-outlet" || !(r.Value == r.Value) || r.Value > 1e300 {
+				t.Fatalf("%q: wrote %+v", payload, r)
+			}
+		}
+		for _, r := range out.Rejects {
+			if r.Reason == "" {
+				t.Fatalf("%q: a reject without a reason: %+v", payload, r)
+			}
+		}
+	})
+}
