@@ -139,6 +139,7 @@ func PasswordFile(c Credentials) ([]byte, error) {
 }
 
 // ACL returns a mosquitto acl_file: the service user reads all telemetry
+// (contract v1 and forwarded HJ 212 frames)
 // and writes dead-letters, events and its watchdog; the monitor user reads
 // dead-letters, events and status; each gateway writes only under its own
 // prefix and its status topic. Anonymous clients get nothing.
@@ -148,6 +149,7 @@ func ACL(reg *registry.Registry, serviceUser string) []byte {
 	fmt.Fprintf(&b, "\n# cleanprod service\nuser %s\n", serviceUser)
 	fmt.Fprintln(&b, "topic read cp/v1/+/+/telemetry")
 	fmt.Fprintln(&b, "topic read $share/+/cp/v1/+/+/telemetry")
+	fmt.Fprintln(&b, "topic read cp/v1/+/+/hj212")
 	fmt.Fprintln(&b, "topic read cp/v1/+/+/status")
 	fmt.Fprintln(&b, "topic write cp/v1/deadletter/#")
 	fmt.Fprintln(&b, "topic write cp/v1/+/events")
@@ -160,7 +162,10 @@ func ACL(reg *registry.Registry, serviceUser string) []byte {
 		for _, g := range e.Gateways {
 			fmt.Fprintf(&b, "\n# %s: %s\nuser %s\n", e.ID, g.ID, UserName(g))
 			fmt.Fprintf(&b, "topic write cp/v1/%s/%s/telemetry\n", e.ID, g.ID)
-			fmt.Fprintf(&b, "topic write cp/v1/%s/%s/hj212\n", e.ID, g.ID)
+			if g.Station != nil {
+				// Only a gateway of an HJ 212 station forwards its frames.
+				fmt.Fprintf(&b, "topic write cp/v1/%s/%s/hj212\n", e.ID, g.ID)
+			}
 			fmt.Fprintf(&b, "topic write cp/v1/%s/%s/status\n", e.ID, g.ID)
 		}
 	}

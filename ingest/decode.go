@@ -21,6 +21,8 @@ const (
 	telemetrySuffix = "/telemetry"
 	// TelemetryFilter subscribes to every gateway's telemetry.
 	TelemetryFilter = "cp/v1/+/+/telemetry"
+	// HJ212Filter subscribes to the HJ 212 frames gateways forward.
+	HJ212Filter = "cp/v1/+/+/hj212"
 	// DeadLetterPrefix is the topic prefix of rejected input; the reason
 	// is the last level.
 	DeadLetterPrefix = "cp/v1/deadletter/"
@@ -53,6 +55,7 @@ func ParseTopic(topic string) (enterprise, gateway string, ok bool) {
 type Message struct {
 	Gateway  string
 	Seq      int64
+	NoSeq    bool      // the protocol numbers no messages (HJ 212): no sequence to track
 	Sent     time.Time // zero if the gateway did not say
 	Readings []RawReading
 	Rejects  []Reject // readings that failed decoding

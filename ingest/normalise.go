@@ -4,8 +4,10 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/cleanprod/cleanprod/registry"
@@ -28,6 +30,10 @@ type NormaliserConfig struct {
 	// SeqLate is how long after a gap in a gateway's seq its messages may
 	// still come before they count as lost (0: DefaultSeqLate).
 	SeqLate time.Duration
+	// Protocols decode messages by their topic's last level (nil:
+	// gateway contract v1 on telemetry, with MaxReadings, and HJ 212
+	// frames on hj212).
+	Protocols map[string]Protocol
 	// Lookup, when set, finds stored readings for readings older than the
 	// history kept: a gateway replaying an old backlog is then absorbed
 	// as duplicates, and an old gauge or delta reading is stored. Without
@@ -44,11 +50,12 @@ type LookupFunc func(ctx context.Context, enterprise string, meters []string, fr
 // per-gateway sequence state and is NOT safe for concurrent use: one
 // goroutine (the Pipeline's) owns it.
 type Normaliser struct {
-	reg      *registry.Registry
-	cfg      NormaliserConfig
-	meters   map[*registry.Meter]*meterHistory // keyed by the registry's meter: hashing a pointer, not two strings
-	gateways map[gatewayKey]*seqState
-	msgSeq   uint64 // numbers the messages, to tell in-message duplicates (64 bits: never wraps)
+	reg       *registry.Registry
+	cfg       NormaliserConfig
+	protocols map[string]Protocol
+	meters    map[*registry.Meter]*meterHistory // keyed by the registry's meter: hashing a pointer, not two strings
+	gateways  map[gatewayKey]*seqState
+	msgSeq    uint64 // numbers the messages, to tell in-message duplicates (64 bits: never wraps)
 	// recentOld are the readings written lately that the history no
 	// longer holds: those older than it, and those it dropped. The store
 	// look-up cannot see them until their batch is stored, and a second
@@ -151,11 +158,16 @@ func NewNormaliser(reg *registry.Registry, cfg NormaliserConfig) *Normaliser {
 	if cfg.History < 2 {
 		cfg.History = 2
 	}
+	protocols := cfg.Protocols
+	if protocols == nil {
+		protocols = map[string]Protocol{LevelTelemetry: ContractV1{MaxReadings: cfg.MaxReadings}, LevelHJ212: HJ212{}}
+	}
 	return &Normaliser{
-		reg:      reg,
-		cfg:      cfg,
-		meters:   make(map[*registry.Meter]*meterHistory),
-		gateways: make(map[gatewayKey]*seqState),
+		reg:       reg,
+		cfg:       cfg,
+		protocols: protocols,
+		meters:    make(map[*registry.Meter]*meterHistory),
+		gateways:  make(map[gatewayKey]*seqState),
 	}
 }
 
@@ -223,14 +235,15 @@ func (n *Normaliser) hasHistory(e *registry.Enterprise) bool {
 // Meters returns how many meters have a kept history.
 func (n *Normaliser) Meters() int { return len(n.meters) }
 
-// Process handles one telemetry message end to end without I/O: topic,
-// registry, decoding, validation and normalisation. A message rejected as a
-// whole returns a *DecodeError; otherwise Outcome lists what became of each
-// reading.
+// Process handles one message end to end without I/O: topic, registry,
+// decoding by the topic's protocol, validation and normalisation. A
+// message rejected as a whole returns a *DecodeError; otherwise Outcome
+// lists what became of each reading.
 func (n *Normaliser) Process(topic string, payload []byte, redelivery bool, now time.Time, write, observe *[]store.Reading) (Outcome, *DecodeError) {
-	enterprise, gateway, ok := ParseTopic(topic)
-	if !ok {
-		return Outcome{}, &DecodeError{ReasonBadTopic, fmt.Sprintf("topic %q is not cp/v1/{enterprise}/{gateway}/telemetry with valid ids", truncateString(topic))}
+	enterprise, gateway, level, ok := parseGatewayTopic(topic)
+	proto := n.protocols[level]
+	if !ok || proto == nil {
+		return Outcome{}, &DecodeError{ReasonBadTopic, fmt.Sprintf("topic %q is not cp/v1/{enterprise}/{gateway}/{%s} with valid ids", truncateString(topic), strings.Join(slices.Sorted(maps.Keys(n.protocols)), "|"))}
 	}
 	gw, ok := n.reg.Gateway(enterprise, gateway)
 	if !ok {
@@ -239,12 +252,9 @@ func (n *Normaliser) Process(topic string, payload []byte, redelivery bool, now 
 	if n.cfg.MaxPayload > 0 && len(payload) > n.cfg.MaxPayload {
 		return Outcome{}, &DecodeError{ReasonPayloadTooLarge, fmt.Sprintf("payload of %d bytes, at most %d", len(payload), n.cfg.MaxPayload)}
 	}
-	msg, err := Decode(payload, n.cfg.MaxReadings)
-	if err != nil {
-		return Outcome{}, err.(*DecodeError)
-	}
-	if msg.Gateway != gateway {
-		return Outcome{}, &DecodeError{ReasonGatewayMismatch, fmt.Sprintf("payload says gateway %q, topic says %q", truncateString(msg.Gateway), gateway)}
+	msg, derr := proto.Decode(gw, payload, now)
+	if derr != nil {
+		return Outcome{}, derr
 	}
 	out := n.Normalise(gw, msg, redelivery, now, write, observe)
 	out.Gateway = gw
@@ -276,7 +286,9 @@ type Outcome struct {
 // redelivery is the MQTT DUP flag. now is the arrival time.
 func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bool, now time.Time, write, observe *[]store.Reading) Outcome {
 	var out Outcome
-	n.trackSeq(gw, msg.Seq, now, &out)
+	if !msg.NoSeq {
+		n.trackSeq(gw, msg.Seq, now, &out)
+	}
 	// Readings are placed one by one in message order; a meter's readings
 	// listed newest first are simply late arrivals, placed like any other.
 	n.msgSeq++

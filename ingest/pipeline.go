@@ -53,7 +53,12 @@ type Delivery struct {
 	Payload    []byte
 	Redelivery bool // the MQTT DUP flag
 	Received   time.Time
-	Ack        func() // acknowledges the message to the broker; called at most once
+	Ack        func() // acknowledges the message to its sender; called at most once
+	// Rejected, when set, is the receiver's verdict on a message it could
+	// not hand on (an HJ 212 logger of an unknown MN, a frame with a bad
+	// CRC): the message is dead-lettered with it, in order with the
+	// others, and then acknowledged.
+	Rejected *DecodeError
 }
 
 // PipelineConfig configures batching and retries.
@@ -113,8 +118,9 @@ type Pipeline struct {
 	mu    sync.Mutex // guards queue
 	queue []Delivery // received, not yet processed, in arrival order
 
-	storeOK   atomic.Bool  // the last write (or ping) succeeded
-	unacked   atomic.Int64 // messages submitted and not yet acknowledged
+	current   atomic.Pointer[registry.Registry] // the registry in force, for receivers on other goroutines
+	storeOK   atomic.Bool                       // the last write (or ping) succeeded
+	unacked   atomic.Int64                      // messages submitted and not yet acknowledged
 	restoring atomic.Pointer[RestoreProgress]
 }
 
@@ -158,6 +164,7 @@ func NewPipeline(reg *registry.Registry, cfg PipelineConfig, w Writer, publish P
 		rejectLg:    newRateLog(log, 10*time.Second),
 	}
 	p.storeOK.Store(true)
+	p.current.Store(reg)
 	return p
 }
 
@@ -569,6 +576,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 func (p *Pipeline) setRegistry(reg *registry.Registry) {
 	p.norm.SetRegistry(reg)
 	p.reg = reg
+	p.current.Store(reg)
 	for gw := range p.lastMessage {
 		if _, ok := reg.Gateway(gw.Enterprise.ID, gw.ID); !ok {
 			p.metrics.lastMessage.DeleteLabelValues(gw.Enterprise.ID, gw.ID)
@@ -582,7 +590,11 @@ func (p *Pipeline) setRegistry(reg *registry.Registry) {
 // process normalises one message into b.
 func (p *Pipeline) process(d Delivery, b *batch) {
 	m := batchMsg{d: d, start: len(b.write), obsStart: len(b.observe)}
-	out, derr := p.norm.Process(d.Topic, d.Payload, d.Redelivery, d.Received, &b.write, &b.observe)
+	var out Outcome
+	derr := d.Rejected
+	if derr == nil {
+		out, derr = p.norm.Process(d.Topic, d.Payload, d.Redelivery, d.Received, &b.write, &b.observe)
+	}
 	m.end, m.obsEnd = len(b.write), len(b.observe)
 	b.msgs = append(b.msgs, m)
 	if derr != nil {

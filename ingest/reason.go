@@ -7,7 +7,7 @@ type Reason string
 
 // Message-level reasons: the whole message is rejected.
 const (
-	ReasonBadTopic        Reason = "bad_topic"         // topic is not cp/v1/{enterprise}/{gateway}/telemetry with valid ids
+	ReasonBadTopic        Reason = "bad_topic"         // topic is not cp/v1/{enterprise}/{gateway}/{telemetry|hj212} with valid ids
 	ReasonUnknownGateway  Reason = "unknown_gateway"   // topic's enterprise/gateway is not registered
 	ReasonEmptyPayload    Reason = "empty_payload"     // zero bytes
 	ReasonPayloadTooLarge Reason = "payload_too_large" // over ingest.max_payload_bytes

@@ -168,18 +168,26 @@ func (s *Subscriber) Publish(ctx context.Context, topic string, payload []byte) 
 	}
 }
 
-func (s *Subscriber) filter() string {
+// filters are the subscriptions: every protocol's gateway topics.
+func (s *Subscriber) filters() []string {
+	fs := []string{TelemetryFilter, HJ212Filter}
 	if s.cfg.SharedGroup != "" {
-		return "$share/" + s.cfg.SharedGroup + "/" + TelemetryFilter
+		for i, f := range fs {
+			fs[i] = "$share/" + s.cfg.SharedGroup + "/" + f
+		}
 	}
-	return TelemetryFilter
+	return fs
 }
 
 func (s *Subscriber) onConnect(c mqtt.Client) {
 	s.subscribed.Store(false)
-	tok := s.c.SubscribeMultiple(map[string]byte{s.filter(): 1, s.watchdog: 0}, nil)
+	subs := map[string]byte{s.watchdog: 0}
+	for _, f := range s.filters() {
+		subs[f] = 1
+	}
+	tok := s.c.SubscribeMultiple(subs, nil)
 	if !tok.WaitTimeout(s.cfg.ConnectTimeout) || tok.Error() != nil {
-		s.log.Error("subscribe failed; reconnecting", "err", tok.Error(), "filter", s.filter())
+		s.log.Error("subscribe failed; reconnecting", "err", tok.Error(), "filters", s.filters())
 		s.requestReconnect()
 		return
 	}
@@ -189,7 +197,7 @@ func (s *Subscriber) onConnect(c mqtt.Client) {
 	s.subscribed.Store(true)
 	s.metrics.connects.Inc()
 	s.metrics.connected.Set(1)
-	s.log.Info("connected and subscribed", "broker", s.cfg.Broker, "filter", s.filter())
+	s.log.Info("connected and subscribed", "broker", s.cfg.Broker, "filters", s.filters())
 }
 
 // onConnectionNotification logs failed connection attempts, which paho

@@ -55,7 +55,10 @@ type Gateway struct {
 	Enterprise  *Enterprise
 	Description string
 	Meters      []*Meter
-	meters      map[string]*Meter
+	// Station is the HJ 212 monitoring point whose frames the gateway
+	// forwards or whose logger connects to cleanprod (nil: none).
+	Station *Station
+	meters  map[string]*Meter
 }
 
 // Meter returns the gateway's meter with the given id.
@@ -105,6 +108,12 @@ type Meter struct {
 	Workshop  string
 	// Replacements are physical meter exchanges, sorted by time.
 	Replacements []Replacement
+	// HJ212 is where the meter's values come from in its gateway's
+	// station frames (nil: the meter reports through contract v1 only).
+	HJ212 *HJ212Source
+	// PermitLimit is the discharge permit's limit of a concentration, in
+	// canonical units (0: none declared).
+	PermitLimit float64
 }
 
 // Replacement is the exchange of a counter's physical meter at At: the old
@@ -124,6 +133,7 @@ type Registry struct {
 	gateways    map[gatewayKey]*Gateway
 	meterHomes  map[string][]*Meter // meter id -> meters with that id in any enterprise
 	meters      map[meterKey]*Meter
+	stations    map[string]*Gateway // by MN
 }
 
 type gatewayKey struct{ enterprise, gateway string }
@@ -139,6 +149,13 @@ func (r *Registry) Enterprise(id string) (*Enterprise, bool) {
 // Gateway returns the gateway registered under enterprise with id gateway.
 func (r *Registry) Gateway(enterprise, gateway string) (*Gateway, bool) {
 	g, ok := r.gateways[gatewayKey{enterprise, gateway}]
+	return g, ok
+}
+
+// Station returns the gateway of the HJ 212 monitoring point with the
+// given MN.
+func (r *Registry) Station(mn string) (*Gateway, bool) {
+	g, ok := r.stations[mn]
 	return g, ok
 }
 
@@ -183,24 +200,27 @@ type fileSchema struct {
 		Permit   string `yaml:"discharge_permit"`
 	} `yaml:"enterprise"`
 	Gateways []struct {
-		ID          string        `yaml:"id"`
-		Description string        `yaml:"description"`
-		Meters      []meterSchema `yaml:"meters"`
+		ID          string         `yaml:"id"`
+		Description string         `yaml:"description"`
+		HJ212       *stationSchema `yaml:"hj212"`
+		Meters      []meterSchema  `yaml:"meters"`
 	} `yaml:"gateways"`
 }
 
 type meterSchema struct {
-	ID           string   `yaml:"id"`
-	Quantity     string   `yaml:"quantity"`
-	Unit         string   `yaml:"unit"`
-	Kind         string   `yaml:"kind"`
-	Scale        *float64 `yaml:"scale"`
-	Rollover     float64  `yaml:"rollover"`
-	MaxRegister  float64  `yaml:"max_register"`
-	Resolution   *float64 `yaml:"resolution"`
-	MaxRate      float64  `yaml:"max_rate"`
-	FlowMeter    string   `yaml:"flow_meter"`
-	Workshop     string   `yaml:"workshop"`
+	ID           string       `yaml:"id"`
+	Quantity     string       `yaml:"quantity"`
+	Unit         string       `yaml:"unit"`
+	Kind         string       `yaml:"kind"`
+	Scale        *float64     `yaml:"scale"`
+	Rollover     float64      `yaml:"rollover"`
+	MaxRegister  float64      `yaml:"max_register"`
+	Resolution   *float64     `yaml:"resolution"`
+	MaxRate      float64      `yaml:"max_rate"`
+	FlowMeter    string       `yaml:"flow_meter"`
+	Workshop     string       `yaml:"workshop"`
+	HJ212        *hj212Schema `yaml:"hj212"`
+	PermitLimit  *float64     `yaml:"permit_limit"`
 	Replacements []struct {
 		At         time.Time `yaml:"at"`
 		OldFinal   *float64  `yaml:"old_final"`
@@ -241,6 +261,7 @@ func Parse(files map[string][]byte) (*Registry, error) {
 		gateways:    make(map[gatewayKey]*Gateway),
 		meterHomes:  make(map[string][]*Meter),
 		meters:      make(map[meterKey]*Meter),
+		stations:    make(map[string]*Gateway),
 	}
 	var errs []error
 	names := make([]string, 0, len(files))
@@ -262,6 +283,14 @@ func Parse(files map[string][]byte) (*Registry, error) {
 		r.Enterprises = append(r.Enterprises, e)
 		for _, g := range e.Gateways {
 			r.gateways[gatewayKey{e.ID, g.ID}] = g
+			if g.Station == nil {
+				continue
+			}
+			if prev, dup := r.stations[g.Station.MN]; dup {
+				errs = append(errs, fmt.Errorf("%s: gateway %q: hj212 mn %q is already the station of gateway %q of enterprise %q (%s)", name, g.ID, g.Station.MN, prev.ID, prev.Enterprise.ID, prev.Enterprise.File))
+				continue
+			}
+			r.stations[g.Station.MN] = g
 		}
 		for _, m := range e.Meters {
 			r.meterHomes[m.ID] = append(r.meterHomes[m.ID], m)
@@ -333,6 +362,9 @@ func parseFile(name string, data []byte) (*Enterprise, error) {
 		if len(gs.Meters) == 0 {
 			problem(yamlfile.P("gateways", gi), "gateway %q has no meters", g.ID)
 		}
+		if gs.HJ212 != nil {
+			g.Station = buildStation(gs.HJ212, g.ID, func(key string) []any { return yamlfile.P("gateways", gi, "hj212", key) }, problem)
+		}
 		for mi, ms := range gs.Meters {
 			at := func(key string) []any { return yamlfile.P("gateways", gi, "meters", mi, key) }
 			written := func(key string) (string, bool) { return doc.Scalar(at(key)...) }
@@ -345,6 +377,18 @@ func parseFile(name string, data []byte) (*Enterprise, error) {
 				problem(at("id"), "meter %q is defined twice in enterprise %q", m.ID, e.ID)
 				continue
 			}
+			if m.HJ212 != nil {
+				switch {
+				case gs.HJ212 == nil:
+					problem(at("hj212"), "meter %q takes HJ 212 values, but gateway %q declares no hj212 station", m.ID, g.ID)
+				case g.Station != nil:
+					if prev, dup := g.Station.sources[*m.HJ212]; dup {
+						problem(at("hj212"), "meter %q: %s-%s of %s data already goes to meter %q", m.ID, m.HJ212.Code, m.HJ212.Field, HJ212DataName(m.HJ212.CN), prev.ID)
+					} else {
+						g.Station.sources[*m.HJ212] = m
+					}
+				}
+			}
 			meters[m.ID] = m
 			g.meters[m.ID] = m
 			g.Meters = append(g.Meters, m)
@@ -352,6 +396,9 @@ func parseFile(name string, data []byte) (*Enterprise, error) {
 			if flow != "" {
 				pairs = append(pairs, pending{m, flow, at("flow_meter")})
 			}
+		}
+		if g.Station != nil && len(g.Station.sources) == 0 {
+			problem(yamlfile.P("gateways", gi, "hj212"), "gateway %q: hj212 station %q maps no pollutant code to a meter (give meters an hj212: {code: ...})", g.ID, g.Station.MN)
 		}
 		e.Gateways = append(e.Gateways, g)
 	}
@@ -505,6 +552,21 @@ func buildMeter(ms meterSchema, at func(string) []any, written func(key string) 
 			report(path, "meter %q: old_final %s and new_initial %s must be registers the meter can show: at most its max_register %s", m.ID, num(*r.OldFinal), num(*r.NewInitial), num(ms.MaxRegister))
 		}
 		m.Replacements = append(m.Replacements, rep)
+	}
+	if ms.HJ212 != nil {
+		if src, ok := buildSource(ms.HJ212, m, problem); ok {
+			m.HJ212 = &src
+		}
+	}
+	if ms.PermitLimit != nil {
+		switch l := *ms.PermitLimit * m.Factor; {
+		case m.Kind != Gauge:
+			problem("permit_limit", "meter %q: permit_limit is a concentration's limit: it applies to gauges only", m.ID)
+		case !(*ms.PermitLimit > 0) || math.IsInf(l, 0):
+			problem("permit_limit", "meter %q: permit_limit must be a positive number in %s, got %v", m.ID, ms.Unit, *ms.PermitLimit)
+		default:
+			m.PermitLimit = l
+		}
 	}
 	if bad {
 		return nil, ""

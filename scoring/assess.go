@@ -218,15 +218,20 @@ func (v *env) mean(i int) (float64, bool) {
 }
 
 // compliance returns the share of meter-days whose daily mean lies within
-// [lo, hi], in percent.
-func (v *env) compliance(i int, lo, hi float64) (float64, bool) {
+// [lo, hi], in percent. With permit, a meter's own permit limit replaces
+// hi, the standard's default limit.
+func (v *env) compliance(i int, lo, hi float64, permit bool) (float64, bool) {
 	b := &v.lay.series[i]
 	if !b.present {
 		return 0, false
 	}
 	ok, all := 0, 0
-	tol := 1e-9 * math.Max(1, math.Abs(hi))
 	for _, g := range b.gauges {
+		hi := hi
+		if permit && v.lay.permit[g] > 0 {
+			hi = v.lay.permit[g]
+		}
+		tol := 1e-9 * math.Max(1, math.Abs(hi))
 		for _, m := range v.dailyMeans(g).means {
 			all++
 			if m >= lo-tol && m <= hi+tol {

@@ -1,11 +1,13 @@
 package scoring
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"maps"
 	"math"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -68,7 +70,12 @@ type codeRig struct {
 
 func newCodeRig(t *testing.T, pol *Policy) *codeRig {
 	t.Helper()
-	fx := newFixture(t)
+	return newCodeRigOf(t, newFixture(t), pol)
+}
+
+// newCodeRigOf is newCodeRig on fixture fx.
+func newCodeRigOf(t *testing.T, fx fixture, pol *Policy) *codeRig {
+	t.Helper()
 	if pol == nil {
 		pol = fx.pol
 	}
@@ -498,6 +505,67 @@ func TestRestoreIgnoresCodeWithoutData(t *testing.T) {
 			eng.Restore(stored)
 			if got := eng.ents[tc.ent].code.Code; got != tc.want {
 				t.Errorf("restored code of %s: got %q, want %q", tc.ent, got, tc.want)
+			}
+		})
+	}
+}
+
+// TestPermitLimit: a meter's own discharge permit limit replaces the
+// standard's default in the compliance indicators. Level-I data with
+// effluent COD 100 mg/L, and 700 mg/L through local day 25 (hours
+// 600-623); the standard's sewer limit is 500.
+//   - permit 800 mg/L: every daily mean (100 or 700) is within it, the
+//     effluent compliance rate stays 100 %: green, never red.
+//   - permit 90 mg/L: every daily mean exceeds it, the rate is 0 %: red
+//     from the first grading on.
+func TestPermitLimit(t *testing.T) {
+	rates := func(h int) map[string]float64 {
+		if h >= 600 && h < 624 {
+			bad := maps.Clone(levelIRates)
+			bad["WW-OUT-COD"] = 700
+			return bad
+		}
+		return levelIRates
+	}
+	for _, tt := range []struct {
+		permit  string
+		changes []string
+		rate    float64
+	}{
+		{"800", []string{">green@575"}, 100},
+		{"90", []string{">red@575"}, 0},
+	} {
+		t.Run(tt.permit, func(t *testing.T) {
+			fx := newFixture(t)
+			files := map[string][]byte{}
+			names, _ := filepath.Glob("testdata/registry/*.yaml")
+			for _, name := range names {
+				b, err := os.ReadFile(name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				files[filepath.Base(name)] = b
+			}
+			cod := "flow_meter: WW-OUT-FLOW}"
+			if !bytes.Contains(files["lj-alpha.yaml"], []byte(cod)) {
+				t.Fatal("lj-alpha has no WW-OUT-COD to give a permit limit")
+			}
+			files["lj-alpha.yaml"] = bytes.Replace(files["lj-alpha.yaml"], []byte(cod), []byte("flow_meter: WW-OUT-FLOW, permit_limit: "+tt.permit+"}"), 1)
+			reg, err := registry.Parse(files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fx.reg = reg
+			r := newCodeRigOf(t, fx, nil)
+			r.feed(0, 700, live, rates)
+			if got := r.changes(); !slices.Equal(got, tt.changes) {
+				t.Errorf("code changes: got %v, want %v", got, tt.changes)
+			}
+			res := r.result()
+			for _, iv := range res.Assessments[r.eng.cwin].Indicators {
+				if iv.ID == "effluent_compliance_rate" && (!iv.HasValue() || iv.Value != tt.rate) {
+					t.Errorf("effluent compliance rate %v (%v), want %g %%", iv.Value, iv.HasValue(), tt.rate)
+				}
 			}
 		})
 	}

@@ -44,7 +44,8 @@
 //     continuous score and data completeness; the code with its reasons and
 //     pending change, the next audit due, lagging indicators with matched
 //     solutions and stale meters; rankings overall and per indicator.
-//   - Events (code_change, level_drop, worsening, restrictive_fail, stale)
+//   - Events (code_change, level_drop, worsening, restrictive_fail, stale,
+//     exceedance: an analyser hour above its limit)
 //     to Config.OnEvent, for MQTT cp/v1/{enterprise}/events and the API.
 //   - Points to Config.Sink: measurements "indicator", "score" and "event"
 //     (see MeasurementIndicator and friends).

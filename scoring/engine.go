@@ -149,8 +149,11 @@ type entState struct {
 	meterIdx map[string]meterSlot // meter id -> its index and tracks
 	lastSeen []time.Time          // per meter; zero: nothing since the engine started
 	stale    []alert              // per meter
-	gws      []gwState            // per gateway, indexed like ent.Gateways
-	lastStep time.Time            // data time of the latest code step
+	// exceeded is, per analyser meter, the newest code-window bucket
+	// checked for an exceedance of its limit.
+	exceeded map[string]int64
+	gws      []gwState // per gateway, indexed like ent.Gateways
+	lastStep time.Time // data time of the latest code step
 	year     int
 	consts   []float64
 	notes    []string
@@ -312,6 +315,7 @@ func (e *Engine) newStates(reg *registry.Registry, std *Standard) (map[string]*e
 			meterIdx: make(map[string]meterSlot, len(ent.Meters)),
 			lastSeen: make([]time.Time, len(ent.Meters)),
 			stale:    make([]alert, len(ent.Meters)),
+			exceeded: make(map[string]int64),
 			gws:      make([]gwState, len(ent.Gateways)+1), // the last for a meter of no known gateway
 			inds:     make([]indState, len(std.Indicators)),
 			dirty:    true,
@@ -451,6 +455,13 @@ func (e *Engine) Restore(events []Event) {
 			if hasInd {
 				es.inds[ind.Index].worsening = alert{firing: !ev.Resolved}
 			}
+		case EventExceedance:
+			// Hours up to the last one announced were checked.
+			if w := es.wins[e.cwin]; w.bucket > 0 {
+				if b := floorDiv(ev.Time.UnixNano()+w.offset, w.bucket); b > es.exceeded[ev.Meter] {
+					es.exceeded[ev.Meter] = b
+				}
+			}
 		case EventStale:
 			if slot, ok := es.meterIdx[ev.Meter]; ok {
 				mi := slot.idx
@@ -470,6 +481,58 @@ func (e *Engine) Restore(events []Event) {
 			}
 		}
 	}
+}
+
+// exceedances announces each complete bucket (hour) of the code window,
+// through data time at, in which an analyser's mean exceeded its limit,
+// once per meter and bucket: the buckets already checked are not checked
+// again (a reading arriving for one later does not announce it).
+func (e *Engine) exceedances(es *entState, at time.Time) {
+	w := es.wins[e.cwin]
+	if !w.init {
+		return
+	}
+	last := w.bucketOf(at) - 1 // the newest complete bucket
+	for _, m := range es.ent.Meters {
+		mb, ok := es.lay.meters[m.ID]
+		if !ok || !mb.gauge || len(mb.tracks) == 0 {
+			continue
+		}
+		// An analyser before treatment (only a load's concentration) is
+		// held to no limit unless its registry entry gives one.
+		if m.PermitLimit == 0 && !es.lay.judged[mb.tracks[0]] {
+			continue
+		}
+		limit, what := e.limitOf(m)
+		if !(limit > 0) {
+			continue
+		}
+		for b := max(w.first(), es.exceeded[m.ID]+1); b <= last; b++ {
+			sum, n, ok := w.at(mb.tracks[0], b)
+			if !ok || n == 0 {
+				continue
+			}
+			if mean := sum / float64(n); mean > limit*(1+1e-9) {
+				es.emit(Event{Time: w.bucketStart(b), Enterprise: es.id, Kind: EventExceedance, Meter: m.ID, NewValue: mean, OldValue: limit,
+					Reason: fmt.Sprintf("%s mean %.4g %s over %s, above %s %.4g %s", m.Quantity.Name, mean, m.Quantity.Unit, time.Duration(w.bucket), what, limit, m.Quantity.Unit)})
+			}
+		}
+		es.exceeded[m.ID] = max(es.exceeded[m.ID], last)
+	}
+}
+
+// limitOf returns the limit an analyser is held to: its discharge permit
+// limit, or else the standard's first limit of its quantity (0: none).
+func (e *Engine) limitOf(m *registry.Meter) (float64, string) {
+	if m.PermitLimit > 0 {
+		return m.PermitLimit, "the discharge permit limit"
+	}
+	for _, l := range e.std.Limits {
+		if l.Quantity == m.Quantity.Name {
+			return l.Value, "limit." + l.ID
+		}
+	}
+	return 0, ""
 }
 
 // Snapshot returns the latest published results. It never blocks and the
@@ -762,6 +825,7 @@ func (e *Engine) applyUpdate(ctx context.Context, u Update) error {
 // time. Indicator state follows indicator ids when the standard changed.
 func (es *entState) carry(old *entState, oldStd, std *Standard) {
 	es.code, es.decls, es.lastPt, es.lastStep = old.code, old.decls, old.lastPt, old.lastStep
+	es.exceeded = old.exceeded
 	for mi, m := range es.ent.Meters {
 		if slot, ok := old.meterIdx[m.ID]; ok {
 			oi := slot.idx
@@ -1042,6 +1106,7 @@ func (e *Engine) evaluate(es *entState, now time.Time, scratch *env) {
 	if !res.CodeHeld {
 		e.regressions(es, ca, ba, at)
 	}
+	e.exceedances(es, at)
 	res.Lagging = LaggingIndicators(std, ca, e.cfg.Solutions)
 	es.result = res
 	e.observeMetrics(es, res)

@@ -29,6 +29,12 @@ const (
 	// EventStale: a meter has been silent for the policy's stale.after
 	// (Meter); Resolved when it reports again.
 	EventStale EventKind = "stale"
+	// EventExceedance: an analyser's mean over one bucket of the code
+	// window (an hour) exceeded its limit: the meter's discharge permit
+	// limit, or else the standard's limit of its quantity. Time is the
+	// hour's start, NewValue the hour's mean and OldValue the limit, both
+	// in canonical units; announced once per meter and hour.
+	EventExceedance EventKind = "exceedance"
 	// EventDeclarationSubmitted, Accepted and Rejected: a step of a
 	// declaration's review (Indicator; Reason names the declaration, who
 	// acted and the reviewer's note). A supervisor's own declaration is

@@ -20,7 +20,7 @@ import (
 //	electricity@paint            electricity metered in the paint workshop
 //	load(cod)                    COD load in kg: concentration x paired flow
 //	load(cod, raw_wastewater)    only the pairs whose flow meter is raw_wastewater
-//	compliance(cod, limit.cod_sewer)   % of meter-days whose daily mean <= limit
+//	compliance(cod, limit.cod_sewer)   % of meter-days whose daily mean <= limit (the meter's permit_limit where it has one)
 //	compliance(ph, 6, 9)         % of meter-days whose daily mean is in [6, 9]
 //	mean(voc)                    mean of every reading in the window
 //	abatement(voc_inlet, voc)    % removed: 1 - outlet load / inlet load, over
@@ -110,6 +110,9 @@ type expr struct {
 	num    float64 // opNum
 	idx    int     // series index (opSum, opLoad, opMean, opCompliance, opCoverage) or constant index (opConst)
 	lo, hi float64 // opCompliance bounds (lo may be -Inf)
+	// permit: opCompliance's upper bound is a limit, which a meter's own
+	// discharge permit limit (registry permit_limit) replaces.
+	permit bool
 	args   []*expr
 }
 
@@ -119,7 +122,7 @@ type evalEnv interface {
 	sum(series int) (v float64, present bool)
 	load(series int) (v float64, present bool)
 	mean(series int) (v float64, present bool)
-	compliance(series int, lo, hi float64) (v float64, present bool)
+	compliance(series int, lo, hi float64, permit bool) (v float64, present bool)
 	coverage(series int) (v float64, present bool)
 	constant(i int) float64
 }
@@ -140,7 +143,7 @@ func (e *expr) eval(env evalEnv) (float64, bool) {
 	case opMean:
 		return env.mean(e.idx)
 	case opCompliance:
-		return env.compliance(e.idx, e.lo, e.hi)
+		return env.compliance(e.idx, e.lo, e.hi, e.permit)
 	case opCoverage:
 		return env.coverage(e.idx)
 	case opNeg:
@@ -505,6 +508,7 @@ func (c *compiler) call(n *ast.CallExpr) *expr {
 		e := &expr{op: opCompliance, idx: c.sym.series(Series{Kind: SeriesGauge, Quantity: q.Name, Workshop: ws}), lo: math.Inf(-1)}
 		if len(bounds) == 1 {
 			e.hi = bounds[0]
+			_, e.permit = args[1].(*ast.SelectorExpr)
 		} else {
 			e.lo, e.hi = bounds[0], bounds[1]
 			if !(e.lo <= e.hi) {

@@ -34,6 +34,8 @@ type layout struct {
 	series []binding               // indexed like Standard.Series
 	names  []string                // track names, for messages and tests
 	meter  []string                // per track: the meter of a gauge or flow track ("" for an amount track)
+	permit []float64               // per track: a gauge meter's discharge permit limit (0: none; the standard's limit applies)
+	judged []bool                  // per track: a gauge read as itself (mean, compliance), not only as a load's concentration
 
 	seriesNames []string // Standard.Series names (shared), for messages
 }
@@ -121,6 +123,8 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 	newTrack := func(name, meter string) int {
 		l.names = append(l.names, name)
 		l.meter = append(l.meter, meter)
+		l.permit = append(l.permit, 0)
+		l.judged = append(l.judged, false)
 		l.tracks++
 		return l.tracks - 1
 	}
@@ -129,6 +133,7 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 			return t
 		}
 		t := newTrack(m.ID, m.ID)
+		l.permit[t] = m.PermitLimit
 		gaugeTrack[m.ID] = t
 		feed(m, t)
 		return t
@@ -159,7 +164,9 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 			for _, m := range e.Meters {
 				if m.Quantity.Name == s.Quantity && m.Kind == registry.Gauge && inWorkshop(m, s.Workshop) &&
 					(m.FlowMeter == nil || m.FlowMeter.Quantity.Name != "raw_wastewater") {
-					b.gauges = append(b.gauges, gauge(m))
+					t := gauge(m)
+					l.judged[t] = true
+					b.gauges = append(b.gauges, t)
 				}
 			}
 			b.present = len(b.gauges) > 0

@@ -80,6 +80,8 @@ func EventPoint(ev Event) store.Point {
 		f["old_value"], f["new_value"] = ev.OldValue, ev.NewValue
 	case EventRestrictiveFail:
 		f["new_level"], f["new_value"] = int64(ev.NewLevel), ev.NewValue
+	case EventExceedance:
+		f["old_value"], f["new_value"] = ev.OldValue, ev.NewValue
 	}
 	return store.Point{Measurement: MeasurementEvent, Time: ev.Time,
 		Tags:   map[string]string{"enterprise": ev.Enterprise, "kind": string(ev.Kind), "indicator": ev.Indicator, "meter": ev.Meter},

@@ -483,6 +483,8 @@ func (s *scenario) expect(f []string) {
 		}
 	case "event":
 		s.expectEvent(f[1:])
+	case "exceedances":
+		s.expectExceedances(f[1:])
 	case "no":
 		if len(f) == 5 && f[1] == "total" {
 			a := s.assessment(f[2], f[3])
@@ -612,6 +614,37 @@ func (s *scenario) expectEvent(f []string) {
 	}
 	if len(bad) > 0 {
 		s.errorf("got event %s, want %s (mismatch: %v)", ev, strings.Join(f, " "), bad)
+	}
+}
+
+// expectExceedances takes the pending exceedance events of an enterprise's
+// meter, wherever they are among the others, and checks their number and,
+// when given, the mean and limit of each: exceedances ENT meter=M count=N
+// [value=V] [limit=L].
+func (s *scenario) expectExceedances(f []string) {
+	s.t.Helper()
+	args := kv(f[1:])
+	var got []Event
+	s.pending = slices.DeleteFunc(s.pending, func(ev Event) bool {
+		if ev.Kind == EventExceedance && ev.Enterprise == f[0] && ev.Meter == args["meter"] {
+			got = append(got, ev)
+			return true
+		}
+		return false
+	})
+	if n, _ := strconv.Atoi(args["count"]); len(got) != n {
+		s.errorf("exceedances of %s %s: got %d, want %s: %v", f[0], args["meter"], len(got), args["count"], got)
+	}
+	for i, ev := range got {
+		if i > 0 && !ev.Time.Equal(got[i-1].Time.Add(time.Hour)) {
+			s.errorf("exceedance at %v after one at %v: want one per hour, each once", ev.Time, got[i-1].Time)
+		}
+		if v, ok := args["value"]; ok && strconv.FormatFloat(ev.NewValue, 'g', -1, 64) != v {
+			s.errorf("exceedance at %v: mean %g, want %s", ev.Time, ev.NewValue, v)
+		}
+		if l, ok := args["limit"]; ok && strconv.FormatFloat(ev.OldValue, 'g', -1, 64) != l {
+			s.errorf("exceedance at %v: limit %g, want %s", ev.Time, ev.OldValue, l)
+		}
 	}
 }
 

@@ -171,7 +171,7 @@ func (f fakeEnv) get(i int) (float64, bool) {
 func (f fakeEnv) sum(i int) (float64, bool)  { return f.get(i) }
 func (f fakeEnv) load(i int) (float64, bool) { return f.get(i) }
 func (f fakeEnv) mean(i int) (float64, bool) { return f.get(i) }
-func (f fakeEnv) compliance(i int, lo, hi float64) (float64, bool) {
+func (f fakeEnv) compliance(i int, lo, hi float64, _ bool) (float64, bool) {
 	v, ok := f.get(i)
 	if !ok {
 		return 0, false

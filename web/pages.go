@@ -142,7 +142,7 @@ func statusZH(s string) string {
 
 func kindZH(k string) string {
 	return map[string]string{"code_change": "赋码变化", "level_drop": "等级下降", "worsening": "指标恶化",
-		"restrictive_fail": "限定性指标不达标", "stale": "仪表离线",
+		"restrictive_fail": "限定性指标不达标", "stale": "仪表离线", "exceedance": "小时均值超标",
 		"declaration_submitted": "申报待审", "declaration_accepted": "申报通过", "declaration_rejected": "申报驳回"}[k]
 }
 

@@ -67,6 +67,12 @@ type Config struct {
 		History         int           `yaml:"history" help:"recent readings kept per meter to place late ones and spot duplicates"`
 		ShutdownGrace   time.Duration `yaml:"shutdown_grace" help:"how long the final flush may take at shutdown"`
 	} `yaml:"ingest"`
+	HJ212 struct {
+		Listen         string        `yaml:"listen" help:"TCP address where HJ 212 data loggers connect, e.g. :9212 (empty: no TCP receiver; frames forwarded over MQTT on cp/v1/{enterprise}/{gateway}/hj212 are taken either way)"`
+		MaxConnections int           `yaml:"max_connections" help:"loggers connected at once; more are disconnected at once"`
+		IdleTimeout    time.Duration `yaml:"idle_timeout" help:"a logger connection silent this long is closed (loggers send every minute)"`
+		MaxSegment     int           `yaml:"max_segment" help:"largest data segment of an HJ 212 frame, bytes (1024 by the standard's examples; longer content is split with PNUM/PNO; at most 9999)"`
+	} `yaml:"hj212"`
 	Scoring struct {
 		Standard          string        `yaml:"standard" help:"indicator standard YAML (empty: the shipped automobile standard)"`
 		Policy            string        `yaml:"policy" help:"dynamic-code policy YAML (empty: the shipped policy)"`
@@ -113,6 +119,9 @@ func defaultConfig() Config {
 	c.Ingest.PastHorizon = 30 * 24 * time.Hour
 	c.Ingest.History = 32
 	c.Ingest.ShutdownGrace = 10 * time.Second
+	c.HJ212.MaxConnections = 1000
+	c.HJ212.IdleTimeout = 10 * time.Minute
+	c.HJ212.MaxSegment = 1024
 	c.Scoring.Declarations = "scoring/declarations"
 	c.Scoring.Interval = 10 * time.Second
 	c.Scoring.DeclarationsEvery = time.Minute
@@ -292,7 +301,8 @@ func (c *Config) validate() []error {
 		bad("influx.bucket is empty")
 	}
 	positive := map[string]int{"mqtt.max_inflight": c.MQTT.MaxInflight, "ingest.batch_size": c.Ingest.BatchSize,
-		"ingest.max_payload_bytes": c.Ingest.MaxPayloadBytes, "ingest.max_readings": c.Ingest.MaxReadings, "ingest.history": c.Ingest.History, "ingest.writers": c.Ingest.Writers}
+		"ingest.max_payload_bytes": c.Ingest.MaxPayloadBytes, "ingest.max_readings": c.Ingest.MaxReadings, "ingest.history": c.Ingest.History, "ingest.writers": c.Ingest.Writers,
+		"hj212.max_connections": c.HJ212.MaxConnections, "hj212.max_segment": c.HJ212.MaxSegment}
 	for _, k := range sortedKeys(positive) {
 		if positive[k] <= 0 {
 			bad("%s must be positive, got %d", k, positive[k])
@@ -302,7 +312,8 @@ func (c *Config) validate() []error {
 		"mqtt.watchdog_interval": c.MQTT.WatchdogInterval, "ingest.batch_interval": c.Ingest.BatchInterval,
 		"ingest.future_horizon": c.Ingest.FutureHorizon, "ingest.past_horizon": c.Ingest.PastHorizon,
 		"ingest.shutdown_grace": c.Ingest.ShutdownGrace, "influx.timeout": c.Influx.Timeout, "scoring.interval": c.Scoring.Interval,
-		"scoring.declarations_every": c.Scoring.DeclarationsEvery, "scoring.checkpoint_every": c.Scoring.CheckpointEvery}
+		"scoring.declarations_every": c.Scoring.DeclarationsEvery, "scoring.checkpoint_every": c.Scoring.CheckpointEvery,
+		"hj212.idle_timeout": c.HJ212.IdleTimeout}
 	for _, k := range sortedKeys(durations) {
 		if durations[k] <= 0 {
 			bad("%s must be positive, got %s", k, durations[k])
@@ -312,6 +323,9 @@ func (c *Config) validate() []error {
 	// gateway a little fast: such a horizon would let it into the windows.
 	if c.Ingest.FutureHorizon > 24*time.Hour {
 		bad("ingest.future_horizon %s is over 24h: readings that far ahead come from a wrong clock", c.Ingest.FutureHorizon)
+	}
+	if c.HJ212.MaxSegment > 9999 {
+		bad("hj212.max_segment %d: a frame's length field has 4 digits, at most 9999", c.HJ212.MaxSegment)
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -54,6 +55,8 @@ Usage:
                                        list the tokens of http.tokens_file (no secrets), remove one
   cleanprod gateways check [DIR]       validate a gateway registry folder (default gateway-config)
   cleanprod gateways mosquitto-acl     write mosquitto passwd and acl files from the registry
+  cleanprod hj212 frame -mn MN -pw PW CODE-FIELD=VALUE ...
+                                       write an HJ 212 data frame as a station's logger sends it
   cleanprod help                       this text
 
 Run "cleanprod serve -help" for every setting.
@@ -96,6 +99,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return report(ctx, args[1:], getenv, stdout, stderr)
 	case "tokens":
 		return tokens(args[1:], getenv, stdout, stderr)
+	case "hj212":
+		return hj212Command(args[1:], time.Now(), stdout, stderr)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -177,6 +177,10 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		Normaliser: ingest.NormaliserConfig{
 			FutureHorizon: cfg.Ingest.FutureHorizon, PastHorizon: cfg.Ingest.PastHorizon, History: cfg.Ingest.History,
 			MaxPayload: cfg.Ingest.MaxPayloadBytes, MaxReadings: cfg.Ingest.MaxReadings,
+			Protocols: map[string]ingest.Protocol{
+				ingest.LevelTelemetry: ingest.ContractV1{MaxReadings: cfg.Ingest.MaxReadings},
+				ingest.LevelHJ212:     ingest.HJ212{MaxSegment: cfg.HJ212.MaxSegment},
+			},
 			Lookup: st.ReadingsOf,
 		},
 		BatchSize: cfg.Ingest.BatchSize, BatchInterval: cfg.Ingest.BatchInterval, Writers: cfg.Ingest.Writers,
@@ -189,6 +193,13 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		MaxReconnectInterval: cfg.MQTT.MaxReconnectInterval, WatchdogInterval: cfg.MQTT.WatchdogInterval,
 	}, pipe, metrics, log.With("component", "mqtt"), nil)
 
+	stations, err := listenHJ212(cfg, pipe, promReg, log.With("component", "hj212"))
+	if err != nil {
+		return err
+	}
+	if stations != nil {
+		defer stations.ln.Close() // when serve ends before the receiver took over
+	}
 	start := newStartup(promReg)
 	loading := func() []string {
 		var l []string
@@ -234,7 +245,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		Tokens: tokens, Events: stream, Recent: recent, PDF: pdf, Registerer: promReg, Logger: log.With("component", "web")}),
 		ReadHeaderTimeout: 10 * time.Second}
 	httpSrv.RegisterOnShutdown(stream.Close) // ends the SSE streams, so Shutdown does not wait on them
-	fmt.Fprintf(stdout, "cleanprod serving: %s://%s (overview /, API /api/v1, OpenAPI /api/v1/openapi.json, metrics /metrics, health /healthz, ready /readyz), broker %s, store %s\n", scheme, ln.Addr(), brokerURL, where)
+	fmt.Fprintf(stdout, "cleanprod serving: %s://%s (overview /, API /api/v1, OpenAPI /api/v1/openapi.json, metrics /metrics, health /healthz, ready /readyz), broker %s, store %s%s\n", scheme, ln.Addr(), brokerURL, where, stations.describe())
 
 	// SIGHUP reloads the registry, scoring files and tokens.
 	hup := make(chan os.Signal, 1)
@@ -324,6 +335,9 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		pg, pctx := errgroup.WithContext(ingestCtx)
 		pg.Go(func() error { return pipe.Run(pctx) })
 		pg.Go(func() error { return sub.Run(pctx) })
+		if stations != nil {
+			pg.Go(func() error { return stations.serve(pctx, cfg.Ingest.ShutdownGrace) })
+		}
 		start.ingest(log)
 		pg.Go(func() error { rl.run(pctx, hup); return nil })
 		pg.Go(func() error {
