@@ -3,18 +3,17 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
+	"github.com/cleanprod/cleanprod/store"
 	"github.com/cleanprod/cleanprod/web"
 )
 
@@ -150,81 +149,48 @@ func seedDeclarations(ctx context.Context, book *review.Book, sd *scoringData, l
 	}
 }
 
-// eventPublisher hands scoring events to MQTT cp/v1/{enterprise}/events
-// without ever blocking the engine: a full queue drops (and counts) the
-// MQTT copy; the event itself is kept in the store and the API.
-type eventPublisher struct {
-	queue   chan scoring.Event
-	dropped prometheus.Counter
-	log     *slog.Logger
-}
-
-func newEventPublisher(reg prometheus.Registerer, log *slog.Logger) *eventPublisher {
-	p := &eventPublisher{
-		queue: make(chan scoring.Event, 10000),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cleanprod_events_mqtt_dropped_total",
-			Help: "Scoring events not published on MQTT because the queue was full (they stay in the store).",
-		}),
-		log: log,
-	}
-	reg.MustRegister(p.dropped)
-	return p
-}
-
-// OnEvent is the engine's event callback.
-func (p *eventPublisher) OnEvent(e scoring.Event) {
-	select {
-	case p.queue <- e:
-	default:
-		p.dropped.Inc()
-	}
-}
-
-// run publishes queued events until ctx ends.
-func (p *eventPublisher) run(ctx context.Context, publish func(ctx context.Context, topic string, payload []byte) error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e := <-p.queue:
-			payload, _ := json.Marshal(e)
-			for attempt := 0; ; attempt++ {
-				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				err := publish(pctx, "cp/v1/"+e.Enterprise+"/events", payload)
-				cancel()
-				if err == nil || ctx.Err() != nil {
-					break
-				}
-				if attempt == 0 {
-					p.log.Warn("event publish failed; retrying", "err", err, "enterprise", e.Enterprise, "kind", e.Kind)
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Second):
-				}
-			}
-		}
-	}
-}
-
 // restoreEvents replays the events already announced, so a restart does
-// not announce them again.
-func restoreEvents(ctx context.Context, st readingStore, eng *scoring.Engine, recent *web.RecentEvents, now time.Time) error {
+// not announce them again: those in the store and those the outbox still
+// holds from the last run (pending: announced, maybe not yet stored; an
+// event in both counts once).
+func restoreEvents(ctx context.Context, st readingStore, eng *scoring.Engine, recent *web.RecentEvents, pending []scoring.Event, now time.Time) error {
 	ps, err := st.Points(ctx, scoring.MeasurementEvent, nil, now.Add(-400*24*time.Hour), now.Add(time.Hour))
 	if err != nil {
 		return fmt.Errorf("read past events: %w", err)
 	}
-	events := make([]scoring.Event, 0, len(ps))
-	for _, p := range ps {
-		if e, ok := scoring.EventFromPoint(p); ok {
-			events = append(events, e)
-		}
-	}
+	events := announced(ps, pending)
 	eng.Restore(events)
 	for _, e := range events {
 		recent.Add(e)
 	}
 	return nil
+}
+
+// announced merges the stored event points with the outbox's pending
+// events, oldest first, each event once (the store keys a point by its
+// tags and time, so an event stored again is the same point).
+func announced(ps []store.Point, pending []scoring.Event) []scoring.Event {
+	type key struct {
+		ent, kind, ind, meter string
+		at                    int64
+	}
+	keyOf := func(e scoring.Event) key {
+		return key{e.Enterprise, string(e.Kind), e.Indicator, e.Meter, e.Time.UnixNano()}
+	}
+	seen := make(map[key]bool, len(ps))
+	events := make([]scoring.Event, 0, len(ps)+len(pending))
+	for _, p := range ps {
+		if e, ok := scoring.EventFromPoint(p); ok {
+			events = append(events, e)
+			seen[keyOf(e)] = true
+		}
+	}
+	for _, e := range pending {
+		if k := keyOf(e); !seen[k] {
+			seen[k] = true
+			events = append(events, e)
+		}
+	}
+	slices.SortStableFunc(events, func(a, b scoring.Event) int { return a.Time.Compare(b.Time) })
+	return events
 }
