@@ -137,7 +137,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	// published on cp/v1/{enterprise}/events, each step retried until
 	// done; what a crash left in it goes first (package outbox).
 	ob, err := outbox.Open(outbox.Config{Dir: outboxDir(cfg), Store: st,
-		Publish: func(ctx context.Context, topic string, payload []byte) error { return sub.Publish(ctx, topic, payload) },
+		Publish:    func(ctx context.Context, topic string, payload []byte) error { return sub.Publish(ctx, topic, payload) },
 		Registerer: promReg, Logger: log.With("component", "outbox")})
 	if err != nil {
 		return err
