@@ -580,3 +580,35 @@ func intact(data []byte) bool {
 	_, err = decodeRecord(block)
 	return err == nil
 }
+
+// Announced merges the event points read back from the store with the
+// events an outbox replayed (Replayed), oldest first, each event once:
+// what a start passes to scoring.Engine.Restore. An event in the outbox
+// and not yet in the store was announced all the same; one in both (it
+// was stored, and the outbox had not yet recorded it) is the same point,
+// since the store keys points by tags and time.
+func Announced(stored []store.Point, replayed []scoring.Event) []scoring.Event {
+	type key struct {
+		ent, kind, ind, meter string
+		at                    int64
+	}
+	keyOf := func(e scoring.Event) key {
+		return key{e.Enterprise, string(e.Kind), e.Indicator, e.Meter, e.Time.UnixNano()}
+	}
+	seen := make(map[key]bool, len(stored))
+	events := make([]scoring.Event, 0, len(stored)+len(replayed))
+	for _, p := range stored {
+		if e, ok := scoring.EventFromPoint(p); ok {
+			events = append(events, e)
+			seen[keyOf(e)] = true
+		}
+	}
+	for _, e := range replayed {
+		if k := keyOf(e); !seen[k] {
+			seen[k] = true
+			events = append(events, e)
+		}
+	}
+	slices.SortStableFunc(events, func(a, b scoring.Event) int { return a.Time.Compare(b.Time) })
+	return events
+}

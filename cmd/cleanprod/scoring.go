@@ -8,12 +8,11 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
-	"github.com/cleanprod/cleanprod/store"
+	"github.com/cleanprod/cleanprod/outbox"
 	"github.com/cleanprod/cleanprod/web"
 )
 
@@ -158,39 +157,10 @@ func restoreEvents(ctx context.Context, st readingStore, eng *scoring.Engine, re
 	if err != nil {
 		return fmt.Errorf("read past events: %w", err)
 	}
-	events := announced(ps, pending)
+	events := outbox.Announced(ps, pending)
 	eng.Restore(events)
 	for _, e := range events {
 		recent.Add(e)
 	}
 	return nil
-}
-
-// announced merges the stored event points with the outbox's pending
-// events, oldest first, each event once (the store keys a point by its
-// tags and time, so an event stored again is the same point).
-func announced(ps []store.Point, pending []scoring.Event) []scoring.Event {
-	type key struct {
-		ent, kind, ind, meter string
-		at                    int64
-	}
-	keyOf := func(e scoring.Event) key {
-		return key{e.Enterprise, string(e.Kind), e.Indicator, e.Meter, e.Time.UnixNano()}
-	}
-	seen := make(map[key]bool, len(ps))
-	events := make([]scoring.Event, 0, len(ps)+len(pending))
-	for _, p := range ps {
-		if e, ok := scoring.EventFromPoint(p); ok {
-			events = append(events, e)
-			seen[keyOf(e)] = true
-		}
-	}
-	for _, e := range pending {
-		if k := keyOf(e); !seen[k] {
-			seen[k] = true
-			events = append(events, e)
-		}
-	}
-	slices.SortStableFunc(events, func(a, b scoring.Event) int { return a.Time.Compare(b.Time) })
-	return events
 }
