@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/cleanprod/cleanprod/outbox"
 	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
-	"github.com/cleanprod/cleanprod/outbox"
 	"github.com/cleanprod/cleanprod/web"
 )
 
