@@ -942,9 +942,13 @@ func (e *Engine) writeLoop(ctx context.Context) {
 		var ps []store.Point
 		select {
 		case <-ctx.Done():
-			e.flushPoints()
+			e.flushPoints(nil)
 			return
 		case ps = <-e.writes:
+			if ctx.Err() != nil {
+				e.flushPoints(ps)
+				return
+			}
 		}
 		// In requests of pointChunk points, so that one write never
 		// holds the store (shared with ingest) for long.
@@ -972,17 +976,18 @@ func (e *Engine) writeLoop(ctx context.Context) {
 	}
 }
 
-// flushPoints writes the points still queued when Run stops, within one
-// WriteTimeout in all; what is left is counted dropped.
-func (e *Engine) flushPoints() {
+// flushPoints writes ps and the points still queued when Run stops,
+// within one WriteTimeout in all; what is left is counted dropped.
+func (e *Engine) flushPoints(ps []store.Point) {
 	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
 	defer cancel()
 	for {
-		var ps []store.Point
-		select {
-		case ps = <-e.writes:
-		default:
-			return
+		if ps == nil {
+			select {
+			case ps = <-e.writes:
+			default:
+				return
+			}
 		}
 		for len(ps) > 0 {
 			n := min(len(ps), pointChunk)
@@ -993,6 +998,7 @@ func (e *Engine) flushPoints() {
 			e.m.points.WithLabelValues("written").Add(float64(n))
 			ps = ps[n:]
 		}
+		ps = nil
 	}
 }
 
