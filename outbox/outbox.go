@@ -1,12 +1,12 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"log/slog"
 	"math"
 	"os"
@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/cleanprod/cleanprod/internal/atomicfile"
+	"github.com/cleanprod/cleanprod/internal/frame"
 	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/store"
 )
@@ -188,7 +189,7 @@ func (o *Outbox) load() error {
 	var events []entry
 	off := 0
 	for off < len(data) {
-		block, next, whole, err := unframe(data[off:])
+		block, next, whole, err := frame.Next(data[off:], maxRecord)
 		var r record
 		if whole && err == nil {
 			r, err = decodeRecord(block)
@@ -375,23 +376,13 @@ func (o *Outbox) signal(c chan struct{}) {
 
 // countAbove counts the entries with a seq above seq. With o.mu held.
 func (o *Outbox) countAbove(seq uint64) int {
-	i, _ := slices.BinarySearchFunc(o.entries, seq+1, func(e entry, s uint64) int { return cmpU(e.seq, s) })
+	i, _ := slices.BinarySearchFunc(o.entries, seq+1, func(e entry, s uint64) int { return cmp.Compare(e.seq, s) })
 	return len(o.entries) - i
 }
 
 // countBetween counts the entries with from < seq <= to. With o.mu held.
 func (o *Outbox) countBetween(from, to uint64) int {
 	return o.countAbove(from) - o.countAbove(to)
-}
-
-func cmpU(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // take returns up to n entries with a seq above from and at most to.
@@ -436,7 +427,7 @@ func (o *Outbox) mark(kind byte, seq uint64) {
 	if o.f == nil {
 		return
 	}
-	o.buf = frame(o.buf[:0], binary.AppendUvarint([]byte{kind}, seq))
+	o.buf = frame.Append(o.buf[:0], binary.AppendUvarint([]byte{kind}, seq))
 	_, err := o.f.Write(o.buf)
 	if err == nil {
 		err = o.f.Sync()
@@ -462,8 +453,8 @@ func (o *Outbox) compactLocked() error {
 		return nil
 	}
 	var buf []byte
-	buf = frame(buf, binary.AppendUvarint([]byte{recStored}, o.stored))
-	buf = frame(buf, binary.AppendUvarint([]byte{recPublished}, o.published))
+	buf = frame.Append(buf, binary.AppendUvarint([]byte{recStored}, o.stored))
+	buf = frame.Append(buf, binary.AppendUvarint([]byte{recPublished}, o.published))
 	for i := range o.entries {
 		buf, _ = appendEvent(buf, o.entries[i].seq, o.entries[i].ev)
 	}
@@ -503,7 +494,7 @@ func appendEvent(buf []byte, seq uint64, ev scoring.Event) ([]byte, scoring.Even
 		ev.Reasons = nil
 		js, _ = json.Marshal(ev)
 	}
-	return frame(buf, append(p, js...)), ev
+	return frame.Append(buf, append(p, js...)), ev
 }
 
 // record is one decoded record.
@@ -542,38 +533,10 @@ func decodeRecord(b []byte) (record, error) {
 	return r, nil
 }
 
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
-// frame appends block with its length and CRC-32C.
-func frame(buf, block []byte) []byte {
-	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(block)))
-	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(block, crcTable))
-	return append(buf, block...)
-}
-
-// unframe splits the first framed block off data: whole false when data
-// ends inside it (or its length is beyond any record); err when its
-// checksum does not match.
-func unframe(data []byte) (block, rest []byte, whole bool, err error) {
-	if len(data) < 8 {
-		return nil, data, false, nil
-	}
-	n := int(binary.LittleEndian.Uint32(data))
-	sum := binary.LittleEndian.Uint32(data[4:])
-	if n > maxRecord || n > len(data)-8 {
-		return nil, data, false, nil
-	}
-	block = data[8 : 8+n]
-	if crc32.Checksum(block, crcTable) != sum {
-		return block, data[8+n:], true, errors.New("checksum mismatch")
-	}
-	return block, data[8+n:], true, nil
-}
-
 // intact reports whether data starts with a whole record whose checksum
 // matches and that decodes.
 func intact(data []byte) bool {
-	block, _, whole, err := unframe(data)
+	block, _, whole, err := frame.Next(data, maxRecord)
 	if !whole || err != nil {
 		return false
 	}

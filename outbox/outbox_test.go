@@ -11,12 +11,14 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/cleanprod/cleanprod/internal/frame"
 	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/store"
 )
@@ -100,6 +102,32 @@ func (b *fakeBroker) published() []string {
 func evKey(ev scoring.Event) string {
 	return fmt.Sprintf("%s/%s/%s/%s/%t@%d", ev.Enterprise, ev.Kind, ev.Indicator, ev.Meter, ev.Resolved, ev.Time.UnixNano())
 }
+
+// outage is a switch: while it is on, err returns the outage's error.
+type outage struct {
+	on  atomic.Bool
+	err error
+}
+
+func newOutage(on bool, err error) *outage {
+	o := &outage{err: err}
+	o.on.Store(on)
+	return o
+}
+
+func (o *outage) check() error {
+	if o.on.Load() {
+		return o.err
+	}
+	return nil
+}
+
+func (o *outage) points([]store.Point) error { return o.check() }
+
+var (
+	errStoreDown  = &store.WriteError{Err: errors.New("connection refused")}
+	errBrokerDown = errors.New("not connected")
+)
 
 var t0 = time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
 
@@ -244,17 +272,8 @@ func TestDeliverInOrder(t *testing.T) {
 // nothing dropped; once it accepts, every event is stored and published.
 func TestStoreDownRetried(t *testing.T) {
 	r := newRig(t, nil)
-	var down sync.Mutex
-	fails := 0
-	r.st.write = func([]store.Point) error {
-		down.Lock()
-		defer down.Unlock()
-		if fails >= 0 {
-			fails++
-			return &store.WriteError{Err: errors.New("connection refused")}
-		}
-		return nil
-	}
+	down := newOutage(true, errStoreDown)
+	r.st.write = down.points
 	r.run()
 	want := events(0, 50)
 	if err := r.ob.Append(want); err != nil {
@@ -267,9 +286,7 @@ func TestStoreDownRetried(t *testing.T) {
 	if got := testutil.ToFloat64(mustGauge(t, r.reg, "cleanprod_events_outbox_events", "store")); got != 50 {
 		t.Errorf("events waiting for the store %g, want 50", got)
 	}
-	down.Lock()
-	fails = -1
-	down.Unlock()
+	down.on.Store(false)
 	r.waitPublished(50)
 	if r.st.count() != 50 {
 		t.Errorf("store holds %d of 50", r.st.count())
@@ -312,16 +329,8 @@ func (g gaugeOf) Collect(ch chan<- prometheus.Metric) {
 // they are published, in order, once it is back.
 func TestBrokerDownRetried(t *testing.T) {
 	r := newRig(t, nil)
-	var mu sync.Mutex
-	down := true
-	r.br.fail = func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return errors.New("not connected")
-		}
-		return nil
-	}
+	down := newOutage(true, errBrokerDown)
+	r.br.fail = down.check
 	r.run()
 	want := events(0, 20)
 	if err := r.ob.Append(want); err != nil {
@@ -329,9 +338,7 @@ func TestBrokerDownRetried(t *testing.T) {
 	}
 	waitFor(t, "publishes failing", func() bool { return testutil.ToFloat64(r.ob.m.failures.WithLabelValues("mqtt")) >= 3 })
 	waitFor(t, "every event stored", func() bool { return r.st.count() == 20 })
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	down.on.Store(false)
 	r.waitPublished(20)
 	if got := r.br.published(); strings.Join(got, "\n") != strings.Join(keysOf(want), "\n") {
 		t.Errorf("published not in order: %v", got)
@@ -344,33 +351,16 @@ func TestBrokerDownRetried(t *testing.T) {
 // each once, before anything appended after.
 func TestReplayAfterCrash(t *testing.T) {
 	r := newRig(t, nil)
-	var mu sync.Mutex
-	storeDown, brokerDown := false, true
-	r.st.write = func([]store.Point) error {
-		mu.Lock()
-		defer mu.Unlock()
-		if storeDown {
-			return &store.WriteError{Err: errors.New("connection refused")}
-		}
-		return nil
-	}
-	r.br.fail = func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if brokerDown {
-			return errors.New("not connected")
-		}
-		return nil
-	}
+	storeDown, brokerDown := newOutage(false, errStoreDown), newOutage(true, errBrokerDown)
+	r.st.write = storeDown.points
+	r.br.fail = brokerDown.check
 	r.run()
 	first := events(0, 10)
 	if err := r.ob.Append(first); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the first events stored", func() bool { return r.st.count() == 10 })
-	mu.Lock()
-	storeDown = true
-	mu.Unlock()
+	storeDown.on.Store(true)
 	second := events(10, 10)
 	if err := r.ob.Append(second); err != nil {
 		t.Fatal(err)
@@ -382,9 +372,8 @@ func TestReplayAfterCrash(t *testing.T) {
 	if got := keysOf(r.ob.Replayed()); strings.Join(got, "\n") != strings.Join(keysOf(append(first, second...)), "\n") {
 		t.Fatalf("replayed %d events, want the 20 undelivered in order", len(got))
 	}
-	mu.Lock()
-	storeDown, brokerDown = false, false
-	mu.Unlock()
+	storeDown.on.Store(false)
+	brokerDown.on.Store(false)
 	third := events(20, 5)
 	if err := r.ob.Append(third); err != nil {
 		t.Fatal(err)
@@ -489,11 +478,11 @@ func TestDamagedMiddle(t *testing.T) {
 func TestGarbageFile(t *testing.T) {
 	for i, data := range [][]byte{
 		[]byte("not an outbox at all\n"),
-		frame(nil, []byte{recEvent}),
-		frame(nil, []byte{recEvent, 1, '{', '}'}),
-		frame(nil, []byte{'Z', 1}),
-		frame(nil, []byte{recStored, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}),
-		append(frame(nil, []byte{recPublished, 5}), frame(nil, []byte{recEvent, 3, '{', '"'})...),
+		frame.Append(nil, []byte{recEvent}),
+		frame.Append(nil, []byte{recEvent, 1, '{', '}'}),
+		frame.Append(nil, []byte{'Z', 1}),
+		frame.Append(nil, []byte{recStored, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}),
+		append(frame.Append(nil, []byte{recPublished, 5}), frame.Append(nil, []byte{recEvent, 3, '{', '"'})...),
 	} {
 		dir := t.TempDir()
 		os.WriteFile(filepath.Join(dir, FileName), data, 0o600)
@@ -514,16 +503,8 @@ func TestGarbageFile(t *testing.T) {
 // exactly those.
 func TestCompaction(t *testing.T) {
 	r := newRig(t, nil)
-	var mu sync.Mutex
-	down := false
-	r.br.fail = func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return errors.New("not connected")
-		}
-		return nil
-	}
+	down := newOutage(false, errBrokerDown)
+	r.br.fail = down.check
 	r.run()
 	path := filepath.Join(r.dir, FileName)
 	n := 0
@@ -540,9 +521,7 @@ func TestCompaction(t *testing.T) {
 		fi, _ := os.Stat(path)
 		return fi.Size() < compactAt
 	})
-	mu.Lock()
-	down = true
-	mu.Unlock()
+	down.on.Store(true)
 	if err := r.ob.Append(events(n, 3)); err != nil {
 		t.Fatal(err)
 	}
@@ -566,16 +545,8 @@ func TestCompaction(t *testing.T) {
 // once delivery resumes it takes events again.
 func TestBounded(t *testing.T) {
 	r := newRig(t, func(c *Config) { c.MaxBytes = 8 << 10 })
-	var mu sync.Mutex
-	down := true
-	r.br.fail = func() error {
-		mu.Lock()
-		defer mu.Unlock()
-		if down {
-			return errors.New("not connected")
-		}
-		return nil
-	}
+	down := newOutage(true, errBrokerDown)
+	r.br.fail = down.check
 	r.run()
 	taken := 0
 	var err error
@@ -598,9 +569,7 @@ func TestBounded(t *testing.T) {
 	if fi.Size() > 8<<10+4<<10 {
 		t.Errorf("file of %d bytes, beyond the bound", fi.Size())
 	}
-	mu.Lock()
-	down = false
-	mu.Unlock()
+	down.on.Store(false)
 	r.waitPublished(taken)
 	if err := r.ob.Append(events(taken, 10)); err != nil {
 		t.Errorf("after delivery: %v", err)
@@ -667,7 +636,7 @@ func TestRefusedEvent(t *testing.T) {
 // delivered, or with the count left when its context ends first.
 func TestFlushAtShutdown(t *testing.T) {
 	r := newRig(t, nil)
-	r.br.fail = func() error { return errors.New("not connected") }
+	r.br.fail = newOutage(true, errBrokerDown).check
 	r.run()
 	if err := r.ob.Append(events(0, 4)); err != nil {
 		t.Fatal(err)
