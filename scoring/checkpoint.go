@@ -62,7 +62,6 @@ const (
 	resumeMaxDirty = 48
 )
 
-
 // ckptHeader opens a checkpoint file (JSON, one line).
 type ckptHeader struct {
 	Version     int       `json:"version"`
