@@ -54,6 +54,12 @@
 // At shutdown, Flush delivers what it can within the grace it is given;
 // the rest stays in the file for the next start.
 //
+// Each event reaches the store once in effect (a write again is the same
+// point). MQTT is at least once: a crash after the broker acknowledged an
+// event and before the file recorded it publishes that event again at the
+// next start, as QoS 1 may anyway; subscribers tell it by its enterprise,
+// kind, subject and time.
+//
 // Metrics: cleanprod_events_outbox_events{stage} (waiting for the store,
 // for MQTT), cleanprod_events_outbox_oldest_age_seconds,
 // cleanprod_events_outbox_bytes, cleanprod_events_outbox_failures_total
