@@ -212,7 +212,11 @@ func (o *Outbox) load() error {
 		}
 		switch r.kind {
 		case recEvent:
-			events = append(events, entry{seq: r.seq, ev: r.ev, size: int64(len(data) - len(next) - off), at: now})
+			// Numbers only rise; one that does not is a batch written
+			// twice (a failed append whose cut-back failed too).
+			if len(events) == 0 || r.seq > events[len(events)-1].seq {
+				events = append(events, entry{seq: r.seq, ev: r.ev, size: int64(len(data) - len(next) - off), at: now})
+			}
 		case recStored:
 			o.stored = max(o.stored, r.seq)
 		case recPublished:
