@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"hash/fnv"
 	"io"
 	"maps"
@@ -20,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cleanprod/cleanprod/internal/atomicfile"
+	"github.com/cleanprod/cleanprod/internal/frame"
 	"github.com/cleanprod/cleanprod/store"
 )
 
@@ -61,8 +61,6 @@ const (
 	// that is resumed rather than refilled: two days of hours.
 	resumeMaxDirty = 48
 )
-
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
 // ckptHeader opens a checkpoint file (JSON, one line).
 type ckptHeader struct {
@@ -278,31 +276,6 @@ func decodeWindow(c *dec, w *window) {
 	w.stale = true
 }
 
-// frame appends block as length, checksum, block.
-func frame(buf, block []byte) []byte {
-	buf = binary.LittleEndian.AppendUint32(buf, uint32(len(block)))
-	buf = binary.LittleEndian.AppendUint32(buf, crc32.Checksum(block, crcTable))
-	return append(buf, block...)
-}
-
-// unframe splits the first framed block off data: ok false when data ends
-// inside it; err when it is damaged.
-func unframe(data []byte) (block, rest []byte, ok bool, err error) {
-	if len(data) < 8 {
-		return nil, data, false, nil
-	}
-	n := int(binary.LittleEndian.Uint32(data))
-	sum := binary.LittleEndian.Uint32(data[4:])
-	if n > len(data)-8 {
-		return nil, data, false, nil
-	}
-	block = data[8 : 8+n]
-	if crc32.Checksum(block, crcTable) != sum {
-		return block, data[8+n:], true, errors.New("checksum mismatch")
-	}
-	return block, data[8+n:], true, nil
-}
-
 // writeCheckpoint writes every enterprise's windows to the checkpoint
 // file, as holding every write up to through; then the journal forgets
 // what the file holds. Engine goroutine, with no refill running.
@@ -336,7 +309,7 @@ func (e *Engine) writeCheckpoint(through uint64) error {
 			for _, w := range es.wins {
 				encodeWindow(&c, w)
 			}
-			out = frame(out[:0], c.p)
+			out = frame.Append(out[:0], c.p)
 			n, err = w.Write(out)
 			size += n
 		}
@@ -412,7 +385,7 @@ func (e *Engine) readCheckpoint(path string) (ckptHeader, map[*entState][]*windo
 	out := map[*entState][]*window{}
 	behind := 0
 	for i := 0; i < hdr.Enterprises; i++ {
-		block, next, whole, err := unframe(rest)
+		block, next, whole, err := frame.Next(rest, 0)
 		if err == nil && !whole {
 			err = errShort
 		}
@@ -523,7 +496,7 @@ func (r *jrecord) encode(buf []byte) []byte {
 		c.str(x.ent)
 		c.varint(x.at)
 	}
-	return frame(buf, c.p)
+	return frame.Append(buf, c.p)
 }
 
 // readJournal reads the records of the journal at path; good is the
@@ -541,7 +514,7 @@ func readJournal(path string) (recs []jrecord, good int64, err error) {
 	}
 	rest := data
 	for len(rest) > 0 {
-		block, next, whole, err := unframe(rest)
+		block, next, whole, err := frame.Next(rest, 0)
 		if !whole {
 			break // the last record, cut short
 		}

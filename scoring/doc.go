@@ -46,9 +46,15 @@
 //     solutions and stale meters; rankings overall and per indicator.
 //   - Events (code_change, level_drop, worsening, restrictive_fail, stale,
 //     exceedance: an analyser hour above its limit)
-//     to Config.OnEvent, for MQTT cp/v1/{enterprise}/events and the API.
-//   - Points to Config.Sink: measurements "indicator", "score" and "event"
-//     (see MeasurementIndicator and friends).
+//     to Config.Outbox, which keeps them durably and writes them to the
+//     store and MQTT cp/v1/{enterprise}/events (package outbox); once it
+//     took them, to Config.OnEvent, for the API. An outbox that refuses a
+//     tick's events (full, its file failing) has them offered again every
+//     tick: they are held, never dropped, and announced only once durable.
+//   - Points to Config.Sink: measurements "indicator" and "score" (and
+//     "event" without an Outbox; see MeasurementIndicator and friends)
+//     through a bounded queue: a full queue or a failed write drops them
+//     (counted), and the next PointEvery writes fresh ones.
 //   - Prometheus metrics (cleanprod_scoring_*) on Config.Registerer.
 //
 // # Method

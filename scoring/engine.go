@@ -27,6 +27,14 @@ type Sink interface {
 	WritePoints(ctx context.Context, ps []store.Point) error
 }
 
+// Outbox keeps events durably until they are delivered (package outbox
+// implements it).
+type Outbox interface {
+	// Append returns once evs are durable, or an error and nothing of
+	// them is kept.
+	Append(evs []Event) error
+}
+
 // Config wires an Engine. Standard, Policy and Registry are required; the
 // rest is optional.
 type Config struct {
@@ -65,8 +73,18 @@ type Config struct {
 	// happen on a separate goroutine with a bounded queue: a slow sink
 	// drops points (counted) rather than stall scoring.
 	Sink Sink
+	// Outbox, when set, takes every tick's events before they count as
+	// announced: Append must return once they are durable (see package
+	// outbox), and the outbox, not the Sink queue, writes them to the
+	// store. When Append fails (full, or its file failing) the engine
+	// holds the events and offers them again on its next tick; they are
+	// announced (OnEvent, the events metric) only once it took them. nil:
+	// event points go through the Sink queue with the indicator and score
+	// points, and are lost with them when it is full or a write fails.
+	Outbox Outbox
 	// OnEvent is called for every event, in order, on the engine's
-	// goroutine: it must not block (hand the event to a queue).
+	// goroutine, once the Outbox took it: it must not block (hand the
+	// event to a queue).
 	OnEvent func(Event)
 	// Registerer registers the engine's metrics (nil: not registered).
 	Registerer prometheus.Registerer
@@ -113,7 +131,8 @@ type Engine struct {
 	order    []*entState
 	started  time.Time // a meter never heard of goes stale stale.after after it
 	lastFull time.Time
-	events   []Event
+	events   []Event // raised, not yet taken by the Outbox
+	heldWarn time.Time
 	points   []store.Point
 	envs     []env // formula scratch, one per worker
 	running  atomic.Bool
@@ -906,6 +925,10 @@ func (e *Engine) step(ctx context.Context, now time.Time) {
 		}
 	}
 	if len(changed) == 0 {
+		if len(e.events) > 0 { // held by a failing Outbox
+			e.announce()
+			e.queuePoints()
+		}
 		return
 	}
 	e.evaluateAll(changed, now)
@@ -922,14 +945,47 @@ func (e *Engine) step(ctx context.Context, now time.Time) {
 	e.snap.Store(next)
 	e.m.evaluations.Add(float64(len(changed)))
 	e.m.tickSeconds.Observe(time.Since(start).Seconds())
+	e.announce()
+	e.queuePoints()
+	if full {
+		e.m.stateBytes.Set(float64(e.StateBytes()))
+	}
+}
+
+// announce hands the raised events to the Outbox and, once it took them,
+// announces them. Events the Outbox refuses stay in e.events, ahead of
+// those of later ticks: nothing is announced before it is durable, and
+// nothing is dropped.
+func (e *Engine) announce() {
+	if len(e.events) == 0 {
+		return
+	}
+	if e.cfg.Outbox != nil {
+		if err := e.cfg.Outbox.Append(e.events); err != nil {
+			e.m.eventsHeld.Set(float64(len(e.events)))
+			if time.Since(e.heldWarn) >= time.Minute {
+				e.log.Warn("scoring: the outbox does not take events; they are held and announced once it does", "events", len(e.events), "err", err)
+				e.heldWarn = time.Now()
+			}
+			return
+		}
+		e.m.eventsHeld.Set(0)
+	}
 	for _, ev := range e.events {
 		e.m.events.WithLabelValues(string(ev.Kind)).Inc()
 		if e.cfg.OnEvent != nil {
 			e.cfg.OnEvent(ev)
 		}
-		e.points = append(e.points, EventPoint(ev))
+		if e.cfg.Outbox == nil {
+			e.points = append(e.points, EventPoint(ev))
+		}
 	}
 	e.events = e.events[:0]
+}
+
+// queuePoints hands the tick's points to the write loop; a full queue
+// drops them (counted): the next PointEvery writes fresh ones.
+func (e *Engine) queuePoints() {
 	if len(e.points) > 0 && e.cfg.Sink != nil {
 		select {
 		case e.writes <- e.points:
@@ -938,9 +994,6 @@ func (e *Engine) step(ctx context.Context, now time.Time) {
 		}
 	}
 	e.points = nil
-	if full {
-		e.m.stateBytes.Set(float64(e.StateBytes()))
-	}
 }
 
 // pointChunk is the most points the engine writes in one request.
@@ -950,34 +1003,66 @@ func (e *Engine) writeLoop(ctx context.Context) {
 	var lastWarn time.Time
 	suppressed := 0
 	for {
+		var ps []store.Point
 		select {
 		case <-ctx.Done():
+			e.flushPoints(nil)
 			return
-		case ps := <-e.writes:
-			// In requests of pointChunk points, so that one write never
-			// holds the store (shared with ingest) for long.
-			var err error
-			for len(ps) > 0 && err == nil {
-				n := min(len(ps), pointChunk)
-				wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
-				err = e.cfg.Sink.WritePoints(wctx, ps[:n])
-				cancel()
-				if err == nil {
-					e.m.points.WithLabelValues("written").Add(float64(n))
-					ps = ps[n:]
-				}
-			}
-			if err != nil {
-				e.m.points.WithLabelValues("failed").Add(float64(len(ps)))
-				// Log once a minute at most; the metric counts every failure.
-				if time.Since(lastWarn) >= time.Minute {
-					e.log.Warn("scoring: write points failed; later ticks write fresh ones", "points", len(ps), "err", err, "failures_not_logged", suppressed)
-					lastWarn, suppressed = time.Now(), 0
-				} else {
-					suppressed++
-				}
+		case ps = <-e.writes:
+			if ctx.Err() != nil {
+				e.flushPoints(ps)
+				return
 			}
 		}
+		// In requests of pointChunk points, so that one write never
+		// holds the store (shared with ingest) for long.
+		var err error
+		for len(ps) > 0 && err == nil {
+			n := min(len(ps), pointChunk)
+			wctx, cancel := context.WithTimeout(ctx, e.cfg.WriteTimeout)
+			err = e.cfg.Sink.WritePoints(wctx, ps[:n])
+			cancel()
+			if err == nil {
+				e.m.points.WithLabelValues("written").Add(float64(n))
+				ps = ps[n:]
+			}
+		}
+		if err != nil {
+			e.m.points.WithLabelValues("failed").Add(float64(len(ps)))
+			// Log once a minute at most; the metric counts every failure.
+			if time.Since(lastWarn) >= time.Minute {
+				e.log.Warn("scoring: write points failed; later ticks write fresh ones", "points", len(ps), "err", err, "failures_not_logged", suppressed)
+				lastWarn, suppressed = time.Now(), 0
+			} else {
+				suppressed++
+			}
+		}
+	}
+}
+
+// flushPoints writes ps and the points still queued when Run stops,
+// within one WriteTimeout in all; what is left is counted dropped.
+func (e *Engine) flushPoints(ps []store.Point) {
+	ctx, cancel := context.WithTimeout(context.Background(), e.cfg.WriteTimeout)
+	defer cancel()
+	for {
+		if ps == nil {
+			select {
+			case ps = <-e.writes:
+			default:
+				return
+			}
+		}
+		for len(ps) > 0 {
+			n := min(len(ps), pointChunk)
+			if ctx.Err() != nil || e.cfg.Sink.WritePoints(ctx, ps[:n]) != nil {
+				e.m.points.WithLabelValues("dropped").Add(float64(len(ps)))
+				break
+			}
+			e.m.points.WithLabelValues("written").Add(float64(n))
+			ps = ps[n:]
+		}
+		ps = nil
 	}
 }
 

@@ -12,6 +12,7 @@ type metrics struct {
 	tickSeconds prometheus.Histogram
 	pending     prometheus.Gauge
 	events      *prometheus.CounterVec // kind
+	eventsHeld  prometheus.Gauge
 	points      *prometheus.CounterVec // result: written, dropped, failed
 	declInvalid prometheus.Counter
 	stateBytes  prometheus.Gauge
@@ -57,8 +58,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cleanprod_scoring_events_total", Help: "Events raised, by kind.",
 		}, []string{"kind"}),
+		eventsHeld: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cleanprod_scoring_events_held", Help: "Events raised but not yet announced because the outbox did not take them (full, or its file failing); offered again every tick.",
+		}),
 		points: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "cleanprod_scoring_points_total", Help: "Output points, by result (written, dropped when the write queue was full, failed).",
+			Name: "cleanprod_scoring_points_total", Help: "Output points, by result (written; dropped when the write queue was full or still queued at shutdown; failed). Events go through the outbox instead when it is configured.",
 		}, []string{"result"}),
 		declInvalid: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cleanprod_scoring_declarations_invalid_total", Help: "Declarations skipped because they do not fit the standard or the registry.",
@@ -132,7 +136,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.events.WithLabelValues(string(k))
 	}
 	if reg != nil {
-		reg.MustRegister(m.readings, m.evaluations, m.tickSeconds, m.pending, m.events, m.points,
+		reg.MustRegister(m.readings, m.evaluations, m.tickSeconds, m.pending, m.events, m.eventsHeld, m.points,
 			m.declInvalid, m.stateBytes, m.enterprises, m.rebuildRemaining, m.rebuildRetries, m.rebuildAggregates, m.rebuildSeconds,
 			m.checkpointSeconds, m.checkpointBytes, m.checkpointTime, m.checkpointFailures, m.resumed, m.level, m.score, m.y, m.complete, m.code,
 			m.auditDue, m.indValue, m.indLevel, m.staleMtrs)

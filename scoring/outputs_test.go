@@ -2,9 +2,12 @@ package scoring
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cleanprod/cleanprod/store"
 )
@@ -97,5 +100,138 @@ func TestOutputsChunkedAndSpread(t *testing.T) {
 	}
 	if len(writers) < n/4 || len(writers) > 3*n/4 {
 		t.Errorf("%d of %d enterprises wrote points half a minute after the first write, want about half", len(writers), n)
+	}
+}
+
+// flakyOutbox takes events only while open is set.
+type flakyOutbox struct {
+	open  bool
+	calls int
+	taken []Event
+}
+
+func (o *flakyOutbox) Append(evs []Event) error {
+	o.calls++
+	if !o.open {
+		return errors.New("outbox: full")
+	}
+	o.taken = append(o.taken, evs...)
+	return nil
+}
+
+// TestOutboxRefusalHoldsEvents: events the outbox does not take are held,
+// not announced and not dropped; once it takes them they are announced
+// in order, ahead of later ones. With an outbox, event points no longer
+// go through the point queue.
+func TestOutboxRefusalHoldsEvents(t *testing.T) {
+	fx := newFixture(t)
+	reg := fleetRegistry(t, 3)
+	ob := &flakyOutbox{}
+	var log eventLog
+	now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+	eng, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: reg, Sink: &requestSink{}, Outbox: ob, OnEvent: log.add,
+		Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := t.Context()
+	eng.step(ctx, now)
+	queued(t, eng)
+	// Every meter silent for longer than stale.after: one event each.
+	now = now.Add(fx.pol.StaleAfter + time.Hour)
+	eng.step(ctx, now)
+	if ob.calls == 0 {
+		t.Fatal("the outbox was never offered the stale events: the test did not test")
+	}
+	if len(log.evs) != 0 {
+		t.Fatalf("%d events announced while the outbox refused them", len(log.evs))
+	}
+	held := len(eng.events)
+	if held != 3*len(reg.Enterprises[0].Meters) {
+		t.Fatalf("%d events held, want one per meter (%d)", held, 3*len(reg.Enterprises[0].Meters))
+	}
+	for _, p := range queued(t, eng) {
+		if p.Measurement == MeasurementEvent {
+			t.Fatal("an event point went to the point queue")
+		}
+	}
+	// A tick with nothing new still offers them again.
+	calls := ob.calls
+	eng.step(ctx, now)
+	if ob.calls == calls {
+		t.Error("held events were not offered again on the next tick")
+	}
+	// Open: the held events go first, then the next ones (the meters
+	// reporting again).
+	ob.open = true
+	now = now.Add(time.Minute)
+	var rs []store.Reading
+	for _, ent := range reg.Enterprises {
+		for _, m := range ent.Meters {
+			rs = append(rs, store.Reading{Enterprise: ent.ID, Meter: m.ID, Quantity: m.Quantity.Name, Kind: string(m.Kind), Time: now})
+		}
+	}
+	eng.Observe(rs)
+	eng.step(ctx, now)
+	if len(log.evs) != 2*held {
+		t.Fatalf("%d events announced, want %d held and %d resolved", len(log.evs), held, held)
+	}
+	for i, ev := range log.evs {
+		if ev.Kind != EventStale || ev.Resolved != (i >= held) {
+			t.Fatalf("event %d is %s: the held ones must come first", i, ev)
+		}
+	}
+	if len(ob.taken) != len(log.evs) || len(eng.events) != 0 {
+		t.Errorf("outbox took %d, announced %d, still held %d", len(ob.taken), len(log.evs), len(eng.events))
+	}
+	if got := testutil.ToFloat64(eng.m.eventsHeld); got != 0 {
+		t.Errorf("events held gauge %g after the outbox took them, want 0", got)
+	}
+}
+
+// failingSink refuses every write.
+type failingSink struct{}
+
+func (failingSink) WritePoints(context.Context, []store.Point) error { return errors.New("store down") }
+
+// TestPointsAtShutdown: points still queued when the engine stops are
+// written, or counted dropped when the store refuses them: none goes
+// uncounted.
+func TestPointsAtShutdown(t *testing.T) {
+	fx := newFixture(t)
+	reg := fleetRegistry(t, 2)
+	for _, tc := range []struct {
+		name   string
+		sink   Sink
+		result string
+	}{
+		{"store up", &requestSink{}, "written"},
+		{"store down", failingSink{}, "dropped"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := time.Date(2026, 6, 1, 0, 0, 0, 0, time.UTC)
+			eng, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: reg, Sink: tc.sink, WriteTimeout: time.Second,
+				Now: func() time.Time { return now }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			eng.step(t.Context(), now)
+			if len(eng.writes) == 0 {
+				t.Fatal("nothing queued: the test did not test")
+			}
+			n := len(eng.writes)
+			if n != 1 {
+				t.Fatalf("%d requests queued, want 1", n)
+			}
+			ps := <-eng.writes
+			n = len(ps)
+			eng.writes <- ps
+			ctx, cancel := context.WithCancel(t.Context())
+			cancel() // the shutdown, with the points still queued
+			eng.writeLoop(ctx)
+			if got := testutil.ToFloat64(eng.m.points.WithLabelValues(tc.result)); got != float64(n) {
+				t.Errorf("%s points %g, want the %d queued", tc.result, got, n)
+			}
+		})
 	}
 }

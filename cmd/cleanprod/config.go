@@ -22,7 +22,7 @@ import (
 // in upper case with '_') and a flag (-path); flags beat environment beat
 // file beat defaults.
 type Config struct {
-	DataDir       string `yaml:"data_dir" help:"folder for the embedded store and broker state, and the scorer's checkpoints"`
+	DataDir       string `yaml:"data_dir" help:"folder for the embedded store and broker state, the scorer's checkpoints and the event outbox (outbox/)"`
 	GatewayConfig string `yaml:"gateway_config" help:"folder of gateway registry files (enterprises, gateways, meters)"`
 	HTTP          struct {
 		Listen      string `yaml:"listen" help:"HTTP address for the API, /metrics, /healthz and /readyz"`

@@ -8,10 +8,15 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
 	"github.com/cleanprod/cleanprod/internal/testenv"
+	"github.com/cleanprod/cleanprod/outbox"
+	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/web"
 )
 
@@ -61,6 +66,27 @@ func TestDeclarationReviewAcrossReplicas(t *testing.T) {
 	}
 	a, b := replica("a"), replica("b")
 
+	// Each review step is published on the enterprise's events topic,
+	// through the replica's event outbox.
+	var mu sync.Mutex
+	published := map[scoring.EventKind]int{}
+	watcher := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID("events-watcher"))
+	if tok := watcher.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("connect the events watcher: %v", tok.Error())
+	}
+	defer watcher.Disconnect(100)
+	tok := watcher.Subscribe("cp/v1/cq-lj-yuntai-auto/events", 1, func(_ mqtt.Client, m mqtt.Message) {
+		var ev scoring.Event
+		if json.Unmarshal(m.Payload(), &ev) == nil {
+			mu.Lock()
+			published[ev.Kind]++
+			mu.Unlock()
+		}
+	})
+	if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatalf("subscribe the events watcher: %v", tok.Error())
+	}
+
 	post := func(s *service, path, tok, body string) (int, []byte) {
 		req, _ := http.NewRequest("POST", "http://"+s.http+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+tok)
@@ -100,6 +126,17 @@ func TestDeclarationReviewAcrossReplicas(t *testing.T) {
 	code, body = post(b, "/api/v1/declarations/"+created.Declaration.ID+"/accept", supervisor, `{"note": "certificate register checked"}`)
 	if code != http.StatusOK {
 		t.Fatalf("accept on B: %d %s", code, body)
+	}
+
+	waitFor(t, 30*time.Second, "the review steps published on MQTT", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return published[scoring.EventDeclarationSubmitted] >= 2 && published[scoring.EventDeclarationAccepted] >= 1
+	})
+	for _, name := range []string{"a", "b"} {
+		if _, err := os.Stat(filepath.Join(dir, name, "outbox", outbox.FileName)); err != nil {
+			t.Errorf("replica %s has no event outbox: %v", name, err)
+		}
 	}
 
 	// Both replicas score it; the pending not-applicable counts on neither.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"log/slog"
@@ -11,8 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
+	"github.com/cleanprod/cleanprod/outbox"
 	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/web"
@@ -150,78 +148,16 @@ func seedDeclarations(ctx context.Context, book *review.Book, sd *scoringData, l
 	}
 }
 
-// eventPublisher hands scoring events to MQTT cp/v1/{enterprise}/events
-// without ever blocking the engine: a full queue drops (and counts) the
-// MQTT copy; the event itself is kept in the store and the API.
-type eventPublisher struct {
-	queue   chan scoring.Event
-	dropped prometheus.Counter
-	log     *slog.Logger
-}
-
-func newEventPublisher(reg prometheus.Registerer, log *slog.Logger) *eventPublisher {
-	p := &eventPublisher{
-		queue: make(chan scoring.Event, 10000),
-		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cleanprod_events_mqtt_dropped_total",
-			Help: "Scoring events not published on MQTT because the queue was full (they stay in the store).",
-		}),
-		log: log,
-	}
-	reg.MustRegister(p.dropped)
-	return p
-}
-
-// OnEvent is the engine's event callback.
-func (p *eventPublisher) OnEvent(e scoring.Event) {
-	select {
-	case p.queue <- e:
-	default:
-		p.dropped.Inc()
-	}
-}
-
-// run publishes queued events until ctx ends.
-func (p *eventPublisher) run(ctx context.Context, publish func(ctx context.Context, topic string, payload []byte) error) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case e := <-p.queue:
-			payload, _ := json.Marshal(e)
-			for attempt := 0; ; attempt++ {
-				pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-				err := publish(pctx, "cp/v1/"+e.Enterprise+"/events", payload)
-				cancel()
-				if err == nil || ctx.Err() != nil {
-					break
-				}
-				if attempt == 0 {
-					p.log.Warn("event publish failed; retrying", "err", err, "enterprise", e.Enterprise, "kind", e.Kind)
-				}
-				select {
-				case <-ctx.Done():
-					return
-				case <-time.After(time.Second):
-				}
-			}
-		}
-	}
-}
-
 // restoreEvents replays the events already announced, so a restart does
-// not announce them again.
-func restoreEvents(ctx context.Context, st readingStore, eng *scoring.Engine, recent *web.RecentEvents, now time.Time) error {
+// not announce them again: those in the store and those the outbox still
+// holds from the last run (pending: announced, maybe not yet stored; an
+// event in both counts once).
+func restoreEvents(ctx context.Context, st readingStore, eng *scoring.Engine, recent *web.RecentEvents, pending []scoring.Event, now time.Time) error {
 	ps, err := st.Points(ctx, scoring.MeasurementEvent, nil, now.Add(-400*24*time.Hour), now.Add(time.Hour))
 	if err != nil {
 		return fmt.Errorf("read past events: %w", err)
 	}
-	events := make([]scoring.Event, 0, len(ps))
-	for _, p := range ps {
-		if e, ok := scoring.EventFromPoint(p); ok {
-			events = append(events, e)
-		}
-	}
+	events := outbox.Announced(ps, pending)
 	eng.Restore(events)
 	for _, e := range events {
 		recent.Add(e)

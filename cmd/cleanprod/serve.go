@@ -23,6 +23,7 @@ import (
 
 	"github.com/cleanprod/cleanprod/broker"
 	"github.com/cleanprod/cleanprod/ingest"
+	"github.com/cleanprod/cleanprod/outbox"
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
@@ -128,13 +129,34 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	promReg := prometheus.NewRegistry()
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := ingest.NewMetrics(promReg)
-	events := newEventPublisher(promReg, log.With("component", "events"))
 	stream := web.NewBroadcaster(promReg) // live events for the API's SSE
 	recent := web.NewRecentEvents(50)     // each enterprise's latest, for its page
-	onEvent := func(e scoring.Event) {
-		events.OnEvent(e)
+	var sub *ingest.Subscriber
+	// Scoring events go through a durable outbox in the data folder:
+	// on disk before they count as announced, then stored, then
+	// published on cp/v1/{enterprise}/events, each step retried until
+	// done; what a crash left in it goes first (package outbox).
+	ob, err := outbox.Open(outbox.Config{Dir: outboxDir(cfg), Store: st,
+		Publish:    func(ctx context.Context, topic string, payload []byte) error { return sub.Publish(ctx, topic, payload) },
+		Registerer: promReg, Logger: log.With("component", "outbox")})
+	if err != nil {
+		return err
+	}
+	defer ob.Close()
+	if cfg.DataDir == "" {
+		log.Warn("no data_dir: the event outbox is kept in memory only; a crash loses the events not yet stored")
+	}
+	announce := func(e scoring.Event) { // once the outbox holds it
 		stream.Publish(e)
 		recent.Add(e)
+	}
+	// A declaration's review step is stored with its record (review.Book);
+	// the outbox publishes it (its store write is the same point again).
+	onReview := func(e scoring.Event) {
+		if err := ob.Append([]scoring.Event{e}); err != nil {
+			log.Warn("a declaration event is stored but will not be published on MQTT: the outbox refused it", "event", e.String(), "err", err)
+		}
+		announce(e)
 	}
 	var pipe *ingest.Pipeline
 	// History is read at start in pieces sized to take a quarter of the
@@ -146,7 +168,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	engCfg := scoring.Config{
 		RefillPiece: piece,
 		Standard:    sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, History: st, Sink: st,
-		OnEvent: onEvent, Registerer: promReg, Logger: log.With("component", "scoring"),
+		Outbox: ob, OnEvent: announce, Registerer: promReg, Logger: log.With("component", "scoring"),
 		Interval: cfg.Scoring.Interval,
 		// A restart resumes the windows from a checkpoint in the data
 		// folder and reads back only what changed after it.
@@ -158,14 +180,13 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	}
 	// Declarations and their review live in the store; the folder only
 	// seeds them (below, once the store answers).
-	book := review.NewBook(st, sd.std, nil, onEvent)
+	book := review.NewBook(st, sd.std, nil, onReview)
 	engCfg.Declarations = book
 	eng, err := scoring.NewEngine(engCfg)
 	if err != nil {
 		return fmt.Errorf("scoring: %w", err)
 	}
 
-	var sub *ingest.Subscriber
 	// seen keeps each meter's last reading and rejects for the API.
 	seen := ingest.NewLastSeen(reg)
 	publish := seen.PublishFunc(func(ctx context.Context, topic string, payload []byte) error { return sub.Publish(ctx, topic, payload) })
@@ -230,7 +251,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		if !pipe.StoreHealthy() {
 			return errors.New("store writes are failing; acknowledgements are held and writes retried")
 		}
-		return nil
+		return ob.Status()
 	}
 	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 	if err != nil {
@@ -301,7 +322,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		// Announced events before any evaluation, so nothing is announced
 		// twice.
 		if err := start.retry(gctx, log, "read past events", func(ctx context.Context) error {
-			return restoreEvents(ctx, st, eng, recent, time.Now())
+			return restoreEvents(ctx, st, eng, recent, ob.Replayed(), time.Now())
 		}); err != nil {
 			if gctx.Err() != nil {
 				return nil // stopped while starting: a clean shutdown
@@ -331,7 +352,12 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 			engDone <- err
 		}()
 		go start.scored(engCtx, eng, log)
-		go events.run(engCtx, sub.Publish)
+		// The outbox outlives the engine: at shutdown it delivers what
+		// the engine announced last (below).
+		obCtx, stopOutbox := context.WithCancel(context.WithoutCancel(gctx))
+		obDone := make(chan struct{})
+		go func() { ob.Run(obCtx); close(obDone) }()
+		defer func() { stopOutbox(); <-obDone }()
 		pg, pctx := errgroup.WithContext(ingestCtx)
 		pg.Go(func() error { return pipe.Run(pctx) })
 		pg.Go(func() error { return sub.Run(pctx) })
@@ -358,6 +384,16 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		if engErr := <-engDone; engErr != nil && err == nil {
 			err = fmt.Errorf("scoring: %w", engErr)
 		}
+		// Events still in the outbox are delivered within the grace
+		// (the broker connection is still up); the rest stays in its
+		// file for the next start, which delivers it first.
+		fctx, cancel := context.WithTimeout(context.Background(), cfg.Ingest.ShutdownGrace)
+		if left := ob.Flush(fctx); left > 0 {
+			log.Warn("events not yet delivered stay in the outbox for the next start", "events", left)
+		}
+		cancel()
+		stopOutbox()
+		<-obDone
 		sub.Close() // after the pipeline flushed, so the last acks leave
 		log.Info("ingest and scoring stopped")
 		return err
@@ -504,6 +540,15 @@ func (s *startup) retry(ctx context.Context, log *slog.Logger, step string, f fu
 		}
 		backoff = min(2*backoff, 30*time.Second)
 	}
+}
+
+// outboxDir is where the event outbox keeps its file: data_dir's outbox
+// folder ("" without a data_dir: in memory).
+func outboxDir(cfg *Config) string {
+	if cfg.DataDir == "" {
+		return ""
+	}
+	return filepath.Join(cfg.DataDir, "outbox")
 }
 
 // checkpointDir is where the scorer checkpoints its windows: data_dir's

@@ -127,9 +127,15 @@ func ingestHealth() *dashboard.DashboardBuilder {
 		promTarget("B", `sum(cleanprod_scoring_pending_readings{`+sel+`})`, "pending")).
 		OverrideByName("pending", []dashboard.DynamicConfigValue{prop("unit", "none"), prop("custom.axisPlacement", "right")}))
 	d.WithPanel(promSeries("Scorer outputs",
-		"Indicator, score and event points by result (dropped: the write queue was full; failed: the store refused), and events by kind per hour.", "none", 8,
+		"Indicator and score points by result (dropped: the write queue was full or they were queued at shutdown; failed: the store refused; the next tick writes fresh ones), and events by kind per hour.", "none", 8,
 		promTarget("A", `sum by (result) (rate(cleanprod_scoring_points_total{`+sel+`}[$__rate_interval]))`, "points {{result}}/s"),
 		promTarget("B", `sum by (kind) (increase(cleanprod_scoring_events_total{`+sel+`}[1h]))`, "events {{kind}}/h")))
+	d.WithPanel(promSeries("Event outbox",
+		"Scoring events kept in data_dir/outbox until delivered, by stage (store: waiting for InfluxDB; mqtt: stored, waiting for the broker), delivery failures per second by target (retried until they pass), and how long the oldest has waited (right axis). Events are never dropped: a backlog means late, not lost.", "none", 24,
+		promTarget("A", `sum by (stage) (cleanprod_events_outbox_events{`+sel+`})`, "waiting for {{stage}}"),
+		promTarget("B", `sum by (target) (rate(cleanprod_events_outbox_failures_total{`+sel+`}[$__rate_interval]))`, "failures {{target}}/s"),
+		promTarget("C", `max(cleanprod_events_outbox_oldest_age_seconds{`+sel+`})`, "oldest waiting")).
+		OverrideByName("oldest waiting", []dashboard.DynamicConfigValue{prop("unit", "s"), prop("custom.axisPlacement", "right")}))
 	d.WithPanel(stat.NewPanelBuilder().Title("Scorer state").
 		Description("Enterprises scored, evaluations per second, and the memory held by their rolling windows.").
 		Datasource(*promDS()).Span(24).Height(4).

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cleanprod/cleanprod/ingest"
 	"github.com/cleanprod/cleanprod/internal/testenv"
+	"github.com/cleanprod/cleanprod/outbox"
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/sim"
@@ -253,9 +254,17 @@ func (f *fleet) fill(t *testing.T, afterGap func()) {
 	var clk fakeClock
 	clk.Set(scoredFrom)
 	sink := &pointSink{st: st}
+	// Events go through an outbox to the store, as in serve.
+	ob, err := outbox.Open(outbox.Config{Dir: t.TempDir(), Store: sink, Registerer: f.metrics, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	obDone := make(chan struct{})
+	go func() { defer close(obDone); ob.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-obDone; ob.Close() })
 	e, err := scoring.NewEngine(scoring.Config{
 		Standard: std, Policy: pol, Registry: reg, Solutions: lib,
-		Sink:         sink,
+		Sink: sink, Outbox: ob,
 		Declarations: scoring.DeclarationFiles{Dir: "../../scoring/declarations", Standard: std},
 		OnEvent: func(ev scoring.Event) {
 			f.mu.Lock()
@@ -330,6 +339,12 @@ func (f *fleet) fill(t *testing.T, afterGap func()) {
 			}
 			time.Sleep(time.Millisecond)
 		}
+	}
+	fctx, fcancel := context.WithTimeout(ctx, 30*time.Second)
+	left := ob.Flush(fctx)
+	fcancel()
+	if left > 0 {
+		t.Fatalf("scorer: %d events not stored after 30s", left)
 	}
 	if _, errs := sink.written(); errs > 0 {
 		t.Fatalf("scorer: %d point writes failed", errs)
