@@ -100,11 +100,12 @@ func (e *DecodeError) Error() string { return string(e.Reason) + ": " + e.Detail
 // does; paho allocates a fresh payload for every message.)
 //
 // Decode is a single pass over the payload that checks the JSON grammar of
-// all of it while it extracts the contract's fields. It accepts and
-// rejects what the encoding/json version before it did, with the same
-// Reason and Detail (FuzzDecode holds it to that), with one deliberate
-// difference: a payload nesting objects and arrays more than maxDepth
-// levels deep is malformed_json, where encoding/json allowed 10000.
+// all of it while it extracts the contract's fields. Keys match exactly
+// (escapes decoded: "\u0073eq" is "seq"); a later duplicate key replaces
+// an earlier one. FuzzDecode holds it to a plain encoding/json decoder
+// (decode_ref_test.go): the same payloads accepted, the same reasons and
+// readings; a payload nesting objects and arrays more than maxDepth levels
+// deep is malformed_json, where encoding/json allowed 10000.
 func Decode(payload []byte, maxReadings int) (*Message, error) {
 	if len(payload) == 0 {
 		return nil, &DecodeError{ReasonEmptyPayload, "payload is empty"}
@@ -149,16 +150,15 @@ func (d *decoder) message(maxReadings int) (*Message, *DecodeError) {
 	var (
 		// The raw values of the scalar fields, nil when absent. They are
 		// interpreted after the scan: a later duplicate key replaces an
-		// earlier one (as with encoding/json), and a syntax error
-		// anywhere must win over any problem of a field.
+		// earlier one, and a syntax error anywhere wins over any problem
+		// of a field.
 		gateway, seq, sent []byte
-		// haveReadings: the last "readings" was an array (not null);
-		// count is its number of elements.
+		// haveReadings: the last "readings" was an array; count is its
+		// number of elements.
 		haveReadings bool
 		count        int
-		// notArray is the JSON type of the first "readings" that was
-		// neither an array nor null. encoding/json remembered the first
-		// such type error and reported it before any other problem.
+		// notArray is the JSON type of the last "readings" when it was
+		// neither an array nor null.
 		notArray string
 	)
 	d.skipSpace()
@@ -186,19 +186,15 @@ func (d *decoder) message(maxReadings int) (*Message, *DecodeError) {
 		case sentField:
 			sent, ok = d.value(1)
 		case readingsField:
+			m.Readings, m.Rejects = m.Readings[:0], m.Rejects[:0]
+			haveReadings, count, notArray = false, 0, ""
 			if d.pos < len(d.data) && d.data[d.pos] == '[' {
 				haveReadings = true
-				m.Readings, m.Rejects = m.Readings[:0], m.Rejects[:0]
-				count, ok = d.readings(m, maxReadings, notArray == "")
+				count, ok = d.readings(m, maxReadings)
 				break
 			}
 			var raw []byte
-			raw, ok = d.value(1)
-			switch {
-			case !ok:
-			case string(raw) == "null":
-				haveReadings, count = false, 0
-			case notArray == "":
+			if raw, ok = d.value(1); ok && string(raw) != "null" {
 				notArray = jsonType(raw[0])
 			}
 		default:
@@ -216,8 +212,7 @@ func (d *decoder) message(maxReadings int) (*Message, *DecodeError) {
 	// The payload is valid JSON: check the fields in the order the
 	// encoding/json version did, so the first problem reported is the same.
 	if notArray != "" {
-		// The text is encoding/json's, which named its Go types.
-		return nil, &DecodeError{ReasonInvalidMessage, "readings must be an array: json: cannot unmarshal " + notArray + " into Go struct field wireMessage.readings of type []json.RawMessage"}
+		return nil, &DecodeError{ReasonInvalidMessage, "readings must be an array, not " + article(notArray)}
 	}
 	var buf [64]byte // unescaped strings, on the stack
 	gw, problem := stringContent(gateway, buf[:0])
@@ -258,9 +253,9 @@ func (d *decoder) message(maxReadings int) (*Message, *DecodeError) {
 }
 
 // readings decodes the array at d.pos into m and returns its number of
-// elements. With decode false, or past maxReadings, it only checks and
-// counts: the message will be rejected anyway.
-func (d *decoder) readings(m *Message, maxReadings int, decode bool) (count int, ok bool) {
+// elements. Past maxReadings it only checks and counts: the message will
+// be rejected anyway.
+func (d *decoder) readings(m *Message, maxReadings int) (count int, ok bool) {
 	d.pos++ // '['
 	d.skipSpace()
 	if d.pos < len(d.data) && d.data[d.pos] == ']' {
@@ -269,7 +264,7 @@ func (d *decoder) readings(m *Message, maxReadings int, decode bool) (count int,
 	}
 	for i := 0; ; i++ {
 		d.skipSpace()
-		if !decode || (maxReadings > 0 && i >= maxReadings) {
+		if maxReadings > 0 && i >= maxReadings {
 			if _, ok := d.value(2); !ok {
 				return 0, false
 			}
@@ -319,9 +314,8 @@ func (d *decoder) readings(m *Message, maxReadings int, decode bool) (count int,
 }
 
 // reading decodes one element of the readings array. A reading that is
-// not an object or has a bad field comes back with a reason and detail
-// (the texts of the encoding/json version); ok is false only for a syntax
-// error.
+// not an object or has a bad field comes back with a reason and detail;
+// ok is false only for a syntax error.
 func (d *decoder) reading() (r RawReading, reason Reason, detail string, ok bool) {
 	start := d.pos
 	if d.pos >= len(d.data) || d.data[d.pos] != '{' {
@@ -435,19 +429,32 @@ func parseNumber(b []byte) (float64, error) {
 // exactPow10 are the powers of ten parseNumber divides by, all exact.
 var exactPow10 = [16]float64{1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
 
-// malformed returns the error of a payload that is not valid JSON. Its
-// detail is encoding/json's description of the first syntax error, worked
-// out only on this rare path: dead-letters and logs keep the wording they
-// had, and the scanner need not reproduce it.
+// malformed returns the error of a payload that is not valid JSON, naming
+// where the scan stopped.
 func (d *decoder) malformed() *DecodeError {
-	var v json.RawMessage
-	if err := json.Unmarshal(d.data, &v); err != nil {
-		return &DecodeError{ReasonMalformed, err.Error()}
-	}
-	if d.tooDeep {
+	switch {
+	case d.tooDeep:
 		return &DecodeError{ReasonMalformed, tooDeepDetail}
+	case d.pos >= len(d.data):
+		return &DecodeError{ReasonMalformed, "invalid JSON: the payload ends inside a value"}
 	}
-	return &DecodeError{ReasonMalformed, "invalid JSON"} // the scanner and encoding/json disagree: a bug
+	return &DecodeError{ReasonMalformed, fmt.Sprintf("invalid JSON at byte %d of %d: unexpected %s", d.pos+1, len(d.data), describeByte(d.data[d.pos]))}
+}
+
+// describeByte names a byte for an error text.
+func describeByte(c byte) string {
+	if c >= 0x20 && c < 0x7f {
+		return strconv.QuoteRune(rune(c))
+	}
+	return fmt.Sprintf("byte 0x%02x", c)
+}
+
+// article puts "a" or "an" before a JSON type name.
+func article(t string) string {
+	if t == "object" {
+		return "an object"
+	}
+	return "a " + t
 }
 
 // member moves to the next member of the object being read, from just
@@ -763,19 +770,14 @@ const (
 	valueField
 )
 
-type fieldName struct {
-	name string // lower-case ASCII letters
-	f    field
-}
-
-var (
-	messageFields = []fieldName{{"gateway", gatewayField}, {"seq", seqField}, {"sent", sentField}, {"readings", readingsField}}
-	readingFields = []fieldName{{"meter", meterField}, {"ts", tsField}, {"value", valueField}}
-)
-
-// messageField matches a key of the top-level object. The exact names
-// are what gateways send and are compared first, without allocating.
+// messageField matches a key of the top-level object. Keys are matched
+// exactly, as the contract writes them; a key written with escapes
+// ("\u0073eq") is the same string and matches too.
 func messageField(key []byte, escaped bool) field {
+	var buf [32]byte
+	if escaped {
+		key = appendUnescaped(buf[:0], key)
+	}
 	switch string(key) {
 	case "gateway":
 		return gatewayField
@@ -786,11 +788,15 @@ func messageField(key []byte, escaped bool) field {
 	case "readings":
 		return readingsField
 	}
-	return foldedField(key, escaped, messageFields)
+	return otherField
 }
 
-// readingField matches a key of a reading object.
+// readingField matches a key of a reading object, like messageField.
 func readingField(key []byte, escaped bool) field {
+	var buf [32]byte
+	if escaped {
+		key = appendUnescaped(buf[:0], key)
+	}
 	switch string(key) {
 	case "meter":
 		return meterField
@@ -799,63 +805,7 @@ func readingField(key []byte, escaped bool) field {
 	case "value":
 		return valueField
 	}
-	return foldedField(key, escaped, readingFields)
-}
-
-// foldedField matches the keys encoding/json matched besides the exact
-// names, which gateways may rely on: keys with escapes ("\u0073eq") and
-// keys differing in case ("Seq", "TS", even "ſeq" with a long s).
-func foldedField(key []byte, escaped bool, names []fieldName) field {
-	if escaped {
-		var buf [32]byte
-		key = appendUnescaped(buf[:0], key)
-	}
-	for _, n := range names {
-		if foldEqual(key, n.name) {
-			return n.f
-		}
-	}
 	return otherField
-}
-
-// foldEqual reports whether key equals name under encoding/json's case
-// folding (its foldName): ASCII letters upper-cased, other runes mapped to
-// the smallest rune of their fold orbit. name is lower-case ASCII letters.
-func foldEqual(key []byte, name string) bool {
-	j := 0
-	for i := 0; i < len(key); j++ {
-		if j == len(name) {
-			return false
-		}
-		var r rune
-		if c := key[i]; c < utf8.RuneSelf {
-			r = rune(c)
-			if 'a' <= c && c <= 'z' {
-				r -= 'a' - 'A'
-			}
-			i++
-		} else {
-			var n int
-			r, n = utf8.DecodeRune(key[i:])
-			r = foldRune(r)
-			i += n
-		}
-		if r != rune(name[j]-('a'-'A')) {
-			return false
-		}
-	}
-	return j == len(name)
-}
-
-// foldRune returns the smallest rune of r's fold orbit (encoding/json's).
-func foldRune(r rune) rune {
-	for {
-		r2 := unicode.SimpleFold(r)
-		if r2 <= r {
-			return r2
-		}
-		r = r2
-	}
 }
 
 // stringContent returns the text of raw, a value that must be a non-empty

