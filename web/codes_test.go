@@ -103,13 +103,13 @@ func TestCodeReasonsInAPI(t *testing.T) {
 
 	// The overview and the report say the same.
 	page := f.do(t, "GET", "/", supervisorToken, "").Body.String()
-	for _, want := range []string{"审核已逾期 1483 天", "→ 黄码 yellow，2026-07-01 生效 takes effect"} {
+	for _, want := range []string{"审核已逾期 1483 天", "逾期 overdue", "将于 2026-07-01 由红码转为黄码", "turns from red to yellow on 2026-07-01"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("overview: no %q", want)
 		}
 	}
 	rep := f.do(t, "GET", "/api/v1/enterprises/"+entB+"/report", supervisorToken, "").Body.String()
-	for _, want := range []string{"audit overdue by 1483 days", "Pending change", "takes effect on 2026-07-01 if it holds", "below Level II"} {
+	for _, want := range []string{"audit overdue by 1483 days", "Pending", "turns from red to yellow on 2026-07-01", "misses its Level II benchmark"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report: no %q", want)
 		}
