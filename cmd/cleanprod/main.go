@@ -96,6 +96,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return report(ctx, args[1:], getenv, stdout, stderr)
 	case "tokens":
 		return tokens(args[1:], getenv, stdout, stderr)
+	case "version", "-version", "--version":
+		if len(args) > 1 {
+			return fmt.Errorf("version takes no arguments, got %q", args[1:])
+		}
+		return version(stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
