@@ -2,7 +2,6 @@ package web
 
 import (
 	"bufio"
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -17,8 +16,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/cleanprod/cleanprod/scoring"
 )
 
 // browser is headless Chromium driven over the DevTools protocol on a
@@ -333,18 +330,7 @@ func TestBrowserLoginAndLiveRows(t *testing.T) {
 	if before != "green" {
 		t.Fatalf("%s's row: code %q, want green", entA, before)
 	}
-	data, err := os.ReadFile("../scoring/policy/default.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := strings.Replace(string(data), "when_any: [below_iii, restrictive_fail, exceedance]", "when_any: [below_iii, restrictive_fail, exceedance, level_i]", 1)
-	pol, err := scoring.ParsePolicy("red-for-level-i.yaml", []byte(src), f.std)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.eng.Reload(context.Background(), scoring.Update{Standard: f.std, Policy: pol, Registry: f.reg, Solutions: f.lib, Declarations: f.decl}); err != nil {
-		t.Fatal(err)
-	}
+	f.redWhen(t, "when_any: [below_iii, restrictive_fail, exceedance, level_i]")
 	b.waitTrue(entA+"'s row turning red in place", rowA+`.dataset.code === "red"`, 30*time.Second)
 	var marker, badge string
 	b.eval(`window.cleanprodMarker`, &marker)

@@ -27,18 +27,7 @@ import (
 // 2024-09-01, 60 months) is not overdue.
 func TestCodeReasonsInAPI(t *testing.T) {
 	f := newFixture(t)
-	data, err := os.ReadFile("../scoring/policy/default.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := strings.Replace(string(data), "when_any: [below_iii, restrictive_fail, exceedance]", "when_any: [exceedance]", 1)
-	pol, err := scoring.ParsePolicy("red-for-exceedance.yaml", []byte(src), f.std)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.eng.Reload(context.Background(), scoring.Update{Standard: f.std, Policy: pol, Registry: f.reg, Solutions: f.lib, Declarations: f.decl}); err != nil {
-		t.Fatal(err)
-	}
+	f.redWhen(t, "when_any: [exceedance]")
 
 	list := decode[EnterpriseList](t, f.do(t, "GET", "/api/v1/enterprises", supervisorToken, ""))
 	var b, a *EnterpriseSummary
@@ -113,5 +102,27 @@ func TestCodeReasonsInAPI(t *testing.T) {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report: no %q", want)
 		}
+	}
+}
+
+// redWhen reloads the shipped policy with its red rule's conditions
+// replaced by when (e.g. "when_any: [exceedance]"); the engine grades the
+// fleet again under it.
+func (f *fixture) redWhen(t *testing.T, when string) {
+	t.Helper()
+	data, err := os.ReadFile("../scoring/policy/default.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const red = "when_any: [below_iii, restrictive_fail, exceedance]"
+	if !strings.Contains(string(data), red) {
+		t.Fatalf("the shipped policy has no %q", red)
+	}
+	pol, err := scoring.ParsePolicy("red-"+when+".yaml", []byte(strings.Replace(string(data), red, when, 1)), f.std)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.eng.Reload(context.Background(), scoring.Update{Standard: f.std, Policy: pol, Registry: f.reg, Solutions: f.lib, Declarations: f.decl}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,13 +1,9 @@
 package web
 
 import (
-	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
-
-	"github.com/cleanprod/cleanprod/scoring"
 )
 
 // TestExplainedCodes: the reasons of a code keep their ids (kind) and say
@@ -27,18 +23,7 @@ import (
 // days), so that window is not graded for lack of data.
 func TestExplainedCodes(t *testing.T) {
 	f := newFixture(t)
-	data, err := os.ReadFile("../scoring/policy/default.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := strings.Replace(string(data), "when_any: [below_iii, restrictive_fail, exceedance]", "when_any: [exceedance]", 1)
-	pol, err := scoring.ParsePolicy("red-for-exceedance.yaml", []byte(src), f.std)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.eng.Reload(context.Background(), scoring.Update{Standard: f.std, Policy: pol, Registry: f.reg, Solutions: f.lib, Declarations: f.decl}); err != nil {
-		t.Fatal(err)
-	}
+	f.redWhen(t, "when_any: [exceedance]")
 	list := decode[EnterpriseList](t, f.do(t, "GET", "/api/v1/enterprises", supervisorToken, ""))
 	var b *EnterpriseSummary
 	for i := range list.Enterprises {

@@ -100,100 +100,71 @@ func noStruct(s string) string { return structRE.ReplaceAllString(s, "a mapping"
 // locate finds the value node on line that match accepts, with its key
 // path ("ingest.batch_size", "meters[2].unit") and the Go type it decodes
 // into.
-func locate(root *yaml.Node, t reflect.Type, line int, match func(*yaml.Node) bool) (string, reflect.Type, bool) {
-	var walk func(n *yaml.Node, t reflect.Type, path string) (string, reflect.Type, bool)
-	walk = func(n *yaml.Node, t reflect.Type, path string) (string, reflect.Type, bool) {
-		for t != nil && t.Kind() == reflect.Pointer {
-			t = t.Elem()
+func locate(root *yaml.Node, t reflect.Type, line int, match func(*yaml.Node) bool) (path string, ft reflect.Type, ok bool) {
+	walk(root, t, "", func(_, v *yaml.Node, vt, _ reflect.Type, p string) bool {
+		if v.Line == line && match(v) {
+			path, ft, ok = p, vt, true
 		}
-		n = deref(n)
-		if n == nil {
-			return "", nil, false
-		}
-		if n.Line == line && match(n) && path != "" {
-			return path, t, true
-		}
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				if p, ft, ok := walk(c, t, path); ok {
-					return p, ft, true
-				}
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k := n.Content[i].Value
-				p := k
-				if path != "" {
-					p = path + "." + k
-				}
-				if pp, ft, ok := walk(n.Content[i+1], fieldType(t, k), p); ok {
-					return pp, ft, true
-				}
-			}
-		case yaml.SequenceNode:
-			var et reflect.Type
-			if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
-				et = t.Elem()
-			}
-			for i, c := range n.Content {
-				if p, ft, ok := walk(c, et, fmt.Sprintf("%s[%d]", path, i)); ok {
-					return p, ft, true
-				}
-			}
-		}
-		return "", nil, false
-	}
-	return walk(root, t, "")
+		return ok
+	})
+	return path, ft, ok
 }
 
 // locateKey finds the mapping key named key on line, with its path and
 // the Go type of the mapping holding it.
-func locateKey(root *yaml.Node, t reflect.Type, line int, key string) (string, reflect.Type, bool) {
-	var walk func(n *yaml.Node, t reflect.Type, path string) (string, reflect.Type, bool)
-	walk = func(n *yaml.Node, t reflect.Type, path string) (string, reflect.Type, bool) {
-		for t != nil && t.Kind() == reflect.Pointer {
-			t = t.Elem()
+func locateKey(root *yaml.Node, t reflect.Type, line int, key string) (path string, parent reflect.Type, ok bool) {
+	walk(root, t, "", func(k, _ *yaml.Node, _, mt reflect.Type, p string) bool {
+		if k != nil && k.Line == line && k.Value == key && mt != nil && mt.Kind() == reflect.Struct {
+			path, parent, ok = p, mt, true
 		}
-		n = deref(n)
-		if n == nil {
-			return "", nil, false
-		}
-		switch n.Kind {
-		case yaml.DocumentNode:
-			for _, c := range n.Content {
-				if p, pt, ok := walk(c, t, path); ok {
-					return p, pt, true
-				}
-			}
-		case yaml.MappingNode:
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				k := n.Content[i]
-				p := k.Value
-				if path != "" {
-					p = path + "." + k.Value
-				}
-				if k.Line == line && k.Value == key && t != nil && t.Kind() == reflect.Struct {
-					return p, t, true
-				}
-				if pp, pt, ok := walk(n.Content[i+1], fieldType(t, k.Value), p); ok {
-					return pp, pt, true
-				}
-			}
-		case yaml.SequenceNode:
-			var et reflect.Type
-			if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
-				et = t.Elem()
-			}
-			for i, c := range n.Content {
-				if p, pt, ok := walk(c, et, fmt.Sprintf("%s[%d]", path, i)); ok {
-					return p, pt, true
-				}
-			}
-		}
-		return "", nil, false
+		return ok
+	})
+	return path, parent, ok
+}
+
+// walk visits every value below n (decoding into t) with its key (nil in
+// a sequence), its path, the Go type it decodes into and the type of the
+// mapping or list holding it, until visit returns true.
+func walk(n *yaml.Node, t reflect.Type, path string, visit func(k, v *yaml.Node, vt, mt reflect.Type, path string) bool) bool {
+	for t != nil && t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
-	return walk(root, t, "")
+	n = deref(n)
+	if n == nil {
+		return false
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		for _, c := range n.Content {
+			if walk(c, t, path, visit) {
+				return true
+			}
+		}
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := k.Value
+			if path != "" {
+				p = path + "." + k.Value
+			}
+			vt := fieldType(t, k.Value)
+			if visit(k, deref(v), vt, t, p) || walk(v, vt, p, visit) {
+				return true
+			}
+		}
+	case yaml.SequenceNode:
+		var et reflect.Type
+		if t != nil && (t.Kind() == reflect.Slice || t.Kind() == reflect.Array) {
+			et = t.Elem()
+		}
+		for i, c := range n.Content {
+			p := fmt.Sprintf("%s[%d]", path, i)
+			if visit(nil, deref(c), et, t, p) || walk(c, et, p, visit) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // fieldType is the type key decodes into within t (nil: unknown).
