@@ -151,9 +151,9 @@ type EnterpriseDetail struct {
 	Assessments []AssessmentDTO `json:"assessments"`
 	// Lagging lists every indicator below the next level, largest
 	// weighted gap first; NextLevel is what it takes to reach that level.
-	Lagging      []LaggingDTO    `json:"lagging"`
-	NextLevel    *NextLevelDTO   `json:"next_level"` // on the policy's window; null before the first evaluation
-	RecentEvents []scoring.Event `json:"recent_events"`
+	Lagging      []LaggingDTO  `json:"lagging"`
+	NextLevel    *NextLevelDTO `json:"next_level"` // on the policy's window; null before the first evaluation
+	RecentEvents []EventDTO    `json:"recent_events"`
 	// EstimatedBenchmarks are the indicators of the standard in force whose
 	// benchmarks are engineering estimates (src: estimate): while there
 	// are any, levels are provisional.

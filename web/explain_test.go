@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/cleanprod/cleanprod/scoring"
 )
 
 // TestExplainedCodes: the reasons of a code keep their ids (kind) and say
@@ -85,6 +87,17 @@ func TestExplainedCodes(t *testing.T) {
 		if e.Level != nil && (e.LevelNote != nil || (e.Completeness != nil && *e.Completeness >= 0.8 && e.ScoreNote != nil)) {
 			t.Errorf("%s: live level %v with notes %+v %+v", e.ID, *e.Level, e.LevelNote, e.ScoreNote)
 		}
+	}
+
+	// Events say what they mean beside their kind: entB's first code.
+	evs := decode[EventList](t, f.do(t, "GET", "/api/v1/events?enterprise="+entB+"&kind=code_change", supervisorToken, ""))
+	if len(evs.Events) == 0 || evs.Events[len(evs.Events)-1].Kind != scoring.EventCodeChange ||
+		evs.Events[len(evs.Events)-1].Text.ZH != "首次赋码：红码。依据："+want[0].zh+"；"+want[1].zh {
+		t.Errorf("events: %+v, want entB's first code red with its reasons in words", evs.Events)
+	}
+	d := decode[EnterpriseDetail](t, f.do(t, "GET", "/api/v1/enterprises/"+entB, supervisorToken, ""))
+	if len(d.RecentEvents) == 0 || d.RecentEvents[len(d.RecentEvents)-1].Text.EN != "first code: red. Because: "+want[0].en+"; "+want[1].en {
+		t.Errorf("recent events: %+v, want entB's first code red with its reasons in words", d.RecentEvents)
 	}
 
 	page := f.do(t, "GET", "/", supervisorToken, "").Body.String()
