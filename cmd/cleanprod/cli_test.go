@@ -53,10 +53,10 @@ func TestReportSaysWhichToken(t *testing.T) {
 		var out bytes.Buffer
 		return run(t.Context(), args, func(k string) string { return env[k] }, &out, &out)
 	}
-	if err := report(nil); err == nil || !strings.Contains(err.Error(), "needs a token: pass -token TOKEN or set CLEANPROD_TOKEN") {
+	if err := report(nil); err == nil || !strings.Contains(err.Error(), "needs a token (401 Unauthorized): pass -token TOKEN or set CLEANPROD_TOKEN") {
 		t.Errorf("no token: got %v, want the hint to pass -token or CLEANPROD_TOKEN", err)
 	}
-	if err := report(nil, "-token", "cp_wrong"); err == nil || !strings.Contains(err.Error(), "refused the token (the token is not valid): pass a valid one with -token or CLEANPROD_TOKEN") {
+	if err := report(nil, "-token", "cp_wrong"); err == nil || !strings.Contains(err.Error(), "refused the token (401 Unauthorized, the token is not valid): pass a valid one with -token or CLEANPROD_TOKEN") {
 		t.Errorf("wrong token: got %v, want it refused with the hint", err)
 	}
 	// The plant has sent nothing, so it has no evaluation to report (503):

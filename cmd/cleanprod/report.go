@@ -196,11 +196,11 @@ func fetchReport(ctx context.Context, f reportFlags) ([]byte, error) {
 		}
 		switch {
 		case resp.StatusCode == http.StatusUnauthorized && f.token == "":
-			return nil, fmt.Errorf("report: %s needs a token: pass -token TOKEN or set CLEANPROD_TOKEN (cleanprod tokens add prints one; the demo prints its own)", f.server)
+			return nil, fmt.Errorf("report: %s needs a token (%s): pass -token TOKEN or set CLEANPROD_TOKEN (cleanprod tokens add prints one; the demo prints its own)", f.server, resp.Status)
 		case resp.StatusCode == http.StatusUnauthorized:
-			return nil, fmt.Errorf("report: %s refused the token (%s): pass a valid one with -token or CLEANPROD_TOKEN (cleanprod tokens list shows the names of those in force)", f.server, msg)
+			return nil, fmt.Errorf("report: %s refused the token (%s, %s): pass a valid one with -token or CLEANPROD_TOKEN (cleanprod tokens list shows the names of those in force)", f.server, resp.Status, msg)
 		case resp.StatusCode == http.StatusForbidden:
-			return nil, fmt.Errorf("report: %s: %s; use a supervisor's token or that enterprise's", f.server, msg)
+			return nil, fmt.Errorf("report: %s answered %s: %s; use a supervisor's token or that enterprise's", f.server, resp.Status, msg)
 		}
 		return nil, fmt.Errorf("report: %s answered %s: %s", f.server, resp.Status, msg)
 	}
