@@ -101,7 +101,7 @@ func (s *server) getEnterprise(c *gin.Context) {
 func (s *server) detail(c *gin.Context, ent *registry.Enterprise, v resultView) (EnterpriseDetail, error) {
 	snap := s.snapshot(c)
 	d := EnterpriseDetail{EnterpriseSummary: summaryOf(ent, snap.Standard, snap.Policy, v, s.freshness(ent), s.now()),
-		Assessments: []AssessmentDTO{}, Lagging: []LaggingDTO{}, RecentEvents: []scoring.Event{},
+		Assessments: []AssessmentDTO{}, Lagging: []LaggingDTO{}, RecentEvents: []EventDTO{},
 		EstimatedBenchmarks: nonNil(snap.Standard.Estimated())}
 	if v.res == nil {
 		return d, nil
@@ -115,14 +115,14 @@ func (s *server) detail(c *gin.Context, ent *registry.Enterprise, v resultView) 
 	}
 	from, until := to.Add(-30*24*time.Hour), to.Add(time.Nanosecond)
 	if s.Recent != nil && !v.asOf {
-		d.RecentEvents = s.Recent.Enterprise(ent.ID, from, until, recentEventsShown)
+		d.RecentEvents = eventsOf(explainer{snap.Standard, snap.Policy}, s.Recent.Enterprise(ent.ID, from, until, recentEventsShown))
 		return d, nil
 	}
 	evs, err := s.readEvents(c, ent.ID, "", from, until, recentEventsShown)
 	if err != nil {
 		return d, err
 	}
-	d.RecentEvents = evs
+	d.RecentEvents = eventsOf(explainer{snap.Standard, snap.Policy}, evs)
 	return d, nil
 }
 
@@ -157,9 +157,25 @@ func (s *server) readEvents(c *gin.Context, enterprise, kind string, from, to ti
 
 // EventList is the answer of GET /api/v1/events.
 type EventList struct {
-	From   time.Time       `json:"from"`
-	To     time.Time       `json:"to"`
-	Events []scoring.Event `json:"events"`
+	From   time.Time  `json:"from"`
+	To     time.Time  `json:"to"`
+	Events []EventDTO `json:"events"`
+}
+
+// EventDTO is a scoring event (its fields as the scorer writes them, kind
+// and reasons the ids to key on) with what it means in words.
+type EventDTO struct {
+	scoring.Event
+	Text Text `json:"text"`
+}
+
+// eventsOf words evs with the standard and policy in force.
+func eventsOf(x explainer, evs []scoring.Event) []EventDTO {
+	out := make([]EventDTO, len(evs))
+	for i, ev := range evs {
+		out[i] = EventDTO{Event: ev, Text: x.event(ev)}
+	}
+	return out
 }
 
 func (s *server) events(c *gin.Context) {
@@ -188,7 +204,8 @@ func (s *server) events(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, EventList{From: from.UTC(), To: to.UTC(), Events: evs})
+	snap := s.snapshot(c)
+	c.JSON(http.StatusOK, EventList{From: from.UTC(), To: to.UTC(), Events: eventsOf(explainer{snap.Standard, snap.Policy}, evs)})
 }
 
 var eventKinds = []string{string(scoring.EventCodeChange), string(scoring.EventLevelDrop), string(scoring.EventWorsening),
@@ -241,7 +258,8 @@ func (s *server) stream(c *gin.Context) {
 			if (ent != "" && ev.Enterprise != ent) || (kind != "" && string(ev.Kind) != kind) {
 				continue
 			}
-			data, _ := json.Marshal(ev)
+			snap := s.Scorer.Snapshot() // the configuration in force now: a stream outlives reloads
+			data, _ := json.Marshal(EventDTO{Event: ev, Text: explainer{snap.Standard, snap.Policy}.event(ev)})
 			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Time.UnixNano(), ev.Kind, data)
 		}
 		w.Flush()

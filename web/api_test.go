@@ -455,7 +455,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			t.Errorf("dangling $ref %s", ref)
 		}
 	}
-	for _, name := range []string{"EnterpriseDetail", "RankingDTO", "DeclarationInput", "StandardDTO", "Event"} {
+	for _, name := range []string{"EnterpriseDetail", "RankingDTO", "DeclarationInput", "StandardDTO", "EventDTO"} {
 		if doc.Components.Schemas[name] == nil {
 			t.Errorf("no schema %s", name)
 		}

@@ -27,18 +27,7 @@ import (
 // 2024-09-01, 60 months) is not overdue.
 func TestCodeReasonsInAPI(t *testing.T) {
 	f := newFixture(t)
-	data, err := os.ReadFile("../scoring/policy/default.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := strings.Replace(string(data), "when_any: [below_iii, restrictive_fail, exceedance]", "when_any: [exceedance]", 1)
-	pol, err := scoring.ParsePolicy("red-for-exceedance.yaml", []byte(src), f.std)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.eng.Reload(context.Background(), scoring.Update{Standard: f.std, Policy: pol, Registry: f.reg, Solutions: f.lib, Declarations: f.decl}); err != nil {
-		t.Fatal(err)
-	}
+	f.redWhen(t, "when_any: [exceedance]")
 
 	list := decode[EnterpriseList](t, f.do(t, "GET", "/api/v1/enterprises", supervisorToken, ""))
 	var b, a *EnterpriseSummary
@@ -103,15 +92,37 @@ func TestCodeReasonsInAPI(t *testing.T) {
 
 	// The overview and the report say the same.
 	page := f.do(t, "GET", "/", supervisorToken, "").Body.String()
-	for _, want := range []string{"审核已逾期 1483 天", "→ 黄码 yellow，2026-07-01 生效 takes effect"} {
+	for _, want := range []string{"审核已逾期 1483 天", "逾期 overdue", "将于 2026-07-01 由红码转为黄码", "turns from red to yellow on 2026-07-01"} {
 		if !strings.Contains(page, want) {
 			t.Errorf("overview: no %q", want)
 		}
 	}
 	rep := f.do(t, "GET", "/api/v1/enterprises/"+entB+"/report", supervisorToken, "").Body.String()
-	for _, want := range []string{"audit overdue by 1483 days", "Pending change", "takes effect on 2026-07-01 if it holds", "below Level II"} {
+	for _, want := range []string{"audit overdue by 1483 days", "Pending", "turns from red to yellow on 2026-07-01", "misses its Level II benchmark"} {
 		if !strings.Contains(rep, want) {
 			t.Errorf("report: no %q", want)
 		}
+	}
+}
+
+// redWhen reloads the shipped policy with its red rule's conditions
+// replaced by when (e.g. "when_any: [exceedance]"); the engine grades the
+// fleet again under it.
+func (f *fixture) redWhen(t *testing.T, when string) {
+	t.Helper()
+	data, err := os.ReadFile("../scoring/policy/default.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const red = "when_any: [below_iii, restrictive_fail, exceedance]"
+	if !strings.Contains(string(data), red) {
+		t.Fatalf("the shipped policy has no %q", red)
+	}
+	pol, err := scoring.ParsePolicy("red-"+when+".yaml", []byte(strings.Replace(string(data), red, when, 1)), f.std)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.eng.Reload(context.Background(), scoring.Update{Standard: f.std, Policy: pol, Registry: f.reg, Solutions: f.lib, Declarations: f.decl}); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -50,13 +50,18 @@ type EnterpriseSummary struct {
 	PendingChange *PendingChange `json:"pending_change"` // null: none
 	// Window is the policy's window (the live code follows it); Level,
 	// Score, Y and Completeness are on it.
-	Window       string     `json:"window"`
-	Level        *string    `json:"level"`
-	Score        *float64   `json:"score"`
-	YI           *float64   `json:"y_i"`
-	YII          *float64   `json:"y_ii"`
-	YIII         *float64   `json:"y_iii"`
-	Completeness *float64   `json:"completeness"`
+	Window       string   `json:"window"`
+	Level        *string  `json:"level"`
+	Score        *float64 `json:"score"`
+	YI           *float64 `json:"y_i"`
+	YII          *float64 `json:"y_ii"`
+	YIII         *float64 `json:"y_iii"`
+	Completeness *float64 `json:"completeness"`
+	// LevelNote says why Level is null once evaluated (null when graded);
+	// ScoreNote that Score rests on less data than the policy's
+	// min_completeness (null when it does not): such a score is indicative.
+	LevelNote    *Text      `json:"level_note"`
+	ScoreNote    *Text      `json:"score_note"`
 	Official     *LevelRef  `json:"official"` // the level on the standard's other (rolling 12-month) window
 	LastAudit    *time.Time `json:"last_audit"`
 	NextAuditDue *time.Time `json:"next_audit_due"`
@@ -91,6 +96,9 @@ type ReasonDTO struct {
 	Unit      string   `json:"unit,omitempty"`
 	TextZH    string   `json:"text_zh"`
 	TextEN    string   `json:"text_en"`
+	// ReasonText says the same in plain words, from the structured fields
+	// and the standard's names (Kind stays the id to key on).
+	ReasonText Text `json:"reason_text"`
 }
 
 // PendingChange is a code change waiting for its hold.
@@ -101,13 +109,21 @@ type PendingChange struct {
 	// (data time: later than this while the enterprise's data lags).
 	TakesEffect *time.Time  `json:"takes_effect"`
 	Reasons     []ReasonDTO `json:"reasons"`
+	// Note says it in words: since when, the date it takes effect and the
+	// hold behind that date.
+	Note Text `json:"note"`
 }
 
 // LevelRef is a level and score on a named window.
 type LevelRef struct {
-	Window string   `json:"window"`
-	Level  *string  `json:"level"`
-	Score  *float64 `json:"score"`
+	Window       string   `json:"window"`
+	Level        *string  `json:"level"`
+	Score        *float64 `json:"score"`
+	Completeness *float64 `json:"completeness"`
+	// LevelNote says why Level is null (null when graded); ScoreNote that
+	// the score rests on too little data (null when it does not).
+	LevelNote *Text `json:"level_note"`
+	ScoreNote *Text `json:"score_note"`
 }
 
 // DataFreshness says how current an enterprise's data is.
@@ -135,9 +151,9 @@ type EnterpriseDetail struct {
 	Assessments []AssessmentDTO `json:"assessments"`
 	// Lagging lists every indicator below the next level, largest
 	// weighted gap first; NextLevel is what it takes to reach that level.
-	Lagging      []LaggingDTO    `json:"lagging"`
-	NextLevel    *NextLevelDTO   `json:"next_level"` // on the policy's window; null before the first evaluation
-	RecentEvents []scoring.Event `json:"recent_events"`
+	Lagging      []LaggingDTO  `json:"lagging"`
+	NextLevel    *NextLevelDTO `json:"next_level"` // on the policy's window; null before the first evaluation
+	RecentEvents []EventDTO    `json:"recent_events"`
 	// EstimatedBenchmarks are the indicators of the standard in force whose
 	// benchmarks are engineering estimates (src: estimate): while there
 	// are any, levels are provisional.
@@ -395,14 +411,17 @@ func summaryOf(ent *registry.Enterprise, std *scoring.Standard, pol *scoring.Pol
 	s.EvaluatedAt, s.DataThrough, s.DataTime = timePtr(r.Time), timePtr(r.DataThrough), timePtr(r.DataTime)
 	s.CatchingUp, s.CodeHeld = r.CatchingUp, r.CodeHeld
 	s.Code, s.CodeText, s.CodeSince = codePtr(r.Code), codeText(r.Code), timePtr(r.CodeSince)
-	s.CodeReasons = reasonsOf(r.CodeReasons)
+	x := explainer{std, pol}
+	loc := localZone(std.UTCOffset)
+	s.CodeReasons = x.reasons(reasonsOf(r.CodeReasons))
 	s.PendingCode, s.PendingSince = codePtr(r.PendingCode), timePtr(r.PendingSince)
 	if r.PendingCode != "" {
 		s.PendingChange = &PendingChange{Code: string(r.PendingCode), Since: r.PendingSince.UTC(), TakesEffect: timePtr(r.PendingDue),
-			Reasons: reasonsOf(r.PendingReasons)}
+			Reasons: x.reasons(reasonsOf(r.PendingReasons))}
+		s.PendingChange.Note = x.pendingNote(string(r.Code), s.PendingChange, loc)
 	}
 	s.LastAudit, s.NextAuditDue = timePtr(r.LastAudit), timePtr(r.NextAuditDue)
-	s.AuditNote = auditNote(r.NextAuditDue, now, localZone(std.UTCOffset))
+	s.AuditNote = auditNote(r.NextAuditDue, now, loc)
 	s.AuditOverdue = s.AuditNote != nil
 	s.AuditIntervalMonths = pol.AuditInterval(r.Code)
 	if len(r.StaleMeters) > 0 {
@@ -412,13 +431,23 @@ func summaryOf(ent *registry.Enterprise, std *scoring.Standard, pol *scoring.Pol
 		s.Level, s.Score = levelPtr(a.Level), f64(a.Score)
 		s.YI, s.YII, s.YIII = f64(a.Y[0]), f64(a.Y[1]), f64(a.Y[2])
 		s.Completeness = f64(a.Completeness)
+		s.ScoreNote = x.scoreNote(a.Completeness)
+		if a.Level == scoring.NoLevel {
+			n := x.notGraded(a)
+			s.LevelNote = &n
+		}
 	}
 	for _, w := range std.Windows {
 		if w.Name == pol.Window {
 			continue
 		}
 		if a, ok := r.Assessment(w.Name); ok {
-			s.Official = &LevelRef{Window: w.Name, Level: levelPtr(a.Level), Score: f64(a.Score)}
+			s.Official = &LevelRef{Window: w.Name, Level: levelPtr(a.Level), Score: f64(a.Score), Completeness: f64(a.Completeness),
+				ScoreNote: x.scoreNote(a.Completeness)}
+			if a.Level == scoring.NoLevel {
+				n := x.notGraded(a)
+				s.Official.LevelNote = &n
+			}
 			break
 		}
 	}

@@ -55,6 +55,7 @@ type pendingCount struct {
 type regression struct {
 	Event scoring.Event
 	Name  string
+	Text  Text // what it means, in words
 }
 
 // codeOrder ranks codes for the overview: worst first.
@@ -117,7 +118,7 @@ func (s *server) overview(c *gin.Context) {
 			default:
 				continue
 			}
-			pg.Regressions = append(pg.Regressions, regression{Event: ev, Name: names[ev.Enterprise]})
+			pg.Regressions = append(pg.Regressions, regression{Event: ev, Name: names[ev.Enterprise], Text: explainer{snap.Standard, snap.Policy}.event(ev)})
 		}
 	}
 	if s.Declarations != nil {
@@ -144,8 +145,14 @@ func (s *server) overview(c *gin.Context) {
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])
 	pg.Nonce = base64.RawStdEncoding.EncodeToString(nonce[:])
+	// ?part=fleet is the page's live sections alone, which the page
+	// fetches to update itself without a reload.
+	tmpl := "overview.html"
+	if c.Query("part") == "fleet" {
+		tmpl = "live"
+	}
 	var b bytes.Buffer
-	if err := pages.ExecuteTemplate(&b, "overview.html", &pg); err != nil {
+	if err := pages.ExecuteTemplate(&b, tmpl, &pg); err != nil {
 		s.fail(c, fmt.Errorf("render overview: %w", err))
 		return
 	}

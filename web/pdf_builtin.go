@@ -395,14 +395,16 @@ func (d *pdfDoc) codeSection() {
 	d.Ln(2)
 	pairs := [][2]string{
 		{d.t("赋码时间", "Code since"), r.Date(e.CodeSince)},
-		{d.t("等级", "Level") + " (" + r.Window + ")", lv(r.Live.Level) + "  " + d.t("得分", "score") + fmt.Sprintf(" %.1f", r.Live.Score)},
+		{d.t("等级", "Level") + " (" + r.Window + ")", lv(r.Live.Level) + "  " + d.t("得分", "score") + fmt.Sprintf(" %.1f", r.Live.Score) +
+			"  " + d.t("完整度", "completeness") + " " + pctText(r.Live.Completeness) + d.notes(e.LevelNote, e.ScoreNote)},
 	}
 	if p := e.PendingChange; p != nil {
 		pairs = append(pairs, [2]string{d.t("待变更", "Pending"),
-			p.Code + " (" + d.t("自", "since") + " " + r.Date(&p.Since) + ", " + d.t("持续则生效于", "takes effect if it holds on") + " " + r.Date(p.TakesEffect) + "): " + d.reasons(p.Reasons)})
+			codeZH(p.Code) + " " + p.Code + ": " + d.t(p.Note.ZH, p.Note.EN) + ". " + d.reasons(p.Reasons)})
 	}
 	if o := r.Official; o != nil {
-		pairs = append(pairs, [2]string{d.t("等级", "Level") + " (" + o.Window + ")", lv(o.Level) + "  " + d.t("得分", "score") + fmt.Sprintf(" %.1f", o.Score)})
+		pairs = append(pairs, [2]string{d.t("等级", "Level") + " (" + o.Window + ")", lv(o.Level) + "  " + d.t("得分", "score") + fmt.Sprintf(" %.1f", o.Score) +
+			"  " + d.t("完整度", "completeness") + " " + pctText(o.Completeness) + d.notes(e.Official.LevelNote, e.Official.ScoreNote)})
 	}
 	cycle := "—"
 	if e.AuditIntervalMonths > 0 {
@@ -425,11 +427,23 @@ func (d *pdfDoc) codeSection() {
 	d.table([]float64{1, 1}, "LR", []string{d.t("动态码", "Code"), d.t("审核周期", "Audit interval")}, rows)
 }
 
+// notes are the explanations of a level and its score that apply, each after
+// a semicolon.
+func (d *pdfDoc) notes(ts ...*Text) string {
+	var b strings.Builder
+	for _, t := range ts {
+		if t != nil {
+			b.WriteString("; " + d.t(t.ZH, t.EN))
+		}
+	}
+	return b.String()
+}
+
 // reasons joins the texts of rs.
 func (d *pdfDoc) reasons(rs []ReasonDTO) string {
 	parts := make([]string, 0, len(rs))
 	for _, r := range rs {
-		parts = append(parts, d.t(r.TextZH, r.TextEN))
+		parts = append(parts, d.t(r.ReasonText.ZH, r.ReasonText.EN))
 	}
 	if len(parts) == 0 {
 		return "—"
@@ -807,7 +821,8 @@ func (d *pdfDoc) eventSection() {
 		if ev.Kind == scoring.EventCodeChange {
 			subject = string(ev.OldCode) + " → " + string(ev.NewCode)
 		}
-		rows = append(rows, []string{r.DateTime(ev.Time), kind, subject, ev.Reason})
+		txt := r.EventText(ev)
+		rows = append(rows, []string{r.DateTime(ev.Time), kind, subject, d.t(txt.ZH, txt.EN)})
 	}
 	d.table([]float64{1.6, 1.6, 1.6, 5}, "LLLL", []string{d.t("时间", "Time"), d.t("类型", "Kind"), d.t("对象", "Subject"), d.t("说明", "Reason")}, rows)
 }

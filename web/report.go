@@ -51,7 +51,12 @@ type Report struct {
 	Standard     StandardRef
 	// Provisional is set while the standard has estimated benchmarks.
 	Provisional Provisional
+
+	explain explainer
 }
+
+// EventText says what an event of the report means, in Chinese and English.
+func (r *Report) EventText(ev scoring.Event) Text { return r.explain.event(ev) }
 
 // Profile describes the enterprise's metering.
 type Profile struct {
@@ -241,6 +246,7 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 		}
 		fresh.LastReading = timePtr(last)
 	}
+	rep.explain = explainer{std, pol}
 	rep.Enterprise = EnterpriseDetail{EnterpriseSummary: summaryOf(ent, std, pol, in.view, fresh, in.now),
 		Assessments: assessmentsOf(std, in.view), Lagging: laggingOf(std, res.Lagging)}
 	rep.Enterprise.NextLevel = nextLevelOf(std, pol, in.view, in.lib)

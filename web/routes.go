@@ -78,6 +78,14 @@ func (s *server) routes() []route {
 	kinds := eventKinds
 	return append(rs, []route{
 		{method: "GET", path: "/api/v1/openapi.json", access: public, tag: "meta", summary: "This OpenAPI 3 description", h: s.openAPI},
+		{method: "GET", path: "/login", access: public, tag: "pages", summary: "Sign-in page (HTML): paste a token, kept in an HttpOnly cookie",
+			params:   []param{{name: "next", in: "query", desc: "the page to open once signed in (a path of this server)"}},
+			produces: []string{"text/html"}, h: s.loginForm},
+		{method: "POST", path: "/login", access: public, tag: "pages", summary: "Sign in from the form (token, next): a valid token goes into the cookie and on to next, another back to the form",
+			description: "Form-encoded fields token and next. Answers 303 either way. A form posted from another site (Origin) is refused with 403.",
+			produces:    []string{"text/html"}, status: http.StatusSeeOther, h: s.login},
+		{method: "POST", path: "/logout", access: public, tag: "pages", summary: "Sign out: forget the cookie and go to the sign-in page",
+			produces: []string{"text/html"}, status: http.StatusSeeOther, h: s.logout},
 		{method: "GET", path: "/", access: authenticated, page: true, tag: "pages", summary: "Fleet overview page (HTML): enterprises by code, level distribution, latest regressions",
 			produces: []string{"text/html"}, h: s.overview},
 
@@ -212,6 +220,10 @@ func (s *server) authenticate(rt route) gin.HandlerFunc {
 			token, from = ck, "cookie"
 		}
 		if token == "" {
+			if rt.page && wantsHTML(c) {
+				s.renderLogin(c, http.StatusUnauthorized, loginPage{Next: pageAddress(c), Needed: true})
+				return
+			}
 			msg := "this route needs a bearer token: Authorization: Bearer <token>"
 			if !safe {
 				msg += " (cookies and ?token= are accepted for GET only)"
@@ -223,6 +235,10 @@ func (s *server) authenticate(rt route) gin.HandlerFunc {
 		if !ok {
 			if from == "cookie" {
 				s.setTokenCookie(c, "", -1)
+			}
+			if rt.page && wantsHTML(c) {
+				s.renderLogin(c, http.StatusUnauthorized, loginPage{Next: pageAddress(c), Failed: true})
+				return
 			}
 			s.fail(c, errorf(http.StatusUnauthorized, codeInvalidToken, "the token is not valid"))
 			return

@@ -231,13 +231,17 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		return nil, nil, err
 	}
 	var errs []error
+	var doc *yamlfile.Doc
 	if *configFile != "" {
-		if _, err := yamlfile.DecodeFile(*configFile, &cfg); err != nil {
+		var err error
+		if doc, err = yamlfile.DecodeFileExplained(*configFile, &cfg); err != nil {
 			errs = append(errs, err)
 		}
 	}
+	from := map[string]string{} // key path -> the environment variable or flag that set it
 	for _, s := range all {
 		if v := getenv(s.env); v != "" {
+			from[s.path] = s.env
 			if err := s.set(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", s.env, err))
 			}
@@ -245,12 +249,13 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	}
 	fs.Visit(func(f *flag.Flag) {
 		if s, ok := byPath[f.Name]; ok {
+			from[s.path] = "-" + f.Name
 			if err := s.set(f.Value.String()); err != nil {
 				errs = append(errs, fmt.Errorf("-%s: %w", f.Name, err))
 			}
 		}
 	})
-	errs = append(errs, cfg.validate()...)
+	errs = append(errs, placeProblems(cfg.validate(), doc, from)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
 	}

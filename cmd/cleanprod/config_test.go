@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -46,10 +48,67 @@ func TestConfigFileIsStrict(t *testing.T) {
 	if err == nil {
 		t.Fatal("got no error")
 	}
-	for _, w := range []string{"c.yaml:2: field urll not found", "c.yaml:4: cannot unmarshal"} {
+	for _, w := range []string{"c.yaml:2: mqtt.urll: unknown key (did you mean mqtt.url?)", `c.yaml:4: ingest.batch_size: got "many", want a whole number`} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("got %q, want it to contain %q", err, w)
 		}
+	}
+}
+
+// TestConfigErrorsNameKeyFileLine: every problem of a configuration
+// names the key as the file writes it, the file and line (or the
+// environment variable or flag that set it) and what the key takes,
+// never the Go types behind it.
+func TestConfigErrorsNameKeyFileLine(t *testing.T) {
+	for _, c := range []struct {
+		name, file string
+		env        map[string]string
+		args       []string
+		want       []string
+	}{
+		{name: "types", file: "data_dir: /tmp/x\ningest:\n  batch_size: abc\n  batch_interval: 5\nmqtt:\n  keep_alive: soon\nhttp:\n  listen: [1, 2]\ninflux:\n  gzip: maybe\n",
+			want: []string{
+				`c.yaml:3: ingest.batch_size: got "abc", want a whole number`,
+				"c.yaml:4: ingest.batch_interval: got the number 5, want a duration with its unit, such as 250ms, 30s, 5m or 1h30m",
+				`c.yaml:6: mqtt.keep_alive: got "soon", want a duration`,
+				"c.yaml:8: http.listen: got a list, want a string",
+				`c.yaml:10: influx.gzip: got "maybe", want true or false`}},
+		{name: "a section given a value", file: "ingest: 5\n",
+			want: []string{"c.yaml:1: ingest: got the number 5, want a mapping of ingest.batch_size, ingest.batch_interval,"}},
+		{name: "unknown keys", file: "mqtt:\n  urll: x\nbogus: 1\n",
+			want: []string{"c.yaml:2: mqtt.urll: unknown key (did you mean mqtt.url?); mqtt takes url, client_id,",
+				"c.yaml:3: bogus: unknown key; the file takes data_dir, gateway_config, http,"}},
+		{name: "a value the key does not take", file: "data_dir: /tmp/x\nlog:\n  level: loud\n",
+			want: []string{`c.yaml:3: log.level "loud": want debug, info, warn or error`}},
+		{name: "from the environment", env: map[string]string{"CLEANPROD_LOG_LEVEL": "shout"},
+			want: []string{`CLEANPROD_LOG_LEVEL: log.level "shout": want debug, info, warn or error`}},
+		{name: "from a flag over the file", file: "log:\n  level: info\n", args: []string{"-log.level", "x"},
+			want: []string{`-log.level: log.level "x": want debug, info, warn or error`}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := t.TempDir()
+			args := c.args
+			if c.file != "" {
+				file := filepath.Join(dir, "c.yaml")
+				if err := os.WriteFile(file, []byte(c.file), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				args = append([]string{"-config", file}, args...)
+			}
+			_, _, err := loadConfig("serve", args, func(k string) string { return c.env[k] }, io.Discard)
+			if err == nil {
+				t.Fatal("got no error")
+			}
+			msg := strings.ReplaceAll(err.Error(), dir+"/", "")
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("got\n%s\nwant a line with %q", msg, w)
+				}
+			}
+			if strings.Contains(msg, "struct {") || strings.Contains(msg, "cannot unmarshal") || strings.Contains(msg, "time.Duration") {
+				t.Errorf("Go types in\n%s", msg)
+			}
+		})
 	}
 }
 

@@ -35,6 +35,11 @@ func TestDemo(t *testing.T) {
 	if !strings.Contains(out.String(), "simulated car plants are publishing") {
 		t.Errorf("the demo did not say what it runs:\n%s", out)
 	}
+	// A clean start logs no error and no warning (the log level is warn:
+	// every record in the output would be one).
+	if log := out.String(); strings.Contains(log, "level=ERROR") || strings.Contains(log, "level=WARN") {
+		t.Errorf("the demo's clean start logs errors or warnings:\n%s", log)
+	}
 	cancel()
 	select {
 	case err := <-done:

@@ -101,6 +101,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return tokens(args[1:], getenv, stdout, stderr)
 	case "hj212":
 		return hj212Command(args[1:], time.Now(), stdout, stderr)
+	case "version", "-version", "--version":
+		if len(args) > 1 {
+			return fmt.Errorf("version takes no arguments, got %q", args[1:])
+		}
+		return version(stdout)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

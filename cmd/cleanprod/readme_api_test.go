@@ -132,6 +132,9 @@ func TestReportAndTokensUsage(t *testing.T) {
 	}{
 		{[]string{"report"}, "-enterprise is required"},
 		{[]string{"report", "-enterprise", "x", "-format", "docx"}, `-format "docx"`},
+		{[]string{"report", "-enterprise", "x", "-out", "report.docx"}, `-out "report.docx": a report is .html or .pdf, not .docx`},
+		{[]string{"report", "-enterprise", "x", "-out", "report"}, `-out "report" has no extension: name it .html or .pdf, or give -format`},
+		{[]string{"report", "-enterprise", "x", "-out", "r.PDF", "-format", "html"}, `-out "r.PDF" is a .pdf name but -format is html`},
 		{[]string{"report", "-enterprise", "cq-lj-yuntai-auto", "-to", "soon", "-gateway_config", "../../gateway-config", "-scoring.declarations", "../../scoring/declarations"}, `-to "soon"`},
 		{[]string{"tokens"}, "cleanprod tokens add"},
 		{[]string{"tokens", "revoke", "-http.tokens_file", "x.yaml"}, "-name is required"},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -50,14 +51,28 @@ func report(ctx context.Context, args []string, getenv func(string) string, stdo
 	if f.enterprise == "" {
 		return errors.New("report: -enterprise is required")
 	}
-	if f.format == "" {
-		f.format = "html"
-		if strings.HasSuffix(strings.ToLower(f.out), ".pdf") {
-			f.format = "pdf"
+	if f.format != "" && f.format != "html" && f.format != "pdf" {
+		return fmt.Errorf("report: -format %q: want html or pdf", f.format)
+	}
+	if f.out != "" && f.out != "-" {
+		// The name's extension says what the file is: refuse one that would
+		// hold something else (a report.docx of HTML, an x.pdf of HTML).
+		byName := map[string]string{".html": "html", ".htm": "html", ".pdf": "pdf"}
+		ext := strings.ToLower(filepath.Ext(f.out))
+		format, known := byName[ext]
+		switch {
+		case ext != "" && !known:
+			return fmt.Errorf("report: -out %q: a report is .html or .pdf, not %s", f.out, ext)
+		case ext == "" && f.format == "":
+			return fmt.Errorf("report: -out %q has no extension: name it .html or .pdf, or give -format", f.out)
+		case known && f.format != "" && f.format != format:
+			return fmt.Errorf("report: -out %q is a .%s name but -format is %s", f.out, format, f.format)
+		case known:
+			f.format = format
 		}
 	}
-	if f.format != "html" && f.format != "pdf" {
-		return fmt.Errorf("report: -format %q: want html or pdf", f.format)
+	if f.format == "" {
+		f.format = "html"
 	}
 	if f.out == "" {
 		f.out = fmt.Sprintf("cleanprod-report-%s-%s.%s", f.enterprise, time.Now().Format("20060102"), f.format)
@@ -172,7 +187,22 @@ func fetchReport(ctx context.Context, f reportFlags) ([]byte, error) {
 		return nil, fmt.Errorf("report: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("report: %s answered %s: %s", f.server, resp.Status, strings.TrimSpace(string(body)))
+		msg := strings.TrimSpace(string(body))
+		var e struct {
+			Error struct{ Message string } `json:"error"`
+		}
+		if json.Unmarshal(body, &e) == nil && e.Error.Message != "" {
+			msg = e.Error.Message
+		}
+		switch {
+		case resp.StatusCode == http.StatusUnauthorized && f.token == "":
+			return nil, fmt.Errorf("report: %s needs a token (%s): pass -token TOKEN or set CLEANPROD_TOKEN (cleanprod tokens add prints one; the demo prints its own)", f.server, resp.Status)
+		case resp.StatusCode == http.StatusUnauthorized:
+			return nil, fmt.Errorf("report: %s refused the token (%s, %s): pass a valid one with -token or CLEANPROD_TOKEN (cleanprod tokens list shows the names of those in force)", f.server, resp.Status, msg)
+		case resp.StatusCode == http.StatusForbidden:
+			return nil, fmt.Errorf("report: %s answered %s: %s; use a supervisor's token or that enterprise's", f.server, resp.Status, msg)
+		}
+		return nil, fmt.Errorf("report: %s answered %s: %s", f.server, resp.Status, msg)
 	}
 	if why := resp.Header.Get(web.PDFUnavailableHeader); why != "" && f.format == "pdf" {
 		return nil, fmt.Errorf("report: %s cannot print PDFs (%s); ask for -format html", f.server, why)
