@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/cleanprod/cleanprod/internal/yamlfile"
 	"github.com/cleanprod/cleanprod/registry"
 )
 
@@ -391,7 +392,7 @@ func (c *compiler) quantity(id string) (*registry.Quantity, bool) {
 func suggest(name string) string {
 	best, bestD := "", 4
 	for _, q := range registry.Quantities() {
-		if d := editDistance(name, q.Name); d < bestD {
+		if d := yamlfile.Distance(name, q.Name); d < bestD {
 			best, bestD = q.Name, d
 		}
 	}
@@ -399,26 +400,6 @@ func suggest(name string) string {
 		return ""
 	}
 	return fmt.Sprintf(" (did you mean %s?)", best)
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 func (c *compiler) call(n *ast.CallExpr) *expr {

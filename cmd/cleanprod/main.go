@@ -57,6 +57,7 @@ Usage:
   cleanprod gateways mosquitto-acl     write mosquitto passwd and acl files from the registry
   cleanprod hj212 frame -mn MN -pw PW CODE-FIELD=VALUE ...
                                        write an HJ 212 data frame as a station's logger sends it
+  cleanprod version                    the version, commit and Go version of this binary
   cleanprod help                       this text
 
 Run "cleanprod serve -help" for every setting.

@@ -294,21 +294,22 @@ func wantText(t reflect.Type, path string) string {
 func nearest(k string, keys []string) string {
 	best, bestD := "", 3
 	for _, c := range keys {
-		if d := distance(k, c); d < bestD {
+		if d := Distance(k, c); d < bestD {
 			best, bestD = c, d
 		}
 	}
 	return best
 }
 
-// distance is the Levenshtein distance of a and b.
-func distance(a, b string) int {
+// Distance is the Levenshtein distance of a and b, for "did you mean"
+// suggestions of misspelt keys and names.
+func Distance(a, b string) int {
 	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
 	for j := range prev {
 		prev[j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur := make([]int, len(b)+1)
 		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
@@ -317,7 +318,7 @@ func distance(a, b string) int {
 			}
 			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
 		}
-		prev = cur
+		prev, cur = cur, prev
 	}
 	return prev[len(b)]
 }
