@@ -128,7 +128,7 @@ var testDataDirs sync.Map // test name -> its data folder
 // withDataDir gives args the test's own data folder, the same for each
 // start of serve in it, unless they name one: the scorer's checkpoints of
 // one test are not another's.
-func withDataDir(t *testing.T, args []string) []string {
+func withDataDir(t testing.TB, args []string) []string {
 	if slices.Contains(args, "-data_dir") {
 		return args
 	}

@@ -46,7 +46,7 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	return fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 }
@@ -59,7 +59,7 @@ type service struct {
 	done   chan error
 }
 
-func startServe(t *testing.T, env map[string]string, args ...string) *service {
+func startServe(t testing.TB, env map[string]string, args ...string) *service {
 	t.Helper()
 	s := &service{http: freeAddr(t), logs: &syncBuffer{}, done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -91,7 +91,7 @@ func startServe(t *testing.T, env map[string]string, args ...string) *service {
 	return s
 }
 
-func (s *service) stop(t *testing.T) {
+func (s *service) stop(t testing.TB) {
 	t.Helper()
 	if s.cancel == nil {
 		return
