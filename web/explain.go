@@ -276,6 +276,9 @@ func (x explainer) event(ev scoring.Event) Text {
 		}
 		return Text{fmt.Sprintf("限定性指标%s未达三级基准值：实测 %s，须整改", ind.ZH, valueText(&ev.NewValue, unit)),
 			fmt.Sprintf("restrictive indicator %s misses its Level III benchmark: measured %s, must be rectified", ind.EN, valueText(&ev.NewValue, unit))}
+	case scoring.EventExceedance:
+		return Text{fmt.Sprintf("在线监测 %s 小时均值 %s 超过限值 %s（超标）", ev.Meter, formatNum(ev.NewValue), formatNum(ev.OldValue)),
+			fmt.Sprintf("analyser %s: hourly mean %s above its limit %s", ev.Meter, formatNum(ev.NewValue), formatNum(ev.OldValue))}
 	case scoring.EventStale:
 		if ev.Resolved {
 			return Text{fmt.Sprintf("计量表 %s 恢复上报", ev.Meter), fmt.Sprintf("meter %s reporting again", ev.Meter)}

@@ -96,7 +96,15 @@ func TestExplainedCodes(t *testing.T) {
 		t.Errorf("events: %+v, want entB's first code red with its reasons in words", evs.Events)
 	}
 	d := decode[EnterpriseDetail](t, f.do(t, "GET", "/api/v1/enterprises/"+entB, supervisorToken, ""))
-	if len(d.RecentEvents) == 0 || d.RecentEvents[len(d.RecentEvents)-1].Text.EN != "first code: red. Because: "+want[0].en+"; "+want[1].en {
+	// The oldest code change among the recent events (an analyser's
+	// exceedances may come before and after it).
+	first := -1
+	for i, e := range d.RecentEvents {
+		if e.Kind == scoring.EventCodeChange {
+			first = i // newest first: the last one seen is the oldest
+		}
+	}
+	if first < 0 || d.RecentEvents[first].Text.EN != "first code: red. Because: "+want[0].en+"; "+want[1].en {
 		t.Errorf("recent events: %+v, want entB's first code red with its reasons in words", d.RecentEvents)
 	}
 
@@ -117,4 +125,18 @@ func TestExplainedCodes(t *testing.T) {
 // htmlText is s as html/template writes it in text.
 func htmlText(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;").Replace(s)
+}
+
+// TestExplainExceedance: an analyser's hour above its limit reads with the
+// meter, the hour's mean and the limit in both languages.
+func TestExplainExceedance(t *testing.T) {
+	std, err := scoring.DefaultStandard()
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := explainer{std: std}
+	got := x.event(scoring.Event{Kind: scoring.EventExceedance, Meter: "WW-OUT-COD", NewValue: 612.5, OldValue: 500})
+	if got.ZH != "在线监测 WW-OUT-COD 小时均值 612.5 超过限值 500（超标）" || got.EN != "analyser WW-OUT-COD: hourly mean 612.5 above its limit 500" {
+		t.Errorf("got %+v", got)
+	}
 }
