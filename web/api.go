@@ -209,7 +209,7 @@ func (s *server) events(c *gin.Context) {
 }
 
 var eventKinds = []string{string(scoring.EventCodeChange), string(scoring.EventLevelDrop), string(scoring.EventWorsening),
-	string(scoring.EventRestrictiveFail), string(scoring.EventStale),
+	string(scoring.EventRestrictiveFail), string(scoring.EventStale), string(scoring.EventExceedance),
 	string(scoring.EventDeclarationSubmitted), string(scoring.EventDeclarationAccepted), string(scoring.EventDeclarationRejected)}
 
 // stream sends live events as server-sent events until the client goes

@@ -95,6 +95,17 @@ func TestExplainedCodes(t *testing.T) {
 		evs.Events[len(evs.Events)-1].Text.ZH != "首次赋码：红码。依据："+want[0].zh+"；"+want[1].zh {
 		t.Errorf("events: %+v, want entB's first code red with its reasons in words", evs.Events)
 	}
+	// The plant's VOC analyser exceeds its limit in some hours: the API
+	// lists those hours by kind, each in words.
+	ex := decode[EventList](t, f.do(t, "GET", "/api/v1/events?enterprise="+entB+"&kind=exceedance&from=2026-01-01&to=2026-12-31", supervisorToken, ""))
+	if len(ex.Events) == 0 {
+		t.Error("no exceedance events of entB's stack analyser")
+	}
+	for _, e := range ex.Events {
+		if e.Kind != scoring.EventExceedance || e.NewValue <= e.OldValue || !strings.Contains(e.Text.ZH, e.Meter) {
+			t.Errorf("exceedance event %+v", e)
+		}
+	}
 	d := decode[EnterpriseDetail](t, f.do(t, "GET", "/api/v1/enterprises/"+entB, supervisorToken, ""))
 	// The oldest code change among the recent events (an analyser's
 	// exceedances may come before and after it).
