@@ -61,6 +61,8 @@ type Config struct {
 	Resets float64
 	// Faults is the mix of injected faults.
 	Faults Faults
+	// Stations are the HJ 212 data loggers' settings and faults.
+	Stations Stations
 
 	// Profiles are the plant profiles (nil: DefaultProfiles()).
 	Profiles *Profiles
@@ -99,6 +101,24 @@ type Faults struct {
 	FutureSkew time.Duration
 }
 
+// Stations are the settings of the simulated HJ 212 data loggers: one per
+// gateway that declares an hj212 station. Each sends minute data (2051)
+// every Interval and hourly data (2061) at each full hour of its clock,
+// Flag=5 (acknowledgement wanted). Faults are in percent of the minute
+// frames, drawn from the station's own random stream.
+type Stations struct {
+	BadCRC float64 // a copy of the frame with a wrong CRC goes first: hj212_bad_crc (message)
+	// DataFlag flags one value of the frame C, M or D (calibration,
+	// maintenance, instrument fault): invalid_data (reading).
+	DataFlag float64
+	// Offline is the expected number of offline periods per station per
+	// simulated day; the logger keeps its frames meanwhile and sends them
+	// as history when it is back (Ledger.Backlog).
+	Offline float64
+	// OfflineFor is how long an offline period lasts (default 2h).
+	OfflineFor time.Duration
+}
+
 func (f Faults) shares() []float64 {
 	return []float64{f.Malformed, f.UnknownGateway, f.Spoofed, f.UnknownMeter, f.NaN, f.Future, f.Duplicate, f.OutOfOrder}
 }
@@ -127,6 +147,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ProgressEvery <= 0 {
 		c.ProgressEvery = 10 * time.Second
+	}
+	if c.Stations.OfflineFor == 0 {
+		c.Stations.OfflineFor = 2 * time.Hour
 	}
 	if c.Faults.FutureSkew == 0 {
 		c.Faults.FutureSkew = 24 * time.Hour
@@ -186,6 +209,21 @@ func (c Config) Validate() error {
 	}
 	if t := c.Faults.total(); t > 100 {
 		bad("faults: the percentages add up to %v, more than 100", t)
+	}
+	st := c.Stations
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"bad CRC", st.BadCRC}, {"data flag", st.DataFlag}} {
+		if f.v < 0 || f.v > 100 {
+			bad("stations: %s %v%%: want 0 to 100", f.name, f.v)
+		}
+	}
+	if st.Offline < 0 || st.Offline > 24 {
+		bad("stations: offline %v periods a day: want 0 to 24", st.Offline)
+	}
+	if st.OfflineFor < 0 {
+		bad("stations: offline for %v: must not be negative", st.OfflineFor)
 	}
 	if c.Faults.FutureSkew < 0 {
 		bad("faults: future skew %v: must not be negative", c.Faults.FutureSkew)

@@ -55,6 +55,23 @@
 // Faults never enter the ledger's readings; its Rejected map counts the
 // rejections they must cause, by ingest reason.
 //
+// # HJ 212 stations
+//
+// A gateway that declares an hj212 station is its data logger: instead of
+// JSON it sends its meters' readings (the same plant model; every meter
+// must take minute data) as HJ 212-2017 minute-data frames (2051) each
+// interval and, at each full hour of the station's clock, hourly data
+// (2061: Avg, Min, Max, Cou of the hour, which the registry's meters do
+// not take), Flag=5, on topic cp/v1/{enterprise}/{gateway}/hj212.
+// Config.Stations adds their faults, drawn from each station's own
+// stream: a copy with a wrong CRC sent before the intact frame
+// (hj212_bad_crc, message), one value flagged C, M or D (invalid_data,
+// reading), and offline periods whose frames wait and go as history when
+// the logger is back (Ledger.Backlog). Run sends the frames through its
+// Publisher like any message; a StationLink sends them over TCP to
+// serve's HJ 212 receiver instead, waiting for each frame's 9014 and
+// sending again on timeout or reconnect.
+//
 // # Determinism and concurrency
 //
 // The same seed, registry and Config give byte-identical messages in the

@@ -30,6 +30,8 @@ type gateway struct {
 	futureBase time.Time // wall clock at New
 	futureSkew time.Duration
 
+	station *station // the HJ 212 data logger of a gateway that declares one: it sends frames instead of JSON
+
 	rogue      string // an unregistered gateway id of the same enterprise, this gateway's own
 	rogueTopic string
 	rogueSeq   uint64
@@ -69,6 +71,12 @@ func (g *gateway) tick(t time.Time, out []Message) []Message {
 			g.buf = append(g.buf, mt.read(t))
 		}
 	}
+	if g.station != nil {
+		out = g.station.tick(t, g.buf, out)
+		clear(g.buf)
+		g.buf = g.buf[:0]
+		return out
+	}
 	if disc {
 		// A register dropped (reset, rollover, replacement): what was held
 		// back goes first, so the service sees no late reading across it.
@@ -92,6 +100,9 @@ func (g *gateway) tick(t time.Time, out []Message) []Message {
 
 // flush sends what is buffered and held, at the end of a run.
 func (g *gateway) flush(t time.Time, out []Message) []Message {
+	if g.station != nil {
+		return g.station.flush(t, out)
+	}
 	if len(g.buf) > 0 {
 		out = g.emit(t, g.buf, out)
 		g.buf = g.buf[:0]

@@ -20,6 +20,7 @@ type Ledger struct {
 	Rejected   map[string]int
 	Duplicates int // messages re-sent verbatim: absorbed, not rejected
 	Delayed    int // messages sent after later ones: accepted
+	Backlog    int // HJ 212 frames kept by an offline logger and sent later as history: accepted
 	Messages   int // messages sent, faulty ones and duplicates included
 	Readings   int // valid readings sent: what the service must store
 }

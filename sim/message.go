@@ -19,6 +19,9 @@ const (
 	FaultFuture               // one reading stamped in the future
 	FaultDuplicate            // verbatim re-send of an earlier message
 	FaultOutOfOrder           // sent after messages generated later
+	FaultBadCRC               // HJ 212: a copy of a station's frame with a wrong CRC, sent before the good one
+	FaultDataFlag             // HJ 212: one value flagged C (calibration), M (maintenance) or D (fault)
+	FaultBacklog              // HJ 212: a frame kept while the logger was offline, sent as history on reconnect
 	numFaults
 )
 
@@ -43,6 +46,12 @@ func (f Fault) String() string {
 		return "duplicate"
 	case FaultOutOfOrder:
 		return "out_of_order"
+	case FaultBadCRC:
+		return "bad_crc"
+	case FaultDataFlag:
+		return "data_flag"
+	case FaultBacklog:
+		return "backlog"
 	}
 	return "fault(" + strconv.Itoa(int(f)) + ")"
 }
@@ -64,23 +73,38 @@ func (f Fault) Reason() string {
 		return "invalid_value"
 	case FaultFuture:
 		return "future_timestamp"
+	case FaultBadCRC:
+		return "hj212_bad_crc"
+	case FaultDataFlag:
+		return "invalid_data"
 	}
 	return ""
 }
 
 // MessageLevel reports whether the fault's reason rejects a whole message
 // (counted in messages) rather than one reading (counted in readings).
-func (f Fault) MessageLevel() bool { return f == FaultMalformed || f == FaultUnknownGateway }
+func (f Fault) MessageLevel() bool {
+	return f == FaultMalformed || f == FaultUnknownGateway || f == FaultBadCRC
+}
 
-// Message is one MQTT message of the gateway contract v1.
+// Message is one MQTT message of the gateway contract v1, or one HJ 212
+// frame of a station's data logger.
 type Message struct {
-	Topic    string    // cp/v1/{enterprise}/{gateway}/telemetry
-	Payload  []byte    // JSON; owned by the receiver
+	Topic    string    // cp/v1/{enterprise}/{gateway}/telemetry, or .../hj212 for a station's frame
+	Payload  []byte    // JSON or an HJ 212 frame; owned by the receiver
 	Sent     time.Time // simulated time the gateway sent it
 	Readings int       // readings in the payload, a faulty one included
 	Fault    Fault     // FaultNone for a clean message
 	eff      *effects
 	shard    int // Run's worker for the gateway
+	frame    *frameInfo
+}
+
+// frameInfo is what a station's transport needs to know of an HJ 212
+// frame without parsing it.
+type frameInfo struct {
+	mn, qn    string
+	reconnect bool // the first frame after an offline period: the link was down
 }
 
 // effects is what a message adds to the ledger once it is sent.

@@ -58,7 +58,7 @@ func TestRunOverMQTT(t *testing.T) {
 		t.Fatalf("subscriber connect: %v", tok.Error())
 	}
 	defer sub.Disconnect(100)
-	if tok := sub.Subscribe("cp/v1/+/+/telemetry", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+	if tok := sub.SubscribeMultiple(map[string]byte{"cp/v1/+/+/telemetry": 1, "cp/v1/+/+/hj212": 1}, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatalf("subscribe: %v", tok.Error())
 	}
 

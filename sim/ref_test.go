@@ -2,12 +2,15 @@ package sim_test
 
 import (
 	"encoding/json"
+	"errors"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cleanprod/cleanprod/hj212"
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/sim"
 )
@@ -46,6 +49,10 @@ func newRefIngest(reg *registry.Registry, horizon time.Time) *refIngest {
 func (r *refIngest) handle(t *testing.T, topic string, payload []byte) {
 	t.Helper()
 	lv := strings.Split(topic, "/")
+	if len(lv) == 5 && lv[0] == "cp" && lv[1] == "v1" && lv[4] == "hj212" {
+		r.handleHJ212(t, lv, payload)
+		return
+	}
 	if len(lv) != 5 || lv[0] != "cp" || lv[1] != "v1" || lv[4] != "telemetry" {
 		t.Fatalf("bad topic %q", topic)
 	}
@@ -113,6 +120,46 @@ func (r *refIngest) handle(t *testing.T, topic string, payload []byte) {
 		}
 		key := meterKey{lv[2], m.ID}
 		r.points[key] = append(r.points[key], point{ts, v})
+	}
+}
+
+// handleHJ212 reads a station's frame as ingest does: a frame that fails
+// its checks is rejected whole; a value goes to the meter that takes its
+// code, field and command, if its flag says it is valid data.
+func (r *refIngest) handleHJ212(t *testing.T, lv []string, payload []byte) {
+	t.Helper()
+	g, ok := r.reg.Gateway(lv[2], lv[3])
+	if !ok || g.Station == nil {
+		t.Fatalf("frame on %s: no such station", strings.Join(lv, "/"))
+	}
+	codec := hj212.Codec{Location: g.Station.Location}
+	p, err := codec.Decode(payload)
+	if err != nil {
+		var e *hj212.Error
+		if !errors.As(err, &e) {
+			t.Fatalf("frame %q: %v", payload, err)
+		}
+		r.rejected["hj212_"+string(e.Reason)]++
+		return
+	}
+	d, err := codec.ParseData(p.CP)
+	cn, _ := strconv.Atoi(p.CN)
+	if err != nil || p.MN != g.Station.MN || p.PW != g.Station.Password || len(d.Rejects) > 0 {
+		t.Fatalf("frame %q: %v", payload, err)
+	}
+	for _, v := range d.Values {
+		m, ok := g.Station.Meter(registry.HJ212Source{Code: v.Code, Field: v.Field, CN: cn})
+		switch {
+		case !ok:
+			if !g.Station.Maps(v.Code) {
+				t.Fatalf("frame %q: code %s goes to no meter", payload, v.Code)
+			}
+		case v.Flag != "N":
+			r.rejected["invalid_data"]++
+		default:
+			key := meterKey{lv[2], m.ID}
+			r.points[key] = append(r.points[key], point{d.Time.UTC(), v.Value})
+		}
 	}
 }
 

@@ -141,10 +141,20 @@ func (s *Simulator) waitFor(ctx context.Context, t, began time.Time) bool {
 // publish is a worker: it publishes the messages of its gateways in order,
 // retrying each until it is accepted or ctx is done.
 func (s *Simulator) publish(ctx context.Context, pub Publisher, q <-chan Message) {
+	// A StationLink needs what the simulator knows of a frame (its QN, an
+	// offline period before it).
+	mp, _ := pub.(interface {
+		publishMessage(ctx context.Context, m *Message) error
+	})
 	for m := range q {
 		backoff := 50 * time.Millisecond
 		for ctx.Err() == nil {
-			err := pub.Publish(ctx, m.Topic, m.Payload)
+			var err error
+			if mp != nil {
+				err = mp.publishMessage(ctx, &m)
+			} else {
+				err = pub.Publish(ctx, m.Topic, m.Payload)
+			}
 			if err == nil {
 				s.commit(&m)
 				break

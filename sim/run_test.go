@@ -73,7 +73,7 @@ func TestRunPacing(t *testing.T) {
 			return sim.Config{Backfill: 10 * time.Minute, Duration: 25 * time.Minute, Speed: 1000}
 		}, 15 * time.Minute},
 		{"message rate", func(now time.Time) sim.Config {
-			return sim.Config{Start: now.Add(-2 * time.Hour), Duration: time.Hour, MaxRate: 65} // 13 ticks x 15 gateways
+			return sim.Config{Start: now.Add(-2 * time.Hour), Duration: time.Hour, MaxRate: 314.0 / 3} // 13 ticks x 23 gateways, and 8 stations x 2 hourly frames
 		}, 3 * time.Second}, // the first message goes at once
 	}
 	for _, tt := range tests {

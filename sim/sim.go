@@ -99,9 +99,16 @@ func New(reg *registry.Registry, cfg Config) (*Simulator, error) {
 					errs = append(errs, err)
 					continue
 				}
+				if g.Station != nil && (m.HJ212 == nil || m.HJ212.CN != 2051) {
+					errs = append(errs, fmt.Errorf("meter %s/%s: the simulated HJ 212 logger of gateway %s sends its meters' values as minute data (give it hj212: {data: minute})", e.ID, m.ID, g.ID))
+					continue
+				}
 				mt.slot = len(s.meters)
 				s.meters = append(s.meters, mt)
 				gw.meters = append(gw.meters, mt)
+			}
+			if g.Station != nil {
+				gw.station = newStation(gw, seed, cfg)
 			}
 			s.gws = append(s.gws, gw)
 		}
@@ -448,6 +455,8 @@ func (s *Simulator) Ledger() Ledger {
 			l.Duplicates = n
 		case f == FaultOutOfOrder:
 			l.Delayed = n
+		case f == FaultBacklog:
+			l.Backlog = n
 		case n > 0:
 			l.Rejected[f.Reason()] += n
 		}

@@ -154,6 +154,9 @@ func TestFaultMix(t *testing.T) {
 	count := map[sim.Fault]int{}
 	for m := range s.Messages() {
 		ref.handle(t, m.Topic, m.Payload)
+		if strings.HasSuffix(m.Topic, "/hj212") {
+			continue // stations have faults of their own (TestStationFrames)
+		}
 		count[m.Fault]++
 		if m.Fault == sim.FaultFuture && !bytes.Contains(m.Payload, []byte(now.Add(24*time.Hour).Format("2006-01-02T"))) {
 			t.Errorf("future fault not a day after the wall clock: %s", m.Payload)

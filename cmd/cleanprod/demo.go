@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -16,6 +17,11 @@ import (
 	"github.com/cleanprod/cleanprod/sim"
 	"github.com/cleanprod/cleanprod/web"
 )
+
+// demoHJ212 is where the demo's HJ 212 receiver listens unless
+// -hj212.listen says otherwise: the port loggers are often pointed at in
+// examples, on the loopback only.
+const demoHJ212 = "127.0.0.1:9212"
 
 // demoBackfill is how much history the demo replays before running live:
 // enough to fill the 30-day scoring window.
@@ -41,6 +47,15 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 	cfg.DataDir = dir
 	cfg.MQTT.URL, cfg.Influx.URL = "", "" // everything embedded
 	cfg.Ingest.PastHorizon = demoBackfill + 48*time.Hour
+	if cfg.HJ212.Listen == "" {
+		cfg.HJ212.Listen = demoHJ212
+	}
+	// Say plainly when the receiver's port is taken (another demo?).
+	if ln, err := net.Listen("tcp", cfg.HJ212.Listen); err != nil {
+		return fmt.Errorf("demo: the HJ 212 receiver cannot listen on %s (another demo running? choose a free address with -hj212.listen): %w", cfg.HJ212.Listen, err)
+	} else {
+		ln.Close()
+	}
 	// The API's tokens live in the demo's folder, and declarations in its
 	// store, so the demo never writes into the checkout.
 	tokens, err := demoAPI(cfg, dir)
@@ -58,8 +73,10 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 		f.cfg = sim.Config{
 			Seed: 1, Backfill: demoBackfill, Interval: 5 * time.Minute, Workers: 4, DriftScale: 1,
 			Faults:   sim.Faults{Malformed: 0.2, Spoofed: 0.2, UnknownMeter: 0.2, NaN: 0.2, Future: 0.2, Duplicate: 0.5, OutOfOrder: 0.5},
+			Stations: sim.Stations{BadCRC: 0.5, DataFlag: 1, Offline: 0.5, OfflineFor: 2 * time.Hour},
 			Progress: stdout, ProgressEvery: 15 * time.Second,
 		}
+		f.hj212Addr = cfg.HJ212.Listen
 		s, err := f.build(io.Discard)
 		if err != nil {
 			return err
@@ -91,10 +108,41 @@ cleanprod demo: %d simulated car plants are publishing to the embedded broker %s
 		if len(tokens) > 1 {
 			fmt.Fprintf(stdout, "  report     %s/api/v1/enterprises/%s/report?token=%s   (&format=pdf for the PDF)\n", base, tokens[1].name, tokens[0].token)
 		}
+		demoStations(stdout, s.Registry(), cfg.HJ212.Listen)
 		fmt.Fprintln(stdout)
-		return s.Run(gctx, sim.NewMQTTPublisher(client, 30*time.Second))
+		// The loggers may each have 32 frames unacknowledged, so that the
+		// backfill does not wait for every 9014.
+		pub, link := f.publisher(sim.NewMQTTPublisher(client, 30*time.Second), 32)
+		defer link.Close()
+		return s.Run(gctx, pub)
 	})
 	return g.Wait()
+}
+
+// demoStations names the HJ 212 receiver and its stations, with a frame
+// to send by hand.
+func demoStations(w io.Writer, reg *registry.Registry, addr string) {
+	var first *registry.Gateway
+	n := 0
+	for _, e := range reg.Enterprises {
+		for _, g := range e.Gateways {
+			if g.Station != nil {
+				n++
+				if first == nil && strings.HasPrefix(g.ID, "st-ww") {
+					first = g
+				}
+			}
+		}
+	}
+	if n == 0 {
+		return
+	}
+	fmt.Fprintf(w, "HJ 212 receiver tcp://%s: the loggers of %d stations (wastewater outlets, stacks) connect there.\n", addr, n)
+	if first != nil {
+		fmt.Fprintf(w, "  try one   cleanprod hj212 frame -mn %s -pw %s w01018-Avg=42.1 w01018-Flag=N | nc -q 3 %s %s\n",
+			first.Station.MN, first.Station.Password, hostOf(addr), portOf(addr))
+		fmt.Fprintf(w, "            (%s of %s; the 9014 comes back once the value is stored)\n", first.ID, first.Enterprise.ID)
+	}
 }
 
 // waitHTTPReady polls /readyz until it answers 200 or ctx ends.

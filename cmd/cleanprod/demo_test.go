@@ -11,12 +11,12 @@ import (
 // ports) and checks that readings flow within a minute and Ctrl-C stops it
 // cleanly.
 func TestDemo(t *testing.T) {
-	httpAddr, brokerAddr := freeAddr(t), freeAddr(t)
+	httpAddr, brokerAddr, stations := freeAddr(t), freeAddr(t), freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"demo", "-http.listen", httpAddr, "-embedded_broker.listen", brokerAddr,
+		done <- run(ctx, []string{"demo", "-http.listen", httpAddr, "-embedded_broker.listen", brokerAddr, "-hj212.listen", stations,
 			"-gateway_config", "../../gateway-config", "-scoring.declarations", "../../scoring/declarations", "-log.level", "warn"}, func(string) string { return "" }, out, out)
 	}()
 	s := &service{http: httpAddr, logs: out}
@@ -34,6 +34,17 @@ func TestDemo(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "simulated car plants are publishing") {
 		t.Errorf("the demo did not say what it runs:\n%s", out)
+	}
+	if !strings.Contains(out.String(), "HJ 212 receiver tcp://"+stations) || !strings.Contains(out.String(), "cleanprod hj212 frame -mn ") {
+		t.Errorf("the demo did not name its HJ 212 receiver with a frame to try:\n%s", out)
+	}
+	// The stations' loggers deliver over TCP: their data is stored and acknowledged.
+	deadline = time.Now().Add(60 * time.Second)
+	for s.metricOrZero("cleanprod_hj212_acks_total") < 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no HJ 212 frame stored and acknowledged within a minute\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 	// A clean start logs no error and no warning (the log level is warn:
 	// every record in the output would be one).

@@ -24,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cleanprod/cleanprod/hj212"
 	"github.com/cleanprod/cleanprod/internal/testenv"
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/sim"
@@ -193,6 +194,17 @@ func (r *recorder) Publish(ctx context.Context, topic string, payload []byte) er
 		return err
 	}
 	parts := strings.Split(topic, "/")
+	if len(parts) == 5 && parts[4] == "hj212" {
+		keys := frameKeys(parts[2], parts[3], payload)
+		r.mu.Lock()
+		for _, k := range keys {
+			r.keys[k] = true
+		}
+		r.messages = append(r.messages, sim.Message{Topic: topic, Payload: payload})
+		r.mu.Unlock()
+		r.acked.Add(int64(len(keys)))
+		return nil
+	}
 	var m struct {
 		Readings []struct {
 			Meter string `json:"meter"`
@@ -214,6 +226,40 @@ func (r *recorder) Publish(ctx context.Context, topic string, payload []byte) er
 	r.mu.Unlock()
 	r.acked.Add(int64(len(m.Readings)))
 	return nil
+}
+
+// shippedStations is the shipped registry, for reading the stations'
+// frames.
+var shippedStations = sync.OnceValues(func() (*registry.Registry, error) { return registry.Load("../../gateway-config") })
+
+// frameKeys returns the keys of the valid readings of a station's HJ 212
+// frame, as ingest maps them to meters.
+func frameKeys(ent, gwID string, frame []byte) []string {
+	reg, err := shippedStations()
+	if err != nil {
+		return nil
+	}
+	gw, ok := reg.Gateway(ent, gwID)
+	if !ok || gw.Station == nil {
+		return nil
+	}
+	codec := hj212.Codec{Location: gw.Station.Location}
+	p, err := codec.Decode(frame)
+	if err != nil {
+		return nil
+	}
+	d, err := codec.ParseData(p.CP)
+	cn, _ := strconv.Atoi(p.CN)
+	if err != nil {
+		return nil
+	}
+	var keys []string
+	for _, v := range d.Values {
+		if m, ok := gw.Station.Meter(registry.HJ212Source{Code: v.Code, Field: v.Field, CN: cn}); ok && (v.Flag == "N" || v.Flag == "") {
+			keys = append(keys, key(ent, m.ID, d.Time))
+		}
+	}
+	return keys
 }
 
 func key(enterprise, meter string, ts time.Time) string {

@@ -21,6 +21,7 @@ import (
 // simFlags are the simulator's settings on the command line.
 type simFlags struct {
 	broker, clientID, gatewayConfig, fleetOut, start, faults string
+	stationFaults, hj212Addr                                 string
 	synthetic, syntheticMeters                               int
 	cfg                                                      sim.Config
 }
@@ -42,6 +43,7 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 	fs.Float64Var(&f.cfg.Resets, "resets", 0, "counter resets per counter per simulated day")
 	fs.Float64Var(&f.cfg.DriftScale, "drift-scale", 1, "multiplies each plant's drift (0: none; 10: codes move within days)")
 	fs.StringVar(&f.faults, "faults", "", "fault mix in % of messages, e.g. malformed=1,spoofed=0.5,unknown_gateway=0.2,unknown_meter=0.5,nan=0.5,future=0.5,duplicate=1,out_of_order=1")
+	fs.StringVar(&f.stationFaults, "station-faults", "", "HJ 212 stations' faults: bad_crc and data_flag in % of minute frames, offline periods per station per day, offline_for their length, e.g. bad_crc=1,data_flag=2,offline=0.5,offline_for=2h")
 }
 
 // build loads the fleet and returns the simulator.
@@ -77,6 +79,9 @@ func (f *simFlags) build(stdout io.Writer) (*sim.Simulator, error) {
 		}
 	}
 	if f.cfg.Faults, err = parseFaults(f.faults); err != nil {
+		return nil, err
+	}
+	if f.cfg.Stations, err = parseStationFaults(f.stationFaults); err != nil {
 		return nil, err
 	}
 	return sim.New(reg, f.cfg)
@@ -128,6 +133,49 @@ func parseFaults(s string) (sim.Faults, error) {
 	return f, errors.Join(errs...)
 }
 
+func parseStationFaults(s string) (sim.Stations, error) {
+	var st sim.Stations
+	if s == "" {
+		return st, nil
+	}
+	fields := map[string]*float64{"bad_crc": &st.BadCRC, "data_flag": &st.DataFlag, "offline": &st.Offline}
+	var errs []error
+	for _, part := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if k == "offline_for" && ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("-station-faults: %q: %v is not a duration", part, v))
+			}
+			st.OfflineFor = d
+			continue
+		}
+		p, known := fields[k]
+		n, err := strconv.ParseFloat(v, 64)
+		switch {
+		case !ok || !known:
+			errs = append(errs, fmt.Errorf("-station-faults: %q: want NAME=VALUE with NAME one of bad_crc, data_flag, offline, offline_for", part))
+		case err != nil:
+			errs = append(errs, fmt.Errorf("-station-faults: %q: %v is not a number", part, v))
+		default:
+			*p = n
+		}
+	}
+	return st, errors.Join(errs...)
+}
+
+// publisher returns what Run publishes through: the MQTT publisher, or,
+// with an HJ 212 address, a StationLink that sends the stations' frames
+// over TCP and the rest through MQTT. Without one, the frames go over
+// MQTT on the stations' hj212 topics.
+func (f *simFlags) publisher(mqttPub sim.Publisher, window int) (sim.Publisher, *sim.StationLink) {
+	if f.hj212Addr == "" {
+		return mqttPub, nil
+	}
+	link := &sim.StationLink{Addr: f.hj212Addr, Next: mqttPub, Window: window}
+	return link, link
+}
+
 // simulate runs "cleanprod simulate": publish a simulated fleet to a broker.
 func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
@@ -135,6 +183,8 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	var f simFlags
 	fs.StringVar(&f.broker, "broker", "tcp://127.0.0.1:1883", "broker URL (tcp://, ssl://; user:password@ for credentials)")
 	fs.StringVar(&f.clientID, "client-id", "cleanprod-simulator", "MQTT client id")
+	fs.StringVar(&f.hj212Addr, "hj212", "", "host:port of the HJ 212 receiver (serve -hj212.listen): the stations' loggers connect there (empty: they forward their frames over MQTT on cp/v1/{enterprise}/{gateway}/hj212)")
+	window := fs.Int("hj212-window", 1, "frames a station's logger may have unacknowledged at once (1: it waits for each 9014)")
 	f.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -150,7 +200,15 @@ func simulate(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer client.Disconnect(250)
 	fmt.Fprintf(stdout, "simulating %d enterprises from %s to %s\n", len(s.Registry().Enterprises), s.Start().Format(time.RFC3339), f.broker)
-	err = s.Run(ctx, sim.NewMQTTPublisher(client, 30*time.Second))
+	pub, link := f.publisher(sim.NewMQTTPublisher(client, 30*time.Second), *window)
+	err = s.Run(ctx, pub)
+	if link != nil {
+		if ferr := link.Flush(ctx); err == nil && ferr != nil && ctx.Err() == nil {
+			err = ferr
+		}
+		link.Close()
+		fmt.Fprintf(stdout, "HJ 212 loggers to %s: %+v\n", f.hj212Addr, link.Stats())
+	}
 	s.WriteSummary(stdout)
 	return err
 }
