@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"os/exec"
 	"regexp"
 	"strconv"
@@ -70,5 +71,30 @@ func TestReadmeGatewaysCheck(t *testing.T) {
 	var out strings.Builder
 	if err := run(t.Context(), []string{"gateways", "check", "../../" + args[5]}, func(string) string { return "" }, &out, &out); err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
+	}
+}
+
+// TestReadmeHJ212Frame runs the README's hand-made HJ 212 frame, as
+// printed (go run, bash's /dev/tcp), against serve's receiver with the
+// shipped fleet: the reply is the frame's 9014, and the values are stored
+// for the Hengrun outlet station's meters.
+func TestReadmeHJ212Frame(t *testing.T) {
+	stations := freeAddr(t)
+	s := startServe(t, nil, "-gateway_config", "../../gateway-config", "-embedded_broker.listen", freeAddr(t), "-hj212.listen", stations)
+	script := readmeBlock(t, "hj212 frame")
+	_, port, _ := strings.Cut(stations, ":")
+	script = strings.ReplaceAll(script, "/dev/tcp/127.0.0.1/9212", "/dev/tcp/127.0.0.1/"+port)
+	script = strings.ReplaceAll(script, "frame.hj212", filepath.Join(t.TempDir(), "frame.hj212"))
+	cmd := exec.Command("bash", "-euc", script)
+	cmd.Dir = "../.." // go run ./cmd/cleanprod, from the repository's root
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("README command failed: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), ";CN=9014;") || !strings.Contains(string(out), "MN=500112HR0001WW01") {
+		t.Fatalf("reply %q, want the frame's 9014", out)
+	}
+	if got := s.metric(t, `cleanprod_ingest_readings_written_total`); got != 2 {
+		t.Errorf("readings written %g, want the frame's COD and flow", got)
 	}
 }
