@@ -8,6 +8,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -213,7 +214,12 @@ var eventKinds = []string{string(scoring.EventCodeChange), string(scoring.EventL
 	string(scoring.EventDeclarationSubmitted), string(scoring.EventDeclarationAccepted), string(scoring.EventDeclarationRejected)}
 
 // stream sends live events as server-sent events until the client goes
-// away or the server shuts down.
+// away or the server shuts down. Each event's id names it (its time,
+// enterprise, kind, indicator or meter, and whether it resolves); a client
+// reconnecting with Last-Event-ID (as EventSource does) is first sent the
+// events since that one, from the store and the events kept in memory
+// (those the store may not hold yet), oldest first: events of that same
+// time may come again, none is skipped.
 func (s *server) stream(c *gin.Context) {
 	ent, err := s.enterpriseScope(c)
 	if err != nil {
@@ -225,8 +231,20 @@ func (s *server) stream(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	last := c.GetHeader("Last-Event-ID")
+	var since time.Time
+	if last != "" {
+		ns, _, _ := strings.Cut(last, ".")
+		n, err := strconv.ParseInt(ns, 10, 64)
+		if err != nil {
+			s.fail(c, errorf(http.StatusBadRequest, codeBadRequest, "Last-Event-ID %q is not an id this stream sent", clip(last, 80)))
+			return
+		}
+		since = time.Unix(0, n)
+	}
 	var events <-chan scoring.Event
 	if s.Events != nil {
+		// Subscribed before the replay is read: nothing falls between.
 		ch, cancel, ok := s.Events.Subscribe(256)
 		if !ok {
 			s.fail(c, errorf(http.StatusServiceUnavailable, codeUnavailable, "the server is shutting down"))
@@ -235,6 +253,13 @@ func (s *server) stream(c *gin.Context) {
 		defer cancel()
 		events = ch
 	}
+	var replay []scoring.Event
+	if last != "" {
+		if replay, err = s.eventsSince(c, ent, kind, since); err != nil {
+			s.fail(c, err)
+			return
+		}
+	}
 	w := c.Writer
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
@@ -242,6 +267,18 @@ func (s *server) stream(c *gin.Context) {
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
 	fmt.Fprint(w, "retry: 5000\n: cleanprod scoring events\n\n")
+	send := func(ev scoring.Event) {
+		snap := s.Scorer.Snapshot() // the configuration in force now: a stream outlives reloads
+		data, _ := json.Marshal(EventDTO{Event: ev, Text: explainer{snap.Standard, snap.Policy}.event(ev)})
+		fmt.Fprintf(w, "id: %s\nevent: %s\ndata: %s\n\n", eventID(ev), ev.Kind, data)
+	}
+	replayed := make(map[string]bool, len(replay))
+	for _, ev := range replay {
+		if id := eventID(ev); id != last {
+			replayed[id] = true
+			send(ev)
+		}
+	}
 	w.Flush()
 	keepAlive := time.NewTicker(15 * time.Second)
 	defer keepAlive.Stop()
@@ -255,15 +292,57 @@ func (s *server) stream(c *gin.Context) {
 			if !ok {
 				return
 			}
-			if (ent != "" && ev.Enterprise != ent) || (kind != "" && string(ev.Kind) != kind) {
+			if (ent != "" && ev.Enterprise != ent) || (kind != "" && string(ev.Kind) != kind) || replayed[eventID(ev)] {
 				continue
 			}
-			snap := s.Scorer.Snapshot() // the configuration in force now: a stream outlives reloads
-			data, _ := json.Marshal(EventDTO{Event: ev, Text: explainer{snap.Standard, snap.Policy}.event(ev)})
-			fmt.Fprintf(w, "id: %d\nevent: %s\ndata: %s\n\n", ev.Time.UnixNano(), ev.Kind, data)
+			send(ev)
 		}
 		w.Flush()
 	}
+}
+
+// eventID names an event in the stream: its store identity (time and
+// tags) and whether it resolves.
+func eventID(ev scoring.Event) string {
+	id := strconv.FormatInt(ev.Time.UnixNano(), 10) + "." + ev.Enterprise + "." + string(ev.Kind) + "." + ev.Indicator + "." + ev.Meter
+	if ev.Resolved {
+		id += ".resolved"
+	}
+	return id
+}
+
+// maxReplay bounds the events a reconnecting stream is sent first.
+const maxReplay = 10000
+
+// eventsSince returns the events of enterprise and kind ("": any) at or
+// after since, oldest first: the stored ones and those kept in memory,
+// each once.
+func (s *server) eventsSince(c *gin.Context, enterprise, kind string, since time.Time) ([]scoring.Event, error) {
+	now := s.now()
+	if since.Before(now.Add(-400 * 24 * time.Hour)) {
+		since = now.Add(-400 * 24 * time.Hour)
+	}
+	evs, err := s.readEvents(c, enterprise, kind, since, now.Add(time.Hour), maxReplay)
+	if err != nil {
+		return nil, err
+	}
+	if s.Recent != nil {
+		for _, ev := range s.Recent.Since(enterprise, since) {
+			if kind == "" || string(ev.Kind) == kind {
+				evs = append(evs, ev)
+			}
+		}
+	}
+	seen := make(map[string]bool, len(evs))
+	out := evs[:0]
+	for _, ev := range evs {
+		if id := eventID(ev); !seen[id] {
+			seen[id] = true
+			out = append(out, ev)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b scoring.Event) int { return a.Time.Compare(b.Time) })
+	return out, nil
 }
 
 // RankingDTO is a ranking with the requester's position and the fleet's
@@ -618,4 +697,12 @@ func decodeJSON(c *gin.Context, v any) error {
 	default:
 		return errorf(http.StatusBadRequest, codeBadRequest, "%v", err)
 	}
+}
+
+// clip cuts s to at most n bytes for an error text.
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }

@@ -512,3 +512,71 @@ func TestDeclareAbsent(t *testing.T) {
 	expectError(t, f.do(t, "POST", "/api/v1/enterprises/"+entA+"/declarations", enterpriseToken,
 		`{"absent": "moonlight", "evidence": "x", "valid_from": "2026-05-01"}`), http.StatusUnprocessableEntity, codeInvalid)
 }
+
+// A client reconnecting with Last-Event-ID is first sent the events after
+// that one (from the store), oldest first, then the live ones; an id the
+// stream never sent is refused.
+func TestEventStreamResumes(t *testing.T) {
+	f := newFixture(t)
+	srv := httptest.NewServer(f.handler)
+	defer srv.Close()
+	all := decode[EventList](t, f.do(t, "GET", "/api/v1/events?enterprise="+entB+"&from=2026-01-01&to=2026-12-31&limit=1000", supervisorToken, ""))
+	if len(all.Events) < 3 {
+		t.Fatalf("the fixture has %d events of entB; want a few", len(all.Events))
+	}
+	// Newest first: resume after the third newest.
+	lastSeen := all.Events[2].Event
+	want := []scoring.Event{all.Events[1].Event, all.Events[0].Event}
+
+	open := func(lastID string) *http.Response {
+		req, _ := http.NewRequest("GET", srv.URL+"/api/v1/events/stream?enterprise="+entB, nil)
+		req.Header.Set("Authorization", "Bearer "+supervisorToken)
+		req.Header.Set("Last-Event-ID", lastID)
+		resp, err := (&http.Client{Timeout: 20 * time.Second}).Do(req) // the stream never ends by itself
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	if resp := open("yesterday"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("Last-Event-ID yesterday: got %d, want 400", resp.StatusCode)
+		resp.Body.Close()
+	}
+	resp := open(eventID(lastSeen))
+	defer resp.Body.Close()
+	r := bufio.NewReader(resp.Body)
+	var got []scoring.Event
+	var ids []string
+	for len(got) < len(want) {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream ended after %d events: %v", len(got), err)
+		}
+		if id, ok := strings.CutPrefix(line, "id: "); ok {
+			ids = append(ids, strings.TrimSpace(id))
+		}
+		if d, ok := strings.CutPrefix(line, "data: "); ok {
+			var ev scoring.Event
+			if err := json.Unmarshal([]byte(d), &ev); err != nil {
+				t.Fatal(err)
+			}
+			if eventID(ev) == eventID(lastSeen) {
+				t.Fatalf("the last event seen was sent again: %v", ev)
+			}
+			// Events at the time of the last one seen may come again;
+			// every one after it must come, oldest first.
+			if ev.Time.Equal(lastSeen.Time) && !slices.ContainsFunc(want, func(w scoring.Event) bool { return eventID(w) == eventID(ev) }) {
+				continue
+			}
+			got = append(got, ev)
+		}
+	}
+	for i := range want {
+		if eventID(got[i]) != eventID(want[i]) {
+			t.Errorf("replayed event %d: %v, want %v", i, got[i], want[i])
+		}
+	}
+	if len(ids) < len(want) || ids[len(ids)-1] != eventID(want[len(want)-1]) {
+		t.Errorf("ids %v, want each event's id", ids)
+	}
+}

@@ -48,3 +48,22 @@ func (r *RecentEvents) Enterprise(id string, from, to time.Time, limit int) []sc
 	}
 	return out
 }
+
+// Since returns the kept events of enterprise ("": every enterprise) at or
+// after from, in no particular order.
+func (r *RecentEvents) Since(enterprise string, from time.Time) []scoring.Event {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var out []scoring.Event
+	for id, evs := range r.byEnt {
+		if enterprise != "" && id != enterprise {
+			continue
+		}
+		for _, ev := range evs {
+			if !ev.Time.Before(from) {
+				out = append(out, ev)
+			}
+		}
+	}
+	return out
+}

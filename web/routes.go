@@ -148,9 +148,10 @@ func (s *server) routes() []route {
 			out: EventList{}, h: s.events},
 		{method: "GET", path: "/api/v1/events/stream", access: authenticated, tag: "events",
 			summary:     "Live scoring events as server-sent events (event: the kind; data: the event JSON)",
-			description: "A comment line every 15 s keeps the connection open. An enterprise token receives its own enterprise's events only.",
+			description: "A comment line every 15 s keeps the connection open. An enterprise token receives its own enterprise's events only. Each event's id names it; a client reconnecting with Last-Event-ID (EventSource does) first receives the events after that one, oldest first (events of its very time may come again).",
 			params: []param{{name: "enterprise", in: "query", desc: "only this enterprise's"},
-				{name: "kind", in: "query", desc: "only this kind", enum: kinds}},
+				{name: "kind", in: "query", desc: "only this kind", enum: kinds},
+				{name: "Last-Event-ID", in: "header", desc: "the id of the last event received: the events after it are sent first"}},
 			produces: []string{"text/event-stream"}, h: s.stream},
 
 		{method: "GET", path: "/api/v1/standard", access: authenticated, tag: "standard",
