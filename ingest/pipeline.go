@@ -739,8 +739,9 @@ func (p *Pipeline) writeRetrying(ctx context.Context, rs []store.Reading) error 
 }
 
 // writeEach handles a batch the store refused: each message is written on
-// its own; a message the store refuses again is dead-lettered whole, the
-// others are stored.
+// its own, and a message the store refuses again reading by reading
+// (writeReadings), so that what the store keeps of it is observed and only
+// what it refuses is dead-lettered.
 func (p *Pipeline) writeEach(ctx context.Context, b *batch) error {
 	keepObs := b.observe[:0:0]
 	for _, m := range b.msgs {
@@ -752,15 +753,50 @@ func (p *Pipeline) writeEach(ctx context.Context, b *batch) error {
 		case err == nil:
 			keepObs = append(keepObs, b.observe[m.obsStart:m.obsEnd]...)
 		case store.IsPermanent(err):
-			b.accepted -= m.end - m.start
-			p.reject(ReasonStoreRejected, 1, m.d.Topic, err.Error())
-			b.letters = append(b.letters, messageLetter(m.d.Topic, m.d.Payload, m.d.Received, &DecodeError{ReasonStoreRejected, err.Error()}))
+			if keepObs, err = p.writeReadings(ctx, b, m, err, keepObs); err != nil {
+				return err
+			}
 		default:
 			return err
 		}
 	}
 	b.observe = keepObs
 	return nil
+}
+
+// writeReadings writes a message the store refused one reading at a time:
+// InfluxDB may have kept part of it (a partial write: points beyond the
+// retention policy dropped, the rest stored), and what it kept must reach
+// the scorer like any stored reading. Each reading it refuses again is
+// dead-lettered on its own with the store's words. A message whose
+// readings and amounts do not pair up one to one is dead-lettered whole,
+// as before.
+func (p *Pipeline) writeReadings(ctx context.Context, b *batch, m batchMsg, refused error, keepObs []store.Reading) ([]store.Reading, error) {
+	ws, obs := b.write[m.start:m.end], b.observe[m.obsStart:m.obsEnd]
+	if len(ws) != len(obs) || len(ws) == 1 {
+		b.accepted -= m.end - m.start
+		p.reject(ReasonStoreRejected, 1, m.d.Topic, refused.Error())
+		b.letters = append(b.letters, messageLetter(m.d.Topic, m.d.Payload, m.d.Received, &DecodeError{ReasonStoreRejected, refused.Error()}))
+		return keepObs, nil
+	}
+	var rejects []Reject
+	for i := range ws {
+		err := p.writeRetrying(ctx, ws[i:i+1])
+		switch {
+		case err == nil:
+			keepObs = append(keepObs, obs[i])
+		case store.IsPermanent(err):
+			b.accepted--
+			r := &ws[i]
+			raw, _ := json.Marshal(map[string]any{"meter": r.Meter, "ts": r.Time.Format(time.RFC3339Nano), "value": r.Value})
+			rejects = append(rejects, Reject{Index: i, Reason: ReasonStoreRejected, Detail: fmt.Sprintf("meter %q at %s: %v", r.Meter, r.Time.Format(time.RFC3339Nano), err), Raw: raw})
+			p.reject(ReasonStoreRejected, 1, m.d.Topic, err.Error())
+		default:
+			return keepObs, err
+		}
+	}
+	b.letters = append(b.letters, readingLetters(m.d.Topic, len(m.d.Payload), m.d.Received, rejects)...)
+	return keepObs, nil
 }
 
 // publishLetter publishes one dead-letter, retrying until the broker has

@@ -1,0 +1,83 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cleanprod/cleanprod/internal/testenv"
+	"github.com/cleanprod/cleanprod/store"
+)
+
+// TestPartialWrite: InfluxDB keeps part of a message and refuses the rest
+// (a partial write: a reading older than the retention policy is dropped,
+// HTTP 400). The readings it kept are handed to the scorer and the message
+// is acknowledged; only the dropped reading is dead-lettered, on its own.
+// Before, the whole message was dead-lettered while part of it sat in the
+// store, never observed.
+func TestPartialWrite(t *testing.T) {
+	srv := testenv.NewInflux(t)
+	db := srv.Database(t)
+	if _, err := db.Query(fmt.Sprintf(`CREATE RETENTION POLICY "short" ON %q DURATION 1h REPLICATION 1`, db.Database)); err != nil {
+		t.Fatal(err)
+	}
+	db.Bucket = db.Database + "/short"
+	st := openInflux(t, db)
+
+	var mu sync.Mutex
+	var observed []store.Reading
+	var letters []DeadLetter
+	acked := make(chan struct{}, 1)
+	p := NewPipeline(testRegistry(t), PipelineConfig{Normaliser: testConfig, BatchSize: 100, BatchInterval: time.Millisecond, RetryMin: time.Millisecond}, st,
+		func(_ context.Context, topic string, payload []byte) error {
+			var dl DeadLetter
+			if err := json.Unmarshal(payload, &dl); err != nil {
+				return err
+			}
+			mu.Lock()
+			letters = append(letters, dl)
+			mu.Unlock()
+			return nil
+		},
+		func(rs []store.Reading) { mu.Lock(); observed = append(observed, rs...); mu.Unlock() },
+		NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	runPipeline(t, p)
+
+	now := time.Now().UTC().Truncate(time.Second)
+	old, recent := now.Add(-5*time.Hour), now.Add(-time.Minute)
+	p.Submit(Delivery{Topic: "cp/v1/ent-a/gw-1/telemetry", Received: time.Now(), Ack: func() { acked <- struct{}{} },
+		Payload: fmt.Appendf(nil, `{"gateway":"gw-1","seq":1,"readings":[{"meter":"COD-OUT","ts":%q,"value":50},{"meter":"COD-OUT","ts":%q,"value":60},{"meter":"HW","ts":%q,"value":0.5}]}`,
+			old.Format(time.RFC3339), recent.Format(time.RFC3339), recent.Format(time.RFC3339))})
+	select {
+	case <-acked:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the message was not acknowledged")
+	}
+	// The fault happened: the store dropped the old reading and kept the rest.
+	rows := db.QueryInfluxQL(t, `SELECT value FROM "short".reading`)
+	if len(rows) != 2 {
+		t.Fatalf("stored %v, want the two recent readings (the old one beyond the 1 h retention)", rows)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	var got []string
+	for _, r := range observed {
+		got = append(got, fmt.Sprintf("%s@%s=%g", r.Meter, r.Time.Format(time.RFC3339), r.Value))
+	}
+	want := []string{"COD-OUT@" + recent.Format(time.RFC3339) + "=60", "HW@" + recent.Format(time.RFC3339) + "=500"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("observed %v, want %v: what the store kept", got, want)
+	}
+	if len(letters) != 1 || letters[0].Reason != ReasonStoreRejected || len(letters[0].Readings) != 1 ||
+		!strings.Contains(letters[0].Readings[0].Detail, old.Format(time.RFC3339)) || letters[0].Payload != "" {
+		t.Errorf("dead-letters %+v, want the old reading alone, store_rejected", letters)
+	}
+}
