@@ -35,7 +35,7 @@ type Metrics struct {
 	redelivered       prometheus.Counter
 	qos0Dropped       prometheus.Counter
 	backlogReconnects prometheus.Counter
-	restoreRetries prometheus.Counter
+	restoreRetries    prometheus.Counter
 }
 
 // NewMetrics registers the ingest metrics with reg.
