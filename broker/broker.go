@@ -22,6 +22,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -44,6 +45,14 @@ type Config struct {
 	// Auth, when set, decides who may connect and publish or subscribe
 	// where; nil allows everyone (the listener should then be loopback).
 	Auth mqtt.Hook
+	// Consumers are the client ids (cleanprod's subscriber) whose queues
+	// hold back publishing: while one holds QueueLimit messages
+	// unacknowledged, QoS 1 and 2 publishes of other clients wait
+	// unacknowledged (see backpressure). Without it mochi drops QoS 1
+	// messages for a session past 65,535.
+	Consumers []string
+	// QueueLimit: 0 is DefaultQueueLimit; at most DefaultQueueLimit.
+	QueueLimit int
 }
 
 // Broker is a running embedded broker.
@@ -51,6 +60,7 @@ type Broker struct {
 	srv      *mqtt.Server
 	listener *listeners.TCP
 	tls      bool
+	bp       *backpressure
 }
 
 // Start starts the broker and returns once it listens.
@@ -70,6 +80,15 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 	}
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker auth: %w", err)
+	}
+	// Before the WAL's hook: a publish that waits is not yet written there.
+	limit := cfg.QueueLimit
+	if limit <= 0 || limit > DefaultQueueLimit {
+		limit = DefaultQueueLimit
+	}
+	bp := newBackpressure(srv, cfg.Consumers, limit)
+	if err := srv.AddHook(bp, nil); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
@@ -108,7 +127,7 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 			log.Info("embedded broker: published again messages acknowledged before a crash", "messages", n)
 		}
 	}
-	return &Broker{srv: srv, listener: l, tls: cfg.TLS != nil}, nil
+	return &Broker{srv: srv, listener: l, tls: cfg.TLS != nil, bp: bp}, nil
 }
 
 // Addr returns the address the broker listens on.
@@ -120,6 +139,25 @@ func (b *Broker) URL() string {
 		return "ssl://" + b.Addr()
 	}
 	return "tcp://" + b.Addr()
+}
+
+// HeldPublishes returns how many publishes have waited because a
+// consumer's queue was full.
+func (b *Broker) HeldPublishes() int64 { return b.bp.held.Load() }
+
+// Dropped returns how many messages mochi dropped for a full session
+// (its in-flight table or a client's write queue).
+func (b *Broker) Dropped() int64 {
+	return atomic.LoadInt64(&b.srv.Info.InflightDropped) + atomic.LoadInt64(&b.srv.Info.MessagesDropped)
+}
+
+// Queued returns how many messages the session of clientID holds
+// unacknowledged, sent or waiting to be sent (0: no session).
+func (b *Broker) Queued(clientID string) int {
+	if c, ok := b.srv.Clients.Get(clientID); ok {
+		return c.State.Inflight.Len()
+	}
+	return 0
 }
 
 // Close stops the broker and closes its persistence file.

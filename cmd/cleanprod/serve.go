@@ -113,7 +113,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 
 	brokerURL := cfg.MQTT.URL
 	if brokerURL == "" {
-		b, err := broker.Start(broker.Config{Addr: cfg.EmbeddedBroker.Listen, DataDir: filepath.Join(cfg.DataDir, "broker")}, log)
+		b, err := broker.Start(broker.Config{Addr: cfg.EmbeddedBroker.Listen, DataDir: filepath.Join(cfg.DataDir, "broker"), Consumers: []string{cfg.MQTT.ClientID}}, log)
 		if err != nil {
 			return err
 		}
@@ -187,6 +187,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		Broker: brokerURL, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
 		TLS: mqttTLS, SharedGroup: cfg.MQTT.SharedGroup, KeepAlive: cfg.MQTT.KeepAlive,
 		MaxReconnectInterval: cfg.MQTT.MaxReconnectInterval, WatchdogInterval: cfg.MQTT.WatchdogInterval,
+		MaxUnackedMessages: cfg.MQTT.MaxUnackedMessages, MaxUnackedBytes: int64(cfg.MQTT.MaxUnackedBytes),
 	}, pipe, metrics, log.With("component", "mqtt"), nil)
 
 	start := newStartup(promReg)
