@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -52,7 +53,14 @@ type Config struct {
 	// messages for a session past 65,535.
 	Consumers []string
 	// QueueLimit: 0 is DefaultQueueLimit; at most DefaultQueueLimit.
+	// QueueBytes bounds the same queue in bytes (topic plus payload; 0: no
+	// bound). Set both to cleanprod's bounds (mqtt.max_unacked_messages
+	// and _bytes): the broker then never sends cleanprod more than it
+	// takes, so cleanprod never defers a message, which mochi would send
+	// again out of order (it orders a session's queue by the second each
+	// message came in, truncated to 16 bits).
 	QueueLimit int
+	QueueBytes int64
 }
 
 // Broker is a running embedded broker.
@@ -71,6 +79,9 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 	// reached"); a consumer that falls behind must find them queued.
 	caps.MaximumClientWritesPending = 262144
 	caps.MaximumInflight = 65535
+	// mochi drops a queued message after MaximumMessageExpiryInterval (a
+	// day by default), however long the store has been down: a year.
+	caps.MaximumMessageExpiryInterval = 365 * 24 * 60 * 60
 	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "embedded-broker"), InlineClient: true})
 	var err error
 	if cfg.Auth != nil {
@@ -86,7 +97,11 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 	if limit <= 0 || limit > DefaultQueueLimit {
 		limit = DefaultQueueLimit
 	}
-	bp := newBackpressure(srv, cfg.Consumers, limit)
+	limitBytes := cfg.QueueBytes
+	if limitBytes <= 0 {
+		limitBytes = math.MaxInt64
+	}
+	bp := newBackpressure(srv, cfg.Consumers, limit, limitBytes)
 	if err := srv.AddHook(bp, nil); err != nil {
 		return nil, fmt.Errorf("embedded broker: %w", err)
 	}
