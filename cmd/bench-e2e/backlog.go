@@ -44,12 +44,7 @@ func (b *bench) backlog(ctx context.Context) (*backlogResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer b.drop(db)
-	defer func() {
-		if err := clearSession(b.srv.broker.URL(), clientID); err != nil {
-			b.progress("warning: %v", err)
-		}
-	}()
+	defer b.forget(db, clientID)
 	r := &backlogResult{Readings: b.work.readings, Messages: len(b.work.msgs)}
 	sample := func() error {
 		m, _, err := srv.metrics(ctx)
