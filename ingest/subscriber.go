@@ -301,7 +301,7 @@ func (s *Subscriber) checkWatchdog(ctx context.Context) {
 	limit := 3 * s.cfg.WatchdogInterval
 	last := time.Unix(0, max(s.lastBeat.Load(), s.lastMsg.Load(), since))
 	// While messages wait unacknowledged (the store is slow or down) the
-	// broker's in-flight window is full and it may hold back even the
+	// broker's in-flight window may be full and it may hold back even the
 	// heartbeat: that silence is back-pressure, not a dead connection.
 	if time.Since(last) > limit && !s.pipe.Holding() {
 		s.log.Warn("no heartbeat came back on a connection that looks up; forcing a reconnect", "silent_for", time.Since(last).Round(time.Second))
