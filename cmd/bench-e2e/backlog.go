@@ -35,6 +35,9 @@ type backlogResult struct {
 	Stored              int     `json:"stored"`
 	Lost                int     `json:"lost"`
 	Rejected            int     `json:"rejected"`
+	// Error says why the catch-up did not finish (the run's -timeout, or
+	// no progress); the figures are those measured until then.
+	Error string `json:"error,omitempty"`
 }
 
 // backlog is phase 8.
@@ -99,10 +102,17 @@ wait:
 	}
 	resumed = true
 	start, last, lastChange := time.Now(), -1, time.Now()
+	// unfinished returns what was measured with why the catch-up ended.
+	unfinished := func(why error) (*backlogResult, error) {
+		r.CatchUpSeconds = time.Since(start).Seconds()
+		r.PeakRSSBytes, _ = srv.peakRSS()
+		r.Lost = r.Readings - r.Stored
+		return r, errors.Join(why, srv.stop())
+	}
 	for r.Stored < r.Readings {
 		select {
 		case <-ctx.Done():
-			return nil, errors.Join(ctx.Err(), srv.stop())
+			return unfinished(fmt.Errorf("phase 8: catch-up at %d of %d readings: %w", r.Stored, r.Readings, ctx.Err()))
 		case <-tick.C:
 		}
 		if err := sample(); err != nil {
@@ -116,8 +126,7 @@ wait:
 			last, lastChange = r.Stored, time.Now()
 		}
 		if time.Since(lastChange) > stallTimeout {
-			b.progress("phase 8: no progress for %v at %d of %d readings", stallTimeout, r.Stored, r.Readings)
-			break
+			return unfinished(fmt.Errorf("phase 8: no progress for %v at %d of %d readings", stallTimeout, r.Stored, r.Readings))
 		}
 	}
 	r.CatchUpSeconds = time.Since(start).Seconds()
@@ -139,4 +148,7 @@ func (r *backlogResult) writeMarkdown(w io.Writer, steady int64) {
 		num(float64(r.Readings)), num(float64(r.Messages)), mib(r.PeakRSSHoldingBytes), mib(r.PeakRSSBytes), vs,
 		num(r.PeakHeldMessages), r.PeakHeldBytes/1e6, num(r.Deferred), num(r.Redelivered), num(r.BacklogReconnects),
 		r.CatchUpSeconds, num(float64(r.Stored)), num(float64(r.Lost)), r.Rejected)
+	if r.Error != "" {
+		fmt.Fprintf(w, "\n**Phase 8 stopped early:** %s; its figures are those measured until then.\n", r.Error)
+	}
 }

@@ -460,7 +460,11 @@ func (b *bench) run(ctx context.Context, res *results) (err error) {
 	}
 	if cfg.has("backlog") {
 		b.progress("phase 8: cleanprod holding a backlog of %d readings, InfluxDB down", w.readings)
-		if res.Backlog, err = b.backlog(ctx); err != nil {
+		r, err := b.backlog(ctx)
+		if r != nil && err != nil {
+			r.Error = err.Error()
+		}
+		if res.Backlog = r; err != nil {
 			return err
 		}
 		b.progress("phase 8: held at most %.0f messages; peak RSS %s; %d lost", res.Backlog.PeakHeldMessages, mib(res.Backlog.PeakRSSBytes), res.Backlog.Lost)

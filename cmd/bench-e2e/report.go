@@ -315,7 +315,7 @@ func (r *results) derive() {
 		add("peak RSS (phase 3)", "< 1 GiB", fmt.Sprintf("%.2f GiB at %s enterprises / %s meters (+%d probe enterprises)", gb, num(float64(r.Settings.Enterprises)), num(float64(r.Settings.Meters)), r.Settings.ProbeEnterprises),
 			gb < 1, overBy(gb, 1))
 	}
-	if bl, e := r.Backlog, r.E2E; bl != nil && e != nil && e.PeakRSSBytes > 0 {
+	if bl, e := r.Backlog, r.E2E; bl != nil && bl.Error == "" && e != nil && e.PeakRSSBytes > 0 {
 		ratio := float64(bl.PeakRSSBytes) / float64(e.PeakRSSBytes)
 		add("peak RSS with a backlog (phase 8) vs without (phase 3)", "<= 1.5x", fmt.Sprintf("%.2fx (%s vs %s)", ratio, mib(bl.PeakRSSBytes), mib(e.PeakRSSBytes)),
 			ratio <= 1.5, overBy(ratio, 1.5))
