@@ -17,6 +17,15 @@ import (
 // per gateway connection at most).
 const DefaultQueueLimit = 60000
 
+// Headroom returns the queue limit to give the broker for a consumer that
+// holds at most n unacknowledged: nine tenths of it. What the broker
+// publishes again from its WAL at start, and messages it loses track of
+// in a session takeover, pass the check; the tenth keeps them from
+// filling the consumer past its own bound, where it would defer
+// messages that mochi can only send again, out of order, after a
+// reconnect.
+func Headroom(n int) int { return max(1, n-n/10) }
+
 // backpressure makes gateways wait instead of mochi dropping: while a
 // consumer's session (cleanprod's subscriber) holds QueueLimit messages
 // or QueueBytes bytes unacknowledged, sent or waiting to be sent, a QoS 1
@@ -144,18 +153,26 @@ func (b *backpressure) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
 
 // OnQosPublish counts a message queued for (or sent again to) a consumer.
 func (b *backpressure) OnQosPublish(cl *mqtt.Client, pk packets.Packet, _ int64, _ int) {
-	if pk.FixedHeader.Type != packets.Publish {
-		return
+	if pk.FixedHeader.Type == packets.Publish {
+		b.count(cl.ID, pk.PacketID, size(pk))
 	}
+}
+
+// count adds a message of n bytes to a consumer's queue, once.
+func (b *backpressure) count(client string, id uint16, n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if m, ok := b.sizes[cl.ID]; ok {
-		if _, seen := m[pk.PacketID]; !seen {
-			m[pk.PacketID] = size(pk)
-			b.bytes[cl.ID] += size(pk)
+	if m, ok := b.sizes[client]; ok {
+		if _, seen := m[id]; !seen {
+			m[id] = n
+			b.bytes[client] += n
 		}
 	}
 }
+
+// restored counts a message of a consumer's queue loaded from the
+// session store at start.
+func (b *backpressure) restored(client string, id uint16, n int64) { b.count(client, id, n) }
 
 // OnQosComplete: a consumer acknowledged a message.
 func (b *backpressure) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {

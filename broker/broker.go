@@ -31,6 +31,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/mochi-mqtt/server/v2/system"
 	"go.etcd.io/bbolt"
 )
@@ -109,7 +110,7 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("embedded broker data dir: %w", err)
 		}
-		err := srv.AddHook(&persistence{Hook: new(bolt.Hook)}, &bolt.Options{
+		err := srv.AddHook(&persistence{Hook: new(bolt.Hook), restored: bp.restored}, &bolt.Options{
 			Path:    filepath.Join(cfg.DataDir, "broker.db"),
 			Options: &bbolt.Options{Timeout: 2 * time.Second, NoSync: true},
 		})
@@ -192,10 +193,15 @@ func (b *Broker) Close() error {
 // A second repair: mochi stops its hooks while its event loop may still
 // tick, and the hook's OnSysInfoTick reads the database handle that Stop
 // clears (a data race at every shutdown); the two are serialised here.
+//
+// It also tells restored (backpressure's count of what a consumer's
+// queue holds) of each in-flight message it loads, which mochi puts back
+// without calling any hook.
 type persistence struct {
 	*bolt.Hook
-	mu      sync.Mutex // serialises OnSysInfoTick and Stop
-	stopped bool
+	restored func(client string, id uint16, size int64)
+	mu       sync.Mutex // serialises OnSysInfoTick and Stop
+	stopped  bool
 }
 
 // OnSysInfoTick stores the broker's statistics, unless the hook stopped.
@@ -229,6 +235,13 @@ func (p *persistence) StoredInflightMessages() ([]storage.Message, error) {
 		k := msgs[i].ID
 		if id, err := strconv.ParseUint(k[strings.LastIndexByte(k, ':')+1:], 10, 16); err == nil {
 			msgs[i].PacketID = uint16(id)
+		}
+	}
+	if p.restored != nil {
+		for _, m := range msgs {
+			if m.FixedHeader.Type == packets.Publish {
+				p.restored(m.Client, m.PacketID, int64(len(m.TopicName)+len(m.Payload)))
+			}
 		}
 	}
 	return msgs, nil

@@ -114,7 +114,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	brokerURL := cfg.MQTT.URL
 	if brokerURL == "" {
 		b, err := broker.Start(broker.Config{Addr: cfg.EmbeddedBroker.Listen, DataDir: filepath.Join(cfg.DataDir, "broker"), Consumers: []string{cfg.MQTT.ClientID},
-			QueueLimit: cfg.MQTT.MaxUnackedMessages, QueueBytes: int64(cfg.MQTT.MaxUnackedBytes)}, log)
+			QueueLimit: broker.Headroom(cfg.MQTT.MaxUnackedMessages), QueueBytes: int64(broker.Headroom(cfg.MQTT.MaxUnackedBytes))}, log)
 		if err != nil {
 			return err
 		}
