@@ -17,11 +17,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -29,6 +31,7 @@ import (
 	"github.com/mochi-mqtt/server/v2/hooks/storage"
 	"github.com/mochi-mqtt/server/v2/hooks/storage/bolt"
 	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
 	"github.com/mochi-mqtt/server/v2/system"
 	"go.etcd.io/bbolt"
 )
@@ -44,6 +47,21 @@ type Config struct {
 	// Auth, when set, decides who may connect and publish or subscribe
 	// where; nil allows everyone (the listener should then be loopback).
 	Auth mqtt.Hook
+	// Consumers are the client ids (cleanprod's subscriber) whose queues
+	// hold back publishing: while one holds QueueLimit messages
+	// unacknowledged, QoS 1 and 2 publishes of other clients wait
+	// unacknowledged (see backpressure). Without it mochi drops QoS 1
+	// messages for a session past 65,535.
+	Consumers []string
+	// QueueLimit: 0 is DefaultQueueLimit; at most DefaultQueueLimit.
+	// QueueBytes bounds the same queue in bytes (topic plus payload; 0: no
+	// bound). Set both to cleanprod's bounds (mqtt.max_unacked_messages
+	// and _bytes): the broker then never sends cleanprod more than it
+	// takes, so cleanprod never defers a message, which mochi would send
+	// again out of order (it orders a session's queue by the second each
+	// message came in, truncated to 16 bits).
+	QueueLimit int
+	QueueBytes int64
 }
 
 // Broker is a running embedded broker.
@@ -51,6 +69,7 @@ type Broker struct {
 	srv      *mqtt.Server
 	listener *listeners.TCP
 	tls      bool
+	bp       *backpressure
 }
 
 // Start starts the broker and returns once it listens.
@@ -61,6 +80,9 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 	// reached"); a consumer that falls behind must find them queued.
 	caps.MaximumClientWritesPending = 262144
 	caps.MaximumInflight = 65535
+	// mochi drops a queued message after MaximumMessageExpiryInterval (a
+	// day by default), however long the store has been down: a year.
+	caps.MaximumMessageExpiryInterval = 365 * 24 * 60 * 60
 	srv := mqtt.New(&mqtt.Options{Capabilities: caps, Logger: log.With("component", "embedded-broker"), InlineClient: true})
 	var err error
 	if cfg.Auth != nil {
@@ -71,11 +93,24 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded broker auth: %w", err)
 	}
+	// Before the WAL's hook: a publish that waits is not yet written there.
+	limit := cfg.QueueLimit
+	if limit <= 0 || limit > DefaultQueueLimit {
+		limit = DefaultQueueLimit
+	}
+	limitBytes := cfg.QueueBytes
+	if limitBytes <= 0 {
+		limitBytes = math.MaxInt64
+	}
+	bp := newBackpressure(srv, cfg.Consumers, limit, limitBytes)
+	if err := srv.AddHook(bp, nil); err != nil {
+		return nil, fmt.Errorf("embedded broker: %w", err)
+	}
 	if cfg.DataDir != "" {
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 			return nil, fmt.Errorf("embedded broker data dir: %w", err)
 		}
-		err := srv.AddHook(&persistence{Hook: new(bolt.Hook)}, &bolt.Options{
+		err := srv.AddHook(&persistence{Hook: new(bolt.Hook), restored: bp.restored}, &bolt.Options{
 			Path:    filepath.Join(cfg.DataDir, "broker.db"),
 			Options: &bbolt.Options{Timeout: 2 * time.Second, NoSync: true},
 		})
@@ -108,7 +143,7 @@ func Start(cfg Config, log *slog.Logger) (*Broker, error) {
 			log.Info("embedded broker: published again messages acknowledged before a crash", "messages", n)
 		}
 	}
-	return &Broker{srv: srv, listener: l, tls: cfg.TLS != nil}, nil
+	return &Broker{srv: srv, listener: l, tls: cfg.TLS != nil, bp: bp}, nil
 }
 
 // Addr returns the address the broker listens on.
@@ -120,6 +155,25 @@ func (b *Broker) URL() string {
 		return "ssl://" + b.Addr()
 	}
 	return "tcp://" + b.Addr()
+}
+
+// HeldPublishes returns how many publishes have waited because a
+// consumer's queue was full.
+func (b *Broker) HeldPublishes() int64 { return b.bp.held.Load() }
+
+// Dropped returns how many messages mochi dropped for a full session
+// (its in-flight table or a client's write queue).
+func (b *Broker) Dropped() int64 {
+	return atomic.LoadInt64(&b.srv.Info.InflightDropped) + atomic.LoadInt64(&b.srv.Info.MessagesDropped)
+}
+
+// Queued returns how many messages the session of clientID holds
+// unacknowledged, sent or waiting to be sent (0: no session).
+func (b *Broker) Queued(clientID string) int {
+	if c, ok := b.srv.Clients.Get(clientID); ok {
+		return c.State.Inflight.Len()
+	}
+	return 0
 }
 
 // Close stops the broker and closes its persistence file.
@@ -139,10 +193,15 @@ func (b *Broker) Close() error {
 // A second repair: mochi stops its hooks while its event loop may still
 // tick, and the hook's OnSysInfoTick reads the database handle that Stop
 // clears (a data race at every shutdown); the two are serialised here.
+//
+// It also tells restored (backpressure's count of what a consumer's
+// queue holds) of each in-flight message it loads, which mochi puts back
+// without calling any hook.
 type persistence struct {
 	*bolt.Hook
-	mu      sync.Mutex // serialises OnSysInfoTick and Stop
-	stopped bool
+	restored func(client string, id uint16, size int64)
+	mu       sync.Mutex // serialises OnSysInfoTick and Stop
+	stopped  bool
 }
 
 // OnSysInfoTick stores the broker's statistics, unless the hook stopped.
@@ -176,6 +235,13 @@ func (p *persistence) StoredInflightMessages() ([]storage.Message, error) {
 		k := msgs[i].ID
 		if id, err := strconv.ParseUint(k[strings.LastIndexByte(k, ':')+1:], 10, 16); err == nil {
 			msgs[i].PacketID = uint16(id)
+		}
+	}
+	if p.restored != nil {
+		for _, m := range msgs {
+			if m.FixedHeader.Type == packets.Publish {
+				p.restored(m.Client, m.PacketID, int64(len(m.TopicName)+len(m.Payload)))
+			}
 		}
 	}
 	return msgs, nil

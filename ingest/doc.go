@@ -12,8 +12,10 @@
 // was a reset or a glitch, see counter.go). Readings are batched; a second goroutine writes each batch to the
 // store, publishes the batch's rejects to the dead-letter topic, and only
 // then acknowledges the batch's MQTT messages and tells the scorer. While
-// the store is down nothing is acknowledged, the bounded in-flight window
-// fills and the broker's persistent session holds the rest.
+// the store is down nothing is acknowledged: the Subscriber's window
+// (window.go; mqtt.max_unacked_messages and _bytes) fills, and the
+// broker's persistent session holds the rest, without the MQTT handler
+// ever blocking.
 //
 // Rejected messages and readings are counted by Reason
 // (cleanprod_ingest_rejected_total), logged at a bounded rate, and

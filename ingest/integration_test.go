@@ -40,7 +40,7 @@ type ingestHarness struct {
 	seen    []store.Reading // what the scorer was told
 }
 
-func startIngest(t *testing.T, brokerURL, clientID string, reg *registry.Registry, st testStore) *ingestHarness {
+func startIngest(t *testing.T, brokerURL, clientID string, reg *registry.Registry, st testStore, subOpts ...func(*SubscriberConfig)) *ingestHarness {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
@@ -58,7 +58,11 @@ func startIngest(t *testing.T, brokerURL, clientID string, reg *registry.Registr
 			h.seen = append(h.seen, rs...)
 			h.mu.Unlock()
 		}, h.metrics, log)
-	sub = NewSubscriber(SubscriberConfig{Broker: brokerURL, ClientID: clientID, WatchdogInterval: time.Second, MaxReconnectInterval: time.Second}, h.pipe, h.metrics, log, nil)
+	subCfg := SubscriberConfig{Broker: brokerURL, ClientID: clientID, WatchdogInterval: time.Second, MaxReconnectInterval: time.Second}
+	for _, o := range subOpts {
+		o(&subCfg)
+	}
+	sub = NewSubscriber(subCfg, h.pipe, h.metrics, log, nil)
 	h.sub = sub
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel

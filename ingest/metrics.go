@@ -29,7 +29,13 @@ type Metrics struct {
 	connects       prometheus.Counter
 	connLost       prometheus.Counter
 	watchdogResets prometheus.Counter
-	restoreRetries prometheus.Counter
+
+	unackedBytes      prometheus.Gauge
+	deferred          prometheus.Counter
+	redelivered       prometheus.Counter
+	qos0Dropped       prometheus.Counter
+	backlogReconnects prometheus.Counter
+	restoreRetries    prometheus.Counter
 }
 
 // NewMetrics registers the ingest metrics with reg.
@@ -108,5 +114,6 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	reg.MustRegister(m.restoreRetries, m.messages, m.readings, m.duplicates, m.rejected, m.deadLettered, m.deadLetterErrs,
 		m.batchReadings, m.writeSeconds, m.storeErrors, m.inflight, m.lastMessage, m.seqGaps, m.seqRepeats,
 		m.seqBackwards, m.seqRenumbered, m.counterEvents, m.ackLatency, m.connected, m.connects, m.connLost, m.watchdogResets)
+	newBacklogMetrics(reg, m)
 	return m
 }

@@ -36,7 +36,7 @@ func TestStoreOutageLosesNothing(t *testing.T) {
 	waitFor(t, 10*time.Second, "subscriber connected", h.sub.Connected)
 	gw := connect(t, broker.URL(), "gw-1-outage")
 
-	meters := []string{"E-1", "E-MWH", "W-FRESH", "WW-OUT", "HW", "COD-OUT"}
+	meters := outageMeters
 	t0 := time.Now().UTC().Truncate(time.Hour).Add(-3 * 24 * time.Hour)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -54,25 +54,7 @@ func TestStoreOutageLosesNothing(t *testing.T) {
 			case <-tick.C:
 			}
 			seq++
-			ts := t0.Add(time.Duration(seq) * time.Minute).Format(time.RFC3339)
-			var rs string
-			for i, m := range meters {
-				if i > 0 {
-					rs += ","
-				}
-				v := float64(seq) * 10
-				if m == "E-MWH" {
-					v /= 1000 // MWh register: 10 kWh per step
-				}
-				if m == "HW" {
-					v = 0.01 // 10 kg per step in t
-				}
-				if m == "COD-OUT" {
-					v = 50 + float64(seq%7)
-				}
-				rs += fmt.Sprintf(`{"meter":%q,"ts":%q,"value":%g}`, m, ts, v)
-			}
-			tok := gw.Publish(TelemetryTopic("ent-a", "gw-1"), 1, false, fmt.Sprintf(`{"gateway":"gw-1","seq":%d,"readings":[%s]}`, seq, rs))
+			tok := gw.Publish(TelemetryTopic("ent-a", "gw-1"), 1, false, outageMessage(seq, t0))
 			if !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
 				t.Errorf("publish seq %d: %v", seq, tok.Error())
 			}
@@ -103,6 +85,14 @@ func TestStoreOutageLosesNothing(t *testing.T) {
 	if peak > 1000 {
 		t.Errorf("peak in-flight %g exceeds the broker's in-flight window of 1000", peak)
 	}
+	checkStoredOnce(t, h, db, n)
+}
+
+// checkStoredOnce checks that messages 1..n of outageMessage are stored
+// once, and counted once by the store's deltas and by the scorer.
+func checkStoredOnce(t *testing.T, h *ingestHarness, db *testenv.InfluxDB, n int) {
+	t.Helper()
+	total := float64(n * len(outageMeters))
 	rows := db.QueryInfluxQL(t, `SELECT count(value) FROM reading`)
 	if len(rows) != 1 || rows[0][1] != total {
 		t.Errorf("stored readings: got %v, want %g", rows, total)
@@ -126,3 +116,31 @@ func TestStoreOutageLosesNothing(t *testing.T) {
 
 // near compares sums of float deltas, which may differ in the last bits.
 func near(a, b float64) bool { return math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(b)) }
+
+// outageMeters are the meters of outageMessage.
+var outageMeters = []string{"E-1", "E-MWH", "W-FRESH", "WW-OUT", "HW", "COD-OUT"}
+
+// outageMessage is gw-1's message number seq, a minute after t0 per seq:
+// counters rise by 10 units of their raw unit per step (E-MWH 10 kWh, HW
+// reports 10 kg each time), COD-OUT a concentration.
+func outageMessage(seq int, t0 time.Time) string {
+	ts := t0.Add(time.Duration(seq) * time.Minute).Format(time.RFC3339)
+	var rs string
+	for i, m := range outageMeters {
+		if i > 0 {
+			rs += ","
+		}
+		v := float64(seq) * 10
+		if m == "E-MWH" {
+			v /= 1000 // MWh register: 10 kWh per step
+		}
+		if m == "HW" {
+			v = 0.01 // 10 kg per step in t
+		}
+		if m == "COD-OUT" {
+			v = 50 + float64(seq%7)
+		}
+		rs += fmt.Sprintf(`{"meter":%q,"ts":%q,"value":%g}`, m, ts, v)
+	}
+	return fmt.Sprintf(`{"gateway":"gw-1","seq":%d,"readings":[%s]}`, seq, rs)
+}

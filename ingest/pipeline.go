@@ -76,11 +76,10 @@ type PipelineConfig struct {
 	// in order; a batch that rewrites a reading of an earlier one (an
 	// out-of-order counter reading) waits until those are stored.
 	Writers int
-	// MaxInflight is the number of messages received and not yet
-	// acknowledged above which the pipeline warns. The bound itself is the
-	// broker's in-flight window (mosquitto max_inflight_messages): it
-	// sends no more QoS 1 messages while that many are unacknowledged, and
-	// nothing is acknowledged while the store is down.
+	// MaxInflight is the number of messages waiting to be processed above
+	// which the pipeline warns (the normaliser or the store is behind).
+	// What bounds the messages held unacknowledged is the Subscriber's
+	// window (SubscriberConfig.MaxUnackedMessages and MaxUnackedBytes).
 	MaxInflight int
 	// RetryMin and RetryMax bound the back-off between failed writes.
 	RetryMin, RetryMax time.Duration
@@ -327,19 +326,21 @@ func (p *Pipeline) StoreHealthy() bool { return p.storeOK.Load() }
 
 // Submit hands a message to the pipeline in arrival order. It never
 // blocks, so the MQTT client keeps reading (and answering pings) while the
-// store is down; what bounds the queue is the broker's in-flight window,
-// since no message is acknowledged until the store has it. Any goroutine
-// may call Submit; the subscriber calls it from paho's ordered handler.
+// store is down; the caller bounds what it submits and does not yet see
+// acknowledged (the Subscriber does, with its window), since no message is
+// acknowledged until the store has it. Any goroutine may call Submit; the
+// subscriber calls it from paho's ordered handler.
 func (p *Pipeline) Submit(d Delivery) {
 	p.metrics.messages.Inc()
 	p.metrics.inflight.Inc()
+	p.metrics.unackedBytes.Add(float64(msgSize(d.Topic, d.Payload)))
 	p.unacked.Add(1)
 	p.mu.Lock()
 	p.queue = append(p.queue, d)
 	n := len(p.queue)
 	p.mu.Unlock()
 	if n > p.cfg.MaxInflight {
-		p.rejectLg.warn("inflight", "more unacknowledged messages queued than mqtt.max_inflight; lower the broker's in-flight window (mosquitto max_inflight_messages)", "queued", n, "max_inflight", p.cfg.MaxInflight)
+		p.rejectLg.warn("inflight", "more messages wait to be processed than mqtt.max_inflight; the store or the normaliser is behind", "queued", n, "max_inflight", p.cfg.MaxInflight)
 	}
 	select {
 	case p.wake <- struct{}{}:
@@ -685,6 +686,16 @@ func (p *Pipeline) completeBatch(ctx context.Context, b *batch) {
 			return
 		}
 	}
+	// Counted out before the acknowledgements: an acknowledgement makes
+	// room in the subscriber's window for the next message, which must not
+	// be counted while these still are.
+	var size int64
+	for _, m := range b.msgs {
+		size += msgSize(m.d.Topic, m.d.Payload)
+	}
+	p.metrics.inflight.Sub(float64(len(b.msgs)))
+	p.metrics.unackedBytes.Sub(float64(size))
+	p.unacked.Add(-int64(len(b.msgs)))
 	now := p.cfg.Now()
 	for _, m := range b.msgs {
 		if m.d.Ack != nil {
@@ -692,8 +703,6 @@ func (p *Pipeline) completeBatch(ctx context.Context, b *batch) {
 		}
 		p.metrics.ackLatency.Observe(now.Sub(m.d.Received).Seconds())
 	}
-	p.metrics.inflight.Sub(float64(len(b.msgs)))
-	p.unacked.Add(-int64(len(b.msgs)))
 	p.metrics.readings.Add(float64(b.accepted))
 	if len(b.observe) > 0 {
 		p.observe(b.observe)

@@ -30,7 +30,22 @@ type SubscriberConfig struct {
 	// client's own watchdog topic; if none has come back for three
 	// intervals on a connection that looks up, the client reconnects.
 	WatchdogInterval time.Duration
+	// PingTimeout is how long paho waits for a PINGRESP before it drops
+	// the connection (default 10s).
+	PingTimeout time.Duration
+	// MaxUnackedMessages and MaxUnackedBytes (topic plus payload) bound
+	// what cleanprod holds received and not yet acknowledged (defaults
+	// 10000 and 32 MiB). Past either, messages stay with the broker (see
+	// window).
+	MaxUnackedMessages int
+	MaxUnackedBytes    int64
 }
+
+// Default bounds of what the subscriber holds unacknowledged.
+const (
+	DefaultMaxUnackedMessages = 10000
+	DefaultMaxUnackedBytes    = 32 << 20
+)
 
 // client is what the Subscriber uses of a paho client.
 type client interface {
@@ -63,6 +78,8 @@ type Subscriber struct {
 	reconnect  chan struct{}
 	closeOnce  sync.Once
 	connFail   *rateLog // failed connection attempts
+	win        *window  // bounds what is held unacknowledged
+	qos0Lg     *rateLog
 }
 
 // NewSubscriber returns a Subscriber that feeds p. newClient builds the
@@ -80,6 +97,15 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 	if cfg.WatchdogInterval <= 0 {
 		cfg.WatchdogInterval = 30 * time.Second
 	}
+	if cfg.PingTimeout <= 0 {
+		cfg.PingTimeout = 10 * time.Second
+	}
+	if cfg.MaxUnackedMessages <= 0 {
+		cfg.MaxUnackedMessages = DefaultMaxUnackedMessages
+	}
+	if cfg.MaxUnackedBytes <= 0 {
+		cfg.MaxUnackedBytes = DefaultMaxUnackedBytes
+	}
 	if newClient == nil {
 		newClient = mqtt.NewClient
 	}
@@ -88,7 +114,12 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 		watchdog:  "cleanprod/watchdog/" + cfg.ClientID,
 		reconnect: make(chan struct{}, 1),
 		connFail:  newRateLog(log, 30*time.Second),
+		qos0Lg:    newRateLog(log, 30*time.Second),
 	}
+	s.win = newWindow(cfg.MaxUnackedMessages, cfg.MaxUnackedBytes, func() {
+		m.backlogReconnects.Inc()
+		s.requestReconnect()
+	})
 	opts := mqtt.NewClientOptions().
 		AddBroker(cfg.Broker).
 		SetClientID(cfg.ClientID).
@@ -98,6 +129,7 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 		SetAutoAckDisabled(true).
 		SetOrderMatters(true). // one handler at a time, in arrival order; it never blocks
 		SetKeepAlive(cfg.KeepAlive).
+		SetPingTimeout(cfg.PingTimeout).
 		SetConnectTimeout(cfg.ConnectTimeout).
 		SetAutoReconnect(true).
 		SetConnectRetry(true).
@@ -211,6 +243,7 @@ func (s *Subscriber) onConnectionNotification(_ mqtt.Client, n mqtt.ConnectionNo
 }
 
 func (s *Subscriber) onConnectionLost(_ mqtt.Client, err error) {
+	s.win.newConnection()
 	s.connected.Store(0)
 	s.subscribed.Store(false)
 	s.metrics.connLost.Inc()
@@ -218,8 +251,10 @@ func (s *Subscriber) onConnectionLost(_ mqtt.Client, err error) {
 	s.log.Warn("connection to broker lost; reconnecting", "err", err)
 }
 
-// onMessage runs on paho's router goroutine, in arrival order, and hands
-// the message to the pipeline without blocking.
+// onMessage runs on paho's router goroutine, in arrival order, and never
+// blocks: a blocked handler stops paho's reader, PINGRESPs are not read
+// and paho drops the connection. What does not fit in the window stays
+// with the broker (see window).
 func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	if m.Topic() == s.watchdog {
 		s.lastBeat.Store(time.Now().UnixNano())
@@ -227,14 +262,31 @@ func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 		return
 	}
 	s.lastMsg.Store(time.Now().UnixNano())
+	h, res := s.win.offer(m.MessageID(), m.Topic(), m.Payload(), m.Ack, m.Qos() > 0)
+	switch res {
+	case offerRedelivered:
+		s.metrics.redelivered.Inc()
+		return
+	case offerDeferred:
+		s.metrics.deferred.Inc()
+		return
+	case offerDropped:
+		s.metrics.qos0Dropped.Inc()
+		s.qos0Lg.warn("qos0", "QoS 0 message dropped: the unacknowledged backlog is full and the broker keeps no QoS 0 message; gateways must publish at QoS 1", "topic", truncateString(m.Topic()))
+		return
+	}
 	s.pipe.Submit(Delivery{
 		Topic:      m.Topic(),
 		Payload:    m.Payload(),
 		Redelivery: m.Duplicate(),
 		Received:   time.Now(),
-		Ack:        m.Ack,
+		Ack:        h.release,
 	})
 }
+
+// Unacked returns the messages and bytes (topic plus payload) held
+// received and not yet acknowledged. Safe for concurrent use.
+func (s *Subscriber) Unacked() (msgs int, bytes int64) { return s.win.usage() }
 
 func (s *Subscriber) requestReconnect() {
 	select {
@@ -257,7 +309,7 @@ func (s *Subscriber) checkWatchdog(ctx context.Context) {
 	limit := 3 * s.cfg.WatchdogInterval
 	last := time.Unix(0, max(s.lastBeat.Load(), s.lastMsg.Load(), since))
 	// While messages wait unacknowledged (the store is slow or down) the
-	// broker's in-flight window is full and it may hold back even the
+	// broker's in-flight window may be full and it may hold back even the
 	// heartbeat: that silence is back-pressure, not a dead connection.
 	if time.Since(last) > limit && !s.pipe.Holding() {
 		s.log.Warn("no heartbeat came back on a connection that looks up; forcing a reconnect", "silent_for", time.Since(last).Round(time.Second))
@@ -270,6 +322,7 @@ func (s *Subscriber) forceReconnect(ctx context.Context) {
 	s.subscribed.Store(false)
 	s.connected.Store(0)
 	s.c.Disconnect(250)
+	s.win.newConnection()
 	s.metrics.connected.Set(0)
 	tok := s.c.Connect()
 	select {

@@ -16,7 +16,11 @@
 //     started on it while the fleet publishes: time until ingest runs and
 //     until every enterprise is graded, peak RSS of the refill against
 //     the steady state; then SIGKILL under load, the same again, and no
-//     acknowledged reading lost.
+//     acknowledged reading lost;
+//  8. backlog (only when -phases names it): cleanprod on mosquitto with
+//     InfluxDB killed while the whole workload arrives, held for 10 s,
+//     then InfluxDB again until every reading is stored: what cleanprod
+//     held unacknowledged, and its peak RSS against phase 3's.
 //
 // The default fleet is issue 8's: 2,000 enterprises of at least 50 meters
 // each (sim.SyntheticFleetMeters), 100,000 meters. With -profile DIR it
@@ -67,7 +71,7 @@ func main() {
 }
 
 // phases in run order.
-var allPhases = []string{"broker", "store", "e2e", "latency", "embedded", "restart"}
+var allPhases = []string{"broker", "store", "e2e", "latency", "embedded", "restart", "backlog"}
 
 // defaultPhases run without -phases: all but restart, which takes far
 // longer at full scale.
@@ -334,7 +338,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func (b *bench) run(ctx context.Context, res *results) (err error) {
 	cfg := b.cfg
 	volume := cfg.readings
-	if !slices.ContainsFunc(throughputPhases, cfg.has) {
+	if !slices.ContainsFunc(throughputPhases, cfg.has) && !cfg.has("backlog") {
 		volume = 0 // the restart phase makes its own readings
 	}
 	b.progress("building the workload: %d enterprises (+%d probe enterprises) of at least %d meters, %d readings in messages of %d", cfg.enterprises, cfg.probes, cfg.metersPer, volume, cfg.perMessage)
@@ -453,6 +457,17 @@ func (b *bench) run(ctx context.Context, res *results) (err error) {
 			return err
 		}
 		b.progress("phase 6: %.0f readings/s, %d lost; %.2f CPUs busy, %.2f of them with other work", res.Embedded.ReadingsPerSec, res.Embedded.Lost, res.Embedded.MachineBusyCPUs, res.Embedded.otherCPUs())
+	}
+	if cfg.has("backlog") {
+		b.progress("phase 8: cleanprod holding a backlog of %d readings, InfluxDB down", w.readings)
+		r, err := b.backlog(ctx)
+		if r != nil && err != nil {
+			r.Error = err.Error()
+		}
+		if res.Backlog = r; err != nil {
+			return err
+		}
+		b.progress("phase 8: held at most %.0f messages; peak RSS %s; %d lost", res.Backlog.PeakHeldMessages, mib(res.Backlog.PeakRSSBytes), res.Backlog.Lost)
 	}
 	if cfg.has("restart") {
 		// A start that does not grade in time is a result: the next

@@ -107,14 +107,7 @@ func TestRestart(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	args := []string{"-phases", "restart", "-enterprises", "3", "-meters-per-enterprise", "0", "-probes", "0",
 		"-restart-days", "2", "-restart-load", "2s", "-restart-rate", "30", "-out", out}
-	if err := run(t.Context(), args, &stdout, &stderr); err != nil {
-		t.Fatalf("run %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, &stdout, &stderr)
-	}
-	jss, _ := filepath.Glob(filepath.Join(out, "e2e-*.json"))
-	if len(jss) != 1 {
-		t.Fatalf("got results %v in %s, want one JSON file", jss, out)
-	}
-	res := readResults(t, jss[0])
+	res := runBench(t, args, out, &stdout, &stderr)
 	if res.E2E != nil || res.Broker != nil || len(res.Store) != 0 || res.Settings.Messages != 0 {
 		t.Errorf("got other phases measured (%+v), want the restart phase alone", res.Settings)
 	}
@@ -357,4 +350,46 @@ func readResults(t *testing.T, path string) results {
 		t.Fatalf("results JSON: %v\n%s", err, data)
 	}
 	return res
+}
+
+// TestBacklogPhase runs phase 3 and the backlog phase at a tiny scale:
+// InfluxDB is killed while the workload arrives, then started; every
+// reading is stored, what cleanprod held is reported with its peak RSS
+// against phase 3's.
+func TestBacklogPhase(t *testing.T) {
+	testenv.NeedServers(t)
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"-phases", "e2e,backlog", "-enterprises", "20", "-probes", "0", "-readings", "10000", "-out", out,
+		"-serve-args", "-mqtt.max_unacked_messages 20"}
+	res := runBench(t, args, out, &stdout, &stderr)
+	want := res.Settings.Readings
+	bl := res.Backlog
+	switch {
+	case bl == nil:
+		t.Fatal("backlog: not measured")
+	case bl.Deferred == 0:
+		t.Errorf("backlog: nothing deferred with a bound of 20 messages: the phase did not fill cleanprod (%+v)", bl)
+	case bl.Stored != want || bl.Lost != 0 || bl.Rejected != 0:
+		t.Errorf("backlog: got %d stored, %d lost, %d rejected, want %d stored", bl.Stored, bl.Lost, bl.Rejected, want)
+	case bl.PeakHeldMessages > 20 || bl.PeakRSSBytes <= 0 || bl.PeakRSSHoldingBytes <= 0:
+		t.Errorf("backlog: held %v messages (bound 20), peak RSS %d and %d bytes", bl.PeakHeldMessages, bl.PeakRSSHoldingBytes, bl.PeakRSSBytes)
+	}
+	if !strings.Contains(stdout.String(), "| 8 | backlog") || !strings.Contains(stdout.String(), "peak RSS with a backlog (phase 8) vs without (phase 3)") {
+		t.Errorf("the table has no backlog row or target:\n%s", &stdout)
+	}
+}
+
+// runBench runs bench-e2e with args, writing into out, and returns the
+// results it saved.
+func runBench(t *testing.T, args []string, out string, stdout, stderr *bytes.Buffer) results {
+	t.Helper()
+	if err := run(t.Context(), args, stdout, stderr); err != nil {
+		t.Fatalf("run %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, stdout, stderr)
+	}
+	jss, _ := filepath.Glob(filepath.Join(out, "e2e-*.json"))
+	if len(jss) != 1 {
+		t.Fatalf("got results %v in %s, want one JSON file", jss, out)
+	}
+	return readResults(t, jss[0])
 }

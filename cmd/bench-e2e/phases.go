@@ -261,6 +261,14 @@ func (b *bench) serveArgs(dir string) []string {
 	}
 }
 
+// forget drops a phase's database and clears its broker session.
+func (b *bench) forget(db *testenv.InfluxDB, clientID string) {
+	b.drop(db)
+	if err := clearSession(b.srv.broker.URL(), clientID); err != nil {
+		b.progress("warning: %v", err)
+	}
+}
+
 // startServe starts cleanprod serve in dir with args, then -serve-args,
 // and with a pprof listener on a free port if profile is set.
 func (b *bench) startServe(ctx context.Context, dir string, args, env []string, profile bool) (*serveProcess, error) {
@@ -312,12 +320,7 @@ func (b *bench) endToEnd(ctx context.Context) (*e2eResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer b.drop(db)
-	defer func() {
-		if err := clearSession(b.srv.broker.URL(), clientID); err != nil {
-			b.progress("warning: %v", err)
-		}
-	}()
+	defer b.forget(db, clientID)
 	r, err := b.measure(ctx, srv, b.srv.broker.URL(), "phase3")
 	if err != nil {
 		return nil, errors.Join(err, srv.stop())

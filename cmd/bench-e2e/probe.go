@@ -47,12 +47,7 @@ func (b *bench) latency(ctx context.Context, sustained float64) (*latencyResult,
 	if err != nil {
 		return nil, err
 	}
-	defer b.drop(db)
-	defer func() {
-		if err := clearSession(b.srv.broker.URL(), clientID); err != nil {
-			b.progress("warning: %v", err)
-		}
-	}()
+	defer b.forget(db, clientID)
 	r, err := b.probeUnderLoad(ctx, srv, sustained/2)
 	return r, errors.Join(err, srv.stop())
 }

@@ -24,6 +24,7 @@ type results struct {
 	Latency  *latencyResult   `json:"latency,omitempty"`
 	Embedded *e2eResult       `json:"embedded,omitempty"`
 	Restart  []*restartResult `json:"restart,omitempty"`
+	Backlog  *backlogResult   `json:"backlog,omitempty"`
 	Ratios   *ratios          `json:"ratios,omitempty"`
 	Targets  []target         `json:"targets,omitempty"`
 	Error    string           `json:"error,omitempty"` // why the run stopped early
@@ -314,6 +315,11 @@ func (r *results) derive() {
 		add("peak RSS (phase 3)", "< 1 GiB", fmt.Sprintf("%.2f GiB at %s enterprises / %s meters (+%d probe enterprises)", gb, num(float64(r.Settings.Enterprises)), num(float64(r.Settings.Meters)), r.Settings.ProbeEnterprises),
 			gb < 1, overBy(gb, 1))
 	}
+	if bl, e := r.Backlog, r.E2E; bl != nil && bl.Error == "" && e != nil && e.PeakRSSBytes > 0 {
+		ratio := float64(bl.PeakRSSBytes) / float64(e.PeakRSSBytes)
+		add("peak RSS with a backlog (phase 8) vs without (phase 3)", "<= 1.5x", fmt.Sprintf("%.2fx (%s vs %s)", ratio, mib(bl.PeakRSSBytes), mib(e.PeakRSSBytes)),
+			ratio <= 1.5, overBy(ratio, 1.5))
+	}
 	for _, e := range []*e2eResult{r.E2E, r.Embedded} {
 		if e == nil {
 			continue
@@ -390,6 +396,9 @@ func (r *results) lossFree() bool {
 		if rs.Lost != 0 || rs.Rejected != 0 {
 			return false
 		}
+	}
+	if bl := r.Backlog; bl != nil && (bl.Lost != 0 || bl.Rejected != 0) {
+		return false
 	}
 	return true
 }
@@ -517,6 +526,13 @@ func (r *results) writeMarkdown(w io.Writer) {
 	}
 	for _, rs := range r.Restart {
 		rs.writeMarkdown(w)
+	}
+	if r.Backlog != nil {
+		var steady int64
+		if r.E2E != nil {
+			steady = r.E2E.PeakRSSBytes
+		}
+		r.Backlog.writeMarkdown(w, steady)
 	}
 	for _, p := range []struct {
 		name string

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cleanprod/cleanprod/ingest"
 	"github.com/cleanprod/cleanprod/internal/yamlfile"
 )
 
@@ -39,7 +40,9 @@ type Config struct {
 		CertFile             string        `yaml:"cert_file" help:"PEM client certificate for mutual TLS"`
 		KeyFile              string        `yaml:"key_file" help:"PEM client key for mutual TLS"`
 		SharedGroup          string        `yaml:"shared_group" help:"subscribe as $share/GROUP/... so replicas split the telemetry"`
-		MaxInflight          int           `yaml:"max_inflight" help:"warn when more messages than this wait unacknowledged (the broker's in-flight window is the bound)"`
+		MaxInflight          int           `yaml:"max_inflight" help:"warn when more messages than this wait to be processed (the store or the normaliser is behind)"`
+		MaxUnackedMessages   int           `yaml:"max_unacked_messages" help:"most messages held received and not yet acknowledged; past it (or max_unacked_bytes) the broker keeps the rest"`
+		MaxUnackedBytes      int           `yaml:"max_unacked_bytes" help:"most bytes (topic plus payload) held received and not yet acknowledged; at least ingest.max_payload_bytes"`
 		KeepAlive            time.Duration `yaml:"keep_alive" help:"MQTT keep-alive"`
 		MaxReconnectInterval time.Duration `yaml:"max_reconnect_interval" help:"cap of the reconnect back-off"`
 		WatchdogInterval     time.Duration `yaml:"watchdog_interval" help:"heartbeat period; no heartbeat back for 3 periods forces a reconnect"`
@@ -103,6 +106,8 @@ func defaultConfig() Config {
 	c.HTTP.Listen = "127.0.0.1:8080"
 	c.MQTT.ClientID = "cleanprod"
 	c.MQTT.MaxInflight = 1000
+	c.MQTT.MaxUnackedMessages = ingest.DefaultMaxUnackedMessages
+	c.MQTT.MaxUnackedBytes = ingest.DefaultMaxUnackedBytes
 	c.MQTT.KeepAlive = 30 * time.Second
 	c.MQTT.MaxReconnectInterval = 30 * time.Second
 	c.MQTT.WatchdogInterval = 30 * time.Second
@@ -306,12 +311,16 @@ func (c *Config) validate() []error {
 		bad("influx.bucket is empty")
 	}
 	positive := map[string]int{"mqtt.max_inflight": c.MQTT.MaxInflight, "ingest.batch_size": c.Ingest.BatchSize,
+		"mqtt.max_unacked_messages": c.MQTT.MaxUnackedMessages, "mqtt.max_unacked_bytes": c.MQTT.MaxUnackedBytes,
 		"ingest.max_payload_bytes": c.Ingest.MaxPayloadBytes, "ingest.max_readings": c.Ingest.MaxReadings, "ingest.history": c.Ingest.History, "ingest.writers": c.Ingest.Writers,
 		"hj212.max_connections": c.HJ212.MaxConnections, "hj212.max_segment": c.HJ212.MaxSegment}
 	for _, k := range sortedKeys(positive) {
 		if positive[k] <= 0 {
 			bad("%s must be positive, got %d", k, positive[k])
 		}
+	}
+	if c.MQTT.MaxUnackedBytes > 0 && c.MQTT.MaxUnackedBytes < c.Ingest.MaxPayloadBytes {
+		bad("mqtt.max_unacked_bytes (%d) is below ingest.max_payload_bytes (%d): one largest message must fit", c.MQTT.MaxUnackedBytes, c.Ingest.MaxPayloadBytes)
 	}
 	durations := map[string]time.Duration{"mqtt.keep_alive": c.MQTT.KeepAlive, "mqtt.max_reconnect_interval": c.MQTT.MaxReconnectInterval,
 		"mqtt.watchdog_interval": c.MQTT.WatchdogInterval, "ingest.batch_interval": c.Ingest.BatchInterval,

@@ -114,7 +114,8 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 
 	brokerURL := cfg.MQTT.URL
 	if brokerURL == "" {
-		b, err := broker.Start(broker.Config{Addr: cfg.EmbeddedBroker.Listen, DataDir: filepath.Join(cfg.DataDir, "broker")}, log)
+		b, err := broker.Start(broker.Config{Addr: cfg.EmbeddedBroker.Listen, DataDir: filepath.Join(cfg.DataDir, "broker"), Consumers: []string{cfg.MQTT.ClientID},
+			QueueLimit: broker.Headroom(cfg.MQTT.MaxUnackedMessages), QueueBytes: int64(broker.Headroom(cfg.MQTT.MaxUnackedBytes))}, log)
 		if err != nil {
 			return err
 		}
@@ -212,6 +213,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		Broker: brokerURL, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
 		TLS: mqttTLS, SharedGroup: cfg.MQTT.SharedGroup, KeepAlive: cfg.MQTT.KeepAlive,
 		MaxReconnectInterval: cfg.MQTT.MaxReconnectInterval, WatchdogInterval: cfg.MQTT.WatchdogInterval,
+		MaxUnackedMessages: cfg.MQTT.MaxUnackedMessages, MaxUnackedBytes: int64(cfg.MQTT.MaxUnackedBytes),
 	}, pipe, metrics, log.With("component", "mqtt"), nil)
 
 	stations, err := listenHJ212(cfg, pipe, promReg, log.With("component", "hj212"))

@@ -297,6 +297,8 @@ func TestServeRefusesBadConfig(t *testing.T) {
 			[]string{`plant.yaml:7: meter "E-PAINT-01": unit "kW" is not declared`, `plant.yaml:8: flow_meter "WW-OUTLET"`}},
 		{"bad values", map[string]string{"CLEANPROD_INGEST_BATCH_INTERVAL": "soon"}, []string{"-ingest.history", "0", "-log.level", "loud", "-ingest.future_horizon", "8760h"},
 			[]string{"CLEANPROD_INGEST_BATCH_INTERVAL: want a duration", "ingest.history must be positive", `log.level "loud"`, "ingest.future_horizon 8760h0m0s is over 24h"}},
+		{"unacked bounds", nil, []string{"-mqtt.max_unacked_messages", "0", "-mqtt.max_unacked_bytes", "1000"},
+			[]string{"mqtt.max_unacked_messages must be positive", "mqtt.max_unacked_bytes (1000) is below ingest.max_payload_bytes (262144)"}},
 		{"unknown flag", nil, []string{"-mqtt.uri", "tcp://x"}, []string{"flag provided but not defined: -mqtt.uri"}},
 		{"stray argument", nil, []string{"-influx.gzip", "false", "-ingest.writers", "4"}, []string{`serve takes no arguments, got ["false" "-ingest.writers" "4"]`}},
 		{"missing config file", nil, []string{"-config", "testdata/nope.yaml"}, []string{"nope.yaml"}},

@@ -70,7 +70,7 @@ func ingestHealth() *dashboard.DashboardBuilder {
 		promTarget("A", `sum(rate(cleanprod_ingest_deadletters_total{`+sel+`}[$__rate_interval]))`, "published"),
 		promTarget("B", `sum(rate(cleanprod_ingest_deadletter_errors_total{`+sel+`}[$__rate_interval]))`, "publish errors")))
 	d.WithPanel(promSeries("In flight",
-		"Messages received and not yet acknowledged; it stays at mqtt.max_inflight while the store is down (back-pressure: the broker holds the rest).", "none", 8,
+		"Messages received and not yet acknowledged; while the store is down it stays at or below mqtt.max_unacked_messages (back-pressure: the broker holds the rest).", "none", 8,
 		promTarget("A", `sum by (instance) (cleanprod_ingest_inflight_messages{`+sel+`})`, "{{instance}}")))
 	d.WithPanel(stat.NewPanelBuilder().Title("Broker connection").
 		Description("1 while connected to the MQTT broker; reconnects and lost connections over the time range.").
