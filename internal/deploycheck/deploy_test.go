@@ -60,7 +60,7 @@ func documentedSettings(t *testing.T) map[string]string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	row := regexp.MustCompile("^\\| `([a-z_.]+)` \\| `CLEANPROD_[A-Z_]+` \\| (?:`([^`]*)`|—) \\|")
+	row := regexp.MustCompile("^\\| `([a-z0-9_.]+)` \\| `CLEANPROD_[A-Z0-9_]+` \\| (?:`([^`]*)`|—) \\|")
 	out := map[string]string{}
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
