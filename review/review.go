@@ -64,6 +64,9 @@ const (
 type Actor struct {
 	Name string `json:"name"`
 	Role Role   `json:"role"`
+	// Enterprise is an enterprise officer's enterprise: a step on a case
+	// of another enterprise is refused.
+	Enterprise string `json:"enterprise,omitempty"`
 }
 
 func (a Actor) String() string { return string(a.Role) + " " + a.Name }
