@@ -54,6 +54,10 @@ func declID() param {
 	return param{name: "did", in: "path", desc: "declaration id", required: true}
 }
 
+func caseID() param {
+	return param{name: "cid", in: "path", desc: "case id", required: true}
+}
+
 func timeQuery(name, desc string) param {
 	return param{name: name, in: "query", desc: desc + "; a date (2026-05-01, midnight in the standard's local time) or an RFC 3339 time"}
 }
@@ -129,6 +133,36 @@ func (s *server) routes() []route {
 		{method: "POST", path: "/api/v1/declarations/:did/reject", access: supervisor, tag: "declarations",
 			summary: "Reject a submitted declaration, or withdraw an accepted one (supervisors); the note saying why is required",
 			params:  []param{declID()}, body: ReviewInput{}, out: DeclarationDTO{}, h: s.rejectDeclaration},
+
+		{method: "GET", path: "/api/v1/cases", access: authenticated, tag: "cases",
+			summary:     "Rectification cases (整改) across the enterprises the token sees: by default those not closed, overdue first, then by deadline",
+			description: "A case opens when an enterprise's code turns red or a restrictive indicator fails, or by a supervisor's hand; a supervisor acknowledges it with an assignee and a deadline, the enterprise answers with a plan and evidence, the supervisor closes it or sends the plan back. An enterprise token sees its own cases only.",
+			params: []param{{name: "state", in: "query", desc: "active (default: not closed), open, acknowledged, plan_submitted, closed or all",
+				enum: []string{"active", "open", "acknowledged", "plan_submitted", "closed", "all"}},
+				{name: "overdue", in: "query", desc: "true: only those whose deadline passed", enum: []string{"true", "false"}},
+				{name: "enterprise", in: "query", desc: "only this enterprise"}},
+			out: CaseList{}, h: s.listCases},
+		{method: "GET", path: "/api/v1/cases/:cid", access: authenticated, tag: "cases",
+			summary: "One case with its history: every step with who and when (another enterprise's case is 404)", params: []param{caseID()},
+			out: CaseDTO{}, h: s.getCase},
+		{method: "POST", path: "/api/v1/enterprises/:id/cases", access: supervisor, tag: "cases",
+			summary: "Open a case by hand (supervisors); the reason is required", params: []param{pathID()},
+			body: CaseOpenInput{}, out: CaseDTO{}, status: http.StatusCreated, h: s.openCase},
+		{method: "POST", path: "/api/v1/cases/:cid/acknowledge", access: supervisor, tag: "cases",
+			summary: "Acknowledge a case, assign it and set its deadline (supervisors); again to change them", params: []param{caseID()},
+			body: CaseAckInput{}, out: CaseDTO{}, h: s.acknowledgeCase},
+		{method: "POST", path: "/api/v1/cases/:cid/plan", access: authenticated, tag: "cases",
+			summary: "Answer an acknowledged case with a rectification plan and evidence (the case's enterprise, or a supervisor on its behalf)",
+			params:  []param{caseID()}, body: CasePlanInput{}, out: CaseDTO{}, h: s.submitCasePlan},
+		{method: "POST", path: "/api/v1/cases/:cid/reject-plan", access: supervisor, tag: "cases",
+			summary: "Send a submitted plan back (supervisors); the note saying why is required", params: []param{caseID()},
+			body: CaseNoteInput{}, out: CaseDTO{}, h: s.rejectCasePlan},
+		{method: "POST", path: "/api/v1/cases/:cid/close", access: supervisor, tag: "cases",
+			summary: "Close a case (supervisors); a case without a plan needs a note saying why", params: []param{caseID()},
+			body: CaseNoteInput{}, out: CaseDTO{}, h: s.closeCase},
+		{method: "POST", path: "/api/v1/cases/:cid/reopen", access: supervisor, tag: "cases",
+			summary: "Reopen a closed case with a new deadline and a note (supervisors)", params: []param{caseID()},
+			body: CaseAckInput{}, out: CaseDTO{}, h: s.reopenCase},
 
 		{method: "GET", path: "/api/v1/rankings", access: authenticated, tag: "rankings",
 			summary: "Overall ranking with the fleet distribution (an enterprise token sees the others anonymised)",
