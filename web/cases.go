@@ -210,65 +210,90 @@ func (s *server) openCase(c *gin.Context) {
 
 func (s *server) acknowledgeCase(c *gin.Context) { s.caseStep(c, "acknowledge") }
 func (s *server) submitCasePlan(c *gin.Context)  { s.caseStep(c, "plan") }
-func (s *server) rejectCasePlan(c *gin.Context)  { s.caseStep(c, "reject_plan") }
+func (s *server) rejectCasePlan(c *gin.Context)  { s.caseStep(c, "reject-plan") }
 func (s *server) closeCase(c *gin.Context)       { s.caseStep(c, "close") }
 func (s *server) reopenCase(c *gin.Context)      { s.caseStep(c, "reopen") }
 
-// caseStep decodes a step's body and applies it. The route table lets
-// only supervisors acknowledge, reject, close and reopen; the book
+// stepInput is what any step may carry.
+type stepInput struct {
+	Assignee, Deadline, Note, Plan string
+	Evidence                       []string
+}
+
+// caseStep decodes a step's JSON body and applies it. The route table
+// lets only supervisors acknowledge, reject, close and reopen; the book
 // refuses them to anyone else again.
 func (s *server) caseStep(c *gin.Context, step string) {
 	k, ok := s.caseOf(c)
 	if !ok {
 		return
 	}
-	ctx, who := c.Request.Context(), actor(c)
-	deadline := func(v string) (time.Time, error) {
-		if strings.TrimSpace(v) == "" {
-			return time.Time{}, errorf(http.StatusUnprocessableEntity, codeInvalid, "deadline is required: a date (2026-12-20) or an RFC 3339 time")
-		}
-		t, err := parseTime("deadline", v, s.loc(c))
-		if err == nil && !strings.Contains(v, "T") {
-			t = t.AddDate(0, 0, 1) // a date: by the end of that day
-		}
-		return t, err
-	}
+	var in stepInput
 	var err error
 	switch step {
 	case "acknowledge", "reopen":
-		var in CaseAckInput
-		if err = decodeJSON(c, &in); err == nil {
-			var t time.Time
-			if t, err = deadline(in.Deadline); err == nil {
-				if step == "acknowledge" {
-					k, err = s.Declarations.Acknowledge(ctx, k.ID, who, in.Assignee, t, in.Note)
-				} else {
-					k, err = s.Declarations.Reopen(ctx, k.ID, who, t, in.Note)
-				}
-			}
-		}
+		var j CaseAckInput
+		err = decodeJSON(c, &j)
+		in = stepInput{Assignee: j.Assignee, Deadline: j.Deadline, Note: j.Note}
 	case "plan":
-		var in CasePlanInput
-		if err = decodeJSON(c, &in); err == nil {
-			k, err = s.Declarations.SubmitPlan(ctx, k.ID, who, in.Plan, in.Evidence)
-		}
-	case "reject_plan", "close":
-		var in CaseNoteInput
+		var j CasePlanInput
+		err = decodeJSON(c, &j)
+		in = stepInput{Plan: j.Plan, Evidence: j.Evidence}
+	default:
+		var j CaseNoteInput
 		if c.Request.ContentLength != 0 {
-			err = decodeJSON(c, &in)
+			err = decodeJSON(c, &j)
 		}
-		if err == nil && step == "close" {
-			k, err = s.Declarations.Close(ctx, k.ID, who, in.Note)
-		} else if err == nil {
-			k, err = s.Declarations.RejectPlan(ctx, k.ID, who, in.Note)
-		}
+		in = stepInput{Note: j.Note}
+	}
+	if err == nil {
+		k, err = s.applyStep(c, k, step, in)
 	}
 	if err != nil {
-		s.fail(c, caseError(err))
+		s.fail(c, err)
 		return
 	}
-	s.log.Info("web: case step", "case", k.ID, "enterprise", k.Enterprise, "step", step, "by", who.String(), "state", k.State)
 	c.JSON(http.StatusOK, caseDTO(k, s.now(), true))
+}
+
+// applyStep applies step to case k on behalf of the request's token.
+func (s *server) applyStep(c *gin.Context, k review.Case, step string, in stepInput) (review.Case, error) {
+	ctx, who := c.Request.Context(), actor(c)
+	var deadline time.Time
+	if step == "acknowledge" || step == "reopen" {
+		v := strings.TrimSpace(in.Deadline)
+		if v == "" {
+			return k, errorf(http.StatusUnprocessableEntity, codeInvalid, "deadline is required: a date (2026-12-20) or an RFC 3339 time")
+		}
+		t, err := parseTime("deadline", v, s.loc(c))
+		if err != nil {
+			return k, err
+		}
+		if !strings.Contains(v, "T") {
+			t = t.AddDate(0, 0, 1) // a date: by the end of that day
+		}
+		deadline = t
+	}
+	var err error
+	switch step {
+	case "acknowledge":
+		k, err = s.Declarations.Acknowledge(ctx, k.ID, who, in.Assignee, deadline, in.Note)
+	case "reopen":
+		k, err = s.Declarations.Reopen(ctx, k.ID, who, deadline, in.Note)
+	case "plan":
+		k, err = s.Declarations.SubmitPlan(ctx, k.ID, who, in.Plan, in.Evidence)
+	case "reject-plan":
+		k, err = s.Declarations.RejectPlan(ctx, k.ID, who, in.Note)
+	case "close":
+		k, err = s.Declarations.Close(ctx, k.ID, who, in.Note)
+	default:
+		return k, errorf(http.StatusNotFound, codeNotFound, "no step %q of a case", step)
+	}
+	if err != nil {
+		return k, caseError(err)
+	}
+	s.log.Info("web: case step", "case", k.ID, "enterprise", k.Enterprise, "step", step, "by", who.String(), "state", k.State)
+	return k, nil
 }
 
 // caseError maps the book's case errors to API errors.

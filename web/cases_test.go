@@ -2,6 +2,8 @@ package web
 
 import (
 	"net/http"
+	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -96,5 +98,81 @@ func TestCaseRoles(t *testing.T) {
 	evs := decode[EventList](t, f.do(t, "GET", "/api/v1/events?kind=case_closed", enterpriseToken, ""))
 	if len(evs.Events) != 1 || !strings.Contains(evs.Events[0].Reason, k.ID) {
 		t.Errorf("case_closed events: %+v", evs.Events)
+	}
+}
+
+// form posts a case page's form with the sign-in cookie from origin ("":
+// no Origin header).
+func (f *fixture) form(t *testing.T, target, token, origin string, v url.Values) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest("POST", target, strings.NewReader(v.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.AddCookie(&http.Cookie{Name: tokenCookie, Value: token})
+	if origin != "" {
+		req.Header.Set("Origin", origin)
+	}
+	w := httptest.NewRecorder()
+	f.handler.ServeHTTP(w, req)
+	return w
+}
+
+// TestCasePages: the overview lists the cases not closed on both sides
+// (an enterprise its own), and a case's page takes the steps its token
+// may take from forms posted by this server's own pages only.
+func TestCasePages(t *testing.T) {
+	f := newFixture(t)
+	k := decode[CaseDTO](t, f.do(t, "POST", "/api/v1/enterprises/"+entA+"/cases", supervisorToken, `{"reason": "现场检查发现 VOC 超标"}`))
+	page := func(token, target string) string {
+		t.Helper()
+		w := f.do(t, "GET", target, token, "")
+		if w.Code != http.StatusOK {
+			t.Fatalf("GET %s: %d %s", target, w.Code, w.Body)
+		}
+		return w.Body.String()
+	}
+	row := `data-case="` + k.ID + `"`
+	for _, tok := range []string{supervisorToken, enterpriseToken} {
+		if p := page(tok, "/"); !strings.Contains(p, row) || !strings.Contains(p, "待受理") {
+			t.Errorf("the overview (%s) does not list the open case", tok)
+		}
+	}
+	if p := page(otherToken, "/"); strings.Contains(p, row) || !strings.Contains(p, `id="no-cases"`) {
+		t.Errorf("another enterprise's overview lists entA's case")
+	}
+	expectError(t, f.do(t, "GET", "/cases/"+k.ID, otherToken, ""), http.StatusNotFound, codeNotFound)
+	// The officer sees no supervisor's form; the supervisor acknowledges.
+	if p := page(enterpriseToken, "/cases/"+k.ID); strings.Contains(p, `id="form-acknowledge"`) || strings.Contains(p, `id="form-close"`) || strings.Contains(p, `id="form-plan"`) {
+		t.Errorf("the officer's page of an open case offers steps")
+	}
+	if p := page(supervisorToken, "/cases/"+k.ID); !strings.Contains(p, `id="form-acknowledge"`) || !strings.Contains(p, `id="form-close"`) {
+		t.Errorf("the supervisor's page of an open case offers no acknowledge and close")
+	}
+	ack := url.Values{"assignee": {"李工"}, "deadline": {"2026-06-20"}}
+	const own = "http://example.com" // httptest.NewRequest's host
+	// The cookie's authority on a POST needs this server's Origin.
+	expectError(t, f.form(t, "/cases/"+k.ID+"/acknowledge", supervisorToken, "", ack), http.StatusForbidden, codeForbidden)
+	expectError(t, f.form(t, "/cases/"+k.ID+"/acknowledge", supervisorToken, "https://evil.example", ack), http.StatusForbidden, codeForbidden)
+	// An officer's form may not acknowledge or close.
+	for _, step := range []string{"acknowledge", "close", "reject-plan"} {
+		if w := f.form(t, "/cases/"+k.ID+"/"+step, enterpriseToken, own, ack); w.Code != http.StatusForbidden || !strings.Contains(w.Body.String(), `id="case-error"`) {
+			t.Errorf("officer's %s form: %d, want 403 on the case page", step, w.Code)
+		}
+	}
+	if w := f.form(t, "/cases/"+k.ID+"/acknowledge", supervisorToken, own, ack); w.Code != http.StatusSeeOther || w.Header().Get("Location") != "/cases/"+k.ID {
+		t.Fatalf("acknowledge form: %d %s", w.Code, w.Body)
+	}
+	// A refused step shows its reason on the page.
+	if w := f.form(t, "/cases/"+k.ID+"/plan", enterpriseToken, own, url.Values{"plan": {" "}}); w.Code != http.StatusUnprocessableEntity || !strings.Contains(w.Body.String(), "plan needs its text") {
+		t.Errorf("empty plan form: %d", w.Code)
+	}
+	if w := f.form(t, "/cases/"+k.ID+"/plan", enterpriseToken, own, url.Values{"plan": {"更换活性炭"}, "evidence": {"PO-1\r\n\r\nphoto-2.jpg"}}); w.Code != http.StatusSeeOther {
+		t.Fatalf("plan form: %d %s", w.Code, w.Body)
+	}
+	got := decode[CaseDTO](t, f.do(t, "GET", "/api/v1/cases/"+k.ID, enterpriseToken, ""))
+	if got.State != "plan_submitted" || got.Assignee != "李工" || !slices.Equal(got.Evidence, []string{"PO-1", "photo-2.jpg"}) {
+		t.Errorf("after the forms: %+v", got)
+	}
+	if p := page(enterpriseToken, "/cases/"+k.ID); !strings.Contains(p, "更换活性炭") || !strings.Contains(p, "photo-2.jpg") {
+		t.Errorf("the case page does not show the plan and its evidence")
 	}
 }

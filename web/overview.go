@@ -31,8 +31,11 @@ type overviewPage struct {
 	Regressions []regression
 	// Pending counts the declarations that wait for review, in all and by
 	// enterprise (those the token sees).
-	Pending     int
-	PendingBy   []pendingCount
+	Pending   int
+	PendingBy []pendingCount
+	// Cases are the rectification cases not closed that the token sees,
+	// overdue first.
+	Cases       []caseRow
 	Nonce       string
 	Window      string
 	Provisional Provisional
@@ -140,6 +143,23 @@ func (s *server) overview(c *gin.Context) {
 				name = ent.Name
 			}
 			pg.PendingBy = append(pg.PendingBy, pendingCount{name, by[id]})
+		}
+	}
+	if s.Declarations != nil {
+		cs, err := s.Declarations.Cases(c.Request.Context(), review.CaseFilter{Enterprise: p.Enterprise, Active: true, Now: now})
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		for _, k := range cs {
+			if !p.Sees(k.Enterprise) {
+				continue
+			}
+			name := k.Enterprise
+			if ent, ok := s.registry(c).Enterprise(k.Enterprise); ok && ent.Name != "" {
+				name = ent.Name
+			}
+			pg.Cases = append(pg.Cases, caseRow{caseDTO(k, now, false), name})
 		}
 	}
 	var nonce [16]byte

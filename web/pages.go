@@ -34,6 +34,7 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"levelZH":     levelZH,
 	"stateZH":     stateZH,
 	"caseStateZH": caseStateZH,
+	"causeZH":     causeZH,
 	"needed":      neededText,
 	"inc":         func(i int) int { return i + 1 },
 	"qty":         qtyText,

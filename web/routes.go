@@ -27,6 +27,10 @@ type route struct {
 	method, path string
 	access       access
 	page         bool // a browser page: a ?token= is moved into a cookie
+	// form is a browser form's POST: the cookie is accepted when the
+	// request's Origin is this server (a form posted from another site
+	// is refused; the cookie is SameSite=Strict as well).
+	form bool
 	summary      string
 	description  string
 	tag          string
@@ -92,6 +96,15 @@ func (s *server) routes() []route {
 			produces: []string{"text/html"}, status: http.StatusSeeOther, h: s.logout},
 		{method: "GET", path: "/", access: authenticated, page: true, tag: "pages", summary: "Fleet overview page (HTML): enterprises by code, level distribution, latest regressions",
 			produces: []string{"text/html"}, h: s.overview},
+
+		{method: "GET", path: "/cases/:cid", access: authenticated, page: true, tag: "pages",
+			summary: "A rectification case's page (HTML): its state, deadline and history, and the forms of the steps the token may take",
+			params:  []param{caseID()}, produces: []string{"text/html"}, h: s.casePage},
+		{method: "POST", path: "/cases/:cid/:step", access: authenticated, form: true, tag: "pages",
+			summary:     "A step of a case from its page's form (acknowledge, plan, reject-plan, close): back to the case's page",
+			description: "Form-encoded fields as the JSON of the API's step (evidence: one reference a line). Answers 303 to the case's page, with the refusal's message when the step is refused. The sign-in cookie is accepted only from this server's own pages (Origin); acknowledge, reject-plan and close need a supervisor's token.",
+			params:      []param{caseID(), {name: "step", in: "path", desc: "the step", required: true, enum: []string{"acknowledge", "plan", "reject-plan", "close"}}},
+			produces:    []string{"text/html"}, status: http.StatusSeeOther, h: s.caseForm},
 
 		{method: "GET", path: "/api/v1/enterprises", access: authenticated, tag: "enterprises",
 			summary: "Enterprises with level, score, code, next audit due and data freshness (an enterprise token sees its own)",
@@ -251,7 +264,11 @@ func (s *server) authenticate(rt route) gin.HandlerFunc {
 			token, from = strings.TrimSpace(tok), "header"
 		} else if q := c.Query("token"); q != "" && safe {
 			token, from = q, "query"
-		} else if ck, err := c.Cookie(tokenCookie); err == nil && ck != "" && safe {
+		} else if ck, err := c.Cookie(tokenCookie); err == nil && ck != "" && (safe || rt.form) {
+			if !safe && !ownOrigin(c) {
+				s.fail(c, errorf(http.StatusForbidden, codeForbidden, "a form must come from this server's own pages"))
+				return
+			}
 			token, from = ck, "cookie"
 		}
 		if token == "" {
@@ -306,6 +323,14 @@ func (s *server) authenticate(rt route) gin.HandlerFunc {
 			}
 		}
 	}
+}
+
+// ownOrigin reports whether the request's Origin names this server.
+// Browsers send Origin with every POST; a request without one is not a
+// browser's form and does not get the cookie's authority.
+func ownOrigin(c *gin.Context) bool {
+	u, err := url.Parse(c.GetHeader("Origin"))
+	return err == nil && u.Host != "" && u.Host == c.Request.Host
 }
 
 func (s *server) setTokenCookie(c *gin.Context, token string, maxAge int) {

@@ -22,8 +22,10 @@
 // SHA-256 hashes; see LoadTokens). A supervisor token sees every
 // enterprise; an enterprise token sees its own only, gets 403 for another
 // enterprise's id, and sees the others anonymised in rankings. Browsers
-// may pass the token once as ?token=: it is moved into an HttpOnly cookie,
-// which is honoured for GET requests only.
+// may pass the token once as ?token=: it is moved into an HttpOnly,
+// SameSite=Strict cookie, which is honoured for GET requests, and for the
+// POST of a page's form (a case's steps) only when its Origin is this
+// server.
 //
 // # Concurrency
 //
