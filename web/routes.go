@@ -30,16 +30,16 @@ type route struct {
 	// form is a browser form's POST: the cookie is accepted when the
 	// request's Origin is this server (a form posted from another site
 	// is refused; the cookie is SameSite=Strict as well).
-	form bool
-	summary      string
-	description  string
-	tag          string
-	params       []param
-	body         any      // JSON request body (a value of its type)
-	out          any      // JSON response body on success (a value of its type)
-	produces     []string // content types on success (default application/json)
-	status       int      // success status (default 200)
-	h            gin.HandlerFunc
+	form        bool
+	summary     string
+	description string
+	tag         string
+	params      []param
+	body        any      // JSON request body (a value of its type)
+	out         any      // JSON response body on success (a value of its type)
+	produces    []string // content types on success (default application/json)
+	status      int      // success status (default 200)
+	h           gin.HandlerFunc
 }
 
 // param is a path or query parameter.
