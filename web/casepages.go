@@ -50,9 +50,7 @@ func (s *server) renderCase(c *gin.Context, status int, k review.Case, msg strin
 		CanPlan:   k.State == review.CaseAcknowledged,
 		CanReject: sup && k.State == review.CasePlanSubmitted,
 		CanClose:  sup && k.State != review.CaseClosed}
-	if ent, ok := s.registry(c).Enterprise(k.Enterprise); ok && ent.Name != "" {
-		pg.Name = ent.Name
-	}
+	pg.Name = s.enterpriseName(c, k.Enterprise)
 	var b bytes.Buffer
 	if err := pages.ExecuteTemplate(&b, "case.html", &pg); err != nil {
 		s.fail(c, fmt.Errorf("render case: %w", err))
@@ -98,4 +96,21 @@ func (s *server) caseForm(c *gin.Context) {
 		return
 	}
 	c.Redirect(http.StatusSeeOther, "/cases/"+next.ID)
+}
+
+// enterpriseName names an enterprise in Chinese and English as the
+// registry has them (its id when it has neither).
+func (s *server) enterpriseName(c *gin.Context, id string) string {
+	ent, ok := s.registry(c).Enterprise(id)
+	switch {
+	case !ok:
+		return id
+	case ent.NameZH != "" && ent.Name != "":
+		return ent.NameZH + " " + ent.Name
+	case ent.NameZH != "":
+		return ent.NameZH
+	case ent.Name != "":
+		return ent.Name
+	}
+	return id
 }

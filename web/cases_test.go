@@ -172,7 +172,8 @@ func TestCasePages(t *testing.T) {
 	if got.State != "plan_submitted" || got.Assignee != "李工" || !slices.Equal(got.Evidence, []string{"PO-1", "photo-2.jpg"}) {
 		t.Errorf("after the forms: %+v", got)
 	}
-	if p := page(enterpriseToken, "/cases/"+k.ID); !strings.Contains(p, "更换活性炭") || !strings.Contains(p, "photo-2.jpg") {
-		t.Errorf("the case page does not show the plan and its evidence")
+	// A deadline given as a date reads as that day's end.
+	if p := page(enterpriseToken, "/cases/"+k.ID); !strings.Contains(p, "更换活性炭") || !strings.Contains(p, "photo-2.jpg") || !strings.Contains(p, "2026-06-20 24:00 UTC&#43;8") {
+		t.Errorf("the case page does not show the plan, its evidence and the deadline 2026-06-20 24:00 UTC+8")
 	}
 }

@@ -155,11 +155,7 @@ func (s *server) overview(c *gin.Context) {
 			if !p.Sees(k.Enterprise) {
 				continue
 			}
-			name := k.Enterprise
-			if ent, ok := s.registry(c).Enterprise(k.Enterprise); ok && ent.Name != "" {
-				name = ent.Name
-			}
-			pg.Cases = append(pg.Cases, caseRow{caseDTO(k, now, false), name})
+			pg.Cases = append(pg.Cases, caseRow{caseDTO(k, now, false), s.enterpriseName(c, k.Enterprise)})
 		}
 	}
 	var nonce [16]byte

@@ -164,6 +164,28 @@ func (c clock) Date(t any) string { return c.format(t, "2006-01-02") }
 // DateTime formats a time (or *time.Time) as local date and time.
 func (c clock) DateTime(t any) string { return c.format(t, "2006-01-02 15:04 MST") }
 
+// Due formats a deadline: one at local midnight (a deadline given as a
+// date) as that date's end, 2026-06-20 24:00, not the next day's start.
+func (c clock) Due(t any) string {
+	var x time.Time
+	switch v := t.(type) {
+	case time.Time:
+		x = v
+	case *time.Time:
+		if v != nil {
+			x = *v
+		}
+	}
+	if x.IsZero() {
+		return "—"
+	}
+	l := x.In(c.loc)
+	if l.Hour() == 0 && l.Minute() == 0 && l.Second() == 0 && l.Nanosecond() == 0 {
+		return l.Add(-time.Nanosecond).Format("2006-01-02") + " 24:00 " + l.Format("MST")
+	}
+	return l.Format("2006-01-02 15:04 MST")
+}
+
 func (c clock) format(t any, layout string) string {
 	switch x := t.(type) {
 	case time.Time:
