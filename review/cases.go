@@ -93,11 +93,7 @@ type CaseFilter struct {
 // Cases returns the cases that match f, overdue first, then by
 // deadline (none last), then newest opened first.
 func (b *Book) Cases(ctx context.Context, f CaseFilter) ([]Case, error) {
-	var tags map[string]string
-	if f.Enterprise != "" {
-		tags = map[string]string{"enterprise": f.Enterprise}
-	}
-	ps, err := b.pts.Points(ctx, CaseMeasurement, tags, minTime, maxTime)
+	ps, err := read(ctx, b.pts, CaseMeasurement, "enterprise", f.Enterprise)
 	if err != nil {
 		return nil, fmt.Errorf("read cases: %w", err)
 	}
@@ -137,14 +133,11 @@ func (b *Book) Cases(ctx context.Context, f CaseFilter) ([]Case, error) {
 
 // Case returns the case with the given id.
 func (b *Book) Case(ctx context.Context, id string) (Case, error) {
-	ps, err := b.pts.Points(ctx, CaseMeasurement, map[string]string{"id": id}, minTime, maxTime)
+	p, err := b.one(ctx, CaseMeasurement, id, "case", ErrCaseNotFound)
 	if err != nil {
-		return Case{}, fmt.Errorf("read case %s: %w", id, err)
+		return Case{}, err
 	}
-	if len(ps) == 0 {
-		return Case{}, fmt.Errorf("case %q: %w", id, ErrCaseNotFound)
-	}
-	return caseFromPoint(ps[len(ps)-1])
+	return caseFromPoint(p)
 }
 
 // OpenCase opens a case by hand (a supervisor): cause is CauseManual

@@ -158,11 +158,7 @@ type Reader interface {
 // Records reads the records that match f from a store, as Book.Records
 // does (for readers that never write: the report command).
 func Records(ctx context.Context, pts Reader, f Filter) ([]Record, error) {
-	var tags map[string]string
-	if f.Enterprise != "" {
-		tags = map[string]string{"enterprise": f.Enterprise}
-	}
-	ps, err := pts.Points(ctx, Measurement, tags, minTime, maxTime)
+	ps, err := read(ctx, pts, Measurement, "enterprise", f.Enterprise)
 	if err != nil {
 		return nil, fmt.Errorf("read declarations: %w", err)
 	}
@@ -192,14 +188,34 @@ func Records(ctx context.Context, pts Reader, f Filter) ([]Record, error) {
 // Record returns the record with the given id, in its stored state (a
 // superseded record reads as accepted here). It reads that record alone.
 func (b *Book) Record(ctx context.Context, id string) (Record, error) {
-	ps, err := b.pts.Points(ctx, Measurement, map[string]string{"id": id}, minTime, maxTime)
+	p, err := b.one(ctx, Measurement, id, "declaration", ErrNotFound)
 	if err != nil {
-		return Record{}, fmt.Errorf("read declaration %s: %w", id, err)
+		return Record{}, err
+	}
+	return fromPoint(p)
+}
+
+// read reads every point of measurement m, or those whose tag k is v
+// when v is not "".
+func read(ctx context.Context, r Reader, m, k, v string) ([]store.Point, error) {
+	var tags map[string]string
+	if v != "" {
+		tags = map[string]string{k: v}
+	}
+	return r.Points(ctx, m, tags, minTime, maxTime)
+}
+
+// one reads the point of measurement m with the given id: a declaration
+// or a case (what names it in errors); notFound when there is none.
+func (b *Book) one(ctx context.Context, m, id, what string, notFound error) (store.Point, error) {
+	ps, err := read(ctx, b.pts, m, "id", id)
+	if err != nil {
+		return store.Point{}, fmt.Errorf("read %s %s: %w", what, id, err)
 	}
 	if len(ps) == 0 {
-		return Record{}, fmt.Errorf("declaration %q: %w", id, ErrNotFound)
+		return store.Point{}, fmt.Errorf("%s %q: %w", what, id, notFound)
 	}
-	return fromPoint(ps[len(ps)-1])
+	return ps[len(ps)-1], nil
 }
 
 // Declarations returns the accepted declarations that count, one per
