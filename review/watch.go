@@ -15,10 +15,10 @@ import (
 // whose deadline passed, keeping the case gauges current. Run owns the
 // work; Notify only queues, so the scorer never waits on the store.
 //
-// A red-code or restrictive-fail event that the process held when it
-// stopped is not seen again (the scorer does not announce an event twice
-// across a restart): a supervisor opens that case by hand. With several
-// replicas, each replica's watcher sees its own shard's events; deadlines
+// The scorer does not announce an event twice across a restart, so a
+// red-code or restrictive-fail event the process held when it stopped is
+// given again by Resume, from the events stored before the start. With
+// several replicas, each replica's watcher sees its own shard's events; deadlines
 // are swept by every replica, and two sweeping at the same moment may
 // both announce one case overdue.
 type Watcher struct {
@@ -62,6 +62,37 @@ func NewWatcher(book *Book, every time.Duration, reg prometheus.Registerer, log 
 		reg.MustRegister(w.active, w.overdue, w.failures)
 	}
 	return w
+}
+
+// Resume queues, from the events announced before a start (of one time,
+// the later in events counts as the later), those that still call for a case: each
+// enterprise's last code change if it was to red, and each restrictive
+// indicator's last failure if it has not been resolved since. A case's id
+// derives from its event, so an event whose case exists (even closed)
+// opens nothing again; one the process held when it stopped opens its
+// case now.
+func (w *Watcher) Resume(events []scoring.Event) {
+	type key struct {
+		ent       string
+		kind      scoring.EventKind
+		indicator string
+	}
+	last := map[key]scoring.Event{}
+	for _, e := range events {
+		if e.Kind != scoring.EventCodeChange && e.Kind != scoring.EventRestrictiveFail {
+			continue
+		}
+		k := key{e.Enterprise, e.Kind, e.Indicator}
+		if e.Kind == scoring.EventCodeChange {
+			k.indicator = ""
+		}
+		if l, ok := last[k]; !ok || !e.Time.Before(l.Time) {
+			last[k] = e
+		}
+	}
+	for _, e := range last {
+		w.Notify(e)
+	}
 }
 
 // Notify queues e if it may open a case. It does not block; it may be

@@ -3,6 +3,7 @@ package review_test
 import (
 	"context"
 	"path/filepath"
+	"slices"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -70,6 +71,66 @@ func TestCaseWatcher(t *testing.T) {
 		}
 		if got := testutil.ToFloat64(w.Overdue(cs[0].Enterprise)); got != 1 {
 			t.Errorf("overdue gauge: got %v, want 1", got)
+		}
+	})
+}
+
+// TestCaseWatcherResume: at a start, the events announced before it open
+// the cases still called for (a red code, an unresolved restrictive
+// failure) once, and never again once opened, even closed.
+func TestCaseWatcherResume(t *testing.T) {
+	std := standard(t)
+	db, err := store.OpenBolt(filepath.Join(t.TempDir(), "cp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	t1, t2 := day0, day0.Add(time.Hour)
+	past := []scoring.Event{
+		{Time: t2, Enterprise: "ent-a", Kind: scoring.EventCodeChange, OldCode: "yellow", NewCode: "red"},
+		{Time: t1, Enterprise: "ent-a", Kind: scoring.EventCodeChange, OldCode: "green", NewCode: "yellow"},
+		{Time: t1, Enterprise: "ent-b", Kind: scoring.EventCodeChange, OldCode: "yellow", NewCode: "red"},
+		{Time: t2, Enterprise: "ent-b", Kind: scoring.EventCodeChange, OldCode: "red", NewCode: "yellow"},
+		{Time: t1, Enterprise: "ent-c", Kind: scoring.EventRestrictiveFail, Indicator: "voc_per_m2"},
+		{Time: t1, Enterprise: "ent-d", Kind: scoring.EventRestrictiveFail, Indicator: "voc_per_m2"},
+		{Time: t2, Enterprise: "ent-d", Kind: scoring.EventRestrictiveFail, Indicator: "voc_per_m2", Resolved: true},
+		{Time: t2, Enterprise: "ent-e", Kind: scoring.EventStale, Meter: "E-1"},
+	}
+	synctest.Test(t, func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		book := review.NewBook(db, std, nil, nil)
+		w := review.NewWatcher(book, time.Minute, nil, nil)
+		done := make(chan struct{})
+		go func() { w.Run(ctx); close(done) }()
+		defer func() { cancel(); <-done }()
+		ents := func() []string {
+			t.Helper()
+			cs, err := book.Cases(ctx, review.CaseFilter{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var out []string
+			for _, c := range cs {
+				out = append(out, c.Enterprise+"/"+c.Cause)
+			}
+			slices.Sort(out)
+			return out
+		}
+		w.Resume(past)
+		synctest.Wait()
+		want := []string{"ent-a/red_code", "ent-c/restrictive_fail"}
+		if got := ents(); !slices.Equal(got, want) {
+			t.Fatalf("cases after resuming: %v, want %v", got, want)
+		}
+		// Closed, ent-a's case is not opened again by the next start.
+		cs, _ := book.Cases(ctx, review.CaseFilter{Enterprise: "ent-a"})
+		if _, err := book.Close(ctx, cs[0].ID, reviewer, "rectified"); err != nil {
+			t.Fatal(err)
+		}
+		w.Resume(past)
+		synctest.Wait()
+		if got := ents(); !slices.Equal(got, want) {
+			t.Errorf("cases after a second start: %v, want still %v", got, want)
 		}
 	})
 }

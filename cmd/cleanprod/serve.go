@@ -327,7 +327,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		// Announced events before any evaluation, so nothing is announced
 		// twice.
 		if err := start.retry(gctx, log, "read past events", func(ctx context.Context) error {
-			return restoreEvents(ctx, st, eng, recent, ob.Replayed(), time.Now())
+			return restoreEvents(ctx, st, eng, recent, cases, ob.Replayed(), time.Now())
 		}); err != nil {
 			if gctx.Err() != nil {
 				return nil // stopped while starting: a clean shutdown
