@@ -160,7 +160,7 @@ func (b *Book) OpenCase(ctx context.Context, enterprise, indicator, reason strin
 
 // systemActor is the scorer, which opens cases from its events and
 // marks them overdue.
-var systemActor = Actor{Name: "scorer", Role: "system"}
+var systemActor = Actor{Name: "scorer", Role: System}
 
 // OpenFromEvent opens a case for a scoring event that calls for one: a
 // code turning red, or a restrictive indicator failing. It does nothing

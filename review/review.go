@@ -13,6 +13,12 @@
 // same point (same identity), whole. The folder of declaration files
 // (scoring.DeclarationFiles) seeds the book: its entries are accepted
 // records submitted by "file".
+//
+// The book keeps rectification cases (整改) the same way (cases.go): a
+// case is one point of measurement "case", rewritten whole with its
+// history at each step, and each step is a scoring event in the same
+// batch. A Watcher opens cases from the scorer's red-code and
+// restrictive-fail events and announces overdue ones (watch.go).
 package review
 
 import (
@@ -57,7 +63,8 @@ type Role string
 const (
 	Supervisor Role = "supervisor"
 	Enterprise Role = "enterprise"
-	File       Role = "file" // the seed folder
+	File       Role = "file"   // the seed folder
+	System     Role = "system" // the scorer, opening cases and marking them overdue
 )
 
 // Actor is who submits or reviews.
