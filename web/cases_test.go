@@ -136,7 +136,11 @@ func TestCasePages(t *testing.T) {
 			t.Errorf("the overview (%s) does not list the open case", tok)
 		}
 	}
-	if p := page(otherToken, "/"); strings.Contains(p, row) || !strings.Contains(p, `id="no-cases"`) {
+	// entA's row in the fleet table links its case.
+	if p := page(supervisorToken, "/"); !strings.Contains(p, `class="tag case-tag" href="/cases/`+k.ID+`"`) {
+		t.Errorf("entA's row on the overview does not link its case")
+	}
+	if p := page(otherToken, "/"); strings.Contains(p, row) || strings.Contains(p, k.ID) || !strings.Contains(p, `id="no-cases"`) {
 		t.Errorf("another enterprise's overview lists entA's case")
 	}
 	expectError(t, f.do(t, "GET", "/cases/"+k.ID, otherToken, ""), http.StatusNotFound, codeNotFound)

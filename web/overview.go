@@ -35,7 +35,9 @@ type overviewPage struct {
 	PendingBy []pendingCount
 	// Cases are the rectification cases not closed that the token sees,
 	// overdue first.
-	Cases       []caseRow
+	Cases []caseRow
+	// CaseOf is each enterprise's most pressing case of Cases (for its row).
+	CaseOf      map[string]caseRow
 	Nonce       string
 	Window      string
 	Provisional Provisional
@@ -145,6 +147,7 @@ func (s *server) overview(c *gin.Context) {
 			pg.PendingBy = append(pg.PendingBy, pendingCount{name, by[id]})
 		}
 	}
+	pg.CaseOf = map[string]caseRow{}
 	if s.Declarations != nil {
 		cs, err := s.Declarations.Cases(c.Request.Context(), review.CaseFilter{Enterprise: p.Enterprise, Active: true, Now: now})
 		if err != nil {
@@ -156,6 +159,9 @@ func (s *server) overview(c *gin.Context) {
 				continue
 			}
 			pg.Cases = append(pg.Cases, caseRow{caseDTO(k, now, false), s.enterpriseName(c, k.Enterprise)})
+			if _, ok := pg.CaseOf[k.Enterprise]; !ok { // overdue first, then by deadline
+				pg.CaseOf[k.Enterprise] = pg.Cases[len(pg.Cases)-1]
+			}
 		}
 	}
 	var nonce [16]byte
