@@ -92,6 +92,7 @@ func TestBrowserCaseWorkflow(t *testing.T) {
 	// The officer sees it on its own overview and answers it.
 	signIn(enterpriseToken, "/")
 	b.waitTrue("the case on the officer's overview", row+` && `+row+`.dataset.state === "acknowledged"`, 30*time.Second)
+	b.screenshot("overview-case")
 	b.eval(row+`.querySelector("a").click()`, nil)
 	b.waitTrue("the plan form", `document.getElementById("form-plan")`, 30*time.Second)
 	var offered bool
