@@ -22,10 +22,8 @@ func TestCaseLifecycle(t *testing.T) {
 	for name, pts := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			now := day0.Add(10 * 24 * time.Hour)
-			var events []scoring.Event
-			book := review.NewBook(pts, std, func() time.Time { now = now.Add(time.Second); return now },
-				func(e scoring.Event) { events = append(events, e) })
+			book, told := tickingBook(pts, std)
+			now := day0.Add(11 * 24 * time.Hour) // after the book's clock: a deadline from it is in the future
 
 			// A code turning red opens a case; the same event again, or a
 			// later red while it is open, opens none.
@@ -123,7 +121,7 @@ func TestCaseLifecycle(t *testing.T) {
 				t.Errorf("stored case: %+v", got)
 			}
 			var kinds []scoring.EventKind
-			for _, e := range events {
+			for _, e := range *told {
 				kinds = append(kinds, e.Kind)
 				if !strings.HasPrefix(e.Reason, "case "+c.ID) || e.Enterprise != "ent-a" {
 					t.Errorf("event %v does not name case %s of ent-a", e, c.ID)

@@ -2,7 +2,6 @@ package review_test
 
 import (
 	"context"
-	"path/filepath"
 	"slices"
 	"testing"
 	"testing/synctest"
@@ -13,7 +12,6 @@ import (
 
 	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
-	"github.com/cleanprod/cleanprod/store"
 )
 
 // TestCaseWatcher: a red code and a failed restrictive indicator open
@@ -21,11 +19,7 @@ import (
 // announced once and counted in the gauges.
 func TestCaseWatcher(t *testing.T) {
 	std := standard(t)
-	db, err := store.OpenBolt(filepath.Join(t.TempDir(), "cp.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := boltStore(t)
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		var overdue []scoring.Event
@@ -80,11 +74,7 @@ func TestCaseWatcher(t *testing.T) {
 // failure) once, and never again once opened, even closed.
 func TestCaseWatcherResume(t *testing.T) {
 	std := standard(t)
-	db, err := store.OpenBolt(filepath.Join(t.TempDir(), "cp.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
+	db := boltStore(t)
 	t1, t2 := day0, day0.Add(time.Hour)
 	past := []scoring.Event{
 		{Time: t2, Enterprise: "ent-a", Kind: scoring.EventCodeChange, OldCode: "yellow", NewCode: "red"},
