@@ -13,6 +13,12 @@
 // same point (same identity), whole. The folder of declaration files
 // (scoring.DeclarationFiles) seeds the book: its entries are accepted
 // records submitted by "file".
+//
+// The book keeps rectification cases (整改) the same way (cases.go): a
+// case is one point of measurement "case", rewritten whole with its
+// history at each step, and each step is a scoring event in the same
+// batch. A Watcher opens cases from the scorer's red-code and
+// restrictive-fail events and announces overdue ones (watch.go).
 package review
 
 import (
@@ -57,13 +63,17 @@ type Role string
 const (
 	Supervisor Role = "supervisor"
 	Enterprise Role = "enterprise"
-	File       Role = "file" // the seed folder
+	File       Role = "file"   // the seed folder
+	System     Role = "system" // the scorer, opening cases and marking them overdue
 )
 
 // Actor is who submits or reviews.
 type Actor struct {
 	Name string `json:"name"`
 	Role Role   `json:"role"`
+	// Enterprise is an enterprise officer's enterprise: a step on a case
+	// of another enterprise is refused.
+	Enterprise string `json:"enterprise,omitempty"`
 }
 
 func (a Actor) String() string { return string(a.Role) + " " + a.Name }
@@ -155,11 +165,7 @@ type Reader interface {
 // Records reads the records that match f from a store, as Book.Records
 // does (for readers that never write: the report command).
 func Records(ctx context.Context, pts Reader, f Filter) ([]Record, error) {
-	var tags map[string]string
-	if f.Enterprise != "" {
-		tags = map[string]string{"enterprise": f.Enterprise}
-	}
-	ps, err := pts.Points(ctx, Measurement, tags, minTime, maxTime)
+	ps, err := read(ctx, pts, Measurement, "enterprise", f.Enterprise)
 	if err != nil {
 		return nil, fmt.Errorf("read declarations: %w", err)
 	}
@@ -189,14 +195,34 @@ func Records(ctx context.Context, pts Reader, f Filter) ([]Record, error) {
 // Record returns the record with the given id, in its stored state (a
 // superseded record reads as accepted here). It reads that record alone.
 func (b *Book) Record(ctx context.Context, id string) (Record, error) {
-	ps, err := b.pts.Points(ctx, Measurement, map[string]string{"id": id}, minTime, maxTime)
+	p, err := b.one(ctx, Measurement, id, "declaration", ErrNotFound)
 	if err != nil {
-		return Record{}, fmt.Errorf("read declaration %s: %w", id, err)
+		return Record{}, err
+	}
+	return fromPoint(p)
+}
+
+// read reads every point of measurement m, or those whose tag k is v
+// when v is not "".
+func read(ctx context.Context, r Reader, m, k, v string) ([]store.Point, error) {
+	var tags map[string]string
+	if v != "" {
+		tags = map[string]string{k: v}
+	}
+	return r.Points(ctx, m, tags, minTime, maxTime)
+}
+
+// one reads the point of measurement m with the given id: a declaration
+// or a case (what names it in errors); notFound when there is none.
+func (b *Book) one(ctx context.Context, m, id, what string, notFound error) (store.Point, error) {
+	ps, err := read(ctx, b.pts, m, "id", id)
+	if err != nil {
+		return store.Point{}, fmt.Errorf("read %s %s: %w", what, id, err)
 	}
 	if len(ps) == 0 {
-		return Record{}, fmt.Errorf("declaration %q: %w", id, ErrNotFound)
+		return store.Point{}, fmt.Errorf("%s %q: %w", what, id, notFound)
 	}
-	return fromPoint(ps[len(ps)-1])
+	return ps[len(ps)-1], nil
 }
 
 // Declarations returns the accepted declarations that count, one per

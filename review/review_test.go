@@ -29,12 +29,7 @@ func standard(t *testing.T) *scoring.Standard {
 // the book must behave the same on both.
 func stores(t *testing.T) map[string]review.Points {
 	t.Helper()
-	b, err := store.OpenBolt(filepath.Join(t.TempDir(), "cp.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	out := map[string]review.Points{"bolt": b}
+	out := map[string]review.Points{"bolt": boltStore(t)}
 	testenv.NeedServers(t)
 	db := testenv.Influx(t)
 	s, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket})
@@ -44,6 +39,27 @@ func stores(t *testing.T) map[string]review.Points {
 	t.Cleanup(func() { s.Close() })
 	out["influx"] = s
 	return out
+}
+
+// boltStore is a fresh embedded store, closed at the test's end.
+func boltStore(t *testing.T) *store.Bolt {
+	t.Helper()
+	b, err := store.OpenBolt(filepath.Join(t.TempDir(), "cp.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b
+}
+
+// tickingBook is a book over pts whose clock starts ten days after day0
+// and moves a second at each read, with the events it told so far.
+func tickingBook(pts review.Points, std *scoring.Standard) (*review.Book, *[]scoring.Event) {
+	now := day0.Add(10 * 24 * time.Hour)
+	var events []scoring.Event
+	book := review.NewBook(pts, std, func() time.Time { now = now.Add(time.Second); return now },
+		func(e scoring.Event) { events = append(events, e) })
+	return book, &events
 }
 
 func ptr(v float64) *float64 { return &v }
@@ -59,10 +75,7 @@ func TestReviewSteps(t *testing.T) {
 	for name, pts := range stores(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
-			now := day0.Add(10 * 24 * time.Hour)
-			var events []scoring.Event
-			book := review.NewBook(pts, std, func() time.Time { now = now.Add(time.Second); return now },
-				func(e scoring.Event) { events = append(events, e) })
+			book, told := tickingBook(pts, std)
 
 			// An enterprise's not-applicable restrictive indicator waits.
 			na, err := book.Submit(ctx, scoring.Declaration{Enterprise: "ent-a", Indicator: "permit_compliance", NotApplicable: true,
@@ -134,7 +147,7 @@ func TestReviewSteps(t *testing.T) {
 
 			// Every step is an event, stored with the record.
 			var kinds []string
-			for _, e := range events {
+			for _, e := range *told {
 				kinds = append(kinds, string(e.Kind))
 			}
 			want := "declaration_submitted declaration_accepted declaration_rejected declaration_submitted declaration_accepted"
@@ -142,8 +155,8 @@ func TestReviewSteps(t *testing.T) {
 				t.Fatalf("events = %s, want %s", got, want)
 			}
 			stored, err := pts.Points(ctx, scoring.MeasurementEvent, map[string]string{"enterprise": "ent-a"}, day0, day0.AddDate(1, 0, 0))
-			if err != nil || len(stored) != len(events) {
-				t.Fatalf("stored events = %d, %v; want %d", len(stored), err, len(events))
+			if err != nil || len(stored) != len(*told) {
+				t.Fatalf("stored events = %d, %v; want %d", len(stored), err, len(*told))
 			}
 
 			// Another book on the same store (a restart, another replica)

@@ -42,6 +42,19 @@ const (
 	EventDeclarationSubmitted EventKind = "declaration_submitted"
 	EventDeclarationAccepted  EventKind = "declaration_accepted"
 	EventDeclarationRejected  EventKind = "declaration_rejected"
+	// EventCaseOpened, Acknowledged, PlanSubmitted, PlanRejected, Closed,
+	// Reopened and Overdue: a step of a rectification case (package
+	// review): opened for a red code or a failed restrictive indicator
+	// (Indicator), or by a supervisor; Reason begins with "case <id>" and
+	// names who acted. Overdue is announced once per deadline; Closed
+	// carries Resolved.
+	EventCaseOpened        EventKind = "case_opened"
+	EventCaseAcknowledged  EventKind = "case_acknowledged"
+	EventCasePlanSubmitted EventKind = "case_plan_submitted"
+	EventCasePlanRejected  EventKind = "case_plan_rejected"
+	EventCaseClosed        EventKind = "case_closed"
+	EventCaseReopened      EventKind = "case_reopened"
+	EventCaseOverdue       EventKind = "case_overdue"
 )
 
 // Event is a change worth telling people about. Events are announced once

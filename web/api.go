@@ -211,7 +211,9 @@ func (s *server) events(c *gin.Context) {
 
 var eventKinds = []string{string(scoring.EventCodeChange), string(scoring.EventLevelDrop), string(scoring.EventWorsening),
 	string(scoring.EventRestrictiveFail), string(scoring.EventStale), string(scoring.EventExceedance),
-	string(scoring.EventDeclarationSubmitted), string(scoring.EventDeclarationAccepted), string(scoring.EventDeclarationRejected)}
+	string(scoring.EventDeclarationSubmitted), string(scoring.EventDeclarationAccepted), string(scoring.EventDeclarationRejected),
+	string(scoring.EventCaseOpened), string(scoring.EventCaseAcknowledged), string(scoring.EventCasePlanSubmitted),
+	string(scoring.EventCasePlanRejected), string(scoring.EventCaseClosed), string(scoring.EventCaseReopened), string(scoring.EventCaseOverdue)}
 
 // stream sends live events as server-sent events until the client goes
 // away or the server shuts down. Each event's id names it (its time,

@@ -31,8 +31,13 @@ type overviewPage struct {
 	Regressions []regression
 	// Pending counts the declarations that wait for review, in all and by
 	// enterprise (those the token sees).
-	Pending     int
-	PendingBy   []pendingCount
+	Pending   int
+	PendingBy []pendingCount
+	// Cases are the rectification cases not closed that the token sees,
+	// overdue first.
+	Cases []caseRow
+	// CaseOf is each enterprise's most pressing case of Cases (for its row).
+	CaseOf      map[string]caseRow
 	Nonce       string
 	Window      string
 	Provisional Provisional
@@ -140,6 +145,23 @@ func (s *server) overview(c *gin.Context) {
 				name = ent.Name
 			}
 			pg.PendingBy = append(pg.PendingBy, pendingCount{name, by[id]})
+		}
+	}
+	pg.CaseOf = map[string]caseRow{}
+	if s.Declarations != nil {
+		cs, err := s.Declarations.Cases(c.Request.Context(), review.CaseFilter{Enterprise: p.Enterprise, Active: true, Now: now})
+		if err != nil {
+			s.fail(c, err)
+			return
+		}
+		for _, k := range cs {
+			if !p.Sees(k.Enterprise) {
+				continue
+			}
+			pg.Cases = append(pg.Cases, caseRow{caseDTO(k, now, false), s.enterpriseName(c, k.Enterprise)})
+			if _, ok := pg.CaseOf[k.Enterprise]; !ok { // overdue first, then by deadline
+				pg.CaseOf[k.Enterprise] = pg.Cases[len(pg.Cases)-1]
+			}
 		}
 	}
 	var nonce [16]byte

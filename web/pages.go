@@ -19,24 +19,26 @@ import (
 var templateFS embed.FS
 
 var pages = template.Must(template.New("").Funcs(template.FuncMap{
-	"num":      numText,
-	"lvl":      levelText,
-	"lvclass":  levelClass,
-	"pct":      func(v float64) string { return formatNum(100*v) + "%" },
-	"pctp":     func(v *float64) string { return ptrOr(v, func(x float64) string { return formatNum(100*x) + "%" }) },
-	"fixed1":   func(v float64) string { return fmt.Sprintf("%.1f", v) },
-	"fixed1p":  func(v *float64) string { return ptrOr(v, func(x float64) string { return fmt.Sprintf("%.1f", x) }) },
-	"code":     func(c *string) string { return ptrOr(c, func(s string) string { return s }) },
-	"codeZH":   codeZH,
-	"costZH":   costZH,
-	"statusZH": statusZH,
-	"kindZH":   kindZH,
-	"levelZH":  levelZH,
-	"stateZH":  stateZH,
-	"needed":   neededText,
-	"inc":      func(i int) int { return i + 1 },
-	"qty":      qtyText,
-	"css":      func() template.CSS { return template.CSS(stylesheet) },
+	"num":         numText,
+	"lvl":         levelText,
+	"lvclass":     levelClass,
+	"pct":         func(v float64) string { return formatNum(100*v) + "%" },
+	"pctp":        func(v *float64) string { return ptrOr(v, func(x float64) string { return formatNum(100*x) + "%" }) },
+	"fixed1":      func(v float64) string { return fmt.Sprintf("%.1f", v) },
+	"fixed1p":     func(v *float64) string { return ptrOr(v, func(x float64) string { return fmt.Sprintf("%.1f", x) }) },
+	"code":        func(c *string) string { return ptrOr(c, func(s string) string { return s }) },
+	"codeZH":      codeZH,
+	"costZH":      costZH,
+	"statusZH":    statusZH,
+	"kindZH":      kindZH,
+	"levelZH":     levelZH,
+	"stateZH":     stateZH,
+	"caseStateZH": caseStateZH,
+	"causeZH":     causeZH,
+	"needed":      neededText,
+	"inc":         func(i int) int { return i + 1 },
+	"qty":         qtyText,
+	"css":         func() template.CSS { return template.CSS(stylesheet) },
 }).ParseFS(templateFS, "templates/*.html"))
 
 var stylesheet = mustRead("templates/page.css")
@@ -87,6 +89,11 @@ func levelClass(l *string) string {
 		return "lv-" + *l
 	}
 	return "lv-below"
+}
+
+// caseStateZH names a rectification case's state.
+func caseStateZH(s string) string {
+	return map[string]string{"open": "待受理", "acknowledged": "整改中", "plan_submitted": "方案待审", "closed": "已结案"}[s]
 }
 
 // stateZH names a declaration's review state.
@@ -143,7 +150,9 @@ func statusZH(s string) string {
 func kindZH(k string) string {
 	return map[string]string{"code_change": "赋码变化", "level_drop": "等级下降", "worsening": "指标恶化",
 		"restrictive_fail": "限定性指标不达标", "stale": "仪表离线", "exceedance": "小时均值超标",
-		"declaration_submitted": "申报待审", "declaration_accepted": "申报通过", "declaration_rejected": "申报驳回"}[k]
+		"declaration_submitted": "申报待审", "declaration_accepted": "申报通过", "declaration_rejected": "申报驳回",
+		"case_opened": "整改立案", "case_acknowledged": "整改受理", "case_plan_submitted": "整改方案提交", "case_plan_rejected": "整改方案退回",
+		"case_closed": "整改结案", "case_reopened": "整改重开", "case_overdue": "整改逾期"}[k]
 }
 
 // clock formats times in the standard's local time for the pages.
@@ -154,6 +163,28 @@ func (c clock) Date(t any) string { return c.format(t, "2006-01-02") }
 
 // DateTime formats a time (or *time.Time) as local date and time.
 func (c clock) DateTime(t any) string { return c.format(t, "2006-01-02 15:04 MST") }
+
+// Due formats a deadline: one at local midnight (a deadline given as a
+// date) as that date's end, 2026-06-20 24:00, not the next day's start.
+func (c clock) Due(t any) string {
+	var x time.Time
+	switch v := t.(type) {
+	case time.Time:
+		x = v
+	case *time.Time:
+		if v != nil {
+			x = *v
+		}
+	}
+	if x.IsZero() {
+		return "—"
+	}
+	l := x.In(c.loc)
+	if l.Hour() == 0 && l.Minute() == 0 && l.Second() == 0 && l.Nanosecond() == 0 {
+		return l.Add(-time.Nanosecond).Format("2006-01-02") + " 24:00 " + l.Format("MST")
+	}
+	return l.Format("2006-01-02 15:04 MST")
+}
 
 func (c clock) format(t any, layout string) string {
 	switch x := t.(type) {

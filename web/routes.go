@@ -27,15 +27,19 @@ type route struct {
 	method, path string
 	access       access
 	page         bool // a browser page: a ?token= is moved into a cookie
-	summary      string
-	description  string
-	tag          string
-	params       []param
-	body         any      // JSON request body (a value of its type)
-	out          any      // JSON response body on success (a value of its type)
-	produces     []string // content types on success (default application/json)
-	status       int      // success status (default 200)
-	h            gin.HandlerFunc
+	// form is a browser form's POST: the cookie is accepted when the
+	// request's Origin is this server (a form posted from another site
+	// is refused; the cookie is SameSite=Strict as well).
+	form        bool
+	summary     string
+	description string
+	tag         string
+	params      []param
+	body        any      // JSON request body (a value of its type)
+	out         any      // JSON response body on success (a value of its type)
+	produces    []string // content types on success (default application/json)
+	status      int      // success status (default 200)
+	h           gin.HandlerFunc
 }
 
 // param is a path or query parameter.
@@ -52,6 +56,10 @@ func pathID() param {
 
 func declID() param {
 	return param{name: "did", in: "path", desc: "declaration id", required: true}
+}
+
+func caseID() param {
+	return param{name: "cid", in: "path", desc: "case id", required: true}
 }
 
 func timeQuery(name, desc string) param {
@@ -88,6 +96,15 @@ func (s *server) routes() []route {
 			produces: []string{"text/html"}, status: http.StatusSeeOther, h: s.logout},
 		{method: "GET", path: "/", access: authenticated, page: true, tag: "pages", summary: "Fleet overview page (HTML): enterprises by code, level distribution, latest regressions",
 			produces: []string{"text/html"}, h: s.overview},
+
+		{method: "GET", path: "/cases/:cid", access: authenticated, page: true, tag: "pages",
+			summary: "A rectification case's page (HTML): its state, deadline and history, and the forms of the steps the token may take",
+			params:  []param{caseID()}, produces: []string{"text/html"}, h: s.casePage},
+		{method: "POST", path: "/cases/:cid/:step", access: authenticated, form: true, tag: "pages",
+			summary:     "A step of a case from its page's form (acknowledge, plan, reject-plan, close): back to the case's page",
+			description: "Form-encoded fields as the JSON of the API's step (evidence: one reference a line). Answers 303 to the case's page, with the refusal's message when the step is refused. The sign-in cookie is accepted only from this server's own pages (Origin); acknowledge, reject-plan and close need a supervisor's token.",
+			params:      []param{caseID(), {name: "step", in: "path", desc: "the step", required: true, enum: []string{"acknowledge", "plan", "reject-plan", "close"}}},
+			produces:    []string{"text/html"}, status: http.StatusSeeOther, h: s.caseForm},
 
 		{method: "GET", path: "/api/v1/enterprises", access: authenticated, tag: "enterprises",
 			summary: "Enterprises with level, score, code, next audit due and data freshness (an enterprise token sees its own)",
@@ -129,6 +146,36 @@ func (s *server) routes() []route {
 		{method: "POST", path: "/api/v1/declarations/:did/reject", access: supervisor, tag: "declarations",
 			summary: "Reject a submitted declaration, or withdraw an accepted one (supervisors); the note saying why is required",
 			params:  []param{declID()}, body: ReviewInput{}, out: DeclarationDTO{}, h: s.rejectDeclaration},
+
+		{method: "GET", path: "/api/v1/cases", access: authenticated, tag: "cases",
+			summary:     "Rectification cases (整改) across the enterprises the token sees: by default those not closed, overdue first, then by deadline",
+			description: "A case opens when an enterprise's code turns red or a restrictive indicator fails, or by a supervisor's hand; a supervisor acknowledges it with an assignee and a deadline, the enterprise answers with a plan and evidence, the supervisor closes it or sends the plan back. An enterprise token sees its own cases only.",
+			params: []param{{name: "state", in: "query", desc: "active (default: not closed), open, acknowledged, plan_submitted, closed or all",
+				enum: []string{"active", "open", "acknowledged", "plan_submitted", "closed", "all"}},
+				{name: "overdue", in: "query", desc: "true: only those whose deadline passed", enum: []string{"true", "false"}},
+				{name: "enterprise", in: "query", desc: "only this enterprise"}},
+			out: CaseList{}, h: s.listCases},
+		{method: "GET", path: "/api/v1/cases/:cid", access: authenticated, tag: "cases",
+			summary: "One case with its history: every step with who and when (another enterprise's case is 404)", params: []param{caseID()},
+			out: CaseDTO{}, h: s.getCase},
+		{method: "POST", path: "/api/v1/enterprises/:id/cases", access: supervisor, tag: "cases",
+			summary: "Open a case by hand (supervisors); the reason is required", params: []param{pathID()},
+			body: CaseOpenInput{}, out: CaseDTO{}, status: http.StatusCreated, h: s.openCase},
+		{method: "POST", path: "/api/v1/cases/:cid/acknowledge", access: supervisor, tag: "cases",
+			summary: "Acknowledge a case, assign it and set its deadline (supervisors); again to change them", params: []param{caseID()},
+			body: CaseAckInput{}, out: CaseDTO{}, h: s.acknowledgeCase},
+		{method: "POST", path: "/api/v1/cases/:cid/plan", access: authenticated, tag: "cases",
+			summary: "Answer an acknowledged case with a rectification plan and evidence (the case's enterprise, or a supervisor on its behalf)",
+			params:  []param{caseID()}, body: CasePlanInput{}, out: CaseDTO{}, h: s.submitCasePlan},
+		{method: "POST", path: "/api/v1/cases/:cid/reject-plan", access: supervisor, tag: "cases",
+			summary: "Send a submitted plan back (supervisors); the note saying why is required", params: []param{caseID()},
+			body: CaseNoteInput{}, out: CaseDTO{}, h: s.rejectCasePlan},
+		{method: "POST", path: "/api/v1/cases/:cid/close", access: supervisor, tag: "cases",
+			summary: "Close a case (supervisors); a case without a plan needs a note saying why", params: []param{caseID()},
+			body: CaseNoteInput{}, out: CaseDTO{}, h: s.closeCase},
+		{method: "POST", path: "/api/v1/cases/:cid/reopen", access: supervisor, tag: "cases",
+			summary: "Reopen a closed case with a new deadline and a note (supervisors)", params: []param{caseID()},
+			body: CaseAckInput{}, out: CaseDTO{}, h: s.reopenCase},
 
 		{method: "GET", path: "/api/v1/rankings", access: authenticated, tag: "rankings",
 			summary: "Overall ranking with the fleet distribution (an enterprise token sees the others anonymised)",
@@ -217,7 +264,11 @@ func (s *server) authenticate(rt route) gin.HandlerFunc {
 			token, from = strings.TrimSpace(tok), "header"
 		} else if q := c.Query("token"); q != "" && safe {
 			token, from = q, "query"
-		} else if ck, err := c.Cookie(tokenCookie); err == nil && ck != "" && safe {
+		} else if ck, err := c.Cookie(tokenCookie); err == nil && ck != "" && (safe || rt.form) {
+			if !safe && !ownOrigin(c) {
+				s.fail(c, errorf(http.StatusForbidden, codeForbidden, "a form must come from this server's own pages"))
+				return
+			}
 			token, from = ck, "cookie"
 		}
 		if token == "" {
@@ -272,6 +323,14 @@ func (s *server) authenticate(rt route) gin.HandlerFunc {
 			}
 		}
 	}
+}
+
+// ownOrigin reports whether the request's Origin names this server.
+// Browsers send Origin with every POST; a request without one is not a
+// browser's form and does not get the cookie's authority.
+func ownOrigin(c *gin.Context) bool {
+	u, err := url.Parse(c.GetHeader("Origin"))
+	return err == nil && u.Host != "" && u.Host == c.Request.Host
 }
 
 func (s *server) setTokenCookie(c *gin.Context, token string, maxAge int) {

@@ -5,10 +5,12 @@
 // In: the scoring engine's immutable snapshots (Scorer), the gateway
 // registry, the points the scorer stored (PointReader: indicator, score
 // and event history), the meters' last readings and rejects
-// (MeterStatus), the declarations and their review (review.Book), the
-// bearer tokens (Tokens) and the live scoring events (Broadcaster, fed from
-// the engine's OnEvent). Out: HTTP responses; declarations and reviews
-// written to the store, after which the engine is asked to reload them.
+// (MeterStatus), the declarations and their review and the rectification
+// cases (review.Book), the bearer tokens (Tokens) and the live scoring
+// events (Broadcaster, fed from the engine's OnEvent). Out: HTTP
+// responses; declarations and reviews written to the store, after which
+// the engine is asked to reload them; the steps of cases written to the
+// store.
 //
 // Handlers only translate HTTP to those packages: they read a snapshot or
 // the store, shape it (dto.go) and write it. routes.go is the one list of
@@ -22,8 +24,10 @@
 // SHA-256 hashes; see LoadTokens). A supervisor token sees every
 // enterprise; an enterprise token sees its own only, gets 403 for another
 // enterprise's id, and sees the others anonymised in rankings. Browsers
-// may pass the token once as ?token=: it is moved into an HttpOnly cookie,
-// which is honoured for GET requests only.
+// may pass the token once as ?token=: it is moved into an HttpOnly,
+// SameSite=Strict cookie, which is honoured for GET requests, and for the
+// POST of a page's form (a case's steps) only when its Origin is this
+// server.
 //
 // # Concurrency
 //

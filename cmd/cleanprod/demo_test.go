@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -46,6 +48,11 @@ func TestDemo(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	// The case watcher is wired: its gauges are on /metrics (the demo's
+	// fleet turns no code red in its first minutes, so no case opens).
+	if !strings.Contains(s.metricsText(), `cleanprod_cases{state="open"} 0`) {
+		t.Errorf("no rectification case gauge on /metrics")
+	}
 	// A clean start logs no error and no warning (the log level is warn:
 	// every record in the output would be one).
 	if log := out.String(); strings.Contains(log, "level=ERROR") || strings.Contains(log, "level=WARN") {
@@ -60,4 +67,15 @@ func TestDemo(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("demo did not stop within 30s of Ctrl-C")
 	}
+}
+
+// metricsText is the service's /metrics page ("" when it does not answer).
+func (s *service) metricsText() string {
+	resp, err := http.Get("http://" + s.http + "/metrics")
+	if err != nil {
+		return ""
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
 }

@@ -151,14 +151,16 @@ func seedDeclarations(ctx context.Context, book *review.Book, sd *scoringData, l
 // restoreEvents replays the events already announced, so a restart does
 // not announce them again: those in the store and those the outbox still
 // holds from the last run (pending: announced, maybe not yet stored; an
-// event in both counts once).
-func restoreEvents(ctx context.Context, st readingStore, eng *scoring.Engine, recent *web.RecentEvents, pending []scoring.Event, now time.Time) error {
+// event in both counts once). The case watcher gets them too, to open a
+// case whose red code a stop announced but left without its case.
+func restoreEvents(ctx context.Context, st readingStore, eng *scoring.Engine, recent *web.RecentEvents, cases *review.Watcher, pending []scoring.Event, now time.Time) error {
 	ps, err := st.Points(ctx, scoring.MeasurementEvent, nil, now.Add(-400*24*time.Hour), now.Add(time.Hour))
 	if err != nil {
 		return fmt.Errorf("read past events: %w", err)
 	}
 	events := outbox.Announced(ps, pending)
 	eng.Restore(events)
+	cases.Resume(events) // a red code whose case a stop left unopened
 	for _, e := range events {
 		recent.Add(e)
 	}

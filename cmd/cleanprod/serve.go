@@ -147,15 +147,19 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	if cfg.DataDir == "" {
 		log.Warn("no data_dir: the event outbox is kept in memory only; a crash loses the events not yet stored")
 	}
+	// cases opens a rectification case for a red code or a failed
+	// restrictive indicator, and announces overdue ones (package review).
+	var cases *review.Watcher
 	announce := func(e scoring.Event) { // once the outbox holds it
 		stream.Publish(e)
 		recent.Add(e)
+		cases.Notify(e)
 	}
 	// A declaration's review step is stored with its record (review.Book);
 	// the outbox publishes it (its store write is the same point again).
 	onReview := func(e scoring.Event) {
 		if err := ob.Append([]scoring.Event{e}); err != nil {
-			log.Warn("a declaration event is stored but will not be published on MQTT: the outbox refused it", "event", e.String(), "err", err)
+			log.Warn("a review or case event is stored but will not be published on MQTT: the outbox refused it", "event", e.String(), "err", err)
 		}
 		announce(e)
 	}
@@ -182,6 +186,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	// Declarations and their review live in the store; the folder only
 	// seeds them (below, once the store answers).
 	book := review.NewBook(st, sd.std, nil, onReview)
+	cases = review.NewWatcher(book, caseSweepEvery, promReg, log.With("component", "cases"))
 	engCfg.Declarations = book
 	eng, err := scoring.NewEngine(engCfg)
 	if err != nil {
@@ -324,7 +329,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		// Announced events before any evaluation, so nothing is announced
 		// twice.
 		if err := start.retry(gctx, log, "read past events", func(ctx context.Context) error {
-			return restoreEvents(ctx, st, eng, recent, ob.Replayed(), time.Now())
+			return restoreEvents(ctx, st, eng, recent, cases, ob.Replayed(), time.Now())
 		}); err != nil {
 			if gctx.Err() != nil {
 				return nil // stopped while starting: a clean shutdown
@@ -368,6 +373,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		}
 		start.ingest(log)
 		pg.Go(func() error { rl.run(pctx, hup); return nil })
+		pg.Go(func() error { cases.Run(pctx); return nil })
 		pg.Go(func() error {
 			// Reviews made through another replica reach this one's scorer.
 			t := time.NewTicker(cfg.Scoring.DeclarationsEvery)
@@ -406,6 +412,10 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	}
 	return err
 }
+
+// caseSweepEvery is how often deadlines of rectification cases are
+// checked: a deadline is a day, so a minute late is on time.
+const caseSweepEvery = time.Minute
 
 // servePprof serves Go's profiles on addr until ctx ends: a listener of
 // its own, so that profiling never shares the API's port or middleware.
