@@ -42,8 +42,16 @@ type Report struct {
 	// Measures are the solution library's measures for the steps to the
 	// next level, then for the other lagging indicators.
 	Measures []MeasureGroup
-	Trends   []Trend
-	Events   []scoring.Event
+	// Plan is the action plan: the same measures grouped by measure, in
+	// the 无/低费 and 中/高费 tiers.
+	Plan   []PlanTier
+	Trends []Trend
+	Events []scoring.Event
+	// EventRows are the events of the period as the report lists them
+	// (stale meters and hourly exceedances summarised per day);
+	// EventsOmitted counts the rows left out beyond maxEventRows.
+	EventRows     []EventRow
+	EventsOmitted int
 	// Declarations are the enterprise's declarations with their review
 	// (superseded ones left out), newest valid_from first by indicator.
 	Declarations []DeclarationDTO
@@ -252,6 +260,7 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 	rep.Enterprise.NextLevel = nextLevelOf(std, pol, in.view, in.lib)
 	rep.Enterprise.EstimatedBenchmarks = nonNil(std.Estimated())
 	rep.addMeasures()
+	rep.Plan = actionPlan(rep.planIndicators())
 	rep.addTotals()
 	for i := range rep.Enterprise.Assessments {
 		a := &rep.Enterprise.Assessments[i]
@@ -310,11 +319,23 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("report of %s: read events: %w", ent.ID, err)
 		}
-		for i := len(evs) - 1; i >= 0 && len(rep.Events) < 50; i-- {
+		var all []scoring.Event
+		for i := len(evs) - 1; i >= 0; i-- {
 			if ev, ok := scoring.EventFromPoint(evs[i]); ok {
-				rep.Events = append(rep.Events, ev)
+				all = append(all, ev)
+				if len(rep.Events) < 50 {
+					rep.Events = append(rep.Events, ev)
+				}
 			}
 		}
+		gateways := map[string]string{}
+		for _, m := range ent.Meters {
+			if m.Gateway != nil {
+				gateways[m.ID] = m.Gateway.ID
+			}
+		}
+		gateway := func(meter string) string { return gateways[meter] }
+		rep.EventRows, rep.EventsOmitted = groupEvents(all, gateway, rep.loc, rep.explain)
 		if err := rep.addTrends(ctx, in); err != nil {
 			return nil, err
 		}
