@@ -504,7 +504,7 @@ func (rep *Report) addTrends(ctx context.Context, in reportInput) error {
 		}
 		series = thin(series, 240)
 		rep.Trends = append(rep.Trends, Trend{Indicator: rep.Live.Indicators[c.ind.Index], Why: c.why, Points: len(ps),
-			SVG: trendSVG(series, c.ind, in.from, in.to), series: series, def: c.ind})
+			SVG: trendSVG(series, c.ind, in.from, in.to, rep.loc), series: series, def: c.ind})
 	}
 	return nil
 }
