@@ -73,7 +73,7 @@ func trendSVG(series []chartPoint, ind *scoring.Indicator, from, to time.Time, l
 		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" font-size="%d" text-anchor="middle" fill="#57606a">%s</text>`, xx, chartH-chartB+22, chartFont, tk.In(loc).Format("01-02"))
 	}
 	// Benchmarks, their labels kept apart when the levels are close.
-	labelY := benchLabelYs(ind.Benchmarks, y)
+	labelY := benchLabelYs(ind.Benchmarks, y, chartFont+2)
 	for i, bm := range ind.Benchmarks {
 		yy := y(bm)
 		fmt.Fprintf(&b, `<line x1="%.0f" x2="%.0f" y1="%.1f" y2="%.1f" stroke="%s" stroke-dasharray="6 4" stroke-width="1.5"/>`,
@@ -131,15 +131,14 @@ func dayTicks(from, to time.Time, loc *time.Location) []time.Time {
 }
 
 // benchLabelYs places the labels of benchmarks at y(b), moved apart so
-// that no two are closer than a line of text.
-func benchLabelYs(bms [3]float64, y func(float64) float64) [3]float64 {
+// that no two are closer than gap (a line of text).
+func benchLabelYs(bms [3]float64, y func(float64) float64, gap float64) [3]float64 {
 	var ys [3]float64
 	idx := []int{0, 1, 2}
 	for i, bm := range bms {
 		ys[i] = y(bm)
 	}
 	slices.SortFunc(idx, func(a, b int) int { return cmp.Compare(ys[a], ys[b]) })
-	const gap = chartFont + 2
 	for k := 1; k < 3; k++ {
 		if ys[idx[k]]-ys[idx[k-1]] < gap {
 			ys[idx[k]] = ys[idx[k-1]] + gap
