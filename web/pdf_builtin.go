@@ -921,7 +921,7 @@ func (d *pdfDoc) provenanceSection() {
 	d.para(7.5, 80, d.t("每个数值都标注来源：来源标签、estimate（工程估计）或 unverified（未核实）。", "Every number carries its source: a tag below, estimate (an engineering estimate) or unverified."))
 	var rows [][]string
 	for _, s := range r.Standard.Sources {
-		rows = append(rows, []string{s.Tag, s.Citation})
+		rows = append(rows, []string{s.Tag, reportUnit(s.Citation)})
 	}
 	d.table([]float64{1, 9}, "LL", []string{d.t("标签", "Tag"), d.t("出处", "Citation")}, rows)
 }

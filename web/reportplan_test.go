@@ -2,11 +2,19 @@ package web
 
 import (
 	"context"
+	"fmt"
+	stdhtml "html"
+	"net/http/httptest"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-pdf/fpdf"
 	"go.yaml.in/yaml/v3"
@@ -393,4 +401,173 @@ func newTestDoc(font []byte) *pdfDoc {
 	pdf.AddUTF8FontFromBytes("body", "", font)
 	pdf.AddPage()
 	return &pdfDoc{Fpdf: pdf, family: "body"}
+}
+
+// TestReportPDFPages prints the reports of the fixture's Level I and red
+// plants with each PDF writer and reads them back with pdftotext, page by
+// page: a plausible page count, 第 N 页 / 共 M 页 on every page, no page
+// (almost) blank, the Chinese names of quantities and the industry, units
+// as m² and m³, and no English word split across lines of a cell: every
+// word printed is a word of the report (its HTML, or the built-in writer's
+// own labels).
+func TestReportPDFPages(t *testing.T) {
+	pdftotext := needTool(t, "poppler-utils", "pdftotext")
+	f := newFixture(t)
+	renderers := map[string]PDFRenderer{}
+	if b := NewBuiltinPDF(""); b.FontPath != "" {
+		renderers["builtin"] = b
+	} else if os.Getenv("CLEANPROD_REQUIRE_SERVERS") == "1" {
+		t.Error("no CJK font for the built-in PDF writer; scripts/test installs fonts-wqy-microhei")
+	}
+	if p := FindChromium(); p != "" {
+		renderers["chromium"] = NewChromium(p)
+	} else if os.Getenv("CLEANPROD_REQUIRE_SERVERS") == "1" {
+		t.Error("chromium not found; scripts/test installs Debian chromium")
+	}
+	if len(renderers) == 0 {
+		t.Skip("neither Chromium nor a CJK font for the built-in writer")
+	}
+	src, err := os.ReadFile("pdf_builtin.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := artifactDir(t)
+	for _, ent := range []string{entA, entB} {
+		html := f.do(t, "GET", "/api/v1/enterprises/"+ent+"/report", supervisorToken, "")
+		if html.Code != 200 {
+			t.Fatalf("%s: HTML report %d", ent, html.Code)
+		}
+		vocab := words(pageText(html.Body.String()))
+		for name, r := range renderers {
+			t.Run(ent+"/"+name, func(t *testing.T) {
+				h := newServer(f.handlerOptions(r)).handler()
+				req := httptest.NewRequest("GET", "/api/v1/enterprises/"+ent+"/report?format=pdf", nil)
+				req.Header.Set("Authorization", "Bearer "+supervisorToken)
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != 200 || w.Header().Get("Content-Type") != "application/pdf" {
+					t.Fatalf("got %d %s %.200s", w.Code, w.Header().Get("Content-Type"), w.Body)
+				}
+				pdf := filepath.Join(dir, "pages-"+ent+"-"+name+".pdf")
+				if err := os.WriteFile(pdf, w.Body.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				out, err := exec.Command(pdftotext, "-layout", pdf, "-").Output()
+				if err != nil {
+					t.Fatal(err)
+				}
+				pages := strings.Split(strings.TrimSuffix(string(out), "\f"), "\f")
+				n := len(pages)
+				if n < 4 || n > 25 {
+					t.Errorf("%d pages, want 4 to 25", n)
+				}
+				for i, p := range pages {
+					flat := strip(strings.ReplaceAll(p, "\t", ""))
+					if want := fmt.Sprintf("第%d页/共%d页", i+1, n); !strings.Contains(flat, want) {
+						t.Errorf("page %d lacks its number %q", i+1, want)
+					}
+					if i > 0 && !strings.Contains(flat, "清洁生产审核报告·") {
+						t.Errorf("page %d lacks the running header", i+1)
+					}
+					// The header and footer are some 60 characters.
+					if c := utf8.RuneCountInString(flat); c < 250 {
+						t.Errorf("page %d is almost blank: %d characters:\n%s", i+1, c, p)
+					}
+				}
+				// No page but the last ends early (a section or row kept
+				// whole pushed to the next page): its text reaches past 60 %
+				// of the page's height, the footer aside.
+				bbox, err := exec.Command(pdftotext, "-bbox", pdf, "-").Output()
+				if err != nil {
+					t.Fatal(err)
+				}
+				fill := pageFill(string(bbox))
+				if len(fill) != n {
+					t.Fatalf("pdftotext -bbox found %d pages, -layout %d", len(fill), n)
+				}
+				for i, f := range fill[:n-1] {
+					if f < 0.6 {
+						t.Errorf("page %d ends at %.0f %% of its height, mostly blank:\n%s", i+1, 100*f, pages[i])
+					}
+				}
+				text := string(out)
+				for _, want := range []string{"化学需氧量", "电泳涂装面积", "新鲜水", "汽车制造业", "m³", "m²", "kgce/辆", "清洁生产方案", "第 1 页", "Rooftop photovoltaics"} {
+					if want == "第 1 页" {
+						continue // checked per page above, spacing aside
+					}
+					if !strings.Contains(text, want) {
+						t.Errorf("the PDF's text lacks %q", want)
+					}
+				}
+				if ent == entB {
+					for _, want := range []string{"无/低费方案", "中/高费方案"} {
+						if !strings.Contains(text, want) {
+							t.Errorf("the red plant's PDF lacks %q", want)
+						}
+					}
+				}
+				if m := regexp.MustCompile(`\b(m[23]/|/m[23]\b|kgce/vehicle)`).FindString(text); m != "" {
+					t.Errorf("the PDF prints the unit %q, want m², m³ and 辆", m)
+				}
+				known := vocab
+				if name == "builtin" {
+					known = words(string(src)) // the writer's own labels
+					for w := range vocab {
+						known[w] = true
+					}
+				}
+				var split []string
+				for w := range words(text) {
+					if !known[w] && !slices.Contains(split, w) {
+						split = append(split, w)
+					}
+				}
+				slices.Sort(split)
+				if len(split) > 0 {
+					t.Errorf("words that are no word of the report (split across lines?): %q", split)
+				}
+			})
+		}
+	}
+}
+
+// pageText is the text of an HTML page: tags out, entities decoded.
+func pageText(s string) string {
+	s = regexp.MustCompile(`(?s)<style.*?</style>`).ReplaceAllString(s, " ")
+	s = regexp.MustCompile(`</?(sub|sup)>`).ReplaceAllString(s, "") // Y<sub>I</sub> prints as YI
+	s = regexp.MustCompile(`<[^>]*>`).ReplaceAllString(s, " ")
+	return stdhtml.UnescapeString(s)
+}
+
+// words are the runs of Latin letters in s.
+func words(s string) map[string]bool {
+	out := map[string]bool{}
+	for _, w := range regexp.MustCompile(`[A-Za-z]+`).FindAllString(s, -1) {
+		out[w] = true
+	}
+	return out
+}
+
+// pageFill is, per page of pdftotext -bbox output, how far down the page
+// its lowest word reaches (0 to 1), leaving out the footer (the bottom 8 %).
+func pageFill(bbox string) []float64 {
+	var out []float64
+	for _, p := range strings.Split(bbox, "<page ")[1:] {
+		m := regexp.MustCompile(`height="([0-9.]+)"`).FindStringSubmatch(p)
+		if m == nil {
+			out = append(out, 0)
+			continue
+		}
+		h, _ := strconv.ParseFloat(m[1], 64)
+		low := 0.0
+		for _, w := range regexp.MustCompile(`yMin="([0-9.]+)" xMax="[0-9.]+" yMax="([0-9.]+)"`).FindAllStringSubmatch(p, -1) {
+			y0, _ := strconv.ParseFloat(w[1], 64)
+			y1, _ := strconv.ParseFloat(w[2], 64)
+			if y0 < 0.92*h {
+				low = max(low, y1/h)
+			}
+		}
+		out = append(out, low)
+	}
+	return out
 }
