@@ -490,7 +490,11 @@ func (d *pdfDoc) coverageSection() {
 		rows = append(rows, []string{w.Window, r.Date(w.From) + " – " + r.Date(w.To), c, fmt.Sprintf("%d / %d", w.Graded, w.Metered), strings.Join(w.Insufficient, ", ")})
 	}
 	d.table([]float64{1, 2, 1.2, 1.2, 4}, "LLRRL", []string{d.t("窗口", "Window"), d.t("起止", "From – to"), d.t("完整度", "Completeness"), d.t("已评价/计量", "Graded / metered"), d.t("数据不足", "Insufficient")}, rows)
-	stale := strings.Join(r.Coverage.StaleMeters, ", ")
+	var groups []string
+	for _, g := range r.Coverage.StaleByGateway {
+		groups = append(groups, strings.TrimSpace(fmt.Sprintf("%s %d %s (%s)", g.Gateway, len(g.Meters), d.t("块", "meters"), g.List)))
+	}
+	stale := strings.Join(groups, "; ")
 	if stale == "" {
 		stale = d.t("无", "none")
 	}

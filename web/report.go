@@ -92,7 +92,9 @@ type Coverage struct {
 	Meters          int
 	MetersReporting int // with a reading in the period (since the server started)
 	StaleMeters     []string
-	Evaluations     int // stored evaluations in the period
+	// StaleByGateway are StaleMeters by gateway, as the report lists them.
+	StaleByGateway []StaleGroup
+	Evaluations    int // stored evaluations in the period
 	First, Last     *time.Time
 }
 
@@ -290,6 +292,7 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 	// Coverage.
 	rep.Coverage.Meters = len(ent.Meters)
 	rep.Coverage.StaleMeters = nonNil(res.StaleMeters)
+	rep.Coverage.StaleByGateway = staleByGateway(ent, rep.Coverage.StaleMeters)
 	for _, a := range rep.Enterprise.Assessments {
 		wc := WindowCoverage{Window: a.Window, From: a.From, To: a.To, Completeness: a.Completeness, MinCompleteness: pol.MinCompleteness,
 			BelowMinCompleteness: a.Completeness < pol.MinCompleteness}

@@ -314,9 +314,12 @@ var (
 )
 
 // reportUnit writes units as printed in Chinese reports: m² and m³ for m2
-// and m3 (also inside mg/m3, L/m2 and the like), and 辆 for the vehicle
-// of a per-vehicle unit.
+// and m3 (also inside mg/m3, L/m2 and the like), and 辆 for the unit
+// vehicle and the vehicle of a per-vehicle unit.
 func reportUnit(s string) string {
+	if s == "vehicle" {
+		return "辆"
+	}
 	s = unitPower.ReplaceAllStringFunc(s, func(m string) string {
 		sup := map[byte]string{'2': "²", '3': "³"}[m[len(m)-1]]
 		return m[:len(m)-1] + sup
@@ -362,4 +365,43 @@ func cssString(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// StaleGroup is the stale meters of one gateway.
+type StaleGroup struct {
+	Gateway string // "" for meters of no known gateway
+	Meters  []string
+	// List names up to eight meters and counts the others.
+	List string
+}
+
+// staleByGateway groups stale meters by their gateway, in the order of
+// the enterprise's gateways; meters of no gateway come last.
+func staleByGateway(ent *registry.Enterprise, stale []string) []StaleGroup {
+	if len(stale) == 0 {
+		return nil
+	}
+	gw := map[string]string{}
+	var order []string
+	for _, g := range ent.Gateways {
+		order = append(order, g.ID)
+	}
+	for _, m := range ent.Meters {
+		if m.Gateway != nil {
+			gw[m.ID] = m.Gateway.ID
+		}
+	}
+	by := map[string][]string{}
+	for _, m := range stale {
+		by[gw[m]] = append(by[gw[m]], m)
+	}
+	var out []StaleGroup
+	for _, id := range append(order, "") {
+		if ms := by[id]; len(ms) > 0 {
+			slices.Sort(ms)
+			out = append(out, StaleGroup{Gateway: id, Meters: ms, List: listShort(ms, 8)})
+			delete(by, id)
+		}
+	}
+	return out
 }

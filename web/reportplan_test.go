@@ -299,7 +299,7 @@ func TestReportUnit(t *testing.T) {
 		{"m3", "m³"}, {"m2", "m²"}, {"g/m2", "g/m²"}, {"mg/m3", "mg/m³"}, {"m3/vehicle", "m³/辆"}, {"kgce/vehicle", "kgce/辆"},
 		{"L/m2", "L/m²"}, {"Nm3", "Nm³"}, {"kgCO2/vehicle", "kgCO2/辆"}, {"%", "%"}, {"kWh", "kWh"}, {"", ""},
 		{"measured 51.98 g/m2, benchmark ≤ 45 g/m2", "measured 51.98 g/m², benchmark ≤ 45 g/m²"},
-		{"mm3", "mm³"}, {"cm23", "cm23"}, {"vehicles", "vehicles"},
+		{"mm3", "mm³"}, {"cm23", "cm23"}, {"vehicles", "vehicles"}, {"vehicle", "辆"}, {"passenger vehicle", "passenger vehicle"},
 	} {
 		if got := reportUnit(c.in); got != c.want {
 			t.Errorf("reportUnit(%q) = %q, want %q", c.in, got, c.want)
@@ -570,4 +570,32 @@ func pageFill(bbox string) []float64 {
 		out = append(out, low)
 	}
 	return out
+}
+
+// Stale meters read per gateway, in the registry's gateway order.
+func TestStaleByGateway(t *testing.T) {
+	reg, _ := fleet(t)
+	ent, ok := reg.Enterprise(entB)
+	if !ok || len(ent.Gateways) < 2 {
+		t.Fatalf("%s: want an enterprise of two gateways or more", entB)
+	}
+	g0, g1 := ent.Gateways[0], ent.Gateways[1]
+	if len(g0.Meters) == 0 || len(g1.Meters) == 0 {
+		t.Fatal("gateways without meters")
+	}
+	var stale []string
+	for _, m := range g1.Meters {
+		stale = append(stale, m.ID)
+	}
+	stale = append(stale, "NO-SUCH-METER", g0.Meters[0].ID)
+	got := staleByGateway(ent, stale)
+	if len(got) != 3 || got[0].Gateway != g0.ID || got[1].Gateway != g1.ID || got[2].Gateway != "" {
+		t.Fatalf("got %+v, want %s, %s, then the unknown meter", got, g0.ID, g1.ID)
+	}
+	if len(got[0].Meters) != 1 || len(got[1].Meters) != len(g1.Meters) || got[2].Meters[0] != "NO-SUCH-METER" {
+		t.Errorf("got %+v", got)
+	}
+	if got := staleByGateway(ent, nil); got != nil {
+		t.Errorf("no stale meters: got %+v", got)
+	}
 }
