@@ -95,7 +95,7 @@ type Coverage struct {
 	// StaleByGateway are StaleMeters by gateway, as the report lists them.
 	StaleByGateway []StaleGroup
 	Evaluations    int // stored evaluations in the period
-	First, Last     *time.Time
+	First, Last    *time.Time
 }
 
 // WindowCoverage is the data completeness of one window.
