@@ -216,8 +216,17 @@ func (d *pdfDoc) name(zh, en string) string {
 	return en
 }
 
-// s returns text as printed: the UTF-8 font takes it as it is.
-func (d *pdfDoc) s(text string) string { return text }
+// s returns text as printed: the UTF-8 font takes it as it is, but for
+// characters beyond the Basic Multilingual Plane (emoji), which fpdf
+// cannot embed: those print as "?".
+func (d *pdfDoc) s(text string) string {
+	return strings.Map(func(r rune) rune {
+		if r > 0xFFFF {
+			return '?'
+		}
+		return r
+	}, text)
+}
 
 func (d *pdfDoc) font(size float64, grey int) {
 	d.SetFont(d.family, "", size)
@@ -411,8 +420,12 @@ func (d *pdfDoc) codeSection() {
 			codeZH(p.Code) + " " + p.Code + ": " + d.t(p.Note.ZH, p.Note.EN) + ". " + d.reasons(p.Reasons)})
 	}
 	if o := r.Official; o != nil {
+		var notes string
+		if e.Official != nil {
+			notes = d.notes(e.Official.LevelNote, e.Official.ScoreNote)
+		}
 		pairs = append(pairs, [2]string{d.t("等级", "Level") + " (" + o.Window + ")", lv(o.Level) + "  " + d.t("得分", "score") + fmt.Sprintf(" %.1f", o.Score) +
-			"  " + d.t("完整度", "completeness") + " " + pctText(o.Completeness) + d.notes(e.Official.LevelNote, e.Official.ScoreNote)})
+			"  " + d.t("完整度", "completeness") + " " + pctText(o.Completeness) + notes})
 	}
 	cycle := "—"
 	if e.AuditIntervalMonths > 0 {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -502,7 +503,9 @@ func (rep *Report) addTrends(ctx context.Context, in reportInput) error {
 		var series []chartPoint
 		for _, p := range ps {
 			if v, ok := p.Fields["value"]; ok {
-				series = append(series, chartPoint{p.Time, toFloat(v)})
+				if x := toFloat(v); !math.IsNaN(x) && !math.IsInf(x, 0) {
+					series = append(series, chartPoint{p.Time, x})
+				}
 			}
 		}
 		series = thin(series, 240)

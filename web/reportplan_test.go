@@ -1,9 +1,11 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	stdhtml "html"
+	"math"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -597,5 +599,70 @@ func TestStaleByGateway(t *testing.T) {
 	}
 	if got := staleByGateway(ent, nil); got != nil {
 		t.Errorf("no stale meters: got %+v", got)
+	}
+}
+
+// A report renders, as HTML and with the built-in writer, whatever the
+// data: an enterprise with nothing at all, and one with huge values,
+// non-finite benchmarks, endless names and characters outside the font.
+func TestReportAnyData(t *testing.T) {
+	f := newFixture(t)
+	v, err := resultAt(context.Background(), f.points, f.std, f.pol, f.lib, entB, fixtureNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ent, _ := f.reg.Enterprise(entB)
+	build := func() *Report {
+		rep, err := buildReport(context.Background(), reportInput{ent: ent, std: f.std, pol: f.pol, view: v, lib: f.lib, points: f.points,
+			from: fixtureNow.Add(-30 * 24 * time.Hour), to: fixtureNow, now: fixtureNow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rep
+	}
+	huge := build()
+	long := strings.Repeat("Supercalifragilistic", 30) + "🏭"
+	huge.Enterprise.Name, huge.Enterprise.NameZH = long, strings.Repeat("山川", 200)
+	big := 1e300
+	for i := range huge.Totals {
+		for j := range huge.Totals[i].Values {
+			huge.Totals[i].Values[j] = &big
+		}
+	}
+	for i := range huge.Trends {
+		for j := range huge.Trends[i].series {
+			huge.Trends[i].series[j].v = float64(j%2*2-1) * 1e300
+		}
+	}
+	for i := range huge.Plan {
+		for j := range huge.Plan[i].Measures {
+			huge.Plan[i].Measures[j].NameEN = long
+			huge.Plan[i].Measures[j].Benefit = math.Inf(1)
+		}
+	}
+	for i := 0; i < 500; i++ {
+		huge.EventRows = append(huge.EventRows, EventRow{Time: fixtureNow, Last: fixtureNow, Kind: scoring.EventStale, Count: 2, Subject: long, ZH: long, EN: long})
+	}
+	empty := build()
+	empty.Enterprise = EnterpriseDetail{EnterpriseSummary: EnterpriseSummary{ID: "empty"}}
+	empty.Profile, empty.Coverage = Profile{}, Coverage{}
+	empty.Totals, empty.Groups, empty.Measures, empty.Plan, empty.Trends, empty.Events, empty.EventRows, empty.Declarations = nil, nil, nil, nil, nil, nil, nil, nil
+	empty.Standard.Sources = nil
+	b := NewBuiltinPDF("")
+	for name, rep := range map[string]*Report{"huge": huge, "empty": empty} {
+		html, err := renderReportHTML(rep)
+		if err != nil || !bytes.Contains(html, []byte("</html>")) {
+			t.Errorf("%s: HTML: %v", name, err)
+		}
+		if b.FontPath == "" {
+			continue
+		}
+		pdf, err := b.RenderPDF(context.Background(), rep, html)
+		if err != nil || !bytes.HasPrefix(pdf, []byte("%PDF-")) {
+			t.Errorf("%s: built-in PDF: %v", name, err)
+		}
+		if bytes.Contains(pdf, []byte("NaN")) {
+			t.Errorf("%s: the PDF has NaN coordinates", name)
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"html/template"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -154,6 +155,8 @@ func formatNum(v float64) string {
 	switch {
 	case math.IsNaN(v) || math.IsInf(v, 0):
 		return "—"
+	case a >= 1e15:
+		return strconv.FormatFloat(v, 'g', 4, 64)
 	case a >= 1e4:
 		return fmt.Sprintf("%.0f", v)
 	case a >= 100:
