@@ -754,6 +754,9 @@ func (d *pdfDoc) measuresSection() {
 					e += " ✓"
 				}
 				e += fmt.Sprintf(" (+%.1f)", ef.Benefit)
+				if sv := r.SavingText(ef); sv != "" {
+					e += "; " + r.Window + " " + d.t("窗口节约", "saves") + " " + sv
+				}
 				effects = append(effects, e)
 			}
 			rows = append(rows, []string{what, d.t(costZH(m.Cost), m.Cost) + "\n" + payback, strings.Join(effects, "\n"), fmt.Sprintf("+%.1f", m.Benefit)})
@@ -761,7 +764,8 @@ func (d *pdfDoc) measuresSection() {
 		d.table([]float64{3.2, 1.3, 5, 0.9}, "LLLR", []string{d.t("措施", "Measure"), d.t("费用 · 回收期", "Cost · payback"),
 			d.t("改善的指标：当前 → 预计", "Indicators improved: current → projected"), d.t("指数增益", "Index gain")}, rows)
 	}
-	d.para(7, 80, d.t("✓ 表示预计可达到目标等级。", "✓ marks an indicator expected to reach its target level."))
+	d.para(7, 80, d.t("✓ 表示预计可达到目标等级。节约量＝（当前值 − 预计值）× "+r.Window+" 窗口内分母的总量（如产量、涂装面积），按期内数据计，不作年化。",
+		"✓ marks an indicator expected to reach its target level. A saving is (current − projected value) × the "+r.Window+" window's total of the indicator's denominator (vehicles, coated area): over that window, not a year."))
 }
 
 func (d *pdfDoc) trendSection() {

@@ -276,6 +276,7 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 	if rep.Live == nil {
 		return nil, fmt.Errorf("report of %s: no assessment on window %s", ent.ID, pol.Window)
 	}
+	rep.addSavings(std)
 
 	// Indicator table by group.
 	for _, g := range std.Groups {

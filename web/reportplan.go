@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"html/template"
+	"math"
 	"regexp"
 	"slices"
 	"strings"
@@ -46,6 +47,13 @@ type PlanEffect struct {
 	ProjectedLevel                  *string
 	ReachesTarget                   bool
 	Benefit                         float64 // index points on this indicator
+	// Saving is what the projected value saves over the live window, in
+	// SavingUnit (the numerator of the indicator's unit): the change of
+	// an intensity times the window's total of its denominator, such as
+	// m³ of fresh water for m³/vehicle times the vehicles produced. Nil
+	// when the indicator is no simple ratio of two metered totals.
+	Saving     *float64
+	SavingUnit string
 }
 
 // planTierOf returns the action plan's tier of a cost class: "low" for
@@ -404,4 +412,65 @@ func staleByGateway(ent *registry.Enterprise, stale []string) []StaleGroup {
 		}
 	}
 	return out
+}
+
+// ratioFormula matches an indicator formula that is one total over
+// another, such as "fresh_water / vehicles".
+var ratioFormula = regexp.MustCompile(`^\s*([a-z0-9_]+)\s*/\s*([a-z0-9_]+)\s*$`)
+
+// addSavings puts into the action plan what each projected value saves
+// in physical units over the live window (see PlanEffect.Saving).
+func (rep *Report) addSavings(std *scoring.Standard) {
+	live := -1
+	for i := range rep.Enterprise.Assessments {
+		if &rep.Enterprise.Assessments[i] == rep.Live {
+			live = i
+		}
+	}
+	if live < 0 {
+		return
+	}
+	totals := map[string]float64{}
+	for _, t := range rep.Totals {
+		if live < len(t.Values) && t.Values[live] != nil {
+			totals[t.ID] = *t.Values[live]
+		}
+	}
+	for ti := range rep.Plan {
+		for mi := range rep.Plan[ti].Measures {
+			for ei := range rep.Plan[ti].Measures[mi].Effects {
+				ef := &rep.Plan[ti].Measures[mi].Effects[ei]
+				ind, ok := std.Indicator(ef.Indicator)
+				if !ok || ef.Value == nil || ef.Projected == nil || ind.Direction != scoring.LowerBetter {
+					continue
+				}
+				m := ratioFormula.FindStringSubmatch(ind.Formula)
+				num, _, found := strings.Cut(ind.Unit, "/")
+				den, ok := totals[m2(m)]
+				if m == nil || !found || num == "" || !ok {
+					continue
+				}
+				saving := (*ef.Value - *ef.Projected) * den
+				if saving > 0 && !math.IsInf(saving, 0) && !math.IsNaN(saving) {
+					ef.Saving, ef.SavingUnit = &saving, num
+				}
+			}
+		}
+	}
+}
+
+// m2 is the denominator of a ratioFormula match ("" for none).
+func m2(m []string) string {
+	if len(m) < 3 {
+		return ""
+	}
+	return m[2]
+}
+
+// SavingText writes a saving as "≈ 7,097 m³" ("" for none).
+func (rep *Report) SavingText(ef PlanEffect) string {
+	if ef.Saving == nil {
+		return ""
+	}
+	return "≈ " + qtyText(ef.Saving) + " " + reportUnit(ef.SavingUnit)
 }

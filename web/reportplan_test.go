@@ -132,6 +132,43 @@ func TestReportActionPlanFixture(t *testing.T) {
 			t.Errorf("measure %s missing from the plan", id)
 		}
 	}
+	// Savings of the per-vehicle indicators: the change times the vehicles
+	// of the live window, as the API's detail of the enterprise gives them.
+	detail := decode[detailJSON](t, f.do(t, "GET", "/api/v1/enterprises/"+entB, supervisorToken, ""))
+	vehicles := 0.0
+	for _, a := range detail.Assessments {
+		if a.Window == f.pol.Window {
+			for _, tot := range a.Totals {
+				if tot.ID == "vehicles" {
+					vehicles = tot.Value
+				}
+			}
+		}
+	}
+	if vehicles <= 0 {
+		t.Fatalf("no vehicles on the %s window of %s", f.pol.Window, entB)
+	}
+	savings := 0
+	for _, tier := range rep.Plan {
+		for _, m := range tier.Measures {
+			for _, ef := range m.Effects {
+				if !strings.HasSuffix(ef.Indicator, "_per_vehicle") || ef.Value == nil || ef.Projected == nil || ef.Saving == nil {
+					continue
+				}
+				savings++
+				want := (*ef.Value - *ef.Projected) * vehicles
+				if d := *ef.Saving - want; d > 1e-6*want || d < -1e-6*want {
+					t.Errorf("%s on %s saves %v %s, want %v", m.ID, ef.Indicator, *ef.Saving, ef.SavingUnit, want)
+				}
+				if unit, _, _ := strings.Cut(ef.Unit, "/"); ef.SavingUnit != unit {
+					t.Errorf("%s on %s: saving in %q, want %q", m.ID, ef.Indicator, ef.SavingUnit, unit)
+				}
+			}
+		}
+	}
+	if savings == 0 {
+		t.Error("no per-vehicle saving in the red plant's plan")
+	}
 	if tiers["low"] == 0 || tiers["high"] == 0 {
 		t.Errorf("tiers %v: the red plant's plan should have both 无/低费 and 中/高费 measures", tiers)
 	}
