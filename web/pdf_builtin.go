@@ -720,8 +720,8 @@ func (d *pdfDoc) measuresSection() {
 		d.para(8.5, 30, d.t("解决方案库中没有对应措施。", "The solution library has no measure for the lagging indicators."))
 		return
 	}
-	d.para(7, 80, d.t("按审核惯例分为无/低费方案（可立即实施）与中/高费方案（须做可行性分析）；每项措施列出一次，并列出其改善的全部指标：当前值 → 预计值（指标单位）及预计等级。指数增益为各指标上增加的指数点之和。",
-		"Grouped as the audit practice does: no- and low-cost measures (done at once) and medium- and high-cost measures (a project with a feasibility study). Each measure is listed once with every indicator it improves: current → projected value in the indicator's unit, and the projected level. Index gain is the sum of the index points gained on those indicators."))
+	d.para(7, 80, d.t("按审核惯例分为无/低费方案（可立即实施）与中/高费方案（须做可行性分析）；每项措施列出一次，并列出其改善的全部指标（均为晋级所需改进，标“仅落后”者除外）：当前值 → 预计值（指标单位）及预计等级。指数增益为各指标上增加的指数点之和。",
+		"Grouped as the audit practice does: no- and low-cost measures (done at once) and medium- and high-cost measures (a project with a feasibility study). Each measure is listed once with every indicator it improves (each a step to the next level unless marked lagging only): current → projected value in the indicator's unit, and the projected level. Index gain is the sum of the index points gained on those indicators."))
 	for _, tier := range r.Plan {
 		d.ensure(24)
 		d.font(10, 20)
@@ -742,8 +742,8 @@ func (d *pdfDoc) measuresSection() {
 			var effects []string
 			for _, ef := range m.Effects {
 				e := "• " + d.name(ef.NameZH, ef.NameEN)
-				if ef.Step {
-					e += " (" + d.t("晋级", "next level") + ")"
+				if !ef.Step {
+					e += " (" + d.t("仅落后", "lagging only") + ")"
 				}
 				e += ": "
 				if ef.Projected != nil {
