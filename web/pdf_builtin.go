@@ -478,7 +478,7 @@ func (d *pdfDoc) profileSection() {
 	d.kv([][2]string{
 		{d.t("企业", "Enterprise"), d.name(e.NameZH, e.Name)},
 		{d.t("行业", "Industry"), strings.TrimSpace(r.IndustryZH(e.Industry) + " " + e.Industry)},
-		{d.t("地区", "Region"), e.Region},
+		{d.t("地区", "Region"), strings.TrimSpace(r.RegionZH(e.Region) + " " + e.Region)},
 		{d.t("统一社会信用代码", "Unified social credit code"), orDash(e.USCC)},
 		{d.t("排污许可证编号", "Discharge permit number"), orDash(e.DischargePermit)},
 		{d.t("网关 / 仪表", "Gateways / meters"), fmt.Sprintf("%d / %d", len(r.Profile.Gateways), r.Profile.Meters)},
@@ -500,7 +500,7 @@ func (d *pdfDoc) coverageSection() {
 		if w.BelowMinCompleteness {
 			c += " < " + pctText(w.MinCompleteness)
 		}
-		rows = append(rows, []string{w.Window, r.Date(w.From) + " – " + r.Date(w.To), c, fmt.Sprintf("%d / %d", w.Graded, w.Metered), strings.Join(w.Insufficient, ", ")})
+		rows = append(rows, []string{w.Window, r.Date(w.From) + " – " + r.Date(w.To), c, fmt.Sprintf("%d / %d", w.Graded, w.Metered), r.indicatorsZH(w.Insufficient)})
 	}
 	d.table([]float64{1, 2, 1.2, 1.2, 4}, "LLRRL", []string{d.t("窗口", "Window"), d.t("起止", "From – to"), d.t("完整度", "Completeness"), d.t("已评价/计量", "Graded / metered"), d.t("数据不足", "Insufficient")}, rows)
 	var groups []string

@@ -311,6 +311,31 @@ var industryNames = map[string]string{
 	"automobile parts manufacturing": "汽车零部件及配件制造",
 }
 
+// regionNames are the Chinese names of the registry's regions.
+var regionNames = map[string]string{"chongqing": "重庆市"}
+
+// RegionZH names a region in Chinese ("" when unknown).
+func (rep *Report) RegionZH(s string) string { return regionNames[strings.ToLower(strings.TrimSpace(s))] }
+
+// IndicatorZH names an indicator of the standard in Chinese, else its id.
+func (rep *Report) IndicatorZH(id string) string {
+	if rep.explain.std != nil {
+		if ind, ok := rep.explain.std.Indicator(id); ok && ind.NameZH != "" {
+			return ind.NameZH
+		}
+	}
+	return id
+}
+
+// indicatorsZH lists indicators by their Chinese names.
+func (r *Report) indicatorsZH(ids []string) string {
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = r.IndicatorZH(id)
+	}
+	return strings.Join(names, "、")
+}
+
 // IndustryZH names an industry in Chinese ("" when unknown).
 func (rep *Report) IndustryZH(s string) string {
 	return industryNames[strings.ToLower(strings.TrimSpace(s))]
