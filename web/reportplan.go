@@ -315,7 +315,9 @@ var industryNames = map[string]string{
 var regionNames = map[string]string{"chongqing": "重庆市"}
 
 // RegionZH names a region in Chinese ("" when unknown).
-func (rep *Report) RegionZH(s string) string { return regionNames[strings.ToLower(strings.TrimSpace(s))] }
+func (rep *Report) RegionZH(s string) string {
+	return regionNames[strings.ToLower(strings.TrimSpace(s))]
+}
 
 // IndicatorZH names an indicator of the standard in Chinese, else its id.
 func (rep *Report) IndicatorZH(id string) string {
