@@ -382,6 +382,7 @@ func (rep *Report) PrintCSS() template.CSS {
   @bottom-center { content: "第 " counter(page) " 页 / 共 " counter(pages) " 页"; font-size: 8px; color: #57606a; font-family: "WenQuanYi Micro Hei", "Noto Sans CJK SC", sans-serif; }
   @bottom-right { content: "` + cssString(e.ID) + `"; font-size: 7px; color: #8c959f; }
 }
+@page :first { @top-left { content: none; } }
 `
 	return template.CSS(reportCSS + page)
 }
