@@ -40,14 +40,11 @@ type Report struct {
 	Live          *AssessmentDTO
 	Official      *AssessmentDTO
 	Groups        []TableGroup
-	// Measures are the solution library's measures for the steps to the
-	// next level, then for the other lagging indicators.
-	Measures []MeasureGroup
-	// Plan is the action plan: the same measures grouped by measure, in
-	// the 无/低费 and 中/高费 tiers.
+	// Plan is the action plan: the solution library's measures for the
+	// steps to the next level and the other lagging indicators, grouped
+	// by measure in the 无/低费 and 中/高费 tiers.
 	Plan   []PlanTier
 	Trends []Trend
-	Events []scoring.Event
 	// EventRows are the events of the period as the report lists them
 	// (stale meters and hourly exceedances summarised per day);
 	// EventsOmitted counts the rows left out beyond maxEventRows.
@@ -63,9 +60,6 @@ type Report struct {
 
 	explain explainer
 }
-
-// EventText says what an event of the report means, in Chinese and English.
-func (r *Report) EventText(ev scoring.Event) Text { return r.explain.event(ev) }
 
 // Profile describes the enterprise's metering.
 type Profile struct {
@@ -137,18 +131,6 @@ type TotalRow struct {
 func (r TotalRow) Partial(i int) bool {
 	return i < len(r.Coverage) && r.Coverage[i] != nil && *r.Coverage[i] < 0.995
 }
-
-// MeasureGroup is the library's measures for one indicator.
-type MeasureGroup struct {
-	Indicator, NameZH, NameEN, Unit string
-	// Step is set for a step towards the next level (else the indicator
-	// is only lagging).
-	Step    bool
-	Matches []MatchDTO // the best three
-}
-
-// maxMeasures is how many measures a report lists per indicator.
-const maxMeasures = 3
 
 // Trend is the chart of one key indicator.
 type Trend struct {
@@ -262,7 +244,6 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 		Assessments: assessmentsOf(std, in.view), Lagging: laggingOf(std, res.Lagging)}
 	rep.Enterprise.NextLevel = nextLevelOf(std, pol, in.view, in.lib)
 	rep.Enterprise.EstimatedBenchmarks = nonNil(std.Estimated())
-	rep.addMeasures()
 	rep.Plan = actionPlan(rep.planIndicators())
 	rep.addTotals()
 	for i := range rep.Enterprise.Assessments {
@@ -325,12 +306,9 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 			return nil, fmt.Errorf("report of %s: read events: %w", ent.ID, err)
 		}
 		var all []scoring.Event
-		for i := len(evs) - 1; i >= 0; i-- {
-			if ev, ok := scoring.EventFromPoint(evs[i]); ok {
+		for _, p := range evs {
+			if ev, ok := scoring.EventFromPoint(p); ok {
 				all = append(all, ev)
-				if len(rep.Events) < 50 {
-					rep.Events = append(rep.Events, ev)
-				}
 			}
 		}
 		gateways := map[string]string{}
@@ -429,27 +407,6 @@ func totalName(t TotalDTO) (zh, en string) {
 		}
 	}
 	return "", en
-}
-
-// addMeasures lists the measures of the steps to the next level, then of
-// the other lagging indicators.
-func (rep *Report) addMeasures() {
-	seen := map[string]bool{}
-	add := func(id, zh, en, unit string, step bool, ms []MatchDTO) {
-		if seen[id] || len(ms) == 0 {
-			return
-		}
-		seen[id] = true
-		rep.Measures = append(rep.Measures, MeasureGroup{Indicator: id, NameZH: zh, NameEN: en, Unit: unit, Step: step, Matches: ms[:min(len(ms), maxMeasures)]})
-	}
-	if n := rep.Enterprise.NextLevel; n != nil {
-		for _, s := range n.Steps {
-			add(s.Indicator, s.NameZH, s.NameEN, s.Unit, true, s.Solutions)
-		}
-	}
-	for _, l := range rep.Enterprise.Lagging {
-		add(l.Indicator, l.NameZH, l.NameEN, l.Unit, false, l.Solutions)
-	}
 }
 
 // addTrends charts the key indicators: the metered steps to the next level

@@ -683,7 +683,7 @@ func TestReportAnyData(t *testing.T) {
 	empty := build()
 	empty.Enterprise = EnterpriseDetail{EnterpriseSummary: EnterpriseSummary{ID: "empty"}}
 	empty.Profile, empty.Coverage = Profile{}, Coverage{}
-	empty.Totals, empty.Groups, empty.Measures, empty.Plan, empty.Trends, empty.Events, empty.EventRows, empty.Declarations = nil, nil, nil, nil, nil, nil, nil, nil
+	empty.Totals, empty.Groups, empty.Plan, empty.Trends, empty.EventRows, empty.Declarations = nil, nil, nil, nil, nil, nil
 	empty.Standard.Sources = nil
 	b := NewBuiltinPDF("")
 	for name, rep := range map[string]*Report{"huge": huge, "empty": empty} {
