@@ -875,7 +875,7 @@ func (d *pdfDoc) eventSection() {
 		when := r.DateTime(ev.Time)
 		kind := kindZH(string(ev.Kind))
 		if ev.Summary() {
-			when += "\n– " + r.DateTime(ev.Last)
+			when += " – " + r.Until(ev)
 			kind += fmt.Sprintf(" ×%d", ev.Count)
 		}
 		kind += " " + string(ev.Kind)

@@ -173,6 +173,15 @@ type EventRow struct {
 	ZH, EN     string
 }
 
+// Until writes when a summary row's last event was: its time of day
+// when on the day of its first, else its date and time (local).
+func (rep *Report) Until(r EventRow) string {
+	if r.Time.In(rep.loc).Format("2006-01-02") == r.Last.In(rep.loc).Format("2006-01-02") {
+		return r.Last.In(rep.loc).Format("15:04")
+	}
+	return rep.DateTime(r.Last)
+}
+
 // Summary reports whether the row stands for more than one event.
 func (r EventRow) Summary() bool { return r.Count > 1 }
 

@@ -315,6 +315,13 @@ func TestGroupEvents(t *testing.T) {
 	if rows[3].Time != at("2026-05-10T02:00:00Z") || rows[3].Last != at("2026-05-10T15:59:00Z") {
 		t.Errorf("gw-a's silences span %v – %v, want 02:00Z – 15:59Z", rows[3].Time, rows[3].Last)
 	}
+	rep := &Report{clock: clock{loc}}
+	if got := rep.Until(rows[3]); got != "23:59" {
+		t.Errorf("gw-a's silences until %q, want 23:59 (the same local day)", got)
+	}
+	if got := rep.Until(EventRow{Time: at("2026-05-10T02:00:00Z"), Last: at("2026-05-10T16:00:00Z")}); got != "2026-05-11 00:00 UTC+8" {
+		t.Errorf("until the next local day: %q", got)
+	}
 
 	// Many days of silences: bounded, and what is left out is counted.
 	var many []scoring.Event
