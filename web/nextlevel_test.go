@@ -92,7 +92,7 @@ func TestEnterpriseNextLevel(t *testing.T) {
 
 	// The report shows the same plan, as "To reach Level I".
 	w := f.do(t, "GET", "/api/v1/enterprises/"+entII+"/report", supervisorToken, "")
-	for _, s := range []string{"To reach Level I", "≤ 20 g/m2", "+8.75", "晋级 next level"} {
+	for _, s := range []string{"To reach Level I", "≤ 20 g/m²", "+8.75", "晋级 next level"} {
 		if !bytes.Contains(w.Body.Bytes(), []byte(s)) {
 			t.Errorf("the report lacks %q", s)
 		}

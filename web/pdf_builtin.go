@@ -8,13 +8,12 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/go-pdf/fpdf"
-
-	"github.com/cleanprod/cleanprod/scoring"
 )
 
 // BuiltinPDF lays the report out itself with fpdf, for hosts without
@@ -168,13 +167,15 @@ func (b *BuiltinPDF) RenderPDF(ctx context.Context, r *Report, _ []byte) (_ []by
 		}
 		d.font(7.5, 110)
 		pdf.SetXY(d.ml, 6)
-		pdf.CellFormat(d.w-d.ml-d.mr, 4, d.s(d.zh("清洁生产审核报告 · ")+"Cleaner-production audit report · "+d.name(ent.NameZH, ent.Name)), "", 0, "L", false, 0, "")
+		pdf.CellFormat(d.w-d.ml-d.mr, 4, d.s(d.zh("清洁生产审核报告 · ")+d.name(ent.NameZH, ent.Name)+" · "+r.Date(r.To)), "", 0, "L", false, 0, "")
 		pdf.SetY(14)
 	})
 	pdf.SetFooterFunc(func() {
 		d.font(7.5, 110)
 		pdf.SetXY(d.ml, d.h-9)
-		pdf.CellFormat(d.w-d.ml-d.mr, 4, fmt.Sprintf("cleanprod · %s · %s · %d/{nb}", ent.ID, r.DateTime(r.Generated), pdf.PageNo()), "", 0, "C", false, 0, "")
+		pdf.CellFormat(d.w-d.ml-d.mr, 4, fmt.Sprintf("第 %d 页 / 共 {nb} 页", pdf.PageNo()), "", 0, "C", false, 0, "")
+		pdf.SetXY(d.ml, d.h-9)
+		pdf.CellFormat(d.w-d.ml-d.mr, 4, ent.ID, "", 0, "R", false, 0, "")
 	})
 	pdf.AddPage()
 	d.title()
@@ -215,8 +216,17 @@ func (d *pdfDoc) name(zh, en string) string {
 	return en
 }
 
-// s returns text as printed: the UTF-8 font takes it as it is.
-func (d *pdfDoc) s(text string) string { return text }
+// s returns text as printed: the UTF-8 font takes it as it is, but for
+// characters beyond the Basic Multilingual Plane (emoji), which fpdf
+// cannot embed: those print as "?".
+func (d *pdfDoc) s(text string) string {
+	return strings.Map(func(r rune) rune {
+		if r > 0xFFFF {
+			return '?'
+		}
+		return r
+	}, text)
+}
 
 func (d *pdfDoc) font(size float64, grey int) {
 	d.SetFont(d.family, "", size)
@@ -261,12 +271,19 @@ func (d *pdfDoc) table(widths []float64, align string, header []string, rows [][
 	for i, w := range widths {
 		ws[i] = w / sum * total
 	}
+	d.font(size, 20)
+	ws = fitWidths(ws, d.minWidths(len(ws), header, rows))
 	draw := func(cells []string, fill bool) {
 		d.font(size, 20)
+		rowWs, rowAlign := ws, align
+		if spanRow(cells) {
+			// A group heading or a description: across the table.
+			cells, rowWs, rowAlign = cells[:1], []float64{total}, "L"
+		}
 		lines := make([][]string, len(cells))
 		n := 1
 		for i, c := range cells {
-			lines[i] = d.SplitText(d.s(c), ws[i])
+			lines[i] = d.splitLines(d.s(c), rowWs[i])
 			n = max(n, len(lines[i]))
 		}
 		h := float64(n)*lh + 1.6
@@ -276,7 +293,7 @@ func (d *pdfDoc) table(widths []float64, align string, header []string, rows [][
 				d.tableRow(ws, header, align, true, lh)
 			}
 		}
-		d.tableRowLines(ws, lines, align, fill, lh, h)
+		d.tableRowLines(rowWs, lines, rowAlign, fill, lh, h)
 	}
 	d.ensure(12)
 	if header != nil {
@@ -292,7 +309,7 @@ func (d *pdfDoc) tableRow(ws []float64, cells []string, align string, fill bool,
 	lines := make([][]string, len(cells))
 	n := 1
 	for i, c := range cells {
-		lines[i] = d.SplitText(d.s(c), ws[i])
+		lines[i] = d.splitLines(d.s(c), ws[i])
 		n = max(n, len(lines[i]))
 	}
 	d.tableRowLines(ws, lines, align, fill, lh, float64(n)*lh+1.6)
@@ -403,8 +420,12 @@ func (d *pdfDoc) codeSection() {
 			codeZH(p.Code) + " " + p.Code + ": " + d.t(p.Note.ZH, p.Note.EN) + ". " + d.reasons(p.Reasons)})
 	}
 	if o := r.Official; o != nil {
+		var notes string
+		if e.Official != nil {
+			notes = d.notes(e.Official.LevelNote, e.Official.ScoreNote)
+		}
 		pairs = append(pairs, [2]string{d.t("等级", "Level") + " (" + o.Window + ")", lv(o.Level) + "  " + d.t("得分", "score") + fmt.Sprintf(" %.1f", o.Score) +
-			"  " + d.t("完整度", "completeness") + " " + pctText(o.Completeness) + d.notes(e.Official.LevelNote, e.Official.ScoreNote)})
+			"  " + d.t("完整度", "completeness") + " " + pctText(o.Completeness) + notes})
 	}
 	cycle := "—"
 	if e.AuditIntervalMonths > 0 {
@@ -456,8 +477,8 @@ func (d *pdfDoc) profileSection() {
 	d.heading("企业概况", "Enterprise profile")
 	d.kv([][2]string{
 		{d.t("企业", "Enterprise"), d.name(e.NameZH, e.Name)},
-		{d.t("行业", "Industry"), e.Industry},
-		{d.t("地区", "Region"), e.Region},
+		{d.t("行业", "Industry"), strings.TrimSpace(r.IndustryZH(e.Industry) + " " + e.Industry)},
+		{d.t("地区", "Region"), strings.TrimSpace(r.RegionZH(e.Region) + " " + e.Region)},
 		{d.t("统一社会信用代码", "Unified social credit code"), orDash(e.USCC)},
 		{d.t("排污许可证编号", "Discharge permit number"), orDash(e.DischargePermit)},
 		{d.t("网关 / 仪表", "Gateways / meters"), fmt.Sprintf("%d / %d", len(r.Profile.Gateways), r.Profile.Meters)},
@@ -465,7 +486,7 @@ func (d *pdfDoc) profileSection() {
 	})
 	var rows [][]string
 	for _, q := range r.Profile.Quantities {
-		rows = append(rows, []string{q.Quantity, q.Unit, fmt.Sprint(q.Meters)})
+		rows = append(rows, []string{strings.TrimSpace(r.QuantityZH(q.Quantity)+" "+r.QuantityEN(q.Quantity)) + " (" + q.Quantity + ")", reportUnit(q.Unit), fmt.Sprint(q.Meters)})
 	}
 	d.table([]float64{2, 1, 1}, "LLR", []string{d.t("计量量", "Quantity"), d.t("标准单位", "Canonical unit"), d.t("仪表", "Meters")}, rows)
 }
@@ -479,10 +500,14 @@ func (d *pdfDoc) coverageSection() {
 		if w.BelowMinCompleteness {
 			c += " < " + pctText(w.MinCompleteness)
 		}
-		rows = append(rows, []string{w.Window, r.Date(w.From) + " – " + r.Date(w.To), c, fmt.Sprintf("%d / %d", w.Graded, w.Metered), strings.Join(w.Insufficient, ", ")})
+		rows = append(rows, []string{w.Window, r.Date(w.From) + " – " + r.Date(w.To), c, fmt.Sprintf("%d / %d", w.Graded, w.Metered), r.indicatorsZH(w.Insufficient)})
 	}
 	d.table([]float64{1, 2, 1.2, 1.2, 4}, "LLRRL", []string{d.t("窗口", "Window"), d.t("起止", "From – to"), d.t("完整度", "Completeness"), d.t("已评价/计量", "Graded / metered"), d.t("数据不足", "Insufficient")}, rows)
-	stale := strings.Join(r.Coverage.StaleMeters, ", ")
+	var groups []string
+	for _, g := range r.Coverage.StaleByGateway {
+		groups = append(groups, strings.TrimSpace(fmt.Sprintf("%s %d %s (%s)", g.Gateway, len(g.Meters), d.t("块", "meters"), g.List)))
+	}
+	stale := strings.Join(groups, "; ")
 	if stale == "" {
 		stale = d.t("无", "none")
 	}
@@ -517,7 +542,7 @@ func (d *pdfDoc) totalsSection() {
 	}
 	var rows [][]string
 	for _, t := range r.Totals {
-		cells := []string{d.name(t.NameZH, t.NameEN), t.Unit}
+		cells := []string{d.name(t.NameZH, t.NameEN), reportUnit(t.Unit)}
 		for i, v := range t.Values {
 			c := qtyText(v)
 			if t.Partial(i) {
@@ -574,7 +599,7 @@ func (d *pdfDoc) indicatorSection() {
 			if ind.Restrictive {
 				name += " *"
 			}
-			cells := []string{name, ind.Unit}
+			cells := []string{name, reportUnit(ind.Unit)}
 			if ind.Benchmarks != nil {
 				cells = append(cells, numText(ind.Benchmarks.I), numText(ind.Benchmarks.II), numText(ind.Benchmarks.III))
 			} else {
@@ -658,13 +683,13 @@ func (d *pdfDoc) nextLevelSection() {
 		}
 		cur := "—"
 		if s.Value != nil {
-			cur = numText(s.Value) + " " + s.Unit
+			cur = numText(s.Value) + " " + reportUnit(s.Unit)
 		}
 		level := lv(s.Level)
 		if s.Level == nil {
 			level = d.levelOrStatus(IndicatorDTO{Status: s.Status})
 		}
-		rows = append(rows, []string{fmt.Sprint(i + 1), name, cur, level, lv(s.Target), neededText(s), "+" + formatNum(s.Gain)})
+		rows = append(rows, []string{fmt.Sprint(i + 1), name, cur, level, lv(s.Target), reportUnit(neededText(s)), "+" + formatNum(s.Gain)})
 	}
 	if len(rows) > 0 {
 		d.table([]float64{0.5, 4.5, 1.6, 1, 0.9, 2.6, 1}, "RLRLLRR", []string{"#", d.t("指标", "Indicator"), d.t("当前", "Current"),
@@ -683,39 +708,64 @@ func (d *pdfDoc) laggingSection() {
 	}
 	var rows [][]string
 	for _, l := range e.Lagging {
-		rows = append(rows, []string{d.name(l.NameZH, l.NameEN), lv(l.Level), lv(l.Target), numText(l.Value) + " " + l.Unit, numText(l.Needed) + " " + l.Unit, fmt.Sprintf("%.1f", l.Gap)})
+		rows = append(rows, []string{d.name(l.NameZH, l.NameEN), lv(l.Level), lv(l.Target), numText(l.Value) + " " + reportUnit(l.Unit), numText(l.Needed) + " " + reportUnit(l.Unit), fmt.Sprintf("%.1f", l.Gap)})
 	}
 	d.table([]float64{4, 1, 1, 1.5, 1.5, 1.2}, "LLLRRR", []string{d.t("指标", "Indicator"), d.t("等级", "Level"), d.t("目标", "Target"), d.t("当前值", "Value"), d.t("需达到", "Needed"), d.t("加权差距", "Weighted gap")}, rows)
 }
 
 func (d *pdfDoc) measuresSection() {
-	d.heading("建议措施", "Recommended measures")
-	var rows [][]string
-	for _, l := range d.rep.Measures {
-		name := d.name(l.NameZH, l.NameEN)
-		if l.Step {
-			name += " (" + d.t("晋级", "next level") + ")"
-		}
-		for _, m := range l.Matches {
-			payback := "—"
-			if m.PaybackYears[1] > 0 {
-				payback = fmt.Sprintf("%s–%s y", formatNum(m.PaybackYears[0]), formatNum(m.PaybackYears[1]))
-			}
-			proj := lv(m.ProjectedLevel)
-			if m.ReachesTarget {
-				proj += " ✓"
-			}
-			cost := costZH(m.Cost) + " " + m.Cost
-			rows = append(rows, []string{name, d.name(m.NameZH, m.NameEN) + ". " + m.Description, cost, payback,
-				numText(m.ProjectedValue), proj, fmt.Sprintf("+%.1f", m.Benefit)})
-		}
-	}
-	if len(rows) == 0 {
+	r := d.rep
+	d.heading("清洁生产方案", "Action plan: recommended measures")
+	if len(r.Plan) == 0 {
 		d.para(8.5, 30, d.t("解决方案库中没有对应措施。", "The solution library has no measure for the lagging indicators."))
 		return
 	}
-	d.table([]float64{2.4, 4.2, 1, 1, 1.1, 0.9, 0.9}, "LLLRRLR", []string{d.t("针对指标", "For"), d.t("措施", "Measure"), d.t("费用", "Cost"), d.t("回收期", "Payback"), d.t("预计值", "Projected"), d.t("等级", "Level"), d.t("收益", "Benefit")}, rows)
-	d.para(7, 80, d.t("先列晋级所需改进的措施。收益为该指标上增加的指数点；✓ 表示预计可达到目标等级。", "Measures for the improvements to the next level come first. Benefit is the gain in index points on that indicator; ✓ marks measures expected to reach the target level."))
+	d.para(7, 80, d.t("按审核惯例分为无/低费方案（可立即实施）与中/高费方案（须做可行性分析）；每项措施列出一次，并列出其改善的全部指标（均为晋级所需改进，标“仅落后”者除外）：当前值 → 预计值（指标单位）及预计等级。指数增益为各指标上增加的指数点之和。",
+		"Grouped as the audit practice does: no- and low-cost measures (done at once) and medium- and high-cost measures (a project with a feasibility study). Each measure is listed once with every indicator it improves (each a step to the next level unless marked lagging only): current → projected value in the indicator's unit, and the projected level. Index gain is the sum of the index points gained on those indicators."))
+	for _, tier := range r.Plan {
+		d.ensure(24)
+		d.font(10, 20)
+		d.CellFormat(0, 6, d.t(tier.NameZH, tier.NameEN), "", 1, "L", false, 0, "")
+		var rows [][]string
+		for _, m := range tier.Measures {
+			payback := "—"
+			if m.PaybackYears[1] > 0 {
+				payback = fmt.Sprintf("%s–%s %s", formatNum(m.PaybackYears[0]), formatNum(m.PaybackYears[1]), d.t("年", "years"))
+			}
+			what := d.name(m.NameZH, m.NameEN)
+			if m.Description != "" {
+				what += ". " + m.Description
+			}
+			if len(m.Src) > 0 {
+				what += " [" + strings.Join(m.Src, ", ") + "]"
+			}
+			var effects []string
+			for _, ef := range m.Effects {
+				e := "• " + d.name(ef.NameZH, ef.NameEN)
+				if !ef.Step {
+					e += " (" + d.t("仅落后", "lagging only") + ")"
+				}
+				e += ": "
+				if ef.Projected != nil {
+					e += numText(ef.Value) + " → " + numText(ef.Projected) + " " + reportUnit(ef.Unit) + ", "
+				}
+				e += lv(ef.ProjectedLevel)
+				if ef.ReachesTarget {
+					e += " ✓"
+				}
+				e += fmt.Sprintf(" (+%.1f)", ef.Benefit)
+				if sv := r.SavingText(ef); sv != "" {
+					e += "; " + r.Window + " " + d.t("窗口节约", "saves") + " " + sv
+				}
+				effects = append(effects, e)
+			}
+			rows = append(rows, []string{what, d.t(costZH(m.Cost), m.Cost) + "\n" + payback, strings.Join(effects, "\n"), fmt.Sprintf("+%.1f", m.Benefit)})
+		}
+		d.table([]float64{3.2, 1.3, 5, 0.9}, "LLLR", []string{d.t("措施", "Measure"), d.t("费用 · 回收期", "Cost · payback"),
+			d.t("改善的指标：当前 → 预计", "Indicators improved: current → projected"), d.t("指数增益", "Index gain")}, rows)
+	}
+	d.para(7, 80, d.t("✓ 表示预计可达到目标等级。节约量＝（当前值 − 预计值）× "+r.Window+" 窗口内分母的总量（如产量、涂装面积），按期内数据计，不作年化。",
+		"✓ marks an indicator expected to reach its target level. A saving is (current − projected value) × the "+r.Window+" window's total of the indicator's denominator (vehicles, coated area): over that window, not a year."))
 }
 
 func (d *pdfDoc) trendSection() {
@@ -727,7 +777,7 @@ func (d *pdfDoc) trendSection() {
 	}
 	const gap = 6.0
 	cw := (d.w - d.ml - d.mr - gap) / 2
-	ch := 48.0
+	ch := 54.0
 	for i, tr := range r.Trends {
 		if i%2 == 0 {
 			d.ensure(ch + 10)
@@ -735,7 +785,7 @@ func (d *pdfDoc) trendSection() {
 		x := d.ml + float64(i%2)*(cw+gap)
 		y := d.GetY()
 		d.font(8, 20)
-		lines := d.SplitText(d.s(d.name(tr.Indicator.NameZH, tr.Indicator.NameEN)), cw)
+		lines := d.splitLines(d.s(d.name(tr.Indicator.NameZH, tr.Indicator.NameEN)), cw)
 		for j, l := range lines[:min(2, len(lines))] {
 			d.SetXY(x, y+float64(j)*3.6)
 			d.CellFormat(cw, 3.6, l, "", 0, "L", false, 0, "")
@@ -751,7 +801,7 @@ func (d *pdfDoc) trendSection() {
 
 // chart draws a trend like trendSVG: benchmarks dashed, values as a line.
 func (d *pdfDoc) chart(tr Trend, x, y, w, h float64) {
-	const padL, padR, padB = 14.0, 12.0, 5.0
+	const padL, padR, padB = 14.0, 12.0, 8.0
 	d.SetDrawColor(208, 215, 222)
 	d.Rect(x+padL, y, w-padL-padR, h-padB, "D")
 	series := tr.series
@@ -781,21 +831,30 @@ func (d *pdfDoc) chart(tr Trend, x, y, w, h float64) {
 	py := func(v float64) float64 { return y + (hi-v)/(hi-lo)*(h-padB) }
 	cols := [3][3]int{{26, 127, 55}, {154, 103, 0}, {207, 34, 46}}
 	d.SetLineWidth(0.25)
-	d.font(6, 90)
+	d.font(6.5, 90)
+	labelY := benchLabelYs(ind.Benchmarks, py, 2.6)
 	for i, b := range ind.Benchmarks {
 		d.SetDrawColor(cols[i][0], cols[i][1], cols[i][2])
 		d.SetDashPattern([]float64{1.2, 1}, 0)
 		d.Line(x+padL, py(b), x+w-padR, py(b))
 		d.SetDashPattern(nil, 0)
 		d.SetTextColor(cols[i][0], cols[i][1], cols[i][2])
-		d.Text(x+w-padR+1, py(b)+1, []string{"I", "II", "III"}[i]+" "+formatNum(b))
+		d.Text(x+w-padR+1, labelY[i]+1, []string{"I", "II", "III"}[i]+" "+formatNum(b))
 	}
 	d.SetTextColor(90, 90, 90)
+	for _, tk := range dayTicks(d.rep.From, d.rep.To, d.rep.loc) {
+		tx := px(tk)
+		d.SetDrawColor(225, 228, 232)
+		d.Line(tx, y, tx, y+h-padB+0.8)
+		label := tk.In(d.rep.loc).Format("01-02")
+		d.Text(tx-d.GetStringWidth(label)/2, y+h-padB+3.2, label)
+	}
 	d.Text(x, py(hi-pad)+1, formatNum(hi-pad))
 	d.Text(x, py(lo+pad)+1, formatNum(lo+pad))
-	d.Text(x+padL, y+h-1, d.rep.Date(d.rep.From))
-	end := d.rep.Date(d.rep.To)
-	d.Text(x+w-padR-d.GetStringWidth(end), y+h-1, end)
+	d.Text(x, y+(h-padB)/2+1, reportUnit(ind.Unit))
+	d.Text(x+padL, y+h-0.5, d.rep.Date(d.rep.From))
+	end := d.rep.DateTime(d.rep.To)
+	d.Text(x+w-padR-d.GetStringWidth(end), y+h-0.5, end)
 	d.SetDrawColor(9, 105, 218)
 	d.SetLineWidth(0.45)
 	for i := 1; i < len(series); i++ {
@@ -807,24 +866,30 @@ func (d *pdfDoc) chart(tr Trend, x, y, w, h float64) {
 func (d *pdfDoc) eventSection() {
 	r := d.rep
 	d.heading("期内事件", "Events in the period")
-	if len(r.Events) == 0 {
+	if len(r.EventRows) == 0 {
 		d.para(8.5, 30, d.t("期内无事件。", "No events in the period."))
 		return
 	}
 	var rows [][]string
-	for _, ev := range r.Events {
-		kind := kindZH(string(ev.Kind)) + " " + string(ev.Kind)
+	for _, ev := range r.EventRows {
+		when := r.DateTime(ev.Time)
+		kind := kindZH(string(ev.Kind))
+		if ev.Summary() {
+			when += " – " + r.Until(ev)
+			kind += fmt.Sprintf(" ×%d", ev.Count)
+		}
+		kind += " " + string(ev.Kind)
 		if ev.Resolved {
-			kind += " (resolved)"
+			kind += " (" + d.t("已解除", "resolved") + ")"
 		}
-		subject := ev.Indicator + ev.Meter
-		if ev.Kind == scoring.EventCodeChange {
-			subject = string(ev.OldCode) + " → " + string(ev.NewCode)
-		}
-		txt := r.EventText(ev)
-		rows = append(rows, []string{r.DateTime(ev.Time), kind, subject, d.t(txt.ZH, txt.EN)})
+		rows = append(rows, []string{when, kind, ev.Subject, d.t(ev.ZH, ev.EN)})
 	}
-	d.table([]float64{1.6, 1.6, 1.6, 5}, "LLLL", []string{d.t("时间", "Time"), d.t("类型", "Kind"), d.t("对象", "Subject"), d.t("说明", "Reason")}, rows)
+	d.table([]float64{1.7, 1.6, 1.6, 5}, "LLLL", []string{d.t("时间", "Time"), d.t("类型", "Kind"), d.t("对象", "Subject"), d.t("说明", "Reason")}, rows)
+	note := d.t("仪表离线按网关和日汇总，小时均值超标按仪表和日汇总。", "Stale meters are summarised per gateway and day, hourly exceedances per analyser and day.")
+	if r.EventsOmitted > 0 {
+		note += " " + d.t(fmt.Sprintf("另有 %d 行较早的事件未列出。", r.EventsOmitted), fmt.Sprintf("%d older rows are not listed.", r.EventsOmitted))
+	}
+	d.para(7, 80, note)
 }
 
 func (d *pdfDoc) declarationSection() {
@@ -877,7 +942,153 @@ func (d *pdfDoc) provenanceSection() {
 	d.para(7.5, 80, d.t("每个数值都标注来源：来源标签、estimate（工程估计）或 unverified（未核实）。", "Every number carries its source: a tag below, estimate (an engineering estimate) or unverified."))
 	var rows [][]string
 	for _, s := range r.Standard.Sources {
-		rows = append(rows, []string{s.Tag, s.Citation})
+		rows = append(rows, []string{s.Tag, reportUnit(s.Citation)})
 	}
 	d.table([]float64{1, 9}, "LL", []string{d.t("标签", "Tag"), d.t("出处", "Citation")}, rows)
+}
+
+// minWidths are the widths each column needs so that no word of its cells
+// is split: the widest run of Latin letters, digits and signs (Chinese may
+// break between any two characters), plus the cell's margins. A cell
+// spanning the row (a row with one non-empty first cell, such as a group
+// heading) does not count. Each minimum is at most 40 % of the page.
+func (d *pdfDoc) minWidths(n int, header []string, rows [][]string) []float64 {
+	mins := make([]float64, n)
+	limit := 0.4 * (d.w - d.ml - d.mr)
+	margin := 2*d.GetCellMargin() + 0.3
+	measure := func(cells []string) {
+		if spanRow(cells) {
+			return
+		}
+		for i, c := range cells {
+			if i >= n {
+				break
+			}
+			for _, w := range latinWords(c) {
+				mins[i] = max(mins[i], min(limit, d.GetStringWidth(w)+margin))
+			}
+		}
+	}
+	measure(header)
+	for _, r := range rows {
+		measure(r)
+	}
+	return mins
+}
+
+// latinWords are the runs of s that a line must not break: characters
+// other than spaces and CJK (which breaks anywhere).
+func latinWords(s string) []string {
+	var out []string
+	start := -1
+	for i, r := range s {
+		breakable := r == ' ' || r == '\n' || r == '\t' || r >= 0x2E80
+		switch {
+		case breakable && start >= 0:
+			out = append(out, s[start:i])
+			start = -1
+		case !breakable && start < 0:
+			start = i
+		}
+	}
+	if start >= 0 {
+		out = append(out, s[start:])
+	}
+	return out
+}
+
+// fitWidths widens the columns narrower than their minimum, taking the
+// room from the others in proportion to what they have beyond theirs; the
+// total stays the same. When the minimums add up to more than the total,
+// every column gets its minimum scaled down alike.
+func fitWidths(ws, mins []float64) []float64 {
+	out := slices.Clone(ws)
+	total, need, slack, sumMin := 0.0, 0.0, 0.0, 0.0
+	for i, w := range ws {
+		total += w
+		sumMin += mins[i]
+		if mins[i] > w {
+			need += mins[i] - w
+		} else {
+			slack += w - mins[i]
+		}
+	}
+	if need == 0 {
+		return out
+	}
+	if sumMin >= total { // then slack <= need: no room to take
+		for i := range out {
+			out[i] = mins[i] / sumMin * total
+		}
+		return out
+	}
+	for i, w := range ws {
+		if mins[i] > w {
+			out[i] = mins[i]
+		} else {
+			out[i] = w - (w-mins[i])*need/slack
+		}
+	}
+	return out
+}
+
+// splitLines breaks text into lines of width w (cell margins included):
+// at "\n", at spaces (dropped), and between Chinese characters (none
+// dropped; never before closing punctuation such as ， or ）); a word
+// longer than a line is cut. fpdf's SplitText is not used: it drops the
+// Chinese character it breaks at.
+func (d *pdfDoc) splitLines(text string, w float64) []string {
+	maxw := w - 2*d.GetCellMargin()
+	var out []string
+	for _, para := range strings.Split(text, "\n") {
+		rs := []rune(para)
+		if len(rs) == 0 {
+			out = append(out, "")
+			continue
+		}
+		for start := 0; start < len(rs); {
+			width, brk, skip, i := 0.0, -1, 0, start
+			for ; i < len(rs); i++ {
+				r := rs[i]
+				switch {
+				case i == start:
+				case r == ' ':
+					brk, skip = i, 1
+				case (isCJK(r) || isCJK(rs[i-1])) && !strings.ContainsRune(noBreakBefore, r):
+					brk, skip = i, 0
+				}
+				width += d.GetStringWidth(string(r))
+				if width > maxw && i > start {
+					break
+				}
+			}
+			if i == len(rs) {
+				out = append(out, strings.TrimRight(string(rs[start:]), " "))
+				break
+			}
+			end, next := i, i
+			if brk > start {
+				end, next = brk, brk+skip
+			}
+			out = append(out, strings.TrimRight(string(rs[start:end]), " "))
+			for start = next; start < len(rs) && rs[start] == ' '; start++ {
+			}
+		}
+	}
+	return out
+}
+
+// noBreakBefore are the characters a line must not start with.
+const noBreakBefore = "，。、；：？！）》」』】〕％·,.;:?!)%"
+
+// isCJK reports whether r is a Chinese (or other CJK) character or
+// full-width sign, between which lines may break.
+func isCJK(r rune) bool {
+	return (r >= 0x2E80 && r <= 0x9FFF) || (r >= 0xF900 && r <= 0xFAFF) || (r >= 0xFF00 && r <= 0xFFEF)
+}
+
+// spanRow reports whether a row of several cells has text in its first
+// cell only: a row drawn across the table.
+func spanRow(cells []string) bool {
+	return len(cells) > 1 && cells[0] != "" && strings.Join(cells[1:], "") == ""
 }

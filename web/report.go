@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -39,11 +40,16 @@ type Report struct {
 	Live          *AssessmentDTO
 	Official      *AssessmentDTO
 	Groups        []TableGroup
-	// Measures are the solution library's measures for the steps to the
-	// next level, then for the other lagging indicators.
-	Measures []MeasureGroup
-	Trends   []Trend
-	Events   []scoring.Event
+	// Plan is the action plan: the solution library's measures for the
+	// steps to the next level and the other lagging indicators, grouped
+	// by measure in the 无/低费 and 中/高费 tiers.
+	Plan   []PlanTier
+	Trends []Trend
+	// EventRows are the events of the period as the report lists them
+	// (stale meters and hourly exceedances summarised per day);
+	// EventsOmitted counts the rows left out beyond maxEventRows.
+	EventRows     []EventRow
+	EventsOmitted int
 	// Declarations are the enterprise's declarations with their review
 	// (superseded ones left out), newest valid_from first by indicator.
 	Declarations []DeclarationDTO
@@ -54,9 +60,6 @@ type Report struct {
 
 	explain explainer
 }
-
-// EventText says what an event of the report means, in Chinese and English.
-func (r *Report) EventText(ev scoring.Event) Text { return r.explain.event(ev) }
 
 // Profile describes the enterprise's metering.
 type Profile struct {
@@ -84,8 +87,10 @@ type Coverage struct {
 	Meters          int
 	MetersReporting int // with a reading in the period (since the server started)
 	StaleMeters     []string
-	Evaluations     int // stored evaluations in the period
-	First, Last     *time.Time
+	// StaleByGateway are StaleMeters by gateway, as the report lists them.
+	StaleByGateway []StaleGroup
+	Evaluations    int // stored evaluations in the period
+	First, Last    *time.Time
 }
 
 // WindowCoverage is the data completeness of one window.
@@ -126,18 +131,6 @@ type TotalRow struct {
 func (r TotalRow) Partial(i int) bool {
 	return i < len(r.Coverage) && r.Coverage[i] != nil && *r.Coverage[i] < 0.995
 }
-
-// MeasureGroup is the library's measures for one indicator.
-type MeasureGroup struct {
-	Indicator, NameZH, NameEN, Unit string
-	// Step is set for a step towards the next level (else the indicator
-	// is only lagging).
-	Step    bool
-	Matches []MatchDTO // the best three
-}
-
-// maxMeasures is how many measures a report lists per indicator.
-const maxMeasures = 3
 
 // Trend is the chart of one key indicator.
 type Trend struct {
@@ -251,7 +244,7 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 		Assessments: assessmentsOf(std, in.view), Lagging: laggingOf(std, res.Lagging)}
 	rep.Enterprise.NextLevel = nextLevelOf(std, pol, in.view, in.lib)
 	rep.Enterprise.EstimatedBenchmarks = nonNil(std.Estimated())
-	rep.addMeasures()
+	rep.Plan = actionPlan(rep.planIndicators())
 	rep.addTotals()
 	for i := range rep.Enterprise.Assessments {
 		a := &rep.Enterprise.Assessments[i]
@@ -264,6 +257,7 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 	if rep.Live == nil {
 		return nil, fmt.Errorf("report of %s: no assessment on window %s", ent.ID, pol.Window)
 	}
+	rep.addSavings(std)
 
 	// Indicator table by group.
 	for _, g := range std.Groups {
@@ -281,6 +275,7 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 	// Coverage.
 	rep.Coverage.Meters = len(ent.Meters)
 	rep.Coverage.StaleMeters = nonNil(res.StaleMeters)
+	rep.Coverage.StaleByGateway = staleByGateway(ent, rep.Coverage.StaleMeters)
 	for _, a := range rep.Enterprise.Assessments {
 		wc := WindowCoverage{Window: a.Window, From: a.From, To: a.To, Completeness: a.Completeness, MinCompleteness: pol.MinCompleteness,
 			BelowMinCompleteness: a.Completeness < pol.MinCompleteness}
@@ -310,11 +305,20 @@ func buildReport(ctx context.Context, in reportInput) (*Report, error) {
 		if err != nil {
 			return nil, fmt.Errorf("report of %s: read events: %w", ent.ID, err)
 		}
-		for i := len(evs) - 1; i >= 0 && len(rep.Events) < 50; i-- {
-			if ev, ok := scoring.EventFromPoint(evs[i]); ok {
-				rep.Events = append(rep.Events, ev)
+		var all []scoring.Event
+		for _, p := range evs {
+			if ev, ok := scoring.EventFromPoint(p); ok {
+				all = append(all, ev)
 			}
 		}
+		gateways := map[string]string{}
+		for _, m := range ent.Meters {
+			if m.Gateway != nil {
+				gateways[m.ID] = m.Gateway.ID
+			}
+		}
+		gateway := func(meter string) string { return gateways[meter] }
+		rep.EventRows, rep.EventsOmitted = groupEvents(all, gateway, rep.loc, rep.explain)
 		if err := rep.addTrends(ctx, in); err != nil {
 			return nil, err
 		}
@@ -405,27 +409,6 @@ func totalName(t TotalDTO) (zh, en string) {
 	return "", en
 }
 
-// addMeasures lists the measures of the steps to the next level, then of
-// the other lagging indicators.
-func (rep *Report) addMeasures() {
-	seen := map[string]bool{}
-	add := func(id, zh, en, unit string, step bool, ms []MatchDTO) {
-		if seen[id] || len(ms) == 0 {
-			return
-		}
-		seen[id] = true
-		rep.Measures = append(rep.Measures, MeasureGroup{Indicator: id, NameZH: zh, NameEN: en, Unit: unit, Step: step, Matches: ms[:min(len(ms), maxMeasures)]})
-	}
-	if n := rep.Enterprise.NextLevel; n != nil {
-		for _, s := range n.Steps {
-			add(s.Indicator, s.NameZH, s.NameEN, s.Unit, true, s.Solutions)
-		}
-	}
-	for _, l := range rep.Enterprise.Lagging {
-		add(l.Indicator, l.NameZH, l.NameEN, l.Unit, false, l.Solutions)
-	}
-}
-
 // addTrends charts the key indicators: the metered steps to the next level
 // first, then the other lagging ones, then restrictive ones, then the
 // heaviest.
@@ -478,12 +461,14 @@ func (rep *Report) addTrends(ctx context.Context, in reportInput) error {
 		var series []chartPoint
 		for _, p := range ps {
 			if v, ok := p.Fields["value"]; ok {
-				series = append(series, chartPoint{p.Time, toFloat(v)})
+				if x := toFloat(v); !math.IsNaN(x) && !math.IsInf(x, 0) {
+					series = append(series, chartPoint{p.Time, x})
+				}
 			}
 		}
 		series = thin(series, 240)
 		rep.Trends = append(rep.Trends, Trend{Indicator: rep.Live.Indicators[c.ind.Index], Why: c.why, Points: len(ps),
-			SVG: trendSVG(series, c.ind, in.from, in.to), series: series, def: c.ind})
+			SVG: trendSVG(series, c.ind, in.from, in.to, rep.loc), series: series, def: c.ind})
 	}
 	return nil
 }

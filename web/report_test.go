@@ -66,7 +66,7 @@ func TestReportGolden(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"清洁生产审核报告", "Cleaner-production audit report", "企业概况", "数据覆盖 <span class=\"en\">Data coverage",
-		"Y<sub>I</sub>", "指标评价表", "落后指标", "建议措施", "<svg", "动态码与审核周期", "标准来源", "S18", "绿码 green", "Rooftop photovoltaics"} {
+		"Y<sub>I</sub>", "指标评价表", "落后指标", "清洁生产方案", "<svg", "动态码与审核周期", "标准来源", "S18", "绿码 green", "Rooftop photovoltaics"} {
 		if !bytes.Contains(got, []byte(want)) {
 			t.Errorf("the report lacks %q", want)
 		}
