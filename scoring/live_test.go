@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/cleanprod/cleanprod/hj212"
 	"github.com/cleanprod/cleanprod/ingest"
 	"github.com/cleanprod/cleanprod/internal/testenv"
 	"github.com/cleanprod/cleanprod/registry"
@@ -227,6 +228,15 @@ func runLive(t *testing.T, restartAt int) ([]string, *scoring.Result) {
 	restarted := restartAt == 0
 	sent := 0
 	pub := sim.PublisherFunc(func(ctx context.Context, topic string, payload []byte) error {
+		if strings.HasSuffix(topic, "/"+ingest.LevelHJ212) {
+			// The plant's outlet station: its COD analyser reads 900 too.
+			out, n, err := editStationFrame(w.reg, payload, "w01018", 900, badFrom, badTo)
+			if err != nil {
+				return err
+			}
+			sent += n
+			return mqttPub.Publish(ctx, topic, out)
+		}
 		var m struct {
 			Gateway  string `json:"gateway"`
 			Seq      int64  `json:"seq"`
@@ -283,6 +293,39 @@ func runLive(t *testing.T, restartAt int) ([]string, *scoring.Result) {
 		w.mu.Unlock()
 	}
 	return w.codeChanges(start), res
+}
+
+// editStationFrame sets the values of pollutant code in an HJ 212 data
+// frame of a station of reg to v when its DataTime is in [from, to), and
+// returns the frame and how many of its values the station's meters store.
+func editStationFrame(reg *registry.Registry, frame []byte, code string, v float64, from, to time.Time) ([]byte, int, error) {
+	var c hj212.Codec
+	p, err := c.Decode(frame)
+	if err != nil {
+		return nil, 0, err
+	}
+	gw, ok := reg.Station(p.MN)
+	if !ok {
+		return nil, 0, fmt.Errorf("frame of MN %q: no such station", p.MN)
+	}
+	c.Location = gw.Station.Location
+	d, err := c.ParseData(p.CP)
+	if err != nil {
+		return nil, 0, err
+	}
+	cn, _ := strconv.Atoi(p.CN)
+	n := 0
+	for i, x := range d.Values {
+		if x.Code == code && !d.Time.Before(from) && d.Time.Before(to) {
+			d.Values[i].Value = v
+		}
+		if _, ok := gw.Station.Meter(registry.HJ212Source{Code: x.Code, Field: x.Field, CN: cn}); ok && (x.Flag == "" || x.Flag == "N") {
+			n++
+		}
+	}
+	p.CP = c.FormatData(d)
+	out, err := c.Encode(p)
+	return out, n, err
 }
 
 // TestBackfillThroughRealServers: the Level-I plant's gateways deliver 35
