@@ -3,6 +3,7 @@ package review_test
 import (
 	"context"
 	"slices"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -22,10 +23,14 @@ func TestCaseWatcher(t *testing.T) {
 	db := boltStore(t)
 	synctest.Test(t, func(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
-		var overdue []scoring.Event
+		var mu sync.Mutex // the watcher's sweeps announce on their goroutine
+		var overdueEvents []scoring.Event
+		overdue := func() []scoring.Event { mu.Lock(); defer mu.Unlock(); return slices.Clone(overdueEvents) }
 		book := review.NewBook(db, std, nil, func(e scoring.Event) {
 			if e.Kind == scoring.EventCaseOverdue {
-				overdue = append(overdue, e)
+				mu.Lock()
+				overdueEvents = append(overdueEvents, e)
+				mu.Unlock()
 			}
 		})
 		reg := prometheus.NewRegistry()
@@ -55,13 +60,13 @@ func TestCaseWatcher(t *testing.T) {
 		}
 		time.Sleep(90 * time.Minute) // fake time: sweeps before the deadline
 		synctest.Wait()
-		if len(overdue) != 0 || testutil.ToFloat64(w.Active(review.CaseAcknowledged)) != 1 {
-			t.Errorf("before the deadline: overdue %v, acknowledged gauge %v", overdue, testutil.ToFloat64(w.Active(review.CaseAcknowledged)))
+		if len(overdue()) != 0 || testutil.ToFloat64(w.Active(review.CaseAcknowledged)) != 1 {
+			t.Errorf("before the deadline: overdue %v, acknowledged gauge %v", overdue(), testutil.ToFloat64(w.Active(review.CaseAcknowledged)))
 		}
 		time.Sleep(3 * time.Hour) // past it: several sweeps, one announcement
 		synctest.Wait()
-		if len(overdue) != 1 {
-			t.Errorf("overdue events: %v, want one", overdue)
+		if len(overdue()) != 1 {
+			t.Errorf("overdue events: %v, want one", overdue())
 		}
 		if got := testutil.ToFloat64(w.Overdue(cs[0].Enterprise)); got != 1 {
 			t.Errorf("overdue gauge: got %v, want 1", got)

@@ -117,7 +117,7 @@ func TestBrowser(t *testing.T) {
 		"cq-lj-yuntai-auto", "cq-lj-shanchuan-auto", "/api/v1/enterprises/cq-lj-jiahe-motors/report")
 	browse("report", base+"/api/v1/enterprises/cq-lj-yuntai-auto/report?token="+token,
 		"清洁生产审核报告", "Cleaner-production audit report", "Yuntai Automobile", "Indicators against Level I / II / III",
-		"Recommended measures", "Provenance of the standard", "<svg")
+		"Action plan: recommended measures", "Provenance of the standard", "<svg")
 
 	// The PDF of the same report, through the API.
 	req, _ := http.NewRequest("GET", base+"/api/v1/enterprises/cq-lj-yuntai-auto/report?format=pdf", nil)
