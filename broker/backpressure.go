@@ -128,8 +128,13 @@ func (b *backpressure) pass(client string, n int64) bool {
 	}
 	for _, id := range b.consumers {
 		c, ok := b.srv.Clients.Get(id)
-		if !ok {
-			continue
+		if !ok || c.Closed() {
+			// The consumer is away (not yet connected, or between a
+			// disconnect and its session's takeover): a message routed
+			// to its closed client in that window can be lost as mochi
+			// moves the session to the new connection. The publish waits
+			// until the consumer is back.
+			return false
 		}
 		if int64(c.State.Inflight.Len())+msgs+1 > int64(b.limit) || (b.bytes[id]+bytes+n > b.limitBytes && c.State.Inflight.Len() > 0) {
 			return false
