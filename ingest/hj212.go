@@ -77,13 +77,16 @@ func (h HJ212) Decode(gw *registry.Gateway, payload []byte, _ time.Time) (*Messa
 		msg.Rejects = append(msg.Rejects, Reject{Index: index, Reason: hj212Reason(r.Reason), Detail: fmt.Sprintf("%s: %s", r.Raw, r.Reason), Raw: strconv.AppendQuote(nil, r.Raw)})
 		index++
 	}
-	unmapped := map[string]bool{}
+	var unmapped map[string]bool // codes reported unmapped, once each; made on the first
 	for _, v := range d.Values {
 		i := index
 		index++
 		m, ok := st.Meter(registry.HJ212Source{Code: v.Code, Field: v.Field, CN: cn})
 		if !ok {
 			if !st.Maps(v.Code) && !unmapped[v.Code] {
+				if unmapped == nil {
+					unmapped = map[string]bool{}
+				}
 				unmapped[v.Code] = true
 				msg.Rejects = append(msg.Rejects, Reject{Index: i, Reason: ReasonUnmapped, Detail: fmt.Sprintf("pollutant code %s: no meter of station %q takes it", v.Code, st.MN), Raw: raw(v.Code, v.Field, strconv.FormatFloat(v.Value, 'g', -1, 64))})
 			}
