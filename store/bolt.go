@@ -161,15 +161,25 @@ func (b *Bolt) WriteReadings(ctx context.Context, rs []Reading) error {
 		return nil
 	}
 	size, maxKey := 0, 0
+	var flagged []Point // invalid readings, kept as points in the same transaction
 	for i := range rs {
 		r := &rs[i]
-		if err := checkReading(r); err != nil {
+		err := checkReading(r)
+		if err == nil && r.Invalid {
+			flagged = append(flagged, FlaggedPoint(r))
+			var n int
+			n, err = checkPoint(&flagged[len(flagged)-1])
+			size += n
+		}
+		if err != nil {
 			return fmt.Errorf("bolt write readings: %w", &WriteError{
 				Err:       fmt.Errorf("reading %d (%q/%q): %w", i, r.Enterprise, r.Meter, err),
 				Permanent: true,
 			})
 		}
-		size += readingValueMaxLen(r)
+		if !r.Invalid {
+			size += readingValueMaxLen(r)
+		}
 		maxKey = max(maxKey, len(r.Enterprise)+len(r.Meter)+10)
 	}
 	// bbolt copies keys but keeps values until the commit, so values go
@@ -177,9 +187,22 @@ func (b *Bolt) WriteReadings(ctx context.Context, rs []Reading) error {
 	arena := make([]byte, 0, size)
 	key := make([]byte, 0, maxKey)
 	err := b.db.Update(func(tx *bolt.Tx) error {
+		if len(flagged) > 0 {
+			pw := pointWriter{arena: arena}
+			bp := tx.Bucket(bucketPoints)
+			for i := range flagged {
+				if err := pw.put(bp, &flagged[i]); err != nil {
+					return fmt.Errorf("put flagged value %d: %w", i, err)
+				}
+			}
+			arena = pw.arena[len(pw.arena):]
+		}
 		bk := tx.Bucket(bucketReadings)
 		for i := range rs {
 			r := &rs[i]
+			if r.Invalid {
+				continue
+			}
 			key = appendReadingKey(key[:0], r.Enterprise, r.Meter, r.Time.UnixNano())
 			start := len(arena)
 			arena = appendReadingValue(arena, r)
@@ -473,7 +496,12 @@ func seekPastMeter(c *bolt.Cursor, prefix []byte) (k, v []byte) {
 // with strings as uvarint length + bytes, the kinds "counter", "delta"
 // and "gauge" as one byte and any other kind as 0 followed by the string,
 // and the floats as big-endian IEEE 754 bits.
-const readingValueVersion = 1
+// Reading values are version 1 (no data flag) or 2 (a data flag after the
+// delta); a reading without a flag is still written as version 1.
+const (
+	readingValueVersion     = 1
+	readingValueFlagVersion = 2
+)
 
 const (
 	kindOther byte = iota
@@ -483,11 +511,15 @@ const (
 )
 
 func readingValueMaxLen(r *Reading) int {
-	return 1 + 4*binary.MaxVarintLen64 + len(r.Gateway) + len(r.Quantity) + len(r.Workshop) + 1 + len(r.Kind) + 16
+	return 1 + 5*binary.MaxVarintLen64 + len(r.Gateway) + len(r.Quantity) + len(r.Workshop) + 1 + len(r.Kind) + 16 + len(r.Flag)
 }
 
 func appendReadingValue(dst []byte, r *Reading) []byte {
-	dst = append(dst, readingValueVersion)
+	if r.Flag == "" {
+		dst = append(dst, readingValueVersion)
+	} else {
+		dst = append(dst, readingValueFlagVersion)
+	}
 	dst = appendString(dst, r.Gateway)
 	dst = appendString(dst, r.Quantity)
 	dst = appendString(dst, r.Workshop)
@@ -503,7 +535,11 @@ func appendReadingValue(dst []byte, r *Reading) []byte {
 		dst = appendString(dst, r.Kind)
 	}
 	dst = binary.BigEndian.AppendUint64(dst, math.Float64bits(r.Value))
-	return binary.BigEndian.AppendUint64(dst, math.Float64bits(r.Delta))
+	dst = binary.BigEndian.AppendUint64(dst, math.Float64bits(r.Delta))
+	if r.Flag != "" {
+		dst = appendString(dst, r.Flag)
+	}
+	return dst
 }
 
 func appendString(dst []byte, s string) []byte {
@@ -517,13 +553,15 @@ type readingFields struct {
 	gateway, quantity, workshop []byte
 	kind                        string // for the known kinds
 	otherKind                   []byte // for any other kind
+	flag                        []byte // nil without a flag
 	value, delta                float64
 }
 
 func decodeReadingValue(v []byte, f *readingFields) error {
 	d := decoder{b: v}
-	if ver := d.byte(); d.err == nil && ver != readingValueVersion {
-		return fmt.Errorf("%w: reading value version %d, want %d", ErrCorrupt, ver, readingValueVersion)
+	ver := d.byte()
+	if d.err == nil && ver != readingValueVersion && ver != readingValueFlagVersion {
+		return fmt.Errorf("%w: reading value version %d, want %d or %d", ErrCorrupt, ver, readingValueVersion, readingValueFlagVersion)
 	}
 	f.gateway = d.bytes()
 	f.quantity = d.bytes()
@@ -545,6 +583,10 @@ func decodeReadingValue(v []byte, f *readingFields) error {
 	}
 	f.value = math.Float64frombits(d.uint64())
 	f.delta = math.Float64frombits(d.uint64())
+	f.flag = nil
+	if ver == readingValueFlagVersion {
+		f.flag = d.bytes()
+	}
 	if d.err == nil && len(d.b) != 0 {
 		return fmt.Errorf("%w: reading value has %d trailing bytes", ErrCorrupt, len(d.b))
 	}
@@ -558,8 +600,8 @@ func decodeReadingValue(v []byte, f *readingFields) error {
 // consecutive readings (mostly of one meter) instead of allocating them
 // again for every reading.
 type readingDecoder struct {
-	ent, meter, gw, qty, ws, kind interned
-	f                             readingFields
+	ent, meter, gw, qty, ws, kind, flag interned
+	f                                   readingFields
 }
 
 func (d *readingDecoder) decode(k, v []byte) (Reading, error) {
@@ -584,6 +626,7 @@ func (d *readingDecoder) decode(k, v []byte) (Reading, error) {
 		Time:       time.Unix(0, keyNanos(k)).UTC(),
 		Value:      d.f.value,
 		Delta:      d.f.delta,
+		Flag:       d.flag.get(d.f.flag),
 	}, nil
 }
 

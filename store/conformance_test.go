@@ -44,6 +44,13 @@ func conformanceReadings(day time.Time) []Reading {
 		}
 		add("e2", "moved", "electricity", ws, "counter", at, float64(i), 1)
 	}
+	// An analyser's values with their data flags: valid ones (N, S) are
+	// readings with their flag; invalid ones (M, C) are kept apart and
+	// never read as readings or counted in an aggregate.
+	for i, f := range []string{"N", "M", "S", "C", "N"} {
+		rs = append(rs, Reading{Enterprise: "e3", Gateway: "st", Meter: "flagged", Quantity: "cod", Workshop: "outlet", Kind: "gauge",
+			Time: day.Add(time.Duration(i) * time.Hour), Value: 30 + float64(i), Flag: f, Invalid: f == "M" || f == "C"})
+	}
 	// Exactly on the 16:00 UTC edge of a local day at UTC+8 and one
 	// nanosecond before it.
 	add("e3", "edge", "steam", "boiler", "gauge", day.Add(16*time.Hour), 7, 0)
@@ -162,6 +169,51 @@ func TestConformance(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("flags", func(t *testing.T) {
+		for _, st := range stores {
+			rr, ok := st.h.(interface {
+				Readings(context.Context, string, string, time.Time, time.Time) ([]Reading, error)
+				Points(context.Context, string, map[string]string, time.Time, time.Time) ([]Point, error)
+			})
+			if !ok {
+				t.Fatalf("%s: no Readings/Points", st.name)
+			}
+			got, err := rr.Readings(ctx, "e3", "flagged", day, day.Add(24*time.Hour))
+			if err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			var flags []string
+			var sum float64
+			for _, r := range got {
+				flags = append(flags, r.Flag)
+				sum += r.Value
+			}
+			if !slices.Equal(flags, []string{"N", "S", "N"}) || sum != 30+32+34 {
+				t.Errorf("%s: readings flagged %q summing %g, want the valid N, S, N summing 96", st.name, flags, sum)
+			}
+			ps, err := rr.Points(ctx, FlaggedMeasurement, map[string]string{"enterprise": "e3", "meter": "flagged"}, day, day.Add(24*time.Hour))
+			if err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			var kept []string
+			for _, p := range ps {
+				kept = append(kept, fmt.Sprintf("%s=%v@%s", p.Tags["flag"], p.Fields["value"], p.Time.Sub(day)))
+			}
+			if want := []string{"M=31@1h0m0s", "C=33@3h0m0s"}; !slices.Equal(kept, want) {
+				t.Errorf("%s: flagged values kept as %q, want %q", st.name, kept, want)
+			}
+			aggs, err := collectAggregates(ctx, st.h, AggregateQuery{From: day, To: day.Add(24 * time.Hour), Every: 24 * time.Hour, Enterprises: []string{"e3"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, a := range aggs {
+				if a.Meter == "flagged" && (a.Count != 3 || a.ValueSum != 96 || a.Max != 34) {
+					t.Errorf("%s: the flagged meter aggregates to %+v, want count 3, sum 96, max 34 (valid values only)", st.name, a)
+				}
+			}
+		}
+	})
 
 	latestQueries := []struct {
 		name string

@@ -218,6 +218,17 @@ func refusedStatus(status int) bool {
 
 // AppendReadingLine appends r as one line of InfluxDB line protocol.
 func AppendReadingLine(b []byte, r *Reading) []byte {
+	if r.Invalid {
+		b = append(b, FlaggedMeasurement...)
+		b = appendTagValue(b, ",enterprise=", r.Enterprise)
+		b = appendTagValue(b, ",flag=", r.Flag)
+		b = appendTagValue(b, ",meter=", r.Meter)
+		b = append(b, " value="...)
+		b = strconv.AppendFloat(b, r.Value, 'g', -1, 64)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, r.Time.UnixNano(), 10)
+		return append(b, '\n')
+	}
 	b = append(b, readingMeasurement...)
 	// The keys need no escaping: append them as they are.
 	b = appendTagValue(b, ",enterprise=", r.Enterprise)
@@ -231,6 +242,10 @@ func AppendReadingLine(b []byte, r *Reading) []byte {
 	if r.Kind != "gauge" {
 		b = append(b, ",delta="...)
 		b = strconv.AppendFloat(b, r.Delta, 'g', -1, 64)
+	}
+	if r.Flag != "" {
+		b = append(b, ",flag="...)
+		b = strconv.AppendQuote(b, r.Flag)
 	}
 	b = append(b, ' ')
 	b = strconv.AppendInt(b, r.Time.UnixNano(), 10)
@@ -366,7 +381,7 @@ func (s *Influx) fluxFrom(from, to time.Time, preds ...string) string {
 func (s *Influx) Readings(ctx context.Context, enterprise, meter string, from, to time.Time) ([]Reading, error) {
 	q := s.fluxFrom(from, to,
 		fmt.Sprintf(`r._measurement == %q and r.enterprise == %s and r.meter == %s`, readingMeasurement, fluxString(enterprise), fluxString(meter)),
-		`r._field == "value" or r._field == "delta"`) + `  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+		`r._field == "value" or r._field == "delta" or r._field == "flag"`) + `  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
   |> group()
   |> sort(columns: ["_time"])
 `
@@ -385,7 +400,7 @@ func (s *Influx) queryReadings(ctx context.Context, q string) ([]Reading, error)
 		r := Reading{
 			Enterprise: str(rec, "enterprise"), Gateway: str(rec, "gateway"), Meter: str(rec, "meter"),
 			Quantity: str(rec, "quantity"), Workshop: str(rec, "workshop"), Kind: str(rec, "kind"),
-			Time: rec.Time().UTC(), Value: num(rec, "value"), Delta: num(rec, "delta"),
+			Time: rec.Time().UTC(), Value: num(rec, "value"), Delta: num(rec, "delta"), Flag: str(rec, "flag"),
 		}
 		out = append(out, r)
 	}
@@ -511,7 +526,7 @@ func (s *Influx) ReadingsOf(ctx context.Context, enterprise string, meters []str
 	// error in Flux, not false.
 	q := s.fluxFrom(from, to.Add(time.Nanosecond),
 		fmt.Sprintf(`r._measurement == %q and r.enterprise == %s`, readingMeasurement, fluxString(enterprise)),
-		`r._field == "value" or r._field == "delta"`,
+		`r._field == "value" or r._field == "delta" or r._field == "flag"`,
 		fmt.Sprintf(`contains(value: r.meter, set: [%s])`, strings.Join(quoted, ", "))) +
 		`  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
 `

@@ -177,12 +177,12 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 	// GROUP BY enterprise, meter (not *) so that LIMIT counts a meter's
 	// readings, even when its gateway or workshop tag changed; newest
 	// first so that LIMIT keeps the latest, turned around per meter here.
-	stmt := fmt.Sprintf(`SELECT "value", "delta", "gateway"::tag, "kind"::tag, "quantity"::tag, "workshop"::tag`+
+	stmt := fmt.Sprintf(`SELECT "value", "delta", "gateway"::tag, "kind"::tag, "quantity"::tag, "workshop"::tag, "flag"::field`+
 		` FROM %s WHERE time >= %d%s GROUP BY "enterprise", "meter" ORDER BY time DESC LIMIT %d`,
 		influxIdent(readingMeasurement), sinceNs, enterpriseCond(q.Enterprises), q.PerMeter)
 	var (
 		meter []Reading // the current meter's readings, newest first
-		cols  [7]int    // time, value, delta, gateway, kind, quantity, workshop
+		cols  [8]int    // time, value, delta, gateway, kind, quantity, workshop, flag
 	)
 	flush := func() error {
 		for i := len(meter) - 1; i >= 0; i-- {
@@ -195,7 +195,7 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 	}
 	err := s.influxQL(ctx, stmt, func(sr *influxSeries, row []json.RawMessage) error {
 		if sr.fresh {
-			names := [7]string{"time", "value", "delta", "gateway", "kind", "quantity", "workshop"}
+			names := [8]string{"time", "value", "delta", "gateway", "kind", "quantity", "workshop", "flag"}
 			for i, n := range names {
 				cols[i] = -1
 				for j, c := range sr.columns {
@@ -203,7 +203,7 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 						cols[i] = j
 					}
 				}
-				if cols[i] < 0 {
+				if cols[i] < 0 && n != "flag" { // no flag column before any reading had one
 					return fmt.Errorf("columns %q: no %s", sr.columns, n)
 				}
 			}
@@ -230,6 +230,11 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 		}
 		for i, dst := range []*string{&r.Gateway, &r.Kind, &r.Quantity, &r.Workshop} {
 			if *dst, err = rawString(row[cols[3+i]]); err != nil {
+				return err
+			}
+		}
+		if cols[7] >= 0 {
+			if r.Flag, err = rawString(row[cols[7]]); err != nil {
 				return err
 			}
 		}

@@ -59,20 +59,11 @@ func (b *Bolt) WritePoints(ctx context.Context, ps []Point) error {
 		}
 		size += n
 	}
-	arena := make([]byte, 0, size) // values live until the commit
-	var (
-		key   []byte
-		names []string
-	)
+	pw := pointWriter{arena: make([]byte, 0, size)}
 	err := b.db.Update(func(tx *bolt.Tx) error {
 		bk := tx.Bucket(bucketPoints)
 		for i := range ps {
-			p := &ps[i]
-			key, names = appendSeriesKey(key[:0], p.Measurement, p.Tags, names)
-			key = binary.BigEndian.AppendUint64(key, timeKey(p.Time.UnixNano()))
-			start := len(arena)
-			arena, names = appendFields(arena, p.Fields, names)
-			if err := bk.Put(key, arena[start:len(arena):len(arena)]); err != nil {
+			if err := pw.put(bk, &ps[i]); err != nil {
 				return fmt.Errorf("put point %d: %w", i, err)
 			}
 		}
@@ -82,6 +73,22 @@ func (b *Bolt) WritePoints(ctx context.Context, ps []Point) error {
 		return fmt.Errorf("bolt write points: %w", &WriteError{Err: err})
 	}
 	return nil
+}
+
+// pointWriter puts points that checkPoint accepted into the points bucket.
+// Their values go into one arena, which must outlive the transaction
+// (bbolt keeps values until the commit), the keys into a scratch buffer.
+type pointWriter struct {
+	arena, key []byte
+	names      []string
+}
+
+func (w *pointWriter) put(bk *bolt.Bucket, p *Point) error {
+	w.key, w.names = appendSeriesKey(w.key[:0], p.Measurement, p.Tags, w.names)
+	w.key = binary.BigEndian.AppendUint64(w.key, timeKey(p.Time.UnixNano()))
+	start := len(w.arena)
+	w.arena, w.names = appendFields(w.arena, p.Fields, w.names)
+	return bk.Put(w.key, w.arena[start:len(w.arena):len(w.arena)])
 }
 
 // Points returns the points of measurement with from <= Time < to whose

@@ -21,6 +21,30 @@ type Reading struct {
 	// Delta is the amount since the meter's previous reading for counters
 	// and delta meters (equal to Value for deltas); 0 for gauges.
 	Delta float64
+	// Flag is the data flag an analyser sent with the value (HJ 212: N, S,
+	// F, M, D, C, T, B); empty when the protocol has none.
+	Flag string
+	// Invalid marks a value whose flag says it is not valid data. It is
+	// kept apart from the readings (in FlaggedMeasurement, keyed by
+	// enterprise, meter, flag and time, with its value): it tells a
+	// supervisor why data are missing, and no sum, mean or meter history
+	// ever reads it.
+	Invalid bool
+}
+
+// FlaggedMeasurement holds the values analysers flagged as not valid data
+// (store.Reading.Invalid), as points: tags enterprise, meter and flag
+// (one of a few letters), field value.
+const FlaggedMeasurement = "reading_flagged"
+
+// FlaggedPoint is the point an invalid reading is kept as.
+func FlaggedPoint(r *Reading) Point {
+	return Point{
+		Measurement: FlaggedMeasurement,
+		Tags:        map[string]string{"enterprise": r.Enterprise, "flag": r.Flag, "meter": r.Meter},
+		Fields:      map[string]any{"value": r.Value},
+		Time:        r.Time,
+	}
 }
 
 // Aggregate sums one meter's readings over one time bucket.
