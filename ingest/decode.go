@@ -68,6 +68,11 @@ type RawReading struct {
 	Meter string
 	Time  time.Time
 	Value float64
+	// Flag is the data flag an analyser sent (HJ 212); empty otherwise.
+	Flag string
+	// Invalid says the flag marks the value as not valid data: it is
+	// stored apart with its flag, and counts toward nothing.
+	Invalid bool
 	// Raw is the reading's JSON, for dead-letters. It aliases the payload
 	// passed to Decode (capacity capped, so an append cannot write into
 	// the payload): the payload must not be modified while Raw is in use.

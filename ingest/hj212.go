@@ -92,11 +92,8 @@ func (h HJ212) Decode(gw *registry.Gateway, payload []byte, _ time.Time) (*Messa
 			}
 			continue // a field or data command this station's meters do not take
 		}
-		if !validFlag(v.Flag, st.ManualValid) {
-			msg.Rejects = append(msg.Rejects, Reject{Index: i, Reason: ReasonDataFlag, Detail: fmt.Sprintf("meter %q: %s-%s flagged %s (%s): not valid data", m.ID, v.Code, v.Field, v.Flag, flagMeaning(v.Flag)), Raw: raw(v.Code, v.Field, strconv.FormatFloat(v.Value, 'g', -1, 64)+",Flag="+v.Flag)})
-			continue
-		}
-		msg.Readings = append(msg.Readings, RawReading{Index: i, Meter: m.ID, Time: d.Time, Value: v.Value, Raw: raw(v.Code, v.Field, strconv.FormatFloat(v.Value, 'g', -1, 64))})
+		msg.Readings = append(msg.Readings, RawReading{Index: i, Meter: m.ID, Time: d.Time, Value: v.Value, Flag: v.Flag, Invalid: !validFlag(v.Flag, st.ManualValid),
+			Raw: raw(v.Code, v.Field, strconv.FormatFloat(v.Value, 'g', -1, 64))})
 	}
 	// A packet none of whose values a meter takes (minute data where the
 	// meters take hourly data) is taken, with nothing to store.

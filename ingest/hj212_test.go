@@ -75,28 +75,31 @@ func TestHJ212(t *testing.T) {
 			name: "minute data", payload: frame212(minute),
 			// 11:59 in UTC+8 is 03:59 UTC; Min and Max are not taken,
 			// w21003 is taken from hourly data only, w01001 by no meter.
-			stored:  []string{"WW-COD=23.4@03:59", "WW-FLOW=738@03:59"},
+			stored:  []string{"WW-COD=23.4@03:59/N", "WW-FLOW=738@03:59/N"},
 			rejects: []string{"unmapped_code: pollutant code w01001"},
 		},
 		{
 			name: "hourly data", payload: frame212(strings.NewReplacer("CN=2051", "CN=2061", "DataTime=20240601115900", "DataTime=20240601110000").Replace(minute)),
-			stored:  []string{"WW-NH3N-H=1.21@03:00"},
+			stored:  []string{"WW-NH3N-H=1.21@03:00/N"},
 			rejects: []string{"unmapped_code: pollutant code w01001"},
 		},
 		{
 			name: "invalid flags", payload: frame212(strings.NewReplacer("w01018-Flag=N", "w01018-Flag=C", "w00000-Flag=N", "w00000-Flag=S").Replace(minute)),
-			rejects: []string{`invalid_data: meter "WW-COD": w01018-Avg flagged C (calibration)`, `invalid_data: meter "WW-FLOW": w00000-Cou flagged S (set by hand)`, "unmapped_code"},
+			// Kept apart with their flags (!), for the supervisor; the
+			// scorer is handed neither.
+			stored:  []string{"!WW-COD=23.4@03:59/C", "!WW-FLOW=738@03:59/S"},
+			rejects: []string{"unmapped_code"},
 		},
 		{
 			name: "hand-set values allowed", topic: GatewayTopic("plant-w", "stack", LevelHJ212),
 			payload: frame212("QN=20240601120000123;ST=31;CN=2051;PW=abcdef;MN=PW0001AIR1;Flag=4;CP=&&DataTime=20240601035900;a00000-Cou=5000,a00000-Flag=S&&"),
-			stored:  []string{"ST-FLOW=5000@03:59"}, // the station's clock is UTC
+			stored:  []string{"ST-FLOW=5000@03:59/S"}, // the station's clock is UTC
 		},
 		{
 			name: "split packet in one message",
 			payload: frame212("QN=20240601120000123;ST=32;CN=2051;PW=123456;MN=PW0001WW01;Flag=7;PNUM=2;PNO=2;CP=&&w00000-Cou=738.0,w00000-Flag=N&&") +
 				frame212("QN=20240601120000123;ST=32;CN=2051;PW=123456;MN=PW0001WW01;Flag=7;PNUM=2;PNO=1;CP=&&DataTime=20240601115900;w01018-Avg=23.4,w01018-Flag=N&&"),
-			stored: []string{"WW-COD=23.4@03:59", "WW-FLOW=738@03:59"},
+			stored: []string{"WW-COD=23.4@03:59/N", "WW-FLOW=738@03:59/N"},
 		},
 		{name: "split part alone", payload: frame212("QN=20240601120000123;ST=32;CN=2051;PW=123456;MN=PW0001WW01;Flag=7;PNUM=2;PNO=1;CP=&&DataTime=20240601115900;w01018-Avg=23.4&&"), reason: "hj212_split_incomplete"},
 		{name: "bad crc", payload: strings.Replace(frame212(minute), "\r\n", "", 1)[:len(frame212(minute))-6] + "A84E\r\n", reason: "hj212_bad_crc"},
@@ -127,8 +130,18 @@ func TestHJ212(t *testing.T) {
 				t.Fatalf("rejected: %v", derr)
 			}
 			var got []string
+			valid := 0
 			for _, r := range write {
-				got = append(got, fmt.Sprintf("%s=%g@%s", r.Meter, r.Value, r.Time.UTC().Format("15:04")))
+				mark := ""
+				if r.Invalid {
+					mark = "!"
+				} else {
+					valid++
+				}
+				got = append(got, fmt.Sprintf("%s%s=%g@%s/%s", mark, r.Meter, r.Value, r.Time.UTC().Format("15:04"), r.Flag))
+			}
+			if len(observe) != valid || out.Accepted != valid {
+				t.Errorf("%d valid readings written, %d observed, %d accepted: the scorer must see the valid ones only", valid, len(observe), out.Accepted)
 			}
 			if strings.Join(got, " ") != strings.Join(tt.stored, " ") {
 				t.Errorf("stored %v, want %v", got, tt.stored)

@@ -11,6 +11,7 @@ type Metrics struct {
 	messages       prometheus.Counter
 	readings       prometheus.Counter
 	duplicates     prometheus.Counter
+	flagged        *prometheus.CounterVec
 	rejected       *prometheus.CounterVec
 	deadLettered   prometheus.Counter
 	deadLetterErrs prometheus.Counter
@@ -53,6 +54,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cleanprod_ingest_duplicates_total", Help: "Readings received again with the same value (redeliveries), absorbed without counting twice.",
 		}),
+		flagged: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_flagged_values_total", Help: "Analyser values whose data flag marks them not valid (HJ 212 F, M, D, C, T, B; S unless the station allows it): stored apart in reading_flagged with their flag, counted toward no sum, mean or compliance, and missing from the data availability.",
+		}, []string{"flag"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cleanprod_ingest_rejected_total", Help: "Rejected messages (message-level reasons) and readings (reading-level reasons), by reason.",
 		}, []string{"reason"}),
@@ -111,7 +115,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cleanprod_mqtt_watchdog_reconnects_total", Help: "Reconnects forced because the heartbeat stopped arriving on a connection that looked alive.",
 		}),
 	}
-	reg.MustRegister(m.restoreRetries, m.messages, m.readings, m.duplicates, m.rejected, m.deadLettered, m.deadLetterErrs,
+	reg.MustRegister(m.restoreRetries, m.messages, m.readings, m.duplicates, m.flagged, m.rejected, m.deadLettered, m.deadLetterErrs,
 		m.batchReadings, m.writeSeconds, m.storeErrors, m.inflight, m.lastMessage, m.seqGaps, m.seqRepeats,
 		m.seqBackwards, m.seqRenumbered, m.counterEvents, m.ackLatency, m.connected, m.connects, m.connLost, m.watchdogResets)
 	newBacklogMetrics(reg, m)

@@ -130,6 +130,30 @@ type histEntry struct {
 	delta float64 // counters: amount since the previous entry
 	msg   uint64  // Normaliser.msgSeq of the message that brought it (0: restored)
 	state entryState
+	flag  byte // the valid data flag it came with (HJ 212 N or S), 0 for none
+}
+
+// flagByte and flagText convert a valid one-letter data flag to the byte
+// a histEntry keeps (in what was padding) and back without allocating.
+func flagByte(f string) byte {
+	if len(f) == 1 && f[0] < 128 {
+		return f[0]
+	}
+	return 0
+}
+
+var flagTexts = func() (t [128]string) {
+	for c := range t {
+		t[c] = string(rune(c))
+	}
+	return t
+}()
+
+func flagText(b byte) string {
+	if b == 0 || b >= 128 {
+		return ""
+	}
+	return flagTexts[b]
 }
 
 // entryState says how a counter reading's delta was decided.
@@ -209,7 +233,7 @@ func (n *Normaliser) Restore(rs []store.Reading) {
 		if k.Kind == registry.Counter {
 			touched[k] = h
 		}
-		e := histEntry{t: r.Time.UnixNano(), value: r.Value, delta: r.Delta}
+		e := histEntry{t: r.Time.UnixNano(), value: r.Value, delta: r.Delta, flag: flagByte(r.Flag)}
 		i := h.search(e.t)
 		if i < len(h.entries) && h.entries[i].t == e.t {
 			h.entries[i] = e
@@ -279,6 +303,7 @@ type Outcome struct {
 	Rebased       int               // counter registers that moved beyond max_rate, confirmed by the next reading: the jump counted as nothing
 	Rollovers     int               // counter rollovers detected
 	Replaced      int               // declared meter replacements crossed
+	Flagged       map[string]int    // values flagged as not valid data, by flag: stored apart, counted toward nothing
 }
 
 // Normalise checks msg (decoded from a topic of gateway gw) and appends
@@ -318,6 +343,21 @@ func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bo
 			continue
 		}
 		v := r.Value * m.Factor
+		if r.Invalid && !math.IsInf(v, 0) {
+			// Kept with its flag for the supervisor, outside the meter's
+			// history: it is no reading of the meter, so no range or
+			// order applies to it (T: over the measuring range).
+			*write = append(*write, store.Reading{
+				Enterprise: m.Enterprise.ID, Gateway: m.Gateway.ID, Meter: m.ID,
+				Quantity: m.Quantity.Name, Workshop: m.Workshop, Kind: string(m.Kind),
+				Time: r.Time.UTC(), Value: v, Flag: r.Flag, Invalid: true,
+			})
+			if out.Flagged == nil {
+				out.Flagged = map[string]int{}
+			}
+			out.Flagged[r.Flag]++
+			continue
+		}
 		if math.IsInf(v, 0) {
 			// A finite raw value can overflow in the unit conversion
 			// (1e306 MWh); stored, +Inf would turn every later delta and
@@ -432,7 +472,7 @@ func (n *Normaliser) resolveOld(gw *registry.Gateway, old []oldReading, out *Out
 		case o.m.Kind == registry.Counter:
 			outside(o, " and it is not in the store")
 		default:
-			e := histEntry{t: t, value: o.v}
+			e := histEntry{t: t, value: o.v, flag: flagByte(o.r.Flag)}
 			if o.m.Kind == registry.Delta {
 				e.delta = o.v
 			}
@@ -462,7 +502,7 @@ func emitReading(m *registry.Meter, e histEntry, amount float64, write, observe 
 	rd := store.Reading{
 		Enterprise: m.Enterprise.ID, Gateway: m.Gateway.ID, Meter: m.ID,
 		Quantity: m.Quantity.Name, Workshop: m.Workshop, Kind: string(m.Kind),
-		Time: time.Unix(0, e.t).UTC(), Value: e.value, Delta: e.delta,
+		Time: time.Unix(0, e.t).UTC(), Value: e.value, Delta: e.delta, Flag: flagText(e.flag),
 	}
 	*write = append(*write, rd)
 	rd.Delta = amount
@@ -510,7 +550,7 @@ func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Out
 	if i == 0 && len(h.entries) > 0 && !(h.baseline && len(h.entries) < n.cfg.History) {
 		return true
 	}
-	e := histEntry{t: t, value: v, msg: n.msgSeq}
+	e := histEntry{t: t, value: v, msg: n.msgSeq, flag: flagByte(r.Flag)}
 	emit := func(e histEntry, amount float64) { emitReading(m, e, amount, write, observe) }
 	switch m.Kind {
 	case registry.Gauge:

@@ -632,6 +632,9 @@ func (p *Pipeline) process(d Delivery, b *batch) {
 	if out.Duplicates > 0 {
 		p.metrics.duplicates.Add(float64(out.Duplicates))
 	}
+	for flag, n := range out.Flagged {
+		p.metrics.flagged.WithLabelValues(flag).Add(float64(n))
+	}
 	p.countEvents("reset", out.Resets)
 	p.countEvents("rollover", out.Rollovers)
 	p.countEvents("replacement", out.Replaced)

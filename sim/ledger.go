@@ -21,6 +21,7 @@ type Ledger struct {
 	Duplicates int // messages re-sent verbatim: absorbed, not rejected
 	Delayed    int // messages sent after later ones: accepted
 	Backlog    int // HJ 212 frames kept by an offline logger and sent later as history: accepted
+	Flagged    int // HJ 212 values flagged C, M or D: stored apart with their flag, counted toward nothing
 	Messages   int // messages sent, faulty ones and duplicates included
 	Readings   int // valid readings sent: what the service must store
 }
@@ -115,10 +116,10 @@ func (s *Simulator) WriteSummary(w io.Writer) error {
 	st := s.Stats()
 	l := s.Ledger()
 	span := st.SimTime.Sub(s.cfg.Start)
-	_, err := fmt.Fprintf(w, "simulated %s of %d enterprises, %d gateways, %d meters (%s to %s) in %s\n%s\nvalid readings %d; duplicates %d; delayed %d; expected rejections %d",
+	_, err := fmt.Fprintf(w, "simulated %s of %d enterprises, %d gateways, %d meters (%s to %s) in %s\n%s\nvalid readings %d; duplicates %d; delayed %d; backlog frames %d; flagged values %d; expected rejections %d",
 		span, len(s.reg.Enterprises), len(s.gws), len(s.meters),
 		s.cfg.Start.UTC().Format(time.RFC3339), st.SimTime.UTC().Format(time.RFC3339), st.Elapsed.Round(time.Millisecond),
-		st, l.Readings, l.Duplicates, l.Delayed, l.Rejections())
+		st, l.Readings, l.Duplicates, l.Delayed, l.Backlog, l.Flagged, l.Rejections())
 	if err != nil {
 		return err
 	}

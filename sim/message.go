@@ -75,8 +75,6 @@ func (f Fault) Reason() string {
 		return "future_timestamp"
 	case FaultBadCRC:
 		return "hj212_bad_crc"
-	case FaultDataFlag:
-		return "invalid_data"
 	}
 	return ""
 }

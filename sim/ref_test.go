@@ -26,6 +26,7 @@ type refIngest struct {
 	maxSeq   map[string]uint64
 	points   map[meterKey][]point
 	rejected map[string]int
+	flagged  int // HJ 212 values with an invalid flag: stored apart
 	dups     int
 	delayed  int
 	events   map[string]int // wrap, reset, replacement
@@ -155,7 +156,7 @@ func (r *refIngest) handleHJ212(t *testing.T, lv []string, payload []byte) {
 				t.Fatalf("frame %q: code %s goes to no meter", payload, v.Code)
 			}
 		case v.Flag != "N":
-			r.rejected["invalid_data"]++
+			r.flagged++
 		default:
 			key := meterKey{lv[2], m.ID}
 			r.points[key] = append(r.points[key], point{d.Time.UTC(), v.Value})
@@ -269,5 +270,8 @@ func checkLedger(t *testing.T, r *refIngest, l sim.Ledger) {
 	}
 	if l.Delayed != r.delayed {
 		t.Errorf("delayed: ledger %d, the bytes %d", l.Delayed, r.delayed)
+	}
+	if l.Flagged != r.flagged {
+		t.Errorf("flagged: ledger %d, the bytes %d", l.Flagged, r.flagged)
 	}
 }

@@ -457,6 +457,8 @@ func (s *Simulator) Ledger() Ledger {
 			l.Delayed = n
 		case f == FaultBacklog:
 			l.Backlog = n
+		case f == FaultDataFlag:
+			l.Flagged = n
 		case n > 0:
 			l.Rejected[f.Reason()] += n
 		}

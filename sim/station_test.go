@@ -151,8 +151,8 @@ func TestStationFrames(t *testing.T) {
 	if l.Backlog != total.backlog {
 		t.Errorf("ledger backlog %d, want %d", l.Backlog, total.backlog)
 	}
-	if l.Rejected["hj212_bad_crc"] != total.badCRC || l.Rejected["invalid_data"] != total.flagged {
-		t.Errorf("ledger rejections %v, want hj212_bad_crc %d and invalid_data %d", l.Rejected, total.badCRC, total.flagged)
+	if l.Rejected["hj212_bad_crc"] != total.badCRC || l.Flagged != total.flagged || len(l.Rejected) != 1 {
+		t.Errorf("ledger rejections %v, flagged %d; want only hj212_bad_crc %d, and %d flagged", l.Rejected, l.Flagged, total.badCRC, total.flagged)
 	}
 	// The frames carry the ledger's readings: the valid volumes add up.
 	for _, mt := range l.Meters {

@@ -21,8 +21,9 @@ import (
 // serve with real mosquitto and InfluxDB for six simulated hours, with
 // garbled frames, flagged values and offline periods: every valid value
 // is stored once (the backlog of the offline periods too), each frame is
-// acknowledged, and each garbled frame and flagged value is rejected with
-// its reason, the garbled frames dead-lettered.
+// acknowledged, each garbled frame is rejected with its reason and
+// dead-lettered, and each value flagged invalid is kept apart with its
+// flag, counted toward nothing.
 func TestSimulatedStation(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	srv := testenv.NewInflux(t)
@@ -75,7 +76,7 @@ func TestSimulatedStation(t *testing.T) {
 	}
 
 	l := simulator.Ledger()
-	badCRC, flagged := l.Rejected["hj212_bad_crc"], l.Rejected["invalid_data"]
+	badCRC, flagged := l.Rejected["hj212_bad_crc"], l.Flagged
 	if l.Backlog == 0 || badCRC == 0 || flagged == 0 {
 		t.Fatalf("ledger %+v: want backlog, bad CRC and flagged values in six hours", l)
 	}
@@ -90,8 +91,17 @@ func TestSimulatedStation(t *testing.T) {
 	checkStored(t, db, l)
 	waitFor(t, 30*time.Second, "the rejections counted", func() bool {
 		return s.metricOrZero(`cleanprod_ingest_rejected_total{reason="hj212_bad_crc"}`) == float64(badCRC) &&
-			s.metricOrZero(`cleanprod_ingest_rejected_total{reason="invalid_data"}`) == float64(flagged)
+			s.metricOrZero(`cleanprod_ingest_flagged_values_total{flag="C"}`)+
+				s.metricOrZero(`cleanprod_ingest_flagged_values_total{flag="M"}`)+
+				s.metricOrZero(`cleanprod_ingest_flagged_values_total{flag="D"}`) == float64(flagged)
 	})
+	waitFor(t, 30*time.Second, "the flagged values kept apart", func() bool {
+		rows := db.QueryInfluxQL(t, `SELECT count(value) FROM reading_flagged`)
+		return len(rows) == 1 && fmt.Sprint(rows[0][1]) == fmt.Sprint(flagged)
+	})
+	if rows := db.QueryInfluxQL(t, `SELECT count(value) FROM reading_flagged WHERE flag = 'N' OR flag = 'S'`); len(rows) != 0 {
+		t.Errorf("valid values among the flagged ones: %v", rows)
+	}
 	waitFor(t, 30*time.Second, "the garbled frames dead-lettered", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
@@ -137,6 +147,13 @@ func checkStored(t *testing.T, db *testenv.InfluxDB, l sim.Ledger) {
 		})
 		rows := db.QueryInfluxQL(t, q)
 		sum, _ := rows[0][2].(float64)
+		if m == "WW-OUT-COD" {
+			// Every stored value of the station carries its valid flag.
+			flags := db.QueryInfluxQL(t, `SELECT count(flag) FROM reading WHERE meter = 'WW-OUT-COD' AND flag = 'N'`)
+			if len(flags) != 1 || fmt.Sprint(flags[0][1]) != fmt.Sprint(want.Readings) {
+				t.Errorf("%s: stored flags %v, want %d values flagged N", m, flags, want.Readings)
+			}
+		}
 		wantSum := want.ValueSum
 		if m == "WW-OUT" {
 			wantSum = want.Sum
