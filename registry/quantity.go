@@ -89,6 +89,9 @@ var quantities = map[string]*Quantity{
 	"ph":               {Unit: "pH", Max: 14, units: map[string]float64{"pH": 1}, Description: "pH of effluent"},
 	"voc":              {Unit: "mg/m3", Medium: Gas, Max: plausibleMg, units: gasConc, Description: "VOCs (as NMHC) in stack gas after abatement"},
 	"voc_inlet":        {Unit: "mg/m3", Medium: Gas, Max: plausibleMg, units: gasConc, Description: "VOCs (as NMHC) before abatement"},
+	"so2":              {Unit: "mg/m3", Medium: Gas, Max: plausibleMg, units: gasConc, Description: "sulphur dioxide in stack gas (HJ 212 a21026)"},
+	"nox":              {Unit: "mg/m3", Medium: Gas, Max: plausibleMg, units: gasConc, Description: "nitrogen oxides as NO2 in stack gas (HJ 212 a21002)"},
+	"particulate":      {Unit: "mg/m3", Medium: Gas, Max: plausibleMg, units: gasConc, Description: "particulate matter in stack gas (HJ 212 a34013)"},
 }
 
 // ceilings are the Ceiling of the extensive quantities: engineering

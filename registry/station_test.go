@@ -136,3 +136,40 @@ func TestStationBad(t *testing.T) {
 		}
 	})
 }
+
+// TestStackStation maps a stack CEMS's codes for SO2, NOx and particulate
+// (measured and converted to the reference oxygen content, Zs*) to gauges.
+func TestStackStation(t *testing.T) {
+	file := `
+enterprise: {id: plant-s, name: Plant S}
+gateways:
+  - id: stack
+    hj212: {mn: PS0001FQ01, password: "abc"}
+    meters:
+      - {id: FLOW, quantity: stack_gas, unit: Nm3, kind: delta, hj212: {code: a00000, field: Cou, data: hour}}
+      - {id: SO2, quantity: so2, unit: mg/m3, kind: gauge, flow_meter: FLOW, permit_limit: 200, hj212: {code: a21026, field: ZsAvg, data: hour}}
+      - {id: NOX, quantity: nox, unit: mg/m3, kind: gauge, flow_meter: FLOW, permit_limit: 200, hj212: {code: a21002, field: ZsAvg, data: hour}}
+      - {id: PM, quantity: particulate, unit: ug/m3, kind: gauge, flow_meter: FLOW, hj212: {code: a34013, field: Avg, data: hour}}
+`
+	reg, err := Parse(map[string][]byte{"s.yaml": []byte(file)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, ok := reg.Station("PS0001FQ01")
+	if !ok {
+		t.Fatal("no station PS0001FQ01")
+	}
+	for _, tt := range []struct {
+		code, field, meter string
+		factor             float64
+	}{
+		{"a21026", "ZsAvg", "SO2", 1},
+		{"a21002", "ZsAvg", "NOX", 1},
+		{"a34013", "Avg", "PM", 0.001}, // µg/m³ to mg/m³
+	} {
+		m, ok := g.Station.Meter(HJ212Source{Code: tt.code, Field: tt.field, CN: 2061})
+		if !ok || m.ID != tt.meter || m.Quantity.Unit != "mg/m3" || m.Factor != tt.factor {
+			t.Errorf("%s-%s: meter %v, %v; want %s in mg/m3, factor %g", tt.code, tt.field, m, ok, tt.meter, tt.factor)
+		}
+	}
+}

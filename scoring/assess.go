@@ -168,6 +168,19 @@ func (v *env) dailyMeans(g int) *dayMeans {
 	return d
 }
 
+// gaugeCoverage returns the coverage of gauge track g: for an analyser
+// fed by an HJ 212 station's real-time, minute or hourly data, the share
+// of the window's buckets (hours, in an hourly window) with a valid value
+// (the effective data rate: a value flagged invalid, M, C, D and the like,
+// never reaches the window, so flagging an hour away costs its coverage);
+// for any other analyser its day coverage.
+func (v *env) gaugeCoverage(g int) float64 {
+	if v.lay.hourly[g] {
+		return v.win.coverage(g)
+	}
+	return v.dayCoverage(g)
+}
+
 // dayCoverage returns the share of local days in the window on which gauge
 // track g has at least one reading (analysers report every hour or two,
 // and limits are judged on daily means).
@@ -282,7 +295,8 @@ func (v *env) computeCoverage(i int) (cov float64, data, present bool) {
 }
 
 // eachMeter calls f for every meter feeding series i with its coverage
-// (bucket coverage for amounts and flows, day coverage for analysers) and
+// (bucket coverage for amounts, flows and HJ 212 analysers, day coverage
+// for other analysers) and
 // whether it has data in the window. The meters of an amount series are
 // seen one by one (their presence rows), although their amounts share one
 // track.
@@ -291,12 +305,12 @@ func (v *env) eachMeter(i int, f func(meter string, cov float64, data bool)) {
 	switch {
 	case b.pairs != nil:
 		for _, p := range b.pairs {
-			f(v.lay.meter[p[0]], v.dayCoverage(p[0]), v.win.anyData(p[0]))
+			f(v.lay.meter[p[0]], v.gaugeCoverage(p[0]), v.win.anyData(p[0]))
 			f(v.lay.meter[p[1]], v.win.coverage(p[1]), v.win.anyData(p[1]))
 		}
 	case b.gauges != nil:
 		for _, g := range b.gauges {
-			f(v.lay.meter[g], v.dayCoverage(g), v.win.anyData(g))
+			f(v.lay.meter[g], v.gaugeCoverage(g), v.win.anyData(g))
 		}
 	default:
 		for _, m := range b.meters {

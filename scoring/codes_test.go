@@ -518,6 +518,23 @@ func TestRestoreIgnoresCodeWithoutData(t *testing.T) {
 //     effluent compliance rate stays 100 %: green, never red.
 //   - permit 90 mg/L: every daily mean exceeds it, the rate is 0 %: red
 //     from the first grading on.
+//
+// registryFiles reads the fixture registry's files, to edit before
+// registry.Parse.
+func registryFiles(t *testing.T) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	names, _ := filepath.Glob("testdata/registry/*.yaml")
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[filepath.Base(name)] = b
+	}
+	return files
+}
+
 func TestPermitLimit(t *testing.T) {
 	rates := func(h int) map[string]float64 {
 		if h >= 600 && h < 624 {
@@ -537,15 +554,7 @@ func TestPermitLimit(t *testing.T) {
 	} {
 		t.Run(tt.permit, func(t *testing.T) {
 			fx := newFixture(t)
-			files := map[string][]byte{}
-			names, _ := filepath.Glob("testdata/registry/*.yaml")
-			for _, name := range names {
-				b, err := os.ReadFile(name)
-				if err != nil {
-					t.Fatal(err)
-				}
-				files[filepath.Base(name)] = b
-			}
+			files := registryFiles(t)
 			cod := "flow_meter: WW-OUT-FLOW}"
 			if !bytes.Contains(files["lj-alpha.yaml"], []byte(cod)) {
 				t.Fatal("lj-alpha has no WW-OUT-COD to give a permit limit")
@@ -566,6 +575,73 @@ func TestPermitLimit(t *testing.T) {
 				if iv.ID == "effluent_compliance_rate" && (!iv.HasValue() || iv.Value != tt.rate) {
 					t.Errorf("effluent compliance rate %v (%v), want %g %%", iv.Value, iv.HasValue(), tt.rate)
 				}
+			}
+		})
+	}
+}
+
+// TestFlaggedHoursCostAvailability: an outlet COD analyser whose values
+// for eight hours a day over the last ten days never reach the scorer
+// (flagged M, C or D by its logger, or never sent). Behind an HJ 212
+// station that owes a valid value every hour, those 80 of the live
+// window's 720 hours are missing data: the effective data rate, and so
+// metering_and_monitoring, is 640/720 = 88.9 % (Level II needs 90). A
+// JSON analyser that still reports every day keeps its day coverage of
+// 100 %.
+func TestFlaggedHoursCostAvailability(t *testing.T) {
+	rates := func(h int) map[string]float64 {
+		if day, hour := h/24, h%24; day >= 20 && hour >= 8 && hour < 16 {
+			r := maps.Clone(levelIRates)
+			delete(r, "WW-OUT-COD")
+			return r
+		}
+		return levelIRates
+	}
+	for _, tt := range []struct {
+		name     string
+		station  bool
+		metering float64
+	}{
+		{"json analyser", false, 100},
+		{"hj212 station", true, 100 * 640.0 / 720},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			fx := newFixture(t)
+			files := registryFiles(t)
+			if tt.station {
+				a := files["lj-alpha.yaml"]
+				a = bytes.Replace(a, []byte("  - id: gw-1\n"), []byte("  - id: gw-1\n    hj212: {mn: LJALPHA0001WW01, password: pw123456}\n"), 1)
+				a = bytes.Replace(a, []byte("workshop: wwtp-outlet, flow_meter: WW-OUT-FLOW}"), []byte("workshop: wwtp-outlet, flow_meter: WW-OUT-FLOW, hj212: {code: w01018, field: Avg, data: hour}}"), 1)
+				if !bytes.Contains(a, []byte("w01018")) || !bytes.Contains(a, []byte("LJALPHA")) {
+					t.Fatal("the fixture did not take the station")
+				}
+				files["lj-alpha.yaml"] = a
+			}
+			reg, err := registry.Parse(files)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fx.reg = reg
+			r := newCodeRigOf(t, fx, nil)
+			r.feed(0, 720, live, rates)
+			res := r.result()
+			found := 0
+			for _, iv := range res.Assessments[r.eng.cwin].Indicators {
+				switch iv.ID {
+				case "metering_and_monitoring":
+					found++
+					if !iv.HasValue() || math.Abs(iv.Value-tt.metering) > 1e-9 {
+						t.Errorf("metering and monitoring %v (%v), want %.4f %%", iv.Value, iv.HasValue(), tt.metering)
+					}
+				case "effluent_compliance_rate":
+					found++
+					if !iv.HasValue() || iv.Value != 100 {
+						t.Errorf("effluent compliance %v (%v), want 100 %% over the valid data", iv.Value, iv.HasValue())
+					}
+				}
+			}
+			if found != 2 {
+				t.Fatalf("found %d of the two indicators", found)
 			}
 		})
 	}

@@ -36,6 +36,7 @@ type layout struct {
 	meter  []string                // per track: the meter of a gauge or flow track ("" for an amount track)
 	permit []float64               // per track: a gauge meter's discharge permit limit (0: none; the standard's limit applies)
 	judged []bool                  // per track: a gauge read as itself (mean, compliance), not only as a load's concentration
+	hourly []bool                  // per track: a gauge fed by an HJ 212 station's real-time, minute or hourly data, which owes a valid value every hour
 
 	seriesNames []string // Standard.Series names (shared), for messages
 }
@@ -125,6 +126,7 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 		l.meter = append(l.meter, meter)
 		l.permit = append(l.permit, 0)
 		l.judged = append(l.judged, false)
+		l.hourly = append(l.hourly, false)
 		l.tracks++
 		return l.tracks - 1
 	}
@@ -134,6 +136,7 @@ func newLayout(std *Standard, e *registry.Enterprise) *layout {
 		}
 		t := newTrack(m.ID, m.ID)
 		l.permit[t] = m.PermitLimit
+		l.hourly[t] = m.HJ212 != nil && registry.HJ212DataName(m.HJ212.CN) != "day"
 		gaugeTrack[m.ID] = t
 		feed(m, t)
 		return t

@@ -465,7 +465,10 @@ func checkGreenRedGreen(t *testing.T, changes []string) {
 		// (hour 575) holds a reading: day 23.96 or, evaluated a little
 		// later, day 24.
 		{"", "green", 23, 24},
-		{"green", "red", 65, 65},
+		// The exceedance's hours are on day 65; the tick that sees them
+		// may come after the fast data clock crossed into day 66 (seen
+		// once on a loaded machine).
+		{"green", "red", 65, 66},
 		{"red", "green", 126, 130},
 	}
 	for i, w := range want {

@@ -301,6 +301,7 @@ var quantityNames = map[string]string{
 	"hazardous_waste": "危险废物", "solid_waste": "一般工业固体废物", "solid_waste_reused": "一般工业固体废物利用量",
 	"cod": "化学需氧量(COD)", "nh3n": "氨氮(NH₃-N)", "total_nickel": "总镍", "total_phosphorus": "总磷", "ph": "pH 值",
 	"voc": "VOCs 排放浓度(治理后)", "voc_inlet": "VOCs 进口浓度(治理前)",
+	"so2": "二氧化硫(SO₂)", "nox": "氮氧化物(NOx)", "particulate": "颗粒物",
 }
 
 // QuantityZH names a quantity in Chinese ("" when unknown).

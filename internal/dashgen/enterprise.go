@@ -252,6 +252,13 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 		Description("Gauges (concentrations, pH, flows) averaged per interval, by quantity and meter, in canonical units.").
 		Datasource(*influxQLDS()).Span(24).Height(8).
 		WithTarget(influxQL("A", `SELECT mean("value") FROM "reading" WHERE "enterprise" = '$enterprise' AND "kind" = 'gauge' AND $timeFilter GROUP BY time($__interval), "quantity", "meter" fill(none)`, "time_series", "$tag_quantity $tag_meter")))
+	d.WithPanel(timeseries.NewPanelBuilder().
+		Title("Analyser values flagged invalid (无效数据)").
+		Description("Values an HJ 212 station flagged as not valid data (F stopped, M maintenance, D fault, C calibration, T over range, B communication; S unless hand-set values are allowed), counted per interval by meter and flag. They count toward no mean, mass or compliance; each such hour is missing from the analyser's data availability. Many flagged hours around high readings deserve a look.").
+		Datasource(*influxQLDS()).Span(24).Height(7).
+		WithTarget(influxQL("A", `SELECT count("value") FROM "reading_flagged" WHERE "enterprise" = '$enterprise' AND $timeFilter GROUP BY time($__interval), "meter", "flag" fill(none)`, "time_series", "$tag_meter $tag_flag")).
+		DrawStyle(common.GraphDrawStyleBars).FillOpacity(80).
+		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).Min(0))
 	return d
 }
 

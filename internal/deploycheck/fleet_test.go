@@ -187,8 +187,9 @@ func (f *fleet) fill(t *testing.T, afterGap func()) {
 	simulator, err := sim.New(reg, sim.Config{
 		Seed: 6, Start: simStart, Duration: f.end.Sub(simStart), Interval: time.Hour,
 		Resets: 0.3, Profiles: profiles,
-		Faults: sim.Faults{Malformed: 0.5, Spoofed: 0.5, UnknownMeter: 0.5, NaN: 0.5, Future: 0.5, Duplicate: 1, OutOfOrder: 1},
-		Now:    func() time.Time { return wall },
+		Faults:   sim.Faults{Malformed: 0.5, Spoofed: 0.5, UnknownMeter: 0.5, NaN: 0.5, Future: 0.5, Duplicate: 1, OutOfOrder: 1},
+		Stations: sim.Stations{DataFlag: 2}, // values flagged C, M or D: kept apart, shown on the enterprise dashboard
+		Now:      func() time.Time { return wall },
 	})
 	if err != nil {
 		t.Fatal(err)
