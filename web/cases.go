@@ -12,9 +12,13 @@ import (
 	"github.com/cleanprod/cleanprod/review"
 )
 
-// CaseList is the answer of GET /api/v1/cases.
+// CaseList is the answer of GET /api/v1/cases: overdue first, then by
+// deadline (none last), then newest opened first. A walk through the
+// pages keeps the order of its first page's time: a case that turns
+// overdue meanwhile is not sent twice.
 type CaseList struct {
 	Cases []CaseDTO `json:"cases"`
+	Page
 }
 
 // CaseDTO is one rectification case (整改). History is in the answer of
@@ -131,6 +135,11 @@ func (s *server) listCases(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	pg, err := s.pageOf(c, "cases|"+ent+"|"+state+"|"+overdue, defaultLimit, maxLimit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	now := s.now()
 	f := review.CaseFilter{Enterprise: ent, Overdue: overdue == "true", Now: now}
 	switch state {
@@ -145,7 +154,10 @@ func (s *server) listCases(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := CaseList{Cases: []CaseDTO{}}
+	cs, page := paginate(s, pg, cs, func(k review.Case) []string {
+		return []string{keyFlag(k.Overdue(pg.at)), keyFlag(!k.Deadline.IsZero()), keyTime(k.Deadline), keyDesc(keyTime(k.OpenedAt)), k.ID}
+	})
+	out := CaseList{Cases: []CaseDTO{}, Page: page}
 	for _, k := range cs {
 		out.Cases = append(out.Cases, caseDTO(k, now, false))
 	}

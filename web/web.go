@@ -37,6 +37,7 @@ package web
 
 import (
 	"context"
+	"crypto/cipher"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -119,13 +120,15 @@ type server struct {
 	Options
 	log *slog.Logger
 	now func() time.Time
+	// cursors seals the lists' cursors (page.go).
+	cursors cipher.AEAD
 }
 
 // NewHandler returns the HTTP handler.
 func NewHandler(o Options) http.Handler { return newServer(o).handler() }
 
 func newServer(o Options) *server {
-	s := &server{Options: o, log: o.Logger, now: o.Now}
+	s := &server{Options: o, log: o.Logger, now: o.Now, cursors: newCursorAEAD()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
