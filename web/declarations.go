@@ -35,19 +35,22 @@ type DeclarationList struct {
 
 // DeclarationDTO is one declaration with its review.
 type DeclarationDTO struct {
-	ID            string     `json:"id"`
-	Enterprise    string     `json:"enterprise"`
-	Indicator     string     `json:"indicator"`        // "" for an absent amount
-	Absent        string     `json:"absent,omitempty"` // an amount the enterprise does not have, e.g. natural_gas
-	NameEN        string     `json:"name_en"`
-	NameZH        string     `json:"name_zh"`
-	Restrictive   bool       `json:"restrictive"`
-	Level         *string    `json:"level"`
-	Value         *float64   `json:"value"`
-	NotApplicable bool       `json:"not_applicable"`
-	Evidence      string     `json:"evidence"`
-	ValidFrom     time.Time  `json:"valid_from"`
-	ValidTo       *time.Time `json:"valid_to"`
+	ID            string   `json:"id"`
+	Enterprise    string   `json:"enterprise"`
+	Indicator     string   `json:"indicator"`        // "" for an absent amount
+	Absent        string   `json:"absent,omitempty"` // an amount the enterprise does not have, e.g. natural_gas
+	NameEN        string   `json:"name_en"`
+	NameZH        string   `json:"name_zh"`
+	Restrictive   bool     `json:"restrictive"`
+	Level         *string  `json:"level"`
+	Value         *float64 `json:"value"`
+	NotApplicable bool     `json:"not_applicable"`
+	Evidence      string   `json:"evidence"`
+	// ValidFrom and ValidTo (null: open-ended) are dates in the
+	// platform's zone; the declaration holds from the start of
+	// ValidFrom until the start of ValidTo.
+	ValidFrom Date  `json:"valid_from"`
+	ValidTo   *Date `json:"valid_to"`
 	// Auditor and ReportRef make a declaration of the audit indicator an
 	// audit record; only an accepted one restarts the audit cycle.
 	Auditor   string `json:"auditor,omitempty"`
@@ -109,8 +112,9 @@ func (s *server) declarationDTO(c *gin.Context, r review.Record, inForce bool) D
 
 func declarationDTO(std *scoring.Standard, r review.Record, inForce bool) DeclarationDTO {
 	d := &r.Declaration
+	loc := localZone(std.UTCOffset)
 	out := DeclarationDTO{ID: r.ID, Enterprise: d.Enterprise, Indicator: d.Indicator, Absent: d.Absent, Level: levelPtr(d.Level), Value: d.Value,
-		NotApplicable: d.NotApplicable, Evidence: d.Evidence, ValidFrom: d.ValidFrom, ValidTo: timePtr(d.ValidTo),
+		NotApplicable: d.NotApplicable, Evidence: d.Evidence, ValidFrom: dateOf(d.ValidFrom, loc), ValidTo: datePtr(d.ValidTo, loc),
 		Auditor: d.Auditor, ReportRef: d.ReportRef, State: string(r.State), SubmittedBy: r.SubmittedBy.String(),
 		SubmittedAt: r.SubmittedAt, ReviewedAt: timePtr(r.ReviewedAt), ReviewNote: r.Note, InForce: inForce}
 	if !r.ReviewedAt.IsZero() {

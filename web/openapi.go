@@ -160,6 +160,7 @@ type schemaGen struct {
 
 var (
 	timeType          = reflect.TypeOf(time.Time{})
+	dateType          = reflect.TypeOf(Date{})
 	textMarshalerType = reflect.TypeOf((*encoding.TextMarshaler)(nil)).Elem()
 )
 
@@ -167,6 +168,8 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 	switch {
 	case t == timeType:
 		return map[string]any{"type": "string", "format": "date-time"}
+	case t == dateType:
+		return map[string]any{"type": "string", "format": "date", "example": "2026-12-06"}
 	case t.Kind() != reflect.Pointer && t.Implements(textMarshalerType):
 		return map[string]any{"type": "string"}
 	}
