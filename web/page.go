@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -41,7 +40,7 @@ type Page struct {
 // page is what a request asks of a list: how many items and after which.
 type page struct {
 	list  string    // the list and its filters: a cursor of another is refused
-	limit int       //
+	limit int       // at most this many items
 	after []string  // sort key of the last item sent; nil: the first page
 	at    time.Time // when the walk started: a time-dependent order (overdue cases) keeps to it
 }
@@ -178,7 +177,7 @@ func keyDesc(part string) string {
 }
 
 // keyNum makes a non-negative integer part of a sort key.
-func keyNum(n int) string { return fmt.Sprintf("%020d", max(0, min(n, math.MaxInt64))) }
+func keyNum(n int) string { return fmt.Sprintf("%020d", max(0, n)) }
 
 // keyFlag makes a boolean part of a sort key: true first.
 func keyFlag(b bool) string {

@@ -1,7 +1,9 @@
 package web
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -270,5 +272,37 @@ func TestPagesBadLimitOrCursor(t *testing.T) {
 				t.Errorf("got %s, want a message with %q", w.Body, tt.want)
 			}
 		})
+	}
+}
+
+// An enterprise token walks a ranking whose other entries are anonymised:
+// the cursors it is given do not name the enterprises ranked before.
+func TestPagesRankingCursorHidesEnterprises(t *testing.T) {
+	f := newFixture(t)
+	var seen int
+	cursor := ""
+	for {
+		target := "/api/v1/rankings?limit=1"
+		if cursor != "" {
+			target += "&cursor=" + url.QueryEscape(cursor)
+		}
+		rk := decode[RankingDTO](t, f.do(t, "GET", target, enterpriseToken, ""))
+		seen += len(rk.Entries) + len(rk.Unranked)
+		if !rk.HasMore {
+			break
+		}
+		raw, err := base64.RawURLEncoding.DecodeString(rk.NextCursor)
+		if err != nil {
+			t.Fatalf("cursor %q: %v", rk.NextCursor, err)
+		}
+		for _, ent := range f.reg.Enterprises {
+			if bytes.Contains(raw, []byte(ent.ID)) {
+				t.Errorf("a cursor given to %s's token names %s", entA, ent.ID)
+			}
+		}
+		cursor = rk.NextCursor
+	}
+	if seen != len(f.reg.Enterprises) {
+		t.Errorf("walked %d entries, want the %d enterprises", seen, len(f.reg.Enterprises))
 	}
 }
