@@ -15,7 +15,10 @@
 // Handlers only translate HTTP to those packages: they read a snapshot or
 // the store, shape it (dto.go) and write it. routes.go is the one list of
 // routes, with what each needs and returns; the OpenAPI description at
-// /api/v1/openapi.json is generated from it.
+// /api/v1/openapi.json is generated from it. Every list is paged by one
+// helper (page.go: limit, a sealed cursor holding the last item's sort
+// key, has_more and next_cursor); calendar dates are dates in the
+// standard's zone and instants RFC 3339 (date.go).
 //
 // # Auth
 //
