@@ -203,12 +203,14 @@ func (s *server) events(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	from, to, err := period(c, s.now(), 7*24*time.Hour, 400*24*time.Hour, s.loc(c))
+	pg, err := s.pageOf(c, "events|"+ent+"|"+kind, defaultLimit, maxLimit)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	pg, err := s.pageOf(c, "events|"+ent+"|"+kind, defaultLimit, maxLimit)
+	// to defaults to the time the walk started, so that its pages cover
+	// one period.
+	from, to, err := period(c, pg.at, 7*24*time.Hour, 400*24*time.Hour, s.loc(c))
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -644,8 +646,8 @@ func (s *server) meters(c *gin.Context) {
 
 // HistoryDTO is the answer of .../indicators/{indicator}/history: the
 // points stored in from..to, thinned to max_points, oldest first. Pages
-// walk that thinned series; to walk it page by page, pin to (it defaults
-// to now) and max_points.
+// walk that thinned series; without to, a walk keeps the to of its first
+// page (now, then).
 type HistoryDTO struct {
 	Enterprise string         `json:"enterprise"`
 	Indicator  IndicatorRef   `json:"indicator"`
@@ -679,17 +681,19 @@ func (s *server) history(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	from, to, err := period(c, s.now(), 30*24*time.Hour, 800*24*time.Hour, s.loc(c))
-	if err != nil {
-		s.fail(c, err)
-		return
-	}
 	maxPoints, err := intParam(c, "max_points", 500, 2, maxHistoryPoints)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
 	pg, err := s.pageOf(c, "history|"+id+"|"+ind.ID+"|"+window+"|"+strconv.Itoa(maxPoints), maxHistoryPoints, maxHistoryPoints)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	// to defaults to the time the walk started: its pages walk one
+	// thinned series.
+	from, to, err := period(c, pg.at, 30*24*time.Hour, 800*24*time.Hour, s.loc(c))
 	if err != nil {
 		s.fail(c, err)
 		return

@@ -42,7 +42,7 @@ type page struct {
 	list  string    // the list and its filters: a cursor of another is refused
 	limit int       // at most this many items
 	after []string  // sort key of the last item sent; nil: the first page
-	at    time.Time // when the walk started: a time-dependent order (overdue cases) keeps to it
+	at    time.Time // when the walk started: a time-dependent order (overdue cases) or a default period (events, history) keeps to it
 }
 
 // Default and maximum page sizes.

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -304,5 +305,33 @@ func TestPagesRankingCursorHidesEnterprises(t *testing.T) {
 	}
 	if seen != len(f.reg.Enterprises) {
 		t.Errorf("walked %d entries, want the %d enterprises", seen, len(f.reg.Enterprises))
+	}
+}
+
+// A walk without to keeps the period of its first page: the clock moving
+// on between pages neither drops the oldest events nor adds new ones.
+func TestPagesWalkKeepsItsPeriod(t *testing.T) {
+	f := newFixture(t)
+	var mu sync.Mutex
+	clock := fixtureNow
+	opts := f.handlerOptions(nil)
+	opts.Now = func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	g := *f
+	g.handler = NewHandler(opts)
+	const target = "/api/v1/events?enterprise=" + entB // the last 7 days
+	want := eventIDs(t, g.do(t, "GET", target+"&limit=1000", supervisorToken, "").Body.Bytes())
+	if len(want) < 4 {
+		t.Fatalf("%d events of %s in the last 7 days; want 4 or more", len(want), entB)
+	}
+	got := walk(t, &g, target, 2, eventIDs, func(page int) {
+		mu.Lock()
+		clock = clock.Add(2 * 24 * time.Hour)
+		at := clock
+		mu.Unlock()
+		g.points.WritePoints(context.Background(), []store.Point{{Measurement: scoring.MeasurementEvent, Time: at,
+			Tags: map[string]string{"enterprise": entB, "kind": string(scoring.EventStale), "meter": "TEST"}, Fields: map[string]any{"reason": "test"}}})
+	})
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
 	}
 }
