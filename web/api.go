@@ -23,19 +23,30 @@ import (
 const maxBody = 64 << 10
 
 // EnterpriseList is the answer of GET /api/v1/enterprises.
+// Enterprises are by id.
 type EnterpriseList struct {
 	Time        time.Time           `json:"time"` // of the engine's latest evaluation
 	Enterprises []EnterpriseSummary `json:"enterprises"`
+	Page
 }
 
 func (s *server) listEnterprises(c *gin.Context) {
+	pg, err := s.pageOf(c, "enterprises", defaultLimit, maxLimit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	snap := s.snapshot(c)
 	p := principal(c)
-	out := EnterpriseList{Time: snap.Time.UTC(), Enterprises: []EnterpriseSummary{}}
+	var ents []*registry.Enterprise
 	for _, ent := range s.registry(c).Enterprises {
-		if !p.Sees(ent.ID) {
-			continue
+		if p.Sees(ent.ID) {
+			ents = append(ents, ent)
 		}
+	}
+	ents, page := paginate(s, pg, ents, func(e *registry.Enterprise) []string { return []string{e.ID} })
+	out := EnterpriseList{Time: snap.Time.UTC(), Enterprises: []EnterpriseSummary{}, Page: page}
+	for _, ent := range ents {
 		r, _ := snap.Result(ent.ID)
 		out.Enterprises = append(out.Enterprises, summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(ent), s.now()))
 	}
@@ -156,11 +167,13 @@ func (s *server) readEvents(c *gin.Context, enterprise, kind string, from, to ti
 	return out, nil
 }
 
-// EventList is the answer of GET /api/v1/events.
+// EventList is the answer of GET /api/v1/events: newest first (events
+// of one time by their id).
 type EventList struct {
 	From   time.Time  `json:"from"`
 	To     time.Time  `json:"to"`
 	Events []EventDTO `json:"events"`
+	Page
 }
 
 // EventDTO is a scoring event (its fields as the scorer writes them, kind
@@ -190,23 +203,26 @@ func (s *server) events(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	from, to, err := period(c, s.now(), 7*24*time.Hour, 400*24*time.Hour, s.loc(c))
+	pg, err := s.pageOf(c, "events|"+ent+"|"+kind, defaultLimit, maxLimit)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	limit, err := intParam(c, "limit", 100, 1, 1000)
+	// to defaults to the time the walk started, so that its pages cover
+	// one period.
+	from, to, err := period(c, pg.at, 7*24*time.Hour, 400*24*time.Hour, s.loc(c))
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	evs, err := s.readEvents(c, ent, kind, from, to.Add(time.Nanosecond), limit)
+	evs, err := s.readEvents(c, ent, kind, from, to.Add(time.Nanosecond), math.MaxInt)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
+	evs, page := paginate(s, pg, evs, func(ev scoring.Event) []string { return []string{keyDesc(keyTime(ev.Time)), eventID(ev)} })
 	snap := s.snapshot(c)
-	c.JSON(http.StatusOK, EventList{From: from.UTC(), To: to.UTC(), Events: eventsOf(explainer{snap.Standard, snap.Policy}, evs)})
+	c.JSON(http.StatusOK, EventList{From: from.UTC(), To: to.UTC(), Events: eventsOf(explainer{snap.Standard, snap.Policy}, evs), Page: page})
 }
 
 var eventKinds = []string{string(scoring.EventCodeChange), string(scoring.EventLevelDrop), string(scoring.EventWorsening),
@@ -349,16 +365,21 @@ func (s *server) eventsSince(c *gin.Context, enterprise, kind string, since time
 
 // RankingDTO is a ranking with the requester's position and the fleet's
 // distribution.
+//
+// Entries and then Unranked are one list to page through: a page holds
+// the next entries and, once they are all sent, the unranked ones.
+// Position and Distribution are of the whole ranking, on every page.
 type RankingDTO struct {
 	Time      time.Time      `json:"time"`
 	Window    string         `json:"window"`
 	Indicator *IndicatorRef  `json:"indicator"` // null for the overall ranking
-	Entries   []RankEntryDTO `json:"entries"`   // best first
-	Unranked  []RankEntryDTO `json:"unranked"`
+	Entries   []RankEntryDTO `json:"entries"`   // best first (equal ranks by enterprise id)
+	Unranked  []RankEntryDTO `json:"unranked"`  // by enterprise id
 	// Position is the entry of the enterprise asked for (or the token's);
 	// null when none is asked or it is not in the ranking.
 	Position     *RankEntryDTO `json:"position"`
 	Distribution Distribution  `json:"distribution"`
+	Page
 }
 
 // IndicatorRef names an indicator.
@@ -410,6 +431,11 @@ func (s *server) ranking(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	pg, err := s.pageOf(c, "rankings|"+c.Param("indicator")+"|"+window, defaultLimit, maxLimit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	var rk scoring.Ranking
 	out := RankingDTO{Time: snap.Time.UTC(), Window: window, Entries: []RankEntryDTO{}, Unranked: []RankEntryDTO{}}
 	var ind *scoring.Indicator
@@ -444,11 +470,36 @@ func (s *server) ranking(c *gin.Context) {
 		}
 		return d
 	}
+	// The entries, then the unranked, paged as one list.
+	type ranked struct {
+		e        scoring.RankEntry
+		unranked bool
+	}
+	all := make([]ranked, 0, len(rk.Entries)+len(rk.Unranked))
+	for _, e := range rk.Entries {
+		all = append(all, ranked{e, false})
+	}
+	for _, e := range rk.Unranked {
+		all = append(all, ranked{e, true})
+	}
+	shown, page := paginate(s, pg, all, func(r ranked) []string {
+		if r.unranked {
+			return []string{"1", "", r.e.Enterprise}
+		}
+		return []string{"0", keyNum(r.e.Rank), r.e.Enterprise}
+	})
+	for _, r := range shown {
+		if r.unranked {
+			out.Unranked = append(out.Unranked, entry(r.e))
+		} else {
+			out.Entries = append(out.Entries, entry(r.e))
+		}
+	}
+	out.Page = page
 	dist := Distribution{Levels: map[string]int{"I": 0, "II": 0, "III": 0, "below III": 0, "not graded": 0}, Of: "score"}
 	var vals []float64
 	for _, e := range rk.Entries {
 		d := entry(e)
-		out.Entries = append(out.Entries, d)
 		dist.Levels[levelName(e.Level)]++
 		if ind != nil && ind.Kind == scoring.Quantitative {
 			dist.Of = "value"
@@ -462,7 +513,6 @@ func (s *server) ranking(c *gin.Context) {
 	}
 	for _, e := range rk.Unranked {
 		d := entry(e)
-		out.Unranked = append(out.Unranked, d)
 		dist.Levels["not graded"]++
 		if who != "" && e.Enterprise == who {
 			out.Position = &d
@@ -507,12 +557,15 @@ func (s *server) windowParam(c *gin.Context) (string, error) {
 }
 
 // MetersDTO is the answer of GET /api/v1/enterprises/{id}/meters.
+//
+// Meters are paged, by id; Gateways are every gateway, on every page.
 type MetersDTO struct {
 	Enterprise string       `json:"enterprise"`
 	Meters     []MeterDTO   `json:"meters"`
 	Gateways   []GatewayDTO `json:"gateways"`
 	// Tracking says since when last values and rejects are counted.
 	Note string `json:"note"`
+	Page
 }
 
 // MeterDTO is one registered meter and what was last seen of it.
@@ -546,6 +599,12 @@ type GatewayDTO struct {
 
 func (s *server) meters(c *gin.Context) {
 	ent, _ := s.registry(c).Enterprise(c.Param("id"))
+	pg, err := s.pageOf(c, "meters|"+ent.ID, defaultLimit, maxLimit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	ms, page := paginate(s, pg, ent.Meters, func(m *registry.Meter) []string { return []string{m.ID} })
 	out := MetersDTO{Enterprise: ent.ID, Meters: []MeterDTO{}, Gateways: []GatewayDTO{},
 		Note: "last values come from readings stored since the server started (or found in the store at start); rejects are counted since the server started"}
 	stale := map[string]bool{}
@@ -555,7 +614,8 @@ func (s *server) meters(c *gin.Context) {
 		}
 	}
 	now := s.now()
-	for _, m := range ent.Meters {
+	out.Page = page
+	for _, m := range ms {
 		d := MeterDTO{ID: m.ID, Gateway: m.Gateway.ID, Quantity: m.Quantity.Name, Unit: m.Unit, CanonicalUnit: m.Quantity.Unit,
 			Kind: string(m.Kind), Workshop: m.Workshop, Stale: stale[m.ID]}
 		if m.FlowMeter != nil {
@@ -584,7 +644,10 @@ func (s *server) meters(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
-// HistoryDTO is the answer of .../indicators/{indicator}/history.
+// HistoryDTO is the answer of .../indicators/{indicator}/history: the
+// points stored in from..to, thinned to max_points, oldest first. Pages
+// walk that thinned series; without to, a walk keeps the to of its first
+// page (now, then).
 type HistoryDTO struct {
 	Enterprise string         `json:"enterprise"`
 	Indicator  IndicatorRef   `json:"indicator"`
@@ -593,6 +656,7 @@ type HistoryDTO struct {
 	To         time.Time      `json:"to"`
 	Stored     int            `json:"stored"` // points stored in the period, before thinning
 	Points     []HistoryPoint `json:"points"`
+	Page
 }
 
 // HistoryPoint is one stored evaluation of an indicator.
@@ -617,12 +681,19 @@ func (s *server) history(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	from, to, err := period(c, s.now(), 30*24*time.Hour, 800*24*time.Hour, s.loc(c))
+	maxPoints, err := intParam(c, "max_points", 500, 2, maxHistoryPoints)
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	maxPoints, err := intParam(c, "max_points", 500, 2, 10000)
+	pg, err := s.pageOf(c, "history|"+id+"|"+ind.ID+"|"+window+"|"+strconv.Itoa(maxPoints), maxHistoryPoints, maxHistoryPoints)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
+	// to defaults to the time the walk started: its pages walk one
+	// thinned series.
+	from, to, err := period(c, pg.at, 30*24*time.Hour, 800*24*time.Hour, s.loc(c))
 	if err != nil {
 		s.fail(c, err)
 		return
@@ -632,9 +703,10 @@ func (s *server) history(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	shown, page := paginate(s, pg, thin(pts, maxPoints), func(p store.Point) []string { return []string{keyTime(p.Time)} })
 	out := HistoryDTO{Enterprise: id, Indicator: IndicatorRef{ID: ind.ID, NameZH: ind.NameZH, NameEN: ind.NameEN, Unit: ind.Unit, Direction: string(ind.Direction)},
-		Window: window, From: from.UTC(), To: to.UTC(), Stored: len(pts), Points: []HistoryPoint{}}
-	for _, p := range thin(pts, maxPoints) {
+		Window: window, From: from.UTC(), To: to.UTC(), Stored: len(pts), Points: []HistoryPoint{}, Page: page}
+	for _, p := range shown {
 		hp := HistoryPoint{Time: p.Time.UTC(), Status: text(p, "status")}
 		if v, ok := p.Fields["value"]; ok {
 			hp.Value = f64(toFloat(v))
@@ -658,6 +730,11 @@ func (s *server) indicatorPoints(c *gin.Context, enterprise, window, indicator s
 	}
 	return ps, nil
 }
+
+// maxHistoryPoints bounds max_points and the history's pages, whose
+// size defaults to it: a series thinned to max_points is one page unless
+// a smaller limit is asked.
+const maxHistoryPoints = 10000
 
 // thin keeps at most n points, evenly spread, always the first and last.
 func thin[T any](ps []T, n int) []T {

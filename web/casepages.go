@@ -44,7 +44,7 @@ func (s *server) casePage(c *gin.Context) {
 func (s *server) renderCase(c *gin.Context, status int, k review.Case, msg string) {
 	p := principal(c)
 	sup := p.Role == RoleSupervisor
-	pg := casePageData{clock: clock{localZone(s.snapshot(c).Standard.UTCOffset)}, Case: caseDTO(k, s.now(), true), Name: k.Enterprise,
+	pg := casePageData{clock: clock{localZone(s.snapshot(c).Standard.UTCOffset)}, Case: caseDTO(k, s.now(), s.loc(c), true), Name: k.Enterprise,
 		Role: p.Role, Error: msg,
 		CanAck:    sup && (k.State == review.CaseOpen || k.State == review.CaseAcknowledged),
 		CanPlan:   k.State == review.CaseAcknowledged,

@@ -12,9 +12,13 @@ import (
 	"github.com/cleanprod/cleanprod/review"
 )
 
-// CaseList is the answer of GET /api/v1/cases.
+// CaseList is the answer of GET /api/v1/cases: overdue first, then by
+// deadline (none last), then newest opened first. A walk through the
+// pages keeps the order of its first page's time: a case that turns
+// overdue meanwhile is not sent twice.
 type CaseList struct {
 	Cases []CaseDTO `json:"cases"`
+	Page
 }
 
 // CaseDTO is one rectification case (整改). History is in the answer of
@@ -28,11 +32,15 @@ type CaseDTO struct {
 	Reason    string `json:"reason"`
 	// State is open, acknowledged, plan_submitted or closed; StateZH
 	// names it in Chinese.
-	State    string     `json:"state"`
-	StateZH  string     `json:"state_zh"`
-	OpenedAt time.Time  `json:"opened_at"`
-	Assignee string     `json:"assignee,omitempty"`
-	Deadline *time.Time `json:"deadline"`
+	State    string    `json:"state"`
+	StateZH  string    `json:"state_zh"`
+	OpenedAt time.Time `json:"opened_at"`
+	Assignee string    `json:"assignee,omitempty"`
+	// Deadline is the last day of the case (a date in the platform's
+	// zone); DeadlineAt the instant it ends, the next day's local
+	// midnight for a deadline given as a date.
+	Deadline   *Date      `json:"deadline"`
+	DeadlineAt *time.Time `json:"deadline_at"`
 	// Overdue: the deadline passed and the case is not closed.
 	Overdue  bool          `json:"overdue"`
 	Plan     string        `json:"plan,omitempty"`
@@ -42,15 +50,17 @@ type CaseDTO struct {
 
 // CaseStepDTO is one step of a case: who did what and when.
 type CaseStepDTO struct {
-	At       time.Time  `json:"at"`
-	By       string     `json:"by"` // role and token name, e.g. "supervisor bureau"
-	Action   string     `json:"action"`
-	State    string     `json:"state"` // after the step
-	Note     string     `json:"note,omitempty"`
-	Assignee string     `json:"assignee,omitempty"`
-	Deadline *time.Time `json:"deadline,omitempty"`
-	Plan     string     `json:"plan,omitempty"`
-	Evidence []string   `json:"evidence,omitempty"`
+	At       time.Time `json:"at"`
+	By       string    `json:"by"` // role and token name, e.g. "supervisor bureau"
+	Action   string    `json:"action"`
+	State    string    `json:"state"` // after the step
+	Note     string    `json:"note,omitempty"`
+	Assignee string    `json:"assignee,omitempty"`
+	// Deadline and DeadlineAt: as in the case, when the step set them.
+	Deadline   *Date      `json:"deadline,omitempty"`
+	DeadlineAt *time.Time `json:"deadline_at,omitempty"`
+	Plan       string     `json:"plan,omitempty"`
+	Evidence   []string   `json:"evidence,omitempty"`
 }
 
 // CaseOpenInput opens a case by hand.
@@ -59,9 +69,9 @@ type CaseOpenInput struct {
 	Indicator string `json:"indicator,omitempty"`
 }
 
-// CaseAckInput acknowledges (or reopens) a case. Deadline is an RFC 3339
-// time or a date (2026-12-20: the end of that day in the standard's
-// local time).
+// CaseAckInput acknowledges (or reopens) a case. Deadline is a date
+// (2026-12-20: the end of that day in the platform's zone) or an RFC
+// 3339 time.
 type CaseAckInput struct {
 	Assignee string `json:"assignee,omitempty"` // required to acknowledge
 	Deadline string `json:"deadline"`
@@ -79,13 +89,14 @@ type CaseNoteInput struct {
 	Note string `json:"note"`
 }
 
-func caseDTO(c review.Case, now time.Time, history bool) CaseDTO {
+// caseDTO shapes a case at now, its dates in loc.
+func caseDTO(c review.Case, now time.Time, loc *time.Location, history bool) CaseDTO {
 	d := CaseDTO{ID: c.ID, Enterprise: c.Enterprise, Cause: c.Cause, Indicator: c.Indicator, Reason: c.Reason,
 		State: string(c.State), StateZH: caseStateZH(string(c.State)), OpenedAt: c.OpenedAt, Assignee: c.Assignee,
 		Overdue: c.Overdue(now), Plan: c.Plan, Evidence: c.Evidence}
 	if !c.Deadline.IsZero() {
 		t := c.Deadline
-		d.Deadline = &t
+		d.Deadline, d.DeadlineAt = dayOf(t, loc), &t
 	}
 	if history {
 		for _, s := range c.History {
@@ -93,7 +104,7 @@ func caseDTO(c review.Case, now time.Time, history bool) CaseDTO {
 				Assignee: s.Assignee, Plan: s.Plan, Evidence: s.Evidence}
 			if !s.Deadline.IsZero() {
 				t := s.Deadline
-				st.Deadline = &t
+				st.Deadline, st.DeadlineAt = dayOf(t, loc), &t
 			}
 			d.History = append(d.History, st)
 		}
@@ -131,6 +142,11 @@ func (s *server) listCases(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	pg, err := s.pageOf(c, "cases|"+ent+"|"+state+"|"+overdue, defaultLimit, maxLimit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	now := s.now()
 	f := review.CaseFilter{Enterprise: ent, Overdue: overdue == "true", Now: now}
 	switch state {
@@ -145,9 +161,12 @@ func (s *server) listCases(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
-	out := CaseList{Cases: []CaseDTO{}}
+	cs, page := paginate(s, pg, cs, func(k review.Case) []string {
+		return []string{keyFlag(k.Overdue(pg.at)), keyFlag(!k.Deadline.IsZero()), keyTime(k.Deadline), keyDesc(keyTime(k.OpenedAt)), k.ID}
+	})
+	out := CaseList{Cases: []CaseDTO{}, Page: page}
 	for _, k := range cs {
-		out.Cases = append(out.Cases, caseDTO(k, now, false))
+		out.Cases = append(out.Cases, caseDTO(k, now, s.loc(c), false))
 	}
 	c.JSON(http.StatusOK, out)
 }
@@ -176,7 +195,7 @@ func (s *server) caseOf(c *gin.Context) (review.Case, bool) {
 
 func (s *server) getCase(c *gin.Context) {
 	if k, ok := s.caseOf(c); ok {
-		c.JSON(http.StatusOK, caseDTO(k, s.now(), true))
+		c.JSON(http.StatusOK, caseDTO(k, s.now(), s.loc(c), true))
 	}
 }
 
@@ -205,7 +224,7 @@ func (s *server) openCase(c *gin.Context) {
 		return
 	}
 	s.log.Info("web: case opened", "case", k.ID, "enterprise", k.Enterprise, "by", actor(c).String())
-	c.JSON(http.StatusCreated, caseDTO(k, s.now(), true))
+	c.JSON(http.StatusCreated, caseDTO(k, s.now(), s.loc(c), true))
 }
 
 func (s *server) acknowledgeCase(c *gin.Context) { s.caseStep(c, "acknowledge") }
@@ -253,7 +272,7 @@ func (s *server) caseStep(c *gin.Context, step string) {
 		s.fail(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, caseDTO(k, s.now(), true))
+	c.JSON(http.StatusOK, caseDTO(k, s.now(), s.loc(c), true))
 }
 
 // applyStep applies step to case k on behalf of the request's token.

@@ -60,8 +60,9 @@ func TestCaseRoles(t *testing.T) {
 	k = decode[CaseDTO](t, w)
 	// A date is the end of that day in the standard's local time.
 	wantDeadline := time.Date(2026, 6, 21, 0, 0, 0, 0, time.FixedZone("", 8*3600))
-	if k.State != "acknowledged" || k.Assignee != "李工 (EHS)" || k.Deadline == nil || !k.Deadline.Equal(wantDeadline) || k.Overdue {
-		t.Fatalf("acknowledged: %+v (deadline %v, want %v)", k, k.Deadline, wantDeadline)
+	if k.State != "acknowledged" || k.Assignee != "李工 (EHS)" || k.Deadline == nil || k.Deadline.String() != "2026-06-20" ||
+		k.DeadlineAt == nil || !k.DeadlineAt.Equal(wantDeadline) || k.Overdue {
+		t.Fatalf("acknowledged: %+v (deadline %v at %v, want 2026-06-20 ending %v)", k, k.Deadline, k.DeadlineAt, wantDeadline)
 	}
 	w = f.do(t, "POST", path+"/plan", enterpriseToken, `{"plan": "更换RTO燃烧器", "evidence": ["PO-7781", "invoice-118.pdf"]}`)
 	if w.Code != http.StatusOK {

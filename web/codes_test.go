@@ -80,8 +80,8 @@ func TestCodeReasonsInAPI(t *testing.T) {
 			p.Reasons[0].Benchmark == nil || *p.Reasons[0].Benchmark != 35 {
 			t.Errorf("%s: pending reasons %+v, want VOC per m2 against its Level II benchmark 35", s.where, p.Reasons)
 		}
-		due := time.Date(2022, 5, 10, 0, 0, 0, 0, time.FixedZone("", 8*3600))
-		if e.NextAuditDue == nil || !e.NextAuditDue.Equal(due) || !e.AuditOverdue || e.AuditNote == nil ||
+		// Due at local midnight (2022-05-09T16:00Z): the local date.
+		if e.NextAuditDue == nil || e.NextAuditDue.String() != "2022-05-10" || !e.AuditOverdue || e.AuditNote == nil ||
 			e.AuditNote.EN != "audit overdue by 1483 days (due 2022-05-10)" || !strings.Contains(e.AuditNote.ZH, "逾期 1483 天") {
 			t.Errorf("%s: next audit due %v overdue %v note %+v, want overdue since 2022-05-10", s.where, e.NextAuditDue, e.AuditOverdue, e.AuditNote)
 		}

@@ -1,11 +1,9 @@
 package web
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -16,35 +14,43 @@ import (
 	"github.com/cleanprod/cleanprod/scoring"
 )
 
-// DeclarationsDTO is the answer of GET .../enterprises/{id}/declarations.
+// DeclarationsDTO is the answer of GET .../enterprises/{id}/declarations:
+// by indicator, then newest valid_from first. Declarations are paged;
+// Pending and Declarable are of them all, on every page.
 type DeclarationsDTO struct {
 	Enterprise   string           `json:"enterprise"`
 	Declarations []DeclarationDTO `json:"declarations"`
 	// Pending counts the declarations that wait for a supervisor.
 	Pending    int            `json:"pending"`
 	Declarable []IndicatorRef `json:"declarable"`
+	Page
 }
 
-// DeclarationList is the answer of GET /api/v1/declarations.
+// DeclarationList is the answer of GET /api/v1/declarations: oldest
+// submission first.
 type DeclarationList struct {
 	Declarations []DeclarationDTO `json:"declarations"`
+	Page
 }
 
 // DeclarationDTO is one declaration with its review.
 type DeclarationDTO struct {
-	ID            string     `json:"id"`
-	Enterprise    string     `json:"enterprise"`
-	Indicator     string     `json:"indicator"`        // "" for an absent amount
-	Absent        string     `json:"absent,omitempty"` // an amount the enterprise does not have, e.g. natural_gas
-	NameEN        string     `json:"name_en"`
-	NameZH        string     `json:"name_zh"`
-	Restrictive   bool       `json:"restrictive"`
-	Level         *string    `json:"level"`
-	Value         *float64   `json:"value"`
-	NotApplicable bool       `json:"not_applicable"`
-	Evidence      string     `json:"evidence"`
-	ValidFrom     time.Time  `json:"valid_from"`
-	ValidTo       *time.Time `json:"valid_to"`
+	ID            string   `json:"id"`
+	Enterprise    string   `json:"enterprise"`
+	Indicator     string   `json:"indicator"`        // "" for an absent amount
+	Absent        string   `json:"absent,omitempty"` // an amount the enterprise does not have, e.g. natural_gas
+	NameEN        string   `json:"name_en"`
+	NameZH        string   `json:"name_zh"`
+	Restrictive   bool     `json:"restrictive"`
+	Level         *string  `json:"level"`
+	Value         *float64 `json:"value"`
+	NotApplicable bool     `json:"not_applicable"`
+	Evidence      string   `json:"evidence"`
+	// ValidFrom and ValidTo (null: open-ended) are dates in the
+	// platform's zone; the declaration holds from the start of
+	// ValidFrom until the start of ValidTo.
+	ValidFrom Date  `json:"valid_from"`
+	ValidTo   *Date `json:"valid_to"`
 	// Auditor and ReportRef make a declaration of the audit indicator an
 	// audit record; only an accepted one restarts the audit cycle.
 	Auditor   string `json:"auditor,omitempty"`
@@ -106,8 +112,9 @@ func (s *server) declarationDTO(c *gin.Context, r review.Record, inForce bool) D
 
 func declarationDTO(std *scoring.Standard, r review.Record, inForce bool) DeclarationDTO {
 	d := &r.Declaration
+	loc := localZone(std.UTCOffset)
 	out := DeclarationDTO{ID: r.ID, Enterprise: d.Enterprise, Indicator: d.Indicator, Absent: d.Absent, Level: levelPtr(d.Level), Value: d.Value,
-		NotApplicable: d.NotApplicable, Evidence: d.Evidence, ValidFrom: d.ValidFrom, ValidTo: timePtr(d.ValidTo),
+		NotApplicable: d.NotApplicable, Evidence: d.Evidence, ValidFrom: dateOf(d.ValidFrom, loc), ValidTo: datePtr(d.ValidTo, loc),
 		Auditor: d.Auditor, ReportRef: d.ReportRef, State: string(r.State), SubmittedBy: r.SubmittedBy.String(),
 		SubmittedAt: r.SubmittedAt, ReviewedAt: timePtr(r.ReviewedAt), ReviewNote: r.Note, InForce: inForce}
 	if !r.ReviewedAt.IsZero() {
@@ -161,12 +168,20 @@ func (s *server) listDeclarations(c *gin.Context) {
 		return
 	}
 	id := c.Param("id")
+	pg, err := s.pageOf(c, "declarations|"+id, defaultLimit, maxLimit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	rs, err := s.Declarations.Records(c.Request.Context(), review.Filter{Enterprise: id})
 	if err != nil {
 		s.fail(c, err)
 		return
 	}
-	out := DeclarationsDTO{Enterprise: id, Declarations: s.declarationDTOs(c, rs, s.now()), Declarable: []IndicatorRef{}}
+	out := DeclarationsDTO{Enterprise: id, Declarable: []IndicatorRef{}}
+	out.Declarations, out.Page = pageDeclarations(s, pg, rs, s.declarationDTOs(c, rs, s.now()), func(r review.Record) []string {
+		return []string{r.Declaration.Subject(), keyDesc(keyTime(r.Declaration.ValidFrom)), keyDesc(keyTime(r.SubmittedAt)), r.ID}
+	})
 	for _, r := range rs {
 		if r.State == review.Submitted {
 			out.Pending++
@@ -199,6 +214,11 @@ func (s *server) fleetDeclarations(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	pg, err := s.pageOf(c, "fleet-declarations|"+ent+"|"+state, defaultLimit, maxLimit)
+	if err != nil {
+		s.fail(c, err)
+		return
+	}
 	f := review.Filter{Enterprise: ent, State: review.State(state)}
 	if state == "all" {
 		f.State = ""
@@ -209,10 +229,26 @@ func (s *server) fleetDeclarations(c *gin.Context) {
 		return
 	}
 	// Oldest submission first: the queue a supervisor works through.
-	slices.SortStableFunc(rs, func(a, b review.Record) int {
-		return cmp.Or(a.SubmittedAt.Compare(b.SubmittedAt), strings.Compare(a.ID, b.ID))
+	var out DeclarationList
+	out.Declarations, out.Page = pageDeclarations(s, pg, rs, s.declarationDTOs(c, rs, s.now()), func(r review.Record) []string {
+		return []string{keyTime(r.SubmittedAt), r.ID}
 	})
-	c.JSON(http.StatusOK, DeclarationList{Declarations: s.declarationDTOs(c, rs, s.now())})
+	c.JSON(http.StatusOK, out)
+}
+
+// pageDeclarations pages the declarations ds of the records rs (which
+// they are made of, one to one) by the records' key.
+func pageDeclarations(s *server, pg page, rs []review.Record, ds []DeclarationDTO, key func(review.Record) []string) ([]DeclarationDTO, Page) {
+	idx := make([]int, len(rs))
+	for i := range idx {
+		idx[i] = i
+	}
+	idx, page := paginate(s, pg, idx, func(i int) []string { return key(rs[i]) })
+	out := make([]DeclarationDTO, 0, len(idx))
+	for _, i := range idx {
+		out = append(out, ds[i])
+	}
+	return out, page
 }
 
 func (s *server) addDeclaration(c *gin.Context) {

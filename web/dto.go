@@ -60,11 +60,13 @@ type EnterpriseSummary struct {
 	// LevelNote says why Level is null once evaluated (null when graded);
 	// ScoreNote that Score rests on less data than the policy's
 	// min_completeness (null when it does not): such a score is indicative.
-	LevelNote    *Text      `json:"level_note"`
-	ScoreNote    *Text      `json:"score_note"`
-	Official     *LevelRef  `json:"official"` // the level on the standard's other (rolling 12-month) window
-	LastAudit    *time.Time `json:"last_audit"`
-	NextAuditDue *time.Time `json:"next_audit_due"`
+	LevelNote *Text     `json:"level_note"`
+	ScoreNote *Text     `json:"score_note"`
+	Official  *LevelRef `json:"official"` // the level on the standard's other (rolling 12-month) window
+	// LastAudit is the date of the last accepted audit and NextAuditDue
+	// the date the next one is due, in the platform's zone.
+	LastAudit    *Date `json:"last_audit"`
+	NextAuditDue *Date `json:"next_audit_due"`
 	// AuditOverdue: the next audit was due before now; AuditNote says so
 	// (null when not overdue).
 	AuditOverdue bool  `json:"audit_overdue"`
@@ -107,8 +109,10 @@ type PendingChange struct {
 	Since time.Time `json:"since"` // data time its candidate first appeared
 	// TakesEffect is when the code changes if the candidate keeps holding
 	// (data time: later than this while the enterprise's data lags).
-	TakesEffect *time.Time  `json:"takes_effect"`
-	Reasons     []ReasonDTO `json:"reasons"`
+	TakesEffect *time.Time `json:"takes_effect"`
+	// TakesEffectOn is the date of TakesEffect in the platform's zone.
+	TakesEffectOn *Date       `json:"takes_effect_on"`
+	Reasons       []ReasonDTO `json:"reasons"`
 	// Note says it in words: since when, the date it takes effect and the
 	// hold behind that date.
 	Note Text `json:"note"`
@@ -417,10 +421,10 @@ func summaryOf(ent *registry.Enterprise, std *scoring.Standard, pol *scoring.Pol
 	s.PendingCode, s.PendingSince = codePtr(r.PendingCode), timePtr(r.PendingSince)
 	if r.PendingCode != "" {
 		s.PendingChange = &PendingChange{Code: string(r.PendingCode), Since: r.PendingSince.UTC(), TakesEffect: timePtr(r.PendingDue),
-			Reasons: x.reasons(reasonsOf(r.PendingReasons))}
+			TakesEffectOn: datePtr(r.PendingDue, loc), Reasons: x.reasons(reasonsOf(r.PendingReasons))}
 		s.PendingChange.Note = x.pendingNote(string(r.Code), s.PendingChange, loc)
 	}
-	s.LastAudit, s.NextAuditDue = timePtr(r.LastAudit), timePtr(r.NextAuditDue)
+	s.LastAudit, s.NextAuditDue = datePtr(r.LastAudit, loc), datePtr(r.NextAuditDue, loc)
 	s.AuditNote = auditNote(r.NextAuditDue, now, loc)
 	s.AuditOverdue = s.AuditNote != nil
 	s.AuditIntervalMonths = pol.AuditInterval(r.Code)

@@ -24,6 +24,12 @@ var ginParam = regexp.MustCompile(`:([A-Za-z_]+)`)
 // OpenAPIPath converts a gin path (/a/:id) to an OpenAPI one (/a/{id}).
 func OpenAPIPath(p string) string { return ginParam.ReplaceAllString(p, "{$1}") }
 
+// apiDescription is the description of the whole API: auth, errors,
+// pages and the time-zone convention (date.go).
+const apiDescription = "A continuous cleaner-production audit: enterprises, indicators, rankings, events, declarations, the indicator standard and the instant audit report. Bearer tokens come from the tokens file (http.tokens_file); a supervisor token sees every enterprise, an enterprise token its own. Errors are JSON {\"error\": {\"code\", \"message\"}}. " +
+	"Lists are paged: limit (each list's default and maximum are on its parameter) and cursor, the next_cursor of the previous page; an answer adds has_more and, while it is true, next_cursor. Items are ordered by their own keys and a cursor holds the last one sent, so a walk returns every item once even while items are added; an altered cursor, one of another list or other filters, or one from before a restart is a 400. " +
+	"Times: an instant is RFC 3339 with its offset (format date-time); a calendar date (format date: last_audit, next_audit_due, valid_from, valid_to, a case's deadline, takes_effect_on) is YYYY-MM-DD, the day in the platform's zone, the standard's data.utc_offset (UTC+8 in the shipped standard; GET /api/v1/standard gives it as method.utc_offset_hours). Inputs take a date (the start of that day in that zone; a case's deadline: its end) or an RFC 3339 time."
+
 // OpenAPI builds the OpenAPI 3.0 document of rs.
 func OpenAPI(rs []route) map[string]any {
 	g := &schemaGen{schemas: map[string]any{}}
@@ -117,7 +123,7 @@ func OpenAPI(rs []route) map[string]any {
 		"info": map[string]any{
 			"title":       "cleanprod",
 			"version":     "v1",
-			"description": "A continuous cleaner-production audit: enterprises, indicators, rankings, events, declarations, the indicator standard and the instant audit report. Bearer tokens come from the tokens file (http.tokens_file); a supervisor token sees every enterprise, an enterprise token its own. Errors are JSON {\"error\": {\"code\", \"message\"}}.",
+			"description": apiDescription,
 		},
 		"paths": paths,
 		"components": map[string]any{
@@ -160,6 +166,7 @@ type schemaGen struct {
 
 var (
 	timeType          = reflect.TypeOf(time.Time{})
+	dateType          = reflect.TypeOf(Date{})
 	textMarshalerType = reflect.TypeOf((*encoding.TextMarshaler)(nil)).Elem()
 )
 
@@ -167,6 +174,8 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 	switch {
 	case t == timeType:
 		return map[string]any{"type": "string", "format": "date-time"}
+	case t == dateType:
+		return map[string]any{"type": "string", "format": "date", "example": "2026-12-06"}
 	case t.Kind() != reflect.Pointer && t.Implements(textMarshalerType):
 		return map[string]any{"type": "string"}
 	}

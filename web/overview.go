@@ -158,7 +158,7 @@ func (s *server) overview(c *gin.Context) {
 			if !p.Sees(k.Enterprise) {
 				continue
 			}
-			pg.Cases = append(pg.Cases, caseRow{caseDTO(k, now, false), s.enterpriseName(c, k.Enterprise)})
+			pg.Cases = append(pg.Cases, caseRow{caseDTO(k, now, s.loc(c), false), s.enterpriseName(c, k.Enterprise)})
 			if _, ok := pg.CaseOf[k.Enterprise]; !ok { // overdue first, then by deadline
 				pg.CaseOf[k.Enterprise] = pg.Cases[len(pg.Cases)-1]
 			}

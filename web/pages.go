@@ -188,6 +188,13 @@ func (c clock) Due(t any) string {
 
 func (c clock) format(t any, layout string) string {
 	switch x := t.(type) {
+	case Date:
+		return x.In(c.loc).Format(layout)
+	case *Date:
+		if x == nil {
+			return "—"
+		}
+		return x.In(c.loc).Format(layout)
 	case time.Time:
 		if x.IsZero() {
 			return "—"

@@ -15,7 +15,10 @@
 // Handlers only translate HTTP to those packages: they read a snapshot or
 // the store, shape it (dto.go) and write it. routes.go is the one list of
 // routes, with what each needs and returns; the OpenAPI description at
-// /api/v1/openapi.json is generated from it.
+// /api/v1/openapi.json is generated from it. Every list is paged by one
+// helper (page.go: limit, a sealed cursor holding the last item's sort
+// key, has_more and next_cursor); calendar dates are dates in the
+// standard's zone and instants RFC 3339 (date.go).
 //
 // # Auth
 //
@@ -37,6 +40,7 @@ package web
 
 import (
 	"context"
+	"crypto/cipher"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -119,13 +123,15 @@ type server struct {
 	Options
 	log *slog.Logger
 	now func() time.Time
+	// cursors seals the lists' cursors (page.go).
+	cursors cipher.AEAD
 }
 
 // NewHandler returns the HTTP handler.
 func NewHandler(o Options) http.Handler { return newServer(o).handler() }
 
 func newServer(o Options) *server {
-	s := &server{Options: o, log: o.Logger, now: o.Now}
+	s := &server{Options: o, log: o.Logger, now: o.Now, cursors: newCursorAEAD()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}

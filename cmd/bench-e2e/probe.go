@@ -326,7 +326,8 @@ func (s *serveProcess) meterSeen(ctx context.Context, enterprise, meter string, 
 	var v struct {
 		Meters []meterView `json:"meters"`
 	}
-	path := "/api/v1/enterprises/" + url.PathEscape(enterprise) + "/meters"
+	// One page of the largest size holds every meter (-meters-per-enterprise is at most 1000).
+	path := "/api/v1/enterprises/" + url.PathEscape(enterprise) + "/meters?limit=1000"
 	if err := s.getJSON(ctx, path, s.token, &v); err != nil {
 		return false, err
 	}
