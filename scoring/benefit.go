@@ -222,7 +222,10 @@ func (lib *Library) Benefit(in BenefitInput, s *Solution) Benefit {
 		}
 		ab := lib.amounts[i]
 		r, ok := a.Indicator(std, ab.Indicator)
-		if !ok || r.Status != Graded || !r.HasValue() {
+		if ok && r.Status == NotApplicable {
+			continue // the plant has no such amount (a parts plant makes no vehicles)
+		}
+		if !ok || r.Status != Graded {
 			put(ab.Amount, 0, ab.Indicator+": insufficient data")
 			continue
 		}

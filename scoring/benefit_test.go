@@ -119,6 +119,20 @@ func TestBenefit(t *testing.T) {
 		near("yuan", b.Yuan, 4500*year*4.5)
 	})
 
+	t.Run("an indicator that does not apply", func(t *testing.T) {
+		in := in
+		in.Assessment = benefitAssessment(t, std)
+		r, _ := in.Assessment.Indicator(std, "fresh_water_per_vehicle")
+		*r = IndicatorResult{ID: r.ID, Status: NotApplicable}
+		in.Assessment.Totals[5].Coverage = 1
+		// Only the paint shop's 35 % of 15 L/m² x 800,000 m² counts.
+		b := lib.Benefit(in, sol("counter_current_rinsing"))
+		near("fresh water m3", b.FreshWater, 4200*year)
+		if b.Insufficient() {
+			t.Errorf("missing %q, want none", b.Missing)
+		}
+	})
+
 	t.Run("no data for the indicator", func(t *testing.T) {
 		in := in
 		in.Assessment = benefitAssessment(t, std)
