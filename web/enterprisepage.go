@@ -154,11 +154,11 @@ func benefitViewOf(b BenefitDTO) benefitView {
 	}
 	energy, water, co2 := lacks(scoring.AmountEnergy), lacks(scoring.AmountFreshWater), lacks(scoring.AmountCO2)
 	return benefitView{BenefitDTO: b, Cells: []benefitCell{
-		{"electricity_kwh", "节电 kWh/年", b.ElectricityKWh, energy},
-		{"natural_gas_m3", "天然气 m³/年", b.NaturalGasM3, energy},
-		{"energy_kgce", "节能 kgce/年", b.EnergyKgce, energy},
-		{"fresh_water_m3", "节水 m³/年", b.FreshWaterM3, water},
-		{"co2_t", "减碳 t CO₂/年", b.CO2Tonnes, co2},
-		{"yuan", "元/年 yuan", b.Yuan, b.Insufficient},
+		{"electricity_kwh", "节电 electricity, kWh/年 a year", b.ElectricityKWh, energy},
+		{"natural_gas_m3", "天然气 gas, m³/年 a year", b.NaturalGasM3, energy},
+		{"energy_kgce", "节能 energy, kgce/年 a year", b.EnergyKgce, energy},
+		{"fresh_water_m3", "节水 fresh water, m³/年 a year", b.FreshWaterM3, water},
+		{"co2_t", "减碳 CO₂, t/年 a year", b.CO2Tonnes, co2},
+		{"yuan", "节约费用 cost saved, 元/年 yuan a year", b.Yuan, b.Insufficient},
 	}}
 }
