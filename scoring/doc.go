@@ -14,7 +14,10 @@
 //     (green/yellow/red), the audit interval of each code, the hysteresis
 //     of code changes, and when regressions are announced.
 //   - solutions/*.yaml (LoadLibrary): measures with their typical effect on
-//     indicators, cost class and payback.
+//     indicators, cost class and payback; and (prices.yaml) which
+//     intensity indicator measures which amount and the unit prices, from
+//     which (*Library).Benefit estimates a measure's yearly saving in
+//     kgce, kWh, m³, t CO2 and yuan from an enterprise's window totals.
 //   - declarations (Declarations; DeclarationFiles reads declarations/*.yaml
 //     by default): levels of qualitative indicators, values of non-metered
 //     ones, not-applicable indicators, and amounts the enterprise does not

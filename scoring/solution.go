@@ -70,6 +70,10 @@ func (ef Effect) project(ind *Indicator, v float64) (float64, Level) {
 type Library struct {
 	Solutions []*Solution
 	byInd     map[string][]int // indicator -> solution indexes with an effect on it
+	// amounts and prices are the basis of the measures' benefits in
+	// physical units and yuan (benefit.go).
+	amounts []AmountBasis
+	prices  map[string]Price
 }
 
 type solutionFile struct {
@@ -92,6 +96,10 @@ type solutionFile struct {
 		Src  any    `yaml:"src"`
 		Note string `yaml:"note"`
 	} `yaml:"solutions"`
+	// Benefits and Prices may stand in any file of the library (the
+	// shipped one keeps them in prices.yaml).
+	Benefits benefitsFile `yaml:"benefits"`
+	Prices   []priceFile  `yaml:"prices"`
 }
 
 // LoadLibrary reads every *.yaml file in dir and validates it against std.
@@ -135,6 +143,7 @@ func ParseLibrary(files map[string][]byte, std *Standard) (*Library, error) {
 		problem := func(path []any, format string, args ...any) {
 			errs = append(errs, doc.Errorf(path, format, args...))
 		}
+		lib.parseBenefits(name, &f.Benefits, f.Prices, std, problem)
 		for i, sf := range f.Solutions {
 			at := func(k string) []any { return yamlfile.P("solutions", i, k) }
 			s := &Solution{ID: sf.ID, NameZH: sf.NameZH, NameEN: sf.NameEN, Description: sf.Description, Cost: Cost(sf.Cost), File: name}

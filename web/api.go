@@ -114,6 +114,7 @@ func (s *server) detail(c *gin.Context, ent *registry.Enterprise, v resultView) 
 	snap := s.snapshot(c)
 	d := EnterpriseDetail{EnterpriseSummary: summaryOf(ent, snap.Standard, snap.Policy, v, s.freshness(ent), s.now()),
 		Assessments: []AssessmentDTO{}, Lagging: []LaggingDTO{}, RecentEvents: []EventDTO{},
+		Benefits: []BenefitDTO{}, BenefitPrices: []PriceDTO{},
 		EstimatedBenchmarks: nonNil(snap.Standard.Estimated())}
 	if v.res == nil {
 		return d, nil
@@ -121,6 +122,7 @@ func (s *server) detail(c *gin.Context, ent *registry.Enterprise, v resultView) 
 	d.Assessments = assessmentsOf(snap.Standard, v)
 	d.Lagging = laggingOf(snap.Standard, v.res.Lagging)
 	d.NextLevel = nextLevelOf(snap.Standard, snap.Policy, v, s.solutions(snap))
+	addBenefits(&d, snap.Standard, snap.Policy, ent, v, s.solutions(snap))
 	to := v.res.Time
 	if !v.asOf {
 		to = s.now()

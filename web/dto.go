@@ -142,7 +142,9 @@ type DataFreshness struct {
 
 // Links are the related resources of an enterprise.
 type Links struct {
-	Self         string `json:"self"`
+	Self string `json:"self"`
+	// Page is the enterprise's own page (HTML), for its officer.
+	Page         string `json:"page"`
 	Report       string `json:"report"`
 	ReportPDF    string `json:"report_pdf"`
 	Meters       string `json:"meters"`
@@ -158,6 +160,12 @@ type EnterpriseDetail struct {
 	Lagging      []LaggingDTO  `json:"lagging"`
 	NextLevel    *NextLevelDTO `json:"next_level"` // on the policy's window; null before the first evaluation
 	RecentEvents []EventDTO    `json:"recent_events"`
+	// Benefits are the yearly benefits of the measures recommended in
+	// next_level and lagging (each once), estimated from the enterprise's
+	// own totals on the policy's window; BenefitPrices the unit prices
+	// the yuan figures use.
+	Benefits      []BenefitDTO `json:"benefits"`
+	BenefitPrices []PriceDTO   `json:"benefit_prices"`
 	// EstimatedBenchmarks are the indicators of the standard in force whose
 	// benchmarks are engineering estimates (src: estimate): while there
 	// are any, levels are provisional.
@@ -394,7 +402,7 @@ func (v resultView) hasValue(wi, ii int) bool {
 
 func enterpriseLinks(id string) Links {
 	base := "/api/v1/enterprises/" + id
-	return Links{Self: base, Report: base + "/report", ReportPDF: base + "/report?format=pdf", Meters: base + "/meters", Declarations: base + "/declarations"}
+	return Links{Self: base, Page: "/enterprises/" + id, Report: base + "/report", ReportPDF: base + "/report?format=pdf", Meters: base + "/meters", Declarations: base + "/declarations"}
 }
 
 // summaryOf builds an enterprise's summary at now (for the audit's

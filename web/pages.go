@@ -38,6 +38,8 @@ var pages = template.Must(template.New("").Funcs(template.FuncMap{
 	"needed":      neededText,
 	"inc":         func(i int) int { return i + 1 },
 	"qty":         qtyText,
+	"unit":        unitText,
+	"days":        func(from, to time.Time) string { return formatNum(math.Round(to.Sub(from).Hours() / 24)) },
 	"css":         func() template.CSS { return template.CSS(stylesheet) },
 }).ParseFS(templateFS, "templates/*.html"))
 

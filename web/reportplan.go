@@ -148,14 +148,18 @@ func actionPlan(inds []planIndicator) []PlanTier {
 
 // planIndicators are the indicators of the report's action plan: the steps
 // to the next level, then the other lagging indicators.
-func (rep *Report) planIndicators() []planIndicator {
+func (rep *Report) planIndicators() []planIndicator { return planIndicatorsOf(&rep.Enterprise) }
+
+// planIndicatorsOf are the indicators of an enterprise's action plan: the
+// steps to the next level, then the other lagging indicators.
+func planIndicatorsOf(e *EnterpriseDetail) []planIndicator {
 	var out []planIndicator
-	if n := rep.Enterprise.NextLevel; n != nil {
+	if n := e.NextLevel; n != nil {
 		for _, s := range n.Steps {
 			out = append(out, planIndicator{id: s.Indicator, zh: s.NameZH, en: s.NameEN, unit: s.Unit, step: true, value: s.Value, matches: s.Solutions})
 		}
 	}
-	for _, l := range rep.Enterprise.Lagging {
+	for _, l := range e.Lagging {
 		out = append(out, planIndicator{id: l.Indicator, zh: l.NameZH, en: l.NameEN, unit: l.Unit, value: l.Value, matches: l.Solutions})
 	}
 	return out
