@@ -100,7 +100,7 @@ func (s *server) enterprisePage(c *gin.Context) {
 			return
 		}
 		for _, k := range ks {
-			pg.Cases = append(pg.Cases, caseDTO(k, now, false))
+			pg.Cases = append(pg.Cases, caseDTO(k, now, s.loc(c), false))
 		}
 		// Open cases first, overdue first among them.
 		slices.SortStableFunc(pg.Cases, func(a, b CaseDTO) int {
