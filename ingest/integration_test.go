@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -269,4 +271,85 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if got := testutil.ToFloat64(h.metrics.inflight); got != 0 {
 		t.Errorf("in-flight after everything was acknowledged: got %g, want 0", got)
 	}
+}
+
+// TestShuffledBacklogThroughRealServers: a gateway's backlog arrives in
+// random order, as paho re-sends its unacknowledged messages after a
+// reconnect, through a real mosquitto into a real InfluxDB. Readings far
+// older than the 32 kept per meter are placed from the store, counters
+// included: every one stored, none rejected, the counter's total exactly
+// its last register less its first. Sent again in another order, all of
+// it is absorbed as duplicates while another gateway's fresh reading is
+// stored meanwhile.
+func TestShuffledBacklogThroughRealServers(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	db := testenv.Influx(t)
+	h := startIngest(t, broker.URL(), "cleanprod-shuffled", testRegistry(t), openInflux(t, db))
+	letters := deadLetters(t, broker.URL())
+	waitFor(t, 10*time.Second, "subscriber connected", h.sub.Connected)
+	gw := connect(t, broker.URL(), "gw-1-backlog")
+
+	const n = 300
+	t0 := time.Now().UTC().Truncate(time.Minute).Add(-6 * time.Hour)
+	msgs := make([][]byte, n)
+	for i := range n {
+		ts := t0.Add(time.Duration(i) * time.Minute).Format(time.RFC3339)
+		msgs[i] = fmt.Appendf(nil, `{"gateway":"gw-1","seq":%d,"readings":[{"meter":"E-1","ts":%q,"value":%d},{"meter":"COD-OUT","ts":%q,"value":%d}]}`, i+1, ts, 10*i, ts, 40+i%7)
+	}
+	shuffled := func(seed uint64) [][]byte {
+		out := slices.Clone(msgs)
+		rand.New(rand.NewPCG(seed, 7)).Shuffle(len(out), func(i, j int) { out[i], out[j] = out[j], out[i] })
+		return out
+	}
+	began := time.Now()
+	for _, m := range shuffled(1) {
+		publish(t, gw, TelemetryTopic("ent-a", "gw-1"), m)
+	}
+	waitFor(t, 60*time.Second, "every reading written", func() bool { return testutil.ToFloat64(h.metrics.readings) >= 2*n })
+	first := time.Since(began)
+	if got := sumDelta(t, db, "E-1"); got != 10*(n-1) {
+		t.Errorf("stored total of E-1 %g, want %d (its last register less its first)", got, 10*(n-1))
+	}
+	if got := h.observedSum("E-1"); got != 10*(n-1) {
+		t.Errorf("scorer's total of E-1 %g, want %d", got, 10*(n-1))
+	}
+	if lookups := testutil.ToFloat64(h.metrics.lateLookups); lookups == 0 {
+		t.Error("no store look-up: the test placed nothing from the store")
+	}
+
+	// The whole backlog again, in another order, while gw-2 reports.
+	began = time.Now()
+	dups := testutil.ToFloat64(h.metrics.duplicates)
+	other := connect(t, broker.URL(), "gw-2-fresh")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, m := range shuffled(2) {
+			if tok := gw.Publish(TelemetryTopic("ent-a", "gw-1"), 1, false, m); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+				t.Errorf("publish: %v", tok.Error())
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond)
+	fresh := time.Now()
+	publish(t, other, TelemetryTopic("ent-a", "gw-2"), fmt.Appendf(nil, `{"gateway":"gw-2","seq":1,"readings":[{"meter":"V-1","ts":%q,"value":5}]}`, time.Now().UTC().Format(time.RFC3339)))
+	waitFor(t, 10*time.Second, "the other gateway's reading stored", func() bool { return testutil.ToFloat64(h.metrics.readings) >= 2*n+1 })
+	freshLatency := time.Since(fresh)
+	<-done
+	waitFor(t, 60*time.Second, "the backlog absorbed", func() bool {
+		return testutil.ToFloat64(h.metrics.duplicates)-dups >= 2*n && testutil.ToFloat64(h.metrics.inflight) == 0
+	})
+	replay := time.Since(began)
+	if got := sumDelta(t, db, "E-1"); got != 10*(n-1) {
+		t.Errorf("stored total of E-1 after the replay %g, want %d", got, 10*(n-1))
+	}
+	if w := testutil.ToFloat64(h.metrics.readings); w != 2*n+1 {
+		t.Errorf("%g readings written, want %d: the replay wrote something again", w, 2*n+1)
+	}
+	if l := letters(); len(l) != 0 {
+		t.Errorf("%d dead-letters, the first %+v: nothing here is wrong", len(l), l[0])
+	}
+	t.Logf("shuffled backlog of %d messages stored in %s; replayed in %s (%.0f msg/s), another gateway's reading stored %s after it was sent; %g store look-ups",
+		n, first.Round(time.Millisecond), replay.Round(time.Millisecond), float64(n)/replay.Seconds(), freshLatency.Round(time.Millisecond), testutil.ToFloat64(h.metrics.lateLookups))
 }

@@ -12,6 +12,11 @@ type Metrics struct {
 	readings       prometheus.Counter
 	duplicates     prometheus.Counter
 	flagged        *prometheus.CounterVec
+
+	lateWaiting        prometheus.Gauge
+	lateLookups        prometheus.Counter
+	lateLookupFailures prometheus.Counter
+	lateLookupSeconds  prometheus.Histogram
 	rejected       *prometheus.CounterVec
 	deadLettered   prometheus.Counter
 	deadLetterErrs prometheus.Counter
@@ -53,6 +58,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cleanprod_ingest_duplicates_total", Help: "Readings received again with the same value (redeliveries), absorbed without counting twice.",
+		}),
+		lateWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "cleanprod_ingest_late_waiting_messages", Help: "Messages with readings older than their meters' kept history waiting, unacknowledged, for the store's answer about them.",
+		}),
+		lateLookups: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_late_lookups_total", Help: "Rounds of store look-ups for late readings (one per group of waiting messages).",
+		}),
+		lateLookupFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_late_lookup_failures_total", Help: "Store look-ups for late readings that failed; they are retried with back-off while their messages wait unacknowledged.",
+		}),
+		lateLookupSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cleanprod_ingest_late_lookup_seconds", Help: "Duration of one round of store look-ups for late readings.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 4, 8),
 		}),
 		flagged: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cleanprod_ingest_flagged_values_total", Help: "Analyser values whose data flag marks them not valid (HJ 212 F, M, D, C, T, B; S unless the station allows it): stored apart in reading_flagged with their flag, counted toward no sum, mean or compliance, and missing from the data availability.",
@@ -115,7 +133,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cleanprod_mqtt_watchdog_reconnects_total", Help: "Reconnects forced because the heartbeat stopped arriving on a connection that looked alive.",
 		}),
 	}
-	reg.MustRegister(m.restoreRetries, m.messages, m.readings, m.duplicates, m.flagged, m.rejected, m.deadLettered, m.deadLetterErrs,
+	reg.MustRegister(m.restoreRetries, m.messages, m.readings, m.duplicates, m.flagged, m.lateWaiting, m.lateLookups, m.lateLookupFailures, m.lateLookupSeconds, m.rejected, m.deadLettered, m.deadLetterErrs,
 		m.batchReadings, m.writeSeconds, m.storeErrors, m.inflight, m.lastMessage, m.seqGaps, m.seqRepeats,
 		m.seqBackwards, m.seqRenumbered, m.counterEvents, m.ackLatency, m.connected, m.connects, m.connLost, m.watchdogResets)
 	newBacklogMetrics(reg, m)

@@ -65,6 +65,18 @@ type Normaliser struct {
 	// walk and events are placeCounter's scratch space.
 	walk   []histEntry
 	events []counterEvent
+	// provided is the store's answer about the late readings of the
+	// messages being normalised, for the spans asked (see provide);
+	// extended are the meters whose histories it extended, pinned those
+	// whose histories keep everything while a message waits for the
+	// store (see pin).
+	provided []store.Reading
+	asked    []lateSpan
+	extended map[*registry.Meter]bool
+	pinned   map[meterID]int
+	// lateScratch and lateCount are lateSpans' scratch space.
+	lateScratch []lateCand
+	lateCount   map[*registry.Meter]int
 }
 
 // recentOld remembers the last recentOldLimit such readings, the oldest
@@ -73,7 +85,7 @@ type Normaliser struct {
 // copy arriving before the store has its original could still be counted
 // twice.
 type recentOld struct {
-	values map[oldKey]float64
+	values map[oldKey]histEntry
 	ring   []oldKey
 	next   int
 }
@@ -86,13 +98,14 @@ type oldKey struct {
 const recentOldLimit = 1 << 16
 
 func (r *recentOld) get(k oldKey) (float64, bool) {
-	v, ok := r.values[k]
-	return v, ok
+	e, ok := r.values[k]
+	return e.value, ok
 }
 
-func (r *recentOld) add(k oldKey, v float64) {
+// add remembers entry e of k's meter, as written (value, delta, state).
+func (r *recentOld) add(k oldKey, e histEntry) {
 	if r.values == nil {
-		r.values = make(map[oldKey]float64)
+		r.values = make(map[oldKey]histEntry)
 	}
 	if _, ok := r.values[k]; !ok {
 		if len(r.ring) < recentOldLimit {
@@ -103,7 +116,8 @@ func (r *recentOld) add(k oldKey, v float64) {
 			r.next = (r.next + 1) % recentOldLimit
 		}
 	}
-	r.values[k] = v
+	e.msg = 0
+	r.values[k] = e
 }
 
 type gatewayKey struct{ enterprise, gateway string }
@@ -207,6 +221,13 @@ func (n *Normaliser) SetRegistry(reg *registry.Registry) {
 		}
 	}
 	n.meters = meters
+	extended := make(map[*registry.Meter]bool, len(n.extended))
+	for o := range n.extended {
+		if m, ok := reg.Meter(o.Enterprise.ID, o.ID); ok && meters[m] != nil {
+			extended[m] = true
+		}
+	}
+	n.extended = extended
 	for k := range n.gateways {
 		if _, ok := reg.Gateway(k.enterprise, k.gateway); !ok {
 			delete(n.gateways, k)
@@ -264,27 +285,43 @@ func (n *Normaliser) Meters() int { return len(n.meters) }
 // message rejected as a whole returns a *DecodeError; otherwise Outcome
 // lists what became of each reading.
 func (n *Normaliser) Process(topic string, payload []byte, redelivery bool, now time.Time, write, observe *[]store.Reading) (Outcome, *DecodeError) {
-	enterprise, gateway, level, ok := parseGatewayTopic(topic)
-	proto := n.protocols[level]
-	if !ok || proto == nil {
-		return Outcome{}, &DecodeError{ReasonBadTopic, fmt.Sprintf("topic %q is not cp/v1/{enterprise}/{gateway}/{%s} with valid ids", truncateString(topic), strings.Join(slices.Sorted(maps.Keys(n.protocols)), "|"))}
-	}
-	gw, ok := n.reg.Gateway(enterprise, gateway)
-	if !ok {
-		return Outcome{}, &DecodeError{ReasonUnknownGateway, fmt.Sprintf("gateway %q of enterprise %q is not registered", gateway, enterprise)}
-	}
-	if n.cfg.MaxPayload > 0 && len(payload) > n.cfg.MaxPayload {
-		return Outcome{}, &DecodeError{ReasonPayloadTooLarge, fmt.Sprintf("payload of %d bytes, at most %d", len(payload), n.cfg.MaxPayload)}
-	}
-	msg, derr := proto.Decode(gw, payload, now)
+	gw, msg, derr := n.decode(topic, payload, now)
 	if derr != nil {
 		return Outcome{}, derr
 	}
+	return n.normaliseDecoded(gw, msg, redelivery, now, write, observe), nil
+}
+
+// decode checks topic and payload size and decodes the payload by the
+// topic's protocol.
+func (n *Normaliser) decode(topic string, payload []byte, now time.Time) (*registry.Gateway, *Message, *DecodeError) {
+	enterprise, gateway, level, ok := parseGatewayTopic(topic)
+	proto := n.protocols[level]
+	if !ok || proto == nil {
+		return nil, nil, &DecodeError{ReasonBadTopic, fmt.Sprintf("topic %q is not cp/v1/{enterprise}/{gateway}/{%s} with valid ids", truncateString(topic), strings.Join(slices.Sorted(maps.Keys(n.protocols)), "|"))}
+	}
+	gw, ok := n.reg.Gateway(enterprise, gateway)
+	if !ok {
+		return nil, nil, &DecodeError{ReasonUnknownGateway, fmt.Sprintf("gateway %q of enterprise %q is not registered", gateway, enterprise)}
+	}
+	if n.cfg.MaxPayload > 0 && len(payload) > n.cfg.MaxPayload {
+		return nil, nil, &DecodeError{ReasonPayloadTooLarge, fmt.Sprintf("payload of %d bytes, at most %d", len(payload), n.cfg.MaxPayload)}
+	}
+	msg, derr := proto.Decode(gw, payload, now)
+	if derr != nil {
+		return nil, nil, derr
+	}
+	return gw, msg, nil
+}
+
+// normaliseDecoded normalises a decoded message and lists its rejects,
+// the decoder's and the normaliser's, in reading order.
+func (n *Normaliser) normaliseDecoded(gw *registry.Gateway, msg *Message, redelivery bool, now time.Time, write, observe *[]store.Reading) Outcome {
 	out := n.Normalise(gw, msg, redelivery, now, write, observe)
 	out.Gateway = gw
 	out.Rejects = append(msg.Rejects, out.Rejects...)
 	slices.SortFunc(out.Rejects, func(a, b Reject) int { return cmp.Compare(a.Index, b.Index) })
-	return out, nil
+	return out
 }
 
 // Outcome is what became of one message.
@@ -313,6 +350,23 @@ func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bo
 	var out Outcome
 	if !msg.NoSeq {
 		n.trackSeq(gw, msg.Seq, now, &out)
+	}
+	var lookupErr error
+	if n.cfg.Lookup != nil && n.asked == nil {
+		// Asked here, at once: the Pipeline asks the store ahead, off its
+		// goroutine, and provides the answer before normalising.
+		if spans := n.lateSpans(gw, msg, now, nil); len(spans) > 0 {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			stored, asked, err := lookupLate(ctx, n.cfg.Lookup, n.reg, spans, now.Add(-n.cfg.PastHorizon))
+			cancel()
+			if err != nil {
+				lookupErr = err
+			} else {
+				n.provide(stored, asked)
+				defer n.trimExtended()
+				defer n.endProvided()
+			}
+		}
 	}
 	// Readings are placed one by one in message order; a meter's readings
 	// listed newest first are simply late arrivals, placed like any other.
@@ -395,7 +449,7 @@ func (n *Normaliser) Normalise(gw *registry.Gateway, msg *Message, redelivery bo
 		}
 	}
 	if len(deferred) > 0 {
-		n.resolveOld(gw, deferred, &out, write, observe, reject)
+		n.resolveOld(gw, deferred, &out, write, observe, reject, lookupErr)
 	}
 	return out
 }
@@ -408,38 +462,33 @@ type oldReading struct {
 	v float64
 }
 
-// resolveOld checks readings older than the history against the store:
-// the same value stored is a duplicate, another value a conflict; a gauge
-// or delta reading not stored is new and written (it needs no neighbour);
-// a counter reading not stored cannot be placed between registers it no
-// longer knows and is rejected.
-func (n *Normaliser) resolveOld(gw *registry.Gateway, old []oldReading, out *Outcome, write, observe *[]store.Reading, reject func(*RawReading, Reason, string, ...any)) {
+// resolveOld checks readings older than the history, even as extended
+// from the store (provide), against the store's answer: the same value
+// stored is a duplicate, another value a conflict; a gauge or delta
+// reading not stored is new and written (it needs no neighbour); a
+// counter reading not stored has no stored register before it within
+// LateMargin to count from and is rejected.
+func (n *Normaliser) resolveOld(gw *registry.Gateway, old []oldReading, out *Outcome, write, observe *[]store.Reading, reject func(*RawReading, Reason, string, ...any), lookupErr error) {
 	outside := func(o oldReading, why string) {
 		reject(o.r, ReasonOutsideHistory, "meter %q: ts %s is older than the %d readings kept to place it%s", o.m.ID, o.r.Time.Format(time.RFC3339Nano), n.cfg.History, why)
 	}
-	if n.cfg.Lookup == nil {
+	if lookupErr != nil {
+		for _, o := range old {
+			outside(o, fmt.Sprintf(" (the store could not be asked: %v)", lookupErr))
+		}
+		return
+	}
+	var asked []lateSpan
+	for _, o := range old {
+		asked = append(asked, lateSpan{meter: meterID{gw.Enterprise.ID, o.m.ID}, from: o.r.Time, to: o.r.Time})
+	}
+	if n.asked == nil || !covered(asked, n.asked) {
 		for _, o := range old {
 			outside(o, "")
 		}
 		return
 	}
-	from, to := old[0].r.Time, old[0].r.Time
-	var meters []string
-	for _, o := range old {
-		from, to = minTime(from, o.r.Time), maxTime(to, o.r.Time)
-		if !slices.Contains(meters, o.m.ID) {
-			meters = append(meters, o.m.ID)
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	stored, err := n.cfg.Lookup(ctx, gw.Enterprise.ID, meters, from, to)
-	cancel()
-	if err != nil {
-		for _, o := range old {
-			outside(o, fmt.Sprintf(" (the store could not be asked: %v)", err))
-		}
-		return
-	}
+	stored := n.provided
 	type key struct {
 		meter string
 		t     int64
@@ -470,14 +519,14 @@ func (n *Normaliser) resolveOld(gw *registry.Gateway, old []oldReading, out *Out
 		case ok:
 			reject(o.r, ReasonConflict, "meter %q already has %g %s at %s; got %g", o.m.ID, v, o.m.Quantity.Unit, o.r.Time.Format(time.RFC3339Nano), o.v)
 		case o.m.Kind == registry.Counter:
-			outside(o, " and it is not in the store")
+			outside(o, fmt.Sprintf(" and the store has no reading of it within %s before it to count from", LateMargin))
 		default:
 			e := histEntry{t: t, value: o.v, flag: flagByte(o.r.Flag)}
 			if o.m.Kind == registry.Delta {
 				e.delta = o.v
 			}
 			emitReading(o.m, e, e.delta, write, observe)
-			n.recentOld.add(oldKey{gw.Enterprise.ID, o.m.ID, t}, o.v) // a second copy, in this message or before the store has it, is a duplicate
+			n.recentOld.add(oldKey{gw.Enterprise.ID, o.m.ID, t}, e) // a second copy, in this message or before the store has it, is a duplicate
 			out.Accepted++
 		}
 	}
@@ -547,7 +596,7 @@ func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Out
 		reject(r, ReasonConflict, "meter %q already has %g %s at %s; got %g", m.ID, h.entries[i].value, m.Quantity.Unit, r.Time.Format(time.RFC3339Nano), v)
 		return
 	}
-	if i == 0 && len(h.entries) > 0 && !(h.baseline && len(h.entries) < n.cfg.History) {
+	if i == 0 && len(h.entries) > 0 && !(h.baseline && len(h.entries) < n.limit(m)) {
 		return true
 	}
 	e := histEntry{t: t, value: v, msg: n.msgSeq, flag: flagByte(r.Flag)}
@@ -704,7 +753,14 @@ func (h *meterHistory) insert(i int, e histEntry, limit int) (dropped histEntry,
 // recentOld: its batch may not be stored yet, and a copy arriving before it
 // is (a redelivery, a backlog replayed twice) must find it.
 func (n *Normaliser) keep(m *registry.Meter, h *meterHistory, i int, e histEntry) {
-	if dropped, ok := h.insert(i, e, n.cfg.History); ok {
-		n.recentOld.add(oldKey{m.Enterprise.ID, m.ID, dropped.t}, dropped.value)
+	limit := n.limit(m)
+	if limit != n.cfg.History && len(h.entries) >= n.cfg.History {
+		if n.extended == nil {
+			n.extended = map[*registry.Meter]bool{}
+		}
+		n.extended[m] = true // pinned: trimmed once the store has answered
+	}
+	if dropped, ok := h.insert(i, e, limit); ok {
+		n.recentOld.add(oldKey{m.Enterprise.ID, m.ID, dropped.t}, dropped)
 	}
 }

@@ -117,6 +117,20 @@ type Pipeline struct {
 	mu    sync.Mutex // guards queue
 	queue []Delivery // received, not yet processed, in arrival order
 
+	// Late readings: messages with readings older than their meters'
+	// kept history wait in lateQ, unacknowledged, while lateWorker asks
+	// the store about them off Run's goroutine; the answers come back on
+	// lateDone. storedSeq is the number of the last batch stored and
+	// acknowledged; sent (Run's) the last sent to the writers.
+	lookup    LookupFunc
+	lateMu    sync.Mutex
+	lateQ     []lateItem
+	lateWake  chan struct{} // cap 1
+	lateDone  chan lateGroup
+	storedSeq atomic.Uint64
+	stored    chan struct{} // cap 1: a batch was stored
+	sent      uint64
+
 	current   atomic.Pointer[registry.Registry] // the registry in force, for receivers on other goroutines
 	storeOK   atomic.Bool                       // the last write (or ping) succeeded
 	unacked   atomic.Int64                      // messages submitted and not yet acknowledged
@@ -153,8 +167,13 @@ func NewPipeline(reg *registry.Registry, cfg PipelineConfig, w Writer, publish P
 	if observe == nil {
 		observe = func([]store.Reading) {}
 	}
+	// The normaliser never asks the store itself: Run asks ahead, off its
+	// goroutine, and provides the answer (see lateWorker).
+	lookup := cfg.Normaliser.Lookup
+	cfg.Normaliser.Lookup = nil
 	p := &Pipeline{
 		cfg: cfg, reg: reg, norm: NewNormaliser(reg, cfg.Normaliser), writer: w, publish: publish,
+		lookup: lookup, lateWake: make(chan struct{}, 1), lateDone: make(chan lateGroup), stored: make(chan struct{}, 1),
 		observe: observe, metrics: m, log: log,
 		free:        make(chan struct{}, 1),
 		wake:        make(chan struct{}, 1),
@@ -430,6 +449,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			<-b.stored
 			if b.err == nil {
 				p.completeBatch(writeCtx, b)
+				p.storedSeq.Store(b.seq)
+				select {
+				case p.stored <- struct{}{}:
+				default:
+				}
 			}
 			b.reset()
 			spare <- b
@@ -454,7 +478,9 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 
 	cur := <-spare
-	var sent uint64 // batches sent to the writers
+	if p.lookup != nil {
+		go p.lateWorker(ctx)
+	}
 	var items []Delivery
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -471,7 +497,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return
 			}
 		}
-		cur.seq = sent + 1
+		cur.seq = p.sent + 1
 		if wait {
 			select {
 			case toWrite <- cur:
@@ -491,7 +517,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 				return
 			}
 		}
-		sent++
+		p.sent++
 		order <- cur
 		timer.Stop()
 		cur = <-spare
@@ -513,6 +539,27 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			clear(items)
 			if p.queued() == 0 {
 				send(false, nil) // nothing else waiting: write now if a writer is idle
+			}
+		case g := <-p.lateDone:
+			// The store's answer about waiting late readings: placed now
+			// like any others, the histories then given back their limit.
+			p.norm.provide(g.stored, g.asked)
+			for _, it := range g.items {
+				p.norm.unpin(it.spans)
+				if len(cur.msgs) == 0 {
+					cur.started = p.cfg.Now()
+					timer.Reset(p.cfg.BatchInterval)
+				}
+				p.process(it.d, cur)
+				if len(cur.write) >= p.cfg.BatchSize {
+					send(true, ctx.Done())
+				}
+			}
+			p.norm.endProvided()
+			p.norm.trimExtended()
+			p.metrics.lateWaiting.Set(float64(p.lateWaiting()))
+			if p.queued() == 0 {
+				send(false, nil)
 			}
 		case <-p.free:
 			if p.queued() == 0 {
@@ -594,7 +641,20 @@ func (p *Pipeline) process(d Delivery, b *batch) {
 	var out Outcome
 	derr := d.Rejected
 	if derr == nil {
-		out, derr = p.norm.Process(d.Topic, d.Payload, d.Redelivery, d.Received, &b.write, &b.observe)
+		var (
+			gw  *registry.Gateway
+			msg *Message
+		)
+		gw, msg, derr = p.norm.decode(d.Topic, d.Payload, d.Received)
+		if derr == nil && p.lookup != nil {
+			if spans := p.norm.lateSpans(gw, msg, d.Received, nil); len(spans) > 0 && (p.norm.asked == nil || !covered(spans, p.norm.asked)) {
+				p.park(d, spans, len(b.msgs) > 0)
+				return
+			}
+		}
+		if derr == nil {
+			out = p.norm.normaliseDecoded(gw, msg, d.Redelivery, d.Received, &b.write, &b.observe)
+		}
 	}
 	m.end, m.obsEnd = len(b.write), len(b.observe)
 	b.msgs = append(b.msgs, m)
