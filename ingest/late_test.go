@@ -76,7 +76,12 @@ func TestLateReadingsWaitForTheStore(t *testing.T) {
 	)
 	m := NewMetrics(prometheus.NewRegistry())
 	p := NewPipeline(testRegistry(t), PipelineConfig{Normaliser: cfg, BatchSize: 50, BatchInterval: 5 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}, st,
-		func(_ context.Context, topic string, _ []byte) error { mu.Lock(); letters = append(letters, topic); mu.Unlock(); return nil },
+		func(_ context.Context, topic string, _ []byte) error {
+			mu.Lock()
+			letters = append(letters, topic)
+			mu.Unlock()
+			return nil
+		},
 		func(rs []store.Reading) {
 			mu.Lock()
 			for _, r := range rs {

@@ -8,33 +8,33 @@ import (
 // per registry with NewMetrics and share them between Pipeline and
 // Subscriber.
 type Metrics struct {
-	messages       prometheus.Counter
-	readings       prometheus.Counter
-	duplicates     prometheus.Counter
-	flagged        *prometheus.CounterVec
+	messages   prometheus.Counter
+	readings   prometheus.Counter
+	duplicates prometheus.Counter
+	flagged    *prometheus.CounterVec
 
 	lateWaiting        prometheus.Gauge
 	lateLookups        prometheus.Counter
 	lateLookupFailures prometheus.Counter
 	lateLookupSeconds  prometheus.Histogram
-	rejected       *prometheus.CounterVec
-	deadLettered   prometheus.Counter
-	deadLetterErrs prometheus.Counter
-	batchReadings  prometheus.Histogram
-	writeSeconds   prometheus.Histogram
-	storeErrors    *prometheus.CounterVec
-	inflight       prometheus.Gauge
-	lastMessage    *prometheus.GaugeVec
-	seqGaps        *prometheus.CounterVec
-	seqRepeats     prometheus.Counter
-	seqBackwards   prometheus.Counter
-	seqRenumbered  *prometheus.CounterVec
-	counterEvents  *prometheus.CounterVec
-	ackLatency     prometheus.Histogram
-	connected      prometheus.Gauge
-	connects       prometheus.Counter
-	connLost       prometheus.Counter
-	watchdogResets prometheus.Counter
+	rejected           *prometheus.CounterVec
+	deadLettered       prometheus.Counter
+	deadLetterErrs     prometheus.Counter
+	batchReadings      prometheus.Histogram
+	writeSeconds       prometheus.Histogram
+	storeErrors        *prometheus.CounterVec
+	inflight           prometheus.Gauge
+	lastMessage        *prometheus.GaugeVec
+	seqGaps            *prometheus.CounterVec
+	seqRepeats         prometheus.Counter
+	seqBackwards       prometheus.Counter
+	seqRenumbered      *prometheus.CounterVec
+	counterEvents      *prometheus.CounterVec
+	ackLatency         prometheus.Histogram
+	connected          prometheus.Gauge
+	connects           prometheus.Counter
+	connLost           prometheus.Counter
+	watchdogResets     prometheus.Counter
 
 	unackedBytes      prometheus.Gauge
 	deferred          prometheus.Counter
