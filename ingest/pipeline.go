@@ -85,6 +85,11 @@ type PipelineConfig struct {
 	RetryMin, RetryMax time.Duration
 	// ShutdownGrace is how long the final flush may take at shutdown.
 	ShutdownGrace time.Duration
+	// RestoreHistory is how many of each meter's latest readings Restore
+	// reads (0 or above Normaliser.History: History). Fewer make a start
+	// on a big fleet quicker; a late reading older than them is placed
+	// from the store like any other (see lateWorker).
+	RestoreHistory int
 	// RestorePiece is how long one of Restore's store queries should take
 	// (default piece.DefaultTarget); keep it well within the store
 	// client's timeout.
@@ -181,6 +186,9 @@ func NewPipeline(reg *registry.Registry, cfg PipelineConfig, w Writer, publish P
 		lastMessage: make(map[*registry.Gateway]prometheus.Gauge),
 		rejectLg:    newRateLog(log, 10*time.Second),
 	}
+	if h := p.norm.cfg.History; p.cfg.RestoreHistory <= 0 || p.cfg.RestoreHistory > h {
+		p.cfg.RestoreHistory = h
+	}
 	p.storeOK.Store(true)
 	p.current.Store(reg)
 	return p
@@ -228,7 +236,7 @@ func (p *Pipeline) Reconfigure(ctx context.Context, reg *registry.Registry, held
 type RestoreProgress struct{ Done, Total int }
 
 // Restore rebuilds per-meter state from the store's recent readings
-// (Normaliser.History per meter, within PastHorizon), a group of
+// (RestoreHistory per meter, within PastHorizon), a group of
 // enterprises per query, streamed; call it before Run. A failed query is
 // retried with back-off in smaller groups until ctx ends: a slow or
 // restarting store delays the start, it does not end it. newest, when not
@@ -265,7 +273,7 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 		}
 		rows := 0
 		t0 := time.Now()
-		err := src.EachLatestReading(ctx, store.LatestQuery{Since: since, PerMeter: p.cfg.Normaliser.History, Enterprises: ids}, func(r *store.Reading) error {
+		err := src.EachLatestReading(ctx, store.LatestQuery{Since: since, PerMeter: p.cfg.RestoreHistory, Enterprises: ids}, func(r *store.Reading) error {
 			// Each meter's readings come together, oldest first; placing a
 			// reading twice (a retried group) changes nothing.
 			if n := len(batch); n > 0 && (r.Meter != batch[n-1].Meter || r.Enterprise != batch[n-1].Enterprise) {

@@ -68,6 +68,7 @@ type Config struct {
 		FutureHorizon   time.Duration `yaml:"future_horizon" help:"readings further ahead of the server clock are rejected (at most 24h)"`
 		PastHorizon     time.Duration `yaml:"past_horizon" help:"older readings are rejected"`
 		History         int           `yaml:"history" help:"recent readings kept per meter to place late ones and spot duplicates"`
+		RestoreHistory  int           `yaml:"restore_history" help:"recent readings per meter read from the store at start (at most history); older ones are asked for when a late reading needs them"`
 		ShutdownGrace   time.Duration `yaml:"shutdown_grace" help:"how long the final flush may take at shutdown"`
 	} `yaml:"ingest"`
 	HJ212 struct {
@@ -123,6 +124,7 @@ func defaultConfig() Config {
 	c.Ingest.FutureHorizon = 5 * time.Minute
 	c.Ingest.PastHorizon = 30 * 24 * time.Hour
 	c.Ingest.History = 32
+	c.Ingest.RestoreHistory = 4
 	c.Ingest.ShutdownGrace = 10 * time.Second
 	c.HJ212.MaxConnections = 1000
 	c.HJ212.IdleTimeout = 10 * time.Minute
@@ -313,7 +315,7 @@ func (c *Config) validate() []error {
 	positive := map[string]int{"mqtt.max_inflight": c.MQTT.MaxInflight, "ingest.batch_size": c.Ingest.BatchSize,
 		"mqtt.max_unacked_messages": c.MQTT.MaxUnackedMessages, "mqtt.max_unacked_bytes": c.MQTT.MaxUnackedBytes,
 		"ingest.max_payload_bytes": c.Ingest.MaxPayloadBytes, "ingest.max_readings": c.Ingest.MaxReadings, "ingest.history": c.Ingest.History, "ingest.writers": c.Ingest.Writers,
-		"hj212.max_connections": c.HJ212.MaxConnections, "hj212.max_segment": c.HJ212.MaxSegment}
+		"ingest.restore_history": c.Ingest.RestoreHistory, "hj212.max_connections": c.HJ212.MaxConnections, "hj212.max_segment": c.HJ212.MaxSegment}
 	for _, k := range sortedKeys(positive) {
 		if positive[k] <= 0 {
 			bad("%s must be positive, got %d", k, positive[k])

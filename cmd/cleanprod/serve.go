@@ -212,7 +212,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		},
 		BatchSize: cfg.Ingest.BatchSize, BatchInterval: cfg.Ingest.BatchInterval, Writers: cfg.Ingest.Writers,
 		MaxInflight: cfg.MQTT.MaxInflight, ShutdownGrace: cfg.Ingest.ShutdownGrace,
-		RestorePiece: piece, Journal: eng,
+		RestorePiece: piece, RestoreHistory: cfg.Ingest.RestoreHistory, Journal: eng,
 	}, st, publish, observe, metrics, log.With("component", "ingest"))
 	sub = ingest.NewSubscriber(ingest.SubscriberConfig{
 		Broker: brokerURL, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
