@@ -74,6 +74,11 @@ func TestDrillDown(t *testing.T) {
 			strings.Count(d["level"][0], `data-indicator="voc_per_m2"`), d["level"][0])
 	}
 
+	// Only an enterprise with a case has the case tag.
+	if n := strings.Count(html, `class="tag case-tag"`); n != 1 {
+		t.Errorf("the overview has %d case tags, want 1 (entB's)", n)
+	}
+
 	// The enterprise page.
 	html = page("/enterprises/"+entB, otherToken)
 	d = drills(html)
