@@ -11,7 +11,8 @@ import (
 // phone's width (390 px): the overview, a case and a report fit the
 // screen (no sideways scrolling), and a red code's badge opens in place,
 // on a tap and from the keyboard, to its causes with links to the
-// indicator's history and to the case opened on it.
+// indicator's history and to the case opened on it; printed, every
+// badge's causes show.
 func TestBrowserPhonePages(t *testing.T) {
 	f := newFixture(t)
 	srv := httptest.NewServer(f.handler)
@@ -38,18 +39,19 @@ func TestBrowserPhonePages(t *testing.T) {
 	// A tap on entB's red badge opens its causes in place.
 	drill := fmt.Sprintf(`document.querySelector('#rows tr[data-id=%q] details[data-drill="code"]')`, entB)
 	var before struct {
-		Open   bool
-		Height float64
+		Open, Shown bool
+		Height      float64
 	}
-	b.eval(`({Open: `+drill+`.open, Height: `+drill+`.querySelector("summary").getBoundingClientRect().height})`, &before)
-	if before.Open {
+	b.eval(`({Open: `+drill+`.open, Shown: `+drill+`.querySelector("ul.causes").checkVisibility(),
+		Height: `+drill+`.querySelector("summary").getBoundingClientRect().height})`, &before)
+	if before.Open || before.Shown {
 		t.Fatalf("%s's causes are open before a tap: want them behind the badge", entB)
 	}
 	if before.Height < 40 {
 		t.Errorf("%s's badge is a %.0f px tap target: want 40 px at least", entB, before.Height)
 	}
 	tap(b, drill+`.querySelector("summary .badge")`)
-	b.waitTrue("the causes of the red code", drill+`.open && `+drill+`.querySelector("ul.causes").offsetHeight > 0`, 10*time.Second)
+	b.waitTrue("the causes of the red code", drill+`.open && `+drill+`.querySelector("ul.causes").checkVisibility()`, 10*time.Second)
 	var causes struct {
 		Kinds       []string
 		Case, Hist  string
@@ -85,6 +87,15 @@ func TestBrowserPhonePages(t *testing.T) {
 		b.call(b.session, "Input.dispatchKeyEvent", map[string]any{"type": typ, "key": "Enter", "code": "Enter", "windowsVirtualKeyCode": 13, "text": "\r"}, nil)
 	}
 	b.waitTrue("the level's causes opened with Enter", level+`.open && `+level+`.querySelector('li[data-kind="below_iii"]')`, 10*time.Second)
+
+	// On paper every drill-down shows its causes, opened or not.
+	b.call(b.session, "Emulation.setEmulatedMedia", map[string]any{"media": "print"}, nil)
+	var hidden int
+	b.eval(`Array.from(document.querySelectorAll("#rows details.drill:not([open]) ul.causes")).filter(function (u) { return !u.checkVisibility(); }).length`, &hidden)
+	if hidden > 0 {
+		t.Errorf("printed, %d closed drill-downs hide their causes: want every cause on paper", hidden)
+	}
+	b.call(b.session, "Emulation.setEmulatedMedia", map[string]any{"media": ""}, nil)
 
 	b.navigate(srv.URL + "/cases/" + kase.ID)
 	b.waitTrue("the case page", `document.getElementById("form-acknowledge")`, 30*time.Second)
