@@ -32,9 +32,22 @@ func TestBrowserPhonePages(t *testing.T) {
 		}
 	}
 
+	// smallTargets lists the links and controls on the page less than
+	// 40 px high (a checkbox counts by its label).
+	smallTargets := func(page string) {
+		t.Helper()
+		var small []string
+		b.eval(`Array.from(document.querySelectorAll("a, button, summary, select, input:not([type=checkbox]), textarea, label:has(input[type=checkbox])")).filter(function (e) {
+			return e.checkVisibility() && e.getBoundingClientRect().height < 40; }).map(function (e) { return e.outerHTML.slice(0, 80); })`, &small)
+		if len(small) > 0 {
+			t.Errorf("%s: tap targets under 40 px high: %v", page, small)
+		}
+	}
+
 	b.navigate(srv.URL + "/?token=" + supervisorToken)
 	b.waitTrue("the overview", `document.querySelectorAll("#rows tr").length > 1`, 30*time.Second)
 	fits("the overview")
+	smallTargets("the overview")
 
 	// A tap on entB's red badge opens its causes in place.
 	drill := fmt.Sprintf(`document.querySelector('#rows tr[data-id=%q] details[data-drill="code"]')`, entB)
@@ -78,6 +91,7 @@ func TestBrowserPhonePages(t *testing.T) {
 	if causes.Fits > causes.Inner {
 		t.Errorf("with its causes open the overview is %d px wide on a %d px screen", causes.Fits, causes.Inner)
 	}
+	smallTargets("the overview with a drill-down open")
 	b.screenshot("overview-phone-drill")
 
 	// The level opens from the keyboard: focus its summary, press Enter.
@@ -100,11 +114,7 @@ func TestBrowserPhonePages(t *testing.T) {
 	b.navigate(srv.URL + "/cases/" + kase.ID)
 	b.waitTrue("the case page", `document.getElementById("form-acknowledge")`, 30*time.Second)
 	fits("the case page")
-	var small []string
-	b.eval(`Array.from(document.querySelectorAll("#steps button, #steps input, header a")).filter(function (e) { return e.getBoundingClientRect().height < 40; }).map(function (e) { return e.outerHTML.slice(0, 60); })`, &small)
-	if len(small) > 0 {
-		t.Errorf("the case page's tap targets under 40 px high: %v", small)
-	}
+	smallTargets("the case page")
 	b.screenshot("case-phone")
 
 	b.navigate(srv.URL + "/api/v1/enterprises/" + entB + "/report")
