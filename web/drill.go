@@ -119,7 +119,7 @@ func (x explainer) indicatorCause(r IndicatorDTO) Text {
 		return Text{}
 	}
 	got, w := valueText(r.Value, r.Unit), levelWords(lv)
-	t := Text{"实测 " + got + "，达到" + w.ZH, "measured " + got + ": " + w.EN}
+	t := Text{"实测 " + got + "，属" + w.ZH, "measured " + got + ": " + w.EN}
 	if lv == scoring.LevelI {
 		return t
 	}
