@@ -55,11 +55,29 @@ func levelZH(l Level) string {
 // reasons of CondAlways are those of the enterprise's level, the fact a
 // catch-all code rests on.
 func (e *Engine) conditions(a *Assessment, stale []string) (map[Condition]bool, map[Condition][]Reason) {
+	holds, why, _ := holding(e.std, e.pol, a, stale)
+	return holds, why
+}
+
+// Reasons returns the facts behind every condition of pol that holds on
+// a, whichever rule they feed: the level first, then the restrictive
+// indicators, exceedances and a shortage of data, in that order (stale
+// meters aside: they are not the assessment's). The pages use them to
+// say why a level is what it is; the code's own reasons are
+// Result.CodeReasons.
+func Reasons(std *Standard, pol *Policy, a *Assessment) []Reason {
+	_, _, all := holding(std, pol, a, nil)
+	return all
+}
+
+func holding(std *Standard, pol *Policy, a *Assessment, stale []string) (map[Condition]bool, map[Condition][]Reason, []Reason) {
 	holds := map[Condition]bool{CondAlways: true}
 	why := map[Condition][]Reason{}
+	var all []Reason
 	add := func(r Reason) {
 		holds[r.Kind] = true
 		why[r.Kind] = append(why[r.Kind], r)
+		all = append(all, r)
 	}
 	// The enterprise's level.
 	switch a.Level {
@@ -89,7 +107,7 @@ func (e *Engine) conditions(a *Assessment, stale []string) (map[Condition]bool, 
 			TextEN: "not graded: no applicable indicator with enough data"})
 	}
 	// Restrictive indicators.
-	for _, ind := range e.std.Indicators {
+	for _, ind := range std.Indicators {
 		if !ind.Restrictive {
 			continue
 		}
@@ -105,15 +123,15 @@ func (e *Engine) conditions(a *Assessment, stale []string) (map[Condition]bool, 
 				TextEN: fmt.Sprintf("restrictive indicator %s has no valid data (%s)", ind.NameEN, why)})
 		case r.Status != Graded:
 		case r.Level == BelowIII:
-			add(e.indicatorReason(CondRestrictiveFail, ind, r, LevelIII, "低于三级", "below Level III"))
-			add(e.indicatorReason(CondRestrictiveBelowII, ind, r, LevelII, "低于二级", "below Level II"))
+			add(indicatorReason(CondRestrictiveFail, ind, r, LevelIII, "低于三级", "below Level III"))
+			add(indicatorReason(CondRestrictiveBelowII, ind, r, LevelII, "低于二级", "below Level II"))
 		case r.Level == LevelIII:
-			add(e.indicatorReason(CondRestrictiveBelowII, ind, r, LevelII, "低于二级", "below Level II"))
+			add(indicatorReason(CondRestrictiveBelowII, ind, r, LevelII, "低于二级", "below Level II"))
 		}
 	}
 	// Exceedances: a compliance rate below 100 %.
 	for _, id := range a.Exceedance {
-		ind, ok := e.std.Indicator(id)
+		ind, ok := std.Indicator(id)
 		if !ok {
 			continue
 		}
@@ -122,24 +140,24 @@ func (e *Engine) conditions(a *Assessment, stale []string) (map[Condition]bool, 
 			TextZH: fmt.Sprintf("超标：%s %.1f%%，应为 100%%", ind.NameZH, r.Value),
 			TextEN: fmt.Sprintf("limit exceeded: %s %.1f %%, must be 100 %%", ind.NameEN, r.Value)})
 	}
-	if a.Completeness < e.pol.MinCompleteness {
-		add(Reason{Kind: CondInsufficientData, Value: ptr(a.Completeness), Benchmark: ptr(e.pol.MinCompleteness),
-			TextZH: fmt.Sprintf("数据不足：%.0f%% 的计量指标有足够数据，策略要求 %.0f%%", 100*a.Completeness, 100*e.pol.MinCompleteness),
-			TextEN: fmt.Sprintf("insufficient data: %.0f %% of metered indicators have enough data, the policy needs %.0f %%", 100*a.Completeness, 100*e.pol.MinCompleteness)})
+	if a.Completeness < pol.MinCompleteness {
+		add(Reason{Kind: CondInsufficientData, Value: ptr(a.Completeness), Benchmark: ptr(pol.MinCompleteness),
+			TextZH: fmt.Sprintf("数据不足：%.0f%% 的计量指标有足够数据，策略要求 %.0f%%", 100*a.Completeness, 100*pol.MinCompleteness),
+			TextEN: fmt.Sprintf("insufficient data: %.0f %% of metered indicators have enough data, the policy needs %.0f %%", 100*a.Completeness, 100*pol.MinCompleteness)})
 	}
 	if len(stale) > 0 {
-		h := e.pol.StaleAfter.Hours()
+		h := pol.StaleAfter.Hours()
 		add(Reason{Kind: CondStale, Value: ptr(float64(len(stale))),
 			TextZH: fmt.Sprintf("%d 块计量表停报超过 %g 小时：%s", len(stale), h, strings.Join(stale, ", ")),
 			TextEN: fmt.Sprintf("%d meter(s) silent for over %gh: %s", len(stale), h, strings.Join(stale, ", "))})
 	}
 	why[CondAlways] = why[levelCondition(a.Level)]
-	return holds, why
+	return holds, why, all
 }
 
 // indicatorReason is the reason of kind c for indicator ind at result r,
 // against the benchmark of level bench.
-func (e *Engine) indicatorReason(c Condition, ind *Indicator, r *IndicatorResult, bench Level, zh, en string) Reason {
+func indicatorReason(c Condition, ind *Indicator, r *IndicatorResult, bench Level, zh, en string) Reason {
 	out := Reason{Kind: c, Indicator: ind.ID, Level: r.Level, Unit: ind.Unit}
 	if ind.Kind == Qualitative {
 		out.TextZH = fmt.Sprintf("限定性指标%s%s（申报%s）", ind.NameZH, zh, levelZH(r.Level))

@@ -35,6 +35,9 @@ type enterprisePageData struct {
 	Pending      int
 	Cases        []CaseDTO
 	Provisional  Provisional
+	// Drill is what the code and level badges open to.
+	Drill drill
+	x     explainer
 }
 
 // indicatorGroup is a first-level class with its indicators' results.
@@ -118,6 +121,12 @@ func (s *server) enterprisePage(c *gin.Context) {
 			return b.OpenedAt.Compare(a.OpenedAt)
 		})
 	}
+	pg.x = explainer{std, snap.Policy}
+	var live *scoring.Assessment
+	if r, ok := snap.Result(id); ok {
+		live, _ = r.Assessment(snap.Policy.Window)
+	}
+	pg.Drill = drillOf(pg.x, id, "", d.EnterpriseSummary, live, pg.Cases)
 	var b bytes.Buffer
 	if err := pages.ExecuteTemplate(&b, "enterprise.html", &pg); err != nil {
 		s.fail(c, fmt.Errorf("render enterprise page: %w", err))
@@ -132,6 +141,31 @@ func (s *server) enterprisePage(c *gin.Context) {
 // indicator (its level texts stand for the benchmarks).
 func (pg *enterprisePageData) Qualitative(r IndicatorDTO) bool {
 	return r.Kind == string(scoring.Qualitative)
+}
+
+// indicatorDrill is what an indicator's level opens to on the page.
+type indicatorDrill struct {
+	IndicatorDTO
+	Text    Text // its value against the benchmark of the level above
+	History string
+	Case    *caseLink // the case not closed opened on it (nil: none)
+}
+
+// IndicatorDrill is the drill-down of an indicator below Level I or short
+// of data (nil for one at Level I or not applicable: nothing to explain).
+func (pg *enterprisePageData) IndicatorDrill(r IndicatorDTO) *indicatorDrill {
+	if r.Status == string(scoring.NotApplicable) || levelFromDTO(r.Level) == scoring.LevelI {
+		return nil
+	}
+	d := &indicatorDrill{IndicatorDTO: r, Text: pg.x.indicatorCause(r),
+		History: historyURL(pg.E.ID, r.ID)}
+	for _, k := range pg.Cases {
+		if k.State != string(review.CaseClosed) && k.Indicator == r.ID {
+			d.Case = &caseLink{k.ID, k.StateZH, k.Overdue}
+			break
+		}
+	}
+	return d
 }
 
 // benefitView is a measure's benefit as the page's table shows it.

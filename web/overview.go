@@ -37,7 +37,9 @@ type overviewPage struct {
 	// overdue first.
 	Cases []caseRow
 	// CaseOf is each enterprise's most pressing case of Cases (for its row).
-	CaseOf      map[string]caseRow
+	CaseOf map[string]caseRow
+	// Drill is what each row's badges open to, by enterprise id.
+	Drill       map[string]drill
 	Nonce       string
 	Window      string
 	Provisional Provisional
@@ -75,8 +77,14 @@ func (s *server) overview(c *gin.Context) {
 	codes := map[string]int{}
 	levels := map[string]int{}
 	names := map[string]string{}
+	live := map[string]*scoring.Assessment{}
 	for _, ent := range s.registry(c).Enterprises {
 		r, _ := snap.Result(ent.ID)
+		if r != nil {
+			if a, ok := r.Assessment(snap.Policy.Window); ok {
+				live[ent.ID] = a
+			}
+		}
 		sum := summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(ent), now)
 		// The distribution is the fleet's (counts only); the rows are
 		// what the token may see.
@@ -163,6 +171,15 @@ func (s *server) overview(c *gin.Context) {
 				pg.CaseOf[k.Enterprise] = pg.Cases[len(pg.Cases)-1]
 			}
 		}
+	}
+	open := map[string][]CaseDTO{}
+	for _, k := range pg.Cases {
+		open[k.Enterprise] = append(open[k.Enterprise], k.CaseDTO)
+	}
+	x := explainer{snap.Standard, snap.Policy}
+	pg.Drill = map[string]drill{}
+	for _, r := range pg.Rows {
+		pg.Drill[r.ID] = drillOf(x, r.ID, r.Links.Page, r, live[r.ID], open[r.ID])
 	}
 	var nonce [16]byte
 	_, _ = rand.Read(nonce[:])

@@ -18,7 +18,9 @@
 // /api/v1/openapi.json is generated from it. Every list is paged by one
 // helper (page.go: limit, a sealed cursor holding the last item's sort
 // key, has_more and next_cursor); calendar dates are dates in the
-// standard's zone and instants RFC 3339 (date.go).
+// standard's zone and instants RFC 3339 (date.go). The pages explain a
+// code, a level or an indicator in place, from the same plain-language
+// explanations the API gives (explain.go, drill.go).
 //
 // # Auth
 //

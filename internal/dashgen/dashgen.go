@@ -138,7 +138,7 @@ func dashboardURL(uid, slug string) string { return "/d/" + uid + "/" + slug }
 // detail dashboard, keeping the time range.
 func enterpriseLink() dashboard.DynamicConfigValue {
 	return dashboard.DynamicConfigValue{Id: "links", Value: []map[string]any{{
-		"title": "Enterprise detail",
+		"title": bi("企业详情", "Enterprise detail"),
 		"url":   dashboardURL(EnterpriseUID, EnterpriseSlug) + "?var-enterprise=${__value.text}&${__url_time_range}",
 	}}}
 }
@@ -166,9 +166,9 @@ func mapping(opts map[string][2]string) dashboard.ValueMapping {
 func codeMappings() []dashboard.ValueMapping {
 	none := dashboard.NewSpecialValueMap()
 	none.Options.Match = dashboard.SpecialValueMatchEmpty
-	none.Options.Result = dashboard.ValueMappingResult{Text: cog.ToPtr("no code yet"), Color: cog.ToPtr(colGray), Index: cog.ToPtr(int32(3))}
+	none.Options.Result = dashboard.ValueMappingResult{Text: cog.ToPtr(bi("未赋码", "no code yet")), Color: cog.ToPtr(colGray), Index: cog.ToPtr(int32(3))}
 	return []dashboard.ValueMapping{mapping(map[string][2]string{
-		"green": {"green", colGreen}, "yellow": {"yellow", colYellow}, "red": {"red", colRed},
+		"green": {bi("绿码", "green"), colGreen}, "yellow": {bi("黄码", "yellow"), colYellow}, "red": {bi("红码", "red"), colRed},
 	}), {SpecialValueMap: none}}
 }
 
@@ -176,8 +176,8 @@ func codeMappings() []dashboard.ValueMapping {
 // (0 not graded, 1-3 Level I-III, 4 below III).
 func levelMappings() []dashboard.ValueMapping {
 	return []dashboard.ValueMapping{mapping(map[string][2]string{
-		"0": {"not graded", colGray}, "1": {"Level I", colGreen}, "2": {"Level II", colLime},
-		"3": {"Level III", colOrange}, "4": {"below III", colRed},
+		"0": {bi("未评级", "not graded"), colGray}, "1": {bi("一级", "Level I"), colGreen}, "2": {bi("二级", "Level II"), colLime},
+		"3": {bi("三级", "Level III"), colOrange}, "4": {bi("三级以下", "below III"), colRed},
 	})}
 }
 
@@ -326,3 +326,10 @@ func newTable() *table.PanelBuilder {
 		Footer(common.NewTableFooterOptionsBuilder().Show(false).Reducer([]string{"sum"}).CountRows(false)).
 		ShowHeader(true).CellHeight(common.TableCellHeightSm)
 }
+
+// bi is a title in Chinese with the English beside, as cleanprod's pages
+// write them: "动态码分布 Enterprises by dynamic code".
+func bi(zh, en string) string { return zh + " " + en }
+
+// about is a description: a short line in Chinese, then the English.
+func about(zh, en string) string { return zh + "\n\n" + en }

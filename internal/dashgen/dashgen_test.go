@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unicode"
 
 	"github.com/cleanprod/cleanprod/scoring"
 )
@@ -119,5 +120,73 @@ func TestInfluxVariantIsStrict(t *testing.T) {
 	}
 	if err := (InfluxQuery{RefID: "A"}).Validate(); err == nil {
 		t.Error("a target without query and datasource validated")
+	}
+}
+
+// Every dashboard, row, panel, link and variable reads in Chinese with
+// the English beside, as the pages do: titles and labels "中文 English",
+// descriptions a Chinese line, then the English.
+func TestDashboardsBilingual(t *testing.T) {
+	std, pol, err := Load("", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := Generate(std, pol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	han := func(s string) bool {
+		return strings.ContainsFunc(s, func(r rune) bool { return unicode.Is(unicode.Han, r) })
+	}
+	latin := func(s string) bool {
+		return strings.ContainsFunc(s, func(r rune) bool { return r < unicode.MaxASCII && unicode.IsLetter(r) })
+	}
+	for _, f := range files {
+		var d struct {
+			Title, Description string
+			Panels             []struct {
+				Title, Description, Type string
+				Panels                   []struct{ Title, Description string }
+			}
+			Links      []struct{ Title, Tooltip string }
+			Templating struct {
+				List []struct{ Name, Label, Type, Description string }
+			}
+		}
+		if err := json.Unmarshal(f.Data, &d); err != nil {
+			t.Fatal(err)
+		}
+		check := func(what, s string, desc bool) {
+			t.Helper()
+			if !han(s) || !latin(s) {
+				t.Errorf("%s: %s %q is not in Chinese and English", f.Name, what, s)
+				return
+			}
+			zh, en, ok := strings.Cut(s, "\n\n")
+			if desc && (!ok || !han(zh) || han(en) || !latin(en)) {
+				t.Errorf("%s: %s %q: want a Chinese line, a blank line, then the English", f.Name, what, s)
+			}
+		}
+		check("title", d.Title, false)
+		check("description", d.Description, true)
+		for _, p := range d.Panels {
+			check(p.Type+" title", p.Title, false)
+			if p.Type != "row" {
+				check(p.Title+"'s description", p.Description, true)
+			}
+			for _, q := range p.Panels { // a collapsed row's
+				check("panel title", q.Title, false)
+				check(q.Title+"'s description", q.Description, true)
+			}
+		}
+		for _, l := range d.Links {
+			check("link", l.Title, false)
+		}
+		for _, v := range d.Templating.List {
+			if v.Type != "constant" {
+				check("variable "+v.Name+"'s label", v.Label, false)
+			}
+			check("variable "+v.Name+"'s description", v.Description, true)
+		}
 	}
 }

@@ -28,25 +28,26 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 	}
 	codeWin := pol.Window
 
-	d := dashboard.NewDashboardBuilder("cleanprod enterprise").
+	d := dashboard.NewDashboardBuilder(bi("企业清洁生产详情", "cleanprod enterprise")).
 		Uid(EnterpriseUID).
-		Description("One enterprise: code and level, every indicator against its Level I/II/III benchmarks, evaluation indices, lagging indicators, meter freshness, raw consumption and production.").
+		Description(about("单个企业：动态码与等级、各指标对照一/二/三级基准值、综合评价指数、落后指标、仪表数据新鲜度、原始用量与产量。", "One enterprise: code and level, every indicator against its Level I/II/III benchmarks, evaluation indices, lagging indicators, meter freshness, raw consumption and production.")).
 		Tags([]string{"cleanprod", "supervisor"}).
 		Time("now-7d", "now").Refresh("1m").Timezone(common.TimeZoneBrowser).
 		Tooltip(dashboard.DashboardCursorSyncCrosshair).
 		Readonly().
-		WithVariable(constVar("bucket", DefaultBucket, "InfluxDB bucket of readings and scorer outputs (1.8: database/retention-policy)")).
-		WithVariable(dashboard.NewQueryVariableBuilder("enterprise").Label("Enterprise").
-			Description("Enterprises the scorer has written scores for").
+		WithVariable(constVar("bucket", DefaultBucket, about("读数与评分器输出所在的 InfluxDB 存储桶（1.8：数据库/保留策略）", "InfluxDB bucket of readings and scorer outputs (1.8: database/retention-policy)"))).
+		WithVariable(dashboard.NewQueryVariableBuilder("enterprise").Label(bi("企业", "Enterprise")).
+			Description(about("评分器已写入得分的企业", "Enterprises the scorer has written scores for")).
 			Datasource(*influxQLDS()).
 			Query(dashboard.StringOrMap{String: cog.ToPtr(`SHOW TAG VALUES FROM "score" WITH KEY = "enterprise"`)}).
 			Definition(`SHOW TAG VALUES FROM "score" WITH KEY = "enterprise"`).
 			Refresh(dashboard.VariableRefreshOnDashboardLoad).Sort(dashboard.VariableSortAlphabeticalAsc).
 			Multi(false).IncludeAll(false)).
-		WithVariable(customVar("window", "Window", windows, windows[0]).
-			Description("Rolling window of the standard: " + fmt.Sprint(windows) + "; the code follows " + codeWin)).
-		WithVariable(dashboard.NewQueryVariableBuilder("quantity").Label("Quantity").
-			Description("Metered quantities (counters and delta meters) of the enterprise").
+		WithVariable(customVar("window", bi("评价窗口", "Window"), windows, windows[0]).
+			Description(about("标准的滚动评价窗口："+fmt.Sprint(windows)+"；动态码按 "+codeWin+" 窗口",
+				"Rolling window of the standard: "+fmt.Sprint(windows)+"; the code follows "+codeWin))).
+		WithVariable(dashboard.NewQueryVariableBuilder("quantity").Label(bi("计量量", "Quantity")).
+			Description(about("企业的计量量（累计表与增量表）", "Metered quantities (counters and delta meters) of the enterprise")).
 			Datasource(*influxQLDS()).
 			Query(dashboard.StringOrMap{String: cog.ToPtr(`SHOW TAG VALUES FROM "reading" WITH KEY = "quantity" WHERE "enterprise" = '$enterprise' AND "kind" != 'gauge'`)}).
 			Definition(`SHOW TAG VALUES FROM "reading" WITH KEY = "quantity" WHERE "enterprise" = '$enterprise' AND "kind" != 'gauge'`).
@@ -55,8 +56,8 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 			Current(dashboard.VariableOption{Selected: cog.ToPtr(true),
 				Text:  dashboard.StringOrArrayOfString{ArrayOfString: []string{"All"}},
 				Value: dashboard.StringOrArrayOfString{ArrayOfString: []string{"$__all"}}})).
-		Link(dashLink("Fleet overview", FleetUID, FleetSlug)).
-		Link(dashLink("Ingestion health", IngestUID, IngestSlug))
+		Link(dashLink(bi("监管总览", "Fleet overview"), FleetUID, FleetSlug)).
+		Link(dashLink(bi("数据接入健康", "Ingestion health"), IngestUID, IngestSlug))
 
 	scoreField := func(title, desc, window, field, unit string, extra func(*stat.PanelBuilder)) {
 		p := stat.NewPanelBuilder().Title(title).Description(desc).
@@ -74,21 +75,23 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 		}
 		d.WithPanel(p)
 	}
-	d.WithRow(dashboard.NewRowBuilder("${enterprise} now"))
-	scoreField("Dynamic code", "The code on the "+codeWin+" window, with hysteresis applied in data time; no code yet until the first assessment with enough data.", codeWin, "code", "none",
+	d.WithRow(dashboard.NewRowBuilder("${enterprise} 当前 now"))
+	scoreField(bi("动态码", "Dynamic code"), about(codeWin+" 窗口的动态码，按数据时间施加滞后；首次数据充足的评价之前为未赋码。",
+		"The code on the "+codeWin+" window, with hysteresis applied in data time; no code yet until the first assessment with enough data."), codeWin, "code", "none",
 		func(p *stat.PanelBuilder) { p.Mappings(codeMappings()) })
-	scoreField("Level (${window})", "Cleaner-production level on the chosen window.", "${window}", "level", "none",
+	scoreField(bi("等级", "Level (${window})"), about("所选窗口的清洁生产等级。", "Cleaner-production level on the chosen window."), "${window}", "level", "none",
 		func(p *stat.PanelBuilder) { p.Mappings(levelMappings()) })
-	scoreField("Score (${window})", "Continuous 0-100 score: orders enterprises within a level.", "${window}", "score", "none",
+	scoreField(bi("得分", "Score (${window})"), about("0–100 连续得分：用于同一等级内排序。", "Continuous 0-100 score: orders enterprises within a level."), "${window}", "score", "none",
 		func(p *stat.PanelBuilder) {
 			p.Decimals(1).Min(0).Max(100).Thresholds(thresholds(colRed, 60, colOrange, 80, colLime, 90, colGreen))
 		})
-	scoreField("Data completeness (${window})", "Share of metered indicators with enough data; below the policy's minimum the enterprise is not graded.", "${window}", "completeness", "percentunit",
+	scoreField(bi("数据完整度", "Data completeness (${window})"), about("数据充足的计量指标占比；低于策略下限时不评级。",
+		"Share of metered indicators with enough data; below the policy's minimum the enterprise is not graded."), "${window}", "completeness", "percentunit",
 		func(p *stat.PanelBuilder) {
 			p.Decimals(0).Thresholds(thresholds(colRed, pol.MinCompleteness, colGreen))
 		})
-	d.WithPanel(stat.NewPanelBuilder().Title("Next audit due").
-		Description("The last declared audit plus the interval of the current code (none before the enterprise's first code).").
+	d.WithPanel(stat.NewPanelBuilder().Title(bi("下次审核", "Next audit due")).
+		Description(about("上次申报的审核加当前动态码对应的周期（首次赋码前无）。", "The last declared audit plus the interval of the current code (none before the enterprise's first code).")).
 		Datasource(*fluxDS()).Span(4).Height(4).
 		WithTarget(flux("A", fluxText(`
 			from(bucket: "${bucket}")
@@ -98,13 +101,13 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 			  |> map(fn: (r) => ({_time: r._time, _value: r._value * 1000}))`))).
 		ReduceOptions(reduceLast("/^_value$/")).GraphMode(common.BigValueGraphModeNone).
 		ColorMode(common.BigValueColorModeNone).TextMode(common.BigValueTextModeValue).Orientation(common.VizOrientationAuto).Unit("dateTimeAsIso"))
-	scoreField("Stale meters", "Meters silent for longer than the policy's stale.after.", codeWin, "stale_meters", "none",
+	scoreField(bi("离线仪表", "Stale meters"), about("停报超过策略 stale.after 的仪表数。", "Meters silent for longer than the policy's stale.after."), codeWin, "stale_meters", "none",
 		func(p *stat.PanelBuilder) { p.Decimals(0).Thresholds(thresholds(colGreen, 1, colRed)) })
 
-	d.WithRow(dashboard.NewRowBuilder("Evaluation"))
+	d.WithRow(dashboard.NewRowBuilder(bi("评价", "Evaluation")))
 	d.WithPanel(timeseries.NewPanelBuilder().
-		Title("Comprehensive evaluation indices (${window})").
-		Description("Y_I, Y_II, Y_III (0-100): Level I needs Y_I >= 85 and every restrictive indicator at I; Level II likewise with Y_II; Level III needs Y_III = 100.").
+		Title(bi("综合评价指数", "Comprehensive evaluation indices (${window})")).
+		Description(about("Y_I、Y_II、Y_III（0–100）：一级需 Y_I ≥ 85 且限定性指标均达一级；二级同理用 Y_II；三级需 Y_III = 100。", "Y_I, Y_II, Y_III (0-100): Level I needs Y_I >= 85 and every restrictive indicator at I; Level II likewise with Y_II; Level III needs Y_III = 100.")).
 		Datasource(*fluxDS()).Span(12).Height(8).
 		WithTarget(flux("A", fluxText(`
 			from(bucket: "${bucket}")
@@ -119,8 +122,8 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 		OverrideByName("y_ii", []dashboard.DynamicConfigValue{prop("displayName", "Y_II"), fixedColor(colLime)}).
 		OverrideByName("y_iii", []dashboard.DynamicConfigValue{prop("displayName", "Y_III"), fixedColor(colOrange)}))
 	d.WithPanel(statetimeline.NewPanelBuilder().
-		Title("Indicator levels (${window})").
-		Description("Level of every graded indicator over time.").
+		Title(bi("指标等级", "Indicator levels (${window})")).
+		Description(about("各已评级指标的等级变化。", "Level of every graded indicator over time.")).
 		Datasource(*fluxDS()).Span(12).Height(8).
 		WithTarget(flux("A", fluxText(`
 			from(bucket: "${bucket}")
@@ -131,8 +134,8 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 		DisplayName("${__field.labels.indicator}").Mappings(levelMappings()).
 		ShowValue(common.VisibilityModeNever).MergeValues(true).RowHeight(0.9))
 	d.WithPanel(newTable().
-		Title("Lagging indicators (${window})").
-		Description("Graded indicators not at Level I, worst first; the API's lagging list adds matching solutions from the library.").
+		Title(bi("落后指标", "Lagging indicators (${window})")).
+		Description(about("未达一级的已评级指标，最差在前；API 的 lagging 列表另附方案库中的措施。", "Graded indicators not at Level I, worst first; the API's lagging list adds matching solutions from the library.")).
 		Datasource(*fluxDS()).Span(24).Height(8).
 		WithTarget(flux("A", fluxText(`
 			from(bucket: "${bucket}")
@@ -159,7 +162,7 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 				qual = append(qual, ind)
 			}
 		}
-		d.WithRow(dashboard.NewRowBuilder(fmt.Sprintf("%s (%s)", g.NameEN, g.NameZH)))
+		d.WithRow(dashboard.NewRowBuilder(bi(g.NameZH, g.NameEN)))
 		n := len(quant)
 		if len(qual) > 0 {
 			n++
@@ -173,10 +176,11 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 		}
 	}
 
-	d.WithRow(dashboard.NewRowBuilder("Meters and gateways"))
+	d.WithRow(dashboard.NewRowBuilder(bi("仪表与网关", "Meters and gateways")))
 	d.WithPanel(newTable().
-		Title("Meter freshness").
-		Description(fmt.Sprintf("Last reading of every meter over the past 30 days (the live window), oldest first; red after %s, when the scorer calls a meter stale. A meter silent for longer is missing here: see stale meter events.", pol.StaleAfter)).
+		Title(bi("仪表数据新鲜度", "Meter freshness")).
+		Description(about(fmt.Sprintf("近 30 天（实时窗口）各仪表的最后读数，最旧在前；超过 %s 变红（评分器判为停报）。停报更久的仪表不在此列：见仪表停报事件。", pol.StaleAfter),
+			fmt.Sprintf("Last reading of every meter over the past 30 days (the live window), oldest first; red after %s, when the scorer calls a meter stale. A meter silent for longer is missing here: see stale meter events.", pol.StaleAfter))).
 		Datasource(*fluxDS()).Span(12).Height(10).
 		WithTarget(flux("A", fluxText(`
 			from(bucket: "${bucket}")
@@ -188,15 +192,15 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 			  |> map(fn: (r) => ({meter: r.meter, gateway: r.gateway, quantity: r.quantity, kind: r.kind, last_reading: r._time,
 			      age: float(v: int(v: now()) - int(v: r._time)) / 1000000000.0}))
 			  |> sort(columns: ["age"], desc: true)`))).
-		OverrideByName("last_reading", []dashboard.DynamicConfigValue{prop("displayName", "last reading"), prop("unit", "dateTimeAsIso")}).
+		OverrideByName("last_reading", []dashboard.DynamicConfigValue{prop("displayName", bi("最后读数", "last reading")), prop("unit", "dateTimeAsIso")}).
 		OverrideByName("age", []dashboard.DynamicConfigValue{prop("unit", "s"), prop("decimals", 0),
 			prop("thresholds", map[string]any{"mode": "absolute", "steps": []map[string]any{
 				{"value": nil, "color": colGreen}, {"value": pol.StaleAfter.Seconds() / 6, "color": colOrange},
 				{"value": pol.StaleAfter.Seconds(), "color": colRed}}}),
 			cellColor()}))
 	d.WithPanel(newTable().
-		Title("Stale meter events").
-		Description("A meter silent for the policy's stale.after raises a stale event; resolved when it reports again.").
+		Title(bi("仪表停报事件", "Stale meter events")).
+		Description(about("仪表停报达策略 stale.after 时产生停报事件；恢复上报后标记 resolved。", "A meter silent for the policy's stale.after raises a stale event; resolved when it reports again.")).
 		Datasource(*fluxDS()).Span(12).Height(10).
 		WithTarget(flux("A", fluxText(`
 			from(bucket: "${bucket}")
@@ -206,12 +210,12 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 			  |> group()
 			  |> sort(columns: ["_time"], desc: true)
 			  |> keep(columns: ["_time", "meter", "resolved", "reason"])`))).
-		OverrideByName("_time", []dashboard.DynamicConfigValue{prop("displayName", "time")}).
+		OverrideByName("_time", []dashboard.DynamicConfigValue{prop("displayName", bi("时间", "time"))}).
 		OverrideByName("resolved", []dashboard.DynamicConfigValue{prop("mappings", []dashboard.ValueMapping{mapping(map[string][2]string{
-			"true": {"reporting again", colGreen}, "false": {"silent", colRed}})}), cellColor()}))
+			"true": {bi("恢复上报", "reporting again"), colGreen}, "false": {bi("停报", "silent"), colRed}})}), cellColor()}))
 	d.WithPanel(bargauge.NewPanelBuilder().
-		Title("Gateways: time since last message").
-		Description("Seconds since each gateway's last accepted message (Prometheus); the GatewayOffline alert fires after 15 minutes.").
+		Title(bi("网关距上次消息时长", "Gateways: time since last message")).
+		Description(about("各网关上次被接受的消息至今的秒数（Prometheus）；15 分钟后告警。", "Seconds since each gateway's last accepted message (Prometheus); the GatewayOffline alert fires after 15 minutes.")).
 		Datasource(*promDS()).Span(8).Height(7).
 		WithTarget(prometheus.NewDataqueryBuilder().RefId("A").Datasource(*promDS()).Instant().
 			Expr(`time() - max by (gateway) (cleanprod_ingest_last_message_timestamp_seconds{enterprise="$enterprise"})`).
@@ -220,8 +224,8 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 		DisplayMode(common.BarGaugeDisplayModeBasic).Unit("s").Min(0).
 		Thresholds(thresholds(colGreen, 300, colOrange, 900, colRed)))
 	d.WithPanel(bargauge.NewPanelBuilder().
-		Title("Gateways: messages lost at the edge").
-		Description("Messages missing by seq over the time range, per gateway: lost between meter and broker.").
+		Title(bi("网关边缘丢失的消息", "Gateways: messages lost at the edge")).
+		Description(about("时间范围内各网关按 seq 缺失的消息：在仪表与代理之间丢失。", "Messages missing by seq over the time range, per gateway: lost between meter and broker.")).
 		Datasource(*promDS()).Span(8).Height(7).
 		WithTarget(prometheus.NewDataqueryBuilder().RefId("A").Datasource(*promDS()).Instant().
 			Expr(`sum by (gateway) (increase(cleanprod_ingest_seq_gaps_total{enterprise="$enterprise"}[$__range]))`).
@@ -230,31 +234,31 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 		DisplayMode(common.BarGaugeDisplayModeBasic).Unit("none").Decimals(0).Min(0).
 		Thresholds(thresholds(colGreen, 1, colOrange)))
 	d.WithPanel(timeseries.NewPanelBuilder().
-		Title("Rejected input, whole fleet").
-		Description("Rejected messages and readings per second by reason, for the whole fleet: the service does not count rejects per enterprise yet. The envelopes on cp/v1/deadletter/{reason} name the topic, hence the enterprise.").
+		Title(bi("被拒输入（全部企业）", "Rejected input, whole fleet")).
+		Description(about("全部企业按原因的被拒消息与读数速率：尚未按企业计数。", "Rejected messages and readings per second by reason, for the whole fleet: the service does not count rejects per enterprise yet. The envelopes on cp/v1/deadletter/{reason} name the topic, hence the enterprise.")).
 		Datasource(*promDS()).Span(8).Height(7).
 		WithTarget(prometheus.NewDataqueryBuilder().RefId("A").Datasource(*promDS()).Range().
 			Expr(`sum by (reason) (rate(cleanprod_ingest_rejected_total[$__rate_interval]))`).
 			LegendFormat("{{reason}}")).
 		Unit("reqps").Min(0))
 
-	d.WithRow(dashboard.NewRowBuilder("Consumption and production"))
+	d.WithRow(dashboard.NewRowBuilder(bi("用量与产量", "Consumption and production")))
 	d.WithPanel(timeseries.NewPanelBuilder().
-		Title("$quantity per interval, by meter").
-		Description("Amounts of counters and delta meters in the quantity's canonical unit (registry/quantity.go), summed per interval; production quantities (vehicles, bodies, ecoat_area) are the denominators of the intensity indicators.").
+		Title(bi("$quantity 区间用量（按仪表）", "$quantity per interval, by meter")).
+		Description(about("累计表与增量表的用量（规范单位），按区间求和；产量是强度指标的分母。", "Amounts of counters and delta meters in the quantity's canonical unit (registry/quantity.go), summed per interval; production quantities (vehicles, bodies, ecoat_area) are the denominators of the intensity indicators.")).
 		Datasource(*influxQLDS()).Span(24).Height(7).
 		Repeat("quantity").RepeatDirection(dashboard.PanelRepeatDirectionH).MaxPerRow(3).
 		WithTarget(influxQL("A", `SELECT sum("delta") FROM "reading" WHERE "enterprise" = '$enterprise' AND "quantity" =~ /^$quantity$/ AND $timeFilter GROUP BY time($__interval), "meter" fill(0)`, "time_series", "$tag_meter")).
 		DrawStyle(common.GraphDrawStyleBars).FillOpacity(80).
 		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).Min(0))
 	d.WithPanel(timeseries.NewPanelBuilder().
-		Title("Analyser readings").
-		Description("Gauges (concentrations, pH, flows) averaged per interval, by quantity and meter, in canonical units.").
+		Title(bi("在线监测读数", "Analyser readings")).
+		Description(about("在线监测值（浓度、pH、流量）按区间、计量量和仪表取均值，规范单位。", "Gauges (concentrations, pH, flows) averaged per interval, by quantity and meter, in canonical units.")).
 		Datasource(*influxQLDS()).Span(24).Height(8).
 		WithTarget(influxQL("A", `SELECT mean("value") FROM "reading" WHERE "enterprise" = '$enterprise' AND "kind" = 'gauge' AND $timeFilter GROUP BY time($__interval), "quantity", "meter" fill(none)`, "time_series", "$tag_quantity $tag_meter")))
 	d.WithPanel(timeseries.NewPanelBuilder().
-		Title("Analyser values flagged invalid (无效数据)").
-		Description("Values an HJ 212 station flagged as not valid data (F stopped, M maintenance, D fault, C calibration, T over range, B communication; S unless hand-set values are allowed), counted per interval by meter and flag. They count toward no mean, mass or compliance; each such hour is missing from the analyser's data availability. Many flagged hours around high readings deserve a look.").
+		Title(bi("在线监测无效数据", "Analyser values flagged invalid")).
+		Description(about("HJ 212 站点标记为无效的数据（F 停运、M 维护、D 故障、C 校准、T 超量程、B 通讯异常等），按区间、仪表和标记计数；不计入均值、排放量或达标率。", "Values an HJ 212 station flagged as not valid data (F stopped, M maintenance, D fault, C calibration, T over range, B communication; S unless hand-set values are allowed), counted per interval by meter and flag. They count toward no mean, mass or compliance; each such hour is missing from the analyser's data availability. Many flagged hours around high readings deserve a look.")).
 		Datasource(*influxQLDS()).Span(24).Height(7).
 		WithTarget(influxQL("A", `SELECT count("value") FROM "reading_flagged" WHERE "enterprise" = '$enterprise' AND $timeFilter GROUP BY time($__interval), "meter", "flag" fill(none)`, "time_series", "$tag_meter $tag_flag")).
 		DrawStyle(common.GraphDrawStyleBars).FillOpacity(80).
@@ -280,25 +284,30 @@ func rowSpans(n, per int) []uint32 {
 // I/II/III benchmarks as coloured thresholds.
 func indicatorPanel(ind *scoring.Indicator, span uint32) *timeseries.PanelBuilder {
 	b := ind.Benchmarks
-	better := "lower is better"
+	better, betterZH := "lower is better", "越低越好"
 	var th *dashboard.ThresholdsConfigBuilder
 	if ind.Direction == scoring.HigherBetter {
-		better = "higher is better"
+		better, betterZH = "higher is better", "越高越好"
 		th = thresholds(colRed, dedupeSteps(b[2], colOrange, b[1], colLime, b[0], colGreen)...)
 	} else {
 		th = thresholds(colGreen, dedupeSteps(b[0], colLime, b[1], colOrange, b[2], colRed)...)
 	}
-	desc := fmt.Sprintf("%s (%s): Level I %s, II %s, III %s %s; %s.", ind.ID, ind.NameZH,
-		num(b[0]), num(b[1]), num(b[2]), ind.Unit, better)
+	unit := superscripts.Replace(ind.Unit)
+	zh := fmt.Sprintf("%s：一级 %s，二级 %s，三级 %s %s；%s。", ind.NameZH, num(b[0]), num(b[1]), num(b[2]), unit, betterZH)
+	en := fmt.Sprintf("%s (%s): Level I %s, II %s, III %s %s; %s.", ind.ID, ind.NameEN,
+		num(b[0]), num(b[1]), num(b[2]), unit, better)
 	if ind.Restrictive {
-		desc += " Restrictive: below Level III turns the code red."
+		zh += "限定性指标：低于三级则动态码为红码。"
+		en += " Restrictive: below Level III turns the code red."
 	}
 	if !ind.Metered() {
-		desc += " Declared by the enterprise, not metered."
+		zh += "由企业申报，非计量。"
+		en += " Declared by the enterprise, not metered."
 	}
-	title := ind.NameEN
+	desc := about(zh, en)
+	title := bi(ind.NameZH, ind.NameEN)
 	if ind.Unit != "" {
-		title += " (" + ind.Unit + ")"
+		title += " (" + superscripts.Replace(ind.Unit) + ")"
 	}
 	return timeseries.NewPanelBuilder().
 		Title(title).Description(desc).
@@ -322,8 +331,8 @@ func declaredPanel(inds []*scoring.Indicator, span uint32) *table.PanelBuilder {
 		ids[i] = strconv.Quote(ind.ID)
 	}
 	return newTable().
-		Title("Declared indicators").
-		Description("Qualitative indicators, graded from the enterprise's declarations (source) with their validity.").
+		Title(bi("申报指标", "Declared indicators")).
+		Description(about("定性指标，按企业申报（source）及其有效期评级。", "Qualitative indicators, graded from the enterprise's declarations (source) with their validity.")).
 		Datasource(*fluxDS()).Span(span).Height(7).
 		WithTarget(flux("A", fluxText(`
 			from(bucket: "${bucket}")
@@ -349,5 +358,8 @@ func dedupeSteps(pairs ...any) []any {
 	}
 	return out
 }
+
+// superscripts write a unit's powers as the pages do: g/m2 as g/m².
+var superscripts = strings.NewReplacer("m2", "m²", "m3", "m³")
 
 func num(v float64) string { return strconv.FormatFloat(v, 'g', -1, 64) }

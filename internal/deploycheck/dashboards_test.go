@@ -681,3 +681,25 @@ func TestStrictDecodeCatchesTypos(t *testing.T) {
 		})
 	}
 }
+
+// The panel query test's checks (semantic, mayBeEmpty) name panels by
+// title: each names a panel of the dashboards, so that renaming a panel
+// cannot silently drop its check.
+func TestDashboardPanelChecksNamePanels(t *testing.T) {
+	titles := map[string]bool{}
+	for _, d := range loadDashboards(t) {
+		for _, p := range d.panels() {
+			titles[p.title] = true
+		}
+	}
+	for title := range semantic {
+		if !titles[title] {
+			t.Errorf("semantic check %q: no panel has that title", title)
+		}
+	}
+	for title := range mayBeEmpty {
+		if !titles[title] {
+			t.Errorf("mayBeEmpty %q: no panel has that title", title)
+		}
+	}
+}

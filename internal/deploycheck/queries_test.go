@@ -427,10 +427,10 @@ func fieldDefaults(p *panel) map[string]any {
 // mayBeEmpty lists the panels that may legitimately return nothing for
 // some variable values (never for all), with the reason.
 var mayBeEmpty = map[string]string{
-	"Lagging indicators (${window})":      "an enterprise with every graded indicator at Level I has none",
-	"Stale meter events":                  "only the enterprise with the silenced gateway has stale meters",
-	"Gateways: messages lost at the edge": "only the enterprise of the gateway that lost messages has seq gaps",
-	"Declared indicators":                 "not every enterprise declares every qualitative indicator",
+	"落后指标 Lagging indicators (${window})":           "an enterprise with every graded indicator at Level I has none",
+	"仪表停报事件 Stale meter events":                     "only the enterprise with the silenced gateway has stale meters",
+	"网关边缘丢失的消息 Gateways: messages lost at the edge": "only the enterprise of the gateway that lost messages has seq gaps",
+	"申报指标 Declared indicators":                      "not every enterprise declares every qualitative indicator",
 }
 
 // indicatorPanel reports whether a panel charts one indicator: those are
@@ -517,21 +517,21 @@ func anyMatch(expr string, names map[string]bool) bool {
 // semantic holds checks of what some panels must show for the simulated
 // fleet, beyond returning rows.
 var semantic = map[string]func(t *testing.T, f *fleet, combos []combo, results []panelResult){
-	"Enterprises by dynamic code": func(t *testing.T, f *fleet, _ []combo, rs []panelResult) {
+	"动态码分布 Enterprises by dynamic code": func(t *testing.T, f *fleet, _ []combo, rs []panelResult) {
 		for _, r := range rs {
 			if got := sumColumns(r.flux, "green", "yellow", "red", "none"); got != float64(len(f.enterprises)) {
 				t.Errorf("codes add up to %g enterprises, want %d", got, len(f.enterprises))
 			}
 		}
 	},
-	"Level distribution (${window} window)": func(t *testing.T, f *fleet, cs []combo, rs []panelResult) {
+	"等级分布 Level distribution (${window} window)": func(t *testing.T, f *fleet, cs []combo, rs []panelResult) {
 		for i, r := range rs {
 			if got := sumColumns(r.flux, "level_i", "level_ii", "level_iii", "below_iii", "not_graded"); got != float64(len(f.enterprises)) {
 				t.Errorf("%s: levels add up to %g enterprises, want %d", cs[i], got, len(f.enterprises))
 			}
 		}
 	},
-	"Overall ranking (${window} window)": func(t *testing.T, f *fleet, cs []combo, rs []panelResult) {
+	"综合排名 Overall ranking (${window} window)": func(t *testing.T, f *fleet, cs []combo, rs []panelResult) {
 		for i, r := range rs {
 			var got []string
 			for _, row := range r.flux {
@@ -548,7 +548,7 @@ var semantic = map[string]func(t *testing.T, f *fleet, combos []combo, results [
 			}
 		}
 	},
-	"Audits due soon": func(t *testing.T, f *fleet, _ []combo, rs []panelResult) {
+	"即将到期的审核 Audits due soon": func(t *testing.T, f *fleet, _ []combo, rs []panelResult) {
 		for _, r := range rs {
 			if len(r.flux) != len(f.enterprises) {
 				t.Errorf("%d rows, want one per enterprise (%d)", len(r.flux), len(f.enterprises))
@@ -563,7 +563,7 @@ var semantic = map[string]func(t *testing.T, f *fleet, combos []combo, results [
 			}
 		}
 	},
-	"Latest regressions and code changes": func(t *testing.T, f *fleet, _ []combo, rs []panelResult) {
+	"最新退步与赋码变化 Latest regressions and code changes": func(t *testing.T, f *fleet, _ []combo, rs []panelResult) {
 		kinds := map[string]int{}
 		for _, r := range rs {
 			for _, row := range r.flux {
@@ -575,7 +575,7 @@ var semantic = map[string]func(t *testing.T, f *fleet, combos []combo, results [
 		}
 		t.Logf("event kinds shown: %v", kinds)
 	},
-	"Meter freshness": func(t *testing.T, f *fleet, cs []combo, rs []panelResult) {
+	"仪表数据新鲜度 Meter freshness": func(t *testing.T, f *fleet, cs []combo, rs []panelResult) {
 		for i, r := range rs {
 			ent := cs[i]["enterprise"]
 			e, _ := f.reg.Enterprise(ent)
@@ -594,7 +594,7 @@ var semantic = map[string]func(t *testing.T, f *fleet, combos []combo, results [
 			}
 		}
 	},
-	"Stale meter events": func(t *testing.T, f *fleet, cs []combo, rs []panelResult) {
+	"仪表停报事件 Stale meter events": func(t *testing.T, f *fleet, cs []combo, rs []panelResult) {
 		silentEnt, _, _ := strings.Cut(f.silent, "/")
 		for i, r := range rs {
 			if (cs[i]["enterprise"] == silentEnt) != (r.rows > 0) {
@@ -602,14 +602,14 @@ var semantic = map[string]func(t *testing.T, f *fleet, combos []combo, results [
 			}
 		}
 	},
-	"Time since last message, per gateway": func(t *testing.T, f *fleet, _ []combo, rs []panelResult) {
+	"各网关距上次消息时长 Time since last message, per gateway": func(t *testing.T, f *fleet, _ []combo, rs []panelResult) {
 		for _, r := range rs {
 			if r.rows != f.reg.GatewayCount() {
 				t.Errorf("%d gateways, want all %d registered", r.rows, f.reg.GatewayCount())
 			}
 		}
 	},
-	"Messages lost at the edge": func(t *testing.T, f *fleet, _ []combo, rs []panelResult) {
+	"边缘丢失的消息 Messages lost at the edge": func(t *testing.T, f *fleet, _ []combo, rs []panelResult) {
 		want := "gap " + strings.Replace(f.gapped, "/", " / ", 1)
 		for _, r := range rs {
 			if !r.names[want] {
