@@ -217,6 +217,7 @@ func testBacklogBounded(t *testing.T, br backlogBroker) {
 				open++
 			}
 		}
+		s += fmt.Sprintf("; %g messages waiting for the store about late readings, %g look-ups", testutil.ToFloat64(h.metrics.lateWaiting), testutil.ToFloat64(h.metrics.lateLookups))
 		return s + fmt.Sprintf("; %d publishes not acknowledged", open)
 	}
 	defer func() {

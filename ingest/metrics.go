@@ -13,6 +13,7 @@ type Metrics struct {
 	duplicates prometheus.Counter
 	flagged    *prometheus.CounterVec
 
+	refusedRewrites    prometheus.Counter
 	lateWaiting        prometheus.Gauge
 	lateLookups        prometheus.Counter
 	lateLookupFailures prometheus.Counter
@@ -58,6 +59,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cleanprod_ingest_duplicates_total", Help: "Readings received again with the same value (redeliveries), absorbed without counting twice.",
+		}),
+		refusedRewrites: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_refused_rewrites_total", Help: "Readings rewritten because the store refused, for good, a reading they had counted from: they count again from the reading stored before it.",
 		}),
 		lateWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cleanprod_ingest_late_waiting_messages", Help: "Messages with readings older than their meters' kept history waiting, unacknowledged, for the store's answer about them.",
@@ -133,7 +137,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "cleanprod_mqtt_watchdog_reconnects_total", Help: "Reconnects forced because the heartbeat stopped arriving on a connection that looked alive.",
 		}),
 	}
-	reg.MustRegister(m.restoreRetries, m.messages, m.readings, m.duplicates, m.flagged, m.lateWaiting, m.lateLookups, m.lateLookupFailures, m.lateLookupSeconds, m.rejected, m.deadLettered, m.deadLetterErrs,
+	reg.MustRegister(m.restoreRetries, m.messages, m.readings, m.duplicates, m.flagged, m.refusedRewrites, m.lateWaiting, m.lateLookups, m.lateLookupFailures, m.lateLookupSeconds, m.rejected, m.deadLettered, m.deadLetterErrs,
 		m.batchReadings, m.writeSeconds, m.storeErrors, m.inflight, m.lastMessage, m.seqGaps, m.seqRepeats,
 		m.seqBackwards, m.seqRenumbered, m.counterEvents, m.ackLatency, m.connected, m.connects, m.connLost, m.watchdogResets)
 	newBacklogMetrics(reg, m)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cleanprod/cleanprod/internal/testenv"
 	"github.com/cleanprod/cleanprod/store"
@@ -79,5 +80,78 @@ func TestPartialWrite(t *testing.T) {
 	if len(letters) != 1 || letters[0].Reason != ReasonStoreRejected || len(letters[0].Readings) != 1 ||
 		!strings.Contains(letters[0].Readings[0].Detail, old.Format(time.RFC3339)) || letters[0].Payload != "" {
 		t.Errorf("dead-letters %+v, want the old reading alone, store_rejected", letters)
+	}
+}
+
+// TestRefusedCounterReadingForgotten: InfluxDB drops a counter's register
+// (older than the retention policy) and keeps the next one, which the
+// normaliser had counted from the dropped one. The dropped register never
+// was: the next reading is rewritten to count from what was stored before
+// it (nothing: it becomes the meter's first, counting 0), so the stored
+// deltas add up to the last stored register less the first, and the
+// scorer's amounts to the same. Before, 50 kWh counted from a register the
+// store never held stayed in store and scorer.
+func TestRefusedCounterReadingForgotten(t *testing.T) {
+	srv := testenv.NewInflux(t)
+	db := srv.Database(t)
+	if _, err := db.Query(fmt.Sprintf(`CREATE RETENTION POLICY "short" ON %q DURATION 1h REPLICATION 1`, db.Database)); err != nil {
+		t.Fatal(err)
+	}
+	db.Bucket = db.Database + "/short"
+	st := openInflux(t, db)
+
+	var mu sync.Mutex
+	var observed float64
+	acked := make(chan int, 4)
+	m := NewMetrics(prometheus.NewRegistry())
+	p := NewPipeline(testRegistry(t), PipelineConfig{Normaliser: testConfig, BatchSize: 100, BatchInterval: time.Millisecond, RetryMin: time.Millisecond}, st,
+		func(context.Context, string, []byte) error { return nil },
+		func(rs []store.Reading) {
+			mu.Lock()
+			for _, r := range rs {
+				if r.Meter == "E-1" {
+					observed += r.Delta
+				}
+			}
+			mu.Unlock()
+		}, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	runPipeline(t, p)
+
+	now := time.Now().UTC().Truncate(time.Second)
+	submit := func(seq int, readings string) {
+		p.Submit(Delivery{Topic: "cp/v1/ent-a/gw-1/telemetry", Received: time.Now(), Ack: func() { acked <- seq },
+			Payload: fmt.Appendf(nil, `{"gateway":"gw-1","seq":%d,"readings":[%s]}`, seq, readings)})
+		select {
+		case <-acked:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("message %d not acknowledged", seq)
+		}
+	}
+	at := func(d time.Duration) string { return now.Add(-d).Format(time.RFC3339) }
+	submit(1, fmt.Sprintf(`{"meter":"E-1","ts":%q,"value":100},{"meter":"E-1","ts":%q,"value":150}`, at(5*time.Hour), at(30*time.Minute)))
+	deadline := time.Now().Add(10 * time.Second)
+	for testutil.ToFloat64(m.refusedRewrites) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("no rewrite after the refusal")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	submit(2, fmt.Sprintf(`{"meter":"E-1","ts":%q,"value":170}`, at(10*time.Minute)))
+	// The fault happened: the old register is not in the store.
+	rows := db.QueryInfluxQL(t, `SELECT value, delta FROM "short".reading WHERE meter = 'E-1' ORDER BY time ASC`)
+	var got []string
+	var stored float64
+	for _, r := range rows {
+		got = append(got, fmt.Sprintf("%v+%v", r[1], r[2]))
+		d, _ := r[2].(float64)
+		stored += d
+	}
+	if want := []string{"150+0", "170+20"}; strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("stored E-1 %v, want %v", got, want)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if stored != 20 || observed != 20 {
+		t.Errorf("stored total %g, observed %g; want 20 (170 less 150, the first register stored)", stored, observed)
 	}
 }

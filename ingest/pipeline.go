@@ -136,6 +136,12 @@ type Pipeline struct {
 	stored    chan struct{} // cap 1: a batch was stored
 	sent      uint64
 
+	// Readings the store refused for good, for Run to take out of the
+	// meters' histories (refusedWake, cap 1, says there are some).
+	refusedMu   sync.Mutex
+	refused     []store.Reading
+	refusedWake chan struct{}
+
 	current   atomic.Pointer[registry.Registry] // the registry in force, for receivers on other goroutines
 	storeOK   atomic.Bool                       // the last write (or ping) succeeded
 	unacked   atomic.Int64                      // messages submitted and not yet acknowledged
@@ -178,7 +184,7 @@ func NewPipeline(reg *registry.Registry, cfg PipelineConfig, w Writer, publish P
 	cfg.Normaliser.Lookup = nil
 	p := &Pipeline{
 		cfg: cfg, reg: reg, norm: NewNormaliser(reg, cfg.Normaliser), writer: w, publish: publish,
-		lookup: lookup, lateWake: make(chan struct{}, 1), lateDone: make(chan lateGroup), stored: make(chan struct{}, 1),
+		lookup: lookup, lateWake: make(chan struct{}, 1), refusedWake: make(chan struct{}, 1), lateDone: make(chan lateGroup), stored: make(chan struct{}, 1),
 		observe: observe, metrics: m, log: log,
 		free:        make(chan struct{}, 1),
 		wake:        make(chan struct{}, 1),
@@ -401,14 +407,16 @@ type batch struct {
 	accepted int
 	rewrites int // readings rewriting one written before (same key)
 	started  time.Time
-	seq      uint64        // the write's number (see Journal), set when sent
-	stored   chan struct{} // closed by the writer when done with it
-	err      error         // set before stored is closed: ctx ended first
+	refused  []store.Reading // readings the store refused for good: to be taken out of the meters' histories
+	seq      uint64          // the write's number (see Journal), set when sent
+	stored   chan struct{}   // closed by the writer when done with it
+	err      error           // set before stored is closed: ctx ended first
 }
 
 type batchMsg struct {
 	d          Delivery
-	start, end int // the message's readings: write[start:end]
+	fix        bool // rewrites after a refusal (see Normaliser.forget), no message of a sender
+	start, end int  // the message's readings: write[start:end]
 	obsStart   int
 	obsEnd     int
 }
@@ -418,7 +426,7 @@ func (b *batch) reset() {
 	// payloads and letters alive.
 	clear(b.msgs)
 	clear(b.letters)
-	b.msgs, b.write, b.observe, b.letters = b.msgs[:0], b.write[:0], b.observe[:0], b.letters[:0]
+	b.msgs, b.write, b.observe, b.letters, b.refused = b.msgs[:0], b.write[:0], b.observe[:0], b.letters[:0], b.refused[:0]
 	b.accepted, b.rewrites, b.err = 0, 0, nil
 	b.stored = make(chan struct{})
 }
@@ -457,6 +465,15 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			<-b.stored
 			if b.err == nil {
 				p.completeBatch(writeCtx, b)
+				if len(b.refused) > 0 {
+					p.refusedMu.Lock()
+					p.refused = append(p.refused, b.refused...)
+					p.refusedMu.Unlock()
+					select {
+					case p.refusedWake <- struct{}{}:
+					default:
+					}
+				}
 				p.storedSeq.Store(b.seq)
 				select {
 				case p.stored <- struct{}{}:
@@ -547,6 +564,28 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			clear(items)
 			if p.queued() == 0 {
 				send(false, nil) // nothing else waiting: write now if a writer is idle
+			}
+		case <-p.refusedWake:
+			// Readings the store refused never were: the readings that
+			// counted from them count again from what was stored before.
+			p.refusedMu.Lock()
+			rs := p.refused
+			p.refused = nil
+			p.refusedMu.Unlock()
+			m := batchMsg{fix: true, start: len(cur.write), obsStart: len(cur.observe)}
+			n := p.norm.forget(rs, &cur.write, &cur.observe)
+			if n > 0 {
+				if len(cur.msgs) == 0 {
+					cur.started = p.cfg.Now()
+					timer.Reset(p.cfg.BatchInterval)
+				}
+				m.end, m.obsEnd = len(cur.write), len(cur.observe)
+				cur.msgs = append(cur.msgs, m)
+				cur.rewrites += n
+				p.metrics.refusedRewrites.Add(float64(n))
+			}
+			if p.queued() == 0 {
+				send(false, nil)
 			}
 		case g := <-p.lateDone:
 			// The store's answer about waiting late readings: placed now
@@ -761,14 +800,21 @@ func (p *Pipeline) completeBatch(ctx context.Context, b *batch) {
 	// room in the subscriber's window for the next message, which must not
 	// be counted while these still are.
 	var size int64
+	msgs := 0
 	for _, m := range b.msgs {
-		size += msgSize(m.d.Topic, m.d.Payload)
+		if !m.fix {
+			size += msgSize(m.d.Topic, m.d.Payload)
+			msgs++
+		}
 	}
-	p.metrics.inflight.Sub(float64(len(b.msgs)))
+	p.metrics.inflight.Sub(float64(msgs))
 	p.metrics.unackedBytes.Sub(float64(size))
-	p.unacked.Add(-int64(len(b.msgs)))
+	p.unacked.Add(-int64(msgs))
 	now := p.cfg.Now()
 	for _, m := range b.msgs {
+		if m.fix {
+			continue
+		}
 		if m.d.Ack != nil {
 			m.d.Ack()
 		}
@@ -853,7 +899,14 @@ func (p *Pipeline) writeEach(ctx context.Context, b *batch) error {
 // as before.
 func (p *Pipeline) writeReadings(ctx context.Context, b *batch, m batchMsg, refused error, keepObs []store.Reading) ([]store.Reading, error) {
 	ws, obs := b.write[m.start:m.end], b.observe[m.obsStart:m.obsEnd]
+	if m.fix {
+		// Rewrites the store refuses again: nothing to dead-letter, no
+		// sender; the readings they rewrite stay as stored.
+		p.reject(ReasonStoreRejected, len(ws), "", refused.Error())
+		return keepObs, nil
+	}
 	if len(ws) != len(obs) || len(ws) == 1 {
+		b.refused = append(b.refused, ws...)
 		b.accepted -= m.end - m.start
 		p.reject(ReasonStoreRejected, 1, m.d.Topic, refused.Error())
 		b.letters = append(b.letters, messageLetter(m.d.Topic, m.d.Payload, m.d.Received, &DecodeError{ReasonStoreRejected, refused.Error()}))
@@ -868,6 +921,7 @@ func (p *Pipeline) writeReadings(ctx context.Context, b *batch, m batchMsg, refu
 		case store.IsPermanent(err):
 			b.accepted--
 			r := &ws[i]
+			b.refused = append(b.refused, *r)
 			raw, _ := json.Marshal(map[string]any{"meter": r.Meter, "ts": r.Time.Format(time.RFC3339Nano), "value": r.Value})
 			rejects = append(rejects, Reject{Index: i, Reason: ReasonStoreRejected, Detail: fmt.Sprintf("meter %q at %s: %v", r.Meter, r.Time.Format(time.RFC3339Nano), err), Raw: raw})
 			p.reject(ReasonStoreRejected, 1, m.d.Topic, err.Error())

@@ -77,10 +77,10 @@ func msgSize(topic string, payload []byte) int64 { return int64(len(topic) + len
 // message, whose release acknowledges and frees it.
 func (w *window) offer(id uint16, topic string, payload []byte, ack func(), acked bool) (*heldMsg, offerResult) {
 	w.mu.Lock()
-	defer w.mu.Unlock()
 	for _, h := range w.held[id] {
 		if acked && h.topic == topic && bytes.Equal(h.payload, payload) {
 			h.ack = ack
+			w.mu.Unlock()
 			return nil, offerRedelivered
 		}
 	}
@@ -90,9 +90,23 @@ func (w *window) offer(id uint16, topic string, payload []byte, ack func(), acke
 	fits := w.n == 0 || (w.n+1 <= w.maxMsgs && w.bytes+size <= w.maxBytes)
 	switch {
 	case !acked && !fits:
+		w.mu.Unlock()
 		return nil, offerDropped
 	case acked && (w.deferring || !fits):
 		w.deferring = true
+		// Deferring while already drained to half (the window emptied
+		// before this message of the connection came, or a message of
+		// the connection just closed came after the new one began): no
+		// release is left to ask for the reconnect that ends it, so ask
+		// now, or the broker would keep every later message for good.
+		low := !w.asked && w.n <= w.maxMsgs/2 && w.bytes <= w.maxBytes/2
+		if low {
+			w.asked = true
+		}
+		w.mu.Unlock()
+		if low && w.onLow != nil {
+			w.onLow()
+		}
 		return nil, offerDeferred
 	}
 	// A QoS 0 message is taken whenever it fits: deferring it would lose
@@ -101,6 +115,7 @@ func (w *window) offer(id uint16, topic string, payload []byte, ack func(), acke
 	w.held[id] = append(w.held[id], h)
 	w.n++
 	w.bytes += size
+	w.mu.Unlock()
 	return h, offerHeld
 }
 

@@ -92,3 +92,35 @@ func TestWindow(t *testing.T) {
 		t.Fatalf("next message: got %v, want deferred", res)
 	}
 }
+
+// TestWindowDeferringWhenDrained: a message deferred on a window already
+// drained to half the bound (a message of the closed connection coming
+// after the new one began, or the window emptied before it) asks for the
+// reconnect at once: no release is left to ask, and the broker would keep
+// every later message for good.
+func TestWindowDeferringWhenDrained(t *testing.T) {
+	lows := 0
+	w := newWindow(4, 1000, func() { lows++ })
+	var held []*heldMsg
+	for i := 1; i <= 5; i++ {
+		if h, _ := w.offer(uint16(i), "t", []byte{byte(i)}, func() {}, true); h != nil {
+			held = append(held, h)
+		}
+	}
+	for _, h := range held {
+		h.release()
+	}
+	if lows != 1 {
+		t.Fatalf("drained: %d low calls, want 1", lows)
+	}
+	w.newConnection()
+	// A late message of the old connection finds the window empty but
+	// makes it defer (as a full window would have): it asks at once.
+	w.deferring = true
+	if _, res := w.offer(9, "t", []byte{9}, func() {}, true); res != offerDeferred {
+		t.Fatalf("got %v, want deferred", res)
+	}
+	if lows != 2 {
+		t.Fatalf("deferring with nothing held: %d low calls, want 2", lows)
+	}
+}
