@@ -78,11 +78,17 @@ func (f *simFlags) build(stdout io.Writer) (*sim.Simulator, error) {
 			return nil, fmt.Errorf("-start: %w", err)
 		}
 	}
-	if f.cfg.Faults, err = parseFaults(f.faults); err != nil {
-		return nil, err
+	// The flags' fault mixes replace a mix already in cfg (the demo's)
+	// only when given.
+	if f.faults != "" {
+		if f.cfg.Faults, err = parseFaults(f.faults); err != nil {
+			return nil, err
+		}
 	}
-	if f.cfg.Stations, err = parseStationFaults(f.stationFaults); err != nil {
-		return nil, err
+	if f.stationFaults != "" {
+		if f.cfg.Stations, err = parseStationFaults(f.stationFaults); err != nil {
+			return nil, err
+		}
 	}
 	return sim.New(reg, f.cfg)
 }
