@@ -82,3 +82,37 @@ func (s *service) metricsText() string {
 	body, _ := io.ReadAll(resp.Body)
 	return string(body)
 }
+
+// TestDemoFleet checks which fleet and declarations the demo runs: the
+// built-in example unless a folder is named.
+func TestDemoFleet(t *testing.T) {
+	def := defaultConfig()
+	for _, tc := range []struct {
+		name                   string
+		fleet, decl            string
+		exists                 bool
+		wantFleet, wantBuiltin bool // built-in fleet, built-in declarations
+		wantDecl               string
+	}{
+		{name: "defaults", fleet: def.GatewayConfig, decl: def.Scoring.Declarations, wantFleet: true, wantBuiltin: true, wantDecl: def.Scoring.Declarations},
+		{name: "own declarations", fleet: def.GatewayConfig, decl: "my-decl", wantFleet: true, wantDecl: "my-decl"},
+		{name: "own fleet, no declarations folder", fleet: "my-fleet", decl: def.Scoring.Declarations, wantDecl: ""},
+		{name: "own fleet, declarations folder here", fleet: "my-fleet", decl: def.Scoring.Declarations, exists: true, wantDecl: def.Scoring.Declarations},
+		{name: "own fleet and declarations", fleet: "my-fleet", decl: "my-decl", wantDecl: "my-decl"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := defaultConfig()
+			cfg.GatewayConfig, cfg.Scoring.Declarations = tc.fleet, tc.decl
+			demoFleet(&cfg, func(string) bool { return tc.exists })
+			if got := cfg.builtinFleet != nil; got != tc.wantFleet {
+				t.Errorf("built-in fleet: got %v, want %v", got, tc.wantFleet)
+			}
+			if got := cfg.builtinDeclarations != nil; got != tc.wantBuiltin {
+				t.Errorf("built-in declarations: got %v, want %v", got, tc.wantBuiltin)
+			}
+			if cfg.Scoring.Declarations != tc.wantDecl {
+				t.Errorf("scoring.declarations: got %q, want %q", cfg.Scoring.Declarations, tc.wantDecl)
+			}
+		})
+	}
+}
