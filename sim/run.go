@@ -31,6 +31,10 @@ func (f PublisherFunc) Publish(ctx context.Context, topic string, payload []byte
 // and every message of a gateway arrives in the order it was generated.
 // Messages enter the ledger once published.
 //
+// With Config.Progress, Run writes a progress line every ProgressEvery,
+// one line ("history loaded: ...; now live") once the past it replays is
+// published and it reaches the wall clock, and a summary at the end.
+//
 // Run returns when Config.Duration has been simulated (after flushing
 // buffered and held-back messages) or when ctx is done; a stop by ctx is
 // not an error. It may be called once, and not together with Next.
