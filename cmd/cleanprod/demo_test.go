@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -114,5 +115,25 @@ func TestDemoFleet(t *testing.T) {
 				t.Errorf("scoring.declarations: got %q, want %q", cfg.Scoring.Declarations, tc.wantDecl)
 			}
 		})
+	}
+}
+
+// TestLoadRegistry checks where serve and the demo read the fleet from:
+// the built-in example when set, else the folder, whose absence names
+// the demo's built-in fleet.
+func TestLoadRegistry(t *testing.T) {
+	cfg := defaultConfig()
+	cfg.GatewayConfig = filepath.Join(t.TempDir(), "gateway-config")
+	if _, err := loadRegistry(&cfg); err == nil || !strings.Contains(err.Error(), "cleanprod demo runs the example fleet built into the binary") {
+		t.Errorf("missing folder: got %v, want a hint at the demo's built-in fleet", err)
+	}
+	cfg.GatewayConfig = defaultConfig().GatewayConfig
+	demoFleet(&cfg, func(string) bool { return false })
+	reg, err := loadRegistry(&cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := reg.Gateway("cq-lj-yuntai-auto", "gw-boiler-01"); !ok || len(reg.Enterprises) != 4 {
+		t.Errorf("built-in fleet: %d enterprises, want the 4 of gateway-config/ with gw-boiler-01", len(reg.Enterprises))
 	}
 }
