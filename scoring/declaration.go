@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -177,14 +178,22 @@ type Declarations interface {
 //	    valid_from: 2025-03-01
 //
 // Dates without a time are midnight in the standard's local time.
+//
+// With Files set, those files (by name) are read instead of the folder's,
+// and Dir only names where they come from (such as the example fleet's
+// declarations built into the binary).
 type DeclarationFiles struct {
 	Dir      string
+	Files    map[string][]byte
 	Standard *Standard
 }
 
-// Declarations reads and validates every *.yaml file of the folder; all
-// problems are returned at once.
+// Declarations reads and validates every *.yaml file of the folder (or
+// Files); all problems are returned at once.
 func (f DeclarationFiles) Declarations(ctx context.Context) ([]Declaration, error) {
+	if f.Files != nil {
+		return ParseDeclarationFiles(f.Files, f.Standard)
+	}
 	return LoadDeclarations(f.Dir, f.Standard)
 }
 
@@ -211,9 +220,8 @@ func LoadDeclarations(dir string, std *Standard) ([]Declaration, error) {
 	if err != nil {
 		return nil, fmt.Errorf("load declarations: %w", err)
 	}
-	var out []Declaration
+	files := map[string][]byte{}
 	var errs []error
-	seen := map[string]string{}
 	for _, e := range entries {
 		name := e.Name()
 		if e.IsDir() || strings.HasPrefix(name, ".") || !(strings.HasSuffix(name, ".yaml") || strings.HasSuffix(name, ".yml")) {
@@ -225,7 +233,23 @@ func LoadDeclarations(dir string, std *Standard) ([]Declaration, error) {
 			errs = append(errs, fmt.Errorf("load declarations: %w", err))
 			continue
 		}
-		ds, err := ParseDeclarations(path, data, std)
+		files[path] = data
+	}
+	ds, err := ParseDeclarationFiles(files, std)
+	if err := errors.Join(append(errs, err)...); err != nil {
+		return nil, err
+	}
+	return ds, nil
+}
+
+// ParseDeclarationFiles validates declaration files keyed by name, one
+// enterprise per file, in name order; all problems are returned at once.
+func ParseDeclarationFiles(files map[string][]byte, std *Standard) ([]Declaration, error) {
+	var out []Declaration
+	var errs []error
+	seen := map[string]string{}
+	for _, path := range slices.Sorted(maps.Keys(files)) {
+		ds, err := ParseDeclarations(path, files[path], std)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -22,7 +22,9 @@
 // sun and the day's cloud; effluent analysers around the profile's inlet
 // and outlet levels, with excursions; stack VOC concentration from the
 // g/m2 emitted, the e-coated area and the stack flow. Profiles may drift
-// (an enterprise regresses or improves by a share per 30 simulated days).
+// (an enterprise regresses or improves by a share per 30 simulated days)
+// and leave gateways silent (Assignment.Silent: a gateway whose readings
+// are sent by hand).
 // The meters of one quantity in an enterprise partition the plant's total:
 // those in workshop "paint" share the profile's paint-shop share, the
 // others the rest.

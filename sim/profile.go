@@ -32,10 +32,14 @@ type Profiles struct {
 	Enterprises map[string]Assignment `yaml:"enterprises"`
 }
 
-// Assignment gives an enterprise its preset and, optionally, its own drift.
+// Assignment gives an enterprise its preset and, optionally, its own drift
+// and the gateways the simulator leaves silent.
 type Assignment struct {
 	Preset string   `yaml:"preset"`
 	Drift  *float64 `yaml:"drift"` // nil: the preset's
+	// Silent are gateways of the enterprise that the simulator does not
+	// run (a gateway being commissioned, whose readings are sent by hand).
+	Silent []string `yaml:"silent"`
 }
 
 // Profile is how one plant produces and consumes. Zero fields inherit from
@@ -110,6 +114,11 @@ func ParseProfiles(name string, data []byte) (*Profiles, error) {
 		if _, ok := p.Presets[a.Preset]; !ok {
 			problem(yamlfile.P("enterprises", id, "preset"), "enterprise %q: unknown preset %q", id, a.Preset)
 		}
+		for i, g := range a.Silent {
+			if !registry.ValidID(g) {
+				problem(yamlfile.P("enterprises", id, "silent", i), "enterprise %q: silent gateway %q is not a valid id", id, g)
+			}
+		}
 	}
 	if len(p.Presets) == 0 {
 		problem(yamlfile.P("presets"), "no presets")
@@ -182,6 +191,11 @@ func (ps *Profiles) For(e *registry.Enterprise) Profile {
 		p.Drift = *a.Drift
 	}
 	return p
+}
+
+// Silent reports whether the simulator leaves gateway g silent.
+func (ps *Profiles) Silent(g *registry.Gateway) bool {
+	return slices.Contains(ps.Enterprises[g.Enterprise.ID].Silent, g.ID)
 }
 
 // pick chooses a preset for an unassigned enterprise: one of its family,

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/sim"
@@ -92,5 +93,33 @@ func TestProfilesFor(t *testing.T) {
 	}
 	if _, err := sim.New(reg, sim.Config{Profiles: p}); err == nil || !strings.Contains(err.Error(), "c/S: the profile has no amount for steam") {
 		t.Errorf("New with a profile lacking steam: got %v, want an error naming c/S and steam", err)
+	}
+}
+
+// TestSilentGateway checks that a gateway the profiles leave silent (the
+// example fleet's gw-boiler-01, for readings sent by hand) sends nothing
+// while the enterprise's other gateways run.
+func TestSilentGateway(t *testing.T) {
+	reg := loadFleet(t)
+	g, ok := reg.Gateway("cq-lj-yuntai-auto", "gw-boiler-01")
+	if !ok || !sim.DefaultProfiles().Silent(g) {
+		t.Fatal("the example fleet's gw-boiler-01 is not a silent gateway")
+	}
+	start := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	s, err := sim.New(reg, sim.Config{Seed: 1, Start: start, Duration: 2 * time.Hour, Now: fixedNow(start)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for m := range s.Messages() {
+		if strings.Contains(m.Topic, "/gw-boiler-01/") {
+			t.Fatalf("the silent gateway sent on %s", m.Topic)
+		}
+		if strings.HasPrefix(m.Topic, "cp/v1/cq-lj-yuntai-auto/") {
+			n++
+		}
+	}
+	if n == 0 {
+		t.Error("the silent gateway's enterprise sent nothing")
 	}
 }

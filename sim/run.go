@@ -31,6 +31,10 @@ func (f PublisherFunc) Publish(ctx context.Context, topic string, payload []byte
 // and every message of a gateway arrives in the order it was generated.
 // Messages enter the ledger once published.
 //
+// With Config.Progress, Run writes a progress line every ProgressEvery,
+// one line ("history loaded: ...; now live") once the past it replays is
+// published and it reaches the wall clock, and a summary at the end.
+//
 // Run returns when Config.Duration has been simulated (after flushing
 // buffered and held-back messages) or when ctx is done; a stop by ctx is
 // not an error. It may be called once, and not together with Next.
@@ -95,11 +99,20 @@ func (s *Simulator) Run(ctx context.Context, pub Publisher) error {
 // to the workers, until the end of the run or ctx is done.
 func (s *Simulator) produce(ctx context.Context, queues []chan Message, began time.Time) {
 	lim := limiter{rate: s.cfg.MaxRate, burst: max(1, s.cfg.MaxRate/20), tokens: 1, last: began}
+	var handed int64                         // messages given to the workers
+	live := !s.cfg.Start.Before(s.cfg.Now()) // no history to announce
 	for {
 		t, msgs, ok := s.generate()
 		if !ok {
 			return
 		}
+		if !live && t.After(s.cfg.Now()) {
+			live = true
+			if !s.announceLive(ctx, handed) {
+				return
+			}
+		}
+		handed += int64(len(msgs))
 		if !s.waitFor(ctx, t, began) {
 			return
 		}
@@ -117,6 +130,32 @@ func (s *Simulator) produce(ctx context.Context, queues []chan Message, began ti
 			}
 		}
 	}
+}
+
+// announceLive waits until the history's handed messages are published
+// (for MQTT: acknowledged by the broker), then writes a line saying so to
+// Config.Progress. It reports false if ctx is done first.
+func (s *Simulator) announceLive(ctx context.Context, handed int64) bool {
+	for s.Stats().Messages < handed {
+		if !sleep(ctx, 20*time.Millisecond) {
+			return false
+		}
+	}
+	if w := s.cfg.Progress; w != nil {
+		st := s.Stats()
+		fmt.Fprintf(w, "history loaded: %s of %d enterprises up to %s in %s (%d messages, %d readings, %d carrying an injected fault); now live, each meter every %s\n",
+			span(st.SimTime.Sub(s.cfg.Start)), len(s.reg.Enterprises), st.SimTime.UTC().Format("2006-01-02 15:04 UTC"),
+			st.Elapsed.Round(time.Second), st.Messages, st.Readings, st.Faults, s.cfg.Interval)
+	}
+	return true
+}
+
+// span formats a simulated span: whole days from two days on.
+func span(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", d.Round(24*time.Hour)/(24*time.Hour))
+	}
+	return d.Round(time.Minute).String()
 }
 
 // waitFor waits until simulated time t is due: Speed simulated seconds per

@@ -182,6 +182,9 @@ func TestRunStops(t *testing.T) {
 		if strings.Count(out, "msgs") < 9 || !strings.Contains(out, "expected rejections") {
 			t.Errorf("progress output lacks progress lines or the summary:\n%s", out)
 		}
+		if !strings.Contains(out, "history loaded: 1h0m0s of ") || !strings.Contains(out, "; now live, each meter every 5m0s") {
+			t.Errorf("progress output does not say when the history is sent and the data live:\n%s", out)
+		}
 		if err := s.Run(t.Context(), &pub); err == nil {
 			t.Error("a second Run returned no error")
 		}

@@ -82,6 +82,9 @@ func New(reg *registry.Registry, cfg Config) (*Simulator, error) {
 		s.plants = append(s.plants, pl)
 		shares := meterShares(e, prof)
 		for _, g := range e.Gateways {
+			if cfg.Profiles.Silent(g) {
+				continue
+			}
 			gw := &gateway{
 				g: g, reg: reg, topic: Topic(e.ID, g.ID),
 				rng:        newRand(seed, "gateway", e.ID, g.ID),

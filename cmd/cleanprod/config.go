@@ -97,6 +97,12 @@ type Config struct {
 	Debug struct {
 		PprofListen string `yaml:"pprof_listen" help:"address of a Go pprof listener (/debug/pprof/) for profiling; empty: none. Keep it on loopback"`
 	} `yaml:"debug"`
+
+	// builtinFleet and builtinDeclarations, when not nil, are read instead
+	// of the gateway_config and scoring.declarations folders: the example
+	// fleet built into the binary, which the demo runs unless told
+	// otherwise. They are not settings.
+	builtinFleet, builtinDeclarations map[string][]byte
 }
 
 // defaultConfig returns the defaults: everything embedded, on loopback.
@@ -154,6 +160,9 @@ func settings(c *Config) []setting {
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
 			f := t.Field(i)
+			if !f.IsExported() {
+				continue
+			}
 			key, _, _ := strings.Cut(f.Tag.Get("yaml"), ",")
 			path := prefix + key
 			if f.Type.Kind() == reflect.Struct {

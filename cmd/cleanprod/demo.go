@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/cleanprod/cleanprod"
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/sim"
 	"github.com/cleanprod/cleanprod/web"
@@ -39,6 +40,7 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 	if err := noArguments("demo", rest); err != nil {
 		return err
 	}
+	demoFleet(cfg, func(dir string) bool { _, err := os.Stat(dir); return err == nil })
 	dir, err := os.MkdirTemp("", "cleanprod-demo-")
 	if err != nil {
 		return err
@@ -69,7 +71,7 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 		if err := waitHTTPReady(gctx, cfg.HTTP.Listen); err != nil {
 			return nil // serve failed or we are stopping; its error is reported
 		}
-		f := simFlags{gatewayConfig: cfg.GatewayConfig}
+		f := simFlags{gatewayConfig: cfg.GatewayConfig, fleet: cfg.builtinFleet}
 		f.cfg = sim.Config{
 			Seed: 1, Backfill: demoBackfill, Interval: 5 * time.Minute, Workers: 4, DriftScale: 1,
 			Faults:   sim.Faults{Malformed: 0.2, Spoofed: 0.2, UnknownMeter: 0.2, NaN: 0.2, Future: 0.2, Duplicate: 0.5, OutOfOrder: 0.5},
@@ -90,7 +92,7 @@ func demo(ctx context.Context, args []string, getenv func(string) string, stdout
 		base := "http://" + cfg.HTTP.Listen
 		fmt.Fprintf(stdout, `
 cleanprod demo: %d simulated car plants are publishing to the embedded broker %s
-(%s of history first, then live). Data lives in %s until you press Ctrl-C.
+(%d days of history first, then live). Data lives in %s until you press Ctrl-C.
 
   overview   %s/?token=%s
   metrics    %s/metrics   (cleanprod_ingest_readings_written_total, ..._rejected_total by reason)
@@ -99,7 +101,7 @@ cleanprod demo: %d simulated car plants are publishing to the embedded broker %s
   OpenAPI    %s/api/v1/openapi.json
   dead-letters: mosquitto_sub -h %s -p %s -v -t 'cp/v1/deadletter/#'
 
-`, len(s.Registry().Enterprises), broker, demoBackfill, dir, base, tokens[0].token, base, base, tokens[0].token, base, base,
+`, len(s.Registry().Enterprises), broker, int(demoBackfill.Hours()/24), dir, base, tokens[0].token, base, base, tokens[0].token, base, base,
 			hostOf(cfg.EmbeddedBroker.Listen), portOf(cfg.EmbeddedBroker.Listen))
 		fmt.Fprintf(stdout, "Demo API tokens (new each run; the server keeps their SHA-256 in %s):\n", cfg.HTTP.TokensFile)
 		for _, t := range tokens {
@@ -145,6 +147,25 @@ func demoStations(w io.Writer, reg *registry.Registry, addr string) {
 	}
 }
 
+// demoFleet chooses the demo's fleet: the example fleet and declarations
+// built into the binary, so that the demo runs in any folder, unless
+// gateway_config names another folder (flag, environment or file). That
+// fleet's declarations are scoring.declarations's folder if it was named
+// or exists (exists reports whether a folder does), else none.
+func demoFleet(cfg *Config, exists func(dir string) bool) {
+	def := defaultConfig()
+	if cfg.GatewayConfig == def.GatewayConfig {
+		cfg.builtinFleet = cleanprod.ExampleFleet()
+		if cfg.Scoring.Declarations == def.Scoring.Declarations {
+			cfg.builtinDeclarations = cleanprod.ExampleDeclarations()
+		}
+		return
+	}
+	if cfg.Scoring.Declarations == def.Scoring.Declarations && !exists(cfg.Scoring.Declarations) {
+		cfg.Scoring.Declarations = ""
+	}
+}
+
 // waitHTTPReady polls /readyz until it answers 200 or ctx ends.
 func waitHTTPReady(ctx context.Context, addr string) error {
 	for {
@@ -174,9 +195,9 @@ type demoToken struct{ name, token string }
 // a fresh token set: one supervisor token, then one per enterprise, written as
 // hashes to a tokens file. It returns the tokens, supervisor first.
 func demoAPI(cfg *Config, dir string) ([]demoToken, error) {
-	reg, err := registry.Load(cfg.GatewayConfig)
+	reg, err := loadRegistry(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("gateway registry: %w", err)
+		return nil, err
 	}
 	cfg.HTTP.TokensFile = filepath.Join(dir, "tokens.yaml")
 	var out []demoToken

@@ -117,7 +117,7 @@ func (r *reloader) reload(ctx context.Context) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	start := time.Now()
-	r.log.Info("configuration reload asked for", "gateway_config", r.cfg.GatewayConfig)
+	r.log.Info("configuration reload asked for", "gateway_config", registryName(r.cfg))
 	wctx, cancel := context.WithTimeoutCause(ctx, r.waitFor(), errStoreBusy)
 	defer cancel()
 	err := r.apply(ctx, wctx)
@@ -173,9 +173,9 @@ func (r *reloader) apply(ctx, wctx context.Context) error {
 	// Read and check everything before changing anything, and report every
 	// file's problems, not only the first file's.
 	var errs []error
-	reg, err := registry.Load(r.cfg.GatewayConfig)
+	reg, err := loadRegistry(r.cfg)
 	if err != nil {
-		errs = append(errs, fmt.Errorf("gateway registry: %w", err))
+		errs = append(errs, err)
 	}
 	sd, err := reloadScoring(r.cfg, r.sd)
 	if err != nil {

@@ -82,7 +82,13 @@ func reloadScoring(cfg *Config, prev *scoringData) (*scoringData, error) {
 	if err != nil {
 		return nil, fmt.Errorf("solution library: %w", err)
 	}
-	if cfg.Scoring.Declarations != "" {
+	switch {
+	case cfg.builtinDeclarations != nil:
+		d.decl = scoring.DeclarationFiles{Dir: "(embedded) scoring/declarations", Files: cfg.builtinDeclarations, Standard: d.std}
+		if _, err := d.decl.Declarations(context.Background()); err != nil {
+			return nil, fmt.Errorf("declarations: %w", err)
+		}
+	case cfg.Scoring.Declarations != "":
 		if _, err := os.Stat(cfg.Scoring.Declarations); err != nil {
 			return nil, fmt.Errorf("scoring.declarations: %w", err)
 		}

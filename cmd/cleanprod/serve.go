@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -59,6 +60,34 @@ func newLogger(cfg *Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// loadRegistry loads the gateway registry: the gateway_config folder, or
+// the built-in example fleet when cfg says so (the demo).
+func loadRegistry(cfg *Config) (*registry.Registry, error) {
+	if cfg.builtinFleet != nil {
+		reg, err := registry.Parse(cfg.builtinFleet)
+		if err != nil {
+			return nil, fmt.Errorf("gateway registry (built in): %w", err)
+		}
+		return reg, nil
+	}
+	reg, err := registry.Load(cfg.GatewayConfig)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("gateway registry: %w (set gateway_config to the folder of your fleet's registry files; cleanprod demo runs the example fleet built into the binary)", err)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gateway registry: %w", err)
+	}
+	return reg, nil
+}
+
+// registryName names where loadRegistry reads the registry from.
+func registryName(cfg *Config) string {
+	if cfg.builtinFleet != nil {
+		return "(embedded) gateway-config"
+	}
+	return cfg.GatewayConfig
+}
+
 // serve runs the service until ctx ends. Start order: registry, store,
 // broker, pipeline, subscriber, HTTP; stop in reverse, flushing and
 // acknowledging what was written.
@@ -72,11 +101,11 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 			err = loggedError{err}
 		}
 	}()
-	reg, err := registry.Load(cfg.GatewayConfig)
+	reg, err := loadRegistry(cfg)
 	if err != nil {
-		return fmt.Errorf("gateway registry: %w", err)
+		return err
 	}
-	log.Info("gateway registry loaded", "dir", cfg.GatewayConfig, "enterprises", len(reg.Enterprises), "gateways", reg.GatewayCount(), "meters", reg.MeterCount())
+	log.Info("gateway registry loaded", "dir", registryName(cfg), "enterprises", len(reg.Enterprises), "gateways", reg.GatewayCount(), "meters", reg.MeterCount())
 
 	sd, err := loadScoring(cfg)
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 type simFlags struct {
 	broker, clientID, gatewayConfig, fleetOut, start, faults string
 	stationFaults, hj212Addr                                 string
+	fleet                                                    map[string][]byte // registry files read instead of gatewayConfig's (nil: the folder's)
 	synthetic, syntheticMeters                               int
 	cfg                                                      sim.Config
 }
@@ -48,9 +49,12 @@ func (f *simFlags) register(fs *flag.FlagSet) {
 
 // build loads the fleet and returns the simulator.
 func (f *simFlags) build(stdout io.Writer) (*sim.Simulator, error) {
-	files, err := readFleet(f.gatewayConfig)
-	if err != nil {
-		return nil, err
+	files := maps.Clone(f.fleet)
+	if files == nil {
+		var err error
+		if files, err = readFleet(f.gatewayConfig); err != nil {
+			return nil, err
+		}
 	}
 	if f.synthetic > 0 {
 		syn, err := sim.SyntheticFleetMeters(f.synthetic, f.syntheticMeters, f.cfg.Seed)
@@ -78,11 +82,17 @@ func (f *simFlags) build(stdout io.Writer) (*sim.Simulator, error) {
 			return nil, fmt.Errorf("-start: %w", err)
 		}
 	}
-	if f.cfg.Faults, err = parseFaults(f.faults); err != nil {
-		return nil, err
+	// The flags' fault mixes replace a mix already in cfg (the demo's)
+	// only when given.
+	if f.faults != "" {
+		if f.cfg.Faults, err = parseFaults(f.faults); err != nil {
+			return nil, err
+		}
 	}
-	if f.cfg.Stations, err = parseStationFaults(f.stationFaults); err != nil {
-		return nil, err
+	if f.stationFaults != "" {
+		if f.cfg.Stations, err = parseStationFaults(f.stationFaults); err != nil {
+			return nil, err
+		}
 	}
 	return sim.New(reg, f.cfg)
 }
