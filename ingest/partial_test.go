@@ -18,6 +18,20 @@ import (
 	"github.com/cleanprod/cleanprod/store"
 )
 
+// shortRetention returns a database of a real InfluxDB whose readings go
+// to a retention policy of 1 h: older points are dropped, the rest of a
+// write kept (a partial write).
+func shortRetention(t *testing.T) (*testenv.InfluxDB, *store.Influx) {
+	t.Helper()
+	srv := testenv.NewInflux(t)
+	db := srv.Database(t)
+	if _, err := db.Query(fmt.Sprintf(`CREATE RETENTION POLICY "short" ON %q DURATION 1h REPLICATION 1`, db.Database)); err != nil {
+		t.Fatal(err)
+	}
+	db.Bucket = db.Database + "/short"
+	return db, openInflux(t, db)
+}
+
 // TestPartialWrite: InfluxDB keeps part of a message and refuses the rest
 // (a partial write: a reading older than the retention policy is dropped,
 // HTTP 400). The readings it kept are handed to the scorer and the message
@@ -25,13 +39,7 @@ import (
 // Before, the whole message was dead-lettered while part of it sat in the
 // store, never observed.
 func TestPartialWrite(t *testing.T) {
-	srv := testenv.NewInflux(t)
-	db := srv.Database(t)
-	if _, err := db.Query(fmt.Sprintf(`CREATE RETENTION POLICY "short" ON %q DURATION 1h REPLICATION 1`, db.Database)); err != nil {
-		t.Fatal(err)
-	}
-	db.Bucket = db.Database + "/short"
-	st := openInflux(t, db)
+	db, st := shortRetention(t)
 
 	var mu sync.Mutex
 	var observed []store.Reading
@@ -92,13 +100,7 @@ func TestPartialWrite(t *testing.T) {
 // scorer's amounts to the same. Before, 50 kWh counted from a register the
 // store never held stayed in store and scorer.
 func TestRefusedCounterReadingForgotten(t *testing.T) {
-	srv := testenv.NewInflux(t)
-	db := srv.Database(t)
-	if _, err := db.Query(fmt.Sprintf(`CREATE RETENTION POLICY "short" ON %q DURATION 1h REPLICATION 1`, db.Database)); err != nil {
-		t.Fatal(err)
-	}
-	db.Bucket = db.Database + "/short"
-	st := openInflux(t, db)
+	db, st := shortRetention(t)
 
 	var mu sync.Mutex
 	var observed float64
