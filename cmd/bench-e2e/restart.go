@@ -491,6 +491,11 @@ func (b *bench) followStart(ctx context.Context, srv *serveProcess, steady time.
 	if r.LifePeakRSSBytes, err = srv.peakRSS(); err != nil {
 		return nil, err
 	}
+	// Linux reads a process's RSS from per-CPU counters, so VmHWM read
+	// later may come out some pages below one read earlier (seen: 24 KiB
+	// on a 33 MiB process): the peak of the life is at least the peak
+	// seen at grading.
+	r.LifePeakRSSBytes = max(r.LifePeakRSSBytes, r.RefillPeakRSSBytes)
 	m, _, err := srv.metrics(ctx)
 	if err != nil {
 		return nil, err
