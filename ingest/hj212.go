@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/cleanprod/cleanprod/hj212"
@@ -21,7 +20,6 @@ const (
 	ReasonBadPassword Reason = "bad_password"  // an HJ 212 frame's PW is not its station's
 	ReasonNotData     Reason = "not_data"      // an HJ 212 command that carries no data (only 2011, 2051, 2061 and 2031 do)
 	ReasonUnmapped    Reason = "unmapped_code" // a pollutant code that no meter of the station takes
-	ReasonDataFlag    Reason = "invalid_data"  // a value whose data flag says it is not valid data (F, M, D, C, T, B; S unless allowed)
 )
 
 // hj212Reason is the Reason of a codec rejection.
@@ -32,9 +30,10 @@ func hj212Reason(r hj212.Reason) Reason { return Reason("hj212_" + string(r)) }
 // The frame's MN and PW must be those of the gateway's station. Each value
 // goes to the meter that the station maps its code, field and data
 // command to; fields no meter takes are skipped, a code none takes is
-// rejected as unmapped_code; only valid data (flag N, and S where the
-// station allows hand-set values) is kept, the rest is rejected with its
-// flag.
+// rejected as unmapped_code. A value whose flag marks it not valid data
+// (anything but N, and S where the station allows hand-set values) is
+// kept with its flag as an invalid reading: stored apart, counted toward
+// nothing.
 type HJ212 struct {
 	// MaxSegment bounds a frame's data segment (0: the codec's default).
 	MaxSegment int
@@ -147,12 +146,4 @@ func codecError(err error) *DecodeError {
 // sent), and S where hand-set values are allowed.
 func validFlag(f string, manual bool) bool {
 	return f == "" || f == "N" || (manual && f == "S")
-}
-
-// flagMeaning names an HJ 212-2017 data flag.
-func flagMeaning(f string) string {
-	if i := strings.Index(hj212.DataFlags2017, f); len(f) == 1 && i >= 0 {
-		return [...]string{"normal", "instrument stopped", "maintenance", "set by hand", "instrument fault", "calibration", "over the measuring range", "communication failure"}[i]
-	}
-	return "unknown flag"
 }

@@ -109,7 +109,8 @@ type Faults struct {
 type Stations struct {
 	BadCRC float64 // a copy of the frame with a wrong CRC goes first: hj212_bad_crc (message)
 	// DataFlag flags one value of the frame C, M or D (calibration,
-	// maintenance, instrument fault): invalid_data (reading).
+	// maintenance, instrument fault): stored apart with its flag, counted
+	// toward nothing (Ledger.Flagged).
 	DataFlag float64
 	// Offline is the expected number of offline periods per station per
 	// simulated day; the logger keeps its frames meanwhile and sends them

@@ -67,8 +67,8 @@
 // not take), Flag=5, on topic cp/v1/{enterprise}/{gateway}/hj212.
 // Config.Stations adds their faults, drawn from each station's own
 // stream: a copy with a wrong CRC sent before the intact frame
-// (hj212_bad_crc, message), one value flagged C, M or D (invalid_data,
-// reading), and offline periods whose frames wait and go as history when
+// (hj212_bad_crc, message), one value flagged C, M or D (stored apart
+// with its flag, Ledger.Flagged), and offline periods whose frames wait and go as history when
 // the logger is back (Ledger.Backlog). Run sends the frames through its
 // Publisher like any message; a StationLink sends them over TCP to
 // serve's HJ 212 receiver instead, waiting for each frame's 9014 and
