@@ -69,7 +69,10 @@ func (s *Simulator) Run(ctx context.Context, pub Publisher) error {
 			for {
 				select {
 				case <-tick.C:
-					fmt.Fprintln(w, s.Stats())
+					st := s.Stats()
+					s.progressMu.Lock()
+					fmt.Fprintln(w, st)
+					s.progressMu.Unlock()
 				case <-stopProgress:
 					return
 				}
@@ -143,6 +146,8 @@ func (s *Simulator) announceLive(ctx context.Context, handed int64) bool {
 	}
 	if w := s.cfg.Progress; w != nil {
 		st := s.Stats()
+		s.progressMu.Lock()
+		defer s.progressMu.Unlock()
 		fmt.Fprintf(w, "history loaded: %s of %d enterprises up to %s in %s (%d messages, %d readings, %d carrying an injected fault); now live, each meter every %s\n",
 			span(st.SimTime.Sub(s.cfg.Start)), len(s.reg.Enterprises), st.SimTime.UTC().Format("2006-01-02 15:04 UTC"),
 			st.Elapsed.Round(time.Second), st.Messages, st.Readings, st.Faults, s.cfg.Interval)

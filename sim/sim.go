@@ -17,18 +17,21 @@ import (
 // Messages, Run) belongs to one goroutine at a time; Ledger and Stats may
 // be called from any goroutine, also while Run is running.
 type Simulator struct {
-	cfg     Config
-	reg     *registry.Registry
-	plants  []*plant
-	gws     []*gateway
-	meters  []*meter // ledger slots, registry order
-	step    time.Duration
-	t       time.Time // time of the next tick
-	end     time.Time // time of the last tick; zero: open-ended
-	ended   bool
-	out     []Message // messages of the current tick (reused)
-	queue   []Message // Next: what is left of the current tick
-	running bool      // Run has been called
+	// progressMu serialises the lines Run writes to Config.Progress from
+	// its progress ticker and from the producer (the history line).
+	progressMu sync.Mutex
+	cfg        Config
+	reg        *registry.Registry
+	plants     []*plant
+	gws        []*gateway
+	meters     []*meter // ledger slots, registry order
+	step       time.Duration
+	t          time.Time // time of the next tick
+	end        time.Time // time of the last tick; zero: open-ended
+	ended      bool
+	out        []Message // messages of the current tick (reused)
+	queue      []Message // Next: what is left of the current tick
+	running    bool      // Run has been called
 
 	mu      sync.Mutex    // guards everything below
 	began   time.Time     // real time Run started

@@ -179,6 +179,12 @@ func (f *fleet) fill(t *testing.T, afterGap func()) {
 	// 12-month baseline, restrictive failures), one slowly (level drops
 	// during the scored hours), one improves.
 	profiles := sim.DefaultProfiles()
+	// Every gateway reports here, the example's one for hand-sent readings
+	// too: the test silences its own gateway (f.silent) to see staleness.
+	for id, a := range profiles.Enterprises {
+		a.Silent = nil
+		profiles.Enterprises[id] = a
+	}
 	for id, drift := range map[string]float64{"cq-lj-jiahe-motors": 1, "cq-lj-yuntai-auto": 0.35, "cq-lj-shanchuan-auto": -0.5} {
 		a := profiles.Enterprises[id]
 		a.Drift = &drift
