@@ -16,6 +16,7 @@ import (
 
 	"github.com/cleanprod/cleanprod/ingest"
 	"github.com/cleanprod/cleanprod/internal/yamlfile"
+	"github.com/cleanprod/cleanprod/shard"
 )
 
 // Config is the service configuration. Every leaf is a setting that can
@@ -90,6 +91,12 @@ type Config struct {
 		Chromium string `yaml:"chromium" help:"Chromium binary that prints report PDFs from the HTML report (empty: chromium in PATH; none: always the built-in PDF writer)"`
 		PDFFont  string `yaml:"pdf_font" help:"TrueType font (.ttf, or .ttc with a TrueType first face) with CJK glyphs for the built-in PDF writer (empty: fonts-wqy-microhei or fonts-droid-fallback if installed)"`
 	} `yaml:"report"`
+	Shard struct {
+		Count        int    `yaml:"count" help:"replicas the fleet's enterprises are split between (1: this replica owns every enterprise); every replica must be given the same count"`
+		Index        int    `yaml:"index" help:"this replica's shard, 0 to shard.count-1 (ignored with shard.index_from_hostname)"`
+		FromHostname bool   `yaml:"index_from_hostname" help:"take shard.index from the host name's ordinal (cleanprod-2: 2), as a Kubernetes StatefulSet names its pods"`
+		PeerURL      string `yaml:"peer_url" help:"base URL of shard {index}'s HTTP API with {index} in it, e.g. http://cleanprod-{index}.cleanprod:8080; a replica asks the owner of another shard's enterprise there"`
+	} `yaml:"shard"`
 	Log struct {
 		Level  string `yaml:"level" help:"debug, info, warn or error"`
 		Format string `yaml:"format" help:"text or json"`
@@ -135,6 +142,7 @@ func defaultConfig() Config {
 	c.HJ212.MaxConnections = 1000
 	c.HJ212.IdleTimeout = 10 * time.Minute
 	c.HJ212.MaxSegment = 1024
+	c.Shard.Count = 1
 	c.Scoring.Declarations = "scoring/declarations"
 	c.Scoring.Interval = 10 * time.Second
 	c.Scoring.DeclarationsEvery = time.Minute
@@ -303,6 +311,14 @@ func (c *Config) validate() []error {
 	}
 	if c.MQTT.ClientID == "" {
 		bad("mqtt.client_id is empty")
+	}
+	if c.Shard.Count < 1 || c.Shard.Count > shard.MaxCount {
+		bad("shard.count %d: want 1 to %d", c.Shard.Count, shard.MaxCount)
+	} else if !c.Shard.FromHostname && (c.Shard.Index < 0 || c.Shard.Index >= c.Shard.Count) {
+		bad("shard.index %d: want 0 to %d for %d shards", c.Shard.Index, c.Shard.Count-1, c.Shard.Count)
+	}
+	if c.Shard.Count > 1 && !strings.Contains(c.Shard.PeerURL, "{index}") {
+		bad("shard.peer_url must name each shard's API with {index} when shard.count is above 1")
 	}
 	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
 		bad("mqtt.cert_file and mqtt.key_file go together")
