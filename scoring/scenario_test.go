@@ -688,7 +688,7 @@ func (h *memHistory) EachAggregate(ctx context.Context, q store.AggregateQuery, 
 		k := key{r.Enterprise, r.Meter, start}
 		a := aggs[k]
 		if a == nil {
-			a = &store.Aggregate{Enterprise: r.Enterprise, Meter: r.Meter, Quantity: r.Quantity, Workshop: r.Workshop, Start: time.Unix(0, start).UTC(), Max: math.Inf(-1)}
+			a = &store.Aggregate{Enterprise: r.Enterprise, Meter: r.Meter, Start: time.Unix(0, start).UTC(), Max: math.Inf(-1)}
 			aggs[k] = a
 		}
 		a.Sum += r.Delta

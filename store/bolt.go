@@ -491,16 +491,20 @@ func seekPastMeter(c *bolt.Cursor, prefix []byte) (k, v []byte) {
 
 // Reading values are
 //
-//	version(1) gateway quantity workshop kind value(8) delta(8)
+//	version(1)=3 kind value(8) delta(8) flag
 //
-// with strings as uvarint length + bytes, the kinds "counter", "delta"
-// and "gauge" as one byte and any other kind as 0 followed by the string,
-// and the floats as big-endian IEEE 754 bits.
-// Reading values are version 1 (no data flag) or 2 (a data flag after the
-// delta); a reading without a flag is still written as version 1.
+// with the kinds "counter", "delta" and "gauge" as one byte and any other
+// kind as 0 followed by the string, the floats as big-endian IEEE 754
+// bits and the flag (HJ 212's data flag, or empty) as uvarint length +
+// bytes. Versions 1 (no flag) and 2 (a flag after the delta) came first
+// and also held the meter's gateway, quantity and workshop after the
+// version byte; they are still read, and those strings skipped: a
+// reading is keyed by enterprise, meter and time, and what the registry
+// knows of the meter is not part of it.
 const (
 	readingValueVersion     = 1
 	readingValueFlagVersion = 2
+	readingValueIDVersion   = 3
 )
 
 const (
@@ -511,18 +515,11 @@ const (
 )
 
 func readingValueMaxLen(r *Reading) int {
-	return 1 + 5*binary.MaxVarintLen64 + len(r.Gateway) + len(r.Quantity) + len(r.Workshop) + 1 + len(r.Kind) + 16 + len(r.Flag)
+	return 1 + 3*binary.MaxVarintLen64 + 1 + len(r.Kind) + 16 + len(r.Flag)
 }
 
 func appendReadingValue(dst []byte, r *Reading) []byte {
-	if r.Flag == "" {
-		dst = append(dst, readingValueVersion)
-	} else {
-		dst = append(dst, readingValueFlagVersion)
-	}
-	dst = appendString(dst, r.Gateway)
-	dst = appendString(dst, r.Quantity)
-	dst = appendString(dst, r.Workshop)
+	dst = append(dst, readingValueIDVersion)
 	switch r.Kind {
 	case "counter":
 		dst = append(dst, kindCounter)
@@ -536,10 +533,7 @@ func appendReadingValue(dst []byte, r *Reading) []byte {
 	}
 	dst = binary.BigEndian.AppendUint64(dst, math.Float64bits(r.Value))
 	dst = binary.BigEndian.AppendUint64(dst, math.Float64bits(r.Delta))
-	if r.Flag != "" {
-		dst = appendString(dst, r.Flag)
-	}
-	return dst
+	return appendString(dst, r.Flag)
 }
 
 func appendString(dst []byte, s string) []byte {
@@ -550,22 +544,23 @@ func appendString(dst []byte, s string) []byte {
 // readingFields is a decoded reading value; its byte slices point into
 // the value.
 type readingFields struct {
-	gateway, quantity, workshop []byte
-	kind                        string // for the known kinds
-	otherKind                   []byte // for any other kind
-	flag                        []byte // nil without a flag
-	value, delta                float64
+	kind         string // for the known kinds
+	otherKind    []byte // for any other kind
+	flag         []byte // nil without a flag
+	value, delta float64
 }
 
 func decodeReadingValue(v []byte, f *readingFields) error {
 	d := decoder{b: v}
 	ver := d.byte()
-	if d.err == nil && ver != readingValueVersion && ver != readingValueFlagVersion {
-		return fmt.Errorf("%w: reading value version %d, want %d or %d", ErrCorrupt, ver, readingValueVersion, readingValueFlagVersion)
+	if d.err == nil && (ver < readingValueVersion || ver > readingValueIDVersion) {
+		return fmt.Errorf("%w: reading value version %d, want %d to %d", ErrCorrupt, ver, readingValueVersion, readingValueIDVersion)
 	}
-	f.gateway = d.bytes()
-	f.quantity = d.bytes()
-	f.workshop = d.bytes()
+	if ver < readingValueIDVersion {
+		d.bytes() // gateway, quantity and workshop: no longer read
+		d.bytes()
+		d.bytes()
+	}
 	f.kind, f.otherKind = "", nil
 	switch kind := d.byte(); kind {
 	case kindCounter:
@@ -584,8 +579,10 @@ func decodeReadingValue(v []byte, f *readingFields) error {
 	f.value = math.Float64frombits(d.uint64())
 	f.delta = math.Float64frombits(d.uint64())
 	f.flag = nil
-	if ver == readingValueFlagVersion {
-		f.flag = d.bytes()
+	if ver >= readingValueFlagVersion {
+		if f.flag = d.bytes(); len(f.flag) == 0 {
+			f.flag = nil
+		}
 	}
 	if d.err == nil && len(d.b) != 0 {
 		return fmt.Errorf("%w: reading value has %d trailing bytes", ErrCorrupt, len(d.b))
@@ -600,8 +597,8 @@ func decodeReadingValue(v []byte, f *readingFields) error {
 // consecutive readings (mostly of one meter) instead of allocating them
 // again for every reading.
 type readingDecoder struct {
-	ent, meter, gw, qty, ws, kind, flag interned
-	f                                   readingFields
+	ent, meter, kind, flag interned
+	f                      readingFields
 }
 
 func (d *readingDecoder) decode(k, v []byte) (Reading, error) {
@@ -618,10 +615,7 @@ func (d *readingDecoder) decode(k, v []byte) (Reading, error) {
 	}
 	return Reading{
 		Enterprise: d.ent.get(ent),
-		Gateway:    d.gw.get(d.f.gateway),
 		Meter:      d.meter.get(meter),
-		Quantity:   d.qty.get(d.f.quantity),
-		Workshop:   d.ws.get(d.f.workshop),
 		Kind:       kind,
 		Time:       time.Unix(0, keyNanos(k)).UTC(),
 		Value:      d.f.value,

@@ -194,9 +194,8 @@ func (b *Bolt) EachAggregate(ctx context.Context, q AggregateQuery, fn func(*Agg
 				}
 				open = append(open, aggGroup{Aggregate: Aggregate{
 					Enterprise: enterprise, Meter: meterName,
-					Quantity: dec.qty.get(f.quantity), Workshop: dec.ws.get(f.workshop),
 					Start: time.Unix(0, bs).UTC(),
-				}, kind: kind})
+				}, gauge: isGaugeKind(kind)})
 				g = &open[len(open)-1]
 			}
 			g.add(&f)
@@ -214,38 +213,41 @@ func (b *Bolt) EachAggregate(ctx context.Context, q AggregateQuery, fn func(*Agg
 	return nil
 }
 
-// aggGroup is one row being summed: the readings of one meter, quantity,
-// workshop and kind in one bucket.
+// aggGroup is one row being summed: the readings of one meter in one
+// bucket that are amounts (counters and delta meters: their deltas are
+// summed), or those that are gauges (their values are). As in InfluxDB,
+// where amounts are the delta fields and gauges the value fields, a meter
+// whose kind changed inside a bucket has a row for each.
 type aggGroup struct {
 	Aggregate
-	kind   string
-	gauges int
+	gauge bool
 }
 
+// isGaugeKind reports whether readings of kind are measured values (any
+// kind but counter and delta), as InfluxDB stores them: in a value field.
+func isGaugeKind(kind string) bool { return kind != "counter" && kind != "delta" }
+
 func findGroup(open []aggGroup, f *readingFields) *aggGroup {
+	gauge := f.otherKind != nil || isGaugeKind(f.kind)
 	for i := range open {
-		g := &open[i]
-		kindMatch := g.kind == f.kind
-		if f.otherKind != nil {
-			kindMatch = g.kind == string(f.otherKind)
-		}
-		if kindMatch && g.Quantity == string(f.quantity) && g.Workshop == string(f.workshop) {
-			return g
+		if open[i].gauge == gauge {
+			return &open[i]
 		}
 	}
 	return nil
 }
 
 func (g *aggGroup) add(f *readingFields) {
-	g.Sum += f.delta
-	g.Count++
-	if f.kind == "gauge" {
-		g.ValueSum += f.value
-		if g.gauges == 0 || f.value > g.Max {
-			g.Max = f.value
-		}
-		g.gauges++
+	if !g.gauge {
+		g.Sum += f.delta
+		g.Count++
+		return
 	}
+	g.ValueSum += f.value
+	if g.Count == 0 || f.value > g.Max {
+		g.Max = f.value
+	}
+	g.Count++
 }
 
 // EachLatestReading calls fn with, for every meter, its q.PerMeter most

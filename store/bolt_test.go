@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -63,8 +64,11 @@ func mustCount(t testing.TB, b *Bolt, ent string) int {
 	return n
 }
 
+// sameReadings compares readings as stored: what the registry knows of a
+// meter (gateway, quantity, workshop) is not part of a stored reading.
 func sameReadings(got, want []Reading) bool {
 	return slices.EqualFunc(got, want, func(a, b Reading) bool {
+		b = asStored(b)
 		ta, tb := a.Time, b.Time
 		a.Time, b.Time = time.Time{}, time.Time{}
 		return a == b && ta.Equal(tb)
@@ -331,7 +335,7 @@ func TestBoltEachAggregate(t *testing.T) {
 		gauge("e2", "COD", h(5, 0), 60),  // at to: excluded
 	)
 	aggE := func(hours int, sum float64, n int) Aggregate { // counters: no ValueSum, no Max
-		return Aggregate{Enterprise: "e1", Meter: "E", Quantity: "electricity", Workshop: "paint", Start: h(hours, 0), Sum: sum, Count: n}
+		return Aggregate{Enterprise: "e1", Meter: "E", Start: h(hours, 0), Sum: sum, Count: n}
 	}
 	tests := []struct {
 		name     string
@@ -340,29 +344,29 @@ func TestBoltEachAggregate(t *testing.T) {
 		want     []Aggregate
 	}{
 		{"hourly", h(0, 0), h(5, 0), time.Hour, []Aggregate{
-			{Enterprise: "e1", Meter: "COD", Quantity: "cod", Workshop: "paint", Start: h(0, 0), Sum: 0, ValueSum: -9, Count: 3, Max: -2},
+			{Enterprise: "e1", Meter: "COD", Start: h(0, 0), Sum: 0, ValueSum: -9, Count: 3, Max: -2},
 			aggE(0, 6, 3),
 			aggE(1, 4, 1),
 			aggE(3, 1, 1),
 		}},
 		{"from inside a bucket", h(0, 10), h(2, 0), time.Hour, []Aggregate{
-			{Enterprise: "e1", Meter: "COD", Quantity: "cod", Workshop: "paint", Start: h(0, 0), ValueSum: -5, Count: 2, Max: -2},
+			{Enterprise: "e1", Meter: "COD", Start: h(0, 0), ValueSum: -5, Count: 2, Max: -2},
 			aggE(0, 5, 2),
 			aggE(1, 4, 1),
 		}},
 		{"to exclusive", h(0, 0), h(0, 30), time.Hour, []Aggregate{
-			{Enterprise: "e1", Meter: "COD", Quantity: "cod", Workshop: "paint", Start: h(0, 0), ValueSum: -9, Count: 3, Max: -2},
+			{Enterprise: "e1", Meter: "COD", Start: h(0, 0), ValueSum: -9, Count: 3, Max: -2},
 			aggE(0, 1, 1),
 		}},
 		{"daily buckets start at midnight UTC", h(-6, 0), h(18, 0), 24 * time.Hour, []Aggregate{
-			{Enterprise: "e1", Meter: "COD", Quantity: "cod", Workshop: "paint", Start: h(-6, 0), ValueSum: -9, Count: 3, Max: -2},
-			{Enterprise: "e1", Meter: "E", Quantity: "electricity", Workshop: "paint", Start: h(-6, 0), Sum: 11, Count: 5},
-			{Enterprise: "e2", Meter: "COD", Quantity: "cod", Workshop: "paint", Start: h(-6, 0), ValueSum: 110, Count: 2, Max: 60},
+			{Enterprise: "e1", Meter: "COD", Start: h(-6, 0), ValueSum: -9, Count: 3, Max: -2},
+			{Enterprise: "e1", Meter: "E", Start: h(-6, 0), Sum: 11, Count: 5},
+			{Enterprise: "e2", Meter: "COD", Start: h(-6, 0), ValueSum: 110, Count: 2, Max: 60},
 		}},
 		{"weekly buckets start on Thursdays (epoch)", h(-100, 0), h(100, 0), 7 * 24 * time.Hour, []Aggregate{
-			{Enterprise: "e1", Meter: "COD", Quantity: "cod", Workshop: "paint", Start: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), ValueSum: -9, Count: 3, Max: -2},
-			{Enterprise: "e1", Meter: "E", Quantity: "electricity", Workshop: "paint", Start: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), Sum: 11, Count: 5},
-			{Enterprise: "e2", Meter: "COD", Quantity: "cod", Workshop: "paint", Start: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), ValueSum: 110, Count: 2, Max: 60},
+			{Enterprise: "e1", Meter: "COD", Start: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), ValueSum: -9, Count: 3, Max: -2},
+			{Enterprise: "e1", Meter: "E", Start: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), Sum: 11, Count: 5},
+			{Enterprise: "e2", Meter: "COD", Start: time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC), ValueSum: 110, Count: 2, Max: 60},
 		}},
 		{"empty range", h(1, 0), h(1, 0), time.Hour, nil},
 	}
@@ -644,7 +648,7 @@ func FuzzDecodeReadingValue(f *testing.F) {
 			return
 		}
 		// What decodes must encode to something that decodes the same.
-		r := Reading{Gateway: string(rf.gateway), Quantity: string(rf.quantity), Workshop: string(rf.workshop), Kind: rf.kind, Value: rf.value, Delta: rf.delta}
+		r := Reading{Kind: rf.kind, Value: rf.value, Delta: rf.delta, Flag: string(rf.flag)}
 		if rf.otherKind != nil {
 			r.Kind = string(rf.otherKind)
 		}
@@ -652,7 +656,7 @@ func FuzzDecodeReadingValue(f *testing.F) {
 		if err := decodeReadingValue(appendReadingValue(nil, &r), &again); err != nil {
 			t.Fatalf("decoding the re-encoded value: %v", err)
 		}
-		if string(again.gateway) != r.Gateway || string(again.quantity) != r.Quantity || string(again.workshop) != r.Workshop ||
+		if again.kind != rf.kind || string(again.otherKind) != string(rf.otherKind) || string(again.flag) != string(rf.flag) ||
 			math.Float64bits(again.value) != math.Float64bits(r.Value) || math.Float64bits(again.delta) != math.Float64bits(r.Delta) {
 			t.Errorf("round trip changed %+v into %+v", rf, again)
 		}
@@ -726,8 +730,9 @@ func BenchmarkBoltEachLatestReading(b *testing.B) {
 // a time.
 func referenceAggregates(rs []Reading, q AggregateQuery) []Aggregate {
 	type key struct {
-		ent, meter, qty, ws, kind string
-		start                     int64
+		ent, meter string
+		gauge      bool
+		start      int64
 	}
 	offset, _ := q.check()
 	aggs := map[key]*Aggregate{}
@@ -737,15 +742,16 @@ func referenceAggregates(rs []Reading, q AggregateQuery) []Aggregate {
 			continue
 		}
 		start := bucketStart(r.Time.UnixNano(), int64(q.Every), int64(offset))
-		k := key{r.Enterprise, r.Meter, r.Quantity, r.Workshop, r.Kind, start}
+		k := key{r.Enterprise, r.Meter, isGaugeKind(r.Kind), start}
 		a := aggs[k]
 		if a == nil {
-			a = &Aggregate{Enterprise: r.Enterprise, Meter: r.Meter, Quantity: r.Quantity, Workshop: r.Workshop, Start: time.Unix(0, start).UTC()}
+			a = &Aggregate{Enterprise: r.Enterprise, Meter: r.Meter, Start: time.Unix(0, start).UTC()}
 			aggs[k] = a
 		}
-		a.Sum += r.Delta
 		a.Count++
-		if r.Kind == "gauge" {
+		if !isGaugeKind(r.Kind) {
+			a.Sum += r.Delta
+		} else {
 			a.ValueSum += r.Value
 			if gauges[k] == 0 || r.Value > a.Max {
 				a.Max = r.Value
@@ -826,4 +832,30 @@ func TestBoltEachAcrossChunks(t *testing.T) {
 	if writes == 0 {
 		t.Error("no write between chunks: the case tests nothing")
 	}
+}
+
+// Values written by releases that kept the meter's gateway, quantity and
+// workshop in each reading (versions 1 and 2) still read back.
+func TestBoltReadsOlderReadingValues(t *testing.T) {
+	b := openTestBolt(t)
+	key := appendReadingKey(nil, "e", "m", t0.UnixNano())
+	str := func(s string) []byte { return append([]byte{byte(len(s))}, s...) }
+	floats := func(v, d float64) []byte {
+		out := binary.BigEndian.AppendUint64(nil, math.Float64bits(v))
+		return binary.BigEndian.AppendUint64(out, math.Float64bits(d))
+	}
+	v1 := slices.Concat([]byte{1}, str("gw"), str("electricity"), str("paint"), []byte{kindCounter}, floats(12, 2))
+	putRaw(t, b, bucketReadings, key, v1)
+	key2 := appendReadingKey(nil, "e", "cod", t0.UnixNano())
+	v2 := slices.Concat([]byte{2}, str("st"), str("cod"), str(""), []byte{kindGauge}, floats(31.5, 0), str("N"))
+	putRaw(t, b, bucketReadings, key2, v2)
+	got, err := collectLatest(context.Background(), b, LatestQuery{PerMeter: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []Reading{
+		{Enterprise: "e", Meter: "cod", Kind: "gauge", Time: t0, Value: 31.5, Flag: "N"},
+		{Enterprise: "e", Meter: "m", Kind: "counter", Time: t0, Value: 12, Delta: 2},
+	}
+	checkReadings(t, "older values", got, want)
 }

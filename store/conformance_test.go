@@ -81,12 +81,12 @@ func writeShuffled(t *testing.T, w func(context.Context, []Reading) error, rs []
 // meter, quantity, workshop) come together, ascending in time.
 func checkAggregateOrder(t *testing.T, name string, aggs []Aggregate) {
 	t.Helper()
-	type key struct{ ent, meter, qty, ws string }
+	type key struct{ ent, meter string }
 	done := map[key]bool{}
 	var cur key
 	var last time.Time
 	for i, a := range aggs {
-		k := key{a.Enterprise, a.Meter, a.Quantity, a.Workshop}
+		k := key{a.Enterprise, a.Meter}
 		if i == 0 || k != cur {
 			if done[k] {
 				t.Errorf("%s: rows of %v come apart (row %d)", name, k, i)
@@ -215,6 +215,42 @@ func TestConformance(t *testing.T) {
 		}
 	})
 
+	// Identity is (enterprise, meter, time) whatever the registry says of
+	// the meter: a meter that moved to another gateway and workshop, its
+	// reading rewritten or redelivered from the new place, is one reading
+	// in one series, counted once.
+	t.Run("identity", func(t *testing.T) {
+		at := day.Add(200 * time.Hour)
+		before := Reading{Enterprise: "mv", Gateway: "gw-old", Meter: "E", Quantity: "electricity", Workshop: "paint", Kind: "counter", Time: at, Value: 100, Delta: 4}
+		moved := before
+		moved.Gateway, moved.Workshop, moved.Delta = "gw-new", "weld", 5
+		for _, st := range stores {
+			w := st.h.(interface {
+				WriteReadings(context.Context, []Reading) error
+				Readings(context.Context, string, string, time.Time, time.Time) ([]Reading, error)
+			})
+			for _, batch := range [][]Reading{{before}, {moved}, {moved}} {
+				if err := w.WriteReadings(ctx, batch); err != nil {
+					t.Fatalf("%s: %v", st.name, err)
+				}
+			}
+			got, err := w.Readings(ctx, "mv", "E", at, at.Add(time.Second))
+			if err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			if len(got) != 1 || got[0].Delta != 5 || got[0].Value != 100 || got[0].Kind != "counter" {
+				t.Errorf("%s: the moved meter's reading reads back as %+v, want one counter reading with the rewritten delta 5", st.name, got)
+			}
+			aggs, err := collectAggregates(ctx, st.h, AggregateQuery{From: at, To: at.Add(time.Hour), Every: time.Hour, Enterprises: []string{"mv"}})
+			if err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			if len(aggs) != 1 || aggs[0].Sum != 5 || aggs[0].Count != 1 {
+				t.Errorf("%s: the moved meter aggregates to %+v, want one row summing 5 from one reading", st.name, aggs)
+			}
+		}
+	})
+
 	latestQueries := []struct {
 		name string
 		q    LatestQuery
@@ -260,10 +296,10 @@ func TestAggregateByHand(t *testing.T) {
 	}
 	q := AggregateQuery{From: at(0, 0), To: at(40, 0), Every: 24 * time.Hour, Offset: 16 * time.Hour, Enterprises: []string{"e"}}
 	want := []Aggregate{
-		{Enterprise: "e", Meter: "E", Quantity: "electricity", Start: at(-8, 0), Sum: 3, Count: 2},
-		{Enterprise: "e", Meter: "E", Quantity: "electricity", Start: at(16, 0), Sum: 8, Count: 2},
-		{Enterprise: "e", Meter: "pH", Quantity: "ph", Workshop: "tank", Start: at(-8, 0), ValueSum: 6.5, Count: 1, Max: 6.5},
-		{Enterprise: "e", Meter: "pH", Quantity: "ph", Workshop: "tank", Start: at(16, 0), ValueSum: 15.5, Count: 2, Max: 8},
+		{Enterprise: "e", Meter: "E", Start: at(-8, 0), Sum: 3, Count: 2},
+		{Enterprise: "e", Meter: "E", Start: at(16, 0), Sum: 8, Count: 2},
+		{Enterprise: "e", Meter: "pH", Start: at(-8, 0), ValueSum: 6.5, Count: 1, Max: 6.5},
+		{Enterprise: "e", Meter: "pH", Start: at(16, 0), ValueSum: 15.5, Count: 2, Max: 8},
 	}
 	b := openTestBolt(t)
 	s, _ := openTestInflux(t)

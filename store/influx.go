@@ -23,9 +23,36 @@ import (
 	"github.com/influxdata/influxdb-client-go/v2/api/query"
 )
 
-// Measurement that holds readings in InfluxDB. Tags: enterprise, gateway,
-// meter, quantity, kind and (when set) workshop; fields: value, delta.
+// Measurement that holds readings in InfluxDB. A reading's identity is its
+// tags, enterprise and meter, and its time: nothing the registry knows of
+// the meter (gateway, quantity, workshop, unit) is in the point, so a meter
+// that moves to another gateway or workshop stays one series, and each
+// point costs InfluxDB about what a plain (enterprise, meter) value does.
+// The fields say the kind, one field per value that cannot be derived:
+//
+//   - counter: register (the meter's register) and delta (the amount since
+//     the previous reading: not derivable from the register across resets,
+//     rollovers and replacements);
+//   - delta meter: delta (the amount);
+//   - gauge: value (the measured value);
+//
+// and flag (a string) where the protocol sent a data flag. So sums of
+// amounts read delta, gauges read value, and neither needs a kind tag.
+// The registry's facts about each meter are in MeterMeasurement.
 const readingMeasurement = "reading"
+
+// readingFieldKind returns the kind of a stored reading from the fields it
+// has: a register makes a counter, a delta alone a delta meter, a value a
+// gauge.
+func readingFieldKind(hasRegister, hasDelta bool) string {
+	switch {
+	case hasRegister:
+		return "counter"
+	case hasDelta:
+		return "delta"
+	}
+	return "gauge"
+}
 
 // InfluxConfig says how to reach InfluxDB. Against 1.8 the token is
 // "user:password", the org is ignored and the bucket is "database/retention".
@@ -232,16 +259,19 @@ func AppendReadingLine(b []byte, r *Reading) []byte {
 	b = append(b, readingMeasurement...)
 	// The keys need no escaping: append them as they are.
 	b = appendTagValue(b, ",enterprise=", r.Enterprise)
-	b = appendTagValue(b, ",gateway=", r.Gateway)
-	b = appendTagValue(b, ",kind=", r.Kind)
 	b = appendTagValue(b, ",meter=", r.Meter)
-	b = appendTagValue(b, ",quantity=", r.Quantity)
-	b = appendTagValue(b, ",workshop=", r.Workshop)
-	b = append(b, " value="...)
-	b = strconv.AppendFloat(b, r.Value, 'g', -1, 64)
-	if r.Kind != "gauge" {
+	switch r.Kind {
+	case "counter":
+		b = append(b, " register="...)
+		b = strconv.AppendFloat(b, r.Value, 'g', -1, 64)
 		b = append(b, ",delta="...)
 		b = strconv.AppendFloat(b, r.Delta, 'g', -1, 64)
+	case "delta":
+		b = append(b, " delta="...)
+		b = strconv.AppendFloat(b, r.Delta, 'g', -1, 64)
+	default:
+		b = append(b, " value="...)
+		b = strconv.AppendFloat(b, r.Value, 'g', -1, 64)
 	}
 	if r.Flag != "" {
 		b = append(b, ",flag="...)
@@ -381,12 +411,15 @@ func (s *Influx) fluxFrom(from, to time.Time, preds ...string) string {
 func (s *Influx) Readings(ctx context.Context, enterprise, meter string, from, to time.Time) ([]Reading, error) {
 	q := s.fluxFrom(from, to,
 		fmt.Sprintf(`r._measurement == %q and r.enterprise == %s and r.meter == %s`, readingMeasurement, fluxString(enterprise), fluxString(meter)),
-		`r._field == "value" or r._field == "delta" or r._field == "flag"`) + `  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
+		readingFieldsFlux) + `  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
   |> group()
   |> sort(columns: ["_time"])
 `
 	return s.queryReadings(ctx, q)
 }
+
+// readingFieldsFlux keeps the fields of readings.
+const readingFieldsFlux = `r._field == "register" or r._field == "delta" or r._field == "value" or r._field == "flag"`
 
 func (s *Influx) queryReadings(ctx context.Context, q string) ([]Reading, error) {
 	res, err := s.query.Query(ctx, q)
@@ -397,10 +430,19 @@ func (s *Influx) queryReadings(ctx context.Context, q string) ([]Reading, error)
 	var out []Reading
 	for res.Next() {
 		rec := res.Record()
+		hasReg := rec.ValueByKey("register") != nil
+		hasDelta := rec.ValueByKey("delta") != nil
 		r := Reading{
-			Enterprise: str(rec, "enterprise"), Gateway: str(rec, "gateway"), Meter: str(rec, "meter"),
-			Quantity: str(rec, "quantity"), Workshop: str(rec, "workshop"), Kind: str(rec, "kind"),
-			Time: rec.Time().UTC(), Value: num(rec, "value"), Delta: num(rec, "delta"), Flag: str(rec, "flag"),
+			Enterprise: str(rec, "enterprise"), Meter: str(rec, "meter"), Kind: readingFieldKind(hasReg, hasDelta),
+			Time: rec.Time().UTC(), Delta: num(rec, "delta"), Flag: str(rec, "flag"),
+		}
+		switch r.Kind {
+		case "counter":
+			r.Value = num(rec, "register")
+		case "delta":
+			r.Value = r.Delta
+		default:
+			r.Value = num(rec, "value")
 		}
 		out = append(out, r)
 	}
@@ -417,7 +459,7 @@ func (s *Influx) CountReadings(ctx context.Context, enterprise string) (int, err
 		filter = " and r.enterprise == " + fluxString(enterprise)
 	}
 	q := s.fluxFrom(time.Unix(0, 0), time.Now().Add(24*365*time.Hour),
-		fmt.Sprintf(`r._measurement == %q and r._field == "value"%s`, readingMeasurement, filter)) + `  |> group()
+		fmt.Sprintf(`r._measurement == %q and (r._field == "value" or r._field == "delta")%s`, readingMeasurement, filter)) + `  |> group()
   |> count()
 `
 	res, err := s.query.Query(ctx, q)
@@ -526,7 +568,7 @@ func (s *Influx) ReadingsOf(ctx context.Context, enterprise string, meters []str
 	// error in Flux, not false.
 	q := s.fluxFrom(from, to.Add(time.Nanosecond),
 		fmt.Sprintf(`r._measurement == %q and r.enterprise == %s`, readingMeasurement, fluxString(enterprise)),
-		`r._field == "value" or r._field == "delta" or r._field == "flag"`,
+		readingFieldsFlux,
 		fmt.Sprintf(`contains(value: r.meter, set: [%s])`, strings.Join(quoted, ", "))) +
 		`  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
 `

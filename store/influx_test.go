@@ -61,8 +61,8 @@ func TestInfluxReadings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(got) != 2 || got[1].Delta != 90 || got[1].Value != 1100 || got[1].Workshop != "paint" || got[1].Gateway != "gw-1" {
-		t.Errorf("got %+v, want the first two E-1 readings with the rewritten delta 90 (half-open range)", got)
+	if len(got) != 2 || got[1].Delta != 90 || got[1].Value != 1100 || got[1].Kind != "counter" || got[1].Gateway != "" {
+		t.Errorf("got %+v, want the first two E-1 counter readings with the rewritten delta 90 (half-open range), no gateway (not stored)", got)
 	}
 	latest, err := collectLatest(ctx, s, LatestQuery{Since: t0.Add(-time.Hour), PerMeter: 2})
 	if err != nil {
@@ -75,7 +75,7 @@ func TestInfluxReadings(t *testing.T) {
 	if e1 := perMeter["ent-a/E-1"]; len(e1) != 2 || e1[0].Value != 1100 || e1[1].Value != 1400 {
 		t.Errorf("got latest E-1 %+v, want the last two in time order", e1)
 	}
-	if odd := perMeter["ent b/E=1"]; len(odd) != 1 || odd[0].Gateway != "gw,2" {
+	if odd := perMeter["ent b/E=1"]; len(odd) != 1 || odd[0].Value != 5 {
 		t.Errorf("got %+v, want escaped tags to round-trip", odd)
 	}
 	aggs, err := collectAggregates(ctx, s, AggregateQuery{From: t0.Add(-time.Hour), To: t0.Add(3 * time.Hour), Every: time.Hour})

@@ -49,11 +49,11 @@ const (
 var ErrIncomplete = errors.New("store: influx answer ended early")
 
 // EachAggregate calls fn with the aggregates of the readings with
-// q.From <= Time < q.To, one per enterprise, meter, quantity, workshop
-// and bucket (and kind: a meter whose kind changed within a bucket has a
-// row per kind). Buckets without readings are left out. Rows of one
-// series come together, ascending in time; series come in the order of
-// their tags (enterprise, kind, meter, quantity, workshop). Sum adds up
+// q.From <= Time < q.To, one per enterprise, meter and bucket (and kind:
+// a meter that was a gauge and an amount within a bucket has a row for
+// each). Buckets without readings are left out. Rows of one series come
+// together, ascending in time; series come in the order of their tags
+// (enterprise, meter), amounts before gauges. Sum adds up
 // Delta of every reading, ValueSum and Max look at gauge readings only
 // (0 for counters and delta meters), Count counts every reading.
 //
@@ -82,20 +82,23 @@ func (s *Influx) EachAggregate(ctx context.Context, q AggregateQuery, fn func(*A
 		a    Aggregate
 		cols aggColumns
 	)
-	for _, part := range []struct{ fields, kind string }{
-		{`sum("delta") AS "delta_sum", count("value") AS "n"`, `"kind" != 'gauge'`},
-		{`sum("value") AS "value_sum", count("value") AS "n", max("value") AS "value_max"`, `"kind" = 'gauge'`},
+	for _, part := range []struct {
+		fields string
+		gauge  bool
+	}{
+		{`sum("delta") AS "delta_sum", count("delta") AS "n"`, false},
+		{`sum("value") AS "value_sum", count("value") AS "n", max("value") AS "value_max"`, true},
 	} {
-		stmt := fmt.Sprintf(`SELECT %s FROM %s WHERE time >= %d AND time < %d AND %s%s`+
-			` GROUP BY time(%dns, %dns), "enterprise", "meter", "quantity", "workshop", "kind" fill(none)`,
-			part.fields, influxIdent(readingMeasurement), fromNs, toNs, part.kind, enterpriseCond(q.Enterprises), q.Every.Nanoseconds(), offset.Nanoseconds())
+		stmt := fmt.Sprintf(`SELECT %s FROM %s WHERE time >= %d AND time < %d%s`+
+			` GROUP BY time(%dns, %dns), "enterprise", "meter" fill(none)`,
+			part.fields, influxIdent(readingMeasurement), fromNs, toNs, enterpriseCond(q.Enterprises), q.Every.Nanoseconds(), offset.Nanoseconds())
 		err = s.influxQL(ctx, stmt, func(sr *influxSeries, row []json.RawMessage) error {
 			if sr.fresh {
 				if cols, err = newAggColumns(sr.columns); err != nil {
 					return err
 				}
-				a = Aggregate{Enterprise: sr.tags["enterprise"], Meter: sr.tags["meter"], Quantity: sr.tags["quantity"], Workshop: sr.tags["workshop"]}
-				cols.gauge = sr.tags["kind"] == "gauge"
+				a = Aggregate{Enterprise: sr.tags["enterprise"], Meter: sr.tags["meter"]}
+				cols.gauge = part.gauge
 			}
 			t, err := rawInt(row[cols.time])
 			if err != nil {
@@ -174,15 +177,14 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 		return nil
 	}
 	sinceNs := max(clampNanos(q.Since), influxMinNanos)
-	// GROUP BY enterprise, meter (not *) so that LIMIT counts a meter's
-	// readings, even when its gateway or workshop tag changed; newest
-	// first so that LIMIT keeps the latest, turned around per meter here.
-	stmt := fmt.Sprintf(`SELECT "value", "delta", "gateway"::tag, "kind"::tag, "quantity"::tag, "workshop"::tag, "flag"::field`+
+	// Newest first so that LIMIT keeps the latest, turned around per meter
+	// here.
+	stmt := fmt.Sprintf(`SELECT "register", "delta", "value", "flag"::field`+
 		` FROM %s WHERE time >= %d%s GROUP BY "enterprise", "meter" ORDER BY time DESC LIMIT %d`,
 		influxIdent(readingMeasurement), sinceNs, enterpriseCond(q.Enterprises), q.PerMeter)
 	var (
 		meter []Reading // the current meter's readings, newest first
-		cols  [8]int    // time, value, delta, gateway, kind, quantity, workshop, flag
+		cols  [5]int    // time, register, delta, value, flag
 	)
 	flush := func() error {
 		for i := len(meter) - 1; i >= 0; i-- {
@@ -195,7 +197,7 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 	}
 	err := s.influxQL(ctx, stmt, func(sr *influxSeries, row []json.RawMessage) error {
 		if sr.fresh {
-			names := [8]string{"time", "value", "delta", "gateway", "kind", "quantity", "workshop", "flag"}
+			names := [5]string{"time", "register", "delta", "value", "flag"}
 			for i, n := range names {
 				cols[i] = -1
 				for j, c := range sr.columns {
@@ -203,8 +205,8 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 						cols[i] = j
 					}
 				}
-				if cols[i] < 0 && n != "flag" { // no flag column before any reading had one
-					return fmt.Errorf("columns %q: no %s", sr.columns, n)
+				if cols[i] < 0 && i == 0 {
+					return fmt.Errorf("columns %q: no time", sr.columns)
 				}
 			}
 			ent, m := sr.tags["enterprise"], sr.tags["meter"]
@@ -222,19 +224,28 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 			return err
 		}
 		r := Reading{Enterprise: sr.tags["enterprise"], Meter: sr.tags["meter"], Time: time.Unix(0, t).UTC()}
-		if r.Value, err = rawFloat(row[cols[1]]); err != nil {
-			return err
-		}
-		if r.Delta, err = rawFloat(row[cols[2]]); err != nil {
-			return err
-		}
-		for i, dst := range []*string{&r.Gateway, &r.Kind, &r.Quantity, &r.Workshop} {
-			if *dst, err = rawString(row[cols[3+i]]); err != nil {
+		present := func(i int) bool { return cols[i] >= 0 && string(row[cols[i]]) != "null" }
+		r.Kind = readingFieldKind(present(1), present(2))
+		if present(2) {
+			if r.Delta, err = rawFloat(row[cols[2]]); err != nil {
 				return err
 			}
 		}
-		if cols[7] >= 0 {
-			if r.Flag, err = rawString(row[cols[7]]); err != nil {
+		switch r.Kind {
+		case "counter":
+			r.Value, err = rawFloat(row[cols[1]])
+		case "delta":
+			r.Value = r.Delta
+		default:
+			if present(3) {
+				r.Value, err = rawFloat(row[cols[3]])
+			}
+		}
+		if err != nil {
+			return err
+		}
+		if present(4) {
+			if r.Flag, err = rawString(row[cols[4]]); err != nil {
 				return err
 			}
 		}

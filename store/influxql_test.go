@@ -109,7 +109,7 @@ func fakeQueryServer(t testing.TB, body func(w *bufio.Writer, flush func())) *In
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		if strings.Contains(r.FormValue("q"), `"kind" = 'gauge'`) {
+		if strings.Contains(r.FormValue("q"), `sum("value")`) {
 			// The aggregates' second statement, for gauges: none here.
 			w.Write([]byte(`{"results":[{"statement_id":0}]}` + "\n"))
 			return

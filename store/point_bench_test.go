@@ -53,13 +53,13 @@ func BenchmarkAppendReadingLine(b *testing.B) {
 			sb.Reset()
 			for i := range rs {
 				r := &rs[i]
-				tags := map[string]string{"enterprise": r.Enterprise, "gateway": r.Gateway, "kind": r.Kind, "meter": r.Meter, "quantity": r.Quantity}
-				if r.Workshop != "" {
-					tags["workshop"] = r.Workshop
-				}
+				tags := map[string]string{"enterprise": r.Enterprise, "meter": r.Meter}
 				fields := map[string]any{"value": r.Value}
-				if r.Kind != "gauge" {
-					fields["delta"] = r.Delta
+				switch r.Kind {
+				case "counter":
+					fields = map[string]any{"register": r.Value, "delta": r.Delta}
+				case "delta":
+					fields = map[string]any{"delta": r.Delta}
 				}
 				write.PointToLineProtocolBuffer(write.NewPoint(readingMeasurement, tags, fields, r.Time), &sb, time.Nanosecond)
 			}
@@ -75,10 +75,13 @@ func BenchmarkAppendReadingLine(b *testing.B) {
 func TestAppendReadingLineMatchesClient(t *testing.T) {
 	for i, r := range lineBatch(10) {
 		got := strings.TrimSuffix(string(AppendReadingLine(nil, &r)), "\n")
-		tags := map[string]string{"enterprise": r.Enterprise, "gateway": r.Gateway, "kind": r.Kind, "meter": r.Meter, "quantity": r.Quantity, "workshop": r.Workshop}
+		tags := map[string]string{"enterprise": r.Enterprise, "meter": r.Meter}
 		fields := map[string]any{"value": r.Value}
-		if r.Kind != "gauge" {
-			fields["delta"] = r.Delta
+		switch r.Kind {
+		case "counter":
+			fields = map[string]any{"register": r.Value, "delta": r.Delta}
+		case "delta":
+			fields = map[string]any{"delta": r.Delta}
 		}
 		want := strings.TrimSuffix(write.PointToLineProtocol(write.NewPoint(readingMeasurement, tags, fields, r.Time), time.Nanosecond), "\n")
 		if canonicalLine(got) != canonicalLine(want) {

@@ -40,12 +40,11 @@ func collectAggregates(ctx context.Context, h history, q AggregateQuery) ([]Aggr
 
 func compareAggregates(a, b Aggregate) int {
 	return cmp.Or(strings.Compare(a.Enterprise, b.Enterprise), strings.Compare(a.Meter, b.Meter),
-		strings.Compare(a.Quantity, b.Quantity), strings.Compare(a.Workshop, b.Workshop), a.Start.Compare(b.Start))
+		a.Start.Compare(b.Start), cmp.Compare(a.ValueSum, b.ValueSum), cmp.Compare(a.Sum, b.Sum))
 }
 
 func compareReadings(a, b Reading) int {
-	return cmp.Or(strings.Compare(a.Enterprise, b.Enterprise), strings.Compare(a.Meter, b.Meter), a.Time.Compare(b.Time),
-		strings.Compare(a.Gateway, b.Gateway))
+	return cmp.Or(strings.Compare(a.Enterprise, b.Enterprise), strings.Compare(a.Meter, b.Meter), a.Time.Compare(b.Time))
 }
 
 // sortedAggregates returns aggs sorted, for comparing as sets.
@@ -55,4 +54,12 @@ func sortedAggregates(aggs []Aggregate) []Aggregate {
 
 func sortedReadings(rs []Reading) []Reading {
 	return slices.SortedFunc(slices.Values(rs), compareReadings)
+}
+
+// asStored returns r as a store gives it back: identity (enterprise,
+// meter, time), kind, value, delta and flag; the registry's facts about
+// the meter are not stored.
+func asStored(r Reading) Reading {
+	r.Gateway, r.Quantity, r.Workshop = "", "", ""
+	return r
 }

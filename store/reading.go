@@ -51,8 +51,6 @@ func FlaggedPoint(r *Reading) Point {
 type Aggregate struct {
 	Enterprise string
 	Meter      string
-	Quantity   string
-	Workshop   string
 	Start      time.Time // bucket start
 	Sum        float64   // sum of Delta (counters and deltas)
 	ValueSum   float64   // sum of Value (gauges)
@@ -99,4 +97,22 @@ func RetryAfter(err error) time.Duration {
 		return we.RetryAfter
 	}
 	return 0
+}
+
+// MeterMeasurement holds what the registry says of each meter, for
+// dashboards and queries that group readings by what is not in them:
+// one point per meter each time serve starts or reloads its registry,
+// tagged enterprise, meter, gateway, quantity, kind and (when set)
+// workshop, with the declared unit as field unit. A meter's latest point
+// is its current description; a meter that moved has older points under
+// its previous tags.
+const MeterMeasurement = "meter"
+
+// MeterPoint is the point that describes one meter at time at.
+func MeterPoint(enterprise, meter, gateway, quantity, kind, workshop, unit string, at time.Time) Point {
+	tags := map[string]string{"enterprise": enterprise, "meter": meter, "gateway": gateway, "quantity": quantity, "kind": kind}
+	if workshop != "" {
+		tags["workshop"] = workshop
+	}
+	return Point{Measurement: MeterMeasurement, Tags: tags, Fields: map[string]any{"unit": unit}, Time: at}
 }

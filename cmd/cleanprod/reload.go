@@ -43,6 +43,9 @@ type reloader struct {
 	reg  *registry.Registry // in force
 	sd   *scoringData       // in force
 	m    reloadMetrics
+	// describe writes a reloaded registry's meters to the store (nil:
+	// not at all); it must not block.
+	describe func(*registry.Registry)
 }
 
 type reloadMetrics struct {
@@ -226,5 +229,8 @@ func (r *reloader) apply(ctx, wctx context.Context) error {
 	cancel()
 	r.eng.ReloadDeclarations()
 	r.reg, r.sd = reg, sd
+	if r.describe != nil {
+		r.describe(reg)
+	}
 	return nil
 }
