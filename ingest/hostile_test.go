@@ -554,14 +554,12 @@ func TestHostileEndToEnd(t *testing.T) {
 
 	// Everything accepted is in InfluxDB, the valid messages' counters
 	// with their exact sums, for the store and for the scorer.
-	rows := db.QueryInfluxQL(t, `SELECT count(value) FROM reading`)
-	if len(rows) != 1 || rows[0][1] != float64(wantWritten) {
-		t.Errorf("readings in InfluxDB: got %v, want %d", rows, wantWritten)
+	if got := db.MustCountReadings(t, ""); got != wantWritten {
+		t.Errorf("readings in InfluxDB: got %d, want %d", got, wantWritten)
 	}
 	for meter, want := range valid {
-		rows := db.QueryInfluxQL(t, fmt.Sprintf(`SELECT count(value) FROM reading WHERE meter = '%s'`, meter))
-		if len(rows) != 1 || rows[0][1] != float64(want.Rows) {
-			t.Errorf("%s rows in InfluxDB: got %v, want %d", meter, rows, want.Rows)
+		if got := db.MustCountReadings(t, fmt.Sprintf(`meter = '%s'`, meter)); got != want.Rows {
+			t.Errorf("%s rows in InfluxDB: got %d, want %d", meter, got, want.Rows)
 		}
 		if got := sumDelta(t, db, meter); math.Abs(got-want.Sum) > 1e-9 {
 			t.Errorf("%s: stored sum of deltas %g, want %g", meter, got, want.Sum)

@@ -235,7 +235,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 			t.Errorf("scorer's sum of %s: got %g, want %g", meter, got, want)
 		}
 	}
-	rows := db.QueryInfluxQL(t, `SELECT value FROM reading WHERE meter = 'E-MWH' ORDER BY time ASC`)
+	rows := db.QueryInfluxQL(t, `SELECT register FROM reading WHERE meter = 'E-MWH' ORDER BY time ASC`)
 	if len(rows) != 4 || rows[1][1] != 3000.0 {
 		t.Errorf("E-MWH values: got %v, want four rows, the second 3000 kWh", rows)
 	}

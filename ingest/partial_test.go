@@ -71,7 +71,7 @@ func TestPartialWrite(t *testing.T) {
 		t.Fatal("the message was not acknowledged")
 	}
 	// The fault happened: the store dropped the old reading and kept the rest.
-	rows := db.QueryInfluxQL(t, `SELECT value FROM "short".reading`)
+	rows := db.QueryInfluxQL(t, `SELECT * FROM "short".reading`)
 	if len(rows) != 2 {
 		t.Fatalf("stored %v, want the two recent readings (the old one beyond the 1 h retention)", rows)
 	}
@@ -140,7 +140,7 @@ func TestRefusedCounterReadingForgotten(t *testing.T) {
 	}
 	submit(2, fmt.Sprintf(`{"meter":"E-1","ts":%q,"value":170}`, at(10*time.Minute)))
 	// The fault happened: the old register is not in the store.
-	rows := db.QueryInfluxQL(t, `SELECT value, delta FROM "short".reading WHERE meter = 'E-1' ORDER BY time ASC`)
+	rows := db.QueryInfluxQL(t, `SELECT register, delta FROM "short".reading WHERE meter = 'E-1' ORDER BY time ASC`)
 	var got []string
 	var stored float64
 	for _, r := range rows {

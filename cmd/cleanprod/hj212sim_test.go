@@ -140,7 +140,11 @@ func checkStored(t *testing.T, db *testenv.InfluxDB, l sim.Ledger) {
 	t.Helper()
 	for _, m := range []string{"WW-OUT-COD", "WW-OUT"} {
 		want, _ := l.Meter("test-plant", m)
-		q := fmt.Sprintf(`SELECT count(value), sum(value) FROM reading WHERE meter = '%s'`, m)
+		field := "value" // the analyser, a gauge
+		if m == "WW-OUT" {
+			field = "register" // the flow counter
+		}
+		q := fmt.Sprintf(`SELECT count(%[1]q), sum(%[1]q) FROM reading WHERE meter = '%[2]s'`, field, m)
 		waitFor(t, 30*time.Second, m+" stored", func() bool {
 			rows := db.QueryInfluxQL(t, q)
 			return len(rows) == 1 && fmt.Sprint(rows[0][1]) == fmt.Sprint(want.Readings)

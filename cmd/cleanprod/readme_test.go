@@ -52,9 +52,9 @@ func TestReadmeSample(t *testing.T) {
 		t.Fatalf("README command failed: %v\n%s", err, out)
 	}
 	waitFor(t, 20*time.Second, "the README's readings in InfluxDB", func() bool {
-		return len(db.QueryInfluxQL(t, `SELECT value FROM reading WHERE enterprise = 'cq-lj-yuntai-auto'`)) == 2
+		return db.MustCountReadings(t, `enterprise = 'cq-lj-yuntai-auto'`) == 2
 	})
-	rows := db.QueryInfluxQL(t, `SELECT value FROM reading WHERE meter = 'E-PAINT-01'`)
+	rows := db.QueryInfluxQL(t, `SELECT register FROM reading WHERE meter = 'E-PAINT-01'`)
 	if len(rows) != 1 || rows[0][1] != 182734.5 {
 		t.Errorf("E-PAINT-01: got %v, want 182734.5 kWh as the README says", rows)
 	}

@@ -302,7 +302,7 @@ func TestReloadDuringStoreOutage(t *testing.T) {
 		t.Errorf("after the outage: GET /api/v1/enterprises status %d with %d enterprises, want 200 with 4", code, n)
 	}
 	waitFor(t, 30*time.Second, "the reading held during the outage stored", func() bool {
-		return len(db.QueryInfluxQL(t, `SELECT value FROM reading WHERE meter = 'E-PAINT-01'`)) == 1
+		return len(db.QueryInfluxQL(t, `SELECT register FROM reading WHERE meter = 'E-PAINT-01'`)) == 1
 	})
 	gw.Disconnect(100)
 	p.stop(t)

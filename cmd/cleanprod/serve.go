@@ -312,7 +312,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		reg: reg, sd: sd, m: newReloadMetrics(promReg)}
 
 	g, gctx := errgroup.WithContext(ctx)
-	rl.describe = func(reg *registry.Registry) { go describeMeters(gctx, st, reg, time.Now(), log) }
+	rl.describe = func(reg *registry.Registry) { go ingest.DescribeMeters(gctx, st, reg, time.Now(), log) }
 	if cfg.Debug.PprofListen != "" {
 		if err := servePprof(gctx, g, cfg.Debug.PprofListen, log); err != nil {
 			return err
@@ -337,7 +337,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 			return nil
 		}
 		seedDeclarations(gctx, book, sd, log, start)
-		go describeMeters(gctx, st, reg, time.Now(), log)
+		go ingest.DescribeMeters(gctx, st, reg, time.Now(), log)
 		// Ingest needs each meter's recent readings (to place late ones
 		// and compute deltas); the scorer's windows refill while ingest
 		// runs (scoring/rebuild.go).

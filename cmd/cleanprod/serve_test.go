@@ -210,12 +210,18 @@ func TestServeWithRealServers(t *testing.T) {
 		t.Fatal("no dead-letter for the malformed message")
 	}
 	waitFor(t, 20*time.Second, "two readings in InfluxDB", func() bool {
-		return len(db.QueryInfluxQL(t, `SELECT value FROM reading`)) == 2
+		return db.MustCountReadings(t, "") == 2
 	})
-	rows := db.QueryInfluxQL(t, `SELECT value, quantity, workshop FROM reading WHERE meter = 'E-PAINT-01'`)
-	if len(rows) != 1 || rows[0][1] != 182734.5 || rows[0][2] != "electricity" || rows[0][3] != "paint" {
-		t.Errorf("E-PAINT-01: got %v, want 182734.5 kWh electricity in the paint workshop", rows)
+	rows := db.QueryInfluxQL(t, `SELECT register, delta FROM reading WHERE meter = 'E-PAINT-01'`)
+	if len(rows) != 1 || rows[0][1] != 182734.5 {
+		t.Errorf("E-PAINT-01: got %v, want the register 182734.5 kWh", rows)
 	}
+	// What the registry knows of the meter is beside the readings, not in
+	// them.
+	waitFor(t, 20*time.Second, "the meters described", func() bool {
+		rows := db.QueryInfluxQL(t, `SELECT "unit", "quantity", "workshop", "gateway", "kind" FROM "meter" WHERE "meter" = 'E-PAINT-01'`)
+		return len(rows) >= 1 && rows[0][2] == "electricity" && rows[0][3] == "paint" && rows[0][5] == "counter"
+	})
 	resp, err := http.Get("http://" + s.http + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("healthz after bad input: %v %v", resp, err)
@@ -437,6 +443,6 @@ func TestReadyzFailsWhileWritesFail(t *testing.T) {
 	refuse.Store(false)
 	waitFor(t, 60*time.Second, "/readyz 200 once writes pass", func() bool { return readyz() == http.StatusOK })
 	waitFor(t, 20*time.Second, "the held readings stored", func() bool {
-		return len(db.QueryInfluxQL(t, `SELECT value FROM reading`)) == 2
+		return db.MustCountReadings(t, "") == 2
 	})
 }

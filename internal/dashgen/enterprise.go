@@ -49,8 +49,8 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 		WithVariable(dashboard.NewQueryVariableBuilder("quantity").Label(bi("计量量", "Quantity")).
 			Description(about("企业的计量量（累计表与增量表）", "Metered quantities (counters and delta meters) of the enterprise")).
 			Datasource(*influxQLDS()).
-			Query(dashboard.StringOrMap{String: cog.ToPtr(`SHOW TAG VALUES FROM "reading" WITH KEY = "quantity" WHERE "enterprise" = '$enterprise' AND "kind" != 'gauge'`)}).
-			Definition(`SHOW TAG VALUES FROM "reading" WITH KEY = "quantity" WHERE "enterprise" = '$enterprise' AND "kind" != 'gauge'`).
+			Query(dashboard.StringOrMap{String: cog.ToPtr(`SHOW TAG VALUES FROM "meter" WITH KEY = "quantity" WHERE "enterprise" = '$enterprise' AND "kind" != 'gauge'`)}).
+			Definition(`SHOW TAG VALUES FROM "meter" WITH KEY = "quantity" WHERE "enterprise" = '$enterprise' AND "kind" != 'gauge'`).
 			Refresh(dashboard.VariableRefreshOnDashboardLoad).Sort(dashboard.VariableSortAlphabeticalAsc).
 			Multi(true).IncludeAll(true).
 			Current(dashboard.VariableOption{Selected: cog.ToPtr(true),
@@ -183,12 +183,20 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 			fmt.Sprintf("Last reading of every meter over the past 30 days (the live window), oldest first; red after %s, when the scorer calls a meter stale. A meter silent for longer is missing here: see stale meter events.", pol.StaleAfter))).
 		Datasource(*fluxDS()).Span(12).Height(10).
 		WithTarget(flux("A", fluxText(`
-			from(bucket: "${bucket}")
-			  |> range(start: -30d)
-			  |> filter(fn: (r) => r._measurement == "reading" and r.enterprise == "${enterprise}" and r._field == "value")
-			  |> group(columns: ["meter", "gateway", "quantity", "kind"])
+			meters = from(bucket: "${bucket}")
+			  |> range(start: 0)
+			  |> filter(fn: (r) => r._measurement == "meter" and r.enterprise == "${enterprise}" and r._field == "unit")
+			  |> group(columns: ["meter"])
 			  |> last()
 			  |> group()
+			  |> keep(columns: ["meter", "gateway", "quantity", "kind"])
+			latest = from(bucket: "${bucket}")
+			  |> range(start: -30d)
+			  |> filter(fn: (r) => r._measurement == "reading" and r.enterprise == "${enterprise}" and (r._field == "delta" or r._field == "value"))
+			  |> last()
+			  |> group()
+			  |> keep(columns: ["meter", "_time"])
+			join(tables: {r: latest, m: meters}, on: ["meter"])
 			  |> map(fn: (r) => ({meter: r.meter, gateway: r.gateway, quantity: r.quantity, kind: r.kind, last_reading: r._time,
 			      age: float(v: int(v: now()) - int(v: r._time)) / 1000000000.0}))
 			  |> sort(columns: ["age"], desc: true)`))).
@@ -246,16 +254,32 @@ func enterprise(std *scoring.Standard, pol *scoring.Policy) *dashboard.Dashboard
 	d.WithPanel(timeseries.NewPanelBuilder().
 		Title(bi("$quantity 区间用量（按仪表）", "$quantity per interval, by meter")).
 		Description(about("累计表与增量表的用量（规范单位），按区间求和；产量是强度指标的分母。", "Amounts of counters and delta meters in the quantity's canonical unit (registry/quantity.go), summed per interval; production quantities (vehicles, bodies, ecoat_area) are the denominators of the intensity indicators.")).
-		Datasource(*influxQLDS()).Span(24).Height(7).
+		Datasource(*fluxDS()).Span(24).Height(7).
 		Repeat("quantity").RepeatDirection(dashboard.PanelRepeatDirectionH).MaxPerRow(3).
-		WithTarget(influxQL("A", `SELECT sum("delta") FROM "reading" WHERE "enterprise" = '$enterprise' AND "quantity" =~ /^$quantity$/ AND $timeFilter GROUP BY time($__interval), "meter" fill(0)`, "time_series", "$tag_meter")).
+		WithTarget(flux("A", fluxText(`
+			meters = from(bucket: "${bucket}")
+			  |> range(start: 0)
+			  |> filter(fn: (r) => r._measurement == "meter" and r.enterprise == "${enterprise}" and r.quantity == "${quantity}" and r._field == "unit")
+			  |> group(columns: ["meter"])
+			  |> last()
+			  |> group()
+			  |> keep(columns: ["meter"])
+			amounts = from(bucket: "${bucket}")
+			  |> range(start: v.timeRangeStart, stop: v.timeRangeStop)
+			  |> filter(fn: (r) => r._measurement == "reading" and r.enterprise == "${enterprise}" and r._field == "delta")
+			  |> aggregateWindow(every: v.windowPeriod, fn: sum, createEmpty: false)
+			  |> group()
+			  |> keep(columns: ["_time", "_value", "meter"])
+			join(tables: {a: amounts, m: meters}, on: ["meter"])
+			  |> group(columns: ["meter"])
+			  |> sort(columns: ["_time"])`))).
 		DrawStyle(common.GraphDrawStyleBars).FillOpacity(80).
 		Stacking(common.NewStackingConfigBuilder().Mode(common.StackingModeNormal)).Min(0))
 	d.WithPanel(timeseries.NewPanelBuilder().
 		Title(bi("在线监测读数", "Analyser readings")).
-		Description(about("在线监测值（浓度、pH、流量）按区间、计量量和仪表取均值，规范单位。", "Gauges (concentrations, pH, flows) averaged per interval, by quantity and meter, in canonical units.")).
+		Description(about("在线监测值（浓度、pH、流量）按区间和仪表取均值，规范单位。", "Gauges (concentrations, pH, flows) averaged per interval, by meter, in canonical units (a reading's value field is a gauge's: counters keep register and delta, delta meters delta).")).
 		Datasource(*influxQLDS()).Span(24).Height(8).
-		WithTarget(influxQL("A", `SELECT mean("value") FROM "reading" WHERE "enterprise" = '$enterprise' AND "kind" = 'gauge' AND $timeFilter GROUP BY time($__interval), "quantity", "meter" fill(none)`, "time_series", "$tag_quantity $tag_meter")))
+		WithTarget(influxQL("A", `SELECT mean("value") FROM "reading" WHERE "enterprise" = '$enterprise' AND $timeFilter GROUP BY time($__interval), "meter" fill(none)`, "time_series", "$tag_meter")))
 	d.WithPanel(timeseries.NewPanelBuilder().
 		Title(bi("在线监测无效数据", "Analyser values flagged invalid")).
 		Description(about("HJ 212 站点标记为无效的数据（F 停运、M 维护、D 故障、C 校准、T 超量程、B 通讯异常等），按区间、仪表和标记计数；不计入均值、排放量或达标率。", "Values an HJ 212 station flagged as not valid data (F stopped, M maintenance, D fault, C calibration, T over range, B communication; S unless hand-set values are allowed), counted per interval by meter and flag. They count toward no mean, mass or compliance; each such hour is missing from the analyser's data availability. Many flagged hours around high readings deserve a look.")).

@@ -150,6 +150,11 @@ func (f *fleet) fill(t *testing.T, afterGap func()) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	// As serve does at start: the registry's facts about each meter, which
+	// the dashboards join to the readings.
+	dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ingest.DescribeMeters(dctx, st, reg, time.Now(), slog.New(slog.DiscardHandler))
+	dcancel()
 
 	// Gateways to silence and to lose messages from: the first gateways of
 	// two different enterprises.

@@ -413,6 +413,46 @@ func (db *InfluxDB) Query(q string) ([][]any, error) {
 	return rows, nil
 }
 
+// CountReadings counts cleanprod's readings in the database that meet the
+// InfluxQL condition where (all when it is empty): every reading has a
+// delta field (counters and delta meters) or a value field (gauges), never
+// both.
+func (db *InfluxDB) CountReadings(where string) (int, error) {
+	n := 0
+	for _, field := range []string{"delta", "value"} {
+		q := fmt.Sprintf(`SELECT count(%q) FROM "reading"`, field)
+		if where != "" {
+			q += " WHERE " + where
+		}
+		rows, err := db.Query(q)
+		if err != nil {
+			return 0, err
+		}
+		if len(rows) == 0 {
+			continue // none of this kind
+		}
+		if len(rows) != 1 || len(rows[0]) != 2 {
+			return 0, fmt.Errorf("testenv: count readings: got rows %v, want one count", rows)
+		}
+		c, ok := rows[0][1].(float64)
+		if !ok {
+			return 0, fmt.Errorf("testenv: count readings: got %v, want a number", rows[0][1])
+		}
+		n += int(c)
+	}
+	return n, nil
+}
+
+// MustCountReadings is CountReadings failing the test on an error.
+func (db *InfluxDB) MustCountReadings(t testing.TB, where string) int {
+	t.Helper()
+	n, err := db.CountReadings(where)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 // QueryFlux runs a Flux query (POST /api/v2/query) and returns its rows as
 // maps from column name to value, every table in order, including the
 // "result" and "table" columns. Values are typed from the CSV annotations:

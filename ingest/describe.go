@@ -1,4 +1,4 @@
-package main
+package ingest
 
 import (
 	"context"
@@ -9,18 +9,18 @@ import (
 	"github.com/cleanprod/cleanprod/store"
 )
 
-// pointWriter is the store's point side.
-type pointWriter interface {
+// PointWriter is the store's point side.
+type PointWriter interface {
 	WritePoints(ctx context.Context, ps []store.Point) error
 }
 
-// describeMeters writes what reg says of every meter to the store's meter
+// DescribeMeters writes what reg says of every meter to the store's meter
 // measurement (store.MeterMeasurement), in batches, retrying each with
 // back-off until it is stored or ctx ends. Readings carry only their
 // identity (enterprise, meter); dashboards find a meter's gateway,
 // quantity, kind and workshop here. It runs beside ingest: a store that
 // is down delays the description, never a reading.
-func describeMeters(ctx context.Context, st pointWriter, reg *registry.Registry, at time.Time, log *slog.Logger) {
+func DescribeMeters(ctx context.Context, st PointWriter, reg *registry.Registry, at time.Time, log *slog.Logger) {
 	const batch = 5000
 	var ps []store.Point
 	flush := func() bool {
