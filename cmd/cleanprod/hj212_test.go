@@ -180,7 +180,7 @@ func TestHJ212Receiver(t *testing.T) {
 	if r, ok := log.reply(20 * time.Second); !ok || r.CN != "9014" {
 		t.Fatalf("a resent frame: got %+v (%v), want its 9014", r, ok)
 	}
-	rows = db.QueryInfluxQL(t, `SELECT sum(register) FROM reading WHERE meter = 'WW-OUT'`)
+	rows = db.QueryInfluxQL(t, `SELECT sum(delta) FROM reading WHERE meter = 'WW-OUT'`)
 	if len(rows) != 1 || fmt.Sprint(rows[0][1]) != fmt.Sprint(12.5+11+10) {
 		t.Errorf("WW-OUT total %v, want %g m3, each period once", rows, 12.5+11+10)
 	}

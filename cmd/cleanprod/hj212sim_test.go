@@ -142,7 +142,7 @@ func checkStored(t *testing.T, db *testenv.InfluxDB, l sim.Ledger) {
 		want, _ := l.Meter("test-plant", m)
 		field := "value" // the analyser, a gauge
 		if m == "WW-OUT" {
-			field = "register" // the flow counter
+			field = "delta" // the flow: the station sends each period's volume
 		}
 		q := fmt.Sprintf(`SELECT count(%[1]q), sum(%[1]q) FROM reading WHERE meter = '%[2]s'`, field, m)
 		waitFor(t, 30*time.Second, m+" stored", func() bool {
