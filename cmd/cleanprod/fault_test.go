@@ -27,6 +27,7 @@ import (
 	"github.com/cleanprod/cleanprod/hj212"
 	"github.com/cleanprod/cleanprod/internal/testenv"
 	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/sim"
 	"github.com/cleanprod/cleanprod/store"
 )
@@ -185,6 +186,9 @@ type recorder struct {
 	keys     map[string]bool
 	messages []sim.Message // acknowledged, for replays
 	acked    atomic.Int64
+	// ledger is what the simulator sent, per meter (set by publishAll
+	// once the run is over).
+	ledger *sim.Ledger
 }
 
 func newRecorder(pub sim.Publisher) *recorder { return &recorder{pub: pub, keys: map[string]bool{}} }
@@ -283,14 +287,22 @@ func faultSim(t *testing.T) *sim.Simulator {
 	return s
 }
 
-// storedKeys lists the reading keys in a store.
-func storedKeys(t *testing.T, st storeReader) map[string]int {
+// storedReadings is what a store holds: each reading key with how often
+// it is there, and per meter ("enterprise/meter") the sum of its deltas
+// (counters and delta meters) or values (gauges).
+type storedReadings struct {
+	keys map[string]int
+	sums map[string]float64
+}
+
+// storedKeys lists the readings in a store.
+func storedKeys(t *testing.T, st storeReader) storedReadings {
 	t.Helper()
 	reg, err := registry.Load("../../gateway-config")
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]int{}
+	out := storedReadings{keys: map[string]int{}, sums: map[string]float64{}}
 	for _, e := range reg.Enterprises {
 		for _, m := range e.Meters {
 			rs, err := st.Readings(context.Background(), e.ID, m.ID, time.Unix(0, 0), time.Now().Add(time.Hour))
@@ -298,7 +310,12 @@ func storedKeys(t *testing.T, st storeReader) map[string]int {
 				t.Fatal(err)
 			}
 			for _, r := range rs {
-				out[key(e.ID, m.ID, r.Time)]++
+				out.keys[key(e.ID, m.ID, r.Time)]++
+				if m.Kind == registry.Gauge {
+					out.sums[e.ID+"/"+m.ID] += r.Value
+				} else {
+					out.sums[e.ID+"/"+m.ID] += r.Delta
+				}
 			}
 		}
 	}
@@ -373,6 +390,64 @@ func (r *faultReport) finish(t *testing.T, p *proc, rec *recorder, st storeReade
 	values := indicatorValues(t, p)
 	r.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
 	r.stored = check(t, rec, storedKeys(t, st), values, ref)
+	r.events = checkEventsOnce(t, st)
+}
+
+// checkEventsOnce checks the scoring events in the store: each
+// enterprise's code changes form one chain, each starting from the code
+// the one before it left (a change announced twice, after a restart that
+// forgot it, or one never stored would break it), and no event repeats the
+// one before it of its kind, indicator and meter field for field. It
+// returns how many events it checked.
+func checkEventsOnce(t *testing.T, st storeReader) int {
+	t.Helper()
+	pr, ok := st.(interface {
+		Points(ctx context.Context, measurement string, tags map[string]string, from, to time.Time) ([]store.Point, error)
+	})
+	if !ok {
+		t.Fatalf("the store %T does not read points", st)
+	}
+	reg, err := registry.Load("../../gateway-config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := map[string]int{}
+	n := 0
+	for _, e := range reg.Enterprises {
+		ps, err := pr.Points(context.Background(), scoring.MeasurementEvent, map[string]string{"enterprise": e.ID}, time.Unix(0, 0), time.Now().Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		slices.SortStableFunc(ps, func(a, b store.Point) int { return a.Time.Compare(b.Time) })
+		lastCode := ""
+		codes := 0
+		last := map[string]string{} // kind, indicator, meter: the fields of the latest
+		for _, p := range ps {
+			kind := p.Tags["kind"]
+			kinds[kind]++
+			n++
+			if kind == string(scoring.EventCodeChange) {
+				from, _ := p.Fields["old_code"].(string)
+				to, _ := p.Fields["new_code"].(string)
+				if codes > 0 && from != lastCode {
+					t.Errorf("%s: code change at %s goes %s -> %s, but the one before it left %s: announced twice or one lost", e.ID, p.Time.Format(time.RFC3339), from, to, lastCode)
+				}
+				lastCode = to
+				codes++
+			}
+			series := kind + "/" + p.Tags["indicator"] + "/" + p.Tags["meter"]
+			fields := fmt.Sprint(p.Fields)
+			if last[series] == fields && kind != string(scoring.EventStale) {
+				t.Errorf("%s: %s event at %s repeats the one before it: %s", e.ID, series, p.Time.Format(time.RFC3339), fields)
+			}
+			last[series] = fields
+		}
+	}
+	if n == 0 {
+		t.Error("no scoring event stored: the check tests nothing")
+	}
+	t.Logf("scoring events stored, by kind: %v", kinds)
+	return n
 }
 
 type storeReader interface {
@@ -393,13 +468,14 @@ func influxStore(t *testing.T, db *testenv.InfluxDB) *store.Influx {
 type faultReport struct {
 	name                      string
 	acked, stored, duplicates int
+	events                    int // stored scoring events, checked once each
 	recover                   time.Duration
 	peakRSS                   int64
 }
 
 func (r faultReport) String() string {
-	return fmt.Sprintf("%s: readings acknowledged by the broker %d, stored %d, duplicates absorbed %d, time to recover %s, peak RSS %.0f MB",
-		r.name, r.acked, r.stored, r.duplicates, r.recover.Round(10*time.Millisecond), float64(r.peakRSS)/(1<<20))
+	return fmt.Sprintf("%s: readings acknowledged by the broker %d, stored %d, duplicates absorbed %d, scoring events stored once each %d, time to recover %s, peak RSS %.0f MB",
+		r.name, r.acked, r.stored, r.duplicates, r.events, r.recover.Round(10*time.Millisecond), float64(r.peakRSS)/(1<<20))
 }
 
 var (
@@ -445,6 +521,8 @@ func publishAll(t *testing.T, s *sim.Simulator, brokerURL string, inject func())
 		t.Fatal(err)
 	}
 	wg.Wait()
+	l := s.Ledger()
+	rec.ledger = &l
 	return rec
 }
 
@@ -467,8 +545,9 @@ func waitWritten(t *testing.T, p *proc, n int, timeout time.Duration) {
 
 // check compares the store with what the gateways had acknowledged and the
 // final indicator values with the undisturbed run.
-func check(t *testing.T, rec *recorder, stored map[string]int, values, ref map[string]float64) int {
+func check(t *testing.T, rec *recorder, st storedReadings, values, ref map[string]float64) int {
 	t.Helper()
+	stored := st.keys
 	missing, doubled := 0, 0
 	for k := range rec.keys {
 		switch stored[k] {
@@ -484,6 +563,31 @@ func check(t *testing.T, rec *recorder, stored map[string]int, values, ref map[s
 	}
 	if missing > 0 || doubled > 0 || len(stored) != len(rec.keys) {
 		t.Errorf("%d acknowledged readings, %d stored keys: %d missing, %d stored twice", len(rec.keys), len(stored), missing, doubled)
+	}
+	// Every meter's stored total is what the simulator sent: a counter's
+	// deltas add up to its rise from its first reading to its last, a
+	// delta meter's to what it reported, a gauge's values to theirs. Sums
+	// in another order may differ in their last bits, hence 1e-9.
+	if rec.ledger != nil {
+		if len(rec.keys) != rec.ledger.Readings {
+			t.Errorf("the gateways had %d readings acknowledged of the %d valid ones sent", len(rec.keys), rec.ledger.Readings)
+		}
+		off := 0
+		for _, m := range rec.ledger.Meters {
+			want := m.Sum
+			if m.Kind == registry.Gauge {
+				want = m.ValueSum
+			}
+			got := st.sums[m.Enterprise+"/"+m.Meter]
+			if math.Abs(got-want) > 1e-9*math.Max(1, math.Abs(want)) {
+				if off++; off <= 5 {
+					t.Errorf("%s/%s: stored total %.12g, the simulator sent %.12g", m.Enterprise, m.Meter, got, want)
+				}
+			}
+		}
+		if off > 0 {
+			t.Errorf("%d of %d meters' stored totals differ from the simulator's ledger", off, len(rec.ledger.Meters))
+		}
 	}
 	names := make([]string, 0, len(ref))
 	for k := range ref {
@@ -892,6 +996,7 @@ func TestFaultEmbeddedKilled(t *testing.T) {
 	}
 	defer st.Close()
 	report.stored = check(t, rec, storedKeys(t, st), values, ref)
+	report.events = checkEventsOnce(t, st)
 	if report.stored < want {
 		t.Errorf("stored %d of %d acknowledged readings", report.stored, want)
 	}
