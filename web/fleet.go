@@ -1,0 +1,366 @@
+package web
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/scoring"
+	"github.com/cleanprod/cleanprod/shard"
+)
+
+// Any replica answers for the whole fleet. With shard.count above 1 each
+// replica scores its own shard of the enterprises (package shard), and:
+//
+//   - a route of one enterprise (a path with :id, and the event stream of
+//     one enterprise) that another shard owns is authenticated here, then
+//     passed to the owner (forward) with the caller's own Authorization
+//     header or cookie: the owner authenticates it again, exactly as if
+//     asked directly. A forwarded request carries forwardedHeader and is
+//     never forwarded again. A peer that does not answer gives 502 with
+//     the code shard_unavailable, naming the shard.
+//   - every other route reads a fleet snapshot: this replica's results
+//     merged with those each peer serves on resultsPath (authenticated by
+//     the shared shard secret, never by a token), reused for FleetMaxAge
+//     and fetched once however many requests wait for it (singleflight).
+//     A peer down leaves its shard out: the answer says which shards are
+//     missing (missingShardsHeader, and missing_shards in the JSON of the
+//     lists and rankings), and /readyz stays ready, since this replica can
+//     still serve its own enterprises and the rest of the fleet.
+
+const (
+	// forwardedHeader marks a request a replica passed on to the owner
+	// (its value: the sender's shard index).
+	forwardedHeader = "X-Cleanprod-Forwarded-By"
+	// shardHeader names the shard that answered a forwarded request, or
+	// the one that did not.
+	shardHeader = "X-Cleanprod-Shard"
+	// missingShardsHeader lists the shards a fleet answer lacks
+	// ("1,2"); absent when it is complete.
+	missingShardsHeader = "X-Cleanprod-Missing-Shards"
+	// secretHeader carries the shard secret between replicas.
+	secretHeader = "X-Cleanprod-Shard-Secret"
+	// resultsPath is where a replica serves its shard's results.
+	resultsPath = "/internal/v1/shard/results"
+
+	codeShardUnavailable = "shard_unavailable"
+	codeShardMismatch    = "shard_mismatch"
+
+	fleetKey = "cleanprod.fleet"
+)
+
+// shardResults is the answer of resultsPath.
+type shardResults struct {
+	Shard   int               `json:"shard"`
+	Count   int               `json:"count"`
+	Time    time.Time         `json:"time"`
+	Results []*scoring.Result `json:"results"`
+	// LastReading is each enterprise's newest meter reading (only the
+	// owner's ingest sees its meters).
+	LastReading map[string]time.Time `json:"last_reading,omitempty"`
+}
+
+// fleetView is a fleet snapshot and what it lacks.
+type fleetView struct {
+	snap        *scoring.Snapshot
+	missing     []int // shards that did not answer, ascending
+	lastReading map[string]time.Time
+	at          time.Time // when it was assembled
+}
+
+// peering holds the peers and the cached fleet snapshot of a sharded
+// server. mu guards view; group makes concurrent requests share a fetch.
+type peering struct {
+	proxies []*httputil.ReverseProxy // by shard index; nil at this replica's own
+	peers   []*url.URL
+	client  *http.Client
+	group   singleflight.Group
+
+	mu   sync.Mutex
+	view *fleetView
+}
+
+// sharded reports whether the fleet is split between replicas.
+func (s *server) sharded() bool { return s.Shard.Count > 1 }
+
+// newFleet checks the peer URLs and builds the proxies. An error leaves
+// the fleet nil: every cross-shard request then fails with a clear 503.
+func (s *server) newFleet() (*peering, error) {
+	f := &peering{client: s.PeerClient}
+	if f.client == nil {
+		f.client = &http.Client{Timeout: 5 * time.Second}
+	}
+	if !strings.Contains(s.PeerURL, "{index}") {
+		return nil, fmt.Errorf("web: shard.peer_url %q has no {index}", s.PeerURL)
+	}
+	for i := range s.Shard.Count {
+		u, err := url.Parse(strings.ReplaceAll(s.PeerURL, "{index}", strconv.Itoa(i)))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("web: shard.peer_url for shard %d: %q is not an http(s) URL", i, u)
+		}
+		f.peers = append(f.peers, u)
+		if i == s.Shard.Index {
+			f.proxies = append(f.proxies, nil)
+			continue
+		}
+		f.proxies = append(f.proxies, s.proxy(i, u, f.client.Transport))
+	}
+	return f, nil
+}
+
+// proxy passes requests to shard i at u.
+func (s *server) proxy(i int, u *url.URL, rt http.RoundTripper) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			// The owner sees the caller's Host, so that its checks of a
+			// form's Origin and the links it writes are those of the
+			// address the caller used.
+			pr.Out.Host = pr.In.Host
+			pr.SetXForwarded()
+			pr.Out.Header.Set(forwardedHeader, strconv.Itoa(s.Shard.Index))
+		},
+		Transport:     rt,
+		FlushInterval: -1, // event streams
+		ModifyResponse: func(r *http.Response) error {
+			r.Header.Set(shardHeader, strconv.Itoa(i))
+			return nil
+		},
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			s.log.Warn("web: shard did not answer a forwarded request", "shard", i, "peer", u.String(), "path", r.URL.Path, "err", err)
+			w.Header().Set("Content-Type", "application/json; charset=utf-8")
+			w.Header().Set(shardHeader, strconv.Itoa(i))
+			w.WriteHeader(http.StatusBadGateway)
+			json.NewEncoder(w).Encode(errorBody{errorDetail{Code: codeShardUnavailable,
+				Message: fmt.Sprintf("shard %d of %d, which owns this enterprise, did not answer at %s; try again shortly", i, s.Shard.Count, u.Host)}})
+		},
+	}
+}
+
+// forward passes the request to the owner of enterprise and stops the
+// chain; it reports false (and does nothing) when this replica owns it.
+func (s *server) forward(c *gin.Context, enterprise string) bool {
+	if !s.sharded() || s.Shard.Owns(enterprise) {
+		return false
+	}
+	owner := shard.Of(enterprise, s.Shard.Count)
+	if by := c.GetHeader(forwardedHeader); by != "" {
+		s.fail(c, errorf(http.StatusBadGateway, codeShardMismatch,
+			"shard %s sent enterprise %s here, to shard %s, but shard %d owns it: do the replicas agree on shard.count?", clip(by, 8), enterprise, s.Shard, owner))
+		return true
+	}
+	if s.fleet == nil {
+		s.fail(c, errorf(http.StatusServiceUnavailable, codeShardUnavailable, "shard %d owns enterprise %s, and this replica has no valid shard.peer_url to ask it", owner, enterprise))
+		return true
+	}
+	c.Abort()
+	defer func() {
+		// A client gone mid-answer aborts the copy; let net/http end the
+		// connection quietly instead of logging a panic.
+		if r := recover(); r != nil && r != http.ErrAbortHandler {
+			panic(r)
+		}
+	}()
+	s.fleet.proxies[owner].ServeHTTP(c.Writer, c.Request)
+	return true
+}
+
+// shardResults serves this shard's results to its peers.
+func (s *server) shardResults(c *gin.Context) {
+	got, want := sha256.Sum256([]byte(c.GetHeader(secretHeader))), sha256.Sum256([]byte(s.ShardSecret))
+	if s.ShardSecret == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		s.fail(c, errorf(http.StatusUnauthorized, codeUnauthorized, "this route is for the other replicas: it needs the shard secret"))
+		return
+	}
+	snap := s.Scorer.Snapshot().Only(s.Shard.Owns)
+	out := shardResults{Shard: s.Shard.Index, Count: s.Shard.Count, Time: snap.Time, Results: snap.Results(), LastReading: map[string]time.Time{}}
+	for _, ent := range s.fleetRegistry().Enterprises {
+		if !s.Shard.Owns(ent.ID) {
+			continue
+		}
+		if f := s.localFreshness(ent); f.LastReading != nil {
+			out.LastReading[ent.ID] = *f.LastReading
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// fleetRegistry is the registry of every enterprise of the fleet.
+func (s *server) fleetRegistry() *registry.Registry {
+	if s.FleetRegistry != nil {
+		if r := s.FleetRegistry(); r != nil {
+			return r
+		}
+	}
+	return s.Registry
+}
+
+// fleetView returns the fleet snapshot for the request c, taken once per
+// request.
+func (s *server) fleetView(c *gin.Context) *fleetView {
+	if v, ok := c.Get(fleetKey); ok {
+		return v.(*fleetView)
+	}
+	v := s.fleetNow(c.Request.Context())
+	c.Set(fleetKey, v)
+	if len(v.missing) > 0 {
+		c.Header(missingShardsHeader, joinInts(v.missing))
+	}
+	return v
+}
+
+// fleetNow returns the cached fleet snapshot while it is younger than
+// FleetMaxAge, else assembles a new one (one fetch for every request
+// waiting).
+func (s *server) fleetNow(ctx context.Context) *fleetView {
+	maxAge := s.FleetMaxAge
+	if maxAge <= 0 {
+		maxAge = 10 * time.Second
+	}
+	f := s.fleet
+	if f == nil {
+		local := s.Scorer.Snapshot()
+		return &fleetView{snap: s.withFleetRegistry(local.Only(s.Shard.Owns)), missing: s.otherShards(), at: s.now()}
+	}
+	f.mu.Lock()
+	v := f.view
+	f.mu.Unlock()
+	if v != nil && time.Since(v.at) < maxAge {
+		return v
+	}
+	ch := f.group.DoChan("fleet", func() (any, error) {
+		// Not the request's context: a caller giving up must not fail
+		// the others waiting for the same fetch.
+		v := s.assemble(context.WithoutCancel(ctx))
+		f.mu.Lock()
+		f.view = v
+		f.mu.Unlock()
+		return v, nil
+	})
+	select {
+	case r := <-ch:
+		return r.Val.(*fleetView)
+	case <-ctx.Done():
+		local := s.Scorer.Snapshot()
+		return &fleetView{snap: s.withFleetRegistry(local.Only(s.Shard.Owns)), missing: s.otherShards(), at: s.now()}
+	}
+}
+
+func (s *server) otherShards() []int {
+	var out []int
+	for i := range s.Shard.Count {
+		if i != s.Shard.Index {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+func (s *server) withFleetRegistry(snap *scoring.Snapshot) *scoring.Snapshot {
+	snap.Registry = s.fleetRegistry()
+	return snap
+}
+
+// assemble asks every peer for its shard's results at once and merges
+// them with this replica's.
+func (s *server) assemble(ctx context.Context) *fleetView {
+	local := s.Scorer.Snapshot()
+	type answer struct {
+		i   int
+		res *shardResults
+		err error
+	}
+	answers := make(chan answer, s.Shard.Count)
+	for i := range s.Shard.Count {
+		if i == s.Shard.Index {
+			continue
+		}
+		go func() {
+			r, err := s.askPeer(ctx, i)
+			answers <- answer{i, r, err}
+		}()
+	}
+	v := &fleetView{lastReading: map[string]time.Time{}, at: time.Now()}
+	var parts [][]*scoring.Result
+	for range s.Shard.Count - 1 {
+		a := <-answers
+		if a.err != nil {
+			s.log.Warn("web: shard left out of the fleet's answers", "shard", a.i, "peer", s.fleet.peers[a.i].Host, "err", a.err)
+			v.missing = append(v.missing, a.i)
+			continue
+		}
+		parts = append(parts, a.res.Results)
+		for id, t := range a.res.LastReading {
+			v.lastReading[id] = t
+		}
+	}
+	slices.Sort(v.missing)
+	v.snap = s.withFleetRegistry(local.Only(s.Shard.Owns).Merge(parts...))
+	return v
+}
+
+// askPeer fetches shard i's results and checks they are its own.
+func (s *server) askPeer(ctx context.Context, i int) (*shardResults, error) {
+	u := *s.fleet.peers[i]
+	u.Path = strings.TrimSuffix(u.Path, "/") + resultsPath
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set(secretHeader, s.ShardSecret)
+	resp, err := s.fleet.client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		return nil, fmt.Errorf("shard %d answered %s: %s", i, resp.Status, b)
+	}
+	var out shardResults
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 256<<20)).Decode(&out); err != nil {
+		return nil, fmt.Errorf("shard %d: decode its results: %w", i, err)
+	}
+	if out.Shard != i || out.Count != s.Shard.Count {
+		return nil, fmt.Errorf("the replica at shard %d's address says it is shard %d of %d, not %d of %d", i, out.Shard, out.Count, i, s.Shard.Count)
+	}
+	kept := out.Results[:0]
+	for _, r := range out.Results {
+		if r != nil && shard.Of(r.Enterprise, s.Shard.Count) == i {
+			kept = append(kept, r)
+		}
+	}
+	out.Results = kept
+	return &out, nil
+}
+
+// missingShards returns the shards the request's fleet answer lacks.
+func (s *server) missingShards(c *gin.Context) []int {
+	if v, ok := c.Get(fleetKey); ok {
+		return v.(*fleetView).missing
+	}
+	return nil
+}
+
+func joinInts(is []int) string {
+	parts := make([]string, len(is))
+	for i, n := range is {
+		parts[i] = strconv.Itoa(n)
+	}
+	return strings.Join(parts, ",")
+}

@@ -1,0 +1,316 @@
+package web
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/cleanprod/cleanprod/scoring"
+	"github.com/cleanprod/cleanprod/shard"
+)
+
+const testShardSecret = "test-shard-secret"
+
+// shardScorer is the engine as a replica of shard set sees it once
+// scoring is sharded: only its own enterprises.
+type shardScorer struct {
+	Scorer
+	set shard.Set
+}
+
+func (s shardScorer) Snapshot() *scoring.Snapshot { return s.Scorer.Snapshot().Only(s.set.Owns) }
+
+// shardedFleet is n replicas over the fixture's engine, each with its
+// shard's results only, served by httptest servers that the peers reach
+// as http://shard-{index}.test.
+type shardedFleet struct {
+	f       *fixture
+	srvs    []*httptest.Server
+	peerURL string
+	client  *http.Client
+}
+
+func newShardedFleet(t *testing.T, f *fixture, n int) *shardedFleet {
+	t.Helper()
+	sf := &shardedFleet{f: f, peerURL: "http://shard-{index}.test"}
+	handlers := make([]http.Handler, n)
+	var mu sync.Mutex
+	for i := range n {
+		sf.srvs = append(sf.srvs, httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			h := handlers[i]
+			mu.Unlock()
+			h.ServeHTTP(w, r)
+		})))
+		t.Cleanup(sf.srvs[i].Close)
+	}
+	// The peers' client dials shard-N.test at server N.
+	sf.client = &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, _, _ := strings.Cut(addr, ":")
+		var i int
+		if _, err := fmt.Sscanf(host, "shard-%d.test", &i); err != nil || i >= n {
+			return nil, fmt.Errorf("no test shard at %s", addr)
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, sf.srvs[i].Listener.Addr().String())
+	}}}
+	for i := range n {
+		o := f.opts
+		o.Registerer = prometheus.NewRegistry()
+		o.Shard = shard.Set{Index: i, Count: n}
+		o.Scorer = shardScorer{Scorer: f.eng, set: o.Shard}
+		o.PeerURL, o.ShardSecret, o.PeerClient = sf.peerURL, testShardSecret, sf.client
+		mu.Lock()
+		handlers[i] = NewHandler(o)
+		mu.Unlock()
+	}
+	return sf
+}
+
+// get asks replica i with a bearer token.
+func (sf *shardedFleet) get(t *testing.T, i int, target, token string, hdr ...string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest("GET", sf.srvs[i].URL+target, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for j := 0; j+1 < len(hdr); j += 2 {
+		req.Header.Set(hdr[j], hdr[j+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+func readBody(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// withoutTimes decodes JSON and drops what differs between two moments
+// of the same data: the evaluation's time and the readings' age.
+func withoutTimes(t *testing.T, body string) any {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal([]byte(body), &v); err != nil {
+		t.Fatalf("not JSON: %v: %s", err, body)
+	}
+	var strip func(any)
+	strip = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			delete(v, "time")
+			delete(v, "age_seconds")
+			for _, x := range v {
+				strip(x)
+			}
+		case []any:
+			for _, x := range v {
+				strip(x)
+			}
+		}
+	}
+	strip(v)
+	return v
+}
+
+// Every replica of three answers the fleet's routes as the one unsharded
+// server does, and one enterprise's routes as its owner does.
+func TestShardedReplicasAnswerAsOne(t *testing.T) {
+	f := newFixture(t)
+	sf := newShardedFleet(t, f, 3)
+	for _, target := range []string{
+		"/api/v1/rankings",
+		"/api/v1/rankings/energy_per_vehicle",
+		"/api/v1/enterprises",
+		"/api/v1/enterprises/" + entA,
+		"/api/v1/enterprises/" + entB,
+		"/api/v1/enterprises/" + entB + "/meters",
+		"/api/v1/enterprises/" + entA + "/declarations",
+	} {
+		want := f.do(t, "GET", target, supervisorToken, "")
+		if want.Code != http.StatusOK {
+			t.Fatalf("GET %s unsharded: %d %s", target, want.Code, want.Body)
+		}
+		for i := range sf.srvs {
+			resp := sf.get(t, i, target, supervisorToken)
+			body := readBody(t, resp)
+			if resp.StatusCode != http.StatusOK {
+				t.Errorf("GET %s from replica %d: got %d %s, want 200", target, i, resp.StatusCode, body)
+				continue
+			}
+			if m := resp.Header.Get(missingShardsHeader); m != "" {
+				t.Errorf("GET %s from replica %d: shards %s missing", target, i, m)
+			}
+			if got, want := withoutTimes(t, body), withoutTimes(t, want.Body.String()); !reflect.DeepEqual(got, want) {
+				t.Errorf("GET %s from replica %d:\n got %s\nwant %s", target, i, clip(body, 2000), clip(f.do(t, "GET", target, supervisorToken, "").Body.String(), 2000))
+			}
+		}
+	}
+	// The enterprise page, from a replica that does not own it.
+	owner := shard.Of(entA, 3)
+	other := (owner + 1) % 3
+	resp := sf.get(t, other, "/enterprises/"+entA, enterpriseToken)
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "<html") || resp.Header.Get(shardHeader) != fmt.Sprint(owner) {
+		t.Errorf("enterprise page through replica %d: got %d (answered by shard %q), want 200 from shard %d", other, resp.StatusCode, resp.Header.Get(shardHeader), owner)
+	}
+	// The overview page of the fleet lists every enterprise.
+	resp = sf.get(t, other, "/", supervisorToken)
+	body = readBody(t, resp)
+	for _, ent := range f.reg.Enterprises {
+		if !strings.Contains(body, ent.ID) {
+			t.Errorf("overview from replica %d: %s missing", other, ent.ID)
+		}
+	}
+}
+
+// An enterprise's token sees its own enterprise through any replica and
+// never another: the replica refuses it before forwarding, and the owner
+// would too.
+func TestShardedEnterpriseTokenStaysOwn(t *testing.T) {
+	f := newFixture(t)
+	sf := newShardedFleet(t, f, 3)
+	for i := range sf.srvs {
+		if resp := sf.get(t, i, "/api/v1/enterprises/"+entA, enterpriseToken); resp.StatusCode != http.StatusOK {
+			t.Errorf("own enterprise through replica %d: got %d %s", i, resp.StatusCode, readBody(t, resp))
+		}
+		resp := sf.get(t, i, "/api/v1/enterprises/"+entB, enterpriseToken)
+		if body := readBody(t, resp); resp.StatusCode != http.StatusForbidden || strings.Contains(body, "indicators") {
+			t.Errorf("other enterprise through replica %d: got %d %s, want 403", i, resp.StatusCode, body)
+		}
+		resp = sf.get(t, i, "/api/v1/enterprises", enterpriseToken)
+		var list EnterpriseList
+		if err := json.Unmarshal([]byte(readBody(t, resp)), &list); err != nil || len(list.Enterprises) != 1 || list.Enterprises[0].ID != entA {
+			t.Errorf("enterprise list through replica %d: got %+v (%v), want only %s", i, list.Enterprises, err, entA)
+		}
+		// The loop guard does not let a forged header skip the token.
+		resp = sf.get(t, shard.Of(entB, 3), "/api/v1/enterprises/"+entB, enterpriseToken, forwardedHeader, "0")
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("forged forward to the owner: got %d, want 403", resp.StatusCode)
+		}
+		readBody(t, resp)
+	}
+	// The internal endpoint takes the shard secret, never a token.
+	for _, c := range []struct {
+		name string
+		hdr  []string
+		want int
+	}{
+		{"supervisor token", []string{"Authorization", "Bearer " + supervisorToken}, http.StatusUnauthorized},
+		{"enterprise token", []string{"Authorization", "Bearer " + enterpriseToken}, http.StatusUnauthorized},
+		{"wrong secret", []string{secretHeader, "nope"}, http.StatusUnauthorized},
+		{"secret", []string{secretHeader, testShardSecret}, http.StatusOK},
+	} {
+		resp := sf.get(t, 1, resultsPath, "", c.hdr...)
+		if body := readBody(t, resp); resp.StatusCode != c.want {
+			t.Errorf("%s on %s: got %d %s, want %d", c.name, resultsPath, resp.StatusCode, clip(body, 200), c.want)
+		}
+	}
+}
+
+// A request already forwarded once is never forwarded again: replicas
+// that disagree on the shard count get an error, not a loop.
+func TestShardedForwardsOnce(t *testing.T) {
+	f := newFixture(t)
+	sf := newShardedFleet(t, f, 3)
+	other := (shard.Of(entA, 3) + 1) % 3
+	resp := sf.get(t, other, "/api/v1/enterprises/"+entA, supervisorToken, forwardedHeader, "1")
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, codeShardMismatch) {
+		t.Errorf("got %d %s, want 502 %s", resp.StatusCode, body, codeShardMismatch)
+	}
+}
+
+// A replica down: its enterprises' routes answer 502 naming the shard,
+// the fleet's routes answer with the other shards and say which is
+// missing, and /readyz stays ready.
+func TestShardedPeerDown(t *testing.T) {
+	f := newFixture(t)
+	sf := newShardedFleet(t, f, 3)
+	down := shard.Of(entA, 3)
+	other := (down + 1) % 3
+	sf.srvs[down].Close()
+	resp := sf.get(t, other, "/api/v1/enterprises/"+entA, supervisorToken)
+	body := readBody(t, resp)
+	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(body, codeShardUnavailable) || !strings.Contains(body, fmt.Sprintf("shard %d of 3", down)) {
+		t.Errorf("enterprise of the shard down: got %d %s, want 502 naming shard %d", resp.StatusCode, body, down)
+	}
+	resp = sf.get(t, other, "/api/v1/rankings", supervisorToken)
+	body = readBody(t, resp)
+	var rk RankingDTO
+	if err := json.Unmarshal([]byte(body), &rk); err != nil {
+		t.Fatalf("rankings: %v: %s", err, body)
+	}
+	if resp.StatusCode != http.StatusOK || !slices.Equal(rk.MissingShards, []int{down}) || resp.Header.Get(missingShardsHeader) != fmt.Sprint(down) {
+		t.Errorf("rankings: got %d, missing %v (header %q), want 200 missing [%d]", resp.StatusCode, rk.MissingShards, resp.Header.Get(missingShardsHeader), down)
+	}
+	for _, e := range append(rk.Entries, rk.Unranked...) {
+		if e.Enterprise != nil && shard.Of(*e.Enterprise, 3) == down {
+			t.Errorf("rankings list %s of the shard down", *e.Enterprise)
+		}
+	}
+	if n := len(rk.Entries) + len(rk.Unranked); n == 0 {
+		t.Errorf("rankings: no entries of the shards up")
+	}
+	resp = sf.get(t, other, "/", supervisorToken)
+	if body := readBody(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(body, `id="missing-shards"`) {
+		t.Errorf("overview: got %d, want 200 saying shard %d is missing", resp.StatusCode, down)
+	}
+	if resp := sf.get(t, other, "/readyz", ""); resp.StatusCode != http.StatusOK {
+		t.Errorf("readyz with a peer down: got %d, want 200", resp.StatusCode)
+	}
+}
+
+// A cursor from one replica continues the list on another sharing the
+// secret; one keyed at random (no secret) is refused elsewhere.
+func TestCursorAcrossReplicas(t *testing.T) {
+	f := newFixture(t)
+	mk := func(secret string) http.Handler {
+		o := f.opts
+		o.Registerer = prometheus.NewRegistry()
+		o.ShardSecret = secret
+		return NewHandler(o)
+	}
+	get := func(h http.Handler, target string) *httptest.ResponseRecorder {
+		req := httptest.NewRequest("GET", target, nil)
+		req.Header.Set("Authorization", "Bearer "+supervisorToken)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w
+	}
+	a, b, c := mk(testShardSecret), mk(testShardSecret), mk("")
+	w := get(a, "/api/v1/enterprises?limit=1")
+	var first EnterpriseList
+	if err := json.Unmarshal(w.Body.Bytes(), &first); err != nil || first.NextCursor == "" {
+		t.Fatalf("first page: %v %s", err, w.Body)
+	}
+	next := "/api/v1/enterprises?limit=1&cursor=" + url.QueryEscape(first.NextCursor)
+	if w := get(b, next); w.Code != http.StatusOK {
+		t.Errorf("cursor on a replica with the same secret: got %d %s, want 200", w.Code, w.Body)
+	}
+	if w := get(c, next); w.Code != http.StatusBadRequest {
+		t.Errorf("cursor on a server without the secret: got %d, want 400", w.Code)
+	}
+}
