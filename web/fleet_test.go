@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,7 +28,13 @@ const testShardSecret = "test-shard-secret"
 // scoring is sharded: only its own enterprises.
 type shardScorer struct {
 	Scorer
-	set shard.Set
+	set     shard.Set
+	reloads *atomic.Int32 // ReloadDeclarations calls
+}
+
+func (s shardScorer) ReloadDeclarations() {
+	s.reloads.Add(1)
+	s.Scorer.ReloadDeclarations()
 }
 
 func (s shardScorer) Snapshot() *scoring.Snapshot { return s.Scorer.Snapshot().Only(s.set.Owns) }
@@ -37,6 +44,7 @@ func (s shardScorer) Snapshot() *scoring.Snapshot { return s.Scorer.Snapshot().O
 // as http://shard-{index}.test.
 type shardedFleet struct {
 	f       *fixture
+	reloads []*atomic.Int32 // by shard
 	srvs    []*httptest.Server
 	peerURL string
 	client  *http.Client
@@ -69,13 +77,30 @@ func newShardedFleet(t *testing.T, f *fixture, n int) *shardedFleet {
 		o := f.opts
 		o.Registerer = prometheus.NewRegistry()
 		o.Shard = shard.Set{Index: i, Count: n}
-		o.Scorer = shardScorer{Scorer: f.eng, set: o.Shard}
+		sf.reloads = append(sf.reloads, new(atomic.Int32))
+		o.Scorer = shardScorer{Scorer: f.eng, set: o.Shard, reloads: sf.reloads[i]}
 		o.PeerURL, o.ShardSecret, o.PeerClient = sf.peerURL, testShardSecret, sf.client
 		mu.Lock()
 		handlers[i] = NewHandler(o)
 		mu.Unlock()
 	}
 	return sf
+}
+
+// do asks replica i with a bearer token and a JSON body.
+func (sf *shardedFleet) do(t *testing.T, i int, method, target, token, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, sf.srvs[i].URL+target, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
 }
 
 // get asks replica i with a bearer token.
@@ -312,5 +337,34 @@ func TestCursorAcrossReplicas(t *testing.T) {
 	}
 	if w := get(c, next); w.Code != http.StatusBadRequest {
 		t.Errorf("cursor on a server without the secret: got %d, want 400", w.Code)
+	}
+}
+
+// A declaration made and reviewed through replicas that do not own its
+// enterprise lands at the owner, whose scorer reloads at once.
+func TestShardedDeclarationReachesOwner(t *testing.T) {
+	f := newFixture(t)
+	sf := newShardedFleet(t, f, 3)
+	owner := shard.Of(entA, 3)
+	a, b := (owner+1)%3, (owner+2)%3
+	resp := sf.do(t, a, "POST", "/api/v1/enterprises/"+entA+"/declarations", enterpriseToken,
+		`{"indicator": "voc_per_m2", "not_applicable": true, "evidence": "we say so", "valid_from": "2026-05-01"}`)
+	body := readBody(t, resp)
+	var created DeclarationCreated
+	if resp.StatusCode != http.StatusCreated || json.Unmarshal([]byte(body), &created) != nil {
+		t.Fatalf("declare through replica %d: got %d %s", a, resp.StatusCode, body)
+	}
+	if resp.Header.Get(shardHeader) != fmt.Sprint(owner) {
+		t.Errorf("declare: answered by shard %q, want the owner %d", resp.Header.Get(shardHeader), owner)
+	}
+	resp = sf.do(t, b, "POST", "/api/v1/declarations/"+created.Declaration.ID+"/accept", supervisorToken, `{"note": "checked"}`)
+	if body := readBody(t, resp); resp.StatusCode != http.StatusOK || resp.Header.Get(shardHeader) != fmt.Sprint(owner) {
+		t.Errorf("accept through replica %d: got %d from shard %q: %s, want 200 from the owner %d", b, resp.StatusCode, resp.Header.Get(shardHeader), body, owner)
+	}
+	if got := sf.reloads[owner].Load(); got != 1 {
+		t.Errorf("the owner's scorer reloaded %d times, want 1 (the review)", got)
+	}
+	if got := sf.reloads[a].Load() + sf.reloads[b].Load(); got != 0 {
+		t.Errorf("the other replicas' scorers reloaded %d times, want 0", got)
 	}
 }
