@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/cleanprod/cleanprod/registry"
@@ -93,6 +95,29 @@ type peering struct {
 
 	mu   sync.Mutex
 	view *fleetView
+
+	// fetches counts the asks for a peer's results by shard and result
+	// (ok, error); missing is the number of shards the latest merge
+	// lacks; forwarded counts the requests passed to an owner by shard
+	// and result (ok: it answered, error: it did not).
+	fetches, forwarded *prometheus.CounterVec
+	missing            prometheus.Gauge
+}
+
+func newPeeringMetrics(reg prometheus.Registerer) (fetches, forwarded *prometheus.CounterVec, missing prometheus.Gauge) {
+	fetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cleanprod_shard_peer_fetches_total", Help: "Asks for a peer shard's results, for the fleet's answers, by shard and result (ok, error).",
+	}, []string{"shard", "result"})
+	forwarded = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cleanprod_shard_forwarded_requests_total", Help: "Requests for another shard's enterprise passed to its owner, by shard and result (ok: it answered, error: it did not).",
+	}, []string{"shard", "result"})
+	missing = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "cleanprod_shard_missing", Help: "Shards whose results the latest merged fleet snapshot lacks (their replica did not answer).",
+	})
+	if reg != nil {
+		reg.MustRegister(fetches, forwarded, missing)
+	}
+	return fetches, forwarded, missing
 }
 
 // sharded reports whether the fleet is split between replicas.
@@ -102,8 +127,17 @@ func (s *server) sharded() bool { return s.Shard.Count > 1 }
 // the fleet nil: every cross-shard request then fails with a clear 503.
 func (s *server) newFleet() (*peering, error) {
 	f := &peering{client: s.PeerClient}
+	f.fetches, f.forwarded, f.missing = newPeeringMetrics(s.Registerer)
 	if f.client == nil {
-		f.client = &http.Client{Timeout: 5 * time.Second}
+		// A peer that is gone fails fast (dial); one that hangs fails the
+		// forwarded request after a minute (a report's PDF takes seconds)
+		// and the results' fetch after 5 s. Event streams have no limit.
+		f.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+			DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			ResponseHeaderTimeout: time.Minute,
+			MaxIdleConnsPerHost:   16,
+			IdleConnTimeout:       90 * time.Second,
+		}}
 	}
 	if !strings.Contains(s.PeerURL, "{index}") {
 		return nil, fmt.Errorf("web: shard.peer_url %q has no {index}", s.PeerURL)
@@ -118,13 +152,14 @@ func (s *server) newFleet() (*peering, error) {
 			f.proxies = append(f.proxies, nil)
 			continue
 		}
-		f.proxies = append(f.proxies, s.proxy(i, u, f.client.Transport))
+		f.proxies = append(f.proxies, s.proxy(f, i, u))
 	}
 	return f, nil
 }
 
 // proxy passes requests to shard i at u.
-func (s *server) proxy(i int, u *url.URL, rt http.RoundTripper) *httputil.ReverseProxy {
+func (s *server) proxy(f *peering, i int, u *url.URL) *httputil.ReverseProxy {
+	shardLabel := strconv.Itoa(i)
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
@@ -135,16 +170,18 @@ func (s *server) proxy(i int, u *url.URL, rt http.RoundTripper) *httputil.Revers
 			pr.SetXForwarded()
 			pr.Out.Header.Set(forwardedHeader, strconv.Itoa(s.Shard.Index))
 		},
-		Transport:     rt,
+		Transport:     f.client.Transport,
 		FlushInterval: -1, // event streams
 		ModifyResponse: func(r *http.Response) error {
-			r.Header.Set(shardHeader, strconv.Itoa(i))
+			f.forwarded.WithLabelValues(shardLabel, "ok").Inc()
+			r.Header.Set(shardHeader, shardLabel)
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			f.forwarded.WithLabelValues(shardLabel, "error").Inc()
 			s.log.Warn("web: shard did not answer a forwarded request", "shard", i, "peer", u.String(), "path", r.URL.Path, "err", err)
 			w.Header().Set("Content-Type", "application/json; charset=utf-8")
-			w.Header().Set(shardHeader, strconv.Itoa(i))
+			w.Header().Set(shardHeader, shardLabel)
 			w.WriteHeader(http.StatusBadGateway)
 			json.NewEncoder(w).Encode(errorBody{errorDetail{Code: codeShardUnavailable,
 				Message: fmt.Sprintf("shard %d of %d, which owns this enterprise, did not answer at %s; try again shortly", i, s.Shard.Count, u.Host)}})
@@ -299,6 +336,11 @@ func (s *server) assemble(ctx context.Context) *fleetView {
 	var parts [][]*scoring.Result
 	for range s.Shard.Count - 1 {
 		a := <-answers
+		result := "ok"
+		if a.err != nil {
+			result = "error"
+		}
+		s.fleet.fetches.WithLabelValues(strconv.Itoa(a.i), result).Inc()
 		if a.err != nil {
 			s.log.Warn("web: shard left out of the fleet's answers", "shard", a.i, "peer", s.fleet.peers[a.i].Host, "err", a.err)
 			v.missing = append(v.missing, a.i)
@@ -310,6 +352,7 @@ func (s *server) assemble(ctx context.Context) *fleetView {
 		}
 	}
 	slices.Sort(v.missing)
+	s.fleet.missing.Set(float64(len(v.missing)))
 	v.snap = s.withFleetRegistry(local.Only(s.Shard.Owns).Merge(parts...))
 	return v
 }

@@ -17,6 +17,7 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cleanprod/cleanprod/scoring"
 	"github.com/cleanprod/cleanprod/shard"
@@ -45,6 +46,7 @@ func (s shardScorer) Snapshot() *scoring.Snapshot { return s.Scorer.Snapshot().O
 type shardedFleet struct {
 	f       *fixture
 	reloads []*atomic.Int32 // by shard
+	metrics []*prometheus.Registry
 	srvs    []*httptest.Server
 	peerURL string
 	client  *http.Client
@@ -75,7 +77,9 @@ func newShardedFleet(t *testing.T, f *fixture, n int) *shardedFleet {
 	}}}
 	for i := range n {
 		o := f.opts
-		o.Registerer = prometheus.NewRegistry()
+		reg := prometheus.NewRegistry()
+		sf.metrics = append(sf.metrics, reg)
+		o.Registerer = reg
 		o.Shard = shard.Set{Index: i, Count: n}
 		sf.reloads = append(sf.reloads, new(atomic.Int32))
 		o.Scorer = shardScorer{Scorer: f.eng, set: o.Shard, reloads: sf.reloads[i]}
@@ -305,6 +309,20 @@ func TestShardedPeerDown(t *testing.T) {
 	}
 	if resp := sf.get(t, other, "/readyz", ""); resp.StatusCode != http.StatusOK {
 		t.Errorf("readyz with a peer down: got %d, want 200", resp.StatusCode)
+	}
+	if err := testutil.GatherAndCompare(sf.metrics[other], strings.NewReader(`
+# HELP cleanprod_shard_missing Shards whose results the latest merged fleet snapshot lacks (their replica did not answer).
+# TYPE cleanprod_shard_missing gauge
+cleanprod_shard_missing 1
+`), "cleanprod_shard_missing"); err != nil {
+		t.Error(err)
+	}
+	if err := testutil.GatherAndCompare(sf.metrics[other], strings.NewReader(fmt.Sprintf(`
+# HELP cleanprod_shard_forwarded_requests_total Requests for another shard's enterprise passed to its owner, by shard and result (ok: it answered, error: it did not).
+# TYPE cleanprod_shard_forwarded_requests_total counter
+cleanprod_shard_forwarded_requests_total{result="error",shard="%d"} 1
+`, down)), "cleanprod_shard_forwarded_requests_total"); err != nil {
+		t.Error(err)
 	}
 }
 
