@@ -263,7 +263,8 @@ func (s *server) fleetView(c *gin.Context) *fleetView {
 
 // fleetNow returns the cached fleet snapshot while it is younger than
 // FleetMaxAge, else assembles a new one (one fetch for every request
-// waiting).
+// waiting); a cache less than three times FleetMaxAge old answers while
+// the new one is fetched.
 func (s *server) fleetNow(ctx context.Context) *fleetView {
 	maxAge := s.FleetMaxAge
 	if maxAge <= 0 {
@@ -272,7 +273,7 @@ func (s *server) fleetNow(ctx context.Context) *fleetView {
 	f := s.fleet
 	if f == nil {
 		local := s.Scorer.Snapshot()
-		return &fleetView{snap: s.withFleetRegistry(local.Only(s.Shard.Owns)), missing: s.otherShards(), at: s.now()}
+		return &fleetView{snap: s.withFleetRegistry(local.Only(s.Shard.Owns)), missing: s.otherShards(), at: time.Now()}
 	}
 	f.mu.Lock()
 	v := f.view
@@ -289,12 +290,17 @@ func (s *server) fleetNow(ctx context.Context) *fleetView {
 		f.mu.Unlock()
 		return v, nil
 	})
+	if v != nil && time.Since(v.at) < 3*maxAge {
+		// Stale, but not by much: answer with it while the fetch runs,
+		// so that a slow peer slows no request once the cache is warm.
+		return v
+	}
 	select {
 	case r := <-ch:
 		return r.Val.(*fleetView)
 	case <-ctx.Done():
 		local := s.Scorer.Snapshot()
-		return &fleetView{snap: s.withFleetRegistry(local.Only(s.Shard.Owns)), missing: s.otherShards(), at: s.now()}
+		return &fleetView{snap: s.withFleetRegistry(local.Only(s.Shard.Owns)), missing: s.otherShards(), at: time.Now()}
 	}
 }
 

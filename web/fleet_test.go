@@ -386,3 +386,29 @@ func TestShardedDeclarationReachesOwner(t *testing.T) {
 		t.Errorf("the other replicas' scorers reloaded %d times, want 0", got)
 	}
 }
+
+// Concurrent fleet requests share one fetch from each peer, and the
+// merge is reused while it is fresh.
+func TestShardedFleetFetchedOnce(t *testing.T) {
+	f := newFixture(t)
+	sf := newShardedFleet(t, f, 3)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			resp := sf.get(t, 0, "/api/v1/rankings", supervisorToken)
+			if body := readBody(t, resp); resp.StatusCode != http.StatusOK {
+				t.Errorf("rankings: got %d %s", resp.StatusCode, body)
+			}
+		})
+	}
+	wg.Wait()
+	readBody(t, sf.get(t, 0, "/api/v1/enterprises", supervisorToken))
+	if err := testutil.GatherAndCompare(sf.metrics[0], strings.NewReader(`
+# HELP cleanprod_shard_peer_fetches_total Asks for a peer shard's results, for the fleet's answers, by shard and result (ok, error).
+# TYPE cleanprod_shard_peer_fetches_total counter
+cleanprod_shard_peer_fetches_total{result="ok",shard="1"} 1
+cleanprod_shard_peer_fetches_total{result="ok",shard="2"} 1
+`), "cleanprod_shard_peer_fetches_total"); err != nil {
+		t.Error(err)
+	}
+}
