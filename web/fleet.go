@@ -178,13 +178,16 @@ func (s *server) proxy(f *peering, i int, u *url.URL) *httputil.ReverseProxy {
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() != nil {
+				return // the caller left; the owner is not to blame
+			}
 			f.forwarded.WithLabelValues(shardLabel, "error").Inc()
 			s.log.Warn("web: shard did not answer a forwarded request", "shard", i, "peer", u.String(), "path", r.URL.Path, "err", err)
 			w.Header().Set("Content-Type", "application/json; charset=utf-8")
 			w.Header().Set(shardHeader, shardLabel)
 			w.WriteHeader(http.StatusBadGateway)
 			json.NewEncoder(w).Encode(errorBody{errorDetail{Code: codeShardUnavailable,
-				Message: fmt.Sprintf("shard %d of %d, which owns this enterprise, did not answer at %s; try again shortly", i, s.Shard.Count, u.Host)}})
+				Message: fmt.Sprintf("shard %d of %d, which owns this enterprise, did not answer; try again shortly", i, s.Shard.Count)}})
 		},
 	}
 }
@@ -206,13 +209,9 @@ func (s *server) forward(c *gin.Context, enterprise string) bool {
 		return true
 	}
 	c.Abort()
-	defer func() {
-		// A client gone mid-answer aborts the copy; let net/http end the
-		// connection quietly instead of logging a panic.
-		if r := recover(); r != nil && r != http.ErrAbortHandler {
-			panic(r)
-		}
-	}()
+	// A client gone mid-answer makes the proxy panic with
+	// http.ErrAbortHandler, which the recovery passes on to net/http to
+	// end the connection quietly.
 	s.fleet.proxies[owner].ServeHTTP(c.Writer, c.Request)
 	return true
 }

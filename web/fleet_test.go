@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -410,5 +412,53 @@ cleanprod_shard_peer_fetches_total{result="ok",shard="1"} 1
 cleanprod_shard_peer_fetches_total{result="ok",shard="2"} 1
 `), "cleanprod_shard_peer_fetches_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+// An enterprise's live event stream through a replica that does not own
+// it is its owner's, streamed as it comes.
+func TestShardedEventStreamForwarded(t *testing.T) {
+	f := newFixture(t)
+	sf := newShardedFleet(t, f, 3)
+	owner := shard.Of(entA, 3)
+	other := (owner + 1) % 3
+	resp := sf.get(t, other, "/api/v1/events/stream", enterpriseToken)
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" || resp.Header.Get(shardHeader) != fmt.Sprint(owner) {
+		t.Fatalf("stream through replica %d: got %d %s from shard %q, want a stream from shard %d", other, resp.StatusCode, resp.Header.Get("Content-Type"), resp.Header.Get(shardHeader), owner)
+	}
+	ev := scoring.Event{Time: fixtureNow, Enterprise: entA, Kind: scoring.EventStale, Meter: "E-PAINT-01"}
+	done := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(resp.Body)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				done <- "stream ended: " + err.Error()
+				return
+			}
+			if strings.HasPrefix(line, "data: ") && strings.Contains(line, "E-PAINT-01") {
+				done <- ""
+				return
+			}
+		}
+	}()
+	// The subscription is made when the stream starts; publish until the
+	// event comes through.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case msg := <-done:
+			if msg != "" {
+				t.Fatal(msg)
+			}
+			return
+		case <-tick.C:
+			f.events.Publish(ev)
+		case <-deadline:
+			t.Fatal("no event through the forwarded stream within 10s")
+		}
 	}
 }
