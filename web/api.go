@@ -299,6 +299,15 @@ func (s *server) stream(c *gin.Context) {
 		defer cancel()
 		events = ch
 	}
+	// A fleet-wide stream of a sharded replica carries the peers' events
+	// too (unless a peer asks: then its own only); an event two replicas
+	// announce is sent once.
+	var peerEvents <-chan scoring.Event
+	var sent *idRing
+	if s.sharded() && ent == "" && c.GetHeader(forwardedHeader) == "" {
+		peerEvents = s.peerEvents(c.Request.Context(), c.Request, kind)
+		sent = newIDRing(4096)
+	}
 	var replay []scoring.Event
 	if last != "" {
 		if replay, err = s.eventsSince(c, ent, kind, since); err != nil {
@@ -338,7 +347,13 @@ func (s *server) stream(c *gin.Context) {
 			if !ok {
 				return
 			}
-			if (ent != "" && ev.Enterprise != ent) || (kind != "" && string(ev.Kind) != kind) || replayed[eventID(ev)] {
+			if (ent != "" && ev.Enterprise != ent) || (kind != "" && string(ev.Kind) != kind) || replayed[eventID(ev)] ||
+				(sent != nil && sent.seen(eventID(ev))) {
+				continue
+			}
+			send(ev)
+		case ev := <-peerEvents:
+			if (kind != "" && string(ev.Kind) != kind) || replayed[eventID(ev)] || sent.seen(eventID(ev)) {
 				continue
 			}
 			send(ev)

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -411,4 +412,114 @@ func joinInts(is []int) string {
 		parts[i] = strconv.Itoa(n)
 	}
 	return strings.Join(parts, ",")
+}
+
+// peerEvents follows the live event streams of every peer shard until
+// ctx ends, so that a fleet-wide stream on one replica carries the events
+// every replica announces. The caller's credentials go along, so each
+// peer checks them itself, and the requests are marked forwarded, so each
+// peer sends its own events only. A peer that does not answer is asked
+// again, waiting from 1 s up to 30 s.
+func (s *server) peerEvents(ctx context.Context, in *http.Request, kind string) <-chan scoring.Event {
+	out := make(chan scoring.Event, 256)
+	if s.fleet == nil {
+		return out
+	}
+	client := &http.Client{Transport: s.fleet.client.Transport} // no timeout: a stream lasts
+	for i, u := range s.fleet.peers {
+		if i == s.Shard.Index {
+			continue
+		}
+		go func() {
+			wait := time.Second
+			for {
+				connected, err := s.followPeer(ctx, client, u, in.Header, kind, out)
+				if ctx.Err() != nil {
+					return
+				}
+				if connected {
+					wait = time.Second
+				}
+				s.log.Debug("web: a peer's event stream ended", "shard", i, "err", err, "again in", wait)
+				select {
+				case <-ctx.Done():
+					return
+				case <-time.After(wait):
+				}
+				wait = min(2*wait, 30*time.Second)
+			}
+		}()
+	}
+	return out
+}
+
+// followPeer reads one peer's event stream into out until it ends; it
+// reports whether the peer answered with a stream.
+func (s *server) followPeer(ctx context.Context, client *http.Client, peer *url.URL, hdr http.Header, kind string, out chan<- scoring.Event) (bool, error) {
+	u := *peer
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/api/v1/events/stream"
+	if kind != "" {
+		u.RawQuery = url.Values{"kind": {kind}}.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return false, err
+	}
+	for _, h := range []string{"Authorization", "Cookie"} {
+		if v := hdr.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	req.Header.Set(forwardedHeader, strconv.Itoa(s.Shard.Index))
+	resp, err := client.Do(req)
+	if err != nil {
+		return false, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return false, fmt.Errorf("answered %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		data, ok := strings.CutPrefix(sc.Text(), "data: ")
+		if !ok {
+			continue
+		}
+		var ev scoring.Event
+		if err := json.Unmarshal([]byte(data), &ev); err != nil {
+			continue
+		}
+		select {
+		case out <- ev:
+		case <-ctx.Done():
+			return true, ctx.Err()
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return true, err
+	}
+	return true, io.EOF
+}
+
+// idRing remembers the last ids it was given, to send an event announced
+// by two replicas once.
+type idRing struct {
+	ids  []string
+	next int
+	set  map[string]bool
+}
+
+func newIDRing(n int) *idRing { return &idRing{ids: make([]string, n), set: make(map[string]bool, n)} }
+
+// seen reports whether id is among the remembered ones, and remembers it.
+func (r *idRing) seen(id string) bool {
+	if r.set[id] {
+		return true
+	}
+	delete(r.set, r.ids[r.next])
+	r.ids[r.next] = id
+	r.set[id] = true
+	r.next = (r.next + 1) % len(r.ids)
+	return false
 }

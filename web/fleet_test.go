@@ -49,6 +49,7 @@ type shardedFleet struct {
 	f       *fixture
 	reloads []*atomic.Int32 // by shard
 	metrics []*prometheus.Registry
+	events  []*Broadcaster // each replica's own live events
 	srvs    []*httptest.Server
 	peerURL string
 	client  *http.Client
@@ -82,6 +83,8 @@ func newShardedFleet(t *testing.T, f *fixture, n int) *shardedFleet {
 		reg := prometheus.NewRegistry()
 		sf.metrics = append(sf.metrics, reg)
 		o.Registerer = reg
+		o.Events = NewBroadcaster(prometheus.NewRegistry())
+		sf.events = append(sf.events, o.Events)
 		o.Shard = shard.Set{Index: i, Count: n}
 		sf.reloads = append(sf.reloads, new(atomic.Int32))
 		o.Scorer = shardScorer{Scorer: f.eng, set: o.Shard, reloads: sf.reloads[i]}
@@ -456,9 +459,77 @@ func TestShardedEventStreamForwarded(t *testing.T) {
 			}
 			return
 		case <-tick.C:
-			f.events.Publish(ev)
+			sf.events[owner].Publish(ev)
 		case <-deadline:
 			t.Fatal("no event through the forwarded stream within 10s")
 		}
+	}
+}
+
+// A supervisor's fleet-wide stream on one replica carries the events
+// every replica announces, each once.
+func TestShardedFleetStream(t *testing.T) {
+	f := newFixture(t)
+	sf := newShardedFleet(t, f, 3)
+	resp := sf.get(t, 0, "/api/v1/events/stream", supervisorToken)
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("fleet stream: got %d", resp.StatusCode)
+	}
+	lines := make(chan string, 64)
+	go func() {
+		r := bufio.NewReader(resp.Body)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				close(lines)
+				return
+			}
+			if strings.HasPrefix(line, "data: ") {
+				lines <- line
+			}
+		}
+	}()
+	stale := func(meter string) scoring.Event {
+		return scoring.Event{Time: fixtureNow, Enterprise: entA, Kind: scoring.EventStale, Meter: meter}
+	}
+	// The peers subscribe when replica 0 starts following them: announce
+	// until the first event comes through.
+	got := map[string]int{}
+	wait := func(meter string, publish func()) {
+		t.Helper()
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		deadline := time.After(10 * time.Second)
+		for got[meter] == 0 {
+			select {
+			case line, ok := <-lines:
+				if !ok {
+					t.Fatal("the stream ended")
+				}
+				for _, m := range []string{"M-FROM-1", "M-FROM-2", "M-TWICE", "M-LAST"} {
+					if strings.Contains(line, m) {
+						got[m]++
+					}
+				}
+			case <-tick.C:
+				if publish != nil {
+					publish()
+				}
+			case <-deadline:
+				t.Fatalf("no %s through replica 0's fleet stream within 10s (got %v)", meter, got)
+			}
+		}
+	}
+	wait("M-FROM-1", func() { sf.events[1].Publish(stale("M-FROM-1")) })
+	wait("M-FROM-2", func() { sf.events[2].Publish(stale("M-FROM-2")) })
+	sf.events[1].Publish(stale("M-TWICE"))
+	sf.events[2].Publish(stale("M-TWICE"))
+	sf.events[0].Publish(stale("M-TWICE"))
+	time.Sleep(300 * time.Millisecond)
+	sf.events[0].Publish(stale("M-LAST"))
+	wait("M-LAST", nil)
+	if got["M-TWICE"] != 1 {
+		t.Errorf("an event three replicas announced came %d times, want once", got["M-TWICE"])
 	}
 }
