@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -199,6 +200,17 @@ func TestShardedReplicasAnswerAsOne(t *testing.T) {
 			}
 			if got, want := withoutTimes(t, body), withoutTimes(t, want.Body.String()); !reflect.DeepEqual(got, want) {
 				t.Errorf("GET %s from replica %d:\n got %s\nwant %s", target, i, clip(body, 2000), clip(f.do(t, "GET", target, supervisorToken, "").Body.String(), 2000))
+			}
+		}
+	}
+	// The pages, with the script nonce aside, are the unsharded server's.
+	nonce := regexp.MustCompile(`nonce="[^"]*"`)
+	for _, target := range []string{"/", "/enterprises/" + entA, "/api/v1/enterprises/" + entB + "/report"} {
+		want := nonce.ReplaceAllString(f.do(t, "GET", target, supervisorToken, "").Body.String(), "")
+		for i := range sf.srvs {
+			resp := sf.get(t, i, target, supervisorToken)
+			if got := nonce.ReplaceAllString(readBody(t, resp), ""); resp.StatusCode != http.StatusOK || got != want {
+				t.Errorf("GET %s from replica %d: got %d, %d bytes, want the unsharded page (%d bytes)", target, i, resp.StatusCode, len(got), len(want))
 			}
 		}
 	}
