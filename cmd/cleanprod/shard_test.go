@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -136,11 +137,31 @@ func TestThreeShardsAnswerAlike(t *testing.T) {
 	} else {
 		t.Logf("rankings from replica 0: %d ranked, %d unranked", len(rk.Entries), len(rk.Unranked))
 	}
-	// The enterprise page, through every replica.
-	for i, p := range procs {
-		code, body := shardGet(p.http, "/enterprises/"+own, entToken)
-		if code != 200 || !strings.Contains(body, "<html") {
-			t.Errorf("enterprise page through replica %d: got %d %s", i, code, clipText(body, 300))
+	// The overview and the enterprise page, through every replica, the
+	// script nonce and the clock aside.
+	for _, page := range []struct{ target, token string }{{"/", super}, {"/enterprises/" + own, entToken}} {
+		var last []string
+		ok := false
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline) && !ok; time.Sleep(300 * time.Millisecond) {
+			last, ok = last[:0], true
+			for i, p := range procs {
+				code, body := shardGet(p.http, page.target, page.token)
+				last = append(last, pageWithoutClock(body))
+				if code != 200 || !strings.Contains(body, "<html") {
+					t.Fatalf("GET %s through replica %d: got %d %s", page.target, i, code, clipText(body, 300))
+				}
+				if i > 0 && last[i] != last[0] {
+					ok = false
+				}
+			}
+		}
+		if !ok {
+			for i := 1; i < len(last); i++ {
+				if last[i] != last[0] {
+					a, b := firstDifference(last[0], last[i])
+					t.Errorf("GET %s: replica %d differs from replica 0:\n%s\n---\n%s", page.target, i, b, a)
+				}
+			}
 		}
 	}
 
@@ -246,4 +267,24 @@ func clipText(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+var (
+	pageNonce = regexp.MustCompile(`nonce="[^"]*"`)
+	pageClock = regexp.MustCompile(`\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:?\d{2})?`)
+)
+
+// pageWithoutClock is an HTML page without its script nonce and times.
+func pageWithoutClock(body string) string {
+	return pageClock.ReplaceAllString(pageNonce.ReplaceAllString(body, ""), "<time>")
+}
+
+// firstDifference returns the two texts around where they first differ.
+func firstDifference(a, b string) (string, string) {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	from := max(0, i-200)
+	return clipText(a[from:], 400), clipText(b[from:], 400)
 }
