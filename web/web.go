@@ -34,6 +34,16 @@
 // POST of a page's form (a case's steps) only when its Origin is this
 // server.
 //
+// # Shards
+//
+// With Options.Shard naming one of several shards, any replica answers
+// for the whole fleet: a route of another shard's enterprise is checked
+// here and passed to its owner (Options.PeerURL) with the caller's own
+// credentials, and the fleet's routes read this shard's results merged
+// with those the peers serve on an internal route guarded by
+// Options.ShardSecret; a peer down leaves its shard out, said in
+// missing_shards and X-Cleanprod-Missing-Shards (fleet.go).
+//
 // # Concurrency
 //
 // NewHandler's handler is safe for concurrent use. Report PDFs rendered
@@ -234,8 +244,9 @@ func requestMetrics(reg prometheus.Registerer) gin.HandlerFunc {
 // api reports whether the API is wired.
 func (s *server) api() bool { return s.Scorer != nil && s.Registry != nil }
 
-// registry returns the registry of the request's snapshot (the scorer's,
-// which a reload changes), else Options.Registry.
+// registry returns the whole fleet's registry with several shards
+// (fleetRegistry), else the registry of the request's snapshot (the
+// scorer's, which a reload changes), else Options.Registry.
 func (s *server) registry(c *gin.Context) *registry.Registry {
 	if s.sharded() {
 		return s.fleetRegistry()
