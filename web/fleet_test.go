@@ -203,6 +203,14 @@ func TestShardedReplicasAnswerAsOne(t *testing.T) {
 			}
 		}
 	}
+	// An enterprise token's ranking (the others anonymised) too.
+	want := f.do(t, "GET", "/api/v1/rankings", enterpriseToken, "").Body.String()
+	for i := range sf.srvs {
+		body := readBody(t, sf.get(t, i, "/api/v1/rankings", enterpriseToken))
+		if got, want := withoutTimes(t, body), withoutTimes(t, want); !reflect.DeepEqual(got, want) {
+			t.Errorf("enterprise token's rankings from replica %d:\n got %s\nwant %s", i, clip(body, 1000), clip(f.do(t, "GET", "/api/v1/rankings", enterpriseToken, "").Body.String(), 1000))
+		}
+	}
 	// The pages, with the script nonce aside, are the unsharded server's.
 	nonce := regexp.MustCompile(`nonce="[^"]*"`)
 	for _, target := range []string{"/", "/enterprises/" + entA, "/api/v1/enterprises/" + entB + "/report"} {
