@@ -27,6 +27,10 @@ const maxBody = 64 << 10
 type EnterpriseList struct {
 	Time        time.Time           `json:"time"` // of the engine's latest evaluation
 	Enterprises []EnterpriseSummary `json:"enterprises"`
+	// MissingShards are the shards whose enterprises have no result here,
+	// their replica not answering (several replicas only; omitted when
+	// none).
+	MissingShards []int `json:"missing_shards,omitempty"`
 	Page
 }
 
@@ -45,16 +49,30 @@ func (s *server) listEnterprises(c *gin.Context) {
 		}
 	}
 	ents, page := paginate(s, pg, ents, func(e *registry.Enterprise) []string { return []string{e.ID} })
-	out := EnterpriseList{Time: snap.Time.UTC(), Enterprises: []EnterpriseSummary{}, Page: page}
+	out := EnterpriseList{Time: snap.Time.UTC(), Enterprises: []EnterpriseSummary{}, Page: page, MissingShards: s.missingShards(c)}
 	for _, ent := range ents {
 		r, _ := snap.Result(ent.ID)
-		out.Enterprises = append(out.Enterprises, summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(ent), s.now()))
+		out.Enterprises = append(out.Enterprises, summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(c, ent), s.now()))
 	}
 	c.JSON(http.StatusOK, out)
 }
 
 // freshness reports the newest reading of an enterprise's meters.
-func (s *server) freshness(ent *registry.Enterprise) DataFreshness {
+func (s *server) freshness(c *gin.Context, ent *registry.Enterprise) DataFreshness {
+	if !s.sharded() || s.Shard.Owns(ent.ID) {
+		return s.localFreshness(ent)
+	}
+	// Only the owner's ingest sees the enterprise's meters.
+	var f DataFreshness
+	if last, ok := s.fleetView(c).lastReading[ent.ID]; ok {
+		f.LastReading = timePtr(last)
+		f.AgeSeconds = f64(math.Max(0, s.now().Sub(last).Seconds()))
+	}
+	return f
+}
+
+// localFreshness is freshness from this replica's meters.
+func (s *server) localFreshness(ent *registry.Enterprise) DataFreshness {
 	var f DataFreshness
 	if s.Meters == nil {
 		return f
@@ -112,7 +130,7 @@ func (s *server) getEnterprise(c *gin.Context) {
 
 func (s *server) detail(c *gin.Context, ent *registry.Enterprise, v resultView) (EnterpriseDetail, error) {
 	snap := s.snapshot(c)
-	d := EnterpriseDetail{EnterpriseSummary: summaryOf(ent, snap.Standard, snap.Policy, v, s.freshness(ent), s.now()),
+	d := EnterpriseDetail{EnterpriseSummary: summaryOf(ent, snap.Standard, snap.Policy, v, s.freshness(c, ent), s.now()),
 		Assessments: []AssessmentDTO{}, Lagging: []LaggingDTO{}, RecentEvents: []EventDTO{},
 		Benefits: []BenefitDTO{}, BenefitPrices: []PriceDTO{},
 		EstimatedBenchmarks: nonNil(snap.Standard.Estimated())}
@@ -200,6 +218,10 @@ func (s *server) events(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	// One enterprise's live events are announced by its owner only.
+	if ent != "" && s.forward(c, ent) {
+		return
+	}
 	kind, err := enumParam(c, "kind", "", eventKinds...)
 	if err != nil {
 		s.fail(c, err)
@@ -246,6 +268,10 @@ func (s *server) stream(c *gin.Context) {
 		s.fail(c, err)
 		return
 	}
+	// One enterprise's live events are announced by its owner only.
+	if ent != "" && s.forward(c, ent) {
+		return
+	}
 	kind, err := enumParam(c, "kind", "", eventKinds...)
 	if err != nil {
 		s.fail(c, err)
@@ -272,6 +298,15 @@ func (s *server) stream(c *gin.Context) {
 		}
 		defer cancel()
 		events = ch
+	}
+	// A fleet-wide stream of a sharded replica carries the peers' events
+	// too (unless a peer asks: then its own only); an event two replicas
+	// announce is sent once.
+	var peerEvents <-chan scoring.Event
+	var sent *idRing
+	if s.sharded() && ent == "" && c.GetHeader(forwardedHeader) == "" {
+		peerEvents = s.peerEvents(c.Request.Context(), c.Request, kind)
+		sent = newIDRing(4096)
 	}
 	var replay []scoring.Event
 	if last != "" {
@@ -312,7 +347,13 @@ func (s *server) stream(c *gin.Context) {
 			if !ok {
 				return
 			}
-			if (ent != "" && ev.Enterprise != ent) || (kind != "" && string(ev.Kind) != kind) || replayed[eventID(ev)] {
+			if (ent != "" && ev.Enterprise != ent) || (kind != "" && string(ev.Kind) != kind) || replayed[eventID(ev)] ||
+				(sent != nil && sent.seen(eventID(ev))) {
+				continue
+			}
+			send(ev)
+		case ev := <-peerEvents:
+			if (kind != "" && string(ev.Kind) != kind) || replayed[eventID(ev)] || sent.seen(eventID(ev)) {
 				continue
 			}
 			send(ev)
@@ -381,6 +422,9 @@ type RankingDTO struct {
 	// null when none is asked or it is not in the ranking.
 	Position     *RankEntryDTO `json:"position"`
 	Distribution Distribution  `json:"distribution"`
+	// MissingShards are the shards whose enterprises are left out, their
+	// replica not answering (several replicas only; omitted when none).
+	MissingShards []int `json:"missing_shards,omitempty"`
 	Page
 }
 
@@ -439,7 +483,7 @@ func (s *server) ranking(c *gin.Context) {
 		return
 	}
 	var rk scoring.Ranking
-	out := RankingDTO{Time: snap.Time.UTC(), Window: window, Entries: []RankEntryDTO{}, Unranked: []RankEntryDTO{}}
+	out := RankingDTO{Time: snap.Time.UTC(), Window: window, Entries: []RankEntryDTO{}, Unranked: []RankEntryDTO{}, MissingShards: s.missingShards(c)}
 	var ind *scoring.Indicator
 	if id := c.Param("indicator"); id != "" {
 		var ok bool

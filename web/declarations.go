@@ -373,6 +373,13 @@ func (s *server) reviewDeclaration(c *gin.Context, accept bool) {
 	if !s.needBook(c) {
 		return
 	}
+	// The owner of the declaration's enterprise reviews it, so that its
+	// scorer reloads the declarations at once.
+	if s.sharded() && registry.ValidID(c.Param("did")) {
+		if rec, err := s.Declarations.Record(c.Request.Context(), c.Param("did")); err == nil && s.forward(c, rec.Declaration.Enterprise) {
+			return
+		}
+	}
 	var in ReviewInput
 	if c.Request.ContentLength != 0 {
 		if ct := c.ContentType(); ct != "application/json" {

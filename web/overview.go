@@ -43,6 +43,9 @@ type overviewPage struct {
 	Nonce       string
 	Window      string
 	Provisional Provisional
+	// MissingShards are the shards whose replica did not answer: their
+	// enterprises show no result.
+	MissingShards string
 }
 
 // share is a count and its share of the total, for the distribution bars.
@@ -73,7 +76,8 @@ func (s *server) overview(c *gin.Context) {
 	p := principal(c)
 	now := s.now()
 	pg := overviewPage{clock: clock{localZone(snap.Standard.UTCOffset)}, Generated: now, Evaluated: snap.Time, Role: p.Role,
-		Enterprise: p.Enterprise, Window: snap.Policy.Window, Provisional: provisionalOf(snap.Standard)}
+		Enterprise: p.Enterprise, Window: snap.Policy.Window, Provisional: provisionalOf(snap.Standard),
+		MissingShards: joinInts(s.missingShards(c))}
 	codes := map[string]int{}
 	levels := map[string]int{}
 	names := map[string]string{}
@@ -85,7 +89,7 @@ func (s *server) overview(c *gin.Context) {
 				live[ent.ID] = a
 			}
 		}
-		sum := summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(ent), now)
+		sum := summaryOf(ent, snap.Standard, snap.Policy, resultView{res: r}, s.freshness(c, ent), now)
 		// The distribution is the fleet's (counts only); the rows are
 		// what the token may see.
 		codes[deref(sum.Code)]++

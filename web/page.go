@@ -4,7 +4,9 @@ import (
 	"cmp"
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hkdf"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -88,9 +90,20 @@ type cursor struct {
 	At   int64    `json:"t"`
 }
 
-func newCursorAEAD() cipher.AEAD {
+// newCursorAEAD returns the cipher that seals the cursors: keyed from
+// secret when it is set, so that every replica sharing it (and the same
+// replica after a restart) opens the others' cursors, else at random.
+func newCursorAEAD(secret string) cipher.AEAD {
 	key := make([]byte, 32)
-	rand.Read(key) // never fails (crypto/rand)
+	if secret == "" {
+		rand.Read(key) // never fails (crypto/rand)
+	} else {
+		var err error
+		key, err = hkdf.Key(sha256.New, []byte(secret), nil, "cleanprod list cursor v1", 32)
+		if err != nil {
+			panic(err) // 32 bytes of SHA-256 never fail
+		}
+	}
 	b, err := aes.NewCipher(key)
 	if err != nil {
 		panic(err) // a 32-byte key is always valid

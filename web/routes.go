@@ -328,6 +328,11 @@ func (s *server) authenticate(rt route) gin.HandlerFunc {
 				return
 			}
 		}
+		// Checked here first, then again by the owner of another
+		// shard's enterprise.
+		if id := c.Param("id"); id != "" {
+			s.forward(c, id)
+		}
 	}
 }
 

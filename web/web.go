@@ -34,6 +34,16 @@
 // POST of a page's form (a case's steps) only when its Origin is this
 // server.
 //
+// # Shards
+//
+// With Options.Shard naming one of several shards, any replica answers
+// for the whole fleet: a route of another shard's enterprise is checked
+// here and passed to its owner (Options.PeerURL) with the caller's own
+// credentials, and the fleet's routes read this shard's results merged
+// with those the peers serve on an internal route guarded by
+// Options.ShardSecret; a peer down leaves its shard out, said in
+// missing_shards and X-Cleanprod-Missing-Shards (fleet.go).
+//
 // # Concurrency
 //
 // NewHandler's handler is safe for concurrent use. Report PDFs rendered
@@ -56,6 +66,7 @@ import (
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
+	"github.com/cleanprod/cleanprod/shard"
 )
 
 // ReadyFunc reports why the service is not ready (nil: ready).
@@ -118,6 +129,27 @@ type Options struct {
 	Logger     *slog.Logger
 	// Now is the clock (nil: time.Now).
 	Now func() time.Time
+
+	// Shard is this replica's part of the fleet (zero, or a Count of 1:
+	// the only replica). With more shards, a route of an enterprise
+	// another shard owns is passed to its owner at PeerURL, and the
+	// fleet's routes merge every shard's results (fleet.go).
+	Shard shard.Set
+	// PeerURL is the base URL of shard {index}'s HTTP API.
+	PeerURL string
+	// ShardSecret authenticates the replicas to each other, and keys the
+	// lists' cursors so that one replica continues another's list ("":
+	// the internal endpoint refuses every request, and cursors are keyed
+	// at random per process).
+	ShardSecret string
+	// FleetMaxAge is how long a merged fleet snapshot is reused (0: 10 s).
+	FleetMaxAge time.Duration
+	// PeerClient asks the peers (nil: one with a 5 s timeout).
+	PeerClient *http.Client
+	// FleetRegistry returns the registry of the whole fleet in force, when
+	// the scorer's snapshot holds only this shard's enterprises (nil:
+	// Registry).
+	FleetRegistry func() *registry.Registry
 }
 
 // server holds the handlers' dependencies.
@@ -127,15 +159,25 @@ type server struct {
 	now func() time.Time
 	// cursors seals the lists' cursors (page.go).
 	cursors cipher.AEAD
+	// fleet is the peers of a sharded server (nil: not sharded, or no
+	// valid peer URL).
+	fleet *peering
 }
 
 // NewHandler returns the HTTP handler.
 func NewHandler(o Options) http.Handler { return newServer(o).handler() }
 
 func newServer(o Options) *server {
-	s := &server{Options: o, log: o.Logger, now: o.Now, cursors: newCursorAEAD()}
+	s := &server{Options: o, log: o.Logger, now: o.Now, cursors: newCursorAEAD(o.ShardSecret)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.sharded() && s.api() {
+		f, err := s.newFleet()
+		if err != nil {
+			s.log.Error("web: other shards' enterprises cannot be served", "err", err)
+		}
+		s.fleet = f
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -147,6 +189,9 @@ func (s *server) handler() *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.Use(gin.CustomRecovery(func(c *gin.Context, err any) {
+		if err == http.ErrAbortHandler {
+			panic(err) // net/http ends the connection quietly
+		}
 		s.log.Error("web: handler panicked", "path", c.Request.URL.Path, "panic", err)
 		s.fail(c, errorf(http.StatusInternalServerError, codeInternal, "internal error; the server log has the details"))
 	}))
@@ -156,6 +201,11 @@ func (s *server) handler() *gin.Engine {
 	}
 	for _, rt := range s.routes() {
 		r.Handle(rt.method, rt.path, s.chain(rt)...)
+	}
+	if s.sharded() && s.api() {
+		// Not in routes(): no token opens it, and the API's description
+		// does not list it.
+		r.GET(resultsPath, s.shardResults)
 	}
 	r.NoRoute(func(c *gin.Context) {
 		s.fail(c, errorf(http.StatusNotFound, codeNotFound, "no such route: %s", c.Request.URL.Path))
@@ -194,9 +244,13 @@ func requestMetrics(reg prometheus.Registerer) gin.HandlerFunc {
 // api reports whether the API is wired.
 func (s *server) api() bool { return s.Scorer != nil && s.Registry != nil }
 
-// registry returns the registry of the request's snapshot (the scorer's,
-// which a reload changes), else Options.Registry.
+// registry returns the whole fleet's registry with several shards
+// (fleetRegistry), else the registry of the request's snapshot (the
+// scorer's, which a reload changes), else Options.Registry.
 func (s *server) registry(c *gin.Context) *registry.Registry {
+	if s.sharded() {
+		return s.fleetRegistry()
+	}
 	if snap := s.snapshot(c); snap != nil && snap.Registry != nil {
 		return snap.Registry
 	}
@@ -222,7 +276,14 @@ func (s *server) snapshot(c *gin.Context) *scoring.Snapshot {
 	if v, ok := c.Get(snapshotKey); ok {
 		return v.(*scoring.Snapshot)
 	}
-	snap := s.Scorer.Snapshot()
+	var snap *scoring.Snapshot
+	if s.sharded() && c.Param("id") == "" {
+		// A route of the fleet; one of an enterprise is served by its
+		// owner (forward), from its own snapshot.
+		snap = s.fleetView(c).snap
+	} else {
+		snap = s.Scorer.Snapshot()
+	}
 	c.Set(snapshotKey, snap)
 	return snap
 }

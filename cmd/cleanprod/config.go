@@ -96,6 +96,7 @@ type Config struct {
 		Index        int    `yaml:"index" help:"this replica's shard, 0 to shard.count-1 (ignored with shard.index_from_hostname)"`
 		FromHostname bool   `yaml:"index_from_hostname" help:"take shard.index from the host name's ordinal (cleanprod-2: 2), as a Kubernetes StatefulSet names its pods"`
 		PeerURL      string `yaml:"peer_url" help:"base URL of shard {index}'s HTTP API with {index} in it, e.g. http://cleanprod-{index}.cleanprod:8080; a replica asks the owner of another shard's enterprise there"`
+		Secret       string `yaml:"secret" secret:"true" help:"secret the replicas share, at least 16 characters (required when shard.count is above 1; prefer the environment, CLEANPROD_SHARD_SECRET): a replica gives its shard's results only to a peer that knows it, and it keys the lists' cursors so that any replica continues another's"`
 	} `yaml:"shard"`
 	Log struct {
 		Level  string `yaml:"level" help:"debug, info, warn or error"`
@@ -319,6 +320,9 @@ func (c *Config) validate() []error {
 	}
 	if c.Shard.Count > 1 && !strings.Contains(c.Shard.PeerURL, "{index}") {
 		bad("shard.peer_url must name each shard's API with {index} when shard.count is above 1")
+	}
+	if c.Shard.Count > 1 && len(c.Shard.Secret) < 16 {
+		bad("shard.secret must be set, at least 16 characters, when shard.count is above 1 (best through CLEANPROD_SHARD_SECRET)")
 	}
 	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {
 		bad("mqtt.cert_file and mqtt.key_file go together")

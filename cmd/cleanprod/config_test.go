@@ -84,6 +84,10 @@ func TestConfigErrorsNameKeyFileLine(t *testing.T) {
 			want: []string{`CLEANPROD_LOG_LEVEL: log.level "shout": want debug, info, warn or error`}},
 		{name: "from a flag over the file", file: "log:\n  level: info\n", args: []string{"-log.level", "x"},
 			want: []string{`-log.level: log.level "x": want debug, info, warn or error`}},
+		{name: "shards without a secret", file: "shard:\n  count: 3\n  index: 1\n  peer_url: http://cleanprod-{index}:8080\n",
+			want: []string{"shard.secret must be set, at least 16 characters, when shard.count is above 1"}},
+		{name: "shards with a short secret", env: map[string]string{"CLEANPROD_SHARD_COUNT": "2", "CLEANPROD_SHARD_PEER_URL": "http://c-{index}:8080", "CLEANPROD_SHARD_SECRET": "short"},
+			want: []string{"shard.secret must be set, at least 16 characters"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -131,6 +135,24 @@ func TestEverySettingIsDocumented(t *testing.T) {
 		}
 		if !strings.Contains(string(readme), "`"+s.env+"`") {
 			t.Errorf("README.md does not document %s", s.env)
+		}
+	}
+}
+
+func TestShardSet(t *testing.T) {
+	host := func(h string) func() (string, error) { return func() (string, error) { return h, nil } }
+	cfg := defaultConfig()
+	cfg.Shard.Count, cfg.Shard.Index = 3, 1
+	if s, err := shardSet(&cfg, host("x")); err != nil || s.String() != "1/3" {
+		t.Errorf("index 1 of 3: got %v, %v", s, err)
+	}
+	cfg.Shard.FromHostname = true
+	if s, err := shardSet(&cfg, host("cleanprod-2")); err != nil || s.String() != "2/3" {
+		t.Errorf("cleanprod-2: got %v, %v, want 2/3", s, err)
+	}
+	for _, h := range []string{"cleanprod", "cleanprod-3"} {
+		if _, err := shardSet(&cfg, host(h)); err == nil {
+			t.Errorf("host %s of 3 shards: accepted", h)
 		}
 	}
 }

@@ -87,6 +87,9 @@ func startProc(t *testing.T, args []string, env map[string]string) *proc {
 // calls no t.Fatal, so fault injectors may use it from their goroutine.
 func tryStartProc(t *testing.T, args []string, env map[string]string) (*proc, error) {
 	p := &proc{http: freeAddr(t), logs: &syncBuffer{}, done: make(chan struct{})}
+	if i := slices.Index(args, "-http.listen"); i >= 0 && i+1 < len(args) {
+		p.http = args[i+1] // the caller's address (a later flag wins)
+	}
 	args = withDataDir(t, args)
 	all := append([]string{"serve", "-http.listen", p.http, "-gateway_config", "../../gateway-config",
 		"-scoring.declarations", "../../scoring/declarations", "-scoring.interval", "200ms",

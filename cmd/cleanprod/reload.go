@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,8 +42,10 @@ type reloader struct {
 	wait time.Duration
 	mu   sync.Mutex         // serialises reloads
 	reg  *registry.Registry // in force
-	sd   *scoringData       // in force
-	m    reloadMetrics
+	// fleetReg is reg for the web's fleet views, which read it without mu.
+	fleetReg *atomic.Pointer[registry.Registry]
+	sd       *scoringData // in force
+	m        reloadMetrics
 	// describe writes a reloaded registry's meters to the store (nil:
 	// not at all); it must not block.
 	describe func(*registry.Registry)
@@ -229,6 +232,9 @@ func (r *reloader) apply(ctx, wctx context.Context) error {
 	cancel()
 	r.eng.ReloadDeclarations()
 	r.reg, r.sd = reg, sd
+	if r.fleetReg != nil {
+		r.fleetReg.Store(reg)
+	}
 	if r.describe != nil {
 		r.describe(reg)
 	}

@@ -106,6 +106,17 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	log.Info("gateway registry loaded", "dir", registryName(cfg), "enterprises", len(reg.Enterprises), "gateways", reg.GatewayCount(), "meters", reg.MeterCount())
+	set, err := shardSet(cfg, os.Hostname)
+	if err != nil {
+		return err
+	}
+	// The whole fleet's registry in force, for the web's fleet views
+	// (the reloader replaces it).
+	fleetReg := new(atomic.Pointer[registry.Registry])
+	fleetReg.Store(reg)
+	if !set.Single() {
+		log.Info("sharded: this replica answers for the whole fleet", "shard", set.String(), "peers", cfg.Shard.PeerURL)
+	}
 
 	sd, err := loadScoring(cfg)
 	if err != nil {
@@ -299,7 +310,8 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	}
 	httpSrv := &http.Server{Handler: web.NewHandler(web.Options{Gatherer: promReg, Ready: ready, Loading: loading,
 		Scorer: eng, Registry: reg, Solutions: sd.lib, Points: st, Meters: seen, Declarations: book,
-		Tokens: tokens, Events: stream, Recent: recent, PDF: pdf, Registerer: promReg, Logger: log.With("component", "web")}),
+		Tokens: tokens, Events: stream, Recent: recent, PDF: pdf, Registerer: promReg, Logger: log.With("component", "web"),
+		Shard: set, PeerURL: cfg.Shard.PeerURL, ShardSecret: cfg.Shard.Secret, FleetMaxAge: cfg.Scoring.Interval, FleetRegistry: fleetReg.Load}),
 		ReadHeaderTimeout: 10 * time.Second}
 	httpSrv.RegisterOnShutdown(stream.Close) // ends the SSE streams, so Shutdown does not wait on them
 	fmt.Fprintf(stdout, "cleanprod serving: %s://%s (overview /, API /api/v1, OpenAPI /api/v1/openapi.json, metrics /metrics, health /healthz, ready /readyz), broker %s, store %s%s\n", scheme, ln.Addr(), brokerURL, where, stations.describe())
@@ -309,7 +321,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	rl := &reloader{cfg: cfg, log: log.With("component", "reload"), pipe: pipe, eng: eng, seen: seen, tokens: tokens, book: book,
-		reg: reg, sd: sd, m: newReloadMetrics(promReg)}
+		reg: reg, sd: sd, m: newReloadMetrics(promReg), fleetReg: fleetReg}
 
 	g, gctx := errgroup.WithContext(ctx)
 	rl.describe = func(reg *registry.Registry) { go ingest.DescribeMeters(gctx, st, reg, time.Now(), log) }

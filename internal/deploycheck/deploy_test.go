@@ -222,6 +222,9 @@ type composeService struct {
 	Volumes     []string                    `yaml:"volumes"`
 	Healthcheck *composeHealthcheck         `yaml:"healthcheck"`
 	DependsOn   map[string]composeCondition `yaml:"depends_on"`
+	Networks    map[string]struct {
+		Aliases []string `yaml:"aliases"`
+	} `yaml:"networks"`
 }
 
 type composeHealthcheck struct {

@@ -175,11 +175,13 @@ func str(v any, keys ...any) string { s, _ := get(v, keys...).(string); return s
 
 func list(v any, keys ...any) []any { l, _ := get(v, keys...).([]any); return l }
 
-// The manifests: kustomization lists them all; the Deployment runs one pod
-// (Recreate: two would fight over the broker session) with probes on
-// /healthz and /readyz, resources, secrets by reference, and mounts
-// every path cleanprod.yaml names from the ConfigMap made of it; the
-// Service and the PodDisruptionBudget select its pods.
+// The manifests: kustomization lists them all; the StatefulSet runs one
+// pod per shard (shard.count = replicas, the index from the pod's host
+// name, the peers through a headless Service, each pod its own MQTT
+// client id) with probes on /healthz and /readyz, resources, secrets by
+// reference, and mounts every path cleanprod.yaml names from the
+// ConfigMap made of it; the Services and the PodDisruptionBudget select
+// its pods, which it lets go one at a time.
 func TestKubernetesManifests(t *testing.T) {
 	var kust struct {
 		APIVersion string `yaml:"apiVersion"`
@@ -225,10 +227,10 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 		byKind[kind] = append(byKind[kind], doc)
 	}
-	if len(byKind["Deployment"]) != 1 {
-		t.Fatalf("want one Deployment, got %d", len(byKind["Deployment"]))
+	if len(byKind["StatefulSet"]) != 1 || len(byKind["Deployment"]) != 0 {
+		t.Fatalf("want one StatefulSet and no Deployment, got %d and %d", len(byKind["StatefulSet"]), len(byKind["Deployment"]))
 	}
-	dep := byKind["Deployment"][0]
+	dep := byKind["StatefulSet"][0]
 	conf := loadServiceConfig(t)
 	pod := get(dep, "spec", "template")
 	podLabels, _ := get(pod, "metadata", "labels").(map[string]any)
@@ -243,16 +245,14 @@ func TestKubernetesManifests(t *testing.T) {
 			}
 		}
 	}
-	selects("Deployment", get(dep, "spec", "selector", "matchLabels"))
+	selects("StatefulSet", get(dep, "spec", "selector", "matchLabels"))
 	replicas, _ := get(dep, "spec", "replicas").(int)
-	if replicas != 1 || str(dep, "spec", "strategy", "type") != "Recreate" {
-		t.Errorf("Deployment: replicas %d, strategy %q: want 1 and Recreate (mqtt.client_id %s is fixed)", replicas, str(dep, "spec", "strategy", "type"), conf["mqtt.client_id"])
-	}
 	containers := list(pod, "spec", "containers")
 	if len(containers) != 1 {
-		t.Fatalf("Deployment: want one container, got %d", len(containers))
+		t.Fatalf("StatefulSet: want one container, got %d", len(containers))
 	}
 	c := containers[0]
+	checkShards(t, dep, c, replicas, byKind["Service"])
 	httpPort := port(t, conf["http.listen"])
 	portName := ""
 	for _, p := range list(c, "ports") {
@@ -366,7 +366,7 @@ func TestKubernetesManifests(t *testing.T) {
 	if host, _, ok := at(flagValue(sargs, "config")); !ok || filepath.Clean(host) != filepath.Clean(serviceConf) {
 		t.Errorf("container: -config %s does not come from %s", flagValue(sargs, "config"), serviceConf)
 	}
-	checkConfigPaths(t, "Deployment", conf, at)
+	checkConfigPaths(t, "StatefulSet", conf, at)
 	if ro, _ := get(c, "securityContext", "readOnlyRootFilesystem").(bool); ro {
 		if _, named, ok := at("/tmp/x"); !ok || !named {
 			t.Error("container: read-only root filesystem without a writable /tmp")
@@ -412,6 +412,56 @@ func TestKubernetesManifests(t *testing.T) {
 	}
 	if get(pdb, "spec", "minAvailable") == nil && get(pdb, "spec", "maxUnavailable") == nil {
 		t.Error("PodDisruptionBudget: neither minAvailable nor maxUnavailable")
+	}
+	if maxUnavail, _ := get(pdb, "spec", "maxUnavailable").(int); maxUnavail != 1 {
+		t.Errorf("PodDisruptionBudget: maxUnavailable %v, want 1 (one shard down at a time)", get(pdb, "spec", "maxUnavailable"))
+	}
+}
+
+// checkShards checks the StatefulSet's shard settings: the count is the
+// replicas, each pod takes its index from its host name, the peer URL
+// names the pods on a headless Service that selects them (listing pods
+// not ready), the shard secret comes from a Secret, and each pod has its
+// own MQTT client id.
+func checkShards(t *testing.T, sts map[string]any, c any, replicas int, services []map[string]any) {
+	t.Helper()
+	env := map[string]any{}
+	for _, e := range list(c, "env") {
+		env[str(e, "name")] = e
+	}
+	val := func(name string) string { return str(env[name], "value") }
+	if n, err := strconv.Atoi(val("CLEANPROD_SHARD_COUNT")); err != nil || n != replicas || replicas < 2 {
+		t.Errorf("StatefulSet: CLEANPROD_SHARD_COUNT %q with %d replicas: want the replicas, 2 or more", val("CLEANPROD_SHARD_COUNT"), replicas)
+	}
+	if val("CLEANPROD_SHARD_INDEX_FROM_HOSTNAME") != "true" {
+		t.Error("StatefulSet: CLEANPROD_SHARD_INDEX_FROM_HOSTNAME is not true")
+	}
+	headless := str(sts, "spec", "serviceName")
+	peer := val("CLEANPROD_SHARD_PEER_URL")
+	name := str(sts, "metadata", "name")
+	if !strings.HasPrefix(peer, "http://"+name+"-{index}."+headless+":") {
+		t.Errorf("StatefulSet: CLEANPROD_SHARD_PEER_URL %q does not name the pods %s-{index} on %s", peer, name, headless)
+	}
+	found := false
+	for _, svc := range services {
+		if str(svc, "metadata", "name") == headless {
+			found = true
+			if str(svc, "spec", "clusterIP") != "None" {
+				t.Errorf("Service %s: clusterIP %q, want None (headless)", headless, str(svc, "spec", "clusterIP"))
+			}
+			if p, _ := get(svc, "spec", "publishNotReadyAddresses").(bool); !p {
+				t.Errorf("Service %s: publishNotReadyAddresses is not true", headless)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("no Service %s (the StatefulSet's serviceName)", headless)
+	}
+	if ref := get(env["CLEANPROD_SHARD_SECRET"], "valueFrom", "secretKeyRef"); str(ref, "name") == "" || str(ref, "key") == "" {
+		t.Error("StatefulSet: CLEANPROD_SHARD_SECRET does not come from a Secret")
+	}
+	if str(env["CLEANPROD_MQTT_CLIENT_ID"], "valueFrom", "fieldRef", "fieldPath") != "metadata.name" {
+		t.Error("StatefulSet: CLEANPROD_MQTT_CLIENT_ID is not the pod's name (one broker session per pod)")
 	}
 }
 

@@ -94,6 +94,16 @@ func TestReadmeOperatorsSection(t *testing.T) {
 			if filepath.Clean(filepath.Join("../..", f[3])) != filepath.Clean(composeFile) {
 				t.Errorf("README: %q does not use %s", c, composeFile)
 			}
+			for i := 4; i+1 < len(f) && f[i] == "-f"; i += 2 {
+				exists(f[i+1]) // an override, e.g. compose.shards.yaml
+			}
+		case strings.HasPrefix(c, "echo \"") && strings.HasSuffix(c, ">> deploy/.env"):
+			// A setting appended to deploy/.env: .env.example names it.
+			name, _, _ := strings.Cut(strings.TrimPrefix(c, "echo \""), "=")
+			example, err := os.ReadFile(filepath.Join(deployDir, ".env.example"))
+			if err != nil || !regexp.MustCompile(`(?m)^`+regexp.QuoteMeta(name)+`=`).Match(example) {
+				t.Errorf("README: %q sets %s, which deploy/.env.example does not list", c, name)
+			}
 		case strings.HasPrefix(c, "kubectl apply -k "):
 			exists(filepath.Join(f[3], "kustomization.yaml"))
 		case strings.HasPrefix(c, "cp "):
