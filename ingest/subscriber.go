@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -20,9 +21,11 @@ type SubscriberConfig struct {
 	Username string
 	Password string
 	TLS      *tls.Config // nil: plain TCP unless the URL says ssl/tls
-	// SharedGroup, when set, subscribes as $share/{group}/... so several
-	// replicas split the telemetry.
-	SharedGroup          string
+	// Enterprises, when not nil, limits the subscriptions to the topics
+	// of these enterprises (cp/v1/{enterprise}/+/telemetry and .../hj212):
+	// the replica of one shard of a sharded fleet. nil subscribes to
+	// every enterprise's topics with the wildcard filters.
+	Enterprises          []string
 	KeepAlive            time.Duration
 	ConnectTimeout       time.Duration
 	MaxReconnectInterval time.Duration
@@ -54,6 +57,7 @@ type client interface {
 	IsConnectionOpen() bool
 	Publish(topic string, qos byte, retained bool, payload any) mqtt.Token
 	SubscribeMultiple(filters map[string]byte, callback mqtt.MessageHandler) mqtt.Token
+	Unsubscribe(topics ...string) mqtt.Token
 }
 
 // Subscriber receives telemetry from the broker and submits it to a
@@ -80,6 +84,11 @@ type Subscriber struct {
 	connFail   *rateLog // failed connection attempts
 	win        *window  // bounds what is held unacknowledged
 	qos0Lg     *rateLog
+
+	// subMu serialises subscribing: on connect, and when SetEnterprises
+	// changes the filters of a connected client. It guards filterSet.
+	subMu     sync.Mutex
+	filterSet map[string]bool // the telemetry filters wanted now
 }
 
 // NewSubscriber returns a Subscriber that feeds p. newClient builds the
@@ -115,6 +124,7 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 		reconnect: make(chan struct{}, 1),
 		connFail:  newRateLog(log, 30*time.Second),
 		qos0Lg:    newRateLog(log, 30*time.Second),
+		filterSet: filtersOf(cfg.Enterprises),
 	}
 	s.win = newWindow(cfg.MaxUnackedMessages, cfg.MaxUnackedBytes, func() {
 		m.backlogReconnects.Inc()
@@ -200,26 +210,150 @@ func (s *Subscriber) Publish(ctx context.Context, topic string, payload []byte) 
 	}
 }
 
-// filters are the subscriptions: every protocol's gateway topics.
-func (s *Subscriber) filters() []string {
-	fs := []string{TelemetryFilter, HJ212Filter}
-	if s.cfg.SharedGroup != "" {
-		for i, f := range fs {
-			fs[i] = "$share/" + s.cfg.SharedGroup + "/" + f
-		}
+// filtersOf returns the telemetry filters of enterprises: every
+// protocol's topics of each, or the wildcard filters for nil.
+func filtersOf(enterprises []string) map[string]bool {
+	if enterprises == nil {
+		return map[string]bool{TelemetryFilter: true, HJ212Filter: true}
+	}
+	fs := make(map[string]bool, 2*len(enterprises))
+	for _, f := range EnterpriseFilters(enterprises) {
+		fs[f] = true
 	}
 	return fs
 }
 
-func (s *Subscriber) onConnect(c mqtt.Client) {
-	s.subscribed.Store(false)
-	subs := map[string]byte{s.watchdog: 0}
-	for _, f := range s.filters() {
-		subs[f] = 1
+// EnterpriseFilters returns the topic filters of every protocol's
+// gateway topics of each of enterprises: what the replica of the shard
+// that owns them subscribes to.
+func EnterpriseFilters(enterprises []string) []string {
+	fs := make([]string, 0, 2*len(enterprises))
+	for _, e := range enterprises {
+		fs = append(fs, topicPrefix+e+"/+/"+LevelTelemetry, topicPrefix+e+"/+/"+LevelHJ212)
 	}
-	tok := s.c.SubscribeMultiple(subs, nil)
-	if !tok.WaitTimeout(s.cfg.ConnectTimeout) || tok.Error() != nil {
-		s.log.Error("subscribe failed; reconnecting", "err", tok.Error(), "filters", s.filters())
+	return fs
+}
+
+// filtersPerPacket bounds the filters of one SUBSCRIBE or UNSUBSCRIBE: a
+// shard of thousands of enterprises subscribes in several packets rather
+// than one of hundreds of kilobytes.
+const filtersPerPacket = 200
+
+// subscribe subscribes to filters at QoS 1 (and extra at QoS 0), in
+// packets of at most filtersPerPacket filters.
+func (s *Subscriber) subscribe(filters []string, extra ...string) error {
+	subs := map[string]byte{}
+	for _, f := range extra {
+		subs[f] = 0
+	}
+	send := func() error {
+		if len(subs) == 0 {
+			return nil
+		}
+		tok := s.c.SubscribeMultiple(subs, nil)
+		if !tok.WaitTimeout(s.cfg.ConnectTimeout) {
+			return fmt.Errorf("subscribe: no SUBACK within %s", s.cfg.ConnectTimeout)
+		}
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("subscribe: %w", err)
+		}
+		subs = map[string]byte{}
+		return nil
+	}
+	for _, f := range filters {
+		subs[f] = 1
+		if len(subs) >= filtersPerPacket {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	return send()
+}
+
+// unsubscribe drops filters, in packets of at most filtersPerPacket.
+func (s *Subscriber) unsubscribe(filters []string) error {
+	for len(filters) > 0 {
+		n := min(len(filters), filtersPerPacket)
+		tok := s.c.Unsubscribe(filters[:n]...)
+		if !tok.WaitTimeout(s.cfg.ConnectTimeout) {
+			return fmt.Errorf("unsubscribe: no UNSUBACK within %s", s.cfg.ConnectTimeout)
+		}
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("unsubscribe: %w", err)
+		}
+		filters = filters[n:]
+	}
+	return nil
+}
+
+// SetEnterprises changes the enterprises subscribed to (a reload that
+// added or removed enterprises of this shard): a connected client
+// subscribes to the new ones' topics and unsubscribes from the gone
+// ones' at once, and every reconnect subscribes the new set. It is a no-op
+// for a subscriber of every enterprise (Enterprises nil at start). A
+// failed (un)subscription forces a reconnect, which subscribes again.
+// Safe for concurrent use; it blocks for the broker's answers.
+func (s *Subscriber) SetEnterprises(enterprises []string) {
+	if s.cfg.Enterprises == nil {
+		return
+	}
+	if enterprises == nil {
+		enterprises = []string{}
+	}
+	want := filtersOf(enterprises)
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	var add, drop []string
+	for f := range want {
+		if !s.filterSet[f] {
+			add = append(add, f)
+		}
+	}
+	for f := range s.filterSet {
+		if !want[f] {
+			drop = append(drop, f)
+		}
+	}
+	s.filterSet = want
+	if len(add) == 0 && len(drop) == 0 || !s.subscribed.Load() {
+		return // a reconnect subscribes the new set
+	}
+	sort.Strings(add)
+	sort.Strings(drop)
+	if err := s.subscribe(add); err != nil {
+		s.log.Error("subscribing to the topics of enterprises added; reconnecting", "err", err, "filters", len(add))
+		s.requestReconnect()
+		return
+	}
+	if err := s.unsubscribe(drop); err != nil {
+		// Their messages still come, and are acknowledged unprocessed
+		// (see Pipeline's not-owned check): only a cost, but retried.
+		s.log.Warn("unsubscribing from the topics of enterprises removed failed; reconnecting", "err", err, "filters", len(drop))
+		s.requestReconnect()
+		return
+	}
+	s.log.Info("subscriptions changed", "subscribed", len(add), "unsubscribed", len(drop), "filters", len(want))
+}
+
+// filters returns the telemetry filters wanted now, sorted; call with
+// subMu held.
+func (s *Subscriber) filters() []string {
+	fs := make([]string, 0, len(s.filterSet))
+	for f := range s.filterSet {
+		fs = append(fs, f)
+	}
+	sort.Strings(fs)
+	return fs
+}
+
+func (s *Subscriber) onConnect(c mqtt.Client) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	s.subscribed.Store(false)
+	fs := s.filters()
+	if err := s.subscribe(fs, s.watchdog); err != nil {
+		s.log.Error("subscribe failed; reconnecting", "err", err, "filters", len(fs))
 		s.requestReconnect()
 		return
 	}
@@ -229,7 +363,11 @@ func (s *Subscriber) onConnect(c mqtt.Client) {
 	s.subscribed.Store(true)
 	s.metrics.connects.Inc()
 	s.metrics.connected.Set(1)
-	s.log.Info("connected and subscribed", "broker", s.cfg.Broker, "filters", s.filters())
+	if len(fs) <= 4 {
+		s.log.Info("connected and subscribed", "broker", s.cfg.Broker, "client_id", s.cfg.ClientID, "filters", fs)
+	} else {
+		s.log.Info("connected and subscribed", "broker", s.cfg.Broker, "client_id", s.cfg.ClientID, "filters", len(fs), "first", fs[0])
+	}
 }
 
 // onConnectionNotification logs failed connection attempts, which paho
