@@ -334,3 +334,51 @@ func TestShardsAgreeWithOneReplica(t *testing.T) {
 	}
 	t.Logf("%d readings of %d enterprises, %d scoring series alike", len(a), 12, len(want))
 }
+
+// TestShardsReshardUnderLoad scales one replica to three and three to
+// two while gateways publish, with the procedure of the README: shards
+// prepare the new count (the broker queues for its sessions from then),
+// stop the old replicas, start the new ones (their backlogs replay what
+// the old ones may have stored already, which is idempotent), retire the
+// old count's sessions. Every reading is stored once and every meter's
+// deltas add up to what it counted.
+func TestShardsReshardUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs six replicas in turn")
+	}
+	fleet := shardFleet(t)
+	broker := testenv.Mosquitto(t)
+	f := &shardFleetRun{t: t, fleet: fleet, broker: broker.URL(), db: testenv.Influx(t), clientID: "reshard", dataDirs: map[string]string{}}
+	ps := f.startAll(1)
+	s := shardSim(t, fleet, 12, 150)
+	rec, wait := publishInBackground(t, s, broker.URL())
+	var atSwitch []int64
+	reshard := func(from, to int) {
+		time.Sleep(4 * time.Second)
+		t.Log(strings.TrimSpace(f.shards("prepare", to)))
+		for _, p := range ps {
+			p.stop(t)
+		}
+		atSwitch = append(atSwitch, rec.acked.Load())
+		ps = f.startAll(to)
+		t.Log(strings.TrimSpace(f.shards("retire", from)))
+	}
+	reshard(1, 3)
+	reshard(3, 2)
+	wait()
+	l := s.Ledger()
+	// The reshards happened under load: readings came before and after
+	// each.
+	for i, n := range atSwitch {
+		if n == 0 || n >= int64(l.Readings) {
+			t.Fatalf("reshard %d happened after %d of %d readings were published: not under load", i+1, n, l.Readings)
+		}
+	}
+	waitAllStored(t, f.db, l.Readings, ps)
+	var replayed float64
+	for _, p := range ps {
+		replayed += p.metrics().metricOrZero("cleanprod_ingest_duplicates_total")
+	}
+	checkLedger(t, l, storedReadings(t, fleet, f.db))
+	t.Logf("%d readings; reshards after %v; duplicates absorbed by the last replicas: %g", l.Readings, atSwitch, replayed)
+}
