@@ -382,3 +382,46 @@ func TestShardsReshardUnderLoad(t *testing.T) {
 	checkLedger(t, l, storedReadings(t, fleet, f.db))
 	t.Logf("%d readings; reshards after %v; duplicates absorbed by the last replicas: %g", l.Readings, atSwitch, replayed)
 }
+
+// TestShardKilledUnderLoad: one replica of three is SIGKILLed while
+// gateways publish and started again; its shard is complete (its
+// session kept what it had not acknowledged) and nothing is counted
+// twice.
+func TestShardKilledUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs three replicas")
+	}
+	fleet := shardFleet(t)
+	broker := testenv.Mosquitto(t)
+	f := &shardFleetRun{t: t, fleet: fleet, broker: broker.URL(), db: testenv.Influx(t), clientID: "killed", dataDirs: map[string]string{}}
+	ps := f.startAll(3)
+	s := shardSim(t, fleet, 8, 200)
+	rec, wait := publishInBackground(t, s, broker.URL())
+	// Shard 1/3 owns six of the twelve enterprises: the most to lose.
+	time.Sleep(5 * time.Second)
+	before := ps[1].metrics().metricOrZero("cleanprod_ingest_readings_written_total")
+	ps[1].kill()
+	killedAt := rec.acked.Load()
+	select {
+	case <-ps[1].done:
+	default:
+		t.Fatal("replica 1/3 still runs after SIGKILL")
+	}
+	time.Sleep(3 * time.Second)
+	p, err := f.start(1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps[1] = p
+	wait()
+	l := s.Ledger()
+	if before == 0 || killedAt >= int64(l.Readings) {
+		t.Fatalf("the kill came after %g readings written by the shard and %d of %d published: not under load", before, killedAt, l.Readings)
+	}
+	waitAllStored(t, f.db, l.Readings, ps)
+	if n := ps[1].metrics().metricOrZero("cleanprod_ingest_readings_written_total"); n == 0 {
+		t.Error("the restarted replica wrote nothing")
+	}
+	checkLedger(t, l, storedReadings(t, fleet, f.db))
+	t.Logf("%d readings; replica 1/3 SIGKILLed after writing %g, with %d published", l.Readings, before, killedAt)
+}
