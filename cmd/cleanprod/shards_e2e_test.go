@@ -78,8 +78,13 @@ type shardFleetRun struct {
 	broker   string
 	db       *testenv.InfluxDB
 	clientID string
+	extra    []string // serve's further flags
+	// byIndex keeps a replica's data_dir by its index alone, as a
+	// StatefulSet keeps a pod's volume whatever the count: after a
+	// reshard a replica finds the scorer's checkpoint of another one.
+	byIndex  bool
 	mu       sync.Mutex
-	dataDirs map[string]string // "i/n" -> that replica's data_dir, kept across restarts
+	dataDirs map[string]string // "i/n" (or "i") -> that replica's data_dir, kept across restarts
 }
 
 func (f *shardFleetRun) args(count int) []string {
@@ -91,13 +96,17 @@ func (f *shardFleetRun) args(count int) []string {
 func (f *shardFleetRun) start(index, count int) (*proc, error) {
 	f.mu.Lock()
 	name := fmt.Sprintf("%d/%d", index, count)
+	if f.byIndex {
+		name = strconv.Itoa(index)
+	}
 	dir, ok := f.dataDirs[name]
 	if !ok {
 		dir = filepath.Join(f.t.TempDir(), "data")
 		f.dataDirs[name] = dir
 	}
 	f.mu.Unlock()
-	return tryStartProc(f.t, append(f.args(count), "-shard.index", strconv.Itoa(index), "-data_dir", dir),
+	args := append(f.args(count), f.extra...)
+	return tryStartProc(f.t, append(args, "-shard.index", strconv.Itoa(index), "-data_dir", dir),
 		map[string]string{"CLEANPROD_INFLUX_TOKEN": f.db.Token})
 }
 
@@ -125,6 +134,35 @@ func (f *shardFleetRun) shards(cmd string, count int) string {
 	out, err := exec.Command(cleanprodBinary(f.t), append([]string{"shards", cmd}, f.args(count)...)...).CombinedOutput()
 	if err != nil {
 		f.t.Fatalf("shards %s -shard.count %d: %v\n%s", cmd, count, err, out)
+	}
+	return string(out)
+}
+
+// readmeShards runs the README's "cleanprod shards cmd" line, as printed,
+// with a cleanprod.yaml of f's broker, store and fleet in its folder.
+func (f *shardFleetRun) readmeShards(cmd string) string {
+	f.t.Helper()
+	var line string
+	for _, l := range strings.Split(readmeBlock(f.t, "cleanprod shards "+cmd), "\n") {
+		if strings.HasPrefix(l, "cleanprod shards "+cmd+" ") {
+			line, _, _ = strings.Cut(l, "#")
+		}
+	}
+	if line == "" {
+		f.t.Fatalf("the README has no cleanprod shards %s line", cmd)
+	}
+	dir := f.t.TempDir()
+	cfg := fmt.Sprintf("mqtt:\n  url: %s\n  client_id: %s\ninflux:\n  url: %s\n  bucket: %s\ngateway_config: %s\nshard:\n  peer_url: http://127.0.0.1:9/{index}\n",
+		f.broker, f.clientID, f.db.URL, f.db.Bucket, f.fleet)
+	if err := os.WriteFile(filepath.Join(dir, "cleanprod.yaml"), []byte(cfg), 0o644); err != nil {
+		f.t.Fatal(err)
+	}
+	args := strings.Fields(line)[1:]
+	c := exec.Command(cleanprodBinary(f.t), args...)
+	c.Dir = dir
+	out, err := c.CombinedOutput()
+	if err != nil {
+		f.t.Fatalf("README's %q: %v\n%s", line, err, out)
 	}
 	return string(out)
 }
@@ -348,23 +386,33 @@ func TestShardsReshardUnderLoad(t *testing.T) {
 	}
 	fleet := shardFleet(t)
 	broker := testenv.Mosquitto(t)
-	f := &shardFleetRun{t: t, fleet: fleet, broker: broker.URL(), db: testenv.Influx(t), clientID: "reshard", dataDirs: map[string]string{}}
+	// Checkpoints every second, in data folders kept per index: each start
+	// after a reshard finds a checkpoint of another assignment.
+	f := &shardFleetRun{t: t, fleet: fleet, broker: broker.URL(), db: testenv.Influx(t), clientID: "reshard", dataDirs: map[string]string{},
+		extra: []string{"-scoring.checkpoint_every", "1s"}, byIndex: true}
 	ps := f.startAll(1)
 	s := shardSim(t, fleet, 12, 150)
 	rec, wait := publishInBackground(t, s, broker.URL())
 	var atSwitch []int64
-	reshard := func(from, to int) {
+	// The first reshard runs the README's commands as printed (1 -> 3).
+	reshard := func(from, to int, readme bool) {
 		time.Sleep(4 * time.Second)
-		t.Log(strings.TrimSpace(f.shards("prepare", to)))
+		shards := func(cmd string, count int) string {
+			if readme {
+				return f.readmeShards(cmd)
+			}
+			return f.shards(cmd, count)
+		}
+		t.Log(strings.TrimSpace(shards("prepare", to)))
 		for _, p := range ps {
 			p.stop(t)
 		}
 		atSwitch = append(atSwitch, rec.acked.Load())
 		ps = f.startAll(to)
-		t.Log(strings.TrimSpace(f.shards("retire", from)))
+		t.Log(strings.TrimSpace(shards("retire", from)))
 	}
-	reshard(1, 3)
-	reshard(3, 2)
+	reshard(1, 3, true)
+	reshard(3, 2, false)
 	wait()
 	l := s.Ledger()
 	// The reshards happened under load: readings came before and after
@@ -380,7 +428,20 @@ func TestShardsReshardUnderLoad(t *testing.T) {
 		replayed += p.metrics().metricOrZero("cleanprod_ingest_duplicates_total")
 	}
 	checkLedger(t, l, storedReadings(t, fleet, f.db))
-	t.Logf("%d readings; reshards after %v; duplicates absorbed by the last replicas: %g", l.Readings, atSwitch, replayed)
+	// The shards grade as a replica that reads everything from the store
+	// afresh: no checkpoint of an earlier assignment was resumed.
+	got := scoringState(t, ps...)
+	ref := &shardFleetRun{t: t, fleet: fleet, broker: broker.URL(), db: f.db, clientID: "reshard-reference", dataDirs: map[string]string{}}
+	want := scoringState(t, ref.startAll(1)...)
+	for k, w := range want {
+		if g, ok := got[k]; !ok || !sameFloat(w, g) {
+			t.Errorf("%s: shards %g, a fresh replica on the same store %g (present %v)", k, g, w, ok)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("the shards export %d scoring series, a fresh replica %d", len(got), len(want))
+	}
+	t.Logf("%d readings; reshards after %v; duplicates absorbed by the last replicas: %g; %d scoring series alike", l.Readings, atSwitch, replayed, len(want))
 }
 
 // TestShardKilledUnderLoad: one replica of three is SIGKILLed while
