@@ -300,6 +300,25 @@ func scoringState(t *testing.T, ps ...*proc) map[string]float64 {
 	return nil
 }
 
+// sameScoring compares the scoring series of got (named gotName) with
+// want's, series by series.
+func sameScoring(t *testing.T, got, want map[string]float64, gotName, wantName string) {
+	t.Helper()
+	names := make([]string, 0, len(want))
+	for k := range want {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		if g, ok := got[k]; !ok || !sameFloat(want[k], g) {
+			t.Errorf("%s: %s %g, %s %g (present %v)", k, wantName, want[k], gotName, g, ok)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("%s export %d scoring series, %s %d", gotName, len(got), wantName, len(want))
+	}
+}
+
 func sameFloat(a, b float64) bool {
 	return a == b || math.IsNaN(a) && math.IsNaN(b) || math.Abs(a-b) <= 1e-9*math.Max(1, math.Abs(a))
 }
@@ -356,20 +375,8 @@ func TestShardsAgreeWithOneReplica(t *testing.T) {
 	checkLedger(t, l, a)
 	checkLedger(t, l, b)
 
-	want, got := scoringState(t, single...), scoringState(t, shards...)
-	names := make([]string, 0, len(want))
-	for k := range want {
-		names = append(names, k)
-	}
-	sort.Strings(names)
-	for _, k := range names {
-		if g, ok := got[k]; !ok || !sameFloat(want[k], g) {
-			t.Errorf("%s: one replica %g, three %g (present %v)", k, want[k], g, ok)
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("three replicas export %d scoring series, one replica %d", len(got), len(want))
-	}
+	want := scoringState(t, single...)
+	sameScoring(t, scoringState(t, shards...), want, "three replicas", "one replica")
 	t.Logf("%d readings of %d enterprises, %d scoring series alike", len(a), 12, len(want))
 }
 
@@ -433,14 +440,7 @@ func TestShardsReshardUnderLoad(t *testing.T) {
 	got := scoringState(t, ps...)
 	ref := &shardFleetRun{t: t, fleet: fleet, broker: broker.URL(), db: f.db, clientID: "reshard-reference", dataDirs: map[string]string{}}
 	want := scoringState(t, ref.startAll(1)...)
-	for k, w := range want {
-		if g, ok := got[k]; !ok || !sameFloat(w, g) {
-			t.Errorf("%s: shards %g, a fresh replica on the same store %g (present %v)", k, g, w, ok)
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("the shards export %d scoring series, a fresh replica %d", len(got), len(want))
-	}
+	sameScoring(t, got, want, "the shards", "a fresh replica on the same store")
 	t.Logf("%d readings; reshards after %v; duplicates absorbed by the last replicas: %g; %d scoring series alike", l.Readings, atSwitch, replayed, len(want))
 }
 
