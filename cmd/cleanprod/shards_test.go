@@ -3,10 +3,16 @@ package main
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/cleanprod/cleanprod/internal/testenv"
 	"github.com/cleanprod/cleanprod/shard"
 )
 
@@ -76,5 +82,72 @@ func TestSharedGroupRemoved(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), w) {
 			t.Errorf("got %v, want it to contain %q", err, w)
 		}
+	}
+}
+
+// TestShardReloadSubscribes: a shard's replica does not subscribe to an
+// enterprise it owns before the registry has it; a reload (SIGHUP) that
+// adds the enterprise subscribes to its topics on the live connection,
+// and its telemetry is stored from then on.
+func TestShardReloadSubscribes(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	db := testenv.Influx(t)
+	gwDir := t.TempDir()
+	copyGateways := func(ids ...string) {
+		t.Helper()
+		for _, id := range ids {
+			b, err := os.ReadFile("../../gateway-config/" + id + ".yaml")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(gwDir, id+".yaml"), b, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	const added, kept = "cq-lj-yuntai-auto", "cq-lj-hengrun-parts"
+	index := shard.Of(added, 2)
+	if shard.Of(kept, 2) != index {
+		t.Fatalf("%s and %s are on different shards of 2: pick others", added, kept)
+	}
+	copyGateways(kept, "cq-lj-jiahe-motors", "cq-lj-shanchuan-auto")
+	p := startProc(t, []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket, "-mqtt.client_id", "reload",
+		"-gateway_config", gwDir, "-shard.count", "2", "-shard.index", strconv.Itoa(index), "-shard.peer_url", "http://127.0.0.1:9/{index}", "-log.level", "info"},
+		map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token})
+	m := p.metrics()
+	gw := mqttClient(t, broker.URL(), "reload-gateways")
+	now := time.Now().UTC().Truncate(time.Second)
+	msg := func(gateway, meter string, seq int, v float64) string {
+		return fmt.Sprintf(`{"gateway":%q,"seq":%d,"readings":[{"meter":%q,"ts":%q,"value":%g}]}`, gateway, seq, meter, now.Add(time.Duration(seq-10)*time.Minute).Format(time.RFC3339), v)
+	}
+	addedTopic, keptTopic := "cp/v1/"+added+"/gw-paint-01/telemetry", "cp/v1/"+kept+"/gw-plant-01/telemetry"
+
+	// Not subscribed to: the added enterprise's message does not come;
+	// the kept one's, published after it, does.
+	pub(t, gw, addedTopic, msg("gw-paint-01", "E-PAINT-01", 1, 1000))
+	pub(t, gw, keptTopic, msg("gw-plant-01", "E-MAIN-01", 1, 500))
+	waitFor(t, 20*time.Second, "the kept enterprise's reading stored", func() bool {
+		return m.metricOrZero("cleanprod_ingest_readings_written_total") == 1
+	})
+	if n := m.metricOrZero("cleanprod_ingest_messages_total"); n != 1 {
+		t.Fatalf("%g messages received before the reload, want 1 (the added enterprise is not subscribed to)", n)
+	}
+
+	copyGateways(added)
+	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the reload", func() bool {
+		return scrapeFamily(t, p.http, "cleanprod_config_reloads_total")[`cleanprod_config_reloads_total{result="success"}`] == 1
+	})
+	if !strings.Contains(p.logs.String(), "subscriptions changed") {
+		t.Errorf("the reload did not log its subscriptions:\n%s", p.logs)
+	}
+	pub(t, gw, addedTopic, msg("gw-paint-01", "E-PAINT-01", 2, 1010))
+	waitFor(t, 20*time.Second, "the added enterprise's reading stored", func() bool {
+		return m.metricOrZero("cleanprod_ingest_readings_written_total") == 2
+	})
+	if rows := db.QueryInfluxQL(t, `SELECT value FROM reading WHERE enterprise = '`+added+`'`); len(rows) != 1 {
+		t.Errorf("%s's readings: %v, want the one published after the reload", added, rows)
 	}
 }
