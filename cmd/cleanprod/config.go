@@ -35,7 +35,7 @@ type Config struct {
 	MQTT struct {
 		URL                  string        `yaml:"url" help:"broker URL (tcp://, ssl://); empty runs the embedded broker"`
 		ClientID             string        `yaml:"client_id" help:"fixed client id; the broker keeps the persistent session under it"`
-		Username             string        `yaml:"username" help:"broker user name"`
+		Username             string        `yaml:"username" help:"broker user name; {shard} in it becomes the shard, e.g. cleanprod-{shard}: cleanprod-1of3 (a single replica: cleanprod), one broker user per shard where the broker makes the user name the client id"`
 		Password             string        `yaml:"password" help:"broker password (prefer the environment)" secret:"true"`
 		CAFile               string        `yaml:"ca_file" help:"PEM CA bundle to verify the broker's certificate"`
 		CertFile             string        `yaml:"cert_file" help:"PEM client certificate for mutual TLS"`

@@ -262,7 +262,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		RestorePiece: piece, RestoreHistory: cfg.Ingest.RestoreHistory, Journal: eng, Owns: owns,
 	}, st, publish, observe, metrics, log.With("component", "ingest"))
 	sub = ingest.NewSubscriber(ingest.SubscriberConfig{
-		Broker: brokerURL, ClientID: shardClientID(cfg.MQTT.ClientID, set), Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
+		Broker: brokerURL, ClientID: shardClientID(cfg.MQTT.ClientID, set), Username: shardUsername(cfg.MQTT.Username, set), Password: cfg.MQTT.Password,
 		TLS: mqttTLS, Enterprises: shardEnterprises(reg, set), KeepAlive: cfg.MQTT.KeepAlive,
 		MaxReconnectInterval: cfg.MQTT.MaxReconnectInterval, WatchdogInterval: cfg.MQTT.WatchdogInterval,
 		MaxUnackedMessages: cfg.MQTT.MaxUnackedMessages, MaxUnackedBytes: int64(cfg.MQTT.MaxUnackedBytes),

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
@@ -47,6 +48,19 @@ func shardClientID(clientID string, s shard.Set) string {
 		return clientID
 	}
 	return clientID + "-" + strconv.Itoa(s.Index) + "of" + strconv.Itoa(s.Count)
+}
+
+// shardUsername is the broker user name of shard s: mqtt.username with
+// "{shard}" replaced by "<i>of<n>" (cleanprod-{shard}: cleanprod-1of3),
+// the users gateways mosquitto-acl -shard-counts adds. A broker that makes
+// the user name the client id (mosquitto's use_username_as_clientid)
+// keeps each shard's session apart only so. A single replica drops the
+// placeholder with the '-' before it (cleanprod).
+func shardUsername(username string, s shard.Set) string {
+	if s.Single() {
+		return strings.ReplaceAll(strings.ReplaceAll(username, "-{shard}", ""), "{shard}", "")
+	}
+	return strings.ReplaceAll(username, "{shard}", strconv.Itoa(s.Index)+"of"+strconv.Itoa(s.Count))
 }
 
 // shardEnterprises returns the ids of the enterprises of reg that s owns,
@@ -121,7 +135,7 @@ func shardsCommand(ctx context.Context, args []string, getenv func(string) strin
 		s := shard.Set{Index: i, Count: n}
 		id := shardClientID(cfg.MQTT.ClientID, s)
 		opts := mqtt.NewClientOptions().AddBroker(cfg.MQTT.URL).SetClientID(id).
-			SetUsername(cfg.MQTT.Username).SetPassword(cfg.MQTT.Password).
+			SetUsername(shardUsername(cfg.MQTT.Username, s)).SetPassword(cfg.MQTT.Password).
 			SetConnectTimeout(10 * time.Second).SetAutoReconnect(false).
 			// A session that exists already may deliver what it queued:
 			// never acknowledged here, so the broker keeps it for the

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -12,7 +13,11 @@ import (
 	"testing"
 	"time"
 
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+
+	"github.com/cleanprod/cleanprod/gatewayauth"
 	"github.com/cleanprod/cleanprod/internal/testenv"
+	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/shard"
 )
 
@@ -55,6 +60,20 @@ func TestShardOf(t *testing.T) {
 	}
 	if got := shardClientID("cleanprod", shard.Set{Index: 1, Count: 3}); got != "cleanprod-1of3" {
 		t.Errorf("shard 1/3's client id: got %q, want cleanprod-1of3", got)
+	}
+	for _, c := range []struct {
+		user string
+		set  shard.Set
+		want string
+	}{
+		{"cleanprod-{shard}", shard.Set{Index: 1, Count: 3}, "cleanprod-1of3"},
+		{"cleanprod-{shard}", shard.One, "cleanprod"},
+		{"cleanprod", shard.Set{Index: 1, Count: 3}, "cleanprod"},
+		{"", shard.Set{Index: 0, Count: 2}, ""},
+	} {
+		if got := shardUsername(c.user, c.set); got != c.want {
+			t.Errorf("shardUsername(%q, %v) = %q, want %q", c.user, c.set, got, c.want)
+		}
 	}
 }
 
@@ -149,5 +168,78 @@ func TestShardReloadSubscribes(t *testing.T) {
 	})
 	if rows := db.QueryInfluxQL(t, `SELECT value FROM reading WHERE enterprise = '`+added+`'`); len(rows) != 1 {
 		t.Errorf("%s's readings: %v, want the one published after the reload", added, rows)
+	}
+}
+
+// TestShardsOwnBrokerUsers runs two shards on a mosquitto that makes the
+// user name the client id (use_username_as_clientid, as the shipped
+// configuration does) with the users gateways mosquitto-acl -shard-counts
+// makes: with mqtt.username cleanprod-{shard} each shard logs in as its
+// own user and keeps its own session, so neither takes the other's, and
+// shards prepare logs in as them too.
+func TestShardsOwnBrokerUsers(t *testing.T) {
+	reg, err := registry.Load("../../gateway-config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds := gatewayauth.Credentials{}
+	if _, err := creds.Complete(reg, "cleanprod", gatewayauth.MonitorUser); err != nil {
+		t.Fatal(err)
+	}
+	shardUsers := gatewayauth.ShardUsers("cleanprod", []int{2})
+	if _, err := creds.Share("cleanprod", shardUsers...); err != nil {
+		t.Fatal(err)
+	}
+	passwd, err := gatewayauth.PasswordFile(creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := testenv.Mosquitto(t, testenv.WithoutAnonymous(),
+		testenv.WithFile("passwd", passwd), testenv.WithFile("acl", gatewayauth.ACL(reg, "cleanprod", shardUsers...)),
+		testenv.WithConfig("use_username_as_clientid true", "password_file passwd", "acl_file acl"))
+	db := testenv.Influx(t)
+	env := map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token, "CLEANPROD_MQTT_PASSWORD": creds["cleanprod"]}
+	args := func(i int) []string {
+		return []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket,
+			"-mqtt.username", "cleanprod-{shard}", "-mqtt.client_id", "cleanprod", "-gateway_config", "../../gateway-config",
+			"-shard.count", "2", "-shard.index", strconv.Itoa(i), "-shard.peer_url", "http://127.0.0.1:9/{index}",
+			"-data_dir", t.TempDir()}
+	}
+	prep := exec.Command(cleanprodBinary(t), append([]string{"shards", "prepare"}, args(0)...)...)
+	prep.Env = append(os.Environ(), "CLEANPROD_INFLUX_TOKEN="+db.Token, "CLEANPROD_MQTT_PASSWORD="+creds["cleanprod"])
+	if out, err := prep.CombinedOutput(); err != nil {
+		t.Fatalf("shards prepare as the shards' users: %v\n%s", err, out)
+	}
+	ps := []*proc{startProc(t, args(0), env), startProc(t, args(1), env)}
+
+	now := time.Now().UTC().Truncate(time.Second)
+	for _, e := range reg.Enterprises {
+		g := e.Gateways[0]
+		user := gatewayauth.UserName(g)
+		c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID(user).SetUsername(user).SetPassword(creds[user]))
+		if tok := c.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+			t.Fatalf("connect as %s: %v", user, tok.Error())
+		}
+		pub(t, c, "cp/v1/"+e.ID+"/"+g.ID+"/telemetry", fmt.Sprintf(`{"gateway":%q,"seq":1,"readings":[{"meter":%q,"ts":%q,"value":1}]}`,
+			g.ID, g.Meters[0].ID, now.Add(-time.Minute).Format(time.RFC3339)))
+		c.Disconnect(100)
+	}
+	waitFor(t, 20*time.Second, "a reading of each enterprise stored by its shard", func() bool {
+		return ps[0].metrics().metricOrZero("cleanprod_ingest_readings_written_total")+ps[1].metrics().metricOrZero("cleanprod_ingest_readings_written_total") == float64(len(reg.Enterprises))
+	})
+	time.Sleep(2 * time.Second) // a session taken over would show by now
+	for i, p := range ps {
+		if n := p.metrics().metricOrZero("cleanprod_mqtt_connection_lost_total"); n != 0 {
+			t.Errorf("shard %d/2 lost its connection %g times: another client took its session\n%s", i, n, p.logs)
+		}
+		want := 0
+		for _, e := range reg.Enterprises {
+			if shard.Of(e.ID, 2) == i {
+				want++
+			}
+		}
+		if n := p.metrics().metricOrZero("cleanprod_ingest_messages_total"); n != float64(want) {
+			t.Errorf("shard %d/2 received %g messages, want %d (its enterprises')", i, n, want)
+		}
 	}
 }
