@@ -178,7 +178,8 @@ func PasswordFile(c Credentials) ([]byte, error) {
 // ACL returns a mosquitto acl_file: the service user, and each of
 // shardUsers (see ShardUsers), reads all telemetry (contract v1 and
 // forwarded HJ 212 frames)
-// and writes dead-letters, events and its watchdog; the monitor user reads
+// and writes dead-letters, events, its watchdog and the replicas'
+// statuses; the monitor user reads
 // dead-letters, events and status; each gateway writes only under its own
 // prefix and its status topic. Anonymous clients get nothing.
 func ACL(reg *registry.Registry, serviceUser string, shardUsers ...string) []byte {
@@ -196,6 +197,7 @@ func ACL(reg *registry.Registry, serviceUser string, shardUsers ...string) []byt
 		fmt.Fprintln(&b, "topic write cp/v1/deadletter/#")
 		fmt.Fprintln(&b, "topic write cp/v1/+/events")
 		fmt.Fprintln(&b, "topic readwrite cleanprod/watchdog/#")
+		fmt.Fprintln(&b, "topic readwrite cleanprod/replicas/#")
 	}
 	fmt.Fprintf(&b, "\n# operators and tools: dead-letters, events, gateway status (read only)\nuser %s\n", MonitorUser)
 	fmt.Fprintln(&b, "topic read cp/v1/deadletter/#")

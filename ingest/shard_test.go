@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,5 +84,68 @@ func TestShardSubscriptions(t *testing.T) {
 	}
 	if rows := db.QueryFlux(t, fmt.Sprintf(`from(bucket: %q) |> range(start: 0) |> filter(fn: (r) => r._measurement == "reading" and r.meter == "E-B")`, db.Bucket)); len(rows) != 0 {
 		t.Errorf("E-B has %d stored values, want none: not owned, never stored", len(rows))
+	}
+}
+
+// TestReplicaStatusHolds: a replica of shard count 3 starts while a
+// replica of count 1 is live (its retained status on the broker): it
+// takes no telemetry, leaves it unacknowledged and says why, until that
+// status is cleared; then it reconnects and takes everything, the queued
+// message first.
+func TestReplicaStatusHolds(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	db := testenv.Influx(t)
+	const prefix, id = "cleanprod/replicas/test/", "test-1of3"
+	t0 := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	gw := connect(t, broker.URL(), "gw-status-test")
+	old := StatusTopic(prefix, 0, 1)
+	if tok := gw.Publish(old, 1, true, `{"count":1,"index":0,"run":"old"}`); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	// The session exists with a message queued from before.
+	pre := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(broker.URL()).SetClientID(id).SetCleanSession(false))
+	if tok := pre.Connect(); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	if tok := pre.Subscribe(TelemetryFilter, 1, nil); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	pre.Disconnect(100)
+	publish(t, gw, TelemetryTopic("ent-a", "gw-1"), payload(1, reading("E-1", t0, 100)))
+
+	h := startIngestWith(t, broker.URL(), id, testRegistry(t), openInflux(t, db), nil,
+		func(c *SubscriberConfig) { c.Status = &ReplicaStatus{Prefix: prefix, Index: 1, Count: 3} })
+	waitFor(t, 10*time.Second, "the subscriber saying why it waits", func() bool {
+		return strings.Contains(h.sub.Waiting(), "0of1 (shard count 1)")
+	})
+	publish(t, gw, TelemetryTopic("ent-a", "gw-1"), payload(2, reading("E-1", t0.Add(time.Minute), 150)))
+	waitFor(t, 10*time.Second, "both messages held back", func() bool { return testutil.ToFloat64(h.metrics.statusHeld) >= 2 })
+	if n := testutil.ToFloat64(h.metrics.messages); n != 0 {
+		t.Fatalf("%g messages taken while a replica of count 1 is live, want 0", n)
+	}
+
+	// The old replica stops: its status is cleared.
+	if tok := gw.Publish(old, 1, true, []byte{}); !tok.WaitTimeout(10*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	waitFor(t, 20*time.Second, "both readings written after the hold", func() bool { return testutil.ToFloat64(h.metrics.readings) == 2 })
+	if w := h.sub.Waiting(); w != "" {
+		t.Errorf("still waiting: %s", w)
+	}
+	if got := sumDelta(t, db, "E-1"); got != 50 {
+		t.Errorf("E-1's deltas sum to %g, want 50", got)
+	}
+	// Its own status is on the broker, retained, for the next replica.
+	var got []byte
+	c := connect(t, broker.URL(), "status-reader")
+	done := make(chan struct{})
+	c.Subscribe(StatusTopic(prefix, 1, 3), 1, func(_ mqtt.Client, m mqtt.Message) { got = m.Payload(); close(done) })
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no retained status of the replica")
+	}
+	if !strings.Contains(string(got), `"count":3`) {
+		t.Errorf("status %s, want count 3", got)
 	}
 }

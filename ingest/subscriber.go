@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,10 @@ type SubscriberConfig struct {
 	// window).
 	MaxUnackedMessages int
 	MaxUnackedBytes    int64
+	// Status, when not nil, announces this replica on the broker and
+	// holds telemetry while a replica of another shard count is live
+	// (see ReplicaStatus).
+	Status *ReplicaStatus
 }
 
 // Default bounds of what the subscriber holds unacknowledged.
@@ -89,6 +94,12 @@ type Subscriber struct {
 	// changes the filters of a connected client. It guards filterSet.
 	subMu     sync.Mutex
 	filterSet map[string]bool // the telemetry filters wanted now
+
+	gate *replicaGate // nil without SubscriberConfig.Status
+	// drain holds telemetry from the moment the gate released it with
+	// messages held back until the reconnect that has the broker send
+	// those again, so that they are taken in their order.
+	drain atomic.Bool
 }
 
 // NewSubscriber returns a Subscriber that feeds p. newClient builds the
@@ -126,6 +137,9 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 		qos0Lg:    newRateLog(log, 30*time.Second),
 		filterSet: filtersOf(cfg.Enterprises),
 	}
+	if cfg.Status != nil {
+		s.gate = newReplicaGate(*cfg.Status, m)
+	}
 	s.win = newWindow(cfg.MaxUnackedMessages, cfg.MaxUnackedBytes, func() {
 		m.backlogReconnects.Inc()
 		s.requestReconnect()
@@ -151,6 +165,9 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 		SetConnectionNotificationHandler(s.onConnectionNotification)
 	if cfg.TLS != nil {
 		opts.SetTLSConfig(cfg.TLS)
+	}
+	if s.gate != nil {
+		s.gate.will(opts)
 	}
 	s.c = newClient(opts)
 	return s
@@ -190,6 +207,9 @@ func (s *Subscriber) Connected() bool { return s.c.IsConnectionOpen() && s.subsc
 // Close disconnects, giving in-flight acknowledgements a moment to leave.
 func (s *Subscriber) Close() {
 	s.closeOnce.Do(func() {
+		if s.gate != nil {
+			s.gate.withdraw(s.c)
+		}
 		s.c.Disconnect(1000)
 		s.metrics.connected.Set(0)
 	})
@@ -352,10 +372,25 @@ func (s *Subscriber) onConnect(c mqtt.Client) {
 	defer s.subMu.Unlock()
 	s.subscribed.Store(false)
 	fs := s.filters()
-	if err := s.subscribe(fs, s.watchdog); err != nil {
+	extra := []string{s.watchdog}
+	if s.gate != nil {
+		// At QoS 0: a broker sends no QoS 1 message while the in-flight
+		// window is full, and it is full of held telemetry when a
+		// backlog comes at connect; QoS 0 passes it.
+		s.gate.newConnection()
+		extra = append(extra, s.gate.filter())
+	}
+	if err := s.subscribe(fs, extra...); err != nil {
 		s.log.Error("subscribe failed; reconnecting", "err", err, "filters", len(fs))
 		s.requestReconnect()
 		return
+	}
+	if s.gate != nil {
+		if err := s.gate.announce(s.c, s.cfg.ConnectTimeout); err != nil {
+			s.log.Error("announcing the replica failed; reconnecting", "err", err)
+			s.requestReconnect()
+			return
+		}
 	}
 	now := time.Now().UnixNano()
 	s.lastBeat.Store(now)
@@ -382,6 +417,7 @@ func (s *Subscriber) onConnectionNotification(_ mqtt.Client, n mqtt.ConnectionNo
 
 func (s *Subscriber) onConnectionLost(_ mqtt.Client, err error) {
 	s.win.newConnection()
+	s.drain.Store(false) // the reconnect has the broker send the held messages again
 	s.connected.Store(0)
 	s.subscribed.Store(false)
 	s.metrics.connLost.Inc()
@@ -400,6 +436,19 @@ func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 		return
 	}
 	s.lastMsg.Store(time.Now().UnixNano())
+	if s.gate != nil {
+		if strings.HasPrefix(m.Topic(), s.gate.cfg.Prefix) {
+			s.onStatus(m)
+			return
+		}
+		if !s.gate.released.Load() || s.drain.Load() {
+			// Not acknowledged: the broker sends it again after the
+			// reconnect that ends the hold.
+			s.gate.heldBack.Add(1)
+			s.gate.heldC.Inc()
+			return
+		}
+	}
 	h, res := s.win.offer(m.MessageID(), m.Topic(), m.Payload(), m.Ack, m.Qos() > 0)
 	switch res {
 	case offerRedelivered:
@@ -422,6 +471,41 @@ func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	})
 }
 
+// onStatus takes a replica's status (see ReplicaStatus), on paho's
+// router goroutine like every message.
+func (s *Subscriber) onStatus(m mqtt.Message) {
+	m.Ack()
+	releasedNow, msg := s.gate.onStatus(m.Topic(), m.Payload())
+	if msg != "" {
+		s.log.Warn(msg)
+	}
+	if !releasedNow {
+		return
+	}
+	held := s.gate.heldBack.Load()
+	s.log.Info("no replica of another shard count is live; taking telemetry", "status", s.gate.own, "held_back", held)
+	if held > 0 {
+		s.drain.Store(true)
+		s.requestReconnect()
+	}
+}
+
+// Waiting returns why the subscriber holds telemetry back (a replica of
+// another shard count is live, or the statuses have not come yet), or ""
+// once it takes telemetry. Safe for concurrent use.
+func (s *Subscriber) Waiting() string {
+	if s.gate == nil {
+		return ""
+	}
+	if w := s.gate.Waiting(); w != "" {
+		return w
+	}
+	if s.drain.Load() {
+		return "reconnecting to take the messages held back"
+	}
+	return ""
+}
+
 // Unacked returns the messages and bytes (topic plus payload) held
 // received and not yet acknowledged. Safe for concurrent use.
 func (s *Subscriber) Unacked() (msgs int, bytes int64) { return s.win.usage() }
@@ -440,6 +524,13 @@ func (s *Subscriber) checkWatchdog(ctx context.Context) {
 		return
 	}
 	s.c.Publish(s.watchdog, 0, false, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
+	if s.gate != nil && s.subscribed.Load() && s.gate.Waiting() != "" {
+		// Its own status not back yet (a QoS 0 echo lost), or waiting
+		// for another count: announcing again costs nothing.
+		if err := s.gate.announce(s.c, s.cfg.ConnectTimeout); err != nil {
+			s.log.Warn("announcing the replica again failed", "err", err)
+		}
+	}
 	since := s.connected.Load()
 	if since == 0 {
 		return
@@ -460,6 +551,7 @@ func (s *Subscriber) forceReconnect(ctx context.Context) {
 	s.subscribed.Store(false)
 	s.connected.Store(0)
 	s.c.Disconnect(250)
+	s.drain.Store(false) // the next connection's messages are taken, held ones first
 	s.win.newConnection()
 	s.metrics.connected.Set(0)
 	tok := s.c.Connect()

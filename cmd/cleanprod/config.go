@@ -352,6 +352,8 @@ func (c *Config) validate() []error {
 	}
 	if c.MQTT.ClientID == "" {
 		bad("mqtt.client_id is empty")
+	} else if strings.ContainsAny(c.MQTT.ClientID, "/+#") {
+		bad("mqtt.client_id %q: no '/', '+' or '#' (it names the replicas' status topics, cleanprod/replicas/{client_id}/...)", c.MQTT.ClientID)
 	}
 	if c.Shard.Count < 1 || c.Shard.Count > shard.MaxCount {
 		bad("shard.count %d: want 1 to %d", c.Shard.Count, shard.MaxCount)

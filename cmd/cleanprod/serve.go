@@ -266,6 +266,9 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		TLS: mqttTLS, Enterprises: shardEnterprises(reg, set), KeepAlive: cfg.MQTT.KeepAlive,
 		MaxReconnectInterval: cfg.MQTT.MaxReconnectInterval, WatchdogInterval: cfg.MQTT.WatchdogInterval,
 		MaxUnackedMessages: cfg.MQTT.MaxUnackedMessages, MaxUnackedBytes: int64(cfg.MQTT.MaxUnackedBytes),
+		// A replica of another shard count still live (a reshard whose
+		// old replicas run) holds this one's telemetry back.
+		Status: &ingest.ReplicaStatus{Prefix: statusPrefix(cfg), Index: set.Index, Count: set.Count},
 	}, pipe, metrics, log.With("component", "mqtt"), nil)
 
 	stations, err := listenHJ212(cfg, pipe, promReg, log.With("component", "hj212"))
@@ -296,6 +299,9 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		}
 		if !sub.Connected() {
 			return errors.New("not connected to the broker")
+		}
+		if w := sub.Waiting(); w != "" {
+			return errors.New(w)
 		}
 		if err := st.Ping(ctx); err != nil {
 			return fmt.Errorf("store unreachable: %w", err)
@@ -416,7 +422,18 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		pg.Go(func() error { return pipe.Run(pctx) })
 		pg.Go(func() error { return sub.Run(pctx) })
 		if stations != nil {
-			pg.Go(func() error { return stations.serve(pctx, cfg.Ingest.ShutdownGrace) })
+			pg.Go(func() error {
+				// Loggers too wait while a replica of another shard count
+				// is live.
+				for sub.Waiting() != "" {
+					select {
+					case <-pctx.Done():
+						return nil
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+				return stations.serve(pctx, cfg.Ingest.ShutdownGrace)
+			})
 		}
 		start.ingest(log)
 		pg.Go(func() error { rl.run(pctx, hup); return nil })

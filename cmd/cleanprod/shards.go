@@ -63,6 +63,12 @@ func shardUsername(username string, s shard.Set) string {
 	return strings.ReplaceAll(username, "{shard}", strconv.Itoa(s.Index)+"of"+strconv.Itoa(s.Count))
 }
 
+// statusPrefix is the topic prefix under which the replicas of cfg's
+// fleet announce themselves (ingest.ReplicaStatus).
+func statusPrefix(cfg *Config) string {
+	return "cleanprod/replicas/" + cfg.MQTT.ClientID + "/"
+}
+
 // shardEnterprises returns the ids of the enterprises of reg that s owns,
 // for the subscriber: nil for a single replica (the wildcard filters),
 // never nil for a shard (none owned: no telemetry filters).
@@ -159,7 +165,13 @@ func shardsCommand(ctx context.Context, args []string, getenv func(string) strin
 		} else {
 			opts.SetCleanSession(true) // the broker discards the session
 		}
-		if err := shardSession(ctx, opts, subs); err != nil {
+		clearStatus := ""
+		if cmd == "retire" {
+			// A status a replica of that count left (its will lost with a
+			// broker restart) would hold the new replicas back.
+			clearStatus = ingest.StatusTopic(statusPrefix(cfg), i, n)
+		}
+		if err := shardSession(ctx, opts, subs, clearStatus); err != nil {
 			return fmt.Errorf("shards %s: shard %s (client id %s): %w", cmd, s, id, err)
 		}
 		if cmd == "prepare" {
@@ -172,8 +184,9 @@ func shardsCommand(ctx context.Context, args []string, getenv func(string) strin
 }
 
 // shardSession connects with opts, subscribes to subs (if any) in pieces
-// the broker takes, and disconnects.
-func shardSession(ctx context.Context, opts *mqtt.ClientOptions, subs map[string]byte) error {
+// the broker takes, clears the retained status on clearStatus (if any)
+// and disconnects.
+func shardSession(ctx context.Context, opts *mqtt.ClientOptions, subs map[string]byte, clearStatus string) error {
 	c := mqtt.NewClient(opts)
 	wait := func(t mqtt.Token, what string) error {
 		select {
@@ -207,6 +220,11 @@ func shardSession(ctx context.Context, opts *mqtt.ClientOptions, subs map[string
 			return err
 		}
 		filters = filters[k:]
+	}
+	if clearStatus != "" {
+		if err := wait(c.Publish(clearStatus, 1, true, []byte{}), "clear the replica status"); err != nil {
+			return err
+		}
 	}
 	return nil
 }

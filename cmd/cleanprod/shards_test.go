@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,5 +243,84 @@ func TestShardsOwnBrokerUsers(t *testing.T) {
 		if n := p.metrics().metricOrZero("cleanprod_ingest_messages_total"); n != float64(want) {
 			t.Errorf("shard %d/2 received %g messages, want %d (its enterprises')", i, n, want)
 		}
+	}
+}
+
+// TestShardWaitsForOtherCount: a replica of shard count 2 started while
+// the replica of count 1 still runs (a reshard done out of order) is not
+// ready and takes no telemetry; once the old replica stops it takes its
+// shard's messages, those published meanwhile included.
+func TestShardWaitsForOtherCount(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	db := testenv.Influx(t)
+	env := map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token}
+	args := func(count, index int) []string {
+		return []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket, "-mqtt.client_id", "waits",
+			"-shard.count", strconv.Itoa(count), "-shard.index", strconv.Itoa(index), "-shard.peer_url", "http://127.0.0.1:9/{index}", "-data_dir", t.TempDir()}
+	}
+	old := startProc(t, args(1, 0), env)
+	const ent = "cq-lj-hengrun-parts"
+	index := shard.Of(ent, 2)
+	// Its session exists, as shards prepare leaves it.
+	prep := exec.Command(cleanprodBinary(t), append([]string{"shards", "prepare", "-gateway_config", "../../gateway-config"}, args(2, 0)...)...)
+	prep.Env = append(os.Environ(), "CLEANPROD_INFLUX_TOKEN="+db.Token)
+	if out, err := prep.CombinedOutput(); err != nil {
+		t.Fatalf("shards prepare: %v\n%s", err, out)
+	}
+	newer := &proc{http: freeAddr(t), logs: &syncBuffer{}, done: make(chan struct{})}
+	newer.cmd = exec.Command(cleanprodBinary(t), append([]string{"serve", "-http.listen", newer.http, "-gateway_config", "../../gateway-config",
+		"-scoring.declarations", "../../scoring/declarations", "-log.level", "info"}, args(2, index)...)...)
+	newer.cmd.Stdout, newer.cmd.Stderr = newer.logs, newer.logs
+	newer.cmd.Env = append(os.Environ(), "CLEANPROD_INFLUX_TOKEN="+db.Token)
+	if err := newer.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { newer.cmd.Wait(); close(newer.done) }()
+	t.Cleanup(newer.kill)
+	readyz := func() (int, string) {
+		resp, err := http.Get("http://" + newer.http + "/readyz")
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitFor(t, 60*time.Second, "the new replica saying it waits for the old one", func() bool {
+		_, body := readyz()
+		return strings.Contains(body, "0of1 (shard count 1)")
+	})
+
+	gw := mqttClient(t, broker.URL(), "waits-gateway")
+	now := time.Now().UTC().Truncate(time.Second)
+	pub(t, gw, "cp/v1/"+ent+"/gw-plant-01/telemetry", fmt.Sprintf(`{"gateway":"gw-plant-01","seq":1,"readings":[{"meter":"E-MAIN-01","ts":%q,"value":10}]}`, now.Add(-2*time.Minute).Format(time.RFC3339)))
+	waitFor(t, 20*time.Second, "the old replica storing the reading", func() bool {
+		return old.metrics().metricOrZero("cleanprod_ingest_readings_written_total") == 1
+	})
+	if code, body := readyz(); code != http.StatusServiceUnavailable {
+		t.Errorf("new replica's /readyz while the old runs: %d %s, want 503", code, body)
+	}
+	if n := newer.metrics().metricOrZero("cleanprod_ingest_messages_total"); n != 0 {
+		t.Errorf("the new replica took %g messages while the old one runs, want 0", n)
+	}
+
+	old.stop(t)
+	waitFor(t, 30*time.Second, "the new replica ready", func() bool { code, _ := readyz(); return code == http.StatusOK })
+	pub(t, gw, "cp/v1/"+ent+"/gw-plant-01/telemetry", fmt.Sprintf(`{"gateway":"gw-plant-01","seq":2,"readings":[{"meter":"E-MAIN-01","ts":%q,"value":25}]}`, now.Add(-time.Minute).Format(time.RFC3339)))
+	waitFor(t, 20*time.Second, "the new replica storing the reading after the old one stopped", func() bool {
+		return newer.metrics().metricOrZero("cleanprod_ingest_readings_written_total") >= 1
+	})
+	// The reading the old replica stored came to the new one too (its
+	// session was prepared, and held it back while the old one ran): it
+	// is replayed, stored over itself, not counted again.
+	waitFor(t, 20*time.Second, "the replayed message received", func() bool {
+		return newer.metrics().metricOrZero("cleanprod_ingest_messages_total") == 2
+	})
+	t.Logf("new replica: written %g, duplicates %g, held %g, seq repeats %g", newer.metrics().metricOrZero("cleanprod_ingest_readings_written_total"),
+		newer.metrics().metricOrZero("cleanprod_ingest_duplicates_total"), newer.metrics().metricOrZero("cleanprod_ingest_held_for_replicas_total"),
+		newer.metrics().metricOrZero("cleanprod_ingest_sequence_repeats_total"))
+	rows := db.QueryInfluxQL(t, `SELECT sum(delta) FROM reading WHERE meter = 'E-MAIN-01' AND enterprise = '`+ent+`'`)
+	if len(rows) != 1 || fmt.Sprint(rows[0][1]) != "15000" {
+		t.Errorf("E-MAIN-01's deltas: %v, want 15000 kWh (10 then 25 MWh, each once)", rows)
 	}
 }
