@@ -149,3 +149,28 @@ func TestReplicaStatusHolds(t *testing.T) {
 		t.Errorf("status %s, want count 3", got)
 	}
 }
+
+// TestReplicaStatusRefusedByACL: a broker whose ACL predates the
+// replicas' statuses (mosquitto 2.0 grants the subscription and sends
+// nothing on it) never sends the replica's own status back; after a
+// while the replica says so and takes telemetry rather than wait for
+// good: an upgrade must not stop ingest.
+func TestReplicaStatusRefusedByACL(t *testing.T) {
+	broker := testenv.Mosquitto(t,
+		testenv.WithFile("acl", []byte("topic readwrite cp/v1/#\ntopic readwrite cleanprod/watchdog/#\n")),
+		testenv.WithConfig("acl_file acl"))
+	db := testenv.Influx(t)
+	t0 := time.Now().UTC().Truncate(time.Minute).Add(-time.Hour)
+	h := startIngestWith(t, broker.URL(), "test-acl", testRegistry(t), openInflux(t, db), nil,
+		func(c *SubscriberConfig) {
+			c.Status = &ReplicaStatus{Prefix: "cleanprod/replicas/test/", Index: 0, Count: 1}
+			c.ConnectTimeout = 2 * time.Second // the echo is overdue after two
+		})
+	waitFor(t, 10*time.Second, "subscriber connected", h.sub.Connected)
+	gw := connect(t, broker.URL(), "gw-acl-test")
+	publish(t, gw, TelemetryTopic("ent-a", "gw-1"), payload(1, reading("E-1", t0, 100)))
+	waitFor(t, 30*time.Second, "the reading written", func() bool { return testutil.ToFloat64(h.metrics.readings) == 1 })
+	if w := h.sub.Waiting(); w != "" {
+		t.Errorf("still waiting: %s", w)
+	}
+}

@@ -69,10 +69,11 @@ type replicaGate struct {
 	heldBack atomic.Int64
 	heldC    prometheus.Counter
 
-	mu      sync.Mutex
-	peers   map[string]int // status topic -> shard count of a live replica (not this one)
-	known   bool           // this connection saw its own status come back
-	waiting string         // why it holds, for /readyz and the log ("" when not)
+	mu        sync.Mutex
+	peers     map[string]int // status topic -> shard count of a live replica (not this one)
+	known     bool           // this connection saw its own status come back
+	announced time.Time      // when this connection first announced it (zero: not yet)
+	waiting   string         // why it holds, for /readyz and the log ("" when not)
 }
 
 func newReplicaGate(cfg ReplicaStatus, m *Metrics) *replicaGate {
@@ -92,8 +93,38 @@ func (g *replicaGate) filter() string { return g.cfg.Prefix + "+" }
 func (g *replicaGate) newConnection() {
 	g.mu.Lock()
 	g.known = false
+	g.announced = time.Time{}
 	clear(g.peers)
 	g.mu.Unlock()
+}
+
+// disable releases telemetry for good: the broker refuses the status
+// topic, so no status can be seen or kept.
+func (g *replicaGate) disable() {
+	g.mu.Lock()
+	g.waiting = ""
+	g.mu.Unlock()
+	g.released.Store(true)
+}
+
+// echoOverdue reports whether this connection announced the replica more
+// than after ago and its status has not come back, while held.
+func (g *replicaGate) echoOverdue(after time.Duration) bool {
+	if g.released.Load() {
+		return false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return !g.known && !g.announced.IsZero() && time.Since(g.announced) > after
+}
+
+// assumeKnown decides as if the replica's own status had come back: on
+// the statuses received so far (see onStatus for the results).
+func (g *replicaGate) assumeKnown() (releasedNow bool, logMsg string) {
+	g.mu.Lock()
+	g.known = true
+	g.mu.Unlock()
+	return g.onStatus("", nil)
 }
 
 // conflicts returns the live replicas of another count, sorted; call with
@@ -115,12 +146,15 @@ func (g *replicaGate) conflicts() []string {
 func (g *replicaGate) onStatus(topic string, payload []byte) (releasedNow bool, logMsg string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if topic == g.own {
+	switch {
+	case topic == "":
+		// assumeKnown: nothing received, decide on what is known.
+	case topic == g.own:
 		var st statusMessage
 		if json.Unmarshal(payload, &st) == nil && st.Run == g.run {
 			g.known = true
 		}
-	} else {
+	default:
 		var st statusMessage
 		if len(payload) > 0 && json.Unmarshal(payload, &st) == nil && st.Count > 0 && !st.Gone {
 			g.peers[topic] = st.Count
@@ -165,6 +199,11 @@ func (g *replicaGate) Waiting() string {
 // announce publishes this replica's status, retained; call on connect,
 // after subscribing to the statuses.
 func (g *replicaGate) announce(c client, timeout time.Duration) error {
+	g.mu.Lock()
+	if g.announced.IsZero() {
+		g.announced = time.Now()
+	}
+	g.mu.Unlock()
 	tok := c.Publish(g.own, 1, true, g.payload)
 	if !tok.WaitTimeout(timeout) {
 		return fmt.Errorf("publish the replica's status: no PUBACK within %s", timeout)

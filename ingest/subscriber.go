@@ -277,6 +277,20 @@ func (s *Subscriber) subscribe(filters []string, extra ...string) error {
 		if err := tok.Error(); err != nil {
 			return fmt.Errorf("subscribe: %w", err)
 		}
+		if st, ok := tok.(*mqtt.SubscribeToken); ok {
+			for f, code := range st.Result() {
+				if code != 0x80 {
+					continue
+				}
+				// A broker's ACL refusing a filter: said, never silent.
+				if s.gate != nil && f == s.gate.filter() {
+					s.log.Error("the broker refuses the replicas' status topic (its ACL lacks topic readwrite cleanprod/replicas/#): replicas of different shard counts are not kept from running together; regenerate the ACL with cleanprod gateways mosquitto-acl", "filter", f)
+					s.gate.disable()
+				} else {
+					s.log.Error("the broker refuses a subscription (its ACL?)", "filter", f)
+				}
+			}
+		}
 		subs = map[string]byte{}
 		return nil
 	}
@@ -524,6 +538,21 @@ func (s *Subscriber) checkWatchdog(ctx context.Context) {
 		return
 	}
 	s.c.Publish(s.watchdog, 0, false, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
+	if s.gate != nil && s.gate.echoOverdue(2*s.cfg.ConnectTimeout) {
+		// A broker that takes the status without sending it back (an
+		// ACL that lets this user read but not write the topic) must
+		// not hold telemetry for good: what it did send decides.
+		if releasedNow, msg := s.gate.assumeKnown(); releasedNow || msg != "" {
+			s.log.Error("this replica's own status did not come back from the broker (its ACL lacks topic readwrite cleanprod/replicas/#?); deciding on the other replicas' statuses alone")
+			if msg != "" {
+				s.log.Warn(msg)
+			}
+			if releasedNow && s.gate.heldBack.Load() > 0 {
+				s.drain.Store(true)
+				s.requestReconnect()
+			}
+		}
+	}
 	if s.gate != nil && s.subscribed.Load() && s.gate.Waiting() != "" {
 		// Its own status not back yet (a QoS 0 echo lost), or waiting
 		// for another count: announcing again costs nothing.
