@@ -175,3 +175,30 @@ func TestMonitorReadsDeadLetters(t *testing.T) {
 		t.Errorf("monitor received %v, want only the dead-letter", got)
 	}
 }
+
+// The shards of the service get users of their own, with its password
+// and its rights.
+func TestShardUsers(t *testing.T) {
+	users := ShardUsers("cleanprod", []int{1, 2})
+	if got := strings.Join(users, " "); got != "cleanprod-0of2 cleanprod-1of2" {
+		t.Fatalf("ShardUsers: got %q, want cleanprod-0of2 cleanprod-1of2", got)
+	}
+	c := Credentials{"cleanprod": "secret", "cleanprod-1of2": "kept"}
+	added, err := c.Share("cleanprod", users...)
+	if err != nil || len(added) != 1 || c["cleanprod-0of2"] != "secret" || c["cleanprod-1of2"] != "kept" {
+		t.Errorf("Share: added %v (%v), credentials %v; want cleanprod-0of2 given the service's password, the other kept", added, err, c)
+	}
+	if _, err := (Credentials{}).Share("cleanprod", users...); err == nil {
+		t.Error("Share from a user without a password: no error")
+	}
+	reg, err := registry.Load("../gateway-config")
+	if err != nil {
+		t.Fatal(err)
+	}
+	acl := string(ACL(reg, "cleanprod", users...))
+	for _, u := range append([]string{"cleanprod"}, users...) {
+		if !strings.Contains(acl, "user "+u+"\ntopic read cp/v1/+/+/telemetry\n") {
+			t.Errorf("the ACL does not let %s read telemetry:\n%s", u, acl)
+		}
+	}
+}

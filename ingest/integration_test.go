@@ -44,17 +44,28 @@ type ingestHarness struct {
 
 func startIngest(t *testing.T, brokerURL, clientID string, reg *registry.Registry, st testStore, subOpts ...func(*SubscriberConfig)) *ingestHarness {
 	t.Helper()
+	return startIngestWith(t, brokerURL, clientID, reg, st, nil, subOpts...)
+}
+
+// startIngestWith is startIngest with pipeOpt (may be nil) changing the
+// pipeline's configuration.
+func startIngestWith(t *testing.T, brokerURL, clientID string, reg *registry.Registry, st testStore, pipeOpt func(*PipelineConfig), subOpts ...func(*SubscriberConfig)) *ingestHarness {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
 	h := &ingestHarness{metrics: NewMetrics(prometheus.NewRegistry()), done: make(chan error, 1)}
 	var sub *Subscriber
-	h.pipe = NewPipeline(reg, PipelineConfig{
+	pcfg := PipelineConfig{
 		Normaliser: NormaliserConfig{FutureHorizon: 5 * time.Minute, PastHorizon: 7 * 24 * time.Hour, History: 32, MaxPayload: 64 << 10, MaxReadings: 1000, Lookup: st.ReadingsOf},
 		BatchSize:  500, BatchInterval: 100 * time.Millisecond, MaxInflight: 200,
 		RetryMin: 50 * time.Millisecond, RetryMax: time.Second,
-	}, st, func(ctx context.Context, topic string, payload []byte) error { return sub.Publish(ctx, topic, payload) },
+	}
+	if pipeOpt != nil {
+		pipeOpt(&pcfg)
+	}
+	h.pipe = NewPipeline(reg, pcfg, st, func(ctx context.Context, topic string, payload []byte) error { return sub.Publish(ctx, topic, payload) },
 		func(rs []store.Reading) {
 			h.mu.Lock()
 			h.seen = append(h.seen, rs...)

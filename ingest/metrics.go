@@ -43,11 +43,21 @@ type Metrics struct {
 	qos0Dropped       prometheus.Counter
 	backlogReconnects prometheus.Counter
 	restoreRetries    prometheus.Counter
+	notOwned          *prometheus.CounterVec
+	statusHeld        prometheus.Counter
 }
 
 // NewMetrics registers the ingest metrics with reg.
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{
+		statusHeld: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_held_for_replicas_total",
+			Help: "Messages left unacknowledged (the broker sends them again) while this replica waited for the replicas' statuses or for a live replica of another shard count to stop.",
+		}),
+		notOwned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cleanprod_ingest_not_owned_total",
+			Help: "Messages of an enterprise another shard owns, not processed: source mqtt (queued in this replica's session before a reshard; acknowledged, the owner's session has its copy) or hj212_tcp (a data logger connected to the wrong replica; refused with a 9011 QnRtn=2, the logger sends it again).",
+		}, []string{"source"}),
 		restoreRetries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cleanprod_ingest_restore_retries_total", Help: "Store queries for the meters' recent readings at start that failed and were retried in smaller pieces.",
 		}),
@@ -139,7 +149,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.restoreRetries, m.messages, m.readings, m.duplicates, m.flagged, m.refusedRewrites, m.lateWaiting, m.lateLookups, m.lateLookupFailures, m.lateLookupSeconds, m.rejected, m.deadLettered, m.deadLetterErrs,
 		m.batchReadings, m.writeSeconds, m.storeErrors, m.inflight, m.lastMessage, m.seqGaps, m.seqRepeats,
-		m.seqBackwards, m.seqRenumbered, m.counterEvents, m.ackLatency, m.connected, m.connects, m.connLost, m.watchdogResets)
+		m.seqBackwards, m.seqRenumbered, m.counterEvents, m.ackLatency, m.connected, m.connects, m.connLost, m.watchdogResets, m.notOwned, m.statusHeld)
+	// Both sources exist from the start, at 0, so that increase() sees the first.
+	m.notOwned.WithLabelValues("mqtt")
+	m.notOwned.WithLabelValues("hj212_tcp")
 	newBacklogMetrics(reg, m)
 	return m
 }

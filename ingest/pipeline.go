@@ -98,6 +98,11 @@ type PipelineConfig struct {
 	Journal Journal
 	// Now returns the current time (nil: time.Now).
 	Now func() time.Time
+	// Owns, when not nil, says which enterprises this replica's shard
+	// owns (shard.Set.Owns); nil owns every enterprise. A message of
+	// another shard's enterprise is acknowledged without being processed
+	// and counted (cleanprod_ingest_not_owned_total): see notOwned.
+	Owns func(enterprise string) bool
 }
 
 // Pipeline decodes, normalises, batches, stores and acknowledges
@@ -116,6 +121,9 @@ type Pipeline struct {
 	wake     chan struct{} // cap 1: the queue has messages
 	reconf   chan reconfigure
 	rejectLg *rateLog
+	// notOwnedLg logs messages of other shards' enterprises, at most one
+	// line per enterprise per interval.
+	notOwnedLg *rateLog
 
 	lastMessage map[*registry.Gateway]prometheus.Gauge // owned by Run's goroutine
 
@@ -191,6 +199,7 @@ func NewPipeline(reg *registry.Registry, cfg PipelineConfig, w Writer, publish P
 		reconf:      make(chan reconfigure),
 		lastMessage: make(map[*registry.Gateway]prometheus.Gauge),
 		rejectLg:    newRateLog(log, 10*time.Second),
+		notOwnedLg:  newRateLog(log, 30*time.Second),
 	}
 	if h := p.norm.cfg.History; p.cfg.RestoreHistory <= 0 || p.cfg.RestoreHistory > h {
 		p.cfg.RestoreHistory = h
@@ -687,6 +696,10 @@ func (p *Pipeline) process(d Delivery, b *batch) {
 	m := batchMsg{d: d, start: len(b.write), obsStart: len(b.observe)}
 	var out Outcome
 	derr := d.Rejected
+	if derr == nil && p.notOwned(d.Topic) {
+		b.msgs = append(b.msgs, m) // acknowledged in order, nothing stored
+		return
+	}
 	if derr == nil {
 		var (
 			gw  *registry.Gateway
@@ -753,6 +766,30 @@ func (p *Pipeline) process(d Delivery, b *batch) {
 		}
 		b.letters = append(b.letters, readingLetters(d.Topic, len(d.Payload), d.Received, out.Rejects)...)
 	}
+}
+
+// notOwned reports whether topic is a gateway topic of an enterprise of
+// another shard, and counts and logs it. Such a message reaches this
+// replica only when its persistent session subscribed to the enterprise
+// under another shard assignment (a reshard; a registry reload that moved
+// nothing, since assignment is by id, cannot cause it) and queued it
+// before being told otherwise. It is acknowledged without being
+// processed, which loses nothing: the owner's session was subscribed to
+// the same topic when the broker accepted the message (shards prepare
+// subscribes the new shards' sessions before the old replicas stop), so
+// the owner gets its own copy. Processing it here as well would have two
+// replicas compute deltas for the same meter at once.
+func (p *Pipeline) notOwned(topic string) bool {
+	if p.cfg.Owns == nil {
+		return false
+	}
+	ent, _, _, ok := parseGatewayTopic(topic)
+	if !ok || p.cfg.Owns(ent) {
+		return false // a bad topic is rejected as such
+	}
+	p.metrics.notOwned.WithLabelValues("mqtt").Inc()
+	p.notOwnedLg.warn("not-owned", "message of an enterprise of another shard acknowledged without processing it (queued in this replica's session from before a reshard?); its owner's session receives it", "enterprise", truncateString(ent), "topic", truncateString(topic))
+	return true
 }
 
 func (p *Pipeline) countEvents(event string, n int) {

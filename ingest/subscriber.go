@@ -5,7 +5,9 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,9 +22,11 @@ type SubscriberConfig struct {
 	Username string
 	Password string
 	TLS      *tls.Config // nil: plain TCP unless the URL says ssl/tls
-	// SharedGroup, when set, subscribes as $share/{group}/... so several
-	// replicas split the telemetry.
-	SharedGroup          string
+	// Enterprises, when not nil, limits the subscriptions to the topics
+	// of these enterprises (cp/v1/{enterprise}/+/telemetry and .../hj212):
+	// the replica of one shard of a sharded fleet. nil subscribes to
+	// every enterprise's topics with the wildcard filters.
+	Enterprises          []string
 	KeepAlive            time.Duration
 	ConnectTimeout       time.Duration
 	MaxReconnectInterval time.Duration
@@ -39,6 +43,10 @@ type SubscriberConfig struct {
 	// window).
 	MaxUnackedMessages int
 	MaxUnackedBytes    int64
+	// Status, when not nil, announces this replica on the broker and
+	// holds telemetry while a replica of another shard count is live
+	// (see ReplicaStatus).
+	Status *ReplicaStatus
 }
 
 // Default bounds of what the subscriber holds unacknowledged.
@@ -54,6 +62,7 @@ type client interface {
 	IsConnectionOpen() bool
 	Publish(topic string, qos byte, retained bool, payload any) mqtt.Token
 	SubscribeMultiple(filters map[string]byte, callback mqtt.MessageHandler) mqtt.Token
+	Unsubscribe(topics ...string) mqtt.Token
 }
 
 // Subscriber receives telemetry from the broker and submits it to a
@@ -80,6 +89,17 @@ type Subscriber struct {
 	connFail   *rateLog // failed connection attempts
 	win        *window  // bounds what is held unacknowledged
 	qos0Lg     *rateLog
+
+	// subMu serialises subscribing: on connect, and when SetEnterprises
+	// changes the filters of a connected client. It guards filterSet.
+	subMu     sync.Mutex
+	filterSet map[string]bool // the telemetry filters wanted now
+
+	gate *replicaGate // nil without SubscriberConfig.Status
+	// drain holds telemetry from the moment the gate released it with
+	// messages held back until the reconnect that has the broker send
+	// those again, so that they are taken in their order.
+	drain atomic.Bool
 }
 
 // NewSubscriber returns a Subscriber that feeds p. newClient builds the
@@ -115,6 +135,10 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 		reconnect: make(chan struct{}, 1),
 		connFail:  newRateLog(log, 30*time.Second),
 		qos0Lg:    newRateLog(log, 30*time.Second),
+		filterSet: filtersOf(cfg.Enterprises),
+	}
+	if cfg.Status != nil {
+		s.gate = newReplicaGate(*cfg.Status, m)
 	}
 	s.win = newWindow(cfg.MaxUnackedMessages, cfg.MaxUnackedBytes, func() {
 		m.backlogReconnects.Inc()
@@ -141,6 +165,9 @@ func NewSubscriber(cfg SubscriberConfig, p *Pipeline, m *Metrics, log *slog.Logg
 		SetConnectionNotificationHandler(s.onConnectionNotification)
 	if cfg.TLS != nil {
 		opts.SetTLSConfig(cfg.TLS)
+	}
+	if s.gate != nil {
+		s.gate.will(opts)
 	}
 	s.c = newClient(opts)
 	return s
@@ -180,6 +207,9 @@ func (s *Subscriber) Connected() bool { return s.c.IsConnectionOpen() && s.subsc
 // Close disconnects, giving in-flight acknowledgements a moment to leave.
 func (s *Subscriber) Close() {
 	s.closeOnce.Do(func() {
+		if s.gate != nil {
+			s.gate.withdraw(s.c)
+		}
 		s.c.Disconnect(1000)
 		s.metrics.connected.Set(0)
 	})
@@ -200,28 +230,181 @@ func (s *Subscriber) Publish(ctx context.Context, topic string, payload []byte) 
 	}
 }
 
-// filters are the subscriptions: every protocol's gateway topics.
-func (s *Subscriber) filters() []string {
-	fs := []string{TelemetryFilter, HJ212Filter}
-	if s.cfg.SharedGroup != "" {
-		for i, f := range fs {
-			fs[i] = "$share/" + s.cfg.SharedGroup + "/" + f
-		}
+// filtersOf returns the telemetry filters of enterprises: every
+// protocol's topics of each, or the wildcard filters for nil.
+func filtersOf(enterprises []string) map[string]bool {
+	if enterprises == nil {
+		return map[string]bool{TelemetryFilter: true, HJ212Filter: true}
+	}
+	fs := make(map[string]bool, 2*len(enterprises))
+	for _, f := range EnterpriseFilters(enterprises) {
+		fs[f] = true
 	}
 	return fs
 }
 
-func (s *Subscriber) onConnect(c mqtt.Client) {
-	s.subscribed.Store(false)
-	subs := map[string]byte{s.watchdog: 0}
-	for _, f := range s.filters() {
-		subs[f] = 1
+// EnterpriseFilters returns the topic filters of every protocol's
+// gateway topics of each of enterprises: what the replica of the shard
+// that owns them subscribes to.
+func EnterpriseFilters(enterprises []string) []string {
+	fs := make([]string, 0, 2*len(enterprises))
+	for _, e := range enterprises {
+		fs = append(fs, topicPrefix+e+"/+/"+LevelTelemetry, topicPrefix+e+"/+/"+LevelHJ212)
 	}
-	tok := s.c.SubscribeMultiple(subs, nil)
-	if !tok.WaitTimeout(s.cfg.ConnectTimeout) || tok.Error() != nil {
-		s.log.Error("subscribe failed; reconnecting", "err", tok.Error(), "filters", s.filters())
+	return fs
+}
+
+// filtersPerPacket bounds the filters of one SUBSCRIBE or UNSUBSCRIBE: a
+// shard of thousands of enterprises subscribes in several packets rather
+// than one of hundreds of kilobytes.
+const filtersPerPacket = 200
+
+// subscribe subscribes to filters at QoS 1 (and extra at QoS 0), in
+// packets of at most filtersPerPacket filters.
+func (s *Subscriber) subscribe(filters []string, extra ...string) error {
+	subs := map[string]byte{}
+	for _, f := range extra {
+		subs[f] = 0
+	}
+	send := func() error {
+		if len(subs) == 0 {
+			return nil
+		}
+		tok := s.c.SubscribeMultiple(subs, nil)
+		if !tok.WaitTimeout(s.cfg.ConnectTimeout) {
+			return fmt.Errorf("subscribe: no SUBACK within %s", s.cfg.ConnectTimeout)
+		}
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("subscribe: %w", err)
+		}
+		if st, ok := tok.(*mqtt.SubscribeToken); ok {
+			for f, code := range st.Result() {
+				if code != 0x80 {
+					continue
+				}
+				// A broker's ACL refusing a filter: said, never silent.
+				if s.gate != nil && f == s.gate.filter() {
+					s.log.Error("the broker refuses the replicas' status topic (its ACL lacks topic readwrite cleanprod/replicas/#): replicas of different shard counts are not kept from running together; regenerate the ACL with cleanprod gateways mosquitto-acl", "filter", f)
+					s.gate.disable()
+				} else {
+					s.log.Error("the broker refuses a subscription (its ACL?)", "filter", f)
+				}
+			}
+		}
+		subs = map[string]byte{}
+		return nil
+	}
+	for _, f := range filters {
+		subs[f] = 1
+		if len(subs) >= filtersPerPacket {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	return send()
+}
+
+// unsubscribe drops filters, in packets of at most filtersPerPacket.
+func (s *Subscriber) unsubscribe(filters []string) error {
+	for len(filters) > 0 {
+		n := min(len(filters), filtersPerPacket)
+		tok := s.c.Unsubscribe(filters[:n]...)
+		if !tok.WaitTimeout(s.cfg.ConnectTimeout) {
+			return fmt.Errorf("unsubscribe: no UNSUBACK within %s", s.cfg.ConnectTimeout)
+		}
+		if err := tok.Error(); err != nil {
+			return fmt.Errorf("unsubscribe: %w", err)
+		}
+		filters = filters[n:]
+	}
+	return nil
+}
+
+// SetEnterprises changes the enterprises subscribed to (a reload that
+// added or removed enterprises of this shard): a connected client
+// subscribes to the new ones' topics and unsubscribes from the gone
+// ones' at once, and every reconnect subscribes the new set. It is a no-op
+// for a subscriber of every enterprise (Enterprises nil at start). A
+// failed (un)subscription forces a reconnect, which subscribes again.
+// Safe for concurrent use; it blocks for the broker's answers.
+func (s *Subscriber) SetEnterprises(enterprises []string) {
+	if s.cfg.Enterprises == nil {
+		return
+	}
+	if enterprises == nil {
+		enterprises = []string{}
+	}
+	want := filtersOf(enterprises)
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	var add, drop []string
+	for f := range want {
+		if !s.filterSet[f] {
+			add = append(add, f)
+		}
+	}
+	for f := range s.filterSet {
+		if !want[f] {
+			drop = append(drop, f)
+		}
+	}
+	s.filterSet = want
+	if len(add) == 0 && len(drop) == 0 || !s.subscribed.Load() {
+		return // a reconnect subscribes the new set
+	}
+	sort.Strings(add)
+	sort.Strings(drop)
+	if err := s.subscribe(add); err != nil {
+		s.log.Error("subscribing to the topics of enterprises added; reconnecting", "err", err, "filters", len(add))
 		s.requestReconnect()
 		return
+	}
+	if err := s.unsubscribe(drop); err != nil {
+		// Their messages still come, and are acknowledged unprocessed
+		// (see Pipeline's not-owned check): only a cost, but retried.
+		s.log.Warn("unsubscribing from the topics of enterprises removed failed; reconnecting", "err", err, "filters", len(drop))
+		s.requestReconnect()
+		return
+	}
+	s.log.Info("subscriptions changed", "subscribed", len(add), "unsubscribed", len(drop), "filters", len(want))
+}
+
+// filters returns the telemetry filters wanted now, sorted; call with
+// subMu held.
+func (s *Subscriber) filters() []string {
+	fs := make([]string, 0, len(s.filterSet))
+	for f := range s.filterSet {
+		fs = append(fs, f)
+	}
+	sort.Strings(fs)
+	return fs
+}
+
+func (s *Subscriber) onConnect(c mqtt.Client) {
+	s.subMu.Lock()
+	defer s.subMu.Unlock()
+	s.subscribed.Store(false)
+	fs := s.filters()
+	extra := []string{s.watchdog}
+	if s.gate != nil {
+		// At QoS 0: a broker sends no QoS 1 message while the in-flight
+		// window is full, and it is full of held telemetry when a
+		// backlog comes at connect; QoS 0 passes it.
+		s.gate.newConnection()
+		extra = append(extra, s.gate.filter())
+	}
+	if err := s.subscribe(fs, extra...); err != nil {
+		s.log.Error("subscribe failed; reconnecting", "err", err, "filters", len(fs))
+		s.requestReconnect()
+		return
+	}
+	if s.gate != nil {
+		if err := s.gate.announce(s.c, s.cfg.ConnectTimeout); err != nil {
+			s.log.Error("announcing the replica failed; reconnecting", "err", err)
+			s.requestReconnect()
+			return
+		}
 	}
 	now := time.Now().UnixNano()
 	s.lastBeat.Store(now)
@@ -229,7 +412,11 @@ func (s *Subscriber) onConnect(c mqtt.Client) {
 	s.subscribed.Store(true)
 	s.metrics.connects.Inc()
 	s.metrics.connected.Set(1)
-	s.log.Info("connected and subscribed", "broker", s.cfg.Broker, "filters", s.filters())
+	if len(fs) <= 4 {
+		s.log.Info("connected and subscribed", "broker", s.cfg.Broker, "client_id", s.cfg.ClientID, "filters", fs)
+	} else {
+		s.log.Info("connected and subscribed", "broker", s.cfg.Broker, "client_id", s.cfg.ClientID, "filters", len(fs), "first", fs[0])
+	}
 }
 
 // onConnectionNotification logs failed connection attempts, which paho
@@ -244,6 +431,7 @@ func (s *Subscriber) onConnectionNotification(_ mqtt.Client, n mqtt.ConnectionNo
 
 func (s *Subscriber) onConnectionLost(_ mqtt.Client, err error) {
 	s.win.newConnection()
+	s.drain.Store(false) // the reconnect has the broker send the held messages again
 	s.connected.Store(0)
 	s.subscribed.Store(false)
 	s.metrics.connLost.Inc()
@@ -262,6 +450,19 @@ func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 		return
 	}
 	s.lastMsg.Store(time.Now().UnixNano())
+	if s.gate != nil {
+		if strings.HasPrefix(m.Topic(), s.gate.cfg.Prefix) {
+			s.onStatus(m)
+			return
+		}
+		if !s.gate.released.Load() || s.drain.Load() {
+			// Not acknowledged: the broker sends it again after the
+			// reconnect that ends the hold.
+			s.gate.heldBack.Add(1)
+			s.gate.heldC.Inc()
+			return
+		}
+	}
 	h, res := s.win.offer(m.MessageID(), m.Topic(), m.Payload(), m.Ack, m.Qos() > 0)
 	switch res {
 	case offerRedelivered:
@@ -284,6 +485,41 @@ func (s *Subscriber) onMessage(_ mqtt.Client, m mqtt.Message) {
 	})
 }
 
+// onStatus takes a replica's status (see ReplicaStatus), on paho's
+// router goroutine like every message.
+func (s *Subscriber) onStatus(m mqtt.Message) {
+	m.Ack()
+	releasedNow, msg := s.gate.onStatus(m.Topic(), m.Payload())
+	if msg != "" {
+		s.log.Warn(msg)
+	}
+	if !releasedNow {
+		return
+	}
+	held := s.gate.heldBack.Load()
+	s.log.Info("no replica of another shard count is live; taking telemetry", "status", s.gate.own, "held_back", held)
+	if held > 0 {
+		s.drain.Store(true)
+		s.requestReconnect()
+	}
+}
+
+// Waiting returns why the subscriber holds telemetry back (a replica of
+// another shard count is live, or the statuses have not come yet), or ""
+// once it takes telemetry. Safe for concurrent use.
+func (s *Subscriber) Waiting() string {
+	if s.gate == nil {
+		return ""
+	}
+	if w := s.gate.Waiting(); w != "" {
+		return w
+	}
+	if s.drain.Load() {
+		return "reconnecting to take the messages held back"
+	}
+	return ""
+}
+
 // Unacked returns the messages and bytes (topic plus payload) held
 // received and not yet acknowledged. Safe for concurrent use.
 func (s *Subscriber) Unacked() (msgs int, bytes int64) { return s.win.usage() }
@@ -302,6 +538,28 @@ func (s *Subscriber) checkWatchdog(ctx context.Context) {
 		return
 	}
 	s.c.Publish(s.watchdog, 0, false, []byte(strconv.FormatInt(time.Now().UnixNano(), 10)))
+	if s.gate != nil && s.gate.echoOverdue(2*s.cfg.ConnectTimeout) {
+		// A broker that takes the status without sending it back (an
+		// ACL that lets this user read but not write the topic) must
+		// not hold telemetry for good: what it did send decides.
+		if releasedNow, msg := s.gate.assumeKnown(); releasedNow || msg != "" {
+			s.log.Error("this replica's own status did not come back from the broker (its ACL lacks topic readwrite cleanprod/replicas/#?); deciding on the other replicas' statuses alone")
+			if msg != "" {
+				s.log.Warn(msg)
+			}
+			if releasedNow && s.gate.heldBack.Load() > 0 {
+				s.drain.Store(true)
+				s.requestReconnect()
+			}
+		}
+	}
+	if s.gate != nil && s.subscribed.Load() && s.gate.Waiting() != "" {
+		// Its own status not back yet (a QoS 0 echo lost), or waiting
+		// for another count: announcing again costs nothing.
+		if err := s.gate.announce(s.c, s.cfg.ConnectTimeout); err != nil {
+			s.log.Warn("announcing the replica again failed", "err", err)
+		}
+	}
 	since := s.connected.Load()
 	if since == 0 {
 		return
@@ -322,6 +580,7 @@ func (s *Subscriber) forceReconnect(ctx context.Context) {
 	s.subscribed.Store(false)
 	s.connected.Store(0)
 	s.c.Disconnect(250)
+	s.drain.Store(false) // the next connection's messages are taken, held ones first
 	s.win.newConnection()
 	s.metrics.connected.Set(0)
 	tok := s.c.Connect()

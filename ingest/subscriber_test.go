@@ -72,6 +72,7 @@ func (f *fakeClient) Publish(string, byte, bool, any) mqtt.Token { return doneTo
 func (f *fakeClient) SubscribeMultiple(map[string]byte, mqtt.MessageHandler) mqtt.Token {
 	return doneToken{}
 }
+func (f *fakeClient) Unsubscribe(...string) mqtt.Token { return doneToken{} }
 
 func (f *fakeClient) counts() (int, int) {
 	f.mu.Lock()

@@ -660,3 +660,36 @@ func num(x float64) string {
 	}
 	return fmt.Sprint(x)
 }
+
+// Only returns a view of r holding the enterprises keep accepts, with
+// their gateways and meters: what one shard of a sharded fleet receives,
+// normalises and scores. r is not changed; the two share their
+// enterprises, which are immutable.
+//
+// MetersNamed and Station still answer for every enterprise of r: they
+// tell a meter or an HJ 212 logger registered elsewhere from an unknown
+// one, and a reading naming another shard's meter is spoofed, as it is
+// on a single replica, not unknown.
+func (r *Registry) Only(keep func(enterpriseID string) bool) *Registry {
+	v := &Registry{
+		enterprises: make(map[string]*Enterprise),
+		gateways:    make(map[gatewayKey]*Gateway),
+		meterHomes:  r.meterHomes,
+		meters:      make(map[meterKey]*Meter),
+		stations:    r.stations,
+	}
+	for _, e := range r.Enterprises {
+		if !keep(e.ID) {
+			continue
+		}
+		v.Enterprises = append(v.Enterprises, e)
+		v.enterprises[e.ID] = e
+		for _, g := range e.Gateways {
+			v.gateways[gatewayKey{e.ID, g.ID}] = g
+		}
+		for _, m := range e.Meters {
+			v.meters[meterKey{e.ID, m.ID}] = m
+		}
+	}
+	return v
+}

@@ -20,7 +20,12 @@
 //  8. backlog (only when -phases names it): cleanprod on mosquitto with
 //     InfluxDB killed while the whole workload arrives, held for 10 s,
 //     then InfluxDB again until every reading is stored: what cleanprod
-//     held unacknowledged, and its peak RSS against phase 3's.
+//     held unacknowledged, and its peak RSS against phase 3's;
+//  9. shards (only when -phases names it): 3 again with -shards replicas
+//     of serve splitting the enterprises (shard.count) on the same
+//     mosquitto and InfluxDB: readings/s and the CPU seconds of all
+//     replicas per million readings, next to phase 3's one replica
+//     (-phases e2e,shards).
 //
 // The default fleet is issue 8's: 2,000 enterprises of at least 50 meters
 // each (sim.SyntheticFleetMeters), 100,000 meters. With -profile DIR it
@@ -71,7 +76,7 @@ func main() {
 }
 
 // phases in run order.
-var allPhases = []string{"broker", "store", "e2e", "latency", "embedded", "restart", "backlog"}
+var allPhases = []string{"broker", "store", "e2e", "latency", "embedded", "restart", "backlog", "shards"}
 
 // defaultPhases run without -phases: all but restart, which takes far
 // longer at full scale.
@@ -86,6 +91,7 @@ type config struct {
 	readings, perMessage                    int
 	duration, scoringInterval, timeout      time.Duration
 	publishers, window, storeWriters, batch int
+	shards                                  int // the shards phase's replica count
 	seed                                    int64
 	phases                                  []string
 	out, cleanprod, profile                 string
@@ -187,6 +193,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.profile, "profile", "", "save serve's CPU profile over the timed part of phases 3 and 6 and a heap profile at their end into this folder, with the binary, and put their top functions into the results (CPU figures of a profiled run are inflated a little by the profiler)")
 	serveEnv := fs.String("serve-env", "", `environment for every cleanprod serve of the run, NAME=VALUE split at spaces, e.g. "GOMEMLIMIT=900MiB" (the Go runtime's soft memory limit, as deploy/kubernetes sets it); recorded in the results`)
 	serveArgs := fs.String("serve-args", "", `further flags for every cleanprod serve of the run, split at spaces, after the benchmark's own, which they override (e.g. "-ingest.writers 4"; a boolean flag takes "=": "-influx.gzip=false"); recorded in the results`)
+	fs.IntVar(&c.shards, "shards", 3, "shards phase: replicas of cleanprod serve the enterprises are split between (shard.count); compare with phase 3's one replica: -phases e2e,shards")
 	fs.BoolVar(&c.keep, "keep", false, "keep the temporary directory (server logs, serve.log) and print its path")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -236,6 +243,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.has("latency") && !c.has("e2e") {
 		bad("-phases: latency runs at half the rate e2e measures: add e2e")
+	}
+	if c.shards < 2 || c.shards > 64 {
+		bad("-shards %d: want 2 to 64 replicas (phase 3 is the one replica)", c.shards)
 	}
 	if c.enterprises < 1 || c.probes < 0 || c.enterprises+c.probes > 9999 {
 		bad("-enterprises %d -probes %d: want at least 1 enterprise and at most 9999 in all", c.enterprises, c.probes)
@@ -338,7 +348,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 func (b *bench) run(ctx context.Context, res *results) (err error) {
 	cfg := b.cfg
 	volume := cfg.readings
-	if !slices.ContainsFunc(throughputPhases, cfg.has) && !cfg.has("backlog") {
+	if !slices.ContainsFunc(throughputPhases, cfg.has) && !cfg.has("backlog") && !cfg.has("shards") {
 		volume = 0 // the restart phase makes its own readings
 	}
 	b.progress("building the workload: %d enterprises (+%d probe enterprises) of at least %d meters, %d readings in messages of %d", cfg.enterprises, cfg.probes, cfg.metersPer, volume, cfg.perMessage)
@@ -457,6 +467,13 @@ func (b *bench) run(ctx context.Context, res *results) (err error) {
 			return err
 		}
 		b.progress("phase 6: %.0f readings/s, %d lost; %.2f CPUs busy, %.2f of them with other work", res.Embedded.ReadingsPerSec, res.Embedded.Lost, res.Embedded.MachineBusyCPUs, res.Embedded.otherCPUs())
+	}
+	if cfg.has("shards") {
+		b.progress("shards: cleanprod end to end as %d shards on mosquitto and InfluxDB (%d readings)", cfg.shards, w.readings)
+		if res.Shards, err = b.endToEndShards(ctx); err != nil {
+			return err
+		}
+		b.progress("shards: %.0f readings/s, %d lost, %.2f CPU-s per million readings over %d replicas", res.Shards.ReadingsPerSec, res.Shards.Lost, res.Shards.CPUSecondsPerMillion, res.Shards.Replicas)
 	}
 	if cfg.has("backlog") {
 		b.progress("phase 8: cleanprod holding a backlog of %d readings, InfluxDB down", w.readings)

@@ -393,3 +393,37 @@ func runBench(t *testing.T, args []string, out string, stdout, stderr *bytes.Buf
 	}
 	return readResults(t, jss[0])
 }
+
+// TestShardsPhase runs phase 3 and the shards phase on the same small
+// workload: both store every reading, and the shards phase reports the
+// CPU time of all its replicas per million readings.
+func TestShardsPhase(t *testing.T) {
+	testenv.NeedServers(t)
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	args := []string{"-phases", "e2e,shards", "-shards", "3", "-enterprises", "30", "-probes", "0", "-readings", "20000", "-out", out}
+	if err := run(t.Context(), args, &stdout, &stderr); err != nil {
+		t.Fatalf("run %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, &stdout, &stderr)
+	}
+	jss, _ := filepath.Glob(filepath.Join(out, "e2e-*.json"))
+	if len(jss) != 1 {
+		t.Fatalf("got results %v in %s, want one JSON file", jss, out)
+	}
+	res := readResults(t, jss[0])
+	want := res.Settings.Readings
+	for name, e := range map[string]*e2eResult{"phase 3": res.E2E, "shards": res.Shards} {
+		if e == nil || e.Stored != want || e.Lost != 0 || e.CPUSecondsPerMillion <= 0 {
+			t.Errorf("%s: got %+v, want all %d readings stored and a CPU figure", name, e, want)
+		}
+	}
+	if res.Shards != nil && res.Shards.Replicas != 3 {
+		t.Errorf("shards phase: %d replicas, want 3", res.Shards.Replicas)
+	}
+	mds, _ := filepath.Glob(filepath.Join(out, "e2e-*.md"))
+	if len(mds) == 1 {
+		md, _ := os.ReadFile(mds[0])
+		if !strings.Contains(string(md), "as 3 shards on the same mosquitto and InfluxDB") {
+			t.Errorf("the markdown has no shards row:\n%s", md)
+		}
+	}
+}

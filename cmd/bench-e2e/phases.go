@@ -369,15 +369,18 @@ func (b *bench) embedded(ctx context.Context) (*e2eResult, error) {
 // then reads its counters from /metrics. If srv has a pprof listener, its
 // CPU is profiled over that span and its heap at the end (phase names the
 // files).
-func (b *bench) measure(ctx context.Context, srv *serveProcess, brokerURL, phase string) (*e2eResult, error) {
+func (b *bench) measure(ctx context.Context, srv measured, brokerURL, phase string) (*e2eResult, error) {
 	cpu0, err := srv.cpu()
 	if err != nil {
 		return nil, err
 	}
 	b.progress("cleanprod ready (pid %d, %.1f CPU-s so far); publishing", srv.pid(), cpu0.Seconds())
-	prof, err := b.profilePhase(ctx, srv, phase)
-	if err != nil {
-		return nil, err
+	var prof *cpuProfiler
+	one, _ := srv.(*serveProcess) // a fleet of replicas is not profiled
+	if one != nil {
+		if prof, err = b.profilePhase(ctx, one, phase); err != nil {
+			return nil, err
+		}
 	}
 	if prof != nil {
 		defer prof.finish() // on an error; a second call returns at once
@@ -438,7 +441,7 @@ func (b *bench) measure(ctx context.Context, srv *serveProcess, brokerURL, phase
 			}
 		}
 		if pubDone && time.Since(lastChange) > stallTimeout {
-			return nil, fmt.Errorf("cleanprod made no progress for %v (%d of %d checkpoints stored)\n%s", stallTimeout, seen, total, testenv.LogTail(srv.logPath))
+			return nil, fmt.Errorf("cleanprod made no progress for %v (%d of %d checkpoints stored)\n%s", stallTimeout, seen, total, srv.logTail())
 		}
 	}
 	elapsed := time.Since(start)
@@ -471,7 +474,7 @@ func (b *bench) measure(ctx context.Context, srv *serveProcess, brokerURL, phase
 	b.progress("cleanprod stored every checkpoint after %.1f s", elapsed.Seconds())
 	var pr *profileResult
 	if prof != nil {
-		if pr, err = b.finishProfile(ctx, prof, srv, phase, elapsed); err != nil {
+		if pr, err = b.finishProfile(ctx, prof, one, phase, elapsed); err != nil {
 			return nil, err
 		}
 	}

@@ -23,6 +23,7 @@ type results struct {
 	E2E      *e2eResult       `json:"end_to_end,omitempty"`
 	Latency  *latencyResult   `json:"latency,omitempty"`
 	Embedded *e2eResult       `json:"embedded,omitempty"`
+	Shards   *e2eResult       `json:"shards,omitempty"`
 	Restart  []*restartResult `json:"restart,omitempty"`
 	Backlog  *backlogResult   `json:"backlog,omitempty"`
 	Ratios   *ratios          `json:"ratios,omitempty"`
@@ -124,6 +125,9 @@ type e2eResult struct {
 	MetricsCPUSeconds float64 `json:"metrics_cpu_seconds"`
 	// Profile: what -profile saved of the phase.
 	Profile *profileResult `json:"profile,omitempty"`
+	// Replicas: the shards phase's serve processes (shard.count); their
+	// CPU time is added up, PeakRSSBytes is the largest one's.
+	Replicas int `json:"replicas,omitempty"`
 }
 
 type latencyResult struct {
@@ -387,7 +391,7 @@ func (r *results) restartSpan() (short, long *restartResult) {
 // lossFree reports whether every end-to-end phase that ran stored every
 // reading and rejected none.
 func (r *results) lossFree() bool {
-	for _, e := range []*e2eResult{r.E2E, r.Embedded} {
+	for _, e := range []*e2eResult{r.E2E, r.Embedded, r.Shards} {
 		if e != nil && (e.Lost != 0 || e.Rejected != 0) {
 			return false
 		}
@@ -523,6 +527,15 @@ func (r *results) writeMarkdown(w io.Writer) {
 			num(e.ReadingsPerSec), num(float64(e.Readings)), e.Seconds, num(float64(e.Stored)), num(float64(e.Lost)), e.Rejected)
 		fmt.Fprintf(w, "| 6 | embedded: CPU and memory | %.2f CPU-s per million readings; peak RSS %s | broker and store run inside serve and are counted%s; %s |\n",
 			e.CPUSecondsPerMillion, mib(e.PeakRSSBytes), profiled, e.machineShare(r.Machine.CPUs))
+	}
+	if e := r.Shards; e != nil {
+		vs := ""
+		if one := r.E2E; one != nil {
+			vs = fmt.Sprintf("; phase 3 (one replica): %.2f CPU-s per million readings, %s readings/s", one.CPUSecondsPerMillion, num(one.ReadingsPerSec))
+		}
+		fmt.Fprintf(w, "| shards | cleanprod end to end as %d shards on the same mosquitto and InfluxDB | %s readings/s; %.2f CPU-s per million readings (all replicas) | %s readings in %.1f s; stored %s, lost %s, rejected %d; %.1f CPU-s of serve over the replicas, largest peak RSS %s%s; %s |\n",
+			e.Replicas, num(e.ReadingsPerSec), e.CPUSecondsPerMillion, num(float64(e.Readings)), e.Seconds, num(float64(e.Stored)), num(float64(e.Lost)), e.Rejected,
+			e.CPUSeconds, mib(e.PeakRSSBytes), vs, e.machineShare(r.Machine.CPUs))
 	}
 	for _, rs := range r.Restart {
 		rs.writeMarkdown(w)

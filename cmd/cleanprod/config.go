@@ -35,12 +35,11 @@ type Config struct {
 	MQTT struct {
 		URL                  string        `yaml:"url" help:"broker URL (tcp://, ssl://); empty runs the embedded broker"`
 		ClientID             string        `yaml:"client_id" help:"fixed client id; the broker keeps the persistent session under it"`
-		Username             string        `yaml:"username" help:"broker user name"`
+		Username             string        `yaml:"username" help:"broker user name; {shard} in it becomes the shard, e.g. cleanprod-{shard}: cleanprod-1of3 (a single replica: cleanprod), one broker user per shard where the broker makes the user name the client id"`
 		Password             string        `yaml:"password" help:"broker password (prefer the environment)" secret:"true"`
 		CAFile               string        `yaml:"ca_file" help:"PEM CA bundle to verify the broker's certificate"`
 		CertFile             string        `yaml:"cert_file" help:"PEM client certificate for mutual TLS"`
 		KeyFile              string        `yaml:"key_file" help:"PEM client key for mutual TLS"`
-		SharedGroup          string        `yaml:"shared_group" help:"subscribe as $share/GROUP/... so replicas split the telemetry"`
 		MaxInflight          int           `yaml:"max_inflight" help:"warn when more messages than this wait to be processed (the store or the normaliser is behind)"`
 		MaxUnackedMessages   int           `yaml:"max_unacked_messages" help:"most messages held received and not yet acknowledged; past it (or max_unacked_bytes) the broker keeps the rest"`
 		MaxUnackedBytes      int           `yaml:"max_unacked_bytes" help:"most bytes (topic plus payload) held received and not yet acknowledged; at least ingest.max_payload_bytes"`
@@ -260,7 +259,13 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 	if *configFile != "" {
 		var err error
 		if doc, err = yamlfile.DecodeFileExplained(*configFile, &cfg); err != nil {
-			errs = append(errs, err)
+			errs = append(errs, explainRemoved(err)...)
+		}
+	}
+	for key, why := range removedSettings {
+		env := "CLEANPROD_" + strings.ToUpper(strings.NewReplacer(".", "_").Replace(key))
+		if getenv(env) != "" {
+			errs = append(errs, fmt.Errorf("%s: %s %s", env, key, why))
 		}
 	}
 	from := map[string]string{} // key path -> the environment variable or flag that set it
@@ -285,6 +290,42 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 		return nil, nil, err
 	}
 	return &cfg, fs.Args(), nil
+}
+
+// removedSettings are settings of earlier releases, each with why it went
+// and what replaces it: a file or environment that still sets one is
+// refused with that, rather than with "unknown key" or in silence.
+var removedSettings = map[string]string{
+	"mqtt.shared_group": "was removed: replicas sharing one subscription each kept counter state for every meter and double-counted; " +
+		"split the fleet with shard.count and shard.index (or shard.index_from_hostname) instead, each replica then subscribes to its own enterprises " +
+		"(README, \"Scaling out: shards\")",
+}
+
+// explainRemoved splits a configuration file's decoding errors and says
+// of an unknown key that is a removed setting what replaced it.
+func explainRemoved(err error) []error {
+	var all []error
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		all = j.Unwrap()
+	} else {
+		all = []error{err}
+	}
+	out := make([]error, 0, len(all))
+	for _, e := range all {
+		msg := e.Error()
+		replaced := false
+		for key, why := range removedSettings {
+			if i := strings.Index(msg, " "+key+": unknown key"); i >= 0 {
+				out = append(out, fmt.Errorf("%s %s %s", msg[:i], key, why))
+				replaced = true
+				break
+			}
+		}
+		if !replaced {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // defaultText is the text of a setting's value before any source applied.
@@ -312,11 +353,19 @@ func (c *Config) validate() []error {
 	}
 	if c.MQTT.ClientID == "" {
 		bad("mqtt.client_id is empty")
+	} else if strings.ContainsAny(c.MQTT.ClientID, "/+#") {
+		bad("mqtt.client_id %q: no '/', '+' or '#' (it names the replicas' status topics, cleanprod/replicas/{client_id}/...)", c.MQTT.ClientID)
 	}
 	if c.Shard.Count < 1 || c.Shard.Count > shard.MaxCount {
 		bad("shard.count %d: want 1 to %d", c.Shard.Count, shard.MaxCount)
 	} else if !c.Shard.FromHostname && (c.Shard.Index < 0 || c.Shard.Index >= c.Shard.Count) {
 		bad("shard.index %d: want 0 to %d for %d shards", c.Shard.Index, c.Shard.Count-1, c.Shard.Count)
+	}
+	if c.Shard.Count > 1 && c.MQTT.URL == "" {
+		bad("shard.count %d needs mqtt.url: the shards share one external broker (the embedded one is a single replica's)", c.Shard.Count)
+	}
+	if c.Shard.Count > 1 && c.Influx.URL == "" {
+		bad("shard.count %d needs influx.url: the shards share one InfluxDB (the embedded store is a single replica's)", c.Shard.Count)
 	}
 	if c.Shard.Count > 1 && !strings.Contains(c.Shard.PeerURL, "{index}") {
 		bad("shard.peer_url must name each shard's API with {index} when shard.count is above 1")

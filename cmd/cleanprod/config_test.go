@@ -143,15 +143,15 @@ func TestShardSet(t *testing.T) {
 	host := func(h string) func() (string, error) { return func() (string, error) { return h, nil } }
 	cfg := defaultConfig()
 	cfg.Shard.Count, cfg.Shard.Index = 3, 1
-	if s, err := shardSet(&cfg, host("x")); err != nil || s.String() != "1/3" {
+	if s, err := shardOf(&cfg, host("x")); err != nil || s.String() != "1/3" {
 		t.Errorf("index 1 of 3: got %v, %v", s, err)
 	}
 	cfg.Shard.FromHostname = true
-	if s, err := shardSet(&cfg, host("cleanprod-2")); err != nil || s.String() != "2/3" {
+	if s, err := shardOf(&cfg, host("cleanprod-2")); err != nil || s.String() != "2/3" {
 		t.Errorf("cleanprod-2: got %v, %v, want 2/3", s, err)
 	}
 	for _, h := range []string{"cleanprod", "cleanprod-3"} {
-		if _, err := shardSet(&cfg, host(h)); err == nil {
+		if _, err := shardOf(&cfg, host(h)); err == nil {
 			t.Errorf("host %s of 3 shards: accepted", h)
 		}
 	}

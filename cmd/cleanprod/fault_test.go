@@ -290,22 +290,22 @@ func faultSim(t *testing.T) *sim.Simulator {
 	return s
 }
 
-// storedReadings is what a store holds: each reading key with how often
+// storeContents is what a store holds: each reading key with how often
 // it is there, and per meter ("enterprise/meter") the sum of its deltas
 // (counters and delta meters) or values (gauges).
-type storedReadings struct {
+type storeContents struct {
 	keys map[string]int
 	sums map[string]float64
 }
 
 // storedKeys lists the readings in a store.
-func storedKeys(t *testing.T, st storeReader) storedReadings {
+func storedKeys(t *testing.T, st storeReader) storeContents {
 	t.Helper()
 	reg, err := registry.Load("../../gateway-config")
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := storedReadings{keys: map[string]int{}, sums: map[string]float64{}}
+	out := storeContents{keys: map[string]int{}, sums: map[string]float64{}}
 	for _, e := range reg.Enterprises {
 		for _, m := range e.Meters {
 			rs, err := st.Readings(context.Background(), e.ID, m.ID, time.Unix(0, 0), time.Now().Add(time.Hour))
@@ -548,7 +548,7 @@ func waitWritten(t *testing.T, p *proc, n int, timeout time.Duration) {
 
 // check compares the store with what the gateways had acknowledged and the
 // final indicator values with the undisturbed run.
-func check(t *testing.T, rec *recorder, st storedReadings, values, ref map[string]float64) int {
+func check(t *testing.T, rec *recorder, st storeContents, values, ref map[string]float64) int {
 	t.Helper()
 	stored := st.keys
 	missing, doubled := 0, 0

@@ -8,15 +8,17 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/cleanprod/cleanprod/gatewayauth"
 	"github.com/cleanprod/cleanprod/registry"
+	"github.com/cleanprod/cleanprod/shard"
 )
 
 const gatewaysUsage = `Usage:
   cleanprod gateways check [DIR]
-  cleanprod gateways mosquitto-acl [-dir DIR] [-credentials FILE] [-out DIR] [-service-user NAME]
+  cleanprod gateways mosquitto-acl [-dir DIR] [-credentials FILE] [-out DIR] [-service-user NAME] [-shard-counts N,M]
 `
 
 // gateways runs "cleanprod gateways check|mosquitto-acl".
@@ -57,9 +59,22 @@ func mosquittoACL(args []string, stdout, stderr io.Writer) error {
 	credFile := fs.String("credentials", "deploy/mosquitto/credentials.txt", "plain-text user:password file; kept, completed with new gateways (keep it secret)")
 	out := fs.String("out", "deploy/mosquitto", "folder for the generated passwd and acl files")
 	service := fs.String("service-user", "cleanprod", "broker user of the cleanprod service")
+	shardCounts := fs.String("shard-counts", "", "shard counts to add broker users for, e.g. 3 or 2,3: users {service-user}-{i}of{n} with the service's password and rights, one per shard (serve logs in as one with mqtt.username {service-user}-{shard})")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	var counts []int
+	for f := range strings.SplitSeq(*shardCounts, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 2 || n > shard.MaxCount {
+			return fmt.Errorf("-shard-counts %q: want shard counts from 2 to %d separated by commas", *shardCounts, shard.MaxCount)
+		}
+		counts = append(counts, n)
+	}
+	shardUsers := gatewayauth.ShardUsers(*service, counts)
 	reg, err := registry.Load(*dir)
 	if err != nil {
 		return fmt.Errorf("gateway registry %s: %w", *dir, err)
@@ -78,6 +93,11 @@ func mosquittoACL(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	shared, err := creds.Share(*service, shardUsers...)
+	if err != nil {
+		return err
+	}
+	added = append(added, shared...)
 	pw, err := gatewayauth.PasswordFile(creds)
 	if err != nil {
 		return err
@@ -98,7 +118,7 @@ func mosquittoACL(args []string, stdout, stderr io.Writer) error {
 		// Readable by the broker's user, which mosquitto switches to before
 		// reading it: hashes (PBKDF2-SHA512) of 144-bit random passwords.
 		{filepath.Join(*out, "passwd"), pw, 0o644},
-		{filepath.Join(*out, "acl"), gatewayauth.ACL(reg, *service), 0o644},
+		{filepath.Join(*out, "acl"), gatewayauth.ACL(reg, *service, shardUsers...), 0o644},
 	} {
 		if err := os.WriteFile(f.path, f.data, f.mode); err != nil {
 			return err

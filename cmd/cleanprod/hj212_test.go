@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/cleanprod/cleanprod/hj212"
 	"github.com/cleanprod/cleanprod/ingest"
 	"github.com/cleanprod/cleanprod/internal/testenv"
+	"github.com/cleanprod/cleanprod/shard"
 )
 
 // logger is an HJ 212 data logger connected to cleanprod over TCP.
@@ -228,5 +230,41 @@ func TestHJ212FrameCommand(t *testing.T) {
 		if err := hj212Command(bad, now, &out, &errOut); err == nil {
 			t.Errorf("%q: no error", bad)
 		}
+	}
+}
+
+// TestHJ212LoggerOfAnotherShard: a logger whose enterprise another shard
+// owns is refused with a 9011 QnRtn=2, counted and logged, and nothing
+// of its frame is stored or dead-lettered.
+func TestHJ212LoggerOfAnotherShard(t *testing.T) {
+	broker := testenv.Mosquitto(t)
+	db := testenv.Influx(t)
+	stations := freeAddr(t)
+	other := 1 - shard.Of("test-plant", 2) // the shard that does not own it
+	s := startServe(t, map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token},
+		"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket,
+		"-gateway_config", "testdata/hj212-config", "-hj212.listen", stations,
+		"-shard.count", "2", "-shard.index", strconv.Itoa(other), "-shard.peer_url", "http://127.0.0.1:9/{index}")
+	china := time.FixedZone("UTC+8", 8*3600)
+	at := time.Now().In(china).Truncate(time.Minute).Add(-10 * time.Minute)
+	log := dialLogger(t, stations)
+	log.send(minuteFrame(t, "TESTPLANT0WW01", "123456", at, 23.4, 12.5, "20240601120000001"))
+	r, ok := log.reply(20 * time.Second)
+	if !ok || r.CN != "9011" || r.CP != "QnRtn=2" || r.QN != "20240601120000001" {
+		t.Fatalf("got %+v (%v), want a 9011 QnRtn=2 of QN 20240601120000001", r, ok)
+	}
+	if n := s.metricOrZero(`cleanprod_ingest_not_owned_total{source="hj212_tcp"}`); n != 1 {
+		t.Errorf("cleanprod_ingest_not_owned_total{source=\"hj212_tcp\"} = %g, want 1", n)
+	}
+	for k, n := range scrapeFamily(t, s.http, "cleanprod_ingest_rejected_total") {
+		if n != 0 {
+			t.Errorf("%s = %g, want no rejection: the frame is good data of another shard", k, n)
+		}
+	}
+	if !strings.Contains(s.logs.String(), "HJ 212 logger of an enterprise of another shard refused") {
+		t.Errorf("no log line says why the logger was refused:\n%s", s.logs)
+	}
+	if rows := db.QueryInfluxQL(t, `SELECT value FROM reading`); len(rows) != 0 {
+		t.Errorf("stored %v, want nothing", rows)
 	}
 }

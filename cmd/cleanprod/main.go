@@ -57,6 +57,8 @@ Usage:
   cleanprod gateways mosquitto-acl     write mosquitto passwd and acl files from the registry
   cleanprod hj212 frame -mn MN -pw PW CODE-FIELD=VALUE ...
                                        write an HJ 212 data frame as a station's logger sends it
+  cleanprod shards prepare|retire|list -shard.count N
+                                       persistent sessions of a shard count on the broker, for a reshard
   cleanprod version                    the version, commit and Go version of this binary
   cleanprod help                       this text
 
@@ -100,6 +102,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return report(ctx, args[1:], getenv, stdout, stderr)
 	case "tokens":
 		return tokens(args[1:], getenv, stdout, stderr)
+	case "shards":
+		return shardsCommand(ctx, args[1:], getenv, stdout, stderr)
 	case "hj212":
 		return hj212Command(args[1:], time.Now(), stdout, stderr)
 	case "version", "-version", "--version":

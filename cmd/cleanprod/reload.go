@@ -16,6 +16,7 @@ import (
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
+	"github.com/cleanprod/cleanprod/shard"
 	"github.com/cleanprod/cleanprod/web"
 )
 
@@ -33,6 +34,8 @@ type reloader struct {
 	seen   *ingest.LastSeen
 	tokens *web.Tokens // nil: no tokens file
 	book   *review.Book
+	sub    *ingest.Subscriber
+	shard  shard.Set // this replica's: pipeline and scorer get its enterprises
 	// wait bounds how long a reload waits for the store: for the
 	// batches in flight to be stored and a refill of the scoring windows
 	// to end (0: reloadWait). Past it, or at once while store writes
@@ -213,11 +216,21 @@ func (r *reloader) apply(ctx, wctx context.Context) error {
 	}
 	// Ingest is held while the scorer switches, so that windows refilled
 	// from the store cannot also receive a reading in flight.
-	err = r.pipe.Reconfigure(wctx, reg, func() error {
-		return r.eng.Reload(ctx, scoring.Update{Standard: sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, Declarations: r.book})
+	ownReg := reg
+	if !r.shard.Single() {
+		ownReg = reg.Only(r.shard.Owns)
+	}
+	err = r.pipe.Reconfigure(wctx, ownReg, func() error {
+		return r.eng.Reload(ctx, scoring.Update{Standard: sd.std, Policy: sd.pol, Registry: ownReg, Solutions: sd.lib, Declarations: r.book})
 	})
 	if err != nil {
 		return err
+	}
+	// The shard's enterprises added are subscribed to from now on (their
+	// meters are in the pipeline's registry already); those removed are
+	// unsubscribed from. A single replica's wildcard filters stay.
+	if r.sub != nil {
+		r.sub.SetEnterprises(shardEnterprises(reg, r.shard))
 	}
 	r.seen.SetRegistry(reg)
 	if tokens != nil {
@@ -236,7 +249,7 @@ func (r *reloader) apply(ctx, wctx context.Context) error {
 		r.fleetReg.Store(reg)
 	}
 	if r.describe != nil {
-		r.describe(reg)
+		r.describe(ownReg) // each shard describes its own meters
 	}
 	return nil
 }

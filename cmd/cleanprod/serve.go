@@ -28,6 +28,7 @@ import (
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/review"
 	"github.com/cleanprod/cleanprod/scoring"
+	"github.com/cleanprod/cleanprod/shard"
 	"github.com/cleanprod/cleanprod/store"
 	"github.com/cleanprod/cleanprod/web"
 )
@@ -106,7 +107,10 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	log.Info("gateway registry loaded", "dir", registryName(cfg), "enterprises", len(reg.Enterprises), "gateways", reg.GatewayCount(), "meters", reg.MeterCount())
-	set, err := shardSet(cfg, os.Hostname)
+	// A shard receives, normalises, stores and scores its own
+	// enterprises (ownReg); the API lists and authorises the whole fleet
+	// (reg), and answers for it from any replica (web, fleet.go).
+	set, err := shardOf(cfg, os.Hostname)
 	if err != nil {
 		return err
 	}
@@ -114,8 +118,12 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	// (the reloader replaces it).
 	fleetReg := new(atomic.Pointer[registry.Registry])
 	fleetReg.Store(reg)
+	ownReg := reg
+	var owns func(string) bool
 	if !set.Single() {
-		log.Info("sharded: this replica answers for the whole fleet", "shard", set.String(), "peers", cfg.Shard.PeerURL)
+		ownReg, owns = reg.Only(set.Owns), set.Owns
+		log.Info("shard of the fleet", "shard", set.String(), "enterprises", len(ownReg.Enterprises), "of", len(reg.Enterprises),
+			"meters", ownReg.MeterCount(), "client_id", shardClientID(cfg.MQTT.ClientID, set), "peers", cfg.Shard.PeerURL)
 	}
 
 	sd, err := loadScoring(cfg)
@@ -212,12 +220,15 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	}
 	engCfg := scoring.Config{
 		RefillPiece: piece,
-		Standard:    sd.std, Policy: sd.pol, Registry: reg, Solutions: sd.lib, History: st, Sink: st,
+		Standard:    sd.std, Policy: sd.pol, Registry: ownReg, Solutions: sd.lib, History: st, Sink: st,
 		Outbox: ob, OnEvent: announce, Registerer: promReg, Logger: log.With("component", "scoring"),
 		Interval: cfg.Scoring.Interval,
 		// A restart resumes the windows from a checkpoint in the data
 		// folder and reads back only what changed after it.
-		CheckpointDir: checkpointDir(cfg), CheckpointEvery: cfg.Scoring.CheckpointEvery, CheckpointStore: where,
+		// A checkpoint of another shard assignment is not resumed: its
+		// journal lacks what other replicas stored for the enterprises
+		// this one owns now.
+		CheckpointDir: checkpointDir(cfg), CheckpointEvery: cfg.Scoring.CheckpointEvery, CheckpointStore: checkpointIdentity(where, set),
 		// The windows refill from the store while ingest runs; at the end
 		// ingest holds while the buckets that changed meanwhile are read
 		// again (scoring/rebuild.go).
@@ -240,7 +251,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		seen.Observe(rs)
 		eng.Observe(rs)
 	}
-	pipe = ingest.NewPipeline(reg, ingest.PipelineConfig{
+	pipe = ingest.NewPipeline(ownReg, ingest.PipelineConfig{
 		Normaliser: ingest.NormaliserConfig{
 			FutureHorizon: cfg.Ingest.FutureHorizon, PastHorizon: cfg.Ingest.PastHorizon, History: cfg.Ingest.History,
 			MaxPayload: cfg.Ingest.MaxPayloadBytes, MaxReadings: cfg.Ingest.MaxReadings,
@@ -252,13 +263,16 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		},
 		BatchSize: cfg.Ingest.BatchSize, BatchInterval: cfg.Ingest.BatchInterval, Writers: cfg.Ingest.Writers,
 		MaxInflight: cfg.MQTT.MaxInflight, ShutdownGrace: cfg.Ingest.ShutdownGrace,
-		RestorePiece: piece, RestoreHistory: cfg.Ingest.RestoreHistory, Journal: eng,
+		RestorePiece: piece, RestoreHistory: cfg.Ingest.RestoreHistory, Journal: eng, Owns: owns,
 	}, st, publish, observe, metrics, log.With("component", "ingest"))
 	sub = ingest.NewSubscriber(ingest.SubscriberConfig{
-		Broker: brokerURL, ClientID: cfg.MQTT.ClientID, Username: cfg.MQTT.Username, Password: cfg.MQTT.Password,
-		TLS: mqttTLS, SharedGroup: cfg.MQTT.SharedGroup, KeepAlive: cfg.MQTT.KeepAlive,
+		Broker: brokerURL, ClientID: shardClientID(cfg.MQTT.ClientID, set), Username: shardUsername(cfg.MQTT.Username, set), Password: cfg.MQTT.Password,
+		TLS: mqttTLS, Enterprises: shardEnterprises(reg, set), KeepAlive: cfg.MQTT.KeepAlive,
 		MaxReconnectInterval: cfg.MQTT.MaxReconnectInterval, WatchdogInterval: cfg.MQTT.WatchdogInterval,
 		MaxUnackedMessages: cfg.MQTT.MaxUnackedMessages, MaxUnackedBytes: int64(cfg.MQTT.MaxUnackedBytes),
+		// A replica of another shard count still live (a reshard whose
+		// old replicas run) holds this one's telemetry back.
+		Status: &ingest.ReplicaStatus{Prefix: statusPrefix(cfg), Index: set.Index, Count: set.Count},
 	}, pipe, metrics, log.With("component", "mqtt"), nil)
 
 	stations, err := listenHJ212(cfg, pipe, promReg, log.With("component", "hj212"))
@@ -289,6 +303,9 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		}
 		if !sub.Connected() {
 			return errors.New("not connected to the broker")
+		}
+		if w := sub.Waiting(); w != "" {
+			return errors.New(w)
 		}
 		if err := st.Ping(ctx); err != nil {
 			return fmt.Errorf("store unreachable: %w", err)
@@ -321,7 +338,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	rl := &reloader{cfg: cfg, log: log.With("component", "reload"), pipe: pipe, eng: eng, seen: seen, tokens: tokens, book: book,
-		reg: reg, sd: sd, m: newReloadMetrics(promReg), fleetReg: fleetReg}
+		sub: sub, shard: set, reg: reg, sd: sd, m: newReloadMetrics(promReg), fleetReg: fleetReg}
 
 	g, gctx := errgroup.WithContext(ctx)
 	rl.describe = func(reg *registry.Registry) { go ingest.DescribeMeters(gctx, st, reg, time.Now(), log) }
@@ -349,7 +366,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 			return nil
 		}
 		seedDeclarations(gctx, book, sd, log, start)
-		go ingest.DescribeMeters(gctx, st, reg, time.Now(), log)
+		go ingest.DescribeMeters(gctx, st, ownReg, time.Now(), log) // each shard its own meters
 		// Ingest needs each meter's recent readings (to place late ones
 		// and compute deltas); the scorer's windows refill while ingest
 		// runs (scoring/rebuild.go).
@@ -412,7 +429,18 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		pg.Go(func() error { return pipe.Run(pctx) })
 		pg.Go(func() error { return sub.Run(pctx) })
 		if stations != nil {
-			pg.Go(func() error { return stations.serve(pctx, cfg.Ingest.ShutdownGrace) })
+			pg.Go(func() error {
+				// Loggers too wait while a replica of another shard count
+				// is live.
+				for sub.Waiting() != "" {
+					select {
+					case <-pctx.Done():
+						return nil
+					case <-time.After(100 * time.Millisecond):
+					}
+				}
+				return stations.serve(pctx, cfg.Ingest.ShutdownGrace)
+			})
 		}
 		start.ingest(log)
 		pg.Go(func() error { rl.run(pctx, hup); return nil })
@@ -604,6 +632,17 @@ func outboxDir(cfg *Config) string {
 		return ""
 	}
 	return filepath.Join(cfg.DataDir, "outbox")
+}
+
+// checkpointIdentity names the store and, for a shard, the shard
+// assignment a checkpoint of the scorer's windows was written against: a
+// checkpoint of another is not resumed. A single replica's is the store
+// alone, as before shards.
+func checkpointIdentity(where string, s shard.Set) string {
+	if s.Single() {
+		return where
+	}
+	return where + " shard " + s.String()
 }
 
 // checkpointDir is where the scorer checkpoints its windows: data_dir's
