@@ -460,8 +460,15 @@ func checkShards(t *testing.T, sts map[string]any, c any, replicas int, services
 	if ref := get(env["CLEANPROD_SHARD_SECRET"], "valueFrom", "secretKeyRef"); str(ref, "name") == "" || str(ref, "key") == "" {
 		t.Error("StatefulSet: CLEANPROD_SHARD_SECRET does not come from a Secret")
 	}
-	if str(env["CLEANPROD_MQTT_CLIENT_ID"], "valueFrom", "fieldRef", "fieldPath") != "metadata.name" {
-		t.Error("StatefulSet: CLEANPROD_MQTT_CLIENT_ID is not the pod's name (one broker session per pod)")
+	// One broker session per shard: the client id gets the shard's
+	// <i>of<n> from serve, and the broker user (which names the session
+	// under use_username_as_clientid) must carry it too. A client id set
+	// per pod would differ from the one shards prepare subscribes.
+	if str(env["CLEANPROD_MQTT_USERNAME"], "value") != "cleanprod-{shard}" {
+		t.Error("StatefulSet: CLEANPROD_MQTT_USERNAME is not cleanprod-{shard} (one broker user and session per shard)")
+	}
+	if _, ok := env["CLEANPROD_MQTT_CLIENT_ID"]; ok {
+		t.Error("StatefulSet: CLEANPROD_MQTT_CLIENT_ID is set: serve's shard client id would differ from the one shards prepare subscribes")
 	}
 }
 

@@ -78,10 +78,13 @@ func TestComposeShards(t *testing.T) {
 		if !strings.Contains(env["CLEANPROD_SHARD_SECRET"], "${CLEANPROD_SHARD_SECRET:?") {
 			t.Errorf("%s: CLEANPROD_SHARD_SECRET %q, want it from deploy/.env", name, env["CLEANPROD_SHARD_SECRET"])
 		}
-		if id := env["CLEANPROD_MQTT_CLIENT_ID"]; id == "" || seen["id"+id] {
-			t.Errorf("%s: MQTT client id %q empty or shared", name, id)
-		} else {
-			seen["id"+id] = true
+		// Each shard's session is <user>-<i>of<n>, from the shard: the user
+		// must carry {shard}, and no fixed client id may override it.
+		if u := env["CLEANPROD_MQTT_USERNAME"]; u != "cleanprod-{shard}" {
+			t.Errorf("%s: MQTT user %q, want cleanprod-{shard} (one broker user and session per shard)", name, u)
+		}
+		if id, ok := env["CLEANPROD_MQTT_CLIENT_ID"]; ok {
+			t.Errorf("%s: MQTT client id %q fixed: it would differ from the one shards prepare subscribes", name, id)
 		}
 		for _, m := range merged[name].mounts() {
 			if m.Named {
