@@ -127,7 +127,7 @@ func (b *bench) endToEndShards(ctx context.Context) (*e2eResult, error) {
 			"-shard.count", strconv.Itoa(n), "-shard.index", strconv.Itoa(i),
 			// The benchmark asks each owner directly; no replica asks a peer.
 			"-shard.peer_url", "http://127.0.0.1:9/{index}")
-		srv, err := b.startServe(ctx, dir, args, []string{"CLEANPROD_INFLUX_TOKEN=" + db.Token}, false)
+		srv, err := b.startServe(ctx, dir, args, []string{"CLEANPROD_INFLUX_TOKEN=" + db.Token, "CLEANPROD_SHARD_SECRET=bench-shard-secret-0123456789"}, false)
 		if err != nil {
 			return nil, errors.Join(err, stopAll())
 		}

@@ -110,6 +110,9 @@ type Config struct {
 	// fleet built into the binary, which the demo runs unless told
 	// otherwise. They are not settings.
 	builtinFleet, builtinDeclarations map[string][]byte
+	// brokerOnly: the command only talks to the broker (cleanprod shards
+	// ...), so the settings a serving replica needs are not checked.
+	brokerOnly bool
 }
 
 // defaultConfig returns the defaults: everything embedded, on loopback.
@@ -285,6 +288,9 @@ func loadConfig(name string, args []string, getenv func(string) string, stderr i
 			}
 		}
 	})
+	// The shards subcommands only talk to the broker: they need no peer
+	// address or shard secret.
+	cfg.brokerOnly = strings.HasPrefix(name, "shards ")
 	errs = append(errs, placeProblems(cfg.validate(), doc, from)...)
 	if err := errors.Join(errs...); err != nil {
 		return nil, nil, err
@@ -367,10 +373,10 @@ func (c *Config) validate() []error {
 	if c.Shard.Count > 1 && c.Influx.URL == "" {
 		bad("shard.count %d needs influx.url: the shards share one InfluxDB (the embedded store is a single replica's)", c.Shard.Count)
 	}
-	if c.Shard.Count > 1 && !strings.Contains(c.Shard.PeerURL, "{index}") {
+	if c.Shard.Count > 1 && !c.brokerOnly && !strings.Contains(c.Shard.PeerURL, "{index}") {
 		bad("shard.peer_url must name each shard's API with {index} when shard.count is above 1")
 	}
-	if c.Shard.Count > 1 && len(c.Shard.Secret) < 16 {
+	if c.Shard.Count > 1 && !c.brokerOnly && len(c.Shard.Secret) < 16 {
 		bad("shard.secret must be set, at least 16 characters, when shard.count is above 1 (best through CLEANPROD_SHARD_SECRET)")
 	}
 	if (c.MQTT.CertFile == "") != (c.MQTT.KeyFile == "") {

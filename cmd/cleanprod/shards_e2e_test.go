@@ -107,7 +107,7 @@ func (f *shardFleetRun) start(index, count int) (*proc, error) {
 	f.mu.Unlock()
 	args := append(f.args(count), f.extra...)
 	return tryStartProc(f.t, append(args, "-shard.index", strconv.Itoa(index), "-data_dir", dir),
-		map[string]string{"CLEANPROD_INFLUX_TOKEN": f.db.Token})
+		map[string]string{"CLEANPROD_INFLUX_TOKEN": f.db.Token, "CLEANPROD_SHARD_SECRET": testShardSecret})
 }
 
 // startAll starts the count replicas of a fleet at once.

@@ -23,6 +23,9 @@ import (
 	"github.com/cleanprod/cleanprod/shard"
 )
 
+// testShardSecret is the shard.secret the tests' replicas share.
+const testShardSecret = "test-shard-secret-0123456789"
+
 func TestShardOf(t *testing.T) {
 	host := func(h string) func() (string, error) { return func() (string, error) { return h, nil } }
 	tests := []struct {
@@ -104,6 +107,18 @@ func TestSharedGroupRemoved(t *testing.T) {
 			t.Errorf("got %v, want it to contain %q", err, w)
 		}
 	}
+	// A serving shard needs its peers' address and the shared secret; the
+	// shards subcommands, which only talk to the broker, need neither.
+	servers := []string{"-shard.count", "3", "-mqtt.url", "tcp://broker:1883", "-influx.url", "http://influx:8086"}
+	_, _, err = loadConfig("serve", servers, func(string) string { return "" }, &out)
+	for _, w := range []string{"shard.peer_url must name", "shard.secret must be set"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("serve: got %v, want it to contain %q", err, w)
+		}
+	}
+	if _, _, err = loadConfig("shards prepare", servers, func(string) string { return "" }, &out); err != nil {
+		t.Errorf("shards prepare without peer_url and secret: %v", err)
+	}
 }
 
 // TestShardReloadSubscribes: a shard's replica does not subscribe to an
@@ -134,7 +149,7 @@ func TestShardReloadSubscribes(t *testing.T) {
 	copyGateways(kept, "cq-lj-jiahe-motors", "cq-lj-shanchuan-auto")
 	p := startProc(t, []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket, "-mqtt.client_id", "reload",
 		"-gateway_config", gwDir, "-shard.count", "2", "-shard.index", strconv.Itoa(index), "-shard.peer_url", "http://127.0.0.1:9/{index}", "-log.level", "info"},
-		map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token})
+		map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token, "CLEANPROD_SHARD_SECRET": testShardSecret})
 	m := p.metrics()
 	gw := mqttClient(t, broker.URL(), "reload-gateways")
 	now := time.Now().UTC().Truncate(time.Second)
@@ -200,7 +215,7 @@ func TestShardsOwnBrokerUsers(t *testing.T) {
 		testenv.WithFile("passwd", passwd), testenv.WithFile("acl", gatewayauth.ACL(reg, "cleanprod", shardUsers...)),
 		testenv.WithConfig("use_username_as_clientid true", "password_file passwd", "acl_file acl"))
 	db := testenv.Influx(t)
-	env := map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token, "CLEANPROD_MQTT_PASSWORD": creds["cleanprod"]}
+	env := map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token, "CLEANPROD_MQTT_PASSWORD": creds["cleanprod"], "CLEANPROD_SHARD_SECRET": testShardSecret}
 	args := func(i int) []string {
 		return []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket,
 			"-mqtt.username", "cleanprod-{shard}", "-mqtt.client_id", "cleanprod", "-gateway_config", "../../gateway-config",
@@ -253,7 +268,7 @@ func TestShardsOwnBrokerUsers(t *testing.T) {
 func TestShardWaitsForOtherCount(t *testing.T) {
 	broker := testenv.Mosquitto(t)
 	db := testenv.Influx(t)
-	env := map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token}
+	env := map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token, "CLEANPROD_SHARD_SECRET": testShardSecret}
 	args := func(count, index int) []string {
 		return []string{"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket, "-mqtt.client_id", "waits",
 			"-shard.count", strconv.Itoa(count), "-shard.index", strconv.Itoa(index), "-shard.peer_url", "http://127.0.0.1:9/{index}", "-data_dir", t.TempDir()}
@@ -271,7 +286,7 @@ func TestShardWaitsForOtherCount(t *testing.T) {
 	newer.cmd = exec.Command(cleanprodBinary(t), append([]string{"serve", "-http.listen", newer.http, "-gateway_config", "../../gateway-config",
 		"-scoring.declarations", "../../scoring/declarations", "-log.level", "info"}, args(2, index)...)...)
 	newer.cmd.Stdout, newer.cmd.Stderr = newer.logs, newer.logs
-	newer.cmd.Env = append(os.Environ(), "CLEANPROD_INFLUX_TOKEN="+db.Token)
+	newer.cmd.Env = append(os.Environ(), "CLEANPROD_INFLUX_TOKEN="+db.Token, "CLEANPROD_SHARD_SECRET="+testShardSecret)
 	if err := newer.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
