@@ -340,6 +340,7 @@ func (s *server) assemble(ctx context.Context) *fleetView {
 	}
 	v := &fleetView{lastReading: map[string]time.Time{}, at: time.Now()}
 	var parts [][]*scoring.Result
+	var latest time.Time // the latest evaluation of any shard
 	for range s.Shard.Count - 1 {
 		a := <-answers
 		result := "ok"
@@ -353,13 +354,22 @@ func (s *server) assemble(ctx context.Context) *fleetView {
 			continue
 		}
 		parts = append(parts, a.res.Results)
+		if a.res.Time.After(latest) {
+			latest = a.res.Time
+		}
 		for id, t := range a.res.LastReading {
 			v.lastReading[id] = t
 		}
 	}
 	slices.Sort(v.missing)
 	s.fleet.missing.Set(float64(len(v.missing)))
-	v.snap = s.withFleetRegistry(local.Only(s.Shard.Owns).Merge(parts...))
+	merged := local.Only(s.Shard.Owns).Merge(parts...)
+	// The fleet was last evaluated when its latest shard was: a replica
+	// whose own shard is empty or not yet graded still shows the fleet's.
+	if latest.After(merged.Time) {
+		merged.Time = latest
+	}
+	v.snap = s.withFleetRegistry(merged)
 	return v
 }
 
