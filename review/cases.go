@@ -303,12 +303,23 @@ func (b *Book) Reopen(ctx context.Context, id string, who Actor, deadline time.T
 // once each: a history step and a case_overdue event. It returns the
 // cases not closed, as they stand after marking (for the metrics).
 func (b *Book) MarkOverdue(ctx context.Context) ([]Case, error) {
+	return b.MarkOverdueOf(ctx, nil)
+}
+
+// MarkOverdueOf is MarkOverdue for the cases of the enterprises keep
+// accepts (nil: all), the only ones it returns: with the fleet split
+// between replicas, each sweeps its own shard's cases, so none is marked
+// by two replicas at once.
+func (b *Book) MarkOverdueOf(ctx context.Context, keep func(enterprise string) bool) ([]Case, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	now := b.now().UTC()
 	cs, err := b.Cases(ctx, CaseFilter{Active: true, Now: now})
 	if err != nil {
 		return nil, err
+	}
+	if keep != nil {
+		cs = slices.DeleteFunc(cs, func(c Case) bool { return !keep(c.Enterprise) })
 	}
 	for i := range cs {
 		c := &cs[i]

@@ -204,6 +204,10 @@ func TestCaseFiltersAndOverdue(t *testing.T) {
 
 			// Past a's deadline: a is overdue, announced once.
 			now = day0.Add(72 * time.Hour)
+			// The replica of another shard neither marks nor announces it.
+			if active, err := book.MarkOverdueOf(ctx, func(e string) bool { return e == "ent-b" }); err != nil || len(active) != 1 || active[0].ID != b.ID || len(overdue) != 0 {
+				t.Fatalf("mark overdue of ent-b only: %v (%v), %d announced; want b alone and nothing announced", active, err, len(overdue))
+			}
 			for range 2 {
 				active, err := book.MarkOverdue(ctx)
 				if err != nil || len(active) != 2 {

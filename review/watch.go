@@ -25,6 +25,7 @@ type Watcher struct {
 	book  *Book
 	every time.Duration
 	log   *slog.Logger
+	owns  func(enterprise string) bool // nil: every enterprise
 
 	mu      sync.Mutex
 	queue   []scoring.Event // guarded by mu
@@ -159,7 +160,7 @@ func (w *Watcher) open(ctx context.Context) {
 }
 
 func (w *Watcher) sweep(ctx context.Context) {
-	cs, err := w.book.MarkOverdue(ctx)
+	cs, err := w.book.MarkOverdueOf(ctx, w.owns)
 	if err != nil {
 		if ctx.Err() == nil {
 			w.failures.Inc()
@@ -184,6 +185,11 @@ func (w *Watcher) sweep(ctx context.Context) {
 		w.overdue.WithLabelValues(ent).Set(float64(k))
 	}
 }
+
+// Only makes w sweep and count only the cases of the enterprises owns
+// accepts (a shard's, when replicas split the fleet); call it before Run.
+// Cases are opened from the events of the replica's own scorer already.
+func (w *Watcher) Only(owns func(enterprise string) bool) { w.owns = owns }
 
 // Active is the gauge of the cases in state s (for tests and dashboards).
 func (w *Watcher) Active(s CaseState) prometheus.Gauge { return w.active.WithLabelValues(string(s)) }

@@ -238,6 +238,9 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	// seeds them (below, once the store answers).
 	book := review.NewBook(st, sd.std, nil, onReview)
 	cases = review.NewWatcher(book, caseSweepEvery, promReg, log.With("component", "cases"))
+	if owns != nil {
+		cases.Only(owns) // each shard sweeps its own enterprises' cases
+	}
 	engCfg.Declarations = book
 	eng, err := scoring.NewEngine(engCfg)
 	if err != nil {
