@@ -197,16 +197,20 @@ func (g *replicaGate) Waiting() string {
 }
 
 // announce publishes this replica's status, retained; call on connect,
-// after subscribing to the statuses.
+// after subscribing to the statuses. It goes at QoS 0: a QoS 1 publish
+// made while paho resumes a persistent session lands in the store that
+// resume walks, which races with the packet being written (paho issue
+// 703); and the status is announced again on every connect, and read
+// back before anything is taken, so nothing depends on its PUBACK.
 func (g *replicaGate) announce(c client, timeout time.Duration) error {
 	g.mu.Lock()
 	if g.announced.IsZero() {
 		g.announced = time.Now()
 	}
 	g.mu.Unlock()
-	tok := c.Publish(g.own, 1, true, g.payload)
+	tok := c.Publish(g.own, 0, true, g.payload)
 	if !tok.WaitTimeout(timeout) {
-		return fmt.Errorf("publish the replica's status: no PUBACK within %s", timeout)
+		return fmt.Errorf("publish the replica's status: not sent within %s", timeout)
 	}
 	return tok.Error()
 }
@@ -215,7 +219,7 @@ func (g *replicaGate) announce(c client, timeout time.Duration) error {
 // goes with a lost connection).
 func (g *replicaGate) withdraw(c client) {
 	if c.IsConnectionOpen() {
-		c.Publish(g.own, 1, true, []byte{}).WaitTimeout(time.Second)
+		c.Publish(g.own, 0, true, []byte{}).WaitTimeout(time.Second)
 	}
 }
 

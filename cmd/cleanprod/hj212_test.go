@@ -241,7 +241,7 @@ func TestHJ212LoggerOfAnotherShard(t *testing.T) {
 	db := testenv.Influx(t)
 	stations := freeAddr(t)
 	other := 1 - shard.Of("test-plant", 2) // the shard that does not own it
-	s := startServe(t, map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token},
+	s := startServe(t, map[string]string{"CLEANPROD_INFLUX_TOKEN": db.Token, "CLEANPROD_SHARD_SECRET": testShardSecret},
 		"-mqtt.url", broker.URL(), "-influx.url", db.URL, "-influx.bucket", db.Bucket,
 		"-gateway_config", "testdata/hj212-config", "-hj212.listen", stations,
 		"-shard.count", "2", "-shard.index", strconv.Itoa(other), "-shard.peer_url", "http://127.0.0.1:9/{index}")
