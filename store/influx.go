@@ -42,11 +42,14 @@ import (
 const readingMeasurement = "reading"
 
 // readingFieldKind returns the kind of a stored reading from the fields it
-// has: a register makes a counter, a delta alone a delta meter, a value a
-// gauge.
-func readingFieldKind(hasRegister, hasDelta bool) string {
+// has: a register makes a counter, a delta alone a delta meter, a value
+// alone a gauge. A value with a delta is a reading stored before readings
+// lost their registry tags (a counter's register or a delta meter's
+// amount was value then): its value is what Value was, and it is taken
+// for a counter (the registry, not the store, says what a meter is).
+func readingFieldKind(hasRegister, hasDelta, hasValue bool) string {
 	switch {
-	case hasRegister:
+	case hasRegister, hasValue && hasDelta:
 		return "counter"
 	case hasDelta:
 		return "delta"
@@ -432,17 +435,18 @@ func (s *Influx) queryReadings(ctx context.Context, q string) ([]Reading, error)
 		rec := res.Record()
 		hasReg := rec.ValueByKey("register") != nil
 		hasDelta := rec.ValueByKey("delta") != nil
+		hasValue := rec.ValueByKey("value") != nil
 		r := Reading{
-			Enterprise: str(rec, "enterprise"), Meter: str(rec, "meter"), Kind: readingFieldKind(hasReg, hasDelta),
+			Enterprise: str(rec, "enterprise"), Meter: str(rec, "meter"), Kind: readingFieldKind(hasReg, hasDelta, hasValue),
 			Time: rec.Time().UTC(), Delta: num(rec, "delta"), Flag: str(rec, "flag"),
 		}
-		switch r.Kind {
-		case "counter":
+		switch {
+		case hasReg:
 			r.Value = num(rec, "register")
-		case "delta":
-			r.Value = r.Delta
-		default:
+		case hasValue:
 			r.Value = num(rec, "value")
+		default:
+			r.Value = r.Delta
 		}
 		out = append(out, r)
 	}

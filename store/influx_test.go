@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -221,5 +222,58 @@ func TestInfluxWriteGzipOnAndOff(t *testing.T) {
 		if n, err := s.CountReadings(ctx, fmt.Sprintf("ent-%d", i)); err != nil || n != 2000 {
 			t.Errorf("ent-%d: %d readings (%v), want 2000", i, n, err)
 		}
+	}
+}
+
+// Readings stored before readings lost their registry tags (six tags; a
+// counter's register and a delta meter's amount in value, beside delta)
+// read back with their register, so a restart after the upgrade computes
+// the next delta from the register, and their deltas still add up.
+func TestInfluxReadsTheOlderLayout(t *testing.T) {
+	s, db := openTestInflux(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	db.Write(t, fmt.Sprintf(`reading,enterprise=e,gateway=gw,kind=counter,meter=E,quantity=electricity,workshop=paint value=1000,delta=0 %d
+reading,enterprise=e,gateway=gw,kind=counter,meter=E,quantity=electricity,workshop=paint value=1010,delta=10 %d
+reading,enterprise=e,gateway=gw,kind=delta,meter=W,quantity=water value=3,delta=3 %d
+reading,enterprise=e,gateway=gw,kind=gauge,meter=COD,quantity=cod value=41 %d
+`, t0.UnixNano(), t0.Add(time.Hour).UnixNano(), t0.Add(time.Hour).UnixNano(), t0.Add(time.Hour).UnixNano()))
+	// After the upgrade, the same meters in the new layout.
+	if err := s.WriteReadings(ctx, []Reading{
+		{Enterprise: "e", Meter: "E", Kind: "counter", Time: t0.Add(2 * time.Hour), Value: 1025, Delta: 15},
+		{Enterprise: "e", Meter: "W", Kind: "delta", Time: t0.Add(2 * time.Hour), Value: 4, Delta: 4},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	latest, err := collectLatest(ctx, s, LatestQuery{PerMeter: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range latest {
+		got = append(got, fmt.Sprintf("%s@%d=%g+%g", r.Meter, r.Time.Sub(t0)/time.Hour, r.Value, r.Delta))
+	}
+	want := []string{"COD@1=41+0", "E@0=1000+0", "E@1=1010+10", "E@2=1025+15", "W@1=3+3", "W@2=4+4"}
+	slices.Sort(got) // meters in any order, each in time order
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("latest readings across the upgrade: %v, want %v", got, want)
+	}
+	rs, err := s.Readings(ctx, "e", "E", t0, t0.Add(3*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rs) != 3 || rs[1].Value != 1010 || rs[2].Value != 1025 {
+		t.Errorf("E's readings across the upgrade: %+v, want registers 1000, 1010, 1025", rs)
+	}
+	aggs, err := collectAggregates(ctx, s, AggregateQuery{From: t0, To: t0.Add(3 * time.Hour), Every: 24 * time.Hour, Enterprises: []string{"e"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums := map[string]float64{}
+	for _, a := range aggs {
+		sums[a.Meter] += a.Sum
+	}
+	if sums["E"] != 25 || sums["W"] != 7 {
+		t.Errorf("amounts across the upgrade: %v, want E 25 and W 7", sums)
 	}
 }

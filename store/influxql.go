@@ -225,21 +225,19 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 		}
 		r := Reading{Enterprise: sr.tags["enterprise"], Meter: sr.tags["meter"], Time: time.Unix(0, t).UTC()}
 		present := func(i int) bool { return cols[i] >= 0 && string(row[cols[i]]) != "null" }
-		r.Kind = readingFieldKind(present(1), present(2))
+		r.Kind = readingFieldKind(present(1), present(2), present(3))
 		if present(2) {
 			if r.Delta, err = rawFloat(row[cols[2]]); err != nil {
 				return err
 			}
 		}
-		switch r.Kind {
-		case "counter":
+		switch {
+		case present(1):
 			r.Value, err = rawFloat(row[cols[1]])
-		case "delta":
-			r.Value = r.Delta
+		case present(3):
+			r.Value, err = rawFloat(row[cols[3]])
 		default:
-			if present(3) {
-				r.Value, err = rawFloat(row[cols[3]])
-			}
+			r.Value = r.Delta
 		}
 		if err != nil {
 			return err
