@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 )
@@ -29,6 +30,15 @@ func TestResultWireRoundTrip(t *testing.T) {
 		LastAudit: at.Add(-400 * 24 * time.Hour), NextAuditDue: at.Add(300 * 24 * time.Hour), StaleMeters: []string{"E-01"},
 		Lagging: []Lagging{{Indicator: "energy_per_vehicle", Level: LevelII, Target: LevelI, Value: 140.5, Needed: 118, Gap: 2.5,
 			Solutions: []Match{{Solution: sol, Projected: 120, ProjectedLevel: LevelII, Benefit: 1.5}}}}}
+	// The fixture sets every field of every type the wire carries, so that
+	// a field added to Result (or what it holds) and not to its wire form
+	// fails the round trip below instead of vanishing between shards.
+	r.CodeHeld, r.Assessments[0].RestrictiveMissing, r.Assessments[0].Capped = true, true, "restrictive indicator at level III"
+	r.Assessments[0].Indicators[0].Evidence = "audit 2026-05"
+	r.Lagging[0].Restrictive, r.Lagging[0].Solutions[0].ReachesTarget = true, true
+	if unset := unsetFields(reflect.ValueOf(r)); len(unset) > 0 {
+		t.Fatalf("the fixture leaves %v unset: set them, and carry them in the wire form", unset)
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
@@ -113,4 +123,48 @@ func TestMergedSnapshotRanksAsOne(t *testing.T) {
 	if n := len(part(0).Results()); n != 2 {
 		t.Errorf("shard 0: got %d results, want 2 (Merge must not change its base)", n)
 	}
+}
+
+// unsetFields lists the fields (Type.Field) of this package's structs in v
+// that are zero in every value of that type v holds. A *Solution is a leaf:
+// the wire carries only its ID.
+func unsetFields(v reflect.Value) []string {
+	set := map[string]bool{}
+	var walk func(v reflect.Value)
+	walk = func(v reflect.Value) {
+		switch v.Kind() {
+		case reflect.Pointer:
+			if !v.IsNil() && v.Type() != reflect.TypeFor[*Solution]() {
+				walk(v.Elem())
+			}
+		case reflect.Slice:
+			for i := range v.Len() {
+				walk(v.Index(i))
+			}
+		case reflect.Struct:
+			tp := v.Type()
+			if tp.PkgPath() != reflect.TypeFor[Result]().PkgPath() {
+				return
+			}
+			for i := range tp.NumField() {
+				key := tp.Name() + "." + tp.Field(i).Name
+				if _, ok := set[key]; !ok {
+					set[key] = false
+				}
+				if !v.Field(i).IsZero() {
+					set[key] = true
+					walk(v.Field(i))
+				}
+			}
+		}
+	}
+	walk(v)
+	var out []string
+	for k, ok := range set {
+		if !ok {
+			out = append(out, k)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
