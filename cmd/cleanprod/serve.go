@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -344,7 +345,22 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		sub: sub, shard: set, reg: reg, sd: sd, m: newReloadMetrics(promReg), fleetReg: fleetReg}
 
 	g, gctx := errgroup.WithContext(ctx)
-	rl.describe = func(reg *registry.Registry) { go ingest.DescribeMeters(gctx, st, reg, time.Now(), log) }
+	// Describing the meters retries while the store is down; a newer
+	// registry replaces a description still waiting, so reloads during
+	// an outage do not pile up writers.
+	var (
+		describeMu   sync.Mutex
+		describeStop context.CancelFunc = func() {}
+	)
+	describe := func(reg *registry.Registry) {
+		describeMu.Lock()
+		defer describeMu.Unlock()
+		describeStop()
+		dctx, stop := context.WithCancel(gctx)
+		describeStop = stop
+		go ingest.DescribeMeters(dctx, st, reg, time.Now(), log)
+	}
+	rl.describe = describe
 	if cfg.Debug.PprofListen != "" {
 		if err := servePprof(gctx, g, cfg.Debug.PprofListen, log); err != nil {
 			return err
@@ -369,7 +385,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 			return nil
 		}
 		seedDeclarations(gctx, book, sd, log, start)
-		go ingest.DescribeMeters(gctx, st, ownReg, time.Now(), log) // each shard its own meters
+		describe(ownReg) // each shard its own meters
 		// Ingest needs each meter's recent readings (to place late ones
 		// and compute deltas); the scorer's windows refill while ingest
 		// runs (scoring/rebuild.go).
