@@ -72,6 +72,7 @@ func (n *Normaliser) placeCounter(m *registry.Meter, h *meterHistory, i int, e h
 	// whose delta or state the walk changed, as a rewrite (same key, so
 	// it overwrites) with the difference for the scorer.
 	off := i - at // tail[k] is h.entries[k+off] for k < at, h.entries[k+off-1] after
+	next := false // the reading after e was rewritten
 	for k := range tail {
 		if k == at {
 			continue
@@ -82,14 +83,27 @@ func (n *Normaliser) placeCounter(m *registry.Meter, h *meterHistory, i int, e h
 		}
 		if old, nw := h.entries[j], tail[k]; nw.delta != old.delta || nw.state != old.state {
 			h.entries[j] = nw
-			emitReading(m, nw, nw.delta-old.delta, write, observe)
+			emitReading(m, nw, before(tail, k), nw.delta-old.delta, write, observe)
 			out.Rewrites++
+			next = next || k == at+1
 		}
 	}
 	e = tail[at]
+	emitReading(m, e, before(tail, at), e.delta, write, observe)
+	if at+1 < len(tail) && !next && keepChain(m, &e, tail[at+1], write, observe) {
+		out.Rewrites++
+	}
 	n.keep(m, h, i, e)
-	emitReading(m, e, e.delta, write, observe)
 	return true
+}
+
+// before returns the reading before rs[k] (nil for the first: what was
+// before it is not known here).
+func before(rs []histEntry, k int) *histEntry {
+	if k == 0 {
+		return nil
+	}
+	return &rs[k-1]
 }
 
 // walkCounter decides the delta and state of every reading of rs after

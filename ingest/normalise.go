@@ -525,7 +525,7 @@ func (n *Normaliser) resolveOld(gw *registry.Gateway, old []oldReading, out *Out
 			if o.m.Kind == registry.Delta {
 				e.delta = o.v
 			}
-			emitReading(o.m, e, e.delta, write, observe)
+			emitReading(o.m, e, nil, e.delta, write, observe)
 			n.recentOld.add(oldKey{gw.Enterprise.ID, o.m.ID, t}, e) // a second copy, in this message or before the store has it, is a duplicate
 			out.Accepted++
 		}
@@ -546,16 +546,40 @@ func maxTime(a, b time.Time) time.Time {
 	return a
 }
 
-// emitReading appends a reading to write and its amount to observe.
-func emitReading(m *registry.Meter, e histEntry, amount float64, write, observe *[]store.Reading) {
-	rd := store.Reading{
+// emitReading appends a reading to write and its amount to observe. For
+// a counter, prev is the reading stored before it (nil: none known): a
+// register that prev's and the delta rebuild exactly is marked
+// store.Reading.Chained, and InfluxDB keeps the delta alone.
+func emitReading(m *registry.Meter, e histEntry, prev *histEntry, amount float64, write, observe *[]store.Reading) {
+	rd := readingOf(m, e, prev)
+	*write = append(*write, rd)
+	rd.Delta, rd.Chained = amount, false
+	*observe = append(*observe, rd)
+}
+
+// readingOf is the stored reading of e (see emitReading for prev).
+func readingOf(m *registry.Meter, e histEntry, prev *histEntry) store.Reading {
+	return store.Reading{
 		Enterprise: m.Enterprise.ID, Gateway: m.Gateway.ID, Meter: m.ID,
 		Quantity: m.Quantity.Name, Workshop: m.Workshop, Kind: string(m.Kind),
 		Time: time.Unix(0, e.t).UTC(), Value: e.value, Delta: e.delta, Flag: flagText(e.flag),
+		Chained: m.Kind == registry.Counter && prev != nil && store.Chains(prev.t, prev.value, e.t, e.value, e.delta),
 	}
-	*write = append(*write, rd)
-	rd.Delta = amount
-	*observe = append(*observe, rd)
+}
+
+// keepChain rewrites counter reading next with its register when it no
+// longer chains to prev, the reading now stored before it (nil: none
+// known): a reading placed or refused before next changed which one that
+// is, and next may have been stored chained to another (its delta, when
+// it changed, is rewritten anyway). The scorer is told an amount of 0,
+// so that writes and amounts stay one to one. It reports whether it
+// rewrote next.
+func keepChain(m *registry.Meter, prev *histEntry, next histEntry, write, observe *[]store.Reading) bool {
+	if prev != nil && store.Chains(prev.t, prev.value, next.t, next.value, next.delta) {
+		return false
+	}
+	emitReading(m, next, nil, 0, write, observe)
+	return true
 }
 
 func (n *Normaliser) trackSeq(gw *registry.Gateway, seq int64, now time.Time, out *Outcome) {
@@ -600,7 +624,7 @@ func (n *Normaliser) place(m *registry.Meter, r *RawReading, v float64, out *Out
 		return true
 	}
 	e := histEntry{t: t, value: v, msg: n.msgSeq, flag: flagByte(r.Flag)}
-	emit := func(e histEntry, amount float64) { emitReading(m, e, amount, write, observe) }
+	emit := func(e histEntry, amount float64) { emitReading(m, e, nil, amount, write, observe) }
 	switch m.Kind {
 	case registry.Gauge:
 		n.keep(m, h, i, e)

@@ -906,6 +906,12 @@ func (p *Pipeline) writeRetrying(ctx context.Context, rs []store.Reading) error 
 // (writeReadings), so that what the store keeps of it is observed and only
 // what it refuses is dead-lettered.
 func (p *Pipeline) writeEach(ctx context.Context, b *batch) error {
+	// Every counter reading of the batch keeps its register: one chained
+	// to a reading the store refuses (store.Reading.Chained) would be read
+	// back from the one before that.
+	for i := range b.write {
+		b.write[i].Chained = false
+	}
 	keepObs := b.observe[:0:0]
 	for _, m := range b.msgs {
 		if m.end == m.start {

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"slices"
+	"time"
 
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/store"
@@ -30,6 +31,14 @@ func (n *Normaliser) forget(rs []store.Reading, write, observe *[]store.Reading)
 		}
 		t := r.Time.UnixNano()
 		i := h.search(t)
+		if i == 0 && len(h.entries) > 0 && h.entries[0].t != t && m.Kind == registry.Counter && h.entries[0].t/int64(time.Hour) == t/int64(time.Hour) {
+			// No longer kept, but the oldest kept reading of its hour may
+			// have been stored chained to it: it keeps its register.
+			if keepChain(m, nil, h.entries[0], write, observe) {
+				rewrites++
+			}
+			continue
+		}
 		if i >= len(h.entries) || h.entries[i].t != t || h.entries[i].value != r.Value {
 			continue
 		}
@@ -38,6 +47,11 @@ func (n *Normaliser) forget(rs []store.Reading, write, observe *[]store.Reading)
 			continue
 		}
 		if i == 0 && !h.baseline {
+			// What is stored before the next one is not kept: it keeps its
+			// register.
+			if keepChain(m, nil, h.entries[1], write, observe) {
+				rewrites++
+			}
 			h.entries = slices.Delete(h.entries, 0, 1)
 			continue
 		}
@@ -56,16 +70,31 @@ func (n *Normaliser) forget(rs []store.Reading, write, observe *[]store.Reading)
 		if err != nil {
 			// Counting from the register before it would exceed max_rate:
 			// the readings after it keep their deltas.
+			if keepChain(m, before(h.entries, i), h.entries[i+1], write, observe) {
+				rewrites++
+			}
 			h.entries = slices.Delete(h.entries, i, i+1)
 			continue
 		}
+		next := false // the reading after the refused one was rewritten
 		for k := range tail {
 			j := start + k
 			if j >= i {
 				j++ // past the refused one
 			}
 			if old, nw := h.entries[j], tail[k]; nw.delta != old.delta || nw.state != old.state {
-				emitReading(m, nw, nw.delta-old.delta, write, observe)
+				prev := before(tail, k)
+				if k == 0 && start > 0 {
+					prev = &h.entries[start-1]
+				}
+				emitReading(m, nw, prev, nw.delta-old.delta, write, observe)
+				rewrites++
+				next = next || j == i+1
+			}
+		}
+		if !next {
+			k := i - start // the one after it, in tail
+			if keepChain(m, before(tail, k), tail[k], write, observe) {
 				rewrites++
 			}
 		}

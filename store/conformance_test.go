@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -19,9 +20,18 @@ import (
 // need quoting, and readings exactly on hour and day (16:00 UTC) edges.
 func conformanceReadings(day time.Time) []Reading {
 	var rs []Reading
+	prev := map[[2]string]Reading{}
 	add := func(ent, meter, qty, ws, kind string, at time.Time, value, delta float64) {
-		rs = append(rs, Reading{Enterprise: ent, Gateway: "gw-" + ent, Meter: meter, Quantity: qty, Workshop: ws, Kind: kind,
-			Time: at, Value: value, Delta: delta})
+		r := Reading{Enterprise: ent, Gateway: "gw-" + ent, Meter: meter, Quantity: qty, Workshop: ws, Kind: kind,
+			Time: at, Value: value, Delta: delta}
+		// Counters as the normaliser writes them: most of an hour's
+		// readings chained to the one before (InfluxDB keeps their delta
+		// alone), the hour's first with its register.
+		if p, ok := prev[[2]string{ent, meter}]; ok && kind == "counter" {
+			r.Chained = Chains(p.Time.UnixNano(), p.Value, at.UnixNano(), value, delta)
+		}
+		prev[[2]string{ent, meter}] = r
+		rs = append(rs, r)
 	}
 	for _, ent := range []string{"e1", "e2", "o'neil \"x\""} {
 		reg := 1000.0
@@ -247,6 +257,119 @@ func TestConformance(t *testing.T) {
 			}
 			if len(aggs) != 1 || aggs[0].Sum != 5 || aggs[0].Count != 1 {
 				t.Errorf("%s: the moved meter aggregates to %+v, want one row summing 5 from one reading", st.name, aggs)
+			}
+		}
+	})
+
+	// A counter's chained readings (InfluxDB keeps their delta alone) read
+	// back with their registers, bit for bit, however a read starts: in
+	// the middle of an hour, for several meters, or as a meter's latest
+	// readings; a reset, a glitch and the hour's first keep theirs.
+	t.Run("chained registers", func(t *testing.T) {
+		h := day.Add(300 * time.Hour)
+		var want []Reading
+		var last Reading
+		add := func(meter, kind string, at time.Duration, value, delta float64) {
+			r := Reading{Enterprise: "ch", Gateway: "gw", Meter: meter, Quantity: "electricity", Kind: kind, Time: h.Add(at), Value: value, Delta: delta}
+			if kind == "counter" && last.Meter == meter {
+				r.Chained = Chains(last.Time.UnixNano(), last.Value, r.Time.UnixNano(), value, delta)
+			}
+			last = r
+			want = append(want, r)
+		}
+		add("C", "counter", 0, 100, 0)                  // the meter's first: its register
+		add("C", "counter", 10*time.Minute, 100.5, 0.5) // chained
+		add("C", "counter", 20*time.Minute, 101.25, 0.75)
+		add("C", "counter", 30*time.Minute, 2, 2) // reset: not the step
+		add("C", "counter", 40*time.Minute, 3.5, 1.5)
+		add("C", "counter", 55*time.Minute, 4, 0.5)
+		add("C", "counter", 65*time.Minute, 5, 1) // the hour's first
+		add("C", "counter", 75*time.Minute, 6, 1)
+		add("C", "counter", 85*time.Minute, 0, 0) // a glitch, held
+		add("C", "counter", 95*time.Minute, 7, 1) // counted from 6
+		add("C", "counter", 105*time.Minute, 7.25, 0.25)
+		// A register in hundredths, read every minute for two hours: the
+		// deltas are differences of decimals, most but not all rebuild it
+		// exactly.
+		prev := 0.0
+		chained := 0
+		for i := range 120 {
+			v, _ := strconv.ParseFloat(fmt.Sprintf("%.2f", 576.65+0.01*float64(i*7)), 64)
+			d := 0.0
+			if i > 0 {
+				d = v - prev
+			}
+			add("R", "counter", time.Duration(i)*time.Minute, v, d)
+			if last.Chained {
+				chained++
+			}
+			prev = v
+		}
+		if chained < 60 {
+			t.Fatalf("only %d of 120 readings chained: the case tests little", chained)
+		}
+		add("D", "delta", 5*time.Minute, 3, 3)
+		add("D", "delta", 15*time.Minute, 4, 4)
+		add("D", "delta", 100*time.Minute, 5, 5)
+		stored := make([]Reading, len(want))
+		for i, r := range want {
+			stored[i] = asStored(r)
+		}
+		between := func(meters []string, from, to time.Time) []Reading {
+			var out []Reading
+			for _, r := range stored {
+				if slices.Contains(meters, r.Meter) && !r.Time.Before(from) && !r.Time.After(to) {
+					out = append(out, r)
+				}
+			}
+			return sortedReadings(out)
+		}
+		latest := func(n int) []Reading {
+			var out []Reading
+			for _, m := range []string{"C", "D", "R"} {
+				ms := between([]string{m}, h, h.Add(24*time.Hour))
+				out = append(out, ms[max(0, len(ms)-n):]...)
+			}
+			return sortedReadings(out)
+		}
+		for _, st := range stores {
+			w := st.h.(interface {
+				WriteReadings(context.Context, []Reading) error
+				Readings(context.Context, string, string, time.Time, time.Time) ([]Reading, error)
+				ReadingsOf(context.Context, string, []string, time.Time, time.Time) ([]Reading, error)
+			})
+			if err := w.WriteReadings(ctx, want); err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+			check := func(what string, got, want []Reading) {
+				t.Helper()
+				if got = sortedReadings(got); !slices.EqualFunc(got, want, readingEqual) {
+					t.Errorf("%s: %s:\ngot  %v\nwant %v", st.name, what, got, want)
+				}
+			}
+			from, to := h.Add(15*time.Minute), h.Add(100*time.Minute)
+			got, err := w.Readings(ctx, "ch", "C", from, to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check("readings from the middle of an hour", got, between([]string{"C"}, from, to.Add(-1)))
+			got, err = w.Readings(ctx, "ch", "R", h.Add(17*time.Minute), h.Add(3*time.Hour))
+			if err != nil {
+				t.Fatal(err)
+			}
+			check("registers in hundredths", got, between([]string{"R"}, h.Add(17*time.Minute), h.Add(3*time.Hour)))
+			got, err = w.ReadingsOf(ctx, "ch", []string{"C", "D", "R"}, from, to)
+			if err != nil {
+				t.Fatal(err)
+			}
+			check("several meters", got, between([]string{"C", "D", "R"}, from, to))
+			for _, n := range []int{1, 3, 5} {
+				got, err := collectLatest(ctx, st.h, LatestQuery{Since: h, PerMeter: n, Enterprises: []string{"ch"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkLatestOrder(t, st.name, got, n)
+				check(fmt.Sprintf("latest %d per meter", n), got, latest(n))
 			}
 		}
 	})

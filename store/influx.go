@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"compress/gzip"
 	"context"
 	"crypto/tls"
@@ -30,9 +31,12 @@ import (
 // point costs InfluxDB about what a plain (enterprise, meter) value does.
 // The fields say the kind, one field per value that cannot be derived:
 //
-//   - counter: register (the meter's register) and delta (the amount since
-//     the previous reading: not derivable from the register across resets,
-//     rollovers and replacements);
+//   - counter: delta (the amount since the previous reading: not derivable
+//     from the register across resets, rollovers and replacements), and
+//     register (the meter's register) where the deltas do not give it: on
+//     the first reading of each UTC hour and on any reading whose delta is
+//     not the step from the register before it (see Reading.Chained and
+//     chain.go). Reads rebuild the others from the hour's readings;
 //   - delta meter: delta (the amount);
 //   - gauge: value (the measured value);
 //
@@ -265,9 +269,14 @@ func AppendReadingLine(b []byte, r *Reading) []byte {
 	b = appendTagValue(b, ",meter=", r.Meter)
 	switch r.Kind {
 	case "counter":
-		b = append(b, " register="...)
-		b = strconv.AppendFloat(b, r.Value, 'g', -1, 64)
-		b = append(b, ",delta="...)
+		if !r.Chained {
+			b = append(b, " register="...)
+			b = strconv.AppendFloat(b, r.Value, 'g', -1, 64)
+			b = append(b, ',')
+		} else {
+			b = append(b, ' ')
+		}
+		b = append(b, "delta="...)
 		b = strconv.AppendFloat(b, r.Delta, 'g', -1, 64)
 	case "delta":
 		b = append(b, " delta="...)
@@ -411,14 +420,26 @@ func (s *Influx) fluxFrom(from, to time.Time, preds ...string) string {
 }
 
 // Readings returns one meter's readings in [from, to), in time order.
+// The read starts at from's hour, where the registers of chained counter
+// readings are rebuilt from (Reading.Chained).
 func (s *Influx) Readings(ctx context.Context, enterprise, meter string, from, to time.Time) ([]Reading, error) {
-	q := s.fluxFrom(from, to,
+	q := s.fluxFrom(hourStart(from), to,
 		fmt.Sprintf(`r._measurement == %q and r.enterprise == %s and r.meter == %s`, readingMeasurement, fluxString(enterprise), fluxString(meter)),
 		readingFieldsFlux) + `  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
   |> group()
   |> sort(columns: ["_time"])
 `
-	return s.queryReadings(ctx, q)
+	rs, err := s.queryReadings(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	chainRegisters(rs)
+	return dropBefore(rs, from), nil
+}
+
+// dropBefore removes the readings before from, keeping the order.
+func dropBefore(rs []Reading, from time.Time) []Reading {
+	return slices.DeleteFunc(rs, func(r Reading) bool { return r.Time.Before(from) })
 }
 
 // readingFieldsFlux keeps the fields of readings.
@@ -561,7 +582,9 @@ func num(rec *query.FluxRecord, k string) float64 {
 }
 
 // ReadingsOf returns the readings of several meters of one enterprise in
-// [from, to] (both ends included), for ingest's check of old readings.
+// [from, to] (both ends included), for ingest's check of old readings,
+// meter by meter in time order. The read starts at from's hour, as
+// Readings' does.
 func (s *Influx) ReadingsOf(ctx context.Context, enterprise string, meters []string, from, to time.Time) ([]Reading, error) {
 	quoted := make([]string, len(meters))
 	for i, m := range meters {
@@ -570,11 +593,26 @@ func (s *Influx) ReadingsOf(ctx context.Context, enterprise string, meters []str
 	// The measurement first, on its own: contains() on a series without a
 	// meter tag (an event or score point of the same enterprise) is a type
 	// error in Flux, not false.
-	q := s.fluxFrom(from, to.Add(time.Nanosecond),
+	q := s.fluxFrom(hourStart(from), to.Add(time.Nanosecond),
 		fmt.Sprintf(`r._measurement == %q and r.enterprise == %s`, readingMeasurement, fluxString(enterprise)),
 		readingFieldsFlux,
 		fmt.Sprintf(`contains(value: r.meter, set: [%s])`, strings.Join(quoted, ", "))) +
 		`  |> pivot(rowKey: ["_time"], columnKey: ["_field"], valueColumn: "_value")
 `
-	return s.queryReadings(ctx, q)
+	rs, err := s.queryReadings(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	slices.SortStableFunc(rs, func(a, b Reading) int {
+		return cmp.Or(cmp.Compare(a.Meter, b.Meter), a.Time.Compare(b.Time))
+	})
+	for i := 0; i < len(rs); {
+		j := i + 1
+		for j < len(rs) && rs[j].Meter == rs[i].Meter {
+			j++
+		}
+		chainRegisters(rs[i:j])
+		i = j
+	}
+	return dropBefore(rs, from), nil
 }

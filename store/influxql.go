@@ -1,14 +1,17 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -164,11 +167,17 @@ func newAggColumns(cols []string) (aggColumns, error) {
 // recent readings with Time >= q.Since (fewer if it has fewer): a
 // meter's readings come together, oldest first.
 //
-// Readings are streamed (at most PerMeter of them held at a time): fn
-// runs while the answer is read. The *Reading is reused: fn must not
-// keep it after it returns. A failure mid-stream (deadline, connection,
-// server error) is returned after the readings before it were passed to
-// fn.
+// Readings are streamed (at most PerMeter of them held at a time, but for
+// the meters below): fn runs while the answer is read. The *Reading is
+// reused: fn must not keep it after it returns. A failure mid-stream
+// (deadline, connection, server error) is returned after the readings
+// before it were passed to fn.
+//
+// A meter whose oldest reading of the answer is a delta alone may be a
+// counter whose register is rebuilt from its hour's readings before it
+// (Reading.Chained): such meters are held until the answer ends and then
+// completed with a second query per hour they start in, and passed to fn
+// after the others.
 func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*Reading) error) error {
 	if err := q.check(); err != nil {
 		return fmt.Errorf("influx latest readings: %w", err)
@@ -183,34 +192,36 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 		` FROM %s WHERE time >= %d%s GROUP BY "enterprise", "meter" ORDER BY time DESC LIMIT %d`,
 		influxIdent(readingMeasurement), sinceNs, enterpriseCond(q.Enterprises), q.PerMeter)
 	var (
-		meter []Reading // the current meter's readings, newest first
-		cols  [5]int    // time, register, delta, value, flag
+		meter   []Reading // the current meter's readings, newest first
+		cols    readingColumns
+		pending = map[meterKey][]Reading{} // meters whose register may start before the answer, oldest first
 	)
-	flush := func() error {
-		for i := len(meter) - 1; i >= 0; i-- {
-			if err := fn(&meter[i]); err != nil {
+	emit := func(rs []Reading) error {
+		for i := range rs {
+			if err := fn(&rs[i]); err != nil {
 				return err
 			}
 		}
-		meter = meter[:0]
 		return nil
+	}
+	flush := func() error {
+		if len(meter) == 0 {
+			return nil
+		}
+		slices.Reverse(meter)
+		defer func() { meter = meter[:0] }()
+		if chainRegisters(meter) {
+			pending[meterKey{meter[0].Enterprise, meter[0].Meter}] = slices.Clone(meter)
+			return nil
+		}
+		return emit(meter)
 	}
 	err := s.influxQL(ctx, stmt, func(sr *influxSeries, row []json.RawMessage) error {
 		if sr.fresh {
-			names := [5]string{"time", "register", "delta", "value", "flag"}
-			for i, n := range names {
-				cols[i] = -1
-				for j, c := range sr.columns {
-					if c == n {
-						cols[i] = j
-					}
-				}
-				if cols[i] < 0 && i == 0 {
-					return fmt.Errorf("columns %q: no time", sr.columns)
-				}
+			if err := cols.find(sr.columns); err != nil {
+				return err
 			}
-			ent, m := sr.tags["enterprise"], sr.tags["meter"]
-			if len(meter) > 0 && (meter[0].Enterprise != ent || meter[0].Meter != m) {
+			if len(meter) > 0 && (meter[0].Enterprise != sr.tags["enterprise"] || meter[0].Meter != sr.tags["meter"]) {
 				if err := flush(); err != nil {
 					return err
 				}
@@ -219,33 +230,9 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 		if len(meter) >= q.PerMeter {
 			return fmt.Errorf("more than %d readings for meter %s/%s", q.PerMeter, sr.tags["enterprise"], sr.tags["meter"])
 		}
-		t, err := rawInt(row[cols[0]])
+		r, err := cols.reading(sr, row)
 		if err != nil {
 			return err
-		}
-		r := Reading{Enterprise: sr.tags["enterprise"], Meter: sr.tags["meter"], Time: time.Unix(0, t).UTC()}
-		present := func(i int) bool { return cols[i] >= 0 && string(row[cols[i]]) != "null" }
-		r.Kind = readingFieldKind(present(1), present(2), present(3))
-		if present(2) {
-			if r.Delta, err = rawFloat(row[cols[2]]); err != nil {
-				return err
-			}
-		}
-		switch {
-		case present(1):
-			r.Value, err = rawFloat(row[cols[1]])
-		case present(3):
-			r.Value, err = rawFloat(row[cols[3]])
-		default:
-			r.Value = r.Delta
-		}
-		if err != nil {
-			return err
-		}
-		if present(4) {
-			if r.Flag, err = rawString(row[cols[4]]); err != nil {
-				return err
-			}
 		}
 		meter = append(meter, r)
 		return nil
@@ -253,10 +240,127 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 	if err == nil {
 		err = flush()
 	}
+	if err == nil && len(pending) > 0 {
+		err = s.completeChains(ctx, pending, emit)
+	}
 	if err != nil {
 		return fmt.Errorf("influx latest readings: %w", err)
 	}
 	return nil
+}
+
+// meterKey names one meter of one enterprise.
+type meterKey struct{ enterprise, meter string }
+
+// completeChains reads, for the meters of pending (each its latest
+// readings, oldest first, starting with a delta alone), their readings
+// from the start of the hour of the first one, rebuilds the registers and
+// passes the readings of pending to emit, meter by meter. One query per
+// hour the meters start in, for their enterprises.
+func (s *Influx) completeChains(ctx context.Context, pending map[meterKey][]Reading, emit func([]Reading) error) error {
+	byHour := map[time.Time][]meterKey{}
+	for k, rs := range pending {
+		h := hourStart(rs[0].Time)
+		byHour[h] = append(byHour[h], k)
+	}
+	hours := slices.SortedFunc(maps.Keys(byHour), time.Time.Compare)
+	for _, h := range hours {
+		keys := byHour[h]
+		slices.SortFunc(keys, func(a, b meterKey) int {
+			return cmp.Or(cmp.Compare(a.enterprise, b.enterprise), cmp.Compare(a.meter, b.meter))
+		})
+		var ents []string
+		for _, k := range keys {
+			ents = append(ents, k.enterprise)
+		}
+		before := map[meterKey][]Reading{}
+		var cols readingColumns
+		stmt := fmt.Sprintf(`SELECT "register", "delta", "value", "flag"::field FROM %s WHERE time >= %d AND time < %d%s GROUP BY "enterprise", "meter"`,
+			influxIdent(readingMeasurement), h.UnixNano(), h.Add(time.Hour).UnixNano(), enterpriseCond(ents))
+		err := s.influxQL(ctx, stmt, func(sr *influxSeries, row []json.RawMessage) error {
+			if sr.fresh {
+				if err := cols.find(sr.columns); err != nil {
+					return err
+				}
+			}
+			k := meterKey{sr.tags["enterprise"], sr.tags["meter"]}
+			rs, ok := pending[k]
+			if !ok || !hourStart(rs[0].Time).Equal(h) {
+				return nil
+			}
+			r, err := cols.reading(sr, row)
+			if err != nil {
+				return err
+			}
+			if r.Time.Before(rs[0].Time) {
+				before[k] = append(before[k], r)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			rs := pending[k]
+			all := append(before[k], rs...)
+			chainRegisters(all)
+			if err := emit(all[len(all)-len(rs):]); err != nil {
+				return err
+			}
+			delete(pending, k)
+		}
+	}
+	return nil
+}
+
+// readingColumns are the positions of a reading's columns in an InfluxQL
+// series (-1: absent).
+type readingColumns [5]int // time, register, delta, value, flag
+
+// find locates the columns of a series.
+func (c *readingColumns) find(columns []string) error {
+	names := [5]string{"time", "register", "delta", "value", "flag"}
+	for i, n := range names {
+		c[i] = slices.Index(columns, n)
+	}
+	if c[0] < 0 {
+		return fmt.Errorf("columns %q: no time", columns)
+	}
+	return nil
+}
+
+// reading decodes one row of a series of readings, its kind from the
+// fields it has.
+func (c *readingColumns) reading(sr *influxSeries, row []json.RawMessage) (Reading, error) {
+	t, err := rawInt(row[c[0]])
+	if err != nil {
+		return Reading{}, err
+	}
+	r := Reading{Enterprise: sr.tags["enterprise"], Meter: sr.tags["meter"], Time: time.Unix(0, t).UTC()}
+	present := func(i int) bool { return c[i] >= 0 && string(row[c[i]]) != "null" }
+	r.Kind = readingFieldKind(present(1), present(2), present(3))
+	if present(2) {
+		if r.Delta, err = rawFloat(row[c[2]]); err != nil {
+			return Reading{}, err
+		}
+	}
+	switch {
+	case present(1):
+		r.Value, err = rawFloat(row[c[1]])
+	case present(3):
+		r.Value, err = rawFloat(row[c[3]])
+	default:
+		r.Value = r.Delta
+	}
+	if err != nil {
+		return Reading{}, err
+	}
+	if present(4) {
+		if r.Flag, err = rawString(row[c[4]]); err != nil {
+			return Reading{}, err
+		}
+	}
+	return r, nil
 }
 
 // enterpriseCond returns the WHERE clause part that keeps the given

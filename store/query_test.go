@@ -60,6 +60,6 @@ func sortedReadings(rs []Reading) []Reading {
 // meter, time), kind, value, delta and flag; the registry's facts about
 // the meter are not stored.
 func asStored(r Reading) Reading {
-	r.Gateway, r.Quantity, r.Workshop = "", "", ""
+	r.Gateway, r.Quantity, r.Workshop, r.Chained = "", "", "", false
 	return r
 }

@@ -24,6 +24,15 @@ type Reading struct {
 	// Flag is the data flag an analyser sent with the value (HJ 212: N, S,
 	// F, M, D, C, T, B); empty when the protocol has none.
 	Flag string
+	// Chained marks a counter reading whose register is the register of
+	// the meter's previous stored reading plus Delta, exactly in float64,
+	// that reading being of the same UTC hour. InfluxDB then keeps its
+	// delta alone and a read rebuilds the register from the hour's readings
+	// before it (the first reading of every hour keeps its register, and so
+	// does every reset, rollover, replacement or glitch, whose delta is not
+	// the step of the registers). The normaliser sets it; the embedded
+	// store keeps every register and ignores it.
+	Chained bool
 	// Invalid marks a value whose flag says it is not valid data. It is
 	// kept apart from the readings (in FlaggedMeasurement, keyed by
 	// enterprise, meter, flag and time, with its value): it tells a
