@@ -270,13 +270,17 @@ func (s *Influx) completeChains(ctx context.Context, pending map[meterKey][]Read
 			return cmp.Or(cmp.Compare(a.enterprise, b.enterprise), cmp.Compare(a.meter, b.meter))
 		})
 		var ents []string
+		until := h // the latest first reading of these meters
 		for _, k := range keys {
 			ents = append(ents, k.enterprise)
+			if f := pending[k][0].Time; f.After(until) {
+				until = f
+			}
 		}
 		before := map[meterKey][]Reading{}
 		var cols readingColumns
 		stmt := fmt.Sprintf(`SELECT "register", "delta", "value", "flag"::field FROM %s WHERE time >= %d AND time < %d%s GROUP BY "enterprise", "meter"`,
-			influxIdent(readingMeasurement), h.UnixNano(), h.Add(time.Hour).UnixNano(), enterpriseCond(ents))
+			influxIdent(readingMeasurement), h.UnixNano(), until.UnixNano(), enterpriseCond(ents))
 		err := s.influxQL(ctx, stmt, func(sr *influxSeries, row []json.RawMessage) error {
 			if sr.fresh {
 				if err := cols.find(sr.columns); err != nil {
