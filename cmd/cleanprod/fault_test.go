@@ -192,6 +192,8 @@ type recorder struct {
 	// ledger is what the simulator sent, per meter (set by publishAll
 	// once the run is over).
 	ledger *sim.Ledger
+	// events are the scoring events announced during the run.
+	events *eventListener
 }
 
 func newRecorder(pub sim.Publisher) *recorder { return &recorder{pub: pub, keys: map[string]bool{}} }
@@ -393,16 +395,17 @@ func (r *faultReport) finish(t *testing.T, p *proc, rec *recorder, st storeReade
 	values := indicatorValues(t, p)
 	r.duplicates = int(p.metrics().metricOrZero("cleanprod_ingest_duplicates_total"))
 	r.stored = check(t, rec, storedKeys(t, st), values, ref)
-	r.events = checkEventsOnce(t, st)
+	r.events = checkEventsOnce(t, st, rec.events)
 }
 
 // checkEventsOnce checks the scoring events in the store: each
 // enterprise's code changes form one chain, each starting from the code
 // the one before it left (a change announced twice, after a restart that
 // forgot it, or one never stored would break it), and no event repeats the
-// one before it of its kind, indicator and meter field for field. It
-// returns how many events it checked.
-func checkEventsOnce(t *testing.T, st storeReader) int {
+// one before it of its kind, indicator and meter field for field; with
+// ann, that every stored event was announced and every announced one is
+// stored. It returns how many events it checked.
+func checkEventsOnce(t *testing.T, st storeReader, ann *eventListener) int {
 	t.Helper()
 	pr, ok := st.(interface {
 		Points(ctx context.Context, measurement string, tags map[string]string, from, to time.Time) ([]store.Point, error)
@@ -416,11 +419,15 @@ func checkEventsOnce(t *testing.T, st storeReader) int {
 	}
 	kinds := map[string]int{}
 	n := 0
+	var ids []string
 	for _, e := range reg.Enterprises {
-		ps, err := pr.Points(context.Background(), scoring.MeasurementEvent, map[string]string{"enterprise": e.ID}, time.Unix(0, 0), time.Now().Add(time.Hour))
-		if err != nil {
-			t.Fatal(err)
-		}
+		ids = append(ids, e.ID)
+	}
+	if ann != nil {
+		ann.checkAnnounced(t, allEvents(t, pr, ids))
+	}
+	for _, e := range reg.Enterprises {
+		ps := allEvents(t, pr, []string{e.ID})
 		slices.SortStableFunc(ps, func(a, b store.Point) int { return a.Time.Compare(b.Time) })
 		lastCode := ""
 		codes := 0
@@ -516,6 +523,7 @@ func publishAll(t *testing.T, s *sim.Simulator, brokerURL string, inject func())
 	}
 	defer client.Disconnect(100)
 	rec := newRecorder(sim.NewMQTTPublisher(client, 10*time.Second))
+	rec.events = listenEvents(t, brokerURL)
 	var wg sync.WaitGroup
 	if inject != nil {
 		wg.Go(inject)
@@ -999,7 +1007,7 @@ func TestFaultEmbeddedKilled(t *testing.T) {
 	}
 	defer st.Close()
 	report.stored = check(t, rec, storedKeys(t, st), values, ref)
-	report.events = checkEventsOnce(t, st)
+	report.events = checkEventsOnce(t, st, rec.events)
 	if report.stored < want {
 		t.Errorf("stored %d of %d acknowledged readings", report.stored, want)
 	}
