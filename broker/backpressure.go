@@ -19,10 +19,9 @@ const DefaultQueueLimit = 60000
 
 // Headroom returns the queue limit to give the broker for a consumer that
 // holds at most n unacknowledged: nine tenths of it. What the broker
-// publishes again from its WAL at start, and messages it loses track of
-// in a session takeover, pass the check; the tenth keeps them from
-// filling the consumer past its own bound, where it would defer
-// messages that mochi can only send again, out of order, after a
+// publishes again from its WAL at start passes the check; the tenth
+// keeps it from filling the consumer past its own bound, where it would
+// defer messages that mochi can only send again, out of order, after a
 // reconnect.
 func Headroom(n int) int { return max(1, n-n/10) }
 
@@ -184,10 +183,15 @@ func (b *backpressure) OnQosComplete(cl *mqtt.Client, pk packets.Packet) {
 	b.forget(cl.ID, pk.PacketID)
 }
 
-// OnQosDropped: a message left a consumer's queue unacknowledged (a
-// session taken over hands its queue on; what is sent again is counted
-// again by OnQosPublish).
-func (b *backpressure) OnQosDropped(cl *mqtt.Client, pk packets.Packet) { b.forget(cl.ID, pk.PacketID) }
+// OnQosDropped: a message left a consumer's queue unacknowledged. A
+// session taken over hands its queue on to the new connection of the same
+// client (same packet ids): those messages are still queued.
+func (b *backpressure) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if cl.IsTakenOver() {
+		return
+	}
+	b.forget(cl.ID, pk.PacketID)
+}
 
 func (b *backpressure) forget(client string, id uint16) {
 	b.mu.Lock()

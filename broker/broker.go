@@ -190,7 +190,10 @@ func (b *Broker) Close() error {
 // but one would be lost. The id is the last part of the stored key
 // ("if_{client}:{id}"); restore it when loading.
 //
-// A second repair: mochi stops its hooks while its event loop may still
+// A second repair: a session taken over keeps its stored queue
+// (OnQosDropped).
+//
+// A third: mochi stops its hooks while its event loop may still
 // tick, and the hook's OnSysInfoTick reads the database handle that Stop
 // clears (a data race at every shutdown); the two are serialised here.
 //
@@ -219,6 +222,19 @@ func (p *persistence) Stop() error {
 	defer p.mu.Unlock()
 	p.stopped = true
 	return p.Hook.Stop()
+}
+
+// OnQosDropped forgets a message dropped from a session's queue, unless
+// the session was taken over by a new connection of the same client: mochi
+// clears the old connection's queue (dropping each message) after handing
+// it to the new one, which stores each again only as it sends it (and not
+// at all if it fails before). The stored message has the same key under
+// the new connection and stays until it is acknowledged.
+func (p *persistence) OnQosDropped(cl *mqtt.Client, pk packets.Packet) {
+	if cl.IsTakenOver() {
+		return
+	}
+	p.Hook.OnQosDropped(cl, pk)
 }
 
 // StoredInflightMessages returns the stored in-flight messages with their

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,5 +130,68 @@ func TestWALReplaysAfterCrash(t *testing.T) {
 	}
 	if !c.got["lost-in-the-window"] {
 		t.Errorf("the recorded message was not delivered after the restart; got %v", c.got)
+	}
+}
+
+// A session taken over by a new connection of the same client hands its
+// queue on: mochi deletes the queued messages from the session store as
+// it clears the old connection's, and stores each again only as it sends
+// it on the new one. A consumer that reconnected and went away before
+// that (or a process killed meanwhile) lost them at the broker's next
+// start. They stay stored now until acknowledged.
+func TestTakenOverSessionKeepsItsQueue(t *testing.T) {
+	dir := t.TempDir()
+	b := start(t, "127.0.0.1:0", dir)
+	addr := b.Addr()
+	c := &collector{got: map[string]bool{}}
+	sub := subscriber(t, b.URL(), c)
+	if tok := sub.Subscribe("cp/v1/+/+/telemetry", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	sub.Disconnect(100)
+
+	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("gw"))
+	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+		t.Fatal(tok.Error())
+	}
+	const n = 500
+	for i := range n {
+		if tok := pub.Publish("cp/v1/e/g/telemetry", 1, false, fmt.Sprint(i)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
+			t.Fatal(tok.Error())
+		}
+	}
+	pub.Disconnect(100)
+
+	// The consumer comes back and is gone at once: a CONNECT of its
+	// persistent session, then the connection closed.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := "persistent-sub"
+	connect := []byte{0x10, byte(12 + len(id)), 0, 4, 'M', 'Q', 'T', 'T', 4, 0, 0, 60, 0, byte(len(id))}
+	if _, err := conn.Write(append(connect, id...)); err != nil {
+		t.Fatal(err)
+	}
+	conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for atomic.LoadInt64(&b.srv.Info.ClientsConnected) > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	b = start(t, addr, dir)
+	defer b.Close()
+	sub = subscriber(t, b.URL(), c)
+	defer sub.Disconnect(100)
+	deadline = time.Now().Add(20 * time.Second)
+	for c.count() < n && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := c.count(); got != n {
+		t.Errorf("got %d of %d messages after the session was taken over and the broker restarted", got, n)
 	}
 }
