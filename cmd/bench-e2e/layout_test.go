@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,16 +16,19 @@ import (
 )
 
 // TestMeasureLayoutCost measures what InfluxDB spends per stored reading
-// in three point layouts, each written to a fresh database in batches of
+// in four point layouts, each written to a fresh database in batches of
 // 5,000 by two writers: a plain (enterprise, meter) series with one value
-// (the floor), cleanprod's layout (store.AppendReadingLine: two thirds
+// (the floor); cleanprod's layout (store.AppendReadingLine: two thirds
 // counters read every five minutes, with register and delta on the first
 // reading of each hour and delta alone on the others, one third gauges
-// with value), and the
-// layout before it (six tags: gateway, kind, quantity and workshop beside
-// enterprise and meter; value and delta). It prints influxd's CPU seconds
-// per million readings for each, twice, and asserts nothing: figures go to
-// BENCHMARKS.md. Run with CLEANPROD_MEASURE_LAYOUT=1 (about a minute).
+// with value); the same with every counter reading's register (the layout
+// before registers were chained); and the layout before that (six tags:
+// gateway, kind, quantity and workshop beside enterprise and meter; value
+// and delta). It prints influxd's CPU seconds per million readings for
+// each, twice, and for cleanprod's two how long reading back the latest 4
+// readings of every meter takes (what a start restores). It asserts
+// nothing: figures go to BENCHMARKS.md. Run with
+// CLEANPROD_MEASURE_LAYOUT=1 (about two minutes).
 func TestMeasureLayoutCost(t *testing.T) {
 	if os.Getenv("CLEANPROD_MEASURE_LAYOUT") == "" {
 		t.Skip("a measurement, not a check: set CLEANPROD_MEASURE_LAYOUT=1")
@@ -47,6 +51,10 @@ func TestMeasureLayoutCost(t *testing.T) {
 			return b
 		},
 		"cleanprod": store.AppendReadingLine,
+		"cleanprod, every counter reading with its register": func(b []byte, r *store.Reading) []byte {
+			r.Chained = false
+			return store.AppendReadingLine(b, r)
+		},
 		"six tags, value and delta (before)": func(b []byte, r *store.Reading) []byte {
 			b = fmt.Appendf(b, "reading,enterprise=%s,gateway=%s,kind=%s,meter=%s,quantity=%s,workshop=%s value=%s", r.Enterprise, r.Gateway, r.Kind, r.Meter, r.Quantity, r.Workshop,
 				strconv.FormatFloat(r.Value, 'g', -1, 64))
@@ -56,7 +64,7 @@ func TestMeasureLayoutCost(t *testing.T) {
 			return fmt.Appendf(b, " %d\n", r.Time.UnixNano())
 		},
 	}
-	order := []string{"plain (enterprise, meter) value", "cleanprod", "six tags, value and delta (before)"}
+	order := []string{"plain (enterprise, meter) value", "cleanprod", "cleanprod, every counter reading with its register", "six tags, value and delta (before)"}
 	for round := range 2 {
 		for _, name := range order {
 			var batches []string
@@ -113,13 +121,31 @@ func TestMeasureLayoutCost(t *testing.T) {
 			client.Close()
 			n := meters * times
 			count := db.CountReadings
-			if name != "cleanprod" { // every reading has a value field
+			ours := strings.HasPrefix(name, "cleanprod")
+			if !ours { // every reading has a value field
 				count = func(string) (int, error) { return countInfluxValues(db) }
 			}
 			if got, err := count(""); err != nil || got != n {
 				t.Fatalf("%s: %d readings stored (%v), want %d", name, got, err, n)
 			}
-			t.Logf("round %d, %s: influxd %.2f CPU-s per million readings", round+1, name, (c1-c0).Seconds()/float64(n)*1e6)
+			restore := ""
+			if ours {
+				// What a start costs: the latest 4 readings of every meter,
+				// as ingest restores them (chained counters completed from
+				// their hour's first reading).
+				st, err := store.OpenInflux(store.InfluxConfig{URL: db.URL, Token: db.Token, Bucket: db.Bucket, Timeout: 5 * time.Minute})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t0 := time.Now()
+				rows := 0
+				if err := st.EachLatestReading(context.Background(), store.LatestQuery{PerMeter: 4}, func(*store.Reading) error { rows++; return nil }); err != nil {
+					t.Fatal(err)
+				}
+				restore = fmt.Sprintf("; latest 4 per meter: %d readings in %v", rows, time.Since(t0).Round(time.Millisecond))
+				st.Close()
+			}
+			t.Logf("round %d, %s: influxd %.2f CPU-s per million readings%s", round+1, name, (c1-c0).Seconds()/float64(n)*1e6, restore)
 		}
 	}
 }
