@@ -52,43 +52,57 @@ func subscriber(t *testing.T, url string, c *collector) mqtt.Client {
 	return cl
 }
 
-// Messages published while the subscriber was away survive a restart of
-// the embedded broker and reach the subscriber's persistent session.
-func TestSessionsSurviveRestart(t *testing.T) {
-	dir := t.TempDir()
-	b := start(t, "127.0.0.1:0", dir)
-	addr := b.Addr()
+// queueWhileAway subscribes the persistent subscriber, disconnects it and
+// publishes n messages for it; it returns the subscriber's collector.
+func queueWhileAway(t *testing.T, b *Broker, n int) *collector {
+	t.Helper()
 	c := &collector{got: map[string]bool{}}
 	sub := subscriber(t, b.URL(), c)
 	if tok := sub.Subscribe("cp/v1/+/+/telemetry", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
 	sub.Disconnect(100)
-
 	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("gw"))
 	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 		t.Fatal(tok.Error())
 	}
-	const n = 500
+	defer pub.Disconnect(100)
 	for i := range n {
 		if tok := pub.Publish("cp/v1/e/g/telemetry", 1, false, fmt.Sprint(i)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
 			t.Fatal(tok.Error())
 		}
 	}
-	pub.Disconnect(100)
+	return c
+}
+
+// restartAndCollect closes b, starts the broker again on its address and
+// data folder, connects the persistent subscriber and returns how many of
+// the n messages it has within 20 s.
+func restartAndCollect(t *testing.T, b *Broker, dir string, c *collector, n int) int {
+	t.Helper()
+	addr := b.Addr()
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-
 	b = start(t, addr, dir)
 	defer b.Close()
-	sub = subscriber(t, b.URL(), c)
+	sub := subscriber(t, b.URL(), c)
 	defer sub.Disconnect(100)
 	deadline := time.Now().Add(20 * time.Second)
 	for c.count() < n && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if got := c.count(); got != n {
+	return c.count()
+}
+
+// Messages published while the subscriber was away survive a restart of
+// the embedded broker and reach the subscriber's persistent session.
+func TestSessionsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	b := start(t, "127.0.0.1:0", dir)
+	const n = 500
+	c := queueWhileAway(t, b, n)
+	if got := restartAndCollect(t, b, dir, c, n); got != n {
 		t.Errorf("got %d of %d messages after the restart", got, n)
 	}
 }
@@ -142,29 +156,12 @@ func TestWALReplaysAfterCrash(t *testing.T) {
 func TestTakenOverSessionKeepsItsQueue(t *testing.T) {
 	dir := t.TempDir()
 	b := start(t, "127.0.0.1:0", dir)
-	addr := b.Addr()
-	c := &collector{got: map[string]bool{}}
-	sub := subscriber(t, b.URL(), c)
-	if tok := sub.Subscribe("cp/v1/+/+/telemetry", 1, nil); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
-	sub.Disconnect(100)
-
-	pub := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(b.URL()).SetClientID("gw"))
-	if tok := pub.Connect(); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-		t.Fatal(tok.Error())
-	}
 	const n = 500
-	for i := range n {
-		if tok := pub.Publish("cp/v1/e/g/telemetry", 1, false, fmt.Sprint(i)); !tok.WaitTimeout(5*time.Second) || tok.Error() != nil {
-			t.Fatal(tok.Error())
-		}
-	}
-	pub.Disconnect(100)
+	c := queueWhileAway(t, b, n)
 
 	// The consumer comes back and is gone at once: a CONNECT of its
 	// persistent session, then the connection closed.
-	conn, err := net.Dial("tcp", addr)
+	conn, err := net.Dial("tcp", b.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,19 +176,7 @@ func TestTakenOverSessionKeepsItsQueue(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond)
-	if err := b.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	b = start(t, addr, dir)
-	defer b.Close()
-	sub = subscriber(t, b.URL(), c)
-	defer sub.Disconnect(100)
-	deadline = time.Now().Add(20 * time.Second)
-	for c.count() < n && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if got := c.count(); got != n {
+	if got := restartAndCollect(t, b, dir, c, n); got != n {
 		t.Errorf("got %d of %d messages after the session was taken over and the broker restarted", got, n)
 	}
 }
