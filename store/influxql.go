@@ -167,15 +167,17 @@ func newAggColumns(cols []string) (aggColumns, error) {
 // recent readings with Time >= q.Since (fewer if it has fewer): a
 // meter's readings come together, oldest first.
 //
-// Readings are streamed (at most PerMeter of them held at a time, but for
-// the meters below): fn runs while the answer is read. The *Reading is
+// Readings are streamed (at most PerMeter+chainSlack of them held at a
+// time, but for the meters below): fn runs while the answer is read. The *Reading is
 // reused: fn must not keep it after it returns. A failure mid-stream
 // (deadline, connection, server error) is returned after the readings
 // before it were passed to fn.
 //
-// A meter whose oldest reading of the answer is a delta alone may be a
-// counter whose register is rebuilt from its hour's readings before it
-// (Reading.Chained): such meters are held until the answer ends and then
+// Registers of chained counter readings (Reading.Chained) are rebuilt from
+// the hour's first: chainSlack readings more than asked are read for
+// that. A meter whose oldest reading asked for is still a delta alone and
+// whose hour the answer does not reach back past may be a counter read
+// more often: such meters are held until the answer ends and then
 // completed with a second query per hour they start in, and passed to fn
 // after the others.
 func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*Reading) error) error {
@@ -187,10 +189,13 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 	}
 	sinceNs := max(clampNanos(q.Since), influxMinNanos)
 	// Newest first so that LIMIT keeps the latest, turned around per meter
-	// here.
+	// here. chainSlack more than asked reach back to the hour's first
+	// reading of a counter read every five minutes or less often, so its
+	// registers need no second query.
+	limit := q.PerMeter + chainSlack
 	stmt := fmt.Sprintf(`SELECT "register", "delta", "value", "flag"::field`+
 		` FROM %s WHERE time >= %d%s GROUP BY "enterprise", "meter" ORDER BY time DESC LIMIT %d`,
-		influxIdent(readingMeasurement), sinceNs, enterpriseCond(q.Enterprises), q.PerMeter)
+		influxIdent(readingMeasurement), sinceNs, enterpriseCond(q.Enterprises), limit)
 	var (
 		meter   []Reading // the current meter's readings, newest first
 		cols    readingColumns
@@ -210,11 +215,15 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 		}
 		slices.Reverse(meter)
 		defer func() { meter = meter[:0] }()
-		if chainRegisters(meter) {
-			pending[meterKey{meter[0].Enterprise, meter[0].Meter}] = slices.Clone(meter)
+		chainRegisters(meter)
+		keep := meter[max(0, len(meter)-q.PerMeter):]
+		// A delta alone whose hour starts before the answer may be a
+		// counter's whose register is rebuilt from readings not read.
+		if keep[0].Kind == "delta" && hourStart(meter[0].Time).Equal(hourStart(keep[0].Time)) {
+			pending[meterKey{keep[0].Enterprise, keep[0].Meter}] = slices.Clone(keep)
 			return nil
 		}
-		return emit(meter)
+		return emit(keep)
 	}
 	err := s.influxQL(ctx, stmt, func(sr *influxSeries, row []json.RawMessage) error {
 		if sr.fresh {
@@ -227,8 +236,8 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 				}
 			}
 		}
-		if len(meter) >= q.PerMeter {
-			return fmt.Errorf("more than %d readings for meter %s/%s", q.PerMeter, sr.tags["enterprise"], sr.tags["meter"])
+		if len(meter) >= limit {
+			return fmt.Errorf("more than %d readings for meter %s/%s", limit, sr.tags["enterprise"], sr.tags["meter"])
 		}
 		r, err := cols.reading(sr, row)
 		if err != nil {
@@ -248,6 +257,11 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 	}
 	return nil
 }
+
+// chainSlack is how many readings EachLatestReading reads beyond those
+// asked for: eleven reach back to the hour's first of a meter read every
+// five minutes.
+const chainSlack = 11
 
 // meterKey names one meter of one enterprise.
 type meterKey struct{ enterprise, meter string }
