@@ -31,8 +31,9 @@
 //     gauge. The registry maps each meter to its quantity, workshop and
 //     paired flow meter.
 //   - At start, (*Engine).Run first refills the windows from the store
-//     (History, the store's EachAggregate) in groups of enterprises, each
-//     window at its own bucket, while ingest already runs: readings for an
+//     (History, the store's EachAggregate) in groups of enterprises, a
+//     few read at once (Config.RefillConcurrency), each window at its own
+//     bucket, while ingest already runs: readings for an
 //     enterprise being refilled mark their buckets, which are read again
 //     under a short ingest hold at the end (rebuild.go). An enterprise not
 //     yet refilled is not graded; (*Engine).Loading says how far the refill

@@ -52,6 +52,11 @@ type Config struct {
 	// (default piece.DefaultTarget). Keep it well within the store
 	// client's timeout.
 	RefillPiece time.Duration
+	// RefillConcurrency is how many pieces of a refill are read from the
+	// store at once (default 2: InfluxDB answers one query on about one
+	// core; see rebuild.go). The rows in flight are bounded whatever it
+	// is.
+	RefillConcurrency int
 	// Hold, when Run refills windows while ingest goes on, runs held with
 	// ingest held: every reading stored so far observed, none stored
 	// until it returns (see rebuild.go). nil: Observe is not called
@@ -275,6 +280,9 @@ func NewEngine(cfg Config) (*Engine, error) {
 	}
 	if cfg.Workers <= 0 {
 		cfg.Workers = runtime.GOMAXPROCS(0)
+	}
+	if cfg.RefillConcurrency <= 0 {
+		cfg.RefillConcurrency = 2
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

@@ -29,8 +29,11 @@ type History interface {
 // it in pieces: a group of enterprises at a time, each window's range at
 // that window's own bucket (a coarser window takes the part a finer one
 // covers from the finer one's rows, since its buckets are whole multiples
-// of the finer buckets), each answer streamed into the windows. Memory is
-// that of the windows, whatever the history's length.
+// of the finer buckets), each answer streamed into the windows. Up to
+// Config.RefillConcurrency pieces are read at once, each by a goroutine
+// of its own that hands its rows in bounded batches to the engine
+// goroutine, which alone applies them. Memory is that of the windows and
+// of those batches, whatever the history's length.
 //
 // Ingest need not wait: a reading observed for an enterprise that is being
 // refilled is not added to its windows, since the store has it (it is
@@ -274,46 +277,159 @@ func (e *Engine) rebuild(ctx context.Context, hold func(ctx context.Context, f f
 	return nil
 }
 
+// refillBatch is the most rows a fetcher hands the engine goroutine at
+// once. A row is about 100 bytes (two shared strings, a time, four
+// numbers), so a batch is about 400 KB and 2*RefillConcurrency of them
+// bound what a refill holds in flight, whatever the history's length.
+const refillBatch = 4096
+
+// refillJob is one attempt at one piece: every item of the plan for the
+// enterprises of part, in spans of at most span (0: whole). byID and ids
+// are read by its fetcher and the engine goroutine, never written after
+// the job is made; rows is the engine goroutine's.
+type refillJob struct {
+	part  []*entState
+	byID  map[string]*entState
+	ids   []string // nil: every enterprise (the query names none)
+	span  time.Duration
+	start time.Time
+	rows  int // rows applied
+}
+
+func newRefillJob(part []*entState, all bool, span time.Duration) *refillJob {
+	j := &refillJob{part: part, byID: make(map[string]*entState, len(part)), span: span, start: time.Now()}
+	for _, es := range part {
+		j.byID[es.id] = es
+		if !all {
+			j.ids = append(j.ids, es.id)
+		}
+	}
+	return j
+}
+
+// refillMsg is what a fetcher sends the engine goroutine: rows of job to
+// apply through feeds or, last, the outcome of the job's attempt (done).
+// A fetcher sends them on one channel, in order: the engine has applied
+// every row of an attempt when it learns the attempt failed, so emptying
+// the piece's windows then leaves nothing of that attempt behind.
+type refillMsg struct {
+	job   *refillJob
+	feeds []rebuildFeed
+	rows  []store.Aggregate
+	done  bool
+	err   error
+}
+
 // refillGroups streams plan into the windows of ents, a group of
 // enterprises at a time, retrying failed groups with back-off in smaller
 // pieces; progress is told how many enterprises are done.
+//
+// Up to Config.RefillConcurrency groups are read at once, each by a
+// fetcher goroutine that copies its answer into batches for the engine
+// goroutine, which alone applies them (and the readings ingest observes
+// meanwhile). InfluxDB answers one query on about one core (BENCHMARKS.md,
+// "Restart on months of history"), so a second query in flight uses a
+// second core.
 func (e *Engine) refillGroups(ctx context.Context, ents []*entState, plan []rebuildItem, progress func(done int)) (int, error) {
+	conc := max(1, e.cfg.RefillConcurrency)
 	size := piece.Sizer{Size: max(1, e.rbGroup), Max: 4096, Target: e.cfg.RefillPiece}
 	span := time.Duration(0) // 0: an item's whole range
-	rows := 0
-	for done := 0; done < len(ents); {
-		part := ents[done:min(done+size.Size, len(ents))]
-		t0 := time.Now()
-		n, err := e.refillGroup(ctx, part, len(part) == len(ents), plan, span)
-		if err != nil {
+
+	fctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	// Batches in flight: each fetcher fills one while the engine applies
+	// another; out holds the rest. A fetcher waits for a free batch, and
+	// so holds its answer's connection, while the engine is behind.
+	free := make(chan []store.Aggregate, 2*conc)
+	for range cap(free) {
+		free <- make([]store.Aggregate, 0, refillBatch)
+	}
+	out := make(chan refillMsg, cap(free))
+
+	var (
+		retry    []*entState // failed, to be read again first
+		next     int         // ents[next:] not asked for yet
+		inflight int
+		done     int
+		rows     int
+		backoff  <-chan time.Time // not nil: wait before the next piece
+	)
+	for done < len(ents) {
+		for inflight < conc && backoff == nil && (len(retry) > 0 || next < len(ents)) {
+			var part []*entState
+			if len(retry) > 0 {
+				n := min(size.Size, len(retry))
+				part, retry = retry[:n:n], retry[n:]
+			} else {
+				n := min(size.Size, len(ents)-next)
+				part, next = ents[next:next+n:next+n], next+n
+			}
+			job := newRefillJob(part, len(part) == len(ents), span)
+			inflight++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				e.fetchPiece(fctx, job, plan, free, out)
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			return rows, ctx.Err()
+		case <-backoff:
+			backoff = nil
+		case <-e.wake:
+			e.apply(e.cfg.Now()) // other enterprises' readings keep flowing
+		case m := <-out:
+			job := m.job
+			if !m.done {
+				for i := range m.rows {
+					if es := job.byID[m.rows[i].Enterprise]; es != nil {
+						es.applyRow(&m.rows[i], m.feeds, nil)
+						job.rows++
+					}
+				}
+				free <- m.rows[:0]
+				continue
+			}
+			inflight--
+			if m.err == nil {
+				size.Done(len(job.part), time.Since(job.start))
+				e.rbGroup = size.Size
+				e.m.rebuildAggregates.Add(float64(job.rows))
+				rows += job.rows
+				done += len(job.part)
+				progress(done)
+				continue
+			}
 			if ctx.Err() != nil {
 				return rows, ctx.Err()
 			}
-			if store.Refused(err) {
-				return rows, err
+			if store.Refused(m.err) {
+				return rows, m.err
 			}
-			for _, es := range part {
+			// Every row of the attempt is applied (see refillMsg): empty
+			// the windows and read the piece again.
+			for _, es := range job.part {
 				es.resetWindows(e.std)
 			}
+			retry = append(retry, job.part...)
 			e.m.rebuildRetries.Inc()
-			wait := size.Failed(len(part))
-			if len(part) == 1 {
-				span = e.smallerSpan(plan, span)
+			wait := size.Failed(len(job.part))
+			if len(job.part) == 1 {
+				// Pieces in flight may fail too: halve the span
+				// the failed one had, not each time.
+				if s := e.smallerSpan(plan, job.span); span == 0 || s < span {
+					span = s
+				}
 			}
-			e.log.Warn("scoring: refill from the store failed; retrying in smaller pieces", "err", err,
-				"enterprises", len(part), "next_group", size.Size, "next_span", span, "retry_in", wait)
-			select {
-			case <-ctx.Done():
-				return rows, ctx.Err()
-			case <-time.After(wait):
-			}
-			continue
+			e.log.Warn("scoring: refill from the store failed; retrying in smaller pieces", "err", m.err,
+				"enterprises", len(job.part), "next_group", size.Size, "next_span", span, "retry_in", wait)
+			backoff = time.After(wait)
 		}
-		size.Done(len(part), time.Since(t0))
-		e.rbGroup = size.Size
-		rows += n
-		done += len(part)
-		progress(done)
 	}
 	return rows, nil
 }
@@ -333,22 +449,43 @@ func (e *Engine) smallerSpan(plan []rebuildItem, span time.Duration) time.Durati
 	return max(least, span/2)
 }
 
-// refillGroup runs every item of plan for the enterprises of part (all:
-// the query names none) in spans of at most span (0: whole).
-func (e *Engine) refillGroup(ctx context.Context, part []*entState, all bool, plan []rebuildItem, span time.Duration) (int, error) {
-	byID := make(map[string]*entState, len(part))
-	var ids []string
-	for _, es := range part {
-		byID[es.id] = es
-		if !all {
-			ids = append(ids, es.id)
+// fetchPiece reads every item of plan for job's enterprises and sends
+// the rows to out in batches taken from free, then the outcome. It runs
+// on a goroutine of its own and touches no engine state: job's byID is
+// only read.
+func (e *Engine) fetchPiece(ctx context.Context, job *refillJob, plan []rebuildItem, free chan []store.Aggregate, out chan<- refillMsg) {
+	var buf []store.Aggregate
+	err := e.fetchItems(ctx, job, plan, free, out, &buf)
+	if buf != nil {
+		free <- buf[:0] // the rows of a failed attempt are not sent
+	}
+	select {
+	case out <- refillMsg{job: job, done: true, err: err}:
+	case <-ctx.Done(): // the refill returned
+	}
+}
+
+// fetchItems is fetchPiece's reading: *buf is the batch being filled
+// (nil: none taken), left to the caller on an error.
+func (e *Engine) fetchItems(ctx context.Context, job *refillJob, plan []rebuildItem, free chan []store.Aggregate, out chan<- refillMsg, buf *[]store.Aggregate) error {
+	var feeds []rebuildFeed
+	send := func() error {
+		if len(*buf) == 0 {
+			return nil
+		}
+		select {
+		case out <- refillMsg{job: job, feeds: feeds, rows: *buf}:
+			*buf = nil
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
-	rows := 0
 	for _, it := range plan {
+		feeds = it.feeds
 		step := it.to.Sub(it.from)
-		if span > 0 && span < step {
-			step = span.Truncate(it.every)
+		if job.span > 0 && job.span < step {
+			step = job.span.Truncate(it.every)
 			step = max(step, it.every)
 		}
 		for from := it.from; from.Before(it.to); from = from.Add(step) {
@@ -356,24 +493,33 @@ func (e *Engine) refillGroup(ctx context.Context, part []*entState, all bool, pl
 			if to.After(it.to) {
 				to = it.to
 			}
-			q := store.AggregateQuery{From: from, To: to, Every: it.every, Offset: it.offset, Enterprises: ids}
+			q := store.AggregateQuery{From: from, To: to, Every: it.every, Offset: it.offset, Enterprises: job.ids}
 			err := e.cfg.History.EachAggregate(ctx, q, func(a *store.Aggregate) error {
-				if es := byID[a.Enterprise]; es != nil {
-					es.applyRow(a, it.feeds, nil)
-					rows++
+				if job.byID[a.Enterprise] == nil {
+					return nil
 				}
-				if rows%4096 == 0 {
-					e.applyWaiting() // other enterprises' readings keep flowing
+				if *buf == nil {
+					select {
+					case *buf = <-free:
+					case <-ctx.Done():
+						return ctx.Err()
+					}
+				}
+				*buf = append(*buf, *a)
+				if len(*buf) == cap(*buf) {
+					return send()
 				}
 				return nil
 			})
+			if err == nil {
+				err = send() // a batch holds the rows of one item
+			}
 			if err != nil {
-				return rows, fmt.Errorf("scoring: refill %s..%s every %v: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), it.every, err)
+				return fmt.Errorf("scoring: refill %s..%s every %v: %w", from.Format(time.RFC3339), to.Format(time.RFC3339), it.every, err)
 			}
 		}
 	}
-	e.m.rebuildAggregates.Add(float64(rows))
-	return rows, nil
+	return nil
 }
 
 // applyRow adds one aggregate to the windows its feeds say, and the
@@ -415,16 +561,6 @@ func (es *entState) applyRow(a *store.Aggregate, feeds []rebuildFeed, dirty []ma
 		}
 	}
 	es.dirty = true
-}
-
-// applyWaiting applies the readings waiting in pending, if any, so that
-// Observe does not block ingest during a refill.
-func (e *Engine) applyWaiting() {
-	select {
-	case <-e.wake:
-		e.apply(e.cfg.Now())
-	default:
-	}
 }
 
 // resetWindows empties the enterprise's windows.

@@ -85,6 +85,7 @@ type Config struct {
 		Interval          time.Duration `yaml:"interval" help:"how often enterprises with new data are re-evaluated"`
 		DeclarationsEvery time.Duration `yaml:"declarations_every" help:"how often the scorer re-reads the stored declarations (reviews made through another replica)"`
 		CheckpointEvery   time.Duration `yaml:"checkpoint_every" help:"how often the scorer's windows are checkpointed to data_dir, so that a restart resumes them instead of reading them back from the store"`
+		RefillConcurrency int           `yaml:"refill_concurrency" help:"pieces of the windows' history read from the store at once when the scorer refills them (a start without a checkpoint, a reload): InfluxDB answers one query on about one core"`
 	} `yaml:"scoring"`
 	Report struct {
 		Chromium string `yaml:"chromium" help:"Chromium binary that prints report PDFs from the HTML report (empty: chromium in PATH; none: always the built-in PDF writer)"`
@@ -150,6 +151,7 @@ func defaultConfig() Config {
 	c.Scoring.Interval = 10 * time.Second
 	c.Scoring.DeclarationsEvery = time.Minute
 	c.Scoring.CheckpointEvery = 5 * time.Minute
+	c.Scoring.RefillConcurrency = 2
 	c.Log.Level = "info"
 	c.Log.Format = "text"
 	return c
@@ -399,7 +401,8 @@ func (c *Config) validate() []error {
 	positive := map[string]int{"mqtt.max_inflight": c.MQTT.MaxInflight, "ingest.batch_size": c.Ingest.BatchSize,
 		"mqtt.max_unacked_messages": c.MQTT.MaxUnackedMessages, "mqtt.max_unacked_bytes": c.MQTT.MaxUnackedBytes,
 		"ingest.max_payload_bytes": c.Ingest.MaxPayloadBytes, "ingest.max_readings": c.Ingest.MaxReadings, "ingest.history": c.Ingest.History, "ingest.writers": c.Ingest.Writers,
-		"ingest.restore_history": c.Ingest.RestoreHistory, "hj212.max_connections": c.HJ212.MaxConnections, "hj212.max_segment": c.HJ212.MaxSegment}
+		"ingest.restore_history": c.Ingest.RestoreHistory, "hj212.max_connections": c.HJ212.MaxConnections, "hj212.max_segment": c.HJ212.MaxSegment,
+		"scoring.refill_concurrency": c.Scoring.RefillConcurrency}
 	for _, k := range sortedKeys(positive) {
 		if positive[k] <= 0 {
 			bad("%s must be positive, got %d", k, positive[k])

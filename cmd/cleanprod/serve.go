@@ -220,8 +220,8 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		piece = cfg.Influx.Timeout / 4
 	}
 	engCfg := scoring.Config{
-		RefillPiece: piece,
-		Standard:    sd.std, Policy: sd.pol, Registry: ownReg, Solutions: sd.lib, History: st, Sink: st,
+		RefillPiece: piece, RefillConcurrency: cfg.Scoring.RefillConcurrency,
+		Standard: sd.std, Policy: sd.pol, Registry: ownReg, Solutions: sd.lib, History: st, Sink: st,
 		Outbox: ob, OnEvent: announce, Registerer: promReg, Logger: log.With("component", "scoring"),
 		Interval: cfg.Scoring.Interval,
 		// A restart resumes the windows from a checkpoint in the data
