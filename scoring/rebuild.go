@@ -643,10 +643,32 @@ const (
 // rereadDirty clears the marked buckets of every enterprise of marked and
 // reads them again from the store, per window in runs of consecutive
 // buckets, at most rereadRun buckets and rereadGroup enterprises a query.
+//
+// The finest window is read first; a coarser window's marked bucket that
+// the finest window spans whole (today's, under a steady stream) is then
+// made of the finest window's buckets, as the refill makes it, and not read
+// again: reading a day of the fleet's readings again held ingest for most
+// of the hold.
 func (e *Engine) rereadDirty(ctx context.Context, marked map[*entState]*entRebuild) error {
+	fine := -1
+	for wi, spec := range e.std.Windows {
+		if fine < 0 || spec.Bucket < e.std.Windows[fine].Bucket {
+			fine = wi
+		}
+	}
+	order := make([]int, 0, len(e.std.Windows))
+	if fine >= 0 {
+		order = append(order, fine)
+	}
+	for wi := range e.std.Windows {
+		if wi != fine {
+			order = append(order, wi)
+		}
+	}
 	// Per window, the marked buckets of every enterprise left, cleared and
 	// then read again in runs of consecutive buckets.
-	for wi, spec := range e.std.Windows {
+	for _, wi := range order {
+		spec := e.std.Windows[wi]
 		buckets := map[int64][]*entState{}
 		for es, rb := range marked {
 			w := es.wins[wi]
@@ -655,6 +677,9 @@ func (e *Engine) rereadDirty(ctx context.Context, marked map[*entState]*entRebui
 					continue // older than the window: gone anyway
 				}
 				w.clearBucket(b) // a bucket newer than the head holds nothing yet
+				if wi != fine && w.fillFrom(es.wins[fine], b) {
+					continue
+				}
 				buckets[b] = append(buckets[b], es)
 			}
 		}

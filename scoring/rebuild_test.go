@@ -116,12 +116,15 @@ func refillWhileIngesting(t *testing.T, gap time.Duration) {
 	}
 	var storeMu sync.Mutex // what a write and its observation hold; Hold takes it
 	var held atomic.Int64
-	eng, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: fx.reg, Now: clock, History: hist,
+	logged := &heldQueries{memHistory: hist}
+	eng, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: fx.reg, Now: clock, History: logged,
 		Interval: time.Hour, FullEvery: time.Hour,
 		Hold: func(ctx context.Context, f func() error) error {
 			storeMu.Lock()
 			defer storeMu.Unlock()
 			held.Add(1)
+			logged.holding.Store(true)
+			defer logged.holding.Store(false)
 			return f()
 		}})
 	if err != nil {
@@ -153,6 +156,22 @@ func refillWhileIngesting(t *testing.T, gap time.Duration) {
 	}
 	if held.Load() != 1 {
 		t.Errorf("ingest held %d times, want once", held.Load())
+	}
+	// Under the hold, the store is asked again only for hours, and for
+	// the days the hourly window does not span: the days it spans are
+	// made of its hours.
+	fineFrom := now.Add(-30 * 24 * time.Hour)
+	hours := 0
+	for _, q := range logged.held {
+		switch {
+		case q.Every == time.Hour:
+			hours++
+		case q.From.After(fineFrom):
+			t.Errorf("under the hold, read %s..%s every %v again: the hourly window spans it", q.From, q.To, q.Every)
+		}
+	}
+	if gap == 0 && hours == 0 {
+		t.Error("no hour read again under the hold: the test no longer covers it")
 	}
 	if got := eng.m.rebuildRetries; got == nil {
 		t.Fatal("no retry metric")
@@ -240,4 +259,21 @@ func TestRebuildPlan(t *testing.T) {
 	if !d.from.Equal(time.Date(2025, 6, 1, 16, 0, 0, 0, time.UTC)) {
 		t.Errorf("daily query from %v, want the local day 364 days before today's", d.from)
 	}
+}
+
+// heldQueries records the queries asked of a memHistory while holding.
+type heldQueries struct {
+	*memHistory
+	holding atomic.Bool
+	mu      sync.Mutex
+	held    []store.AggregateQuery
+}
+
+func (h *heldQueries) EachAggregate(ctx context.Context, q store.AggregateQuery, fn func(*store.Aggregate) error) error {
+	if h.holding.Load() {
+		h.mu.Lock()
+		h.held = append(h.held, q)
+		h.mu.Unlock()
+	}
+	return h.memHistory.EachAggregate(ctx, q, fn)
 }

@@ -616,12 +616,16 @@ func (w *window) hasBucket(b int64) bool {
 
 // mergeBucket adds what src (a window of the same shape) holds in bucket
 // b to w: each track's sum and readings, and the presence rows.
-func (w *window) mergeBucket(src *window, b int64) {
-	if !src.init || b > src.head || b <= src.head-int64(src.n) {
+func (w *window) mergeBucket(src *window, b int64) { w.addBucket(src, b, b) }
+
+// addBucket adds what src (a window of the same tracks and rows, perhaps
+// of a finer bucket) holds in its bucket sb to w's bucket b.
+func (w *window) addBucket(src *window, sb, b int64) {
+	if !src.init || sb > src.head || sb <= src.head-int64(src.n) {
 		return
 	}
 	for tr := range src.data {
-		if v, c, ok := src.at(tr, b); ok {
+		if v, c, ok := src.at(tr, sb); ok {
 			w.add(tr, b, v, c)
 		}
 	}
@@ -629,8 +633,28 @@ func (w *window) mergeBucket(src *window, b int64) {
 		return
 	}
 	for r := 0; r < src.rows; r++ {
-		if src.seenBit(r*src.words()*64 + src.slot(b)) {
+		if src.seenBit(r*src.words()*64 + src.slot(sb)) {
 			w.mark(r, b)
 		}
 	}
+}
+
+// fillFrom sets bucket b of w, emptied, to what the finer window f holds
+// in the buckets b spans, and reports whether it could: f's buckets must
+// divide w's, and every one of them that b spans must be f's to hold
+// (none older than f's oldest). The sums, readings and presence of a
+// coarse bucket are those of the fine buckets it is made of, as the
+// refill builds it from the fine rows.
+func (w *window) fillFrom(f *window, b int64) bool {
+	if !f.init || w.bucket%f.bucket != 0 || w.offset != f.offset {
+		return false
+	}
+	lo, hi := f.bucketOf(w.bucketStart(b)), f.bucketOf(w.bucketStart(b+1))
+	if lo < f.first() {
+		return false
+	}
+	for sb := lo; sb < hi && sb <= f.head; sb++ {
+		w.addBucket(f, sb, b)
+	}
+	return true
 }

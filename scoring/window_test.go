@@ -233,3 +233,53 @@ func TestLayoutPresenceRows(t *testing.T) {
 		t.Errorf("VEH: got row %d, want none", mb.row)
 	}
 }
+
+// TestWindowFillFrom makes daily buckets of an hourly window's hours: the
+// same sums, readings and presence as adding the readings to the days
+// directly, and no day the hourly window does not span whole.
+func TestWindowFillFrom(t *testing.T) {
+	hourly := Window{Name: "h", Length: 3 * 24 * time.Hour, Bucket: time.Hour}
+	daily := Window{Name: "d", Length: 10 * 24 * time.Hour, Bucket: 24 * time.Hour}
+	const tracks, gauges, rows = 2, 1, 1
+	fine := newWindow(hourly, 8*time.Hour, tracks, gauges, rows)
+	want := newWindow(daily, 8*time.Hour, tracks, gauges, rows)
+	got := newWindow(daily, 8*time.Hour, tracks, gauges, rows)
+	// Hours 10 to 80 from t0 (local midnight): the hourly window keeps
+	// 72 hours back from its head, hour 80, so it spans days 1 and 2 whole
+	// and nothing of day 0 before 09:00.
+	for h := 10; h <= 80; h++ {
+		at := t0.Add(time.Duration(h) * time.Hour)
+		for _, w := range []*window{fine, want} {
+			b := w.bucketOf(at)
+			w.add(0, b, float64(h), 2)
+			w.add(1, b, 1.5, 0)
+			if h%5 == 0 {
+				w.mark(0, b)
+			}
+		}
+	}
+	day := func(d int) int64 { return got.bucketOf(t0.Add(time.Duration(d) * 24 * time.Hour)) }
+	for d := 1; d <= 2; d++ {
+		if !got.fillFrom(fine, day(d)) {
+			t.Fatalf("day %d: the hourly window spans it, want it made", d)
+		}
+	}
+	for d := 1; d <= 2; d++ {
+		for tr := range tracks {
+			gv, gc, gok := got.at(tr, day(d))
+			wv, wc, wok := want.at(tr, day(d))
+			if gv != wv || gc != wc || gok != wok {
+				t.Errorf("day %d track %d: %v %d %v, want %v %d %v", d, tr, gv, gc, gok, wv, wc, wok)
+			}
+		}
+	}
+	if got, want := got.seenN[0], int32(2); got != want { // days 1 and 2 only
+		t.Errorf("presence: %d days, want %d", got, want)
+	}
+	if got.fillFrom(fine, day(0)) {
+		t.Error("day 0: the hourly window lacks its first hours, want refused")
+	}
+	if got.fillFrom(newWindow(hourly, 8*time.Hour, tracks, gauges, rows), day(1)) {
+		t.Error("an empty hourly window: want refused")
+	}
+}
