@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"slices"
-	"time"
 
 	"github.com/cleanprod/cleanprod/registry"
 	"github.com/cleanprod/cleanprod/store"
@@ -31,7 +30,7 @@ func (n *Normaliser) forget(rs []store.Reading, write, observe *[]store.Reading)
 		}
 		t := r.Time.UnixNano()
 		i := h.search(t)
-		if i == 0 && len(h.entries) > 0 && h.entries[0].t != t && m.Kind == registry.Counter && h.entries[0].t/int64(time.Hour) == t/int64(time.Hour) {
+		if i == 0 && len(h.entries) > 0 && h.entries[0].t != t && m.Kind == registry.Counter && store.SameHour(h.entries[0].t, t) {
 			// No longer kept, but the oldest kept reading of its hour may
 			// have been stored chained to it: it keeps its register.
 			if keepChain(m, nil, h.entries[0], write, observe) {

@@ -16,8 +16,14 @@ import "time"
 // delta == value exactly, so that a read rebuilds the register bit for
 // bit.
 func Chains(pt int64, pv float64, t int64, value, delta float64) bool {
+	return pt < t && SameHour(pt, t) && pv+delta == value
+}
+
+// SameHour reports whether the times a and b (Unix ns) fall in one UTC
+// hour, the span a chain of stored registers keeps to.
+func SameHour(a, b int64) bool {
 	const hour = int64(time.Hour)
-	return pt < t && floorMultiple(pt, hour) == floorMultiple(t, hour) && pv+delta == value
+	return floorMultiple(a, hour) == floorMultiple(b, hour)
 }
 
 // sameHour reports whether a and b fall in one UTC hour.
