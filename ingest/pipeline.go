@@ -94,6 +94,9 @@ type PipelineConfig struct {
 	// (default piece.DefaultTarget); keep it well within the store
 	// client's timeout.
 	RestorePiece time.Duration
+	// RestoreConcurrency is how many of Restore's queries run at once
+	// (0: 1). InfluxDB answers one on about one core.
+	RestoreConcurrency int
 	// Journal, when not nil, is told of every store write (see Journal).
 	Journal Journal
 	// Now returns the current time (nil: time.Now).
@@ -252,11 +255,12 @@ type RestoreProgress struct{ Done, Total int }
 
 // Restore rebuilds per-meter state from the store's recent readings
 // (RestoreHistory per meter, within PastHorizon), a group of
-// enterprises per query, streamed; call it before Run. A failed query is
-// retried with back-off in smaller groups until ctx ends: a slow or
-// restarting store delays the start, it does not end it. newest, when not
-// nil, is handed each meter's newest reading (for the meters view and the
-// scorer's freshness).
+// enterprises per query, RestoreConcurrency queries at once, streamed;
+// call it before Run. A failed query is retried with back-off in smaller
+// groups until ctx ends: a slow or restarting store delays the start, it
+// does not end it. newest, when not nil, is handed each meter's newest
+// reading (for the meters view and the scorer's freshness); it is called
+// from one goroutine at a time.
 func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*store.Reading)) error {
 	start := time.Now()
 	since := p.cfg.Now().Add(-p.cfg.Normaliser.PastHorizon)
@@ -264,42 +268,98 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 	p.restoring.Store(&RestoreProgress{Total: len(ents)})
 	defer p.restoring.Store(nil)
 	size := piece.Sizer{Size: 256, Max: 4096, Target: p.cfg.RestorePiece}
-	// One meter's readings at a time: placed together, the newest handed on.
-	var batch []store.Reading
-	flush := func() {
-		if len(batch) == 0 {
+	conc := max(1, p.cfg.RestoreConcurrency)
+
+	// Each meter's readings come together, oldest first, and are placed
+	// together, the newest handed on; one group's at a time, as the
+	// normaliser and newest are not safe for concurrent use. Placing a
+	// reading twice (a retried group) changes nothing.
+	var placeMu sync.Mutex
+	place := func(rs []store.Reading) {
+		if len(rs) == 0 {
 			return
 		}
-		p.norm.Restore(batch)
+		placeMu.Lock()
+		defer placeMu.Unlock()
+		p.norm.Restore(rs)
 		if newest != nil {
-			newest(&batch[len(batch)-1])
+			newest(&rs[len(rs)-1])
 		}
-		batch = batch[:0]
 	}
-	n := 0
-	for done := 0; done < len(ents); {
-		part := ents[done:min(done+size.Size, len(ents))]
-		ids := make([]string, len(part))
-		for i, e := range part {
-			ids[i] = e.ID
-		}
-		if len(part) == len(ents) {
-			ids = nil // everything: no filter to send
-		}
-		rows := 0
-		t0 := time.Now()
-		err := src.EachLatestReading(ctx, store.LatestQuery{Since: since, PerMeter: p.cfg.RestoreHistory, Enterprises: ids}, func(r *store.Reading) error {
-			// Each meter's readings come together, oldest first; placing a
-			// reading twice (a retried group) changes nothing.
-			if n := len(batch); n > 0 && (r.Meter != batch[n-1].Meter || r.Enterprise != batch[n-1].Enterprise) {
-				flush()
+	type answer struct {
+		part []*registry.Enterprise
+		rows int
+		took time.Duration
+		err  error
+	}
+	fetch := func(ctx context.Context, part []*registry.Enterprise) answer {
+		var ids []string // nil: everything, no filter to send
+		if len(part) < len(ents) {
+			ids = make([]string, len(part))
+			for i, e := range part {
+				ids[i] = e.ID
 			}
-			batch = append(batch, *r)
-			rows++
+		}
+		a := answer{part: part}
+		t0 := time.Now()
+		var meter []store.Reading
+		a.err = src.EachLatestReading(ctx, store.LatestQuery{Since: since, PerMeter: p.cfg.RestoreHistory, Enterprises: ids}, func(r *store.Reading) error {
+			if n := len(meter); n > 0 && (r.Meter != meter[n-1].Meter || r.Enterprise != meter[n-1].Enterprise) {
+				place(meter)
+				meter = meter[:0]
+			}
+			meter = append(meter, *r)
+			a.rows++
 			return nil
 		})
-		flush()
-		if err != nil {
+		place(meter)
+		a.took = time.Since(t0)
+		return a
+	}
+
+	fctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait() // nothing places readings once Restore returns
+	}()
+	answers := make(chan answer, conc)
+	var (
+		retry    []*registry.Enterprise // failed, read again first
+		next     int                    // ents[next:] not asked for yet
+		inflight int
+		done     int
+		n        int
+		backoff  <-chan time.Time // not nil: wait before the next query
+	)
+	for done < len(ents) {
+		for inflight < conc && backoff == nil && (len(retry) > 0 || next < len(ents)) {
+			var part []*registry.Enterprise
+			if len(retry) > 0 {
+				k := min(size.Size, len(retry))
+				part, retry = retry[:k:k], retry[k:]
+			} else {
+				k := min(size.Size, len(ents)-next)
+				part, next = ents[next:next+k:next+k], next+k
+			}
+			inflight++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				answers <- fetch(fctx, part)
+			}()
+		}
+		var a answer
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-backoff:
+			backoff = nil
+			continue
+		case a = <-answers:
+		}
+		inflight--
+		if err := a.err; err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
@@ -307,18 +367,15 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 				return fmt.Errorf("read meter state from the store: %w", err)
 			}
 			p.metrics.restoreRetries.Inc()
-			wait := size.Failed(len(part))
-			p.log.Warn("reading meter state from the store failed; retrying in smaller pieces", "err", err, "enterprises", len(part), "next_group", size.Size, "retry_in", wait)
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(wait):
-			}
+			retry = append(retry, a.part...)
+			wait := size.Failed(len(a.part))
+			p.log.Warn("reading meter state from the store failed; retrying in smaller pieces", "err", err, "enterprises", len(a.part), "next_group", size.Size, "retry_in", wait)
+			backoff = time.After(wait)
 			continue
 		}
-		size.Done(len(part), time.Since(t0))
-		n += rows
-		done += len(part)
+		size.Done(len(a.part), a.took)
+		n += a.rows
+		done += len(a.part)
 		p.restoring.Store(&RestoreProgress{Done: done, Total: len(ents)})
 	}
 	p.log.Info("meter state restored from store", "readings", n, "meters", p.norm.Meters(), "took", time.Since(start).Round(time.Millisecond))

@@ -60,16 +60,17 @@ type Config struct {
 		CAFile  string        `yaml:"ca_file" help:"PEM CA bundle to verify InfluxDB's certificate"`
 	} `yaml:"influx"`
 	Ingest struct {
-		BatchSize       int           `yaml:"batch_size" help:"readings per store write"`
-		BatchInterval   time.Duration `yaml:"batch_interval" help:"longest wait of a reading in a partial batch"`
-		Writers         int           `yaml:"writers" help:"batches written to the store at once (acknowledged in order)"`
-		MaxPayloadBytes int           `yaml:"max_payload_bytes" help:"larger messages are dead-lettered"`
-		MaxReadings     int           `yaml:"max_readings" help:"more readings in one message are dead-lettered"`
-		FutureHorizon   time.Duration `yaml:"future_horizon" help:"readings further ahead of the server clock are rejected (at most 24h)"`
-		PastHorizon     time.Duration `yaml:"past_horizon" help:"older readings are rejected"`
-		History         int           `yaml:"history" help:"recent readings kept per meter to place late ones and spot duplicates"`
-		RestoreHistory  int           `yaml:"restore_history" help:"recent readings per meter read from the store at start (at most history); older ones are asked for when a late reading needs them"`
-		ShutdownGrace   time.Duration `yaml:"shutdown_grace" help:"how long the final flush may take at shutdown"`
+		BatchSize          int           `yaml:"batch_size" help:"readings per store write"`
+		BatchInterval      time.Duration `yaml:"batch_interval" help:"longest wait of a reading in a partial batch"`
+		Writers            int           `yaml:"writers" help:"batches written to the store at once (acknowledged in order)"`
+		MaxPayloadBytes    int           `yaml:"max_payload_bytes" help:"larger messages are dead-lettered"`
+		MaxReadings        int           `yaml:"max_readings" help:"more readings in one message are dead-lettered"`
+		FutureHorizon      time.Duration `yaml:"future_horizon" help:"readings further ahead of the server clock are rejected (at most 24h)"`
+		PastHorizon        time.Duration `yaml:"past_horizon" help:"older readings are rejected"`
+		History            int           `yaml:"history" help:"recent readings kept per meter to place late ones and spot duplicates"`
+		RestoreHistory     int           `yaml:"restore_history" help:"recent readings per meter read from the store at start (at most history); older ones are asked for when a late reading needs them"`
+		RestoreConcurrency int           `yaml:"restore_concurrency" help:"queries of the meter state read from the store at once at start: InfluxDB answers one query on about one core"`
+		ShutdownGrace      time.Duration `yaml:"shutdown_grace" help:"how long the final flush may take at shutdown"`
 	} `yaml:"ingest"`
 	HJ212 struct {
 		Listen         string        `yaml:"listen" help:"TCP address where HJ 212 data loggers connect, e.g. :9212 (empty: no TCP receiver; frames forwarded over MQTT on cp/v1/{enterprise}/{gateway}/hj212 are taken either way)"`
@@ -142,6 +143,7 @@ func defaultConfig() Config {
 	c.Ingest.PastHorizon = 30 * 24 * time.Hour
 	c.Ingest.History = 32
 	c.Ingest.RestoreHistory = 4
+	c.Ingest.RestoreConcurrency = 2
 	c.Ingest.ShutdownGrace = 10 * time.Second
 	c.HJ212.MaxConnections = 1000
 	c.HJ212.IdleTimeout = 10 * time.Minute
@@ -401,7 +403,7 @@ func (c *Config) validate() []error {
 	positive := map[string]int{"mqtt.max_inflight": c.MQTT.MaxInflight, "ingest.batch_size": c.Ingest.BatchSize,
 		"mqtt.max_unacked_messages": c.MQTT.MaxUnackedMessages, "mqtt.max_unacked_bytes": c.MQTT.MaxUnackedBytes,
 		"ingest.max_payload_bytes": c.Ingest.MaxPayloadBytes, "ingest.max_readings": c.Ingest.MaxReadings, "ingest.history": c.Ingest.History, "ingest.writers": c.Ingest.Writers,
-		"ingest.restore_history": c.Ingest.RestoreHistory, "hj212.max_connections": c.HJ212.MaxConnections, "hj212.max_segment": c.HJ212.MaxSegment,
+		"ingest.restore_history": c.Ingest.RestoreHistory, "ingest.restore_concurrency": c.Ingest.RestoreConcurrency, "hj212.max_connections": c.HJ212.MaxConnections, "hj212.max_segment": c.HJ212.MaxSegment,
 		"scoring.refill_concurrency": c.Scoring.RefillConcurrency}
 	for _, k := range sortedKeys(positive) {
 		if positive[k] <= 0 {

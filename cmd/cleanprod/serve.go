@@ -267,7 +267,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		},
 		BatchSize: cfg.Ingest.BatchSize, BatchInterval: cfg.Ingest.BatchInterval, Writers: cfg.Ingest.Writers,
 		MaxInflight: cfg.MQTT.MaxInflight, ShutdownGrace: cfg.Ingest.ShutdownGrace,
-		RestorePiece: piece, RestoreHistory: cfg.Ingest.RestoreHistory, Journal: eng, Owns: owns,
+		RestorePiece: piece, RestoreHistory: cfg.Ingest.RestoreHistory, RestoreConcurrency: cfg.Ingest.RestoreConcurrency, Journal: eng, Owns: owns,
 	}, st, publish, observe, metrics, log.With("component", "ingest"))
 	sub = ingest.NewSubscriber(ingest.SubscriberConfig{
 		Broker: brokerURL, ClientID: shardClientID(cfg.MQTT.ClientID, set), Username: shardUsername(cfg.MQTT.Username, set), Password: cfg.MQTT.Password,
