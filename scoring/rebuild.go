@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/cleanprod/cleanprod/internal/piece"
 	"github.com/cleanprod/cleanprod/store"
 )
@@ -688,6 +690,12 @@ func (e *Engine) rereadDirty(ctx context.Context, marked map[*entState]*entRebui
 		}
 		order := slices.Sorted(maps.Keys(buckets))
 		w := newWindow(spec, e.std.UTCOffset, 0, 0, 0)
+		// The window's queries, up to RefillConcurrency at once; their
+		// rows are applied one query's at a time (applyMu), as they may
+		// share enterprises.
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(max(1, e.cfg.RefillConcurrency))
+		var applyMu sync.Mutex
 		for i := 0; i < len(order); {
 			j := i + 1
 			for j < len(order) && order[j] == order[j-1]+1 && j-i < rereadRun {
@@ -710,19 +718,22 @@ func (e *Engine) rereadDirty(ctx context.Context, marked map[*entState]*entRebui
 				feeds: []rebuildFeed{{win: wi, from: from, to: to}}}
 			for k := 0; k < len(part); k += rereadGroup {
 				group := part[k:min(k+rereadGroup, len(part))]
-				if err := e.rereadMarked(ctx, group, len(group) == len(e.order), item, marked); err != nil {
-					return err
-				}
+				all := len(group) == len(e.order)
+				g.Go(func() error { return e.rereadMarked(gctx, group, all, item, marked, &applyMu) })
 			}
 			i = j
+		}
+		if err := g.Wait(); err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
 // rereadMarked reads item for part into the marked buckets, retrying with
-// back-off; a failed attempt clears the buckets again first.
-func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, item rebuildItem, marked map[*entState]*entRebuild) error {
+// back-off; a failed attempt clears the buckets again first. It changes
+// windows only with mu held.
+func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, item rebuildItem, marked map[*entState]*entRebuild, mu *sync.Mutex) error {
 	byID := make(map[string]*entState, len(part))
 	var ids []string
 	for _, es := range part {
@@ -733,14 +744,27 @@ func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, i
 	}
 	wi := item.feeds[0].win
 	backoff := time.Second
+	var batch []store.Aggregate
+	apply := func() {
+		mu.Lock()
+		defer mu.Unlock()
+		for i := range batch {
+			es := byID[batch[i].Enterprise]
+			es.applyRow(&batch[i], item.feeds, marked[es].dirty)
+		}
+		batch = batch[:0]
+	}
 	for {
 		q := store.AggregateQuery{From: item.from, To: item.to, Every: item.every, Offset: item.offset, Enterprises: ids}
 		err := e.cfg.History.EachAggregate(ctx, q, func(a *store.Aggregate) error {
-			if es := byID[a.Enterprise]; es != nil {
-				es.applyRow(a, item.feeds, marked[es].dirty)
+			if byID[a.Enterprise] != nil {
+				if batch = append(batch, *a); len(batch) == refillBatch {
+					apply()
+				}
 			}
 			return nil
 		})
+		apply()
 		if err == nil {
 			return nil
 		}
@@ -752,6 +776,7 @@ func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, i
 		}
 		e.m.rebuildRetries.Inc()
 		e.log.Warn("scoring: reading the buckets that changed during the refill failed; retrying", "err", err, "retry_in", backoff)
+		mu.Lock()
 		for _, es := range part {
 			w := es.wins[wi]
 			for b := range marked[es].dirty[wi] {
@@ -760,6 +785,7 @@ func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, i
 				}
 			}
 		}
+		mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
