@@ -7,10 +7,13 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cleanprod/cleanprod/internal/yamlfile"
@@ -269,8 +272,25 @@ func Parse(files map[string][]byte) (*Registry, error) {
 		names = append(names, name)
 	}
 	sort.Strings(names)
-	for _, name := range names {
-		e, err := parseFile(name, files[name])
+	// Files parse on every core (a fleet of 2,000 enterprises takes
+	// seconds on one), then join the registry in name order.
+	type parsed struct {
+		e   *Enterprise
+		err error
+	}
+	out := make([]parsed, len(names))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(names)) {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < len(names); i = int(next.Add(1)) - 1 {
+				out[i].e, out[i].err = parseFile(names[i], files[names[i]])
+			}
+		})
+	}
+	wg.Wait()
+	for i, name := range names {
+		e, err := out[i].e, out[i].err
 		if err != nil {
 			errs = append(errs, err)
 			continue
