@@ -324,24 +324,16 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 		wg.Wait() // nothing places readings once Restore returns
 	}()
 	answers := make(chan answer, conc)
+	queue := piece.NewQueue(ents)
 	var (
-		retry    []*registry.Enterprise // failed, read again first
-		next     int                    // ents[next:] not asked for yet
 		inflight int
 		done     int
 		n        int
 		backoff  <-chan time.Time // not nil: wait before the next query
 	)
 	for done < len(ents) {
-		for inflight < conc && backoff == nil && (len(retry) > 0 || next < len(ents)) {
-			var part []*registry.Enterprise
-			if len(retry) > 0 {
-				k := min(size.Size, len(retry))
-				part, retry = retry[:k:k], retry[k:]
-			} else {
-				k := min(size.Size, len(ents)-next)
-				part, next = ents[next:next+k:next+k], next+k
-			}
+		for inflight < conc && backoff == nil && queue.More() {
+			part := queue.Take(size.Size)
 			inflight++
 			wg.Add(1)
 			go func() {
@@ -367,7 +359,7 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 				return fmt.Errorf("read meter state from the store: %w", err)
 			}
 			p.metrics.restoreRetries.Inc()
-			retry = append(retry, a.part...)
+			queue.GiveBack(a.part)
 			wait := size.Failed(len(a.part))
 			p.log.Warn("reading meter state from the store failed; retrying in smaller pieces", "err", err, "enterprises", len(a.part), "next_group", size.Size, "retry_in", wait)
 			backoff = time.After(wait)

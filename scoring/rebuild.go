@@ -263,8 +263,16 @@ func (e *Engine) rebuild(ctx context.Context, hold func(ctx context.Context, f f
 	if err != nil {
 		return err
 	}
-	main := time.Since(start)
-	finish := func() error { return e.finishRebuild(ctx, ents) }
+	main := time.Now()
+	var (
+		heldFrom          time.Time
+		merged, readAgain int
+	)
+	finish := func() (err error) {
+		heldFrom = time.Now()
+		merged, readAgain, err = e.finishRebuild(ctx, ents)
+		return err
+	}
 	if hold != nil {
 		err = hold(ctx, finish)
 	} else {
@@ -274,8 +282,11 @@ func (e *Engine) rebuild(ctx context.Context, hold func(ctx context.Context, f f
 		return err
 	}
 	e.m.rebuildSeconds.Set(time.Since(start).Seconds())
+	// held_ingest: from the end of the reading to ingest going on, of it
+	// waiting for the writes in flight and then the marked buckets.
 	e.log.Info("scoring: windows refilled from the store", "enterprises", len(ents), "aggregates", rows,
-		"took", time.Since(start).Round(time.Millisecond), "held_ingest", (time.Since(start) - main).Round(time.Millisecond))
+		"took", time.Since(start).Round(time.Millisecond), "held_ingest", time.Since(main).Round(time.Millisecond),
+		"hold_wait", heldFrom.Sub(main).Round(time.Millisecond), "buckets_merged", merged, "buckets_read_again", readAgain)
 	return nil
 }
 
@@ -352,24 +363,16 @@ func (e *Engine) refillGroups(ctx context.Context, ents []*entState, plan []rebu
 	}
 	out := make(chan refillMsg, cap(free))
 
+	queue := piece.NewQueue(ents) // failed pieces are read again first
 	var (
-		retry    []*entState // failed, to be read again first
-		next     int         // ents[next:] not asked for yet
 		inflight int
 		done     int
 		rows     int
 		backoff  <-chan time.Time // not nil: wait before the next piece
 	)
 	for done < len(ents) {
-		for inflight < conc && backoff == nil && (len(retry) > 0 || next < len(ents)) {
-			var part []*entState
-			if len(retry) > 0 {
-				n := min(size.Size, len(retry))
-				part, retry = retry[:n:n], retry[n:]
-			} else {
-				n := min(size.Size, len(ents)-next)
-				part, next = ents[next:next+n:next+n], next+n
-			}
+		for inflight < conc && backoff == nil && queue.More() {
+			part := queue.Take(size.Size)
 			job := newRefillJob(part, len(part) == len(ents), span)
 			inflight++
 			wg.Add(1)
@@ -418,7 +421,7 @@ func (e *Engine) refillGroups(ctx context.Context, ents []*entState, plan []rebu
 			for _, es := range job.part {
 				es.resetWindows(e.std)
 			}
-			retry = append(retry, job.part...)
+			queue.GiveBack(job.part)
 			e.m.rebuildRetries.Inc()
 			wait := size.Failed(len(job.part))
 			if len(job.part) == 1 {
@@ -574,8 +577,10 @@ func (es *entState) resetWindows(std *Standard) {
 
 // finishRebuild runs with ingest held (nothing in flight): it takes what
 // Observe recorded for ents, reads their marked buckets again and hands
-// them back to live observation.
-func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) error {
+// them back to live observation. It returns how many marked buckets took
+// the readings observed and how many were read again (or, a coarse
+// window's, made of the finest window's).
+func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) (merged, reread int, err error) {
 	e.apply(e.cfg.Now()) // readings of other enterprises, queued meanwhile
 	e.rmu.Lock()
 	marked := make(map[*entState]*entRebuild, len(ents))
@@ -588,7 +593,6 @@ func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) error {
 	// A marked bucket the store's answer left empty takes the readings
 	// observed for it (see entRebuild.live); only the others are read
 	// again.
-	merged, reread := 0, 0
 	for es, rb := range marked {
 		for wi, dirty := range rb.dirty {
 			for _, b := range slices.Sorted(maps.Keys(dirty)) {
@@ -602,9 +606,8 @@ func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) error {
 			}
 		}
 	}
-	e.log.Debug("scoring: buckets observed during the refill", "merged", merged, "read_again", reread)
 	if err := e.rereadDirty(ctx, marked); err != nil {
-		return err
+		return merged, reread, err
 	}
 	e.rmu.Lock()
 	for es, rb := range marked {
@@ -631,7 +634,7 @@ func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) error {
 	}
 	e.rbActive.Store(len(e.rbEnts) > 0)
 	e.rmu.Unlock()
-	return nil
+	return merged, reread, nil
 }
 
 // A query of rereadDirty covers at most rereadRun consecutive buckets and

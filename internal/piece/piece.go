@@ -54,3 +54,36 @@ func (s *Sizer) target() time.Duration {
 	}
 	return s.Target
 }
+
+// Queue hands out a list in pieces, the pieces given back (failed, to be
+// read again) first. The zero value is empty; make one with NewQueue.
+type Queue[T any] struct {
+	items []T
+	next  int // items[next:] not handed out yet
+	again []T
+}
+
+// NewQueue returns a Queue of items.
+func NewQueue[T any](items []T) *Queue[T] { return &Queue[T]{items: items} }
+
+// More reports whether anything is left to hand out.
+func (q *Queue[T]) More() bool { return len(q.again) > 0 || q.next < len(q.items) }
+
+// Take hands out the next piece of at most n (at least 1) items: of those
+// given back if any, else of the list. The piece must not be appended to.
+func (q *Queue[T]) Take(n int) []T {
+	n = max(1, n)
+	if len(q.again) > 0 {
+		k := min(n, len(q.again))
+		p := q.again[:k:k]
+		q.again = q.again[k:]
+		return p
+	}
+	k := min(n, len(q.items)-q.next)
+	p := q.items[q.next : q.next+k : q.next+k]
+	q.next += k
+	return p
+}
+
+// GiveBack queues part to be handed out again, before the rest.
+func (q *Queue[T]) GiveBack(part []T) { q.again = append(q.again, part...) }

@@ -1,6 +1,7 @@
 package piece
 
 import (
+	"slices"
 	"testing"
 	"time"
 )
@@ -45,5 +46,25 @@ func TestSizer(t *testing.T) {
 	}
 	if s.Size != 32 {
 		t.Fatalf("grown to %d, want the maximum 32", s.Size)
+	}
+}
+
+// A queue hands out its list in pieces, the pieces given back first.
+func TestQueue(t *testing.T) {
+	q := NewQueue([]int{1, 2, 3, 4, 5})
+	var got [][]int
+	a := q.Take(2)
+	got = append(got, a)
+	got = append(got, q.Take(2))
+	q.GiveBack(a) // failed: read again, in smaller pieces
+	for q.More() {
+		got = append(got, q.Take(1))
+	}
+	want := [][]int{{1, 2}, {3, 4}, {1}, {2}, {5}}
+	if !slices.EqualFunc(got, want, slices.Equal) {
+		t.Errorf("pieces %v, want %v", got, want)
+	}
+	if p := q.Take(3); len(p) != 0 {
+		t.Errorf("an empty queue handed out %v", p)
 	}
 }
