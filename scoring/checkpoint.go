@@ -715,7 +715,7 @@ func (e *Engine) Resume(ctx context.Context) error {
 		}
 	}
 	if len(resumed) > 0 {
-		if err := e.rereadDirty(ctx, resumed); err != nil {
+		if _, _, err := e.rereadDirty(ctx, resumed); err != nil {
 			for es := range resumed {
 				es.resetWindows(e.std)
 			}
@@ -765,13 +765,22 @@ func (e *Engine) Resume(ctx context.Context) error {
 
 // journalFinest is the standard's finest bucket, which the journal names.
 func (e *Engine) journalFinest() time.Duration {
-	var d time.Duration
-	for _, w := range e.std.Windows {
-		if d == 0 || w.Bucket < d {
-			d = w.Bucket
+	if wi := e.finestWindow(); wi >= 0 {
+		return e.std.Windows[wi].Bucket
+	}
+	return 0
+}
+
+// finestWindow is the index of the standard's window of the shortest
+// bucket (the first of several; -1 without windows).
+func (e *Engine) finestWindow() int {
+	fine := -1
+	for wi, w := range e.std.Windows {
+		if fine < 0 || w.Bucket < e.std.Windows[fine].Bucket {
+			fine = wi
 		}
 	}
-	return d
+	return fine
 }
 
 // unqueue takes resumed enterprises out of the refill: their windows are

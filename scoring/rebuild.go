@@ -265,12 +265,12 @@ func (e *Engine) rebuild(ctx context.Context, hold func(ctx context.Context, f f
 	}
 	main := time.Now()
 	var (
-		heldFrom          time.Time
-		merged, readAgain int
+		heldFrom                     time.Time
+		merged, readAgain, fromFiner int
 	)
 	finish := func() (err error) {
 		heldFrom = time.Now()
-		merged, readAgain, err = e.finishRebuild(ctx, ents)
+		merged, readAgain, fromFiner, err = e.finishRebuild(ctx, ents)
 		return err
 	}
 	if hold != nil {
@@ -286,7 +286,7 @@ func (e *Engine) rebuild(ctx context.Context, hold func(ctx context.Context, f f
 	// waiting for the writes in flight and then the marked buckets.
 	e.log.Info("scoring: windows refilled from the store", "enterprises", len(ents), "aggregates", rows,
 		"took", time.Since(start).Round(time.Millisecond), "held_ingest", time.Since(main).Round(time.Millisecond),
-		"hold_wait", heldFrom.Sub(main).Round(time.Millisecond), "buckets_merged", merged, "buckets_read_again", readAgain)
+		"hold_wait", heldFrom.Sub(main).Round(time.Millisecond), "buckets_merged", merged, "buckets_read_again", readAgain, "buckets_from_finer", fromFiner)
 	return nil
 }
 
@@ -578,9 +578,9 @@ func (es *entState) resetWindows(std *Standard) {
 // finishRebuild runs with ingest held (nothing in flight): it takes what
 // Observe recorded for ents, reads their marked buckets again and hands
 // them back to live observation. It returns how many marked buckets took
-// the readings observed and how many were read again (or, a coarse
-// window's, made of the finest window's).
-func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) (merged, reread int, err error) {
+// the readings observed, how many were read again from the store and how
+// many were made of the finest window's buckets (see rereadDirty).
+func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) (merged, reread, fromFiner int, err error) {
 	e.apply(e.cfg.Now()) // readings of other enterprises, queued meanwhile
 	e.rmu.Lock()
 	marked := make(map[*entState]*entRebuild, len(ents))
@@ -597,8 +597,7 @@ func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) (merged, r
 		for wi, dirty := range rb.dirty {
 			for _, b := range slices.Sorted(maps.Keys(dirty)) {
 				if es.wins[wi].hasBucket(b) {
-					reread++
-					continue
+					continue // read again below
 				}
 				es.wins[wi].mergeBucket(rb.live[wi], b)
 				delete(dirty, b)
@@ -606,8 +605,9 @@ func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) (merged, r
 			}
 		}
 	}
-	if err := e.rereadDirty(ctx, marked); err != nil {
-		return merged, reread, err
+	reread, fromFiner, err = e.rereadDirty(ctx, marked)
+	if err != nil {
+		return merged, reread, fromFiner, err
 	}
 	e.rmu.Lock()
 	for es, rb := range marked {
@@ -634,7 +634,7 @@ func (e *Engine) finishRebuild(ctx context.Context, ents []*entState) (merged, r
 	}
 	e.rbActive.Store(len(e.rbEnts) > 0)
 	e.rmu.Unlock()
-	return merged, reread, nil
+	return merged, reread, fromFiner, nil
 }
 
 // A query of rereadDirty covers at most rereadRun consecutive buckets and
@@ -653,26 +653,22 @@ const (
 // the finest window spans whole (today's, under a steady stream) is then
 // made of the finest window's buckets, as the refill makes it, and not read
 // again: reading a day of the fleet's readings again held ingest for most
-// of the hold.
-func (e *Engine) rereadDirty(ctx context.Context, marked map[*entState]*entRebuild) error {
-	fine := -1
-	for wi, spec := range e.std.Windows {
-		if fine < 0 || spec.Bucket < e.std.Windows[fine].Bucket {
-			fine = wi
-		}
-	}
-	order := make([]int, 0, len(e.std.Windows))
+// of the hold. It returns how many buckets it read again and how many it
+// made of the finest window's.
+func (e *Engine) rereadDirty(ctx context.Context, marked map[*entState]*entRebuild) (reread, fromFiner int, err error) {
+	fine := e.finestWindow()
+	wins := make([]int, 0, len(e.std.Windows)) // the finest first
 	if fine >= 0 {
-		order = append(order, fine)
+		wins = append(wins, fine)
 	}
 	for wi := range e.std.Windows {
 		if wi != fine {
-			order = append(order, wi)
+			wins = append(wins, wi)
 		}
 	}
 	// Per window, the marked buckets of every enterprise left, cleared and
 	// then read again in runs of consecutive buckets.
-	for _, wi := range order {
+	for _, wi := range wins {
 		spec := e.std.Windows[wi]
 		buckets := map[int64][]*entState{}
 		for es, rb := range marked {
@@ -683,9 +679,11 @@ func (e *Engine) rereadDirty(ctx context.Context, marked map[*entState]*entRebui
 				}
 				w.clearBucket(b) // a bucket newer than the head holds nothing yet
 				if wi != fine && w.fillFrom(es.wins[fine], b) {
+					fromFiner++
 					continue
 				}
 				buckets[b] = append(buckets[b], es)
+				reread++
 			}
 		}
 		if len(buckets) == 0 {
@@ -727,10 +725,10 @@ func (e *Engine) rereadDirty(ctx context.Context, marked map[*entState]*entRebui
 			i = j
 		}
 		if err := g.Wait(); err != nil {
-			return err
+			return reread, fromFiner, err
 		}
 	}
-	return nil
+	return reread, fromFiner, nil
 }
 
 // rereadMarked reads item for part into the marked buckets, retrying with

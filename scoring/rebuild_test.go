@@ -173,6 +173,9 @@ func refillWhileIngesting(t *testing.T, gap time.Duration) {
 	if gap == 0 && hours == 0 {
 		t.Error("no hour read again under the hold: the test no longer covers it")
 	}
+	if len(logged.held) < 2 {
+		t.Errorf("%d queries under the hold, want the broken one read again", len(logged.held))
+	}
 	if got := eng.m.rebuildRetries; got == nil {
 		t.Fatal("no retry metric")
 	}
@@ -261,19 +264,34 @@ func TestRebuildPlan(t *testing.T) {
 	}
 }
 
-// heldQueries records the queries asked of a memHistory while holding.
+// heldQueries records the queries asked of a memHistory while holding,
+// and breaks the first of them off after its first row (a store timing
+// out under the hold), so that its buckets are cleared and read again.
 type heldQueries struct {
 	*memHistory
 	holding atomic.Bool
 	mu      sync.Mutex
 	held    []store.AggregateQuery
+	broken  bool
 }
 
 func (h *heldQueries) EachAggregate(ctx context.Context, q store.AggregateQuery, fn func(*store.Aggregate) error) error {
-	if h.holding.Load() {
-		h.mu.Lock()
-		h.held = append(h.held, q)
-		h.mu.Unlock()
+	if !h.holding.Load() {
+		return h.memHistory.EachAggregate(ctx, q, fn)
 	}
-	return h.memHistory.EachAggregate(ctx, q, fn)
+	h.mu.Lock()
+	h.held = append(h.held, q)
+	breakOff := !h.broken
+	h.broken = true
+	h.mu.Unlock()
+	if !breakOff {
+		return h.memHistory.EachAggregate(ctx, q, fn)
+	}
+	rows := 0
+	return h.memHistory.EachAggregate(ctx, q, func(a *store.Aggregate) error {
+		if rows++; rows > 1 {
+			return errors.New("store: read timed out")
+		}
+		return fn(a)
+	})
 }
