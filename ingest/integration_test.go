@@ -130,6 +130,22 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
+// waitProgress polls count until it reaches want. It fails when count
+// has not grown for stall: a drain that is slow on a loaded machine still
+// passes, one that has stopped does not.
+func waitProgress(t *testing.T, stall time.Duration, what string, want float64, count func() float64) {
+	t.Helper()
+	last, since := count(), time.Now()
+	for last < want {
+		time.Sleep(20 * time.Millisecond)
+		if n := count(); n > last {
+			last, since = n, time.Now()
+		} else if time.Since(since) > stall {
+			t.Fatalf("%s: stalled at %g of %g for %s", what, last, want, stall)
+		}
+	}
+}
+
 func connect(t *testing.T, url, id string) mqtt.Client {
 	t.Helper()
 	c := mqtt.NewClient(mqtt.NewClientOptions().AddBroker(url).SetClientID(id).SetAutoReconnect(true).SetConnectRetry(true).SetConnectRetryInterval(200 * time.Millisecond))
