@@ -196,7 +196,7 @@ func (g *gateway) emit(t time.Time, rs []reading, out []Message) []Message {
 			mt := r.mt
 			if p := mt.resetP; p > 0 && mt.resettable() && r.ts.Equal(mt.last) && mt.event.Float64() < p {
 				mt.reg = 0
-				mt.disc = true
+				mt.disc, mt.reset = true, true
 			}
 		}
 	}

@@ -59,10 +59,7 @@ func TestIngestAgrees(t *testing.T) {
 	l := s.Ledger()
 	for _, mt := range l.Meters {
 		k := key{mt.Enterprise, mt.Meter}
-		want := mt.Sum
-		if mt.Kind == registry.Gauge {
-			want = mt.ValueSum
-		}
+		want := mt.Stored()
 		if got := sums[k]; math.Abs(got-want) > 1e-9*math.Max(1, math.Abs(want)) {
 			t.Errorf("%s/%s: ingest observed %.6f, ledger %.6f", mt.Enterprise, mt.Meter, got, want)
 		}

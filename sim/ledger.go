@@ -39,6 +39,21 @@ type MeterTotal struct {
 	Sum float64
 	// ValueSum is the sum of a gauge's valid readings (zero otherwise).
 	ValueSum float64
+	// Held is the part of a counter's Sum that its last reading adds when
+	// that reading is the first after a reset: the service holds such a
+	// drop at delta 0 until a later reading shows it was not a glitch, so
+	// it is not in the stored deltas yet. Zero otherwise.
+	Held float64
+}
+
+// Stored returns what the service's stored readings of the meter add up
+// to once it has taken every valid reading: a counter's or delta meter's
+// deltas (Sum less Held), a gauge's values (ValueSum).
+func (t MeterTotal) Stored() float64 {
+	if t.Kind == registry.Gauge {
+		return t.ValueSum
+	}
+	return t.Sum - t.Held
 }
 
 // Meter returns the total of one meter.
@@ -66,6 +81,7 @@ type meterLedger struct {
 	firstCum, lastCum int64
 	units             int64   // delta meters
 	valueSum          float64 // gauges
+	held              int64   // counters: the last reading's register when it is the first after a reset
 }
 
 func (ml *meterLedger) add(r reading) {
@@ -74,7 +90,12 @@ func (ml *meterLedger) add(r reading) {
 		ml.first, ml.firstCum = r.ts, r.cum
 	}
 	if ml.readings == 0 || r.ts.After(ml.last) {
-		ml.last, ml.lastCum = r.ts, r.cum
+		ml.last, ml.lastCum, ml.held = r.ts, r.cum, 0
+		if r.reset && ml.readings > 0 {
+			// Reset right after the reading before it: the register is
+			// what was consumed since.
+			ml.held = r.units
+		}
 	}
 	ml.readings++
 	switch mt.m.Kind {

@@ -67,6 +67,7 @@ type meter struct {
 	repl            []replacement // replacements still ahead
 	probe           *int64        // pre-simulation: receives cum at the first replacement
 	disc            bool          // reset, rollover or replacement since the previous reading
+	reset           bool          // reset to zero since the previous reading
 	skip            bool          // replaced exactly now: no reading at this tick
 	step            time.Duration
 
@@ -85,6 +86,7 @@ type reading struct {
 	ts    time.Time
 	units int64 // value in units of 10^-dec raw
 	cum   int64 // counters: cum at ts
+	reset bool  // counters: the first reading after a reset to zero
 }
 
 func (mt *meter) advance(t time.Time) {
@@ -149,7 +151,7 @@ func (mt *meter) read(t time.Time) reading {
 	mt.last = t
 	switch mt.m.Kind {
 	case registry.Counter:
-		r.units, r.cum = mt.reg, mt.cum
+		r.units, r.cum, r.reset = mt.reg, mt.cum, mt.reset
 	case registry.Delta:
 		r.units = mt.acc
 		mt.acc = 0
@@ -175,7 +177,7 @@ func (mt *meter) read(t time.Time) reading {
 		r.units = int64(math.Round(v / mt.m.Factor * math.Pow10(mt.dec)))
 		mt.gsum, mt.gn, mt.gmass, mt.gflow = 0, 0, 0, 0
 	}
-	mt.disc = false
+	mt.disc, mt.reset = false, false
 	return r
 }
 

@@ -173,6 +173,30 @@ func (r *refIngest) total(m *registry.Meter) (n int, sum float64) {
 	return len(r.points[meterKey{m.Enterprise.ID, m.ID}]), sum
 }
 
+// held returns the amount of a counter's last reading when it is a drop
+// that would be a reset (no rollover, no replacement): the service holds
+// it at delta 0 until a later reading.
+func (r *refIngest) held(m *registry.Meter) float64 {
+	if m.Kind != registry.Counter || m.Rollover > 0 {
+		return 0
+	}
+	ps := slices.Clone(r.points[meterKey{m.Enterprise.ID, m.ID}])
+	slices.SortFunc(ps, func(a, b point) int { return a.ts.Compare(b.ts) })
+	if len(ps) < 2 {
+		return 0
+	}
+	prev, last := ps[len(ps)-2], ps[len(ps)-1]
+	for _, rp := range m.Replacements {
+		if rp.At.After(prev.ts) && !rp.At.After(last.ts) {
+			return 0
+		}
+	}
+	if last.v < prev.v {
+		return last.v * m.Factor
+	}
+	return 0
+}
+
 // between sums the amounts of one meter at times in (from, to].
 func (r *refIngest) between(m *registry.Meter, from, to time.Time) float64 {
 	sum := 0.0
@@ -255,6 +279,9 @@ func checkLedger(t *testing.T, r *refIngest, l sim.Ledger) {
 		}
 		if math.Abs(got-sum) > 1e-9*math.Max(1, math.Abs(sum)) {
 			t.Errorf("%s/%s (%s): ledger total %.6f, computed from the bytes %.6f", mt.Enterprise, mt.Meter, m.Kind, got, sum)
+		}
+		if h := r.held(m); math.Abs(mt.Held-h) > 1e-9*math.Max(1, h) {
+			t.Errorf("%s/%s: ledger holds %.6f after a last reset, the bytes %.6f", mt.Enterprise, mt.Meter, mt.Held, h)
 		}
 	}
 	if l.Readings != readings {

@@ -481,6 +481,7 @@ func (s *Simulator) Ledger() Ledger {
 		switch m.Kind {
 		case registry.Counter:
 			t.Sum = mt.canonical(ml.lastCum - ml.firstCum)
+			t.Held = mt.canonical(ml.held)
 		case registry.Delta:
 			t.Sum = mt.canonical(ml.units)
 		default:

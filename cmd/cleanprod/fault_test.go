@@ -585,10 +585,7 @@ func check(t *testing.T, rec *recorder, st storeContents, values, ref map[string
 		}
 		off := 0
 		for _, m := range rec.ledger.Meters {
-			want := m.Sum
-			if m.Kind == registry.Gauge {
-				want = m.ValueSum
-			}
+			want := m.Stored()
 			got := st.sums[m.Enterprise+"/"+m.Meter]
 			if math.Abs(got-want) > 1e-9*math.Max(1, math.Abs(want)) {
 				if off++; off <= 5 {
