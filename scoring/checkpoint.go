@@ -356,41 +356,40 @@ func (e *Engine) checkpoint(force bool) {
 
 // readCheckpoint reads the checkpoint file's header and the windows of
 // each enterprise of the engine whose layout is the one the file was
-// written with, decoded into fresh windows, unless the store's newest
-// reading of the enterprise (NoteLatest, before) is older than the
-// newest the windows held. A damaged file is an error.
-func (e *Engine) readCheckpoint(path string) (ckptHeader, map[*entState][]*window, error) {
+// written with, decoded into fresh windows, with the newest reading each
+// enterprise's windows held. A damaged file is an error.
+func (e *Engine) readCheckpoint(path string) (ckptHeader, map[*entState][]*window, map[*entState]time.Time, error) {
 	var hdr ckptHeader
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return hdr, nil, err
+		return hdr, nil, nil, err
 	}
 	rest, ok := bytes.CutPrefix(data, []byte(checkpointMagic))
 	if !ok {
-		return hdr, nil, errors.New("not a checkpoint of scoring windows")
+		return hdr, nil, nil, errors.New("not a checkpoint of scoring windows")
 	}
 	line, rest, ok := bytes.Cut(rest, []byte("\n"))
 	if !ok {
-		return hdr, nil, errors.New("header cut short")
+		return hdr, nil, nil, errors.New("header cut short")
 	}
 	if err := json.Unmarshal(line, &hdr); err != nil {
-		return hdr, nil, fmt.Errorf("header: %w", err)
+		return hdr, nil, nil, fmt.Errorf("header: %w", err)
 	}
 	if hdr.Version != checkpointVersion || hdr.Windows != windowsPrint(e.std) {
-		return hdr, nil, fmt.Errorf("written for other windows (version %d, windows %s)", hdr.Version, hdr.Windows)
+		return hdr, nil, nil, fmt.Errorf("written for other windows (version %d, windows %s)", hdr.Version, hdr.Windows)
 	}
 	if hdr.Store != e.cfg.CheckpointStore {
-		return hdr, nil, fmt.Errorf("written against another store (%s)", hdr.Store)
+		return hdr, nil, nil, fmt.Errorf("written against another store (%s)", hdr.Store)
 	}
 	out := map[*entState][]*window{}
-	behind := 0
+	held := map[*entState]time.Time{}
 	for i := 0; i < hdr.Enterprises; i++ {
 		block, next, whole, err := frame.Next(rest, 0)
 		if err == nil && !whole {
 			err = errShort
 		}
 		if err != nil {
-			return hdr, nil, fmt.Errorf("enterprise %d of %d: %w", i+1, hdr.Enterprises, err)
+			return hdr, nil, nil, fmt.Errorf("enterprise %d of %d: %w", i+1, hdr.Enterprises, err)
 		}
 		rest = next
 		c := &dec{p: block}
@@ -406,12 +405,6 @@ func (e *Engine) readCheckpoint(path string) (ckptHeader, map[*entState][]*windo
 			tracks != es.lay.tracks || gauges != es.lay.gauges || rows != es.lay.rows {
 			continue // gone, or laid out otherwise: refilled
 		}
-		if newest.After(es.newest()) {
-			// The store lacks the newest reading the windows hold: it was
-			// restored from a backup or emptied since. Refilled.
-			behind++
-			continue
-		}
 		wins := make([]*window, nw)
 		for wi, spec := range e.std.Windows {
 			wins[wi] = newWindow(spec, e.std.UTCOffset, tracks, gauges, rows)
@@ -421,18 +414,14 @@ func (e *Engine) readCheckpoint(path string) (ckptHeader, map[*entState][]*windo
 			c.err = errors.New("bytes left over")
 		}
 		if c.err != nil {
-			return hdr, nil, fmt.Errorf("enterprise %s: %w", id, c.err)
+			return hdr, nil, nil, fmt.Errorf("enterprise %s: %w", id, c.err)
 		}
-		out[es] = wins
+		out[es], held[es] = wins, newest
 	}
 	if len(rest) != 0 {
-		return hdr, nil, fmt.Errorf("%d bytes after the last enterprise", len(rest))
+		return hdr, nil, nil, fmt.Errorf("%d bytes after the last enterprise", len(rest))
 	}
-	if behind > 0 {
-		e.log.Warn("scoring: the store lacks readings the checkpoint holds (restored from a backup, or emptied?); those enterprises are refilled",
-			"enterprises", behind)
-	}
-	return hdr, out, nil
+	return hdr, out, held, nil
 }
 
 // newest returns the time of the newest reading of any of the
@@ -650,7 +639,13 @@ func (j *journal) forget(through uint64) error {
 // before anything is written to the store (ingest starts after). Only a
 // store that refuses the reads (store.Refused) or ctx ending is an error;
 // anything else leaves the enterprises to the refill.
-func (e *Engine) Resume(ctx context.Context) error {
+//
+// NoteLatest may run beside it: noted is closed once every meter's newest
+// stored reading has been noted (nil: already). Resume reads the
+// checkpoint and the changed buckets meanwhile, then waits for it, and
+// refills any enterprise whose windows hold a reading newer than the
+// store's newest (a store restored from a backup, or emptied).
+func (e *Engine) Resume(ctx context.Context, noted <-chan struct{}) error {
 	dir := e.cfg.CheckpointDir
 	if dir == "" || e.cfg.History == nil {
 		return nil
@@ -668,14 +663,14 @@ func (e *Engine) Resume(ctx context.Context) error {
 	}
 	jpath := filepath.Join(dir, journalName)
 	recs, good, jerr := readJournal(jpath)
-	hdr, wins, cerr := e.readCheckpoint(filepath.Join(dir, checkpointName))
+	hdr, wins, held, cerr := e.readCheckpoint(filepath.Join(dir, checkpointName))
 	gen := hdr.Generation
 	for _, r := range recs {
 		gen = max(gen, r.gen)
 	}
 	gen++
 	resumed := map[*entState]*entRebuild{}
-	changedBuckets := 0
+	var changed map[string]map[int64]struct{} // per enterprise, the finest buckets written after the checkpoint
 	switch {
 	case cerr != nil && errors.Is(cerr, os.ErrNotExist):
 		e.log.Info("scoring: no checkpoint of the windows yet; refilling them from the store", "dir", dir)
@@ -684,7 +679,7 @@ func (e *Engine) Resume(ctx context.Context) error {
 	case jerr != nil:
 		e.log.Warn("scoring: the journal of the checkpoint is damaged; refilling the windows from the store", "dir", dir, "err", jerr)
 	default:
-		changed := map[string]map[int64]struct{}{}
+		changed = map[string]map[int64]struct{}{}
 		for _, r := range recs {
 			if r.gen > hdr.Generation || (r.gen == hdr.Generation && r.seq > hdr.Through) {
 				for _, p := range r.pairs {
@@ -711,7 +706,6 @@ func (e *Engine) Resume(ctx context.Context) error {
 			}
 			es.wins = ws
 			resumed[es] = rb
-			changedBuckets += len(ats)
 		}
 	}
 	if len(resumed) > 0 {
@@ -725,6 +719,29 @@ func (e *Engine) Resume(ctx context.Context) error {
 			e.log.Warn("scoring: reading the buckets changed after the checkpoint failed; refilling the windows", "err", err)
 			resumed = nil
 		}
+	}
+	if noted != nil {
+		select {
+		case <-noted:
+		case <-ctx.Done():
+			for es := range resumed {
+				es.resetWindows(e.std)
+			}
+			return ctx.Err()
+		}
+	}
+	behind := 0
+	for es := range resumed {
+		if held[es].After(es.newest()) {
+			// The store lacks the newest reading the windows hold.
+			es.resetWindows(e.std)
+			delete(resumed, es)
+			behind++
+		}
+	}
+	if behind > 0 {
+		e.log.Warn("scoring: the store lacks readings the checkpoint holds (restored from a backup, or emptied?); those enterprises are refilled",
+			"enterprises", behind)
 	}
 	// The journal goes on from its intact records: they name what the
 	// checkpoint on disk lacks until the next one (the buckets read again
@@ -757,6 +774,10 @@ func (e *Engine) Resume(ctx context.Context) error {
 	e.unqueue(resumed)
 	e.m.resumed.Set(float64(len(resumed)))
 	if len(resumed) > 0 {
+		changedBuckets := 0
+		for es := range resumed {
+			changedBuckets += len(changed[es.id])
+		}
 		e.log.Info("scoring: windows resumed from the checkpoint", "enterprises", len(resumed), "of", len(e.order),
 			"checkpoint_written", hdr.Written, "changed_buckets", changedBuckets, "took", time.Since(start).Round(time.Millisecond))
 	}

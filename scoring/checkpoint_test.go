@@ -47,7 +47,8 @@ func (r *ckptRig) start() float64 {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	// serve loads each meter's newest stored reading first.
+	// serve loads each meter's newest stored reading while the windows
+	// resume.
 	newest := map[string]store.Reading{}
 	r.hist.mu.Lock()
 	for _, x := range r.hist.readings {
@@ -56,10 +57,16 @@ func (r *ckptRig) start() float64 {
 		}
 	}
 	r.hist.mu.Unlock()
-	for _, x := range newest {
-		eng.NoteLatest(&x)
-	}
-	if err := eng.Resume(context.Background()); err != nil {
+	noted := make(chan struct{})
+	go func() {
+		defer close(noted)
+		for _, x := range newest {
+			eng.NoteLatest(&x)
+		}
+	}()
+	err = eng.Resume(context.Background(), noted)
+	<-noted
+	if err != nil {
 		r.t.Fatal(err)
 	}
 	if err := eng.Rebuild(context.Background()); err != nil {

@@ -696,7 +696,6 @@ func (e *Engine) rereadDirty(ctx context.Context, marked map[*entState]*entRebui
 		// share enterprises.
 		g, gctx := errgroup.WithContext(ctx)
 		g.SetLimit(max(1, e.cfg.RefillConcurrency))
-		var applyMu sync.Mutex
 		for i := 0; i < len(order); {
 			j := i + 1
 			for j < len(order) && order[j] == order[j-1]+1 && j-i < rereadRun {
@@ -720,7 +719,7 @@ func (e *Engine) rereadDirty(ctx context.Context, marked map[*entState]*entRebui
 			for k := 0; k < len(part); k += rereadGroup {
 				group := part[k:min(k+rereadGroup, len(part))]
 				all := len(group) == len(e.order)
-				g.Go(func() error { return e.rereadMarked(gctx, group, all, item, marked, &applyMu) })
+				g.Go(func() error { return e.rereadMarked(gctx, group, all, item, marked) })
 			}
 			i = j
 		}
@@ -733,8 +732,8 @@ func (e *Engine) rereadDirty(ctx context.Context, marked map[*entState]*entRebui
 
 // rereadMarked reads item for part into the marked buckets, retrying with
 // back-off; a failed attempt clears the buckets again first. It changes
-// windows only with mu held.
-func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, item rebuildItem, marked map[*entState]*entRebuild, mu *sync.Mutex) error {
+// windows only with applyMu held.
+func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, item rebuildItem, marked map[*entState]*entRebuild) error {
 	byID := make(map[string]*entState, len(part))
 	var ids []string
 	for _, es := range part {
@@ -747,8 +746,8 @@ func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, i
 	backoff := time.Second
 	var batch []store.Aggregate
 	apply := func() {
-		mu.Lock()
-		defer mu.Unlock()
+		e.applyMu.Lock()
+		defer e.applyMu.Unlock()
 		for i := range batch {
 			es := byID[batch[i].Enterprise]
 			es.applyRow(&batch[i], item.feeds, marked[es].dirty)
@@ -777,7 +776,7 @@ func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, i
 		}
 		e.m.rebuildRetries.Inc()
 		e.log.Warn("scoring: reading the buckets that changed during the refill failed; retrying", "err", err, "retry_in", backoff)
-		mu.Lock()
+		e.applyMu.Lock()
 		for _, es := range part {
 			w := es.wins[wi]
 			for b := range marked[es].dirty[wi] {
@@ -786,7 +785,7 @@ func (e *Engine) rereadMarked(ctx context.Context, part []*entState, all bool, i
 				}
 			}
 		}
-		mu.Unlock()
+		e.applyMu.Unlock()
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -804,12 +803,16 @@ type rebuildFields struct {
 	rbQueue  []*entState                     // enterprises waiting to be refilled (engine goroutine)
 	rbGroup  int                             // enterprises per piece, adapted (engine goroutine)
 	progress atomic.Pointer[rebuildProgress] // nil: nothing refilling
+	// applyMu guards the windows and freshness of enterprises whose
+	// buckets are read again while rows come from several queries at
+	// once, and freshness while NoteLatest runs beside Resume.
+	applyMu sync.Mutex
 }
 
 // NoteLatest tells the engine a meter's newest stored reading (read from
 // the store at start), so that the meter's freshness and its gateway's data
 // time are exact from the first evaluation: the refill only knows the
-// buckets readings fall in. Call it before Run.
+// buckets readings fall in. Call it before Run; it may run beside Resume.
 func (e *Engine) NoteLatest(r *store.Reading) {
 	es := e.ents[r.Enterprise]
 	if es == nil {
@@ -819,7 +822,9 @@ func (e *Engine) NoteLatest(r *store.Reading) {
 	if !ok {
 		return
 	}
+	e.applyMu.Lock()
 	es.noteData(slot, r.Time)
+	e.applyMu.Unlock()
 }
 
 // noteData moves the freshness of slot's meter and gateway to t if later.

@@ -388,23 +388,33 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		describe(ownReg) // each shard its own meters
 		// Ingest needs each meter's recent readings (to place late ones
 		// and compute deltas); the scorer's windows refill while ingest
-		// runs (scoring/rebuild.go).
-		var newest []store.Reading // for the meters view, in batches
-		err := pipe.Restore(gctx, st, func(r *store.Reading) {
-			eng.NoteLatest(r)
-			if newest = append(newest, *r); len(newest) == 4096 {
+		// runs (scoring/rebuild.go). Meanwhile the windows of the last
+		// checkpoint, and what changed after it, are read: before
+		// anything new is stored.
+		rg, rctx := errgroup.WithContext(gctx)
+		noted := make(chan struct{})
+		rg.Go(func() error { return eng.Resume(rctx, noted) })
+		rg.Go(func() error {
+			var newest []store.Reading // for the meters view, in batches
+			err := pipe.Restore(rctx, st, func(r *store.Reading) {
+				eng.NoteLatest(r)
+				if newest = append(newest, *r); len(newest) == 4096 {
+					seen.Observe(newest)
+					newest = newest[:0]
+				}
+			})
+			if err == nil {
 				seen.Observe(newest)
-				newest = newest[:0]
+				close(noted)
 			}
+			return err
 		})
-		if err != nil {
+		if err := rg.Wait(); err != nil {
 			if gctx.Err() != nil {
 				return nil // stopped while restoring: a clean shutdown
 			}
 			return err
 		}
-		seen.Observe(newest)
-		newest = nil
 		// Announced events before any evaluation, so nothing is announced
 		// twice.
 		if err := start.retry(gctx, log, "read past events", func(ctx context.Context) error {
@@ -412,14 +422,6 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		}); err != nil {
 			if gctx.Err() != nil {
 				return nil // stopped while starting: a clean shutdown
-			}
-			return err
-		}
-		// The windows of the last checkpoint, and what changed after it,
-		// before anything new is stored.
-		if err := eng.Resume(gctx); err != nil {
-			if gctx.Err() != nil {
-				return nil
 			}
 			return err
 		}
