@@ -154,21 +154,25 @@ func seedDeclarations(ctx context.Context, book *review.Book, sd *scoringData, l
 	}
 }
 
-// restoreEvents replays the events already announced, so a restart does
-// not announce them again: those in the store and those the outbox still
-// holds from the last run (pending: announced, maybe not yet stored; an
-// event in both counts once). The case watcher gets them too, to open a
-// case whose red code a stop announced but left without its case.
-func restoreEvents(ctx context.Context, st readingStore, eng *scoring.Engine, recent *web.RecentEvents, cases *review.Watcher, pending []scoring.Event, now time.Time) error {
+// pastEvents reads the events already announced: those in the store and
+// those the outbox still holds from the last run (pending: announced,
+// maybe not yet stored; an event in both counts once).
+func pastEvents(ctx context.Context, st readingStore, pending []scoring.Event, now time.Time) ([]scoring.Event, error) {
 	ps, err := st.Points(ctx, scoring.MeasurementEvent, nil, now.Add(-400*24*time.Hour), now.Add(time.Hour))
 	if err != nil {
-		return fmt.Errorf("read past events: %w", err)
+		return nil, fmt.Errorf("read past events: %w", err)
 	}
-	events := outbox.Announced(ps, pending)
+	return outbox.Announced(ps, pending), nil
+}
+
+// restoreEvents replays the events already announced (pastEvents), so a
+// restart does not announce them again. The case watcher gets them too,
+// to open a case whose red code a stop announced but left without its
+// case.
+func restoreEvents(events []scoring.Event, eng *scoring.Engine, recent *web.RecentEvents, cases *review.Watcher) {
 	eng.Restore(events)
 	cases.Resume(events) // a red code whose case a stop left unopened
 	for _, e := range events {
 		recent.Add(e)
 	}
-	return nil
 }

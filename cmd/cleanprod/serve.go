@@ -389,11 +389,20 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		// Ingest needs each meter's recent readings (to place late ones
 		// and compute deltas); the scorer's windows refill while ingest
 		// runs (scoring/rebuild.go). Meanwhile the windows of the last
-		// checkpoint, and what changed after it, are read: before
-		// anything new is stored.
+		// checkpoint, and what changed after it, are read (before
+		// anything new is stored), and so are the events announced
+		// before (applied after the readings: restoreEvents).
 		rg, rctx := errgroup.WithContext(gctx)
 		noted := make(chan struct{})
 		rg.Go(func() error { return eng.Resume(rctx, noted) })
+		var past []scoring.Event
+		rg.Go(func() error {
+			return start.retry(rctx, log, "read past events", func(ctx context.Context) error {
+				var err error
+				past, err = pastEvents(ctx, st, ob.Replayed(), time.Now())
+				return err
+			})
+		})
 		rg.Go(func() error {
 			var newest []store.Reading // for the meters view, in batches
 			err := pipe.Restore(rctx, st, func(r *store.Reading) {
@@ -417,14 +426,8 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		}
 		// Announced events before any evaluation, so nothing is announced
 		// twice.
-		if err := start.retry(gctx, log, "read past events", func(ctx context.Context) error {
-			return restoreEvents(ctx, st, eng, recent, cases, ob.Replayed(), time.Now())
-		}); err != nil {
-			if gctx.Err() != nil {
-				return nil // stopped while starting: a clean shutdown
-			}
-			return err
-		}
+		restoreEvents(past, eng, recent, cases)
+		past = nil
 		// The engine outlives the pipeline: the final flush still feeds it.
 		engCtx, stopEngine := context.WithCancel(context.WithoutCancel(gctx))
 		engDone := make(chan error, 1)
