@@ -385,7 +385,6 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 			return nil
 		}
 		seedDeclarations(gctx, book, sd, log, start)
-		describe(ownReg) // each shard its own meters
 		// Ingest needs each meter's recent readings (to place late ones
 		// and compute deltas); the scorer's windows refill while ingest
 		// runs (scoring/rebuild.go). Meanwhile the windows of the last
@@ -428,6 +427,9 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		// twice.
 		restoreEvents(past, eng, recent, cases)
 		past = nil
+		// For dashboards, each shard its own meters: after the reads
+		// above, with which its writes would compete for the store.
+		describe(ownReg)
 		// The engine outlives the pipeline: the final flush still feeds it.
 		engCtx, stopEngine := context.WithCancel(context.WithoutCancel(gctx))
 		engDone := make(chan error, 1)
