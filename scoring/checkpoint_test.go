@@ -58,15 +58,22 @@ func (r *ckptRig) start() float64 {
 	}
 	r.hist.mu.Unlock()
 	noted := make(chan struct{})
-	go func() {
-		defer close(noted)
-		for _, x := range newest {
-			eng.NoteLatest(&x)
-		}
-	}()
-	err = eng.Resume(context.Background(), noted)
-	<-noted
-	if err != nil {
+	done := make(chan error, 1)
+	go func() { done <- eng.Resume(context.Background(), noted) }()
+	// The newest readings come late: Resume must wait for them before it
+	// checks the store is not behind the checkpoint, or it would refill
+	// every enterprise (and TestCheckpointResume would see none resumed).
+	time.Sleep(20 * time.Millisecond)
+	select {
+	case err := <-done:
+		r.t.Fatalf("Resume returned (%v) before the newest stored readings were noted", err)
+	default:
+	}
+	for _, x := range newest {
+		eng.NoteLatest(&x)
+	}
+	close(noted)
+	if err := <-done; err != nil {
 		r.t.Fatal(err)
 	}
 	if err := eng.Rebuild(context.Background()); err != nil {

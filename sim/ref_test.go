@@ -35,8 +35,9 @@ type refIngest struct {
 type meterKey struct{ ent, meter string }
 
 type point struct {
-	ts time.Time
-	v  float64 // raw value
+	ts    time.Time
+	v     float64 // raw value
+	reset bool    // amounts: a counter's drop counted from zero
 }
 
 func newRefIngest(reg *registry.Registry, horizon time.Time) *refIngest {
@@ -120,7 +121,7 @@ func (r *refIngest) handle(t *testing.T, topic string, payload []byte) {
 			t.Fatalf("reading %s on %s: value %v", rd.Meter, topic, v)
 		}
 		key := meterKey{lv[2], m.ID}
-		r.points[key] = append(r.points[key], point{ts, v})
+		r.points[key] = append(r.points[key], point{ts: ts, v: v})
 	}
 }
 
@@ -159,7 +160,7 @@ func (r *refIngest) handleHJ212(t *testing.T, lv []string, payload []byte) {
 			r.flagged++
 		default:
 			key := meterKey{lv[2], m.ID}
-			r.points[key] = append(r.points[key], point{d.Time.UTC(), v.Value})
+			r.points[key] = append(r.points[key], point{ts: d.Time.UTC(), v: v.Value})
 		}
 	}
 }
@@ -173,28 +174,15 @@ func (r *refIngest) total(m *registry.Meter) (n int, sum float64) {
 	return len(r.points[meterKey{m.Enterprise.ID, m.ID}]), sum
 }
 
-// held returns the amount of a counter's last reading when it is a drop
-// that would be a reset (no rollover, no replacement): the service holds
-// it at delta 0 until a later reading.
+// held returns the amount of a counter's last reading when amounts
+// counted it from zero (a reset): the service holds such a drop at delta
+// 0 until a later reading.
 func (r *refIngest) held(m *registry.Meter) float64 {
-	if m.Kind != registry.Counter || m.Rollover > 0 {
+	as := r.amounts(m)
+	if m.Kind != registry.Counter || len(as) == 0 || !as[len(as)-1].reset {
 		return 0
 	}
-	ps := slices.Clone(r.points[meterKey{m.Enterprise.ID, m.ID}])
-	slices.SortFunc(ps, func(a, b point) int { return a.ts.Compare(b.ts) })
-	if len(ps) < 2 {
-		return 0
-	}
-	prev, last := ps[len(ps)-2], ps[len(ps)-1]
-	for _, rp := range m.Replacements {
-		if rp.At.After(prev.ts) && !rp.At.After(last.ts) {
-			return 0
-		}
-	}
-	if last.v < prev.v {
-		return last.v * m.Factor
-	}
-	return 0
+	return as[len(as)-1].v
 }
 
 // between sums the amounts of one meter at times in (from, to].
@@ -226,7 +214,7 @@ func (r *refIngest) amounts(m *registry.Meter) []point {
 		for i := 1; i < len(ps); i++ {
 			prev, cur := ps[i-1], ps[i]
 			var d float64
-			replaced := false
+			replaced, reset := false, false
 			for _, rp := range m.Replacements {
 				if rp.At.After(prev.ts) && !rp.At.After(cur.ts) {
 					d = (rp.OldFinal - prev.v*f) + (cur.v*f - rp.NewInitial)
@@ -241,16 +229,16 @@ func (r *refIngest) amounts(m *registry.Meter) []point {
 				d = (m.Rollover - prev.v*f) + m.Resolution + cur.v*f
 				r.events["wrap"]++
 			case cur.v < prev.v:
-				d = cur.v * f // counted from zero
+				d, reset = cur.v*f, true // counted from zero
 				r.events["reset"]++
 			default:
 				d = (cur.v - prev.v) * f
 			}
-			out = append(out, point{cur.ts, d})
+			out = append(out, point{ts: cur.ts, v: d, reset: reset})
 		}
 	default:
 		for _, p := range ps {
-			out = append(out, point{p.ts, p.v * f})
+			out = append(out, point{ts: p.ts, v: p.v * f})
 		}
 	}
 	return out
