@@ -218,3 +218,84 @@ func fluxLatest(ctx context.Context, s *Influx, q LatestQuery, row func()) error
 	}
 	return res.Err()
 }
+
+// TestMeasureAggregatePaths measures what InfluxDB's two ways of
+// answering an aggregate cost (GROUP BY time, or the readings summed by
+// EachAggregate) against the density of the readings: 20 enterprises ×
+// 50 meters × 7 days, read hourly and every five minutes, in hourly
+// buckets. It takes a few minutes, so it runs only with
+// CLEANPROD_MEASURE_HISTORY=1, and logs the time of each and the cost of
+// a GROUP BY time row in raw readings (aggRawPoints).
+func TestMeasureAggregatePaths(t *testing.T) {
+	if os.Getenv("CLEANPROD_MEASURE_HISTORY") == "" {
+		t.Skip("set CLEANPROD_MEASURE_HISTORY=1 to measure (writes 2.8 million readings)")
+	}
+	const ents, meters, days = 20, 50, 7
+	db := testenv.Influx(t)
+	s, err := OpenInflux(InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket, GZip: true, Timeout: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	start := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
+	end := start.Add(days * 24 * time.Hour)
+	for _, step := range []time.Duration{time.Hour, 5 * time.Minute} {
+		prefix := fmt.Sprintf("%v-", step)
+		var rs []Reading
+		for e := range ents {
+			for m := range meters {
+				kind := "counter"
+				if m >= 40 {
+					kind = "gauge"
+				}
+				reg := 0.0
+				for at := start; at.Before(end); at = at.Add(step) {
+					r := Reading{Enterprise: fmt.Sprintf("%s%02d", prefix, e), Gateway: "gw", Meter: fmt.Sprintf("M-%02d", m), Kind: kind, Time: at}
+					if kind == "gauge" {
+						r.Value = float64(at.Minute()%17) + 0.5
+					} else {
+						r.Delta = float64(at.Hour()%5) + 0.25
+						reg += r.Delta
+						r.Value = reg
+					}
+					if rs = append(rs, r); len(rs) == 10000 {
+						if err := s.WriteReadings(ctx, rs); err != nil {
+							t.Fatal(err)
+						}
+						rs = rs[:0]
+					}
+				}
+			}
+		}
+		if err := s.WriteReadings(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		group := make([]string, ents)
+		for i := range group {
+			group[i] = fmt.Sprintf("%s%02d", prefix, i)
+		}
+		q := AggregateQuery{From: start, To: end, Every: time.Hour, Enterprises: group}
+		took := map[aggPath]time.Duration{}
+		for round := range 2 {
+			for _, c := range []struct {
+				name string
+				path aggPath
+			}{{"GROUP BY time", aggGrouped}, {"readings summed here", aggRaw}, {"chosen", aggAuto}} {
+				rows, d, _, _, err := measureQuery(func(row func()) error {
+					return s.eachAggregate(ctx, q, c.path, func(*Aggregate) error { row(); return nil })
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if round == 1 {
+					took[c.path] = d
+				}
+				t.Logf("readings every %v, %-22s %7d rows %v", step, c.name, rows, d.Round(time.Millisecond))
+			}
+		}
+		perBucket := float64(time.Hour / step)
+		t.Logf("readings every %v: a GROUP BY time row costs %.1f readings", step,
+			perBucket*took[aggGrouped].Seconds()/took[aggRaw].Seconds())
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -84,6 +85,22 @@ func FuzzDecodeChunks(f *testing.F) {
 	})
 }
 
+// rawChunk writes one chunk of n readings of meter m to w, an hour apart.
+func rawChunk(w io.Writer, m, n int, last bool) {
+	fmt.Fprintf(w, `{"results":[{"statement_id":0,"series":[{"name":"reading","tags":{"enterprise":"ent-%03d","meter":"M-%d"},"columns":["time","delta","value"],"values":[`, m/50, m)
+	for i := range n {
+		if i > 0 {
+			io.WriteString(w, ",")
+		}
+		fmt.Fprintf(w, "[%d,%d.5,null]", int64(1.7e18)+int64(i)*int64(time.Hour), i%100)
+	}
+	if last {
+		io.WriteString(w, "]}]}]}\n")
+	} else {
+		io.WriteString(w, `],"partial":true}],"partial":true}]}`+"\n")
+	}
+}
+
 // aggChunk writes one chunk of n aggregate rows of meter m to w.
 func aggChunk(w io.Writer, m, n int, last bool) {
 	fmt.Fprintf(w, `{"results":[{"statement_id":0,"series":[{"name":"reading","tags":{"enterprise":"ent-%03d","kind":"counter","meter":"M-%d","quantity":"electricity","workshop":"paint"},"columns":["time","delta_sum","value_sum","n","value_max"],"values":[`, m/50, m)
@@ -129,41 +146,57 @@ func fakeQueryServer(t testing.TB, body func(w *bufio.Writer, flush func())) *In
 
 // An aggregate of 2 million rows (some 170 MB of JSON, 250 MB as a
 // slice of Aggregate) streams through a heap that stays within a few
-// megabytes.
+// megabytes, by either path: rows the server summed, or readings summed
+// here.
 func TestInfluxEachAggregateBoundedMemory(t *testing.T) {
 	if testing.Short() {
 		t.Skip("streams 170 MB")
 	}
 	const meters, perMeter = 1000, 2000
-	s := fakeQueryServer(t, func(w *bufio.Writer, flush func()) {
-		for m := range meters {
-			aggChunk(w, m, perMeter, m == meters-1)
-			flush()
-		}
-	})
-	runtime.GC()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	base, peak := ms.HeapAlloc, ms.HeapAlloc
-	rows := 0
-	err := s.EachAggregate(context.Background(), AggregateQuery{From: time.Unix(0, 0), To: time.Unix(2e9, 0), Every: time.Hour}, func(a *Aggregate) error {
-		if rows++; rows%50_000 == 0 {
+	for _, p := range aggPaths {
+		t.Run(p.name, func(t *testing.T) {
+			s := fakeQueryServer(t, func(w *bufio.Writer, flush func()) {
+				for m := range meters {
+					p.chunk(w, m, perMeter, m == meters-1)
+					flush()
+				}
+			})
+			runtime.GC()
+			var ms runtime.MemStats
 			runtime.ReadMemStats(&ms)
-			peak = max(peak, ms.HeapAlloc)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
+			base, peak := ms.HeapAlloc, ms.HeapAlloc
+			rows := 0
+			err := s.eachAggregate(context.Background(), AggregateQuery{From: time.Unix(0, 0), To: time.Unix(2e9, 0), Every: time.Hour}, p.path, func(a *Aggregate) error {
+				if rows++; rows%50_000 == 0 {
+					runtime.ReadMemStats(&ms)
+					peak = max(peak, ms.HeapAlloc)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rows != meters*perMeter {
+				t.Fatalf("got %d rows, want %d", rows, meters*perMeter)
+			}
+			grew := float64(peak-base) / (1 << 20)
+			t.Logf("%d rows, heap grew by at most %.1f MB", rows, grew)
+			if grew > 32 {
+				t.Errorf("heap grew by %.1f MB while streaming, want < 32 MB (bounded by a chunk, not the result)", grew)
+			}
+		})
 	}
-	if rows != meters*perMeter {
-		t.Fatalf("got %d rows, want %d", rows, meters*perMeter)
-	}
-	grew := float64(peak-base) / (1 << 20)
-	t.Logf("%d rows, heap grew by at most %.1f MB", rows, grew)
-	if grew > 32 {
-		t.Errorf("heap grew by %.1f MB while streaming, want < 32 MB (bounded by a chunk, not the result)", grew)
-	}
+}
+
+// aggPaths are the two ways EachAggregate can ask InfluxDB, with a writer
+// of answer chunks for each.
+var aggPaths = []struct {
+	name  string
+	path  aggPath
+	chunk func(w io.Writer, m, n int, last bool)
+}{
+	{"GROUP BY time", aggGrouped, aggChunk},
+	{"readings summed here", aggRaw, rawChunk},
 }
 
 func BenchmarkInfluxEachAggregateDecode(b *testing.B) {
@@ -178,7 +211,7 @@ func BenchmarkInfluxEachAggregateDecode(b *testing.B) {
 	b.ReportAllocs()
 	rows := 0
 	for b.Loop() {
-		if err := s.EachAggregate(ctx, q, func(*Aggregate) error { rows++; return nil }); err != nil {
+		if err := s.eachAggregate(ctx, q, aggGrouped, func(*Aggregate) error { rows++; return nil }); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -189,66 +222,76 @@ func BenchmarkInfluxEachAggregateDecode(b *testing.B) {
 func TestInfluxStreamFailures(t *testing.T) {
 	q := AggregateQuery{From: time.Unix(0, 0), To: time.Unix(2e9, 0), Every: time.Hour}
 	stop := errors.New("stop here")
-	tests := []struct {
-		name    string
-		body    func(w *bufio.Writer, flush func())
-		ctx     time.Duration // deadline; 0: none
-		fnErr   error
-		wantIs  error
-		wantSub string
-	}{
-		{name: "connection cut after a chunk", body: func(w *bufio.Writer, flush func()) {
-			aggChunk(w, 0, 10, false)
-			flush()
-			panic(http.ErrAbortHandler) // the server drops the connection
-		}, wantSub: "unexpected EOF"},
-		{name: "answer ends after a partial chunk", body: func(w *bufio.Writer, flush func()) {
-			aggChunk(w, 0, 10, false)
-		}, wantIs: ErrIncomplete},
-		{name: "deadline mid-stream", body: func(w *bufio.Writer, flush func()) {
-			aggChunk(w, 0, 10, false)
-			flush()
-			time.Sleep(time.Second)
-			aggChunk(w, 1, 10, true)
-		}, ctx: 300 * time.Millisecond, wantIs: context.DeadlineExceeded},
-		{name: "callback error", body: func(w *bufio.Writer, flush func()) {
-			aggChunk(w, 0, 10, true)
-		}, fnErr: stop, wantIs: stop},
-		{name: "server error mid-stream", body: func(w *bufio.Writer, flush func()) {
-			aggChunk(w, 0, 10, false)
-			w.WriteString(`{"results":[{"statement_id":0,"error":"query interrupted"}]}`)
-		}, wantSub: "query interrupted"},
-		{name: "bad number", body: func(w *bufio.Writer, flush func()) {
-			w.WriteString(`{"results":[{"series":[{"tags":{"enterprise":"e","meter":"m"},"columns":["time","delta_sum","value_sum","n","value_max"],"values":[[1,"x",null,1,null]]}]}]}`)
-		}, wantSub: "want a number"},
-		{name: "float time", body: func(w *bufio.Writer, flush func()) {
-			w.WriteString(`{"results":[{"series":[{"tags":{"enterprise":"e","meter":"m"},"columns":["time","delta_sum","value_sum","n","value_max"],"values":[[1.5,1,null,1,null]]}]}]}`)
-		}, wantSub: "integer nanoseconds"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := fakeQueryServer(t, tt.body)
-			ctx := context.Background()
-			if tt.ctx > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, tt.ctx)
-				defer cancel()
+	for _, p := range aggPaths {
+		// row writes one answer holding a single row of value v at time at.
+		row := func(w *bufio.Writer, at, v string) {
+			if p.path == aggRaw {
+				fmt.Fprintf(w, `{"results":[{"series":[{"tags":{"enterprise":"e","meter":"m"},"columns":["time","delta","value"],"values":[[%s,%s,null]]}]}]}`, at, v)
+				return
 			}
-			rows := 0
-			err := s.EachAggregate(ctx, q, func(*Aggregate) error {
-				rows++
-				return tt.fnErr
+			fmt.Fprintf(w, `{"results":[{"series":[{"tags":{"enterprise":"e","meter":"m"},"columns":["time","delta_sum","value_sum","n","value_max"],"values":[[%s,%s,null,1,null]]}]}]}`, at, v)
+		}
+		tests := []struct {
+			name    string
+			body    func(w *bufio.Writer, flush func())
+			ctx     time.Duration // deadline; 0: none
+			fnErr   error
+			wantIs  error
+			wantSub string
+		}{
+			{name: "connection cut after a chunk", body: func(w *bufio.Writer, flush func()) {
+				p.chunk(w, 0, 10, false)
+				flush()
+				panic(http.ErrAbortHandler) // the server drops the connection
+			}, wantSub: "unexpected EOF"},
+			{name: "answer ends after a partial chunk", body: func(w *bufio.Writer, flush func()) {
+				p.chunk(w, 0, 10, false)
+			}, wantIs: ErrIncomplete},
+			{name: "deadline mid-stream", body: func(w *bufio.Writer, flush func()) {
+				p.chunk(w, 0, 10, false)
+				flush()
+				time.Sleep(time.Second)
+				p.chunk(w, 1, 10, true)
+			}, ctx: 300 * time.Millisecond, wantIs: context.DeadlineExceeded},
+			{name: "callback error", body: func(w *bufio.Writer, flush func()) {
+				p.chunk(w, 0, 10, true)
+			}, fnErr: stop, wantIs: stop},
+			{name: "server error mid-stream", body: func(w *bufio.Writer, flush func()) {
+				p.chunk(w, 0, 10, false)
+				w.WriteString(`{"results":[{"statement_id":0,"error":"query interrupted"}]}`)
+			}, wantSub: "query interrupted"},
+			{name: "bad number", body: func(w *bufio.Writer, flush func()) {
+				row(w, "1", `"x"`)
+			}, wantSub: "want a number"},
+			{name: "float time", body: func(w *bufio.Writer, flush func()) {
+				row(w, "1.5", "1")
+			}, wantSub: "integer nanoseconds"},
+		}
+		for _, tt := range tests {
+			t.Run(p.name+"/"+tt.name, func(t *testing.T) {
+				s := fakeQueryServer(t, tt.body)
+				ctx := context.Background()
+				if tt.ctx > 0 {
+					var cancel context.CancelFunc
+					ctx, cancel = context.WithTimeout(ctx, tt.ctx)
+					defer cancel()
+				}
+				rows := 0
+				err := s.eachAggregate(ctx, q, p.path, func(*Aggregate) error {
+					rows++
+					return tt.fnErr
+				})
+				if err == nil {
+					t.Fatalf("got nil error after %d rows, want one", rows)
+				}
+				if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
+					t.Errorf("got %v, want errors.Is %v", err, tt.wantIs)
+				}
+				if tt.wantSub != "" && !strings.Contains(err.Error(), tt.wantSub) {
+					t.Errorf("got %v, want it to say %q", err, tt.wantSub)
+				}
 			})
-			if err == nil {
-				t.Fatalf("got nil error after %d rows, want one", rows)
-			}
-			if tt.wantIs != nil && !errors.Is(err, tt.wantIs) {
-				t.Errorf("got %v, want errors.Is %v", err, tt.wantIs)
-			}
-			if tt.wantSub != "" && !strings.Contains(err.Error(), tt.wantSub) {
-				t.Errorf("got %v, want it to say %q", err, tt.wantSub)
-			}
-		})
+		}
 	}
 	t.Run("HTTP error", func(t *testing.T) {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -264,4 +307,93 @@ func TestInfluxStreamFailures(t *testing.T) {
 			t.Errorf("got %v, want the server's 401 message", err)
 		}
 	})
+}
+
+// EachAggregate asks InfluxDB for the readings themselves where buckets
+// hold a few (a row of GROUP BY time costs the server about what four or
+// five readings do) and has the server sum them where buckets hold many;
+// either way the answer is the same.
+func TestInfluxAggregatePath(t *testing.T) {
+	s, _ := openTestInflux(t)
+	ctx := context.Background()
+	day := time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
+	var rs []Reading
+	for _, e := range []struct {
+		name string
+		step time.Duration
+	}{{"sparse", time.Hour}, {"quarter", 15 * time.Minute}, {"dense", 5 * time.Minute}} {
+		reg := 0.0
+		for at := day; at.Before(day.Add(48 * time.Hour)); at = at.Add(e.step) {
+			reg += 2
+			rs = append(rs,
+				Reading{Enterprise: e.name, Gateway: "gw", Meter: "C", Kind: "counter", Time: at, Value: reg, Delta: 2},
+				Reading{Enterprise: e.name, Gateway: "gw", Meter: "D", Kind: "delta", Time: at, Value: 3, Delta: 3},
+				Reading{Enterprise: e.name, Gateway: "gw", Meter: "G", Kind: "gauge", Time: at, Value: 5})
+		}
+	}
+	if err := s.WriteReadings(ctx, rs); err != nil {
+		t.Fatal(err)
+	}
+	hourly := func(ents ...string) AggregateQuery {
+		return AggregateQuery{From: day, To: day.Add(48 * time.Hour), Every: time.Hour, Enterprises: ents}
+	}
+	daily := AggregateQuery{From: day, To: day.Add(48 * time.Hour), Every: 24 * time.Hour, Offset: 16 * time.Hour, Enterprises: []string{"sparse"}}
+	before := hourly("sparse")
+	before.From, before.To = day.Add(-48*time.Hour), day
+	tests := []struct {
+		name string
+		q    AggregateQuery
+		want aggPath
+		rows int
+	}{
+		{"one reading a bucket", hourly("sparse"), aggRaw, 3 * 48},
+		{"four a bucket", hourly("quarter"), aggRaw, 3 * 48},
+		{"twelve a bucket", hourly("dense"), aggGrouped, 3 * 48},
+		{"24 a bucket", daily, aggGrouped, 3 * 3},
+		{"one and twelve: 1,872 readings in at most 288 rows", hourly("sparse", "dense"), aggGrouped, 2 * 3 * 48},
+		{"nothing", before, aggAuto, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := s.planAggregate(ctx, tt.q, aggAuto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p.path != tt.want {
+				t.Errorf("path %d, want %d", p.path, tt.want)
+			}
+			got, err := collectAggregates(ctx, s, tt.q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != tt.rows {
+				t.Errorf("%d rows, want %d", len(got), tt.rows)
+			}
+			for _, path := range []aggPath{aggRaw, aggGrouped} {
+				other, err := collectAggregates(ctx, influxAggPath{s, path}, tt.q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if a, b := sortedAggregates(got), sortedAggregates(other); !slices.EqualFunc(a, b, aggEqual) {
+					t.Errorf("path %d differs:\n%s", path, diffAggregates(a, b))
+				}
+			}
+		})
+	}
+	// By hand: a sparse hour holds one reading of each meter.
+	got, _ := collectAggregates(ctx, s, hourly("sparse"))
+	for _, a := range got {
+		want := Aggregate{Enterprise: "sparse", Meter: a.Meter, Start: a.Start, Count: 1}
+		switch a.Meter {
+		case "C":
+			want.Sum = 2
+		case "D":
+			want.Sum = 3
+		case "G":
+			want.ValueSum, want.Max = 5, 5
+		}
+		if !aggEqual(a, want) {
+			t.Errorf("got %+v, want %+v", a, want)
+		}
+	}
 }
