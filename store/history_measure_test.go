@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -298,4 +301,110 @@ func TestMeasureAggregatePaths(t *testing.T) {
 		t.Logf("readings every %v: a GROUP BY time row costs %.1f readings", step,
 			perBucket*took[aggGrouped].Seconds()/took[aggRaw].Seconds())
 	}
+}
+
+// TestMeasureLatestReadings measures what a start's restore costs
+// InfluxDB: the latest 4 readings of 10,000 meters (200 enterprises × 50)
+// read every five minutes and hourly, as EachLatestReading reads them
+// (LIMIT 4, chained counters completed from their hour's first reading),
+// against asking for 15 per meter so that most chains need no second
+// query. It runs only with CLEANPROD_MEASURE_HISTORY=1 and logs wall time
+// and influxd CPU for each.
+func TestMeasureLatestReadings(t *testing.T) {
+	if os.Getenv("CLEANPROD_MEASURE_HISTORY") == "" {
+		t.Skip("set CLEANPROD_MEASURE_HISTORY=1 to measure (writes 3.1 million readings)")
+	}
+	const ents, meters = 200, 50
+	db := testenv.Influx(t)
+	s, err := OpenInflux(InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket, GZip: true, Timeout: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	// 23 minutes past the hour: a five-minute counter's last 4 readings
+	// are all chained to the hour's first.
+	end := time.Now().UTC().Truncate(time.Hour).Add(-7 * time.Hour).Add(23 * time.Minute)
+	for _, step := range []time.Duration{5 * time.Minute, time.Hour} {
+		prefix := fmt.Sprintf("%v-", step)
+		var rs []Reading
+		for e := range ents {
+			for m := range meters {
+				kind := "counter"
+				switch {
+				case m >= 45:
+					kind = "gauge"
+				case m >= 40:
+					kind = "delta"
+				}
+				var prev Reading
+				for at := end.Add(-48 * time.Hour); at.Before(end); at = at.Add(step) {
+					r := Reading{Enterprise: fmt.Sprintf("%se%03d", prefix, e), Gateway: "gw", Meter: fmt.Sprintf("M-%02d", m), Kind: kind, Time: at, Value: 1.5, Delta: 0.25}
+					if kind == "counter" {
+						r.Value = prev.Value + r.Delta
+						r.Chained = !prev.Time.IsZero() && Chains(prev.Time.UnixNano(), prev.Value, at.UnixNano(), r.Value, r.Delta)
+						prev = r
+					}
+					if rs = append(rs, r); len(rs) == 10000 {
+						if err := s.WriteReadings(ctx, rs); err != nil {
+							t.Fatal(err)
+						}
+						rs = rs[:0]
+					}
+				}
+			}
+		}
+		if err := s.WriteReadings(ctx, rs); err != nil {
+			t.Fatal(err)
+		}
+		group := make([]string, ents)
+		for i := range group {
+			group[i] = fmt.Sprintf("%se%03d", prefix, i)
+		}
+		since := end.Add(-30 * 24 * time.Hour)
+		for range 2 {
+			for _, c := range []struct {
+				name string
+				run  func(row func()) error
+			}{
+				{"EachLatestReading, 4", func(row func()) error {
+					return s.EachLatestReading(ctx, LatestQuery{Since: since, PerMeter: 4, Enterprises: group}, func(*Reading) error { row(); return nil })
+				}},
+				{"LIMIT 15 alone", func(row func()) error {
+					stmt := fmt.Sprintf(`SELECT "register", "delta", "value", "flag"::field FROM %s WHERE time >= %d%s GROUP BY "enterprise", "meter" ORDER BY time DESC LIMIT 15`,
+						influxIdent(readingMeasurement), since.UnixNano(), enterpriseCond(group))
+					return s.influxQL(ctx, stmt, func(*influxSeries, []json.RawMessage) error { row(); return nil })
+				}},
+			} {
+				c0 := influxdCPU(t)
+				rows, took, _, _, err := measureQuery(c.run)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("every %v, %-22s %6d rows %7v  influxd %v CPU", step, c.name, rows, took.Round(time.Millisecond), influxdCPU(t)-c0)
+			}
+		}
+	}
+}
+
+// influxdCPU returns the CPU time of every influxd process of the machine
+// (the tests' own, when nothing else runs one).
+func influxdCPU(t *testing.T) time.Duration {
+	out, err := exec.Command("pgrep", "-x", "influxd").Output()
+	if err != nil {
+		t.Fatalf("pgrep influxd: %v", err)
+	}
+	var total time.Duration
+	for _, pid := range strings.Fields(string(out)) {
+		b, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			continue
+		}
+		// After the name: utime and stime are fields 14 and 15.
+		f := strings.Fields(string(b)[strings.LastIndexByte(string(b), ')')+2:])
+		u, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		total += time.Duration(u+st) * 10 * time.Millisecond
+	}
+	return total
 }

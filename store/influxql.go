@@ -338,19 +338,21 @@ func newAggColumns(cols []string) (aggColumns, error) {
 // recent readings with Time >= q.Since (fewer if it has fewer): a
 // meter's readings come together, oldest first.
 //
-// Readings are streamed (at most PerMeter+chainSlack of them held at a
-// time, but for the meters below): fn runs while the answer is read. The *Reading is
-// reused: fn must not keep it after it returns. A failure mid-stream
+// Readings are streamed (at most PerMeter of them held at a time, but
+// for the meters below): fn runs while the answer is read. The *Reading
+// is reused: fn must not keep it after it returns. A failure mid-stream
 // (deadline, connection, server error) is returned after the readings
 // before it were passed to fn.
 //
 // Registers of chained counter readings (Reading.Chained) are rebuilt from
-// the hour's first: chainSlack readings more than asked are read for
-// that. A meter whose oldest reading asked for is still a delta alone and
-// whose hour the answer does not reach back past may be a counter read
-// more often: such meters are held until the answer ends and then
-// completed with a second query per hour they start in, and passed to fn
-// after the others.
+// the hour's first. A meter whose oldest reading asked for is a delta
+// alone may be a counter's chained to readings before it: such meters are
+// held until the answer ends and then completed with a second query per
+// hour they start in (the readings themselves, from the hour's start),
+// and passed to fn after the others. Asking for more readings per meter
+// to reach back to the hour's first instead costs InfluxDB more: each
+// reading of ORDER BY time DESC LIMIT costs it about three read in time
+// order (TestMeasureLatestReadings).
 func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*Reading) error) error {
 	if err := q.check(); err != nil {
 		return fmt.Errorf("influx latest readings: %w", err)
@@ -360,10 +362,8 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 	}
 	sinceNs := max(clampNanos(q.Since), influxMinNanos)
 	// Newest first so that LIMIT keeps the latest, turned around per meter
-	// here. chainSlack more than asked reach back to the hour's first
-	// reading of a counter read every five minutes or less often, so its
-	// registers need no second query.
-	limit := q.PerMeter + chainSlack
+	// here.
+	limit := q.PerMeter
 	stmt := fmt.Sprintf(`SELECT "register", "delta", "value", "flag"::field`+
 		` FROM %s WHERE time >= %d%s GROUP BY "enterprise", "meter" ORDER BY time DESC LIMIT %d`,
 		influxIdent(readingMeasurement), sinceNs, enterpriseCond(q.Enterprises), limit)
@@ -428,11 +428,6 @@ func (s *Influx) EachLatestReading(ctx context.Context, q LatestQuery, fn func(*
 	}
 	return nil
 }
-
-// chainSlack is how many readings EachLatestReading reads beyond those
-// asked for: eleven reach back to the hour's first of a meter read every
-// five minutes.
-const chainSlack = 11
 
 // meterKey names one meter of one enterprise.
 type meterKey struct{ enterprise, meter string }
