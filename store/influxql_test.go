@@ -40,7 +40,13 @@ func TestDecodeChunks(t *testing.T) {
 		{"results not an array", `{"results":{}}`, 0, "want ["},
 		{"values before columns", `{"results":[{"series":[{"values":[[1]]}]}]}`, 0, "values before columns"},
 		{"row too short", `{"results":[{"series":[{"columns":["a","b"],"values":[[1]]}]}]}`, 0, "row of 1 values for 2 columns"},
-		{"row not an array", `{"results":[{"series":[{"columns":["a"],"values":[7]}]}]}`, 0, "cannot unmarshal"},
+		{"row not an array", `{"results":[{"series":[{"columns":["a"],"values":[7]}]}]}`, 0, "want an array"},
+		{"values not an array", `{"results":[{"series":[{"columns":["a"],"values":{"a":[1]}}]}]}`, 0, "want an array"},
+		{"nested value", `{"results":[{"series":[{"columns":["a","b"],"values":[[1,[2]]]}]}]}`, 0, "want scalar values"},
+		{"second row not an array", `{"results":[{"series":[{"columns":["a"],"values":[[1],2]}]}]}`, 1, "want an array"},
+		{"rows with spaces, strings and escapes", "{\"results\":[{\"series\":[{\"columns\":[\"a\",\"b\"],\"values\": [ [1 , \"x,]\\\"y\"] ,\n[null,true] ] }]}]}", 2, ""},
+		{"empty row", `{"results":[{"series":[{"columns":["a"],"values":[[]]}]}]}`, 0, "row of 0 values for 1 columns"},
+		{"no rows", `{"results":[{"series":[{"columns":["a"],"values":[]}]}]}`, 0, ""},
 		{"tag not a string", `{"results":[{"series":[{"tags":{"a":1},"columns":["a"],"values":[[1]]}]}]}`, 0, "want a string"},
 		{"column not a string", `{"results":[{"series":[{"columns":[1],"values":[[1]]}]}]}`, 0, "want a string"},
 		{"partial not a bool", `{"results":[{"partial":"yes"}]}`, 0, "want true or false"},
@@ -396,4 +402,102 @@ func TestInfluxAggregatePath(t *testing.T) {
 			t.Errorf("got %+v, want %+v", a, want)
 		}
 	}
+}
+
+// eachRow splits a chunk's values as the JSON decoder would.
+func TestEachRow(t *testing.T) {
+	raw := json.RawMessage(" [ [1 , \"x,]\\\"y\" ,-2.5e-3],\n[null,true,\"\"] ,[false, \"\\\\\",0]] ")
+	var got [][]string
+	var vals []json.RawMessage
+	err := eachRow(raw, &vals, func(v []json.RawMessage) error {
+		var row []string
+		for _, e := range v {
+			row = append(row, string(e))
+		}
+		got = append(got, row)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want [][]json.RawMessage
+	if err := json.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("got %d rows %q, want %d", len(got), got, len(want))
+	}
+	for i := range want {
+		if len(got[i]) != len(want[i]) {
+			t.Fatalf("row %d: got %q, want %q", i, got[i], want[i])
+		}
+		for j := range want[i] {
+			if got[i][j] != string(want[i][j]) {
+				t.Errorf("row %d value %d: got %s, want %s", i, j, got[i][j], want[i][j])
+			}
+		}
+	}
+}
+
+// FuzzEachRow: on any valid JSON, eachRow splits rows of scalars as the
+// JSON decoder does, and refuses anything else without panicking.
+func FuzzEachRow(f *testing.F) {
+	f.Add(`[[1,"a"],[null,true]]`)
+	f.Add(` [ [ "x,]\"y" , -2.5e-3 ] ] `)
+	f.Add(`[[1,[2]]]`)
+	f.Add(`{"a":1}`)
+	f.Fuzz(func(t *testing.T, s string) {
+		if !json.Valid([]byte(s)) {
+			return
+		}
+		var got [][]string
+		var vals []json.RawMessage
+		err := eachRow(json.RawMessage(s), &vals, func(v []json.RawMessage) error {
+			row := []string{}
+			for _, e := range v {
+				row = append(row, string(e))
+			}
+			got = append(got, row)
+			return nil
+		})
+		var want [][]json.RawMessage
+		if json.Unmarshal([]byte(s), &want) != nil {
+			if err == nil {
+				t.Fatalf("%q: split into %q, want an error (not an array of arrays)", s, got)
+			}
+			return
+		}
+		if want == nil || slices.ContainsFunc(want, func(r []json.RawMessage) bool { return r == nil }) { // null, not an array
+			if err == nil {
+				t.Fatalf("%q: split into %q, want an error for null", s, got)
+			}
+			return
+		}
+		for _, row := range want {
+			for _, e := range row {
+				if e[0] == '[' || e[0] == '{' {
+					if err == nil {
+						t.Fatalf("%q: split, want an error for a nested value", s)
+					}
+					return
+				}
+			}
+		}
+		if err != nil {
+			t.Fatalf("%q: %v", s, err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("%q: %d rows, want %d", s, len(got), len(want))
+		}
+		for i := range want {
+			if len(got[i]) != len(want[i]) {
+				t.Fatalf("%q row %d: %q, want %q", s, i, got[i], want[i])
+			}
+			for j := range want[i] {
+				if got[i][j] != string(want[i][j]) {
+					t.Fatalf("%q row %d: %q, want %q", s, i, got[i], want[i])
+				}
+			}
+		}
+	})
 }
