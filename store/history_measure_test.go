@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -285,6 +286,7 @@ func TestMeasureAggregatePaths(t *testing.T) {
 				name string
 				path aggPath
 			}{{"GROUP BY time", aggGrouped}, {"readings summed here", aggRaw}, {"chosen", aggAuto}} {
+				c0, s0 := influxdCPU(t), selfCPU()
 				rows, d, _, _, err := measureQuery(func(row func()) error {
 					return s.eachAggregate(ctx, q, c.path, func(*Aggregate) error { row(); return nil })
 				})
@@ -294,7 +296,8 @@ func TestMeasureAggregatePaths(t *testing.T) {
 				if round == 1 {
 					took[c.path] = d
 				}
-				t.Logf("readings every %v, %-22s %7d rows %v", step, c.name, rows, d.Round(time.Millisecond))
+				t.Logf("readings every %v, %-22s %7d rows %v  influxd %v CPU, this process %v", step, c.name, rows, d.Round(time.Millisecond),
+					influxdCPU(t)-c0, (selfCPU() - s0).Round(10*time.Millisecond))
 			}
 		}
 		perBucket := float64(time.Hour / step)
@@ -385,6 +388,15 @@ func TestMeasureLatestReadings(t *testing.T) {
 			}
 		}
 	}
+}
+
+// selfCPU returns the CPU time of this process.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // influxdCPU returns the CPU time of every influxd process of the machine
