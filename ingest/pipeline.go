@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -253,9 +254,15 @@ func (p *Pipeline) Reconfigure(ctx context.Context, reg *registry.Registry, held
 // RestoreProgress says how far Restore is: enterprises done of total.
 type RestoreProgress struct{ Done, Total int }
 
+// restoreRecent is the span Restore asks the store for meters' latest
+// readings in first; it asks within PastHorizon only for the enterprises
+// with a meter that has fewer readings in it than RestoreHistory.
+const restoreRecent = 24 * time.Hour
+
 // Restore rebuilds per-meter state from the store's recent readings
-// (RestoreHistory per meter, within PastHorizon), a group of
-// enterprises per query, RestoreConcurrency queries at once, streamed;
+// (RestoreHistory per meter, within PastHorizon; asked for within
+// restoreRecent first), a group of enterprises per query,
+// RestoreConcurrency queries at once, streamed;
 // call it before Run. A failed query is retried with back-off in smaller
 // groups until ctx ends: a slow or restarting store delays the start, it
 // does not end it. newest, when not nil, is handed each meter's newest
@@ -292,7 +299,16 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 		took time.Duration
 		err  error
 	}
-	fetch := func(ctx context.Context, part []*registry.Enterprise) answer {
+	// The latest readings are asked for within the last restoreRecent
+	// first, and within PastHorizon only for the enterprises with a meter
+	// that has fewer there: InfluxDB's cost of the query grows with the
+	// span it covers (its shards), and most meters of a fleet report
+	// every few minutes.
+	recent := p.cfg.Now().Add(-restoreRecent)
+	if !recent.After(since) {
+		recent = since
+	}
+	query := func(ctx context.Context, part []*registry.Enterprise, from time.Time, seen map[*registry.Meter]int) (rows int, err error) {
 		var ids []string // nil: everything, no filter to send
 		if len(part) < len(ents) {
 			ids = make([]string, len(part))
@@ -300,19 +316,42 @@ func (p *Pipeline) Restore(ctx context.Context, src HistorySource, newest func(*
 				ids[i] = e.ID
 			}
 		}
-		a := answer{part: part}
-		t0 := time.Now()
 		var meter []store.Reading
-		a.err = src.EachLatestReading(ctx, store.LatestQuery{Since: since, PerMeter: p.cfg.RestoreHistory, Enterprises: ids}, func(r *store.Reading) error {
+		err = src.EachLatestReading(ctx, store.LatestQuery{Since: from, PerMeter: p.cfg.RestoreHistory, Enterprises: ids}, func(r *store.Reading) error {
 			if n := len(meter); n > 0 && (r.Meter != meter[n-1].Meter || r.Enterprise != meter[n-1].Enterprise) {
 				place(meter)
 				meter = meter[:0]
 			}
 			meter = append(meter, *r)
-			a.rows++
+			if m, ok := p.reg.Meter(r.Enterprise, r.Meter); ok && seen != nil {
+				seen[m]++
+			}
+			rows++
 			return nil
 		})
 		place(meter)
+		return rows, err
+	}
+	fetch := func(ctx context.Context, part []*registry.Enterprise) answer {
+		a := answer{part: part}
+		t0 := time.Now()
+		if recent.Equal(since) {
+			a.rows, a.err = query(ctx, part, since, nil)
+		} else {
+			seen := make(map[*registry.Meter]int)
+			a.rows, a.err = query(ctx, part, recent, seen)
+			var short []*registry.Enterprise
+			for _, e := range part {
+				if slices.ContainsFunc(e.Meters, func(m *registry.Meter) bool { return seen[m] < p.cfg.RestoreHistory }) {
+					short = append(short, e)
+				}
+			}
+			if a.err == nil && len(short) > 0 {
+				var n int
+				n, a.err = query(ctx, short, since, nil)
+				a.rows += n
+			}
+		}
 		a.took = time.Since(t0)
 		return a
 	}

@@ -17,28 +17,42 @@ import (
 )
 
 // listSource answers EachLatestReading from a list (each meter's readings
-// together, oldest first), failing the calls fail says.
+// together, oldest first) as the stores do (each meter's latest PerMeter
+// since Since), failing the calls fail says.
 type listSource struct {
 	rs      []store.Reading
 	fail    func(call int) error
 	mu      sync.Mutex
 	queries [][]string
+	since   []time.Time
 }
 
 func (s *listSource) EachLatestReading(ctx context.Context, q store.LatestQuery, fn func(*store.Reading) error) error {
 	s.mu.Lock()
 	s.queries = append(s.queries, q.Enterprises)
+	s.since = append(s.since, q.Since)
 	call := len(s.queries)
 	s.mu.Unlock()
 	if err := s.fail(call); err != nil {
 		return err
 	}
-	for i := range s.rs {
-		if len(q.Enterprises) == 0 || slices.Contains(q.Enterprises, s.rs[i].Enterprise) {
-			if err := fn(&s.rs[i]); err != nil {
+	for i := 0; i < len(s.rs); {
+		j := i
+		for j < len(s.rs) && s.rs[j].Enterprise == s.rs[i].Enterprise && s.rs[j].Meter == s.rs[i].Meter {
+			j++
+		}
+		var meter []store.Reading
+		for _, r := range s.rs[i:j] {
+			if !r.Time.Before(q.Since) && (len(q.Enterprises) == 0 || slices.Contains(q.Enterprises, r.Enterprise)) {
+				meter = append(meter, r)
+			}
+		}
+		for k := range meter[max(0, len(meter)-q.PerMeter):] {
+			if err := fn(&meter[max(0, len(meter)-q.PerMeter)+k]); err != nil {
 				return err
 			}
 		}
+		i = j
 	}
 	return nil
 }
@@ -73,15 +87,17 @@ func TestRestoreRetriesInSmallerPieces(t *testing.T) {
 	if got := testutil.ToFloat64(m.restoreRetries); got != 1 {
 		t.Errorf("retries counted %v, want 1", got)
 	}
-	// The two groups of one are read at once, in either order.
+	// The two groups of one are read at once, in either order; each is
+	// asked twice (its meters have fewer readings than RestoreHistory in
+	// the last day, so they are asked for within PastHorizon too).
 	got := slices.Clone(src.queries)
 	slices.SortFunc(got[1:], slices.Compare)
-	want := [][]string{nil, {"ent-a"}, {"ent-b"}}
+	want := [][]string{nil, {"ent-a"}, {"ent-a"}, {"ent-b"}, {"ent-b"}}
 	if !slices.EqualFunc(got, want, slices.Equal) {
-		t.Errorf("queries for %q, want the whole fleet, then one enterprise at a time", src.queries)
+		t.Errorf("queries for %q, want the whole fleet, then one enterprise at a time, twice", src.queries)
 	}
-	if calls != 3 || !newest["ent-a/E-1"].Equal(at(2)) || !newest["ent-a/E-MWH"].Equal(at(2)) || !newest["ent-b/E-B"].Equal(at(1)) {
-		t.Errorf("newest handed %d times: %v, want each meter's newest once", calls, newest)
+	if calls != 6 || !newest["ent-a/E-1"].Equal(at(2)) || !newest["ent-a/E-MWH"].Equal(at(2)) || !newest["ent-b/E-B"].Equal(at(1)) {
+		t.Errorf("newest handed %d times: %v, want each meter's newest once per answer", calls, newest)
 	}
 	if got := p.norm.Meters(); got != 3 {
 		t.Errorf("%d meters with restored history, want 3", got)
@@ -92,5 +108,50 @@ func TestRestoreRetriesInSmallerPieces(t *testing.T) {
 	var qe *store.QueryError
 	if !errors.As(err, &qe) || len(refused.queries) != 1 {
 		t.Errorf("refused store: %v after %d queries, want its error after one", err, len(refused.queries))
+	}
+}
+
+// Restore asks for the latest readings within the last day first, and
+// within PastHorizon only for the enterprises with a meter short of
+// RestoreHistory there: a meter silent for days is restored all the same.
+func TestRestoreAsksRecentFirst(t *testing.T) {
+	now := time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC)
+	reg := testRegistry(t)
+	var rs []store.Reading
+	for _, e := range reg.Enterprises {
+		for _, m := range e.Meters {
+			switch {
+			case e.ID == "ent-a" && m.ID == "HW": // silent for three days
+				for k := range 2 {
+					rs = append(rs, store.Reading{Enterprise: e.ID, Meter: m.ID, Kind: "delta", Time: now.Add(-72*time.Hour + time.Duration(k)*time.Hour), Value: 1, Delta: 1})
+				}
+			default: // every five minutes, the last hour
+				for k := range 12 {
+					rs = append(rs, store.Reading{Enterprise: e.ID, Meter: m.ID, Kind: "gauge", Time: now.Add(-time.Hour + time.Duration(k)*5*time.Minute), Value: float64(k)})
+				}
+			}
+		}
+	}
+	src := &listSource{rs: rs, fail: func(int) error { return nil }}
+	cfg := testConfig
+	p := NewPipeline(reg, PipelineConfig{Normaliser: cfg, RestoreHistory: 4, RestoreConcurrency: 1, Now: func() time.Time { return now }}, nil, nil, func([]store.Reading) {}, NewMetrics(prometheus.NewRegistry()), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	newest := map[string]time.Time{}
+	if err := p.Restore(t.Context(), src, func(r *store.Reading) { newest[r.Enterprise+"/"+r.Meter] = r.Time }); err != nil {
+		t.Fatal(err)
+	}
+	wantQueries := [][]string{nil, {"ent-a"}}
+	wantSince := []time.Time{now.Add(-restoreRecent), now.Add(-cfg.PastHorizon)}
+	if !slices.EqualFunc(src.queries, wantQueries, slices.Equal) || !slices.EqualFunc(src.since, wantSince, time.Time.Equal) {
+		t.Errorf("queries for %q since %v, want the fleet since a day ago, then ent-a (its HW silent) within the past horizon", src.queries, src.since)
+	}
+	meters := 0
+	for _, e := range reg.Enterprises {
+		meters += len(e.Meters)
+	}
+	if got := p.norm.Meters(); got != meters {
+		t.Errorf("%d meters with restored history, want all %d", got, meters)
+	}
+	if got, want := newest["ent-a/HW"], now.Add(-71*time.Hour); !got.Equal(want) {
+		t.Errorf("HW's newest %v, want %v", got, want)
 	}
 }
