@@ -728,7 +728,9 @@ func (sq *slowQueries) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		kind := ""
 		switch {
-		case strings.Contains(q, "GROUP BY time("):
+		// The windows' history: counted per meter first, then asked for
+		// grouped by time or as readings.
+		case strings.Contains(q, "GROUP BY time("), strings.HasPrefix(q, `SELECT count("delta")`), strings.HasPrefix(q, `SELECT "delta", "value"`):
 			kind = "aggregates"
 		case strings.Contains(q, "ORDER BY time DESC LIMIT"):
 			kind = "latest"
