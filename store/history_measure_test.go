@@ -246,7 +246,7 @@ func TestMeasureAggregatePaths(t *testing.T) {
 	end := start.Add(days * 24 * time.Hour)
 	for _, step := range []time.Duration{time.Hour, 5 * time.Minute} {
 		prefix := fmt.Sprintf("%v-", step)
-		var rs []Reading
+		add, flush := batchWriter(t, s)
 		for e := range ents {
 			for m := range meters {
 				kind := "counter"
@@ -263,18 +263,11 @@ func TestMeasureAggregatePaths(t *testing.T) {
 						reg += r.Delta
 						r.Value = reg
 					}
-					if rs = append(rs, r); len(rs) == 10000 {
-						if err := s.WriteReadings(ctx, rs); err != nil {
-							t.Fatal(err)
-						}
-						rs = rs[:0]
-					}
+					add(r)
 				}
 			}
 		}
-		if err := s.WriteReadings(ctx, rs); err != nil {
-			t.Fatal(err)
-		}
+		flush()
 		group := make([]string, ents)
 		for i := range group {
 			group[i] = fmt.Sprintf("%s%02d", prefix, i)
@@ -330,7 +323,7 @@ func TestMeasureLatestReadings(t *testing.T) {
 	end := time.Now().UTC().Truncate(time.Hour).Add(-7 * time.Hour).Add(23 * time.Minute)
 	for _, step := range []time.Duration{5 * time.Minute, time.Hour} {
 		prefix := fmt.Sprintf("%v-", step)
-		var rs []Reading
+		add, flush := batchWriter(t, s)
 		for e := range ents {
 			for m := range meters {
 				kind := "counter"
@@ -348,18 +341,11 @@ func TestMeasureLatestReadings(t *testing.T) {
 						r.Chained = !prev.Time.IsZero() && Chains(prev.Time.UnixNano(), prev.Value, at.UnixNano(), r.Value, r.Delta)
 						prev = r
 					}
-					if rs = append(rs, r); len(rs) == 10000 {
-						if err := s.WriteReadings(ctx, rs); err != nil {
-							t.Fatal(err)
-						}
-						rs = rs[:0]
-					}
+					add(r)
 				}
 			}
 		}
-		if err := s.WriteReadings(ctx, rs); err != nil {
-			t.Fatal(err)
-		}
+		flush()
 		group := make([]string, ents)
 		for i := range group {
 			group[i] = fmt.Sprintf("%se%03d", prefix, i)
@@ -388,6 +374,24 @@ func TestMeasureLatestReadings(t *testing.T) {
 			}
 		}
 	}
+}
+
+// batchWriter returns add, which writes readings to s 10,000 at a time,
+// and flush, which writes the rest.
+func batchWriter(t *testing.T, s *Influx) (add func(Reading), flush func()) {
+	var rs []Reading
+	flush = func() {
+		if err := s.WriteReadings(context.Background(), rs); err != nil {
+			t.Fatal(err)
+		}
+		rs = rs[:0]
+	}
+	add = func(r Reading) {
+		if rs = append(rs, r); len(rs) == 10000 {
+			flush()
+		}
+	}
+	return add, flush
 }
 
 // selfCPU returns the CPU time of this process.
