@@ -25,16 +25,8 @@ import (
 // CLEANPROD_MEASURE_HISTORY=1 and logs time, peak heap growth and bytes
 // allocated for each.
 func TestMeasureHistoryQueries(t *testing.T) {
-	if os.Getenv("CLEANPROD_MEASURE_HISTORY") == "" {
-		t.Skip("set CLEANPROD_MEASURE_HISTORY=1 to measure (writes 7.2 million readings)")
-	}
+	s := openMeasureStore(t, "7.2 million readings")
 	const ents, meters, days = 200, 50, 30
-	db := testenv.Influx(t)
-	s, err := OpenInflux(InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket, GZip: true, Timeout: 10 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	ctx := context.Background()
 	start := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
 	t0 := time.Now()
@@ -231,16 +223,8 @@ func fluxLatest(ctx context.Context, s *Influx, q LatestQuery, row func()) error
 // CLEANPROD_MEASURE_HISTORY=1, and logs the time of each and the cost of
 // a GROUP BY time row in raw readings (aggRawPoints).
 func TestMeasureAggregatePaths(t *testing.T) {
-	if os.Getenv("CLEANPROD_MEASURE_HISTORY") == "" {
-		t.Skip("set CLEANPROD_MEASURE_HISTORY=1 to measure (writes 2.8 million readings)")
-	}
+	s := openMeasureStore(t, "2.8 million readings")
 	const ents, meters, days = 20, 50, 7
-	db := testenv.Influx(t)
-	s, err := OpenInflux(InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket, GZip: true, Timeout: 10 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	ctx := context.Background()
 	start := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
 	end := start.Add(days * 24 * time.Hour)
@@ -307,16 +291,8 @@ func TestMeasureAggregatePaths(t *testing.T) {
 // query. It runs only with CLEANPROD_MEASURE_HISTORY=1 and logs wall time
 // and influxd CPU for each.
 func TestMeasureLatestReadings(t *testing.T) {
-	if os.Getenv("CLEANPROD_MEASURE_HISTORY") == "" {
-		t.Skip("set CLEANPROD_MEASURE_HISTORY=1 to measure (writes 3.1 million readings)")
-	}
+	s := openMeasureStore(t, "3.1 million readings")
 	const ents, meters = 200, 50
-	db := testenv.Influx(t)
-	s, err := OpenInflux(InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket, GZip: true, Timeout: 10 * time.Minute})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
 	ctx := context.Background()
 	// 23 minutes past the hour: a five-minute counter's last 4 readings
 	// are all chained to the hour's first.
@@ -374,6 +350,23 @@ func TestMeasureLatestReadings(t *testing.T) {
 			}
 		}
 	}
+}
+
+// openMeasureStore skips t unless CLEANPROD_MEASURE_HISTORY is set (the
+// measurement writes what), and opens a fresh InfluxDB database for it
+// with a client timeout long enough for any of its queries.
+func openMeasureStore(t *testing.T, what string) *Influx {
+	t.Helper()
+	if os.Getenv("CLEANPROD_MEASURE_HISTORY") == "" {
+		t.Skipf("set CLEANPROD_MEASURE_HISTORY=1 to measure (writes %s)", what)
+	}
+	db := testenv.Influx(t)
+	s, err := OpenInflux(InfluxConfig{URL: db.URL, Token: db.Token, Org: db.Org, Bucket: db.Bucket, GZip: true, Timeout: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }
 
 // batchWriter returns add, which writes readings to s 10,000 at a time,

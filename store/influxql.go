@@ -242,6 +242,7 @@ func (s *Influx) sumRaw(ctx context.Context, where string, every, off int64, fn 
 		amount, gauge Aggregate
 		start         int64
 		cols          [3]int // time, delta, value
+		ent, meter    string // the series' tags, looked up once per series
 	)
 	flush := func() error {
 		for _, a := range []*Aggregate{&amount, &gauge} {
@@ -263,12 +264,13 @@ func (s *Influx) sumRaw(ctx context.Context, where string, every, off int64, fn 
 			if cols[0] < 0 {
 				return fmt.Errorf("columns %q, want time", sr.columns)
 			}
+			ent, meter = sr.tags["enterprise"], sr.tags["meter"]
 		}
 		t, err := rawInt(row[cols[0]])
 		if err != nil {
 			return err
 		}
-		ent, meter, bs := sr.tags["enterprise"], sr.tags["meter"], bucketStart(t, every, off)
+		bs := bucketStart(t, every, off)
 		if bs != start || meter != amount.Meter || ent != amount.Enterprise {
 			if err := flush(); err != nil {
 				return err

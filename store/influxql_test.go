@@ -387,7 +387,10 @@ func TestInfluxAggregatePath(t *testing.T) {
 		})
 	}
 	// By hand: a sparse hour holds one reading of each meter.
-	got, _ := collectAggregates(ctx, s, hourly("sparse"))
+	got, err := collectAggregates(ctx, s, hourly("sparse"))
+	if err != nil || len(got) != 3*48 {
+		t.Fatalf("sparse hours: %d rows (%v), want %d", len(got), err, 3*48)
+	}
 	for _, a := range got {
 		want := Aggregate{Enterprise: "sparse", Meter: a.Meter, Start: a.Start, Count: 1}
 		switch a.Meter {
