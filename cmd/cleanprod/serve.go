@@ -374,9 +374,16 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	})
 	g.Go(func() error {
 		<-gctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		sctx, cancel := context.WithTimeout(context.Background(), httpShutdownGrace)
 		defer cancel()
-		return httpSrv.Shutdown(sctx)
+		if err := httpSrv.Shutdown(sctx); err != nil {
+			// A client that keeps a request half-sent, or a connection it
+			// never used, is not a failure of serve: what it was sent is
+			// flushed and acknowledged by then. Cut it off and stop cleanly.
+			log.Warn("HTTP connections still open at shutdown are closed", "after", httpShutdownGrace, "err", err)
+			return httpSrv.Close()
+		}
+		return nil
 	})
 	g.Go(func() error {
 		// Counter state comes from the store, so wait for it before taking
@@ -509,6 +516,10 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	}
 	return err
 }
+
+// httpShutdownGrace is how long a stop waits for HTTP requests in flight
+// before it closes their connections.
+const httpShutdownGrace = 5 * time.Second
 
 // caseSweepEvery is how often deadlines of rectification cases are
 // checked: a deadline is a day, so a minute late is on time.

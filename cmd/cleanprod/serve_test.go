@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -445,4 +446,24 @@ func TestReadyzFailsWhileWritesFail(t *testing.T) {
 	waitFor(t, 20*time.Second, "the held readings stored", func() bool {
 		return db.MustCountReadings(t, "") == 2
 	})
+}
+
+// TestServeStopsPastAStalledClient: a client that opened a request and
+// never finished it (or a connection pool's unused spare) must not turn
+// a SIGTERM into a failed exit once the grace for requests has passed.
+func TestServeStopsPastAStalledClient(t *testing.T) {
+	s := startServe(t, nil, "-embedded_broker.listen", freeAddr(t), "-gateway_config", "testdata/gateway-config")
+	c, err := net.Dial("tcp", s.http)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := io.WriteString(c, "GET /api/v1/enterprises HTTP/1.1\r\nHost: x\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(100 * time.Millisecond) // the server reads the first bytes: the connection is active
+	s.stop(t)
+	if !strings.Contains(s.logs.String(), "HTTP connections still open at shutdown are closed") {
+		t.Errorf("the cut-off connection was not logged\n%s", s.logs)
+	}
 }
