@@ -220,8 +220,9 @@ func fluxLatest(ctx context.Context, s *Influx, q LatestQuery, row func()) error
 // EachAggregate) against the density of the readings: 20 enterprises ×
 // 50 meters × 7 days, read hourly and every five minutes, in hourly
 // buckets. It takes a few minutes, so it runs only with
-// CLEANPROD_MEASURE_HISTORY=1, and logs the time of each and the cost of
-// a GROUP BY time row in raw readings (aggRawPoints).
+// CLEANPROD_MEASURE_HISTORY=1, and logs the time of each, the cost of a
+// GROUP BY time row in raw readings (aggRawPoints), and what asking for
+// the group's enterprises one at a time saves (aggPlan.ents).
 func TestMeasureAggregatePaths(t *testing.T) {
 	s := openMeasureStore(t, "2.8 million readings")
 	const ents, meters, days = 20, 50, 7
@@ -280,6 +281,36 @@ func TestMeasureAggregatePaths(t *testing.T) {
 		perBucket := float64(time.Hour / step)
 		t.Logf("readings every %v: a GROUP BY time row costs %.1f readings", step,
 			perBucket*took[aggGrouped].Seconds()/took[aggRaw].Seconds())
+		// The group in one query, grouped by enterprise and meter, against
+		// an enterprise at a time, grouped by meter (aggPlan.ents).
+		for round := range 2 {
+			for _, oneQuery := range []bool{true, false} {
+				for _, path := range []aggPath{aggRaw, aggGrouped} {
+					p, err := s.planAggregate(ctx, q, path)
+					if err != nil {
+						t.Fatal(err)
+					}
+					how := "an enterprise at a time"
+					if oneQuery {
+						p.where, p.ents, how = p.where+enterpriseCond(group), nil, "the group in one query"
+					}
+					sum := s.sumRaw
+					if path == aggGrouped {
+						sum = s.sumGrouped
+					}
+					c0 := influxdCPU(t)
+					rows, d, _, _, err := measureQuery(func(row func()) error {
+						return sum(ctx, p, func(*Aggregate) error { row(); return nil })
+					})
+					if err != nil {
+						t.Fatal(err)
+					}
+					if round == 1 {
+						t.Logf("readings every %v, path %d, %-24s %7d rows %v  influxd %v CPU", step, path, how, rows, d.Round(time.Millisecond), influxdCPU(t)-c0)
+					}
+				}
+			}
+		}
 	}
 }
 
