@@ -212,6 +212,13 @@ type startResult struct {
 	// InfluxdPeakRSSBytes: the largest VmRSS of influxd sampled every
 	// second from serve's start until graded.
 	InfluxdPeakRSSBytes int64 `json:"influxd_peak_rss_bytes"`
+	// InfluxdCPUSecondsToGraded: CPU time of the run's influxd from
+	// serve's launch until graded (what the start's queries cost it).
+	InfluxdCPUSecondsToGraded float64 `json:"influxd_cpu_seconds_to_graded"`
+	// HeapProfile: with -profile, serve's heap (live objects after a GC)
+	// at the end of the steady span; HeapTop: its go tool pprof -top.
+	HeapProfile string `json:"heap_profile,omitempty"`
+	HeapTop     string `json:"heap_top,omitempty"`
 	// From serve's /metrics after the span: cleanprod_startup_duration_seconds
 	// by stage, the refill's cleanprod_scoring_refill_* and ingest's
 	// counters.
@@ -585,6 +592,21 @@ func (r *results) writeMarkdown(w io.Writer) {
 			e.Profile.writeMarkdown(w)
 		}
 	}
+	for _, rs := range r.Restart {
+		for _, st := range []struct {
+			name string
+			s    *startResult
+		}{{"first start", rs.First}, {"start after SIGKILL", rs.AfterKill}} {
+			if st.s == nil || st.s.HeapProfile == "" {
+				continue
+			}
+			fmt.Fprintf(w, "\n#### Heap of phase 7, %d days, %s, at the end of the steady state\n\n", rs.Days, st.name)
+			fmt.Fprintf(w, "Live objects after a GC: `go tool pprof -sample_index=inuse_space %s`.\n", st.s.HeapProfile)
+			if st.s.HeapTop != "" {
+				fmt.Fprintf(w, "\nTop %d, heap in use, by flat bytes (`-top -sample_index=inuse_space`):\n\n```\n%s\n```\n", topNodes, strings.TrimSpace(st.s.HeapTop))
+			}
+		}
+	}
 	if r.Error != "" {
 		fmt.Fprintf(w, "\n**The run stopped early:** %s\n", strings.SplitN(r.Error, "\n", 2)[0])
 	}
@@ -687,11 +709,11 @@ func (rs *restartResult) writeMarkdown(w io.Writer) {
 			continue
 		}
 		s := st.s
-		fmt.Fprintf(w, "| 7 | restart on %d days: %s | ingest ready %.1f s; fully graded %.1f s; refill peak RSS %s; steady state %s | times from the process's start (serve's own cleanprod_startup_duration_seconds: ingest %.1f s, scoring %.1f s); refill %.1f s, %s aggregates read, %d retries; %d enterprises resumed from the checkpoint; last checkpoint %s written in %.1f s; %d /readyz answers with loading (last: %q); %.1f CPU-s to graded; steady state over the last half of %.0f s under %s readings/s: largest VmRSS %s, mean %s; VmHWM at its end %s; influxd's peak RSS until graded %s |\n",
+		fmt.Fprintf(w, "| 7 | restart on %d days: %s | ingest ready %.1f s; fully graded %.1f s; refill peak RSS %s; steady state %s | times from the process's start (serve's own cleanprod_startup_duration_seconds: ingest %.1f s, scoring %.1f s); refill %.1f s, %s aggregates read, %d retries; %d enterprises resumed from the checkpoint; last checkpoint %s written in %.1f s; %d /readyz answers with loading (last: %q); %.1f CPU-s to graded (influxd %.1f CPU-s); steady state over the last half of %.0f s under %s readings/s: largest VmRSS %s, mean %s; VmHWM at its end %s; influxd's peak RSS until graded %s |\n",
 			rs.Days, st.name, s.IngestReadySeconds, s.GradedSeconds, mib(s.RefillPeakRSSBytes), mib(s.SteadyRSSBytes),
 			s.ServeIngestSeconds, s.ServeScoringSeconds, s.RefillSeconds, num(float64(s.RefillAggregates)), s.RefillRetries,
 			s.ResumedEnterprises, mib(s.CheckpointBytes), s.CheckpointSeconds, s.LoadingPolls, s.Loading,
-			s.CPUSecondsToGraded, rs.SteadySeconds, num(rs.LoadReadingsPerSec), mib(s.SteadyRSSBytes), mib(s.SteadyMeanRSSBytes), mib(s.LifePeakRSSBytes), mib(s.InfluxdPeakRSSBytes))
+			s.CPUSecondsToGraded, s.InfluxdCPUSecondsToGraded, rs.SteadySeconds, num(rs.LoadReadingsPerSec), mib(s.SteadyRSSBytes), mib(s.SteadyMeanRSSBytes), mib(s.LifePeakRSSBytes), mib(s.InfluxdPeakRSSBytes))
 	}
 	if rs.First != nil && rs.AfterKill != nil {
 		note := ""

@@ -90,9 +90,19 @@ func (b *bench) restart(ctx context.Context, days int) (*restartResult, error) {
 	if err := openSession(b.srv.broker.URL(), clientID); err != nil {
 		return r, err
 	}
+	var pprofAddr string
+	if b.cfg.profile != "" {
+		if pprofAddr, err = freeAddr(); err != nil {
+			return r, err
+		}
+		args = append(args, "-debug.pprof_listen", pprofAddr)
+	}
 	srv, err := launchServe(b.bin, dir, b.token, args, env)
 	if err != nil {
 		return r, err
+	}
+	if pprofAddr != "" {
+		srv.pprofBase = "http://" + pprofAddr
 	}
 	defer srv.kill() // on an error; a stopped process is left as it is
 	load, err := startLoad(ctx, b.srv.broker.URL(), fmt.Sprintf("bench-restart-load-%dd", days), h.live, rate, b.cfg.window)
@@ -113,6 +123,9 @@ func (b *bench) restart(ctx context.Context, days int) (*restartResult, error) {
 	srv.kill()
 	if srv, err = launchServe(b.bin, dir, b.token, args, env); err != nil {
 		return r, err
+	}
+	if pprofAddr != "" {
+		srv.pprofBase = "http://" + pprofAddr
 	}
 	defer srv.kill()
 	if r.AfterKill, err = b.followStart(ctx, srv, b.cfg.restartLoad); err != nil {
@@ -400,6 +413,10 @@ func isClosed(c <-chan struct{}) bool {
 // one scrape of /metrics.
 func (b *bench) followStart(ctx context.Context, srv *serveProcess, steady time.Duration) (*startResult, error) {
 	r := &startResult{}
+	influx0, err := childrenCPU("influxd")
+	if err != nil {
+		return nil, err
+	}
 	deadline := srv.started.Add(gradedTimeout)
 	var lastInflux time.Time
 	for {
@@ -448,7 +465,6 @@ func (b *bench) followStart(ctx context.Context, srv *serveProcess, steady time.
 			return nil, ctx.Err()
 		}
 	}
-	var err error
 	if r.RefillPeakRSSBytes, err = srv.peakRSS(); err != nil {
 		return nil, err
 	}
@@ -457,6 +473,11 @@ func (b *bench) followStart(ctx context.Context, srv *serveProcess, steady time.
 		return nil, err
 	}
 	r.CPUSecondsToGraded = cpu.Seconds()
+	influx1, err := childrenCPU("influxd")
+	if err != nil {
+		return nil, err
+	}
+	r.InfluxdCPUSecondsToGraded = (influx1 - influx0).Seconds()
 
 	// Steady state: the second half of the span, once what the refill
 	// used has had time to go back to the OS.
@@ -487,6 +508,11 @@ func (b *bench) followStart(ctx context.Context, srv *serveProcess, steady time.
 	}
 	if r.SteadySamples > 0 {
 		r.SteadyMeanRSSBytes = sum / int64(r.SteadySamples)
+	}
+	if srv.pprofBase != "" {
+		if err := b.steadyHeap(ctx, srv, r); err != nil {
+			return nil, err
+		}
 	}
 	if r.LifePeakRSSBytes, err = srv.peakRSS(); err != nil {
 		return nil, err
@@ -562,4 +588,31 @@ func waitStored(ctx context.Context, srv *serveProcess, db *testenv.InfluxDB, li
 // timeCond is the InfluxQL condition "time op t".
 func timeCond(op string, t time.Time) string {
 	return fmt.Sprintf("time %s '%s'", op, t.UTC().Format(time.RFC3339Nano))
+}
+
+// steadyHeap saves srv's heap (live objects, after a GC) at the end of a
+// start's steady span into -profile, with its top functions in r.
+func (b *bench) steadyHeap(ctx context.Context, srv *serveProcess, r *startResult) error {
+	if err := os.MkdirAll(b.cfg.profile, 0o755); err != nil {
+		return err
+	}
+	n := 1
+	for ; ; n++ {
+		r.HeapProfile = filepath.Join(b.cfg.profile, fmt.Sprintf("bench-%s-%s-start%d-heap.pprof", b.stamp, filepath.Base(srv.dir), n))
+		if _, err := os.Stat(r.HeapProfile); errors.Is(err, os.ErrNotExist) {
+			break
+		}
+	}
+	client := &http.Client{Timeout: 60 * time.Second}
+	if err := fetch(ctx, client, srv.pprofBase+"/debug/pprof/heap?gc=1", r.HeapProfile); err != nil {
+		return fmt.Errorf("steady heap profile: %w", err)
+	}
+	bin, err := b.profileBinary()
+	if err != nil {
+		return err
+	}
+	if r.HeapTop, err = goTool(ctx, "pprof", "-top", fmt.Sprintf("-nodecount=%d", topNodes), "-sample_index=inuse_space", bin, r.HeapProfile); err != nil {
+		b.progress("warning: heap top: %v", err)
+	}
+	return nil
 }
