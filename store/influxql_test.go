@@ -349,15 +349,17 @@ func TestInfluxAggregatePath(t *testing.T) {
 	tests := []struct {
 		name string
 		q    AggregateQuery
-		want aggPath
-		rows int
+		want  aggPath
+		rows  int
+		split bool // the enterprises asked for one at a time
 	}{
-		{"one reading a bucket", hourly("sparse"), aggRaw, 3 * 48},
-		{"four a bucket", hourly("quarter"), aggRaw, 3 * 48},
-		{"twelve a bucket", hourly("dense"), aggGrouped, 3 * 48},
-		{"24 a bucket", daily, aggGrouped, 3 * 3},
-		{"one and twelve: 1,872 readings in at most 288 rows", hourly("sparse", "dense"), aggGrouped, 2 * 3 * 48},
-		{"nothing", before, aggAuto, 0},
+		{"one reading a bucket", hourly("sparse"), aggRaw, 3 * 48, false},
+		{"four a bucket", hourly("quarter"), aggRaw, 3 * 48, false},
+		{"twelve a bucket: 1,728 readings", hourly("dense"), aggGrouped, 3 * 48, true},
+		{"24 a bucket", daily, aggGrouped, 3 * 3, false},
+		{"one and twelve: 1,872 readings in at most 288 rows, 936 an enterprise", hourly("sparse", "dense"), aggGrouped, 2 * 3 * 48, false},
+		{"four and twelve: 2,304 readings, 1,152 an enterprise", hourly("quarter", "dense"), aggGrouped, 2 * 3 * 48, true},
+		{"nothing", before, aggAuto, 0, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -365,8 +367,8 @@ func TestInfluxAggregatePath(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if p.path != tt.want {
-				t.Errorf("path %d, want %d", p.path, tt.want)
+			if p.path != tt.want || p.split != tt.split {
+				t.Errorf("path %d, one at a time %t; want %d, %t", p.path, p.split, tt.want, tt.split)
 			}
 			got, err := collectAggregates(ctx, s, tt.q)
 			if err != nil {
