@@ -190,7 +190,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&c.restartRate, "restart-rate", 0, "restart phase: readings/s the fleet publishes meanwhile (0: its own rate, one reading per meter every 5 minutes)")
 	fs.StringVar(&c.out, "out", "bench-results", "folder for the results (markdown and JSON)")
 	fs.StringVar(&c.cleanprod, "cleanprod", "", "cleanprod binary to run (default: go build it into the temporary directory)")
-	fs.StringVar(&c.profile, "profile", "", "save serve's CPU profile over the timed part of phases 3 and 6 and a heap profile at their end into this folder, with the binary, and put their top functions into the results (CPU figures of a profiled run are inflated a little by the profiler)")
+	fs.StringVar(&c.profile, "profile", "", "save serve's CPU profile over the timed part of phases 3 and 6 and a heap profile at their end (phase 7: a heap profile at the end of each start's steady state) into this folder, with the binary, and put their top functions into the results (CPU figures of a profiled run are inflated a little by the profiler)")
 	serveEnv := fs.String("serve-env", "", `environment for every cleanprod serve of the run, NAME=VALUE split at spaces, e.g. "GOMEMLIMIT=900MiB" (the Go runtime's soft memory limit, as deploy/kubernetes sets it); recorded in the results`)
 	serveArgs := fs.String("serve-args", "", `further flags for every cleanprod serve of the run, split at spaces, after the benchmark's own, which they override (e.g. "-ingest.writers 4"; a boolean flag takes "=": "-influx.gzip=false"); recorded in the results`)
 	fs.IntVar(&c.shards, "shards", 3, "shards phase: replicas of cleanprod serve the enterprises are split between (shard.count); compare with phase 3's one replica: -phases e2e,shards")
@@ -253,8 +253,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	if c.metersPer < 0 || c.metersPer > 1000 {
 		bad("-meters-per-enterprise %d: want 0 to 1000", c.metersPer)
 	}
-	if c.profile != "" && !c.has("e2e") && !c.has("embedded") {
-		bad("-profile: only phases e2e and embedded are profiled: add one of them")
+	if c.profile != "" && !c.has("e2e") && !c.has("embedded") && !c.has("restart") {
+		bad("-profile: only phases e2e, embedded and restart are profiled: add one of them")
 	}
 	if c.has("latency") && c.probes < 1 {
 		bad("-probes %d: the latency phase needs at least 1", c.probes)

@@ -208,7 +208,7 @@ func TestFlagsRejectBadInput(t *testing.T) {
 		{"window", []string{"-window", "0"}, "-window 0"},
 		{"meters", []string{"-meters-per-enterprise", "5000"}, "0 to 1000"},
 		{"serve args", []string{"-serve-args", "ingest.writers 4"}, "want flags of cleanprod serve"},
-		{"profile nothing", []string{"-phases", "broker,store", "-profile", "p"}, "only phases e2e and embedded"},
+		{"profile nothing", []string{"-phases", "broker,store", "-profile", "p"}, "only phases e2e, embedded and restart"},
 		{"arguments", []string{"extra"}, "unexpected arguments"},
 		{"not a number", []string{"-readings", "many"}, "invalid value"},
 		{"restart days", []string{"-restart-days", "7,0"}, "-restart-days"},
