@@ -347,8 +347,8 @@ func TestInfluxAggregatePath(t *testing.T) {
 	before := hourly("sparse")
 	before.From, before.To = day.Add(-48*time.Hour), day
 	tests := []struct {
-		name string
-		q    AggregateQuery
+		name  string
+		q     AggregateQuery
 		want  aggPath
 		rows  int
 		split bool // the enterprises asked for one at a time
