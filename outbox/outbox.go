@@ -251,6 +251,16 @@ func (o *Outbox) load() error {
 	return nil
 }
 
+// keptEntries and keptBuf bound what the outbox keeps for reuse once a
+// burst of events is delivered: a start's first grading announces the
+// whole fleet's events at once, and at 2,000 enterprises the steady
+// state's heap still held 60 MB of their entries and records a minute
+// later (BENCHMARKS.md, "Restart on months of history").
+const (
+	keptEntries = 4096
+	keptBuf     = 1 << 20
+)
+
 // Replayed returns the events the file held at Open that were not yet
 // delivered: announced by the last process, so a start must count them
 // announced (with those the store holds) before the scorer runs.
@@ -282,6 +292,9 @@ func (o *Outbox) Append(evs []scoring.Event) error {
 		add[i] = en
 	}
 	o.buf = buf
+	if cap(buf) > keptBuf {
+		o.buf = nil // a burst's records: not kept as the high-water mark
+	}
 	n := int64(len(buf))
 	if o.live > 0 && o.live+n > o.cfg.MaxBytes {
 		o.m.refusals.WithLabelValues("full").Inc()
@@ -425,6 +438,12 @@ func (o *Outbox) mark(kind byte, seq uint64) {
 			o.live -= en.size
 		}
 		o.entries = slices.Delete(o.entries, 0, i)
+		if cap(o.entries) > keptEntries && len(o.entries) < cap(o.entries)/4 {
+			// A burst (a first grading of the fleet) is delivered: its
+			// backing array goes too, rather than stay as the high-water
+			// mark.
+			o.entries = slices.Clone(o.entries)
+		}
 		close(o.progress)
 		o.progress = make(chan struct{})
 	}

@@ -658,3 +658,27 @@ func TestAnnounced(t *testing.T) {
 		t.Errorf("got\n%v\nwant\n%v", got, want)
 	}
 }
+
+// TestBurstReleased: once a burst of events (a start's first grading) is
+// delivered, the outbox keeps no more than its bounds for reuse, not the
+// burst's arrays.
+func TestBurstReleased(t *testing.T) {
+	r := newRig(t, func(c *Config) { c.Batch = 500 })
+	r.br.stored = r.st.count
+	r.run()
+	burst := events(0, 20000)
+	if err := r.ob.Append(burst); err != nil {
+		t.Fatal(err)
+	}
+	r.waitPublished(len(burst))
+	if err := r.ob.Append(events(20000, 1)); err != nil {
+		t.Fatal(err)
+	}
+	r.waitPublished(len(burst) + 1)
+	r.ob.mu.Lock()
+	entries, buf := cap(r.ob.entries), cap(r.ob.buf)
+	r.ob.mu.Unlock()
+	if entries > keptEntries || buf > keptBuf {
+		t.Errorf("after the burst: room for %d entries (at most %d kept) and %d bytes of records (at most %d)", entries, keptEntries, buf, keptBuf)
+	}
+}
