@@ -221,8 +221,9 @@ func fluxLatest(ctx context.Context, s *Influx, q LatestQuery, row func()) error
 // 50 meters × 7 days, read hourly and every five minutes, in hourly
 // buckets. It takes a few minutes, so it runs only with
 // CLEANPROD_MEASURE_HISTORY=1, and logs the time of each, the cost of a
-// GROUP BY time row in raw readings (aggRawPoints), and what asking for
-// the group's enterprises one at a time saves (aggPlan.ents).
+// GROUP BY time row in raw readings (aggRawPoints), what asking for the
+// group's enterprises one at a time saves, and from how many readings an
+// enterprise it does (aggPlan.split, aggSplitPoints).
 func TestMeasureAggregatePaths(t *testing.T) {
 	s := openMeasureStore(t, "2.8 million readings")
 	const ents, meters, days = 20, 50, 7
@@ -309,6 +310,42 @@ func TestMeasureAggregatePaths(t *testing.T) {
 					if round == 1 {
 						t.Logf("readings every %v, path %d, %-24s %7d rows %v  influxd %v CPU", step, path, how, rows, d.Round(time.Millisecond), influxdCPU(t)-c0)
 					}
+				}
+			}
+		}
+		if step == 5*time.Minute {
+			measureSplit(t, s, group, end)
+		}
+	}
+}
+
+// measureSplit logs what asking for group's enterprises one at a time
+// costs against one query for the group, by how many readings each has in
+// the range: 50 meters read every five minutes, ranges from five minutes
+// (50 readings an enterprise, as a bucket read again) to a day. The
+// crossing is where aggSplitPoints should be.
+func measureSplit(t *testing.T, s *Influx, group []string, end time.Time) {
+	ctx := context.Background()
+	for round := range 2 {
+		for _, span := range []time.Duration{5 * time.Minute, 15 * time.Minute, time.Hour, 6 * time.Hour, 24 * time.Hour} {
+			for _, split := range []bool{false, true} {
+				q := AggregateQuery{From: end.Add(-span), To: end, Every: time.Hour, Enterprises: group}
+				c0, s0 := influxdCPU(t), selfCPU()
+				t0 := time.Now()
+				rows := 0
+				for range 5 {
+					p, err := s.planAggregate(ctx, q, aggRaw)
+					if err != nil {
+						t.Fatal(err)
+					}
+					p.split = split
+					if err := s.sumRaw(ctx, p, func(*Aggregate) error { rows++; return nil }); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if round == 1 {
+					t.Logf("%8v (%5d readings an enterprise) one at a time %-5v %6d rows %8v  influxd %8v CPU, this process %v", span, int(span/(5*time.Minute))*50, split,
+						rows, time.Since(t0).Round(time.Millisecond), influxdCPU(t)-c0, (selfCPU() - s0).Round(10*time.Millisecond))
 				}
 			}
 		}
@@ -448,58 +485,4 @@ func influxdCPU(t *testing.T) time.Duration {
 		total += time.Duration(u+st) * 10 * time.Millisecond
 	}
 	return total
-}
-
-// TestMeasureAggregateSplit measures what asking for a group's
-// enterprises one at a time costs against one query for the group, by how
-// many readings each enterprise has in the range: 20 enterprises × 50
-// meters read every five minutes, ranges from five minutes (50 readings an
-// enterprise, as a bucket read again) to a day. The crossing is where
-// aggSplitPoints should be. It runs only with CLEANPROD_MEASURE_HISTORY=1
-// and logs wall time, influxd CPU and this process's CPU for each.
-func TestMeasureAggregateSplit(t *testing.T) {
-	s := openMeasureStore(t, "2 million readings")
-	const ents, meters, days = 20, 50, 7
-	ctx := context.Background()
-	start := time.Date(2026, 10, 1, 0, 0, 0, 0, time.UTC)
-	end := start.Add(days * 24 * time.Hour)
-	add, flush := batchWriter(t, s)
-	group := make([]string, ents)
-	for e := range ents {
-		group[e] = fmt.Sprintf("e%02d", e)
-		for m := range meters {
-			reg := 0.0
-			for at := start; at.Before(end); at = at.Add(5 * time.Minute) {
-				r := Reading{Enterprise: group[e], Gateway: "gw", Meter: fmt.Sprintf("M-%02d", m), Kind: "counter", Time: at, Delta: float64(at.Hour()%5) + 0.25}
-				reg += r.Delta
-				r.Value = reg
-				add(r)
-			}
-		}
-	}
-	flush()
-	for round := range 2 {
-		for _, span := range []time.Duration{5 * time.Minute, 15 * time.Minute, time.Hour, 6 * time.Hour, 24 * time.Hour} {
-			for _, split := range []bool{false, true} {
-				q := AggregateQuery{From: end.Add(-span), To: end, Every: time.Hour, Enterprises: group}
-				c0, s0 := influxdCPU(t), selfCPU()
-				t0 := time.Now()
-				rows := 0
-				for range 5 {
-					p, err := s.planAggregate(ctx, q, aggRaw)
-					if err != nil {
-						t.Fatal(err)
-					}
-					p.split = split
-					if err := s.sumRaw(ctx, p, func(*Aggregate) error { rows++; return nil }); err != nil {
-						t.Fatal(err)
-					}
-				}
-				if round == 1 {
-					t.Logf("%8v (%5d readings an enterprise) one at a time %-5v %6d rows %8v  influxd %8v CPU, this process %v", span, int(span/(5*time.Minute))*meters, split,
-						rows, time.Since(t0).Round(time.Millisecond), influxdCPU(t)-c0, (selfCPU() - s0).Round(10*time.Millisecond))
-				}
-			}
-		}
-	}
 }

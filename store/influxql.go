@@ -126,7 +126,7 @@ type aggPlan struct {
 // time: a query of its own saves InfluxDB about a third of its cost per
 // row (TestMeasureAggregatePaths) but costs a request, which is more at 50
 // readings an enterprise, about even between 150 and 600, and less from
-// 1,200 on (TestMeasureAggregateSplit).
+// 1,200 on (TestMeasureAggregatePaths).
 const aggSplitPoints = 1000
 
 // planAggregate checks q and plans it by path, choosing one when path is
