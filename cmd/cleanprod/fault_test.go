@@ -283,7 +283,7 @@ func faultSim(t *testing.T) *sim.Simulator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now().UTC().Truncate(24 * time.Hour).Add(-3 * 24 * time.Hour)
+	start := time.Now().UTC().Truncate(time.Hour).Add(-96 * time.Hour)
 	s, err := sim.New(reg, sim.Config{Seed: 42, Start: start, Duration: 48 * time.Hour, Interval: 5 * time.Minute,
 		Workers: 4, MaxRate: 200, Now: func() time.Time { return start.Add(72 * time.Hour) }})
 	if err != nil {
