@@ -124,9 +124,9 @@ type aggPlan struct {
 // aggSplitPoints is how many readings an enterprise must have on average
 // in an aggregate's range for its enterprises to be asked for one at a
 // time: a query of its own saves InfluxDB about a third of its cost per
-// row (TestMeasureAggregatePaths) but costs a request, which is more at 50
-// readings an enterprise, about even between 150 and 600, and less from
-// 1,200 on (TestMeasureAggregatePaths).
+// row but costs a request, which is more at 50 readings an enterprise,
+// about even between 150 and 600, and less from 1,200 on (both measured
+// by TestMeasureAggregatePaths).
 const aggSplitPoints = 1000
 
 // planAggregate checks q and plans it by path, choosing one when path is

@@ -112,7 +112,7 @@ func (b *bench) restart(ctx context.Context, days int) (*restartResult, error) {
 	defer load.finish() // on an error; a second call returns at once
 
 	b.progress("phase 7 (%d days): serve started (pid %d), the fleet publishing %.0f readings/s", days, srv.pid(), rate)
-	if r.First, err = b.followStart(ctx, srv, b.cfg.restartLoad); err != nil {
+	if r.First, err = b.followStart(ctx, srv, "first", b.cfg.restartLoad); err != nil {
 		return r, fmt.Errorf("restart (%d days), first start: %w", days, err)
 	}
 	b.progress("phase 7 (%d days): ingest ready after %.1f s, graded after %.1f s, refill peak RSS %s, steady %s",
@@ -128,7 +128,7 @@ func (b *bench) restart(ctx context.Context, days int) (*restartResult, error) {
 		srv.pprofBase = "http://" + pprofAddr
 	}
 	defer srv.kill()
-	if r.AfterKill, err = b.followStart(ctx, srv, b.cfg.restartLoad); err != nil {
+	if r.AfterKill, err = b.followStart(ctx, srv, "after-kill", b.cfg.restartLoad); err != nil {
 		return r, fmt.Errorf("restart (%d days), after SIGKILL: %w", days, err)
 	}
 	b.progress("phase 7 (%d days): after SIGKILL: ingest ready after %.1f s, graded after %.1f s, refill peak RSS %s, steady %s",
@@ -411,7 +411,7 @@ func isClosed(c <-chan struct{}) bool {
 // RSS then (VmHWM: the peak of the start and the refill), and samples its
 // RSS every rssEvery for steady more while the load goes on. It ends with
 // one scrape of /metrics.
-func (b *bench) followStart(ctx context.Context, srv *serveProcess, steady time.Duration) (*startResult, error) {
+func (b *bench) followStart(ctx context.Context, srv *serveProcess, start string, steady time.Duration) (*startResult, error) {
 	r := &startResult{}
 	influx0, err := childrenCPU("influxd")
 	if err != nil {
@@ -510,7 +510,7 @@ func (b *bench) followStart(ctx context.Context, srv *serveProcess, steady time.
 		r.SteadyMeanRSSBytes = sum / int64(r.SteadySamples)
 	}
 	if srv.pprofBase != "" {
-		if err := b.steadyHeap(ctx, srv, r); err != nil {
+		if err := b.steadyHeap(ctx, srv, start, r); err != nil {
 			return nil, err
 		}
 	}
@@ -592,17 +592,11 @@ func timeCond(op string, t time.Time) string {
 
 // steadyHeap saves srv's heap (live objects, after a GC) at the end of a
 // start's steady span into -profile, with its top functions in r.
-func (b *bench) steadyHeap(ctx context.Context, srv *serveProcess, r *startResult) error {
+func (b *bench) steadyHeap(ctx context.Context, srv *serveProcess, start string, r *startResult) error {
 	if err := os.MkdirAll(b.cfg.profile, 0o755); err != nil {
 		return err
 	}
-	n := 1
-	for ; ; n++ {
-		r.HeapProfile = filepath.Join(b.cfg.profile, fmt.Sprintf("bench-%s-%s-start%d-heap.pprof", b.stamp, filepath.Base(srv.dir), n))
-		if _, err := os.Stat(r.HeapProfile); errors.Is(err, os.ErrNotExist) {
-			break
-		}
-	}
+	r.HeapProfile = filepath.Join(b.cfg.profile, fmt.Sprintf("bench-%s-%s-%s-heap.pprof", b.stamp, filepath.Base(srv.dir), start))
 	client := &http.Client{Timeout: 60 * time.Second}
 	if err := fetch(ctx, client, srv.pprofBase+"/debug/pprof/heap?gc=1", r.HeapProfile); err != nil {
 		return fmt.Errorf("steady heap profile: %w", err)
