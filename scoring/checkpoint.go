@@ -664,6 +664,7 @@ func (e *Engine) Resume(ctx context.Context, noted <-chan struct{}) error {
 	jpath := filepath.Join(dir, journalName)
 	recs, good, jerr := readJournal(jpath)
 	hdr, wins, held, cerr := e.readCheckpoint(filepath.Join(dir, checkpointName))
+	read := time.Since(start)
 	gen := hdr.Generation
 	for _, r := range recs {
 		gen = max(gen, r.gen)
@@ -708,8 +709,12 @@ func (e *Engine) Resume(ctx context.Context, noted <-chan struct{}) error {
 			resumed[es] = rb
 		}
 	}
+	var reread time.Duration
 	if len(resumed) > 0 {
-		if _, _, err := e.rereadDirty(ctx, resumed); err != nil {
+		t0 := time.Now()
+		_, _, err := e.rereadDirty(ctx, resumed)
+		reread = time.Since(t0)
+		if err != nil {
 			for es := range resumed {
 				es.resetWindows(e.std)
 			}
@@ -720,7 +725,9 @@ func (e *Engine) Resume(ctx context.Context, noted <-chan struct{}) error {
 			resumed = nil
 		}
 	}
+	var waited time.Duration
 	if noted != nil {
+		t0 := time.Now()
 		select {
 		case <-noted:
 		case <-ctx.Done():
@@ -729,6 +736,7 @@ func (e *Engine) Resume(ctx context.Context, noted <-chan struct{}) error {
 			}
 			return ctx.Err()
 		}
+		waited = time.Since(t0)
 	}
 	behind := 0
 	for es := range resumed {
@@ -779,7 +787,8 @@ func (e *Engine) Resume(ctx context.Context, noted <-chan struct{}) error {
 			changedBuckets += len(changed[es.id])
 		}
 		e.log.Info("scoring: windows resumed from the checkpoint", "enterprises", len(resumed), "of", len(e.order),
-			"checkpoint_written", hdr.Written, "changed_buckets", changedBuckets, "took", time.Since(start).Round(time.Millisecond))
+			"checkpoint_written", hdr.Written, "changed_buckets", changedBuckets, "took", time.Since(start).Round(time.Millisecond),
+			"read", read.Round(time.Millisecond), "reread", reread.Round(time.Millisecond), "waited_for_meter_state", waited.Round(time.Millisecond))
 	}
 	return nil
 }

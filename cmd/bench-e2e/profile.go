@@ -25,6 +25,9 @@ const (
 	segmentSeconds = 1
 	// topNodes is how many functions the results list of each profile.
 	topNodes = 25
+	// listenWait is how long the first CPU profile is asked for again
+	// while serve, just launched, does not answer yet.
+	listenWait = time.Minute
 )
 
 // cpuProfiler fetches CPU profiles of segmentSeconds from a pprof listener
@@ -64,6 +67,11 @@ func (p *cpuProfiler) run(ctx context.Context) {
 		}
 		path := filepath.Join(p.dir, fmt.Sprintf("cpu-%04d.pprof", i))
 		if err := fetch(ctx, client, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", p.base, segmentSeconds), path); err != nil {
+			// A process just launched may not listen yet.
+			if len(p.segments) == 0 && time.Since(start) < listenWait && sleep(ctx, 20*time.Millisecond) {
+				i--
+				continue
+			}
 			p.err = fmt.Errorf("CPU profile %d: %w", i, err)
 			return
 		}

@@ -219,6 +219,11 @@ type startResult struct {
 	// at the end of the steady span; HeapTop: its go tool pprof -top.
 	HeapProfile string `json:"heap_profile,omitempty"`
 	HeapTop     string `json:"heap_top,omitempty"`
+	// CPUProfile: with -profile, serve's CPU from its pprof listener's
+	// first answer until graded (segments of segmentSeconds, merged);
+	// CPUTop: its go tool pprof -top -cum.
+	CPUProfile string `json:"cpu_profile,omitempty"`
+	CPUTop     string `json:"cpu_top,omitempty"`
 	// From serve's /metrics after the span: cleanprod_startup_duration_seconds
 	// by stage, the refill's cleanprod_scoring_refill_* and ingest's
 	// counters.
@@ -597,7 +602,17 @@ func (r *results) writeMarkdown(w io.Writer) {
 			name string
 			s    *startResult
 		}{{"first start", rs.First}, {"start after SIGKILL", rs.AfterKill}} {
-			if st.s == nil || st.s.HeapProfile == "" {
+			if st.s == nil {
+				continue
+			}
+			if st.s.CPUProfile != "" {
+				fmt.Fprintf(w, "\n#### CPU of phase 7, %d days, %s, until graded\n\n", rs.Days, st.name)
+				fmt.Fprintf(w, "From the pprof listener's first answer: `go tool pprof %s`.\n", st.s.CPUProfile)
+				if st.s.CPUTop != "" {
+					fmt.Fprintf(w, "\nTop %d, by cumulative time (`-top -cum`):\n\n```\n%s\n```\n", topNodes, strings.TrimSpace(st.s.CPUTop))
+				}
+			}
+			if st.s.HeapProfile == "" {
 				continue
 			}
 			fmt.Fprintf(w, "\n#### Heap of phase 7, %d days, %s, at the end of the steady state\n\n", rs.Days, st.name)

@@ -418,6 +418,13 @@ func (b *bench) followStart(ctx context.Context, srv *serveProcess, start string
 		return nil, err
 	}
 	deadline := srv.started.Add(gradedTimeout)
+	var prof *cpuProfiler // serve's CPU until graded, with -profile
+	if srv.pprofBase != "" {
+		if prof, err = startCPUProfiler(ctx, srv.pprofBase, filepath.Join(srv.dir, "cpu-profiles-"+start)); err != nil {
+			return nil, err
+		}
+		defer prof.finish()
+	}
 	var lastInflux time.Time
 	for {
 		// influxd's memory, each second: its history queries can take
@@ -478,6 +485,11 @@ func (b *bench) followStart(ctx context.Context, srv *serveProcess, start string
 		return nil, err
 	}
 	r.InfluxdCPUSecondsToGraded = (influx1 - influx0).Seconds()
+	if prof != nil {
+		if err := b.startCPU(ctx, prof, srv, start, r); err != nil {
+			return nil, err
+		}
+	}
 
 	// Steady state: the second half of the span, once what the refill
 	// used has had time to go back to the OS.
@@ -607,6 +619,30 @@ func (b *bench) steadyHeap(ctx context.Context, srv *serveProcess, start string,
 	}
 	if r.HeapTop, err = goTool(ctx, "pprof", "-top", fmt.Sprintf("-nodecount=%d", topNodes), "-sample_index=inuse_space", bin, r.HeapProfile); err != nil {
 		b.progress("warning: heap top: %v", err)
+	}
+	return nil
+}
+
+// startCPU ends prof, serve's CPU profile from its launch until graded,
+// and saves it merged into -profile, with its top functions in r.
+func (b *bench) startCPU(ctx context.Context, prof *cpuProfiler, srv *serveProcess, start string, r *startResult) error {
+	segs, _, err := prof.finish()
+	if err != nil {
+		return fmt.Errorf("CPU profile of the start: %w", err)
+	}
+	if err := os.MkdirAll(b.cfg.profile, 0o755); err != nil {
+		return err
+	}
+	r.CPUProfile = filepath.Join(b.cfg.profile, fmt.Sprintf("bench-%s-%s-%s-cpu.pprof", b.stamp, filepath.Base(srv.dir), start))
+	if _, err := goTool(ctx, append([]string{"pprof", "-proto", "-output", r.CPUProfile}, segs...)...); err != nil {
+		return fmt.Errorf("merge the CPU profiles of the start: %w", err)
+	}
+	bin, err := b.profileBinary()
+	if err != nil {
+		return err
+	}
+	if r.CPUTop, err = goTool(ctx, "pprof", "-top", "-cum", fmt.Sprintf("-nodecount=%d", topNodes), bin, r.CPUProfile); err != nil {
+		return fmt.Errorf("CPU profile of the start: %w", err)
 	}
 	return nil
 }
