@@ -492,3 +492,65 @@ func diffAggregates(got, want []Aggregate) string {
 	}
 	return s
 }
+
+// Points answers alike from both stores: typed fields (an integral float
+// stays a float, an integer an integer), fields a point lacks left out,
+// tags a point lacks absent (and matched by ""), quoted names, the
+// half-open span, and points at one time in the same order.
+func TestPointsConformance(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	ps := []Point{
+		{Measurement: "event", Tags: map[string]string{"enterprise": "e1", "kind": "code_change"},
+			Fields: map[string]any{"new_code": "red", "new_level": int64(3), "resolved": false, "reasons": `[{"kind":"x"}]`}, Time: t0},
+		{Measurement: "event", Tags: map[string]string{"enterprise": "e1 x", "kind": "code_change"},
+			Fields: map[string]any{"new_code": "yellow"}, Time: t0},
+		{Measurement: "event", Tags: map[string]string{"enterprise": "e1", "kind": "exceedance", "meter": "cod"},
+			Fields: map[string]any{"new_value": 55.0, "old_value": 50.5, "resolved": false}, Time: t0},
+		{Measurement: "event", Tags: map[string]string{"enterprise": "e1", "kind": "level_drop", "indicator": "water"},
+			Fields: map[string]any{"old_level": int64(1), "new_level": int64(2), "new_value": -0.25}, Time: t0.Add(time.Minute)},
+		{Measurement: "event", Tags: map[string]string{"enterprise": `it's "e2"`, "kind": "stale", "meter": "m 1,a=b"},
+			Fields: map[string]any{"resolved": true, "reason": "silent, 'since' 3h"}, Time: t0.Add(2 * time.Minute)},
+		{Measurement: "event", Tags: map[string]string{"enterprise": "e1", "kind": "code_change"},
+			Fields: map[string]any{"new_code": "green"}, Time: t0.Add(time.Hour)}, // at to: left out
+		{Measurement: "score", Tags: map[string]string{"enterprise": "e1"}, Fields: map[string]any{"score": 1.0}, Time: t0},
+	}
+	b := openTestBolt(t)
+	s, _ := openTestInflux(t)
+	for _, w := range []interface {
+		WritePoints(context.Context, []Point) error
+	}{b, s} {
+		if err := w.WritePoints(ctx, ps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		name string
+		tags map[string]string
+		want int
+	}{
+		{"all", nil, 5},
+		{"an enterprise", map[string]string{"enterprise": "e1"}, 3},
+		{"quoted", map[string]string{"enterprise": `it's "e2"`, "meter": "m 1,a=b"}, 1},
+		{"no meter tag", map[string]string{"enterprise": "e1", "meter": ""}, 2},
+		{"none", map[string]string{"enterprise": "nobody"}, 0},
+	} {
+		want, err := b.Points(ctx, "event", c.tags, t0, t0.Add(time.Hour))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Points(ctx, "event", c.tags, t0, t0.Add(time.Hour))
+		if err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		if len(want) != c.want {
+			t.Fatalf("%s: the embedded store has %d points, want %d", c.name, len(want), c.want)
+		}
+		if fmt.Sprintf("%#v", got) != fmt.Sprintf("%#v", want) {
+			t.Errorf("%s: InfluxDB's points\n%#v\nthe embedded store's\n%#v", c.name, got, want)
+		}
+	}
+	if got, err := s.Points(ctx, "no_such_measurement", nil, t0, t0.Add(time.Hour)); err != nil || len(got) != 0 {
+		t.Errorf("a measurement never written: %v, %v; want none", got, err)
+	}
+}

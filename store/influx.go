@@ -6,9 +6,11 @@ import (
 	"compress/gzip"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -500,68 +502,120 @@ func (s *Influx) CountReadings(ctx context.Context, enterprise string) (int, err
 }
 
 // Points returns the points of a measurement whose tags match tags (nil:
-// any) in [from, to), in time order.
+// any; a tag asked with the value "" matches points without it) in
+// [from, to), in time order; points at the same time by number of tags,
+// then by tags, as the embedded store orders them.
+//
+// It asks in InfluxQL, as the history queries do: a start reads every
+// event announced before (cmd/cleanprod pastEvents), and at fleet scale
+// Flux's answer of a record per field cost several times as much of both
+// processes' CPU. InfluxQL's JSON does not tell an integer from a float,
+// so the measurement's field types are asked first (SHOW FIELD KEYS).
 func (s *Influx) Points(ctx context.Context, measurement string, tags map[string]string, from, to time.Time) ([]Point, error) {
-	var f strings.Builder
-	fmt.Fprintf(&f, "r._measurement == %s", fluxString(measurement))
-	keys := make([]string, 0, len(tags))
-	for k := range tags {
-		keys = append(keys, k)
+	fromNs, toNs := max(clampNanos(from), influxMinNanos), min(clampNanos(to), influxMaxNanos)
+	if fromNs >= toNs {
+		return nil, nil
 	}
-	slices.Sort(keys)
-	for _, k := range keys {
-		fmt.Fprintf(&f, " and r[%s] == %s", fluxString(k), fluxString(tags[k]))
-	}
-	q := s.fluxFrom(from, to, f.String())
-	res, err := s.query.Query(ctx, q)
+	types, err := s.fieldTypes(ctx, measurement)
 	if err != nil {
 		return nil, fmt.Errorf("influx query points: %w", err)
 	}
-	defer res.Close()
-	type pkey struct {
-		series string
-		t      int64
+	if len(types) == 0 {
+		return nil, nil // no field: no point
 	}
-	byKey := map[pkey]*Point{}
-	var order []pkey
-	for res.Next() {
-		rec := res.Record()
-		tagset := map[string]string{}
-		var sk bytes.Buffer
-		for k, v := range rec.Values() {
-			if strings.HasPrefix(k, "_") || k == "result" || k == "table" {
+	var q strings.Builder
+	fmt.Fprintf(&q, "SELECT * FROM %s WHERE time >= %d AND time < %d", influxIdent(measurement), fromNs, toNs)
+	for _, k := range slices.Sorted(maps.Keys(tags)) {
+		fmt.Fprintf(&q, " AND %s = %s", influxIdent(k), influxString(tags[k]))
+	}
+	q.WriteString(" GROUP BY *")
+	var (
+		out    []Point
+		tagset map[string]string // the series'
+	)
+	err = s.influxQL(ctx, q.String(), func(sr *influxSeries, row []json.RawMessage) error {
+		if sr.fresh {
+			tagset = make(map[string]string, len(sr.tags))
+			for k, v := range sr.tags {
+				if v != "" { // GROUP BY * names every tag key, "" where absent
+					tagset[k] = v
+				}
+			}
+		}
+		p := Point{Measurement: measurement, Tags: maps.Clone(tagset), Fields: make(map[string]any, len(row)-1)}
+		for i, c := range sr.columns {
+			raw := row[i]
+			if c == "time" {
+				ns, err := rawInt(raw)
+				if err != nil {
+					return fmt.Errorf("time: %w", err)
+				}
+				p.Time = time.Unix(0, ns).UTC()
 				continue
 			}
-			if sv, ok := v.(string); ok && sv != "" {
-				tagset[k] = sv
+			if string(raw) == "null" {
+				continue // not a field of this point
 			}
+			v, err := fieldValue(raw, types[c])
+			if err != nil {
+				return fmt.Errorf("field %s: %w", c, err)
+			}
+			p.Fields[c] = v
 		}
-		tk := make([]string, 0, len(tagset))
-		for k := range tagset {
-			tk = append(tk, k)
-		}
-		slices.Sort(tk)
-		for _, k := range tk {
-			sk.WriteString(k + "=" + tagset[k] + ",")
-		}
-		k := pkey{sk.String(), rec.Time().UnixNano()}
-		p := byKey[k]
-		if p == nil {
-			p = &Point{Measurement: measurement, Tags: tagset, Fields: map[string]any{}, Time: rec.Time().UTC()}
-			byKey[k] = p
-			order = append(order, k)
-		}
-		p.Fields[rec.Field()] = rec.Value()
-	}
-	if err := res.Err(); err != nil {
+		out = append(out, p)
+		return nil
+	})
+	if err != nil {
 		return nil, fmt.Errorf("influx query points: %w", err)
 	}
-	out := make([]Point, 0, len(order))
-	for _, k := range order {
-		out = append(out, *byKey[k])
-	}
-	slices.SortStableFunc(out, func(a, b Point) int { return a.Time.Compare(b.Time) })
+	slices.SortStableFunc(out, func(a, b Point) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(len(a.Tags), len(b.Tags)); c != 0 {
+			return c
+		}
+		ka, _ := appendSeriesKey(nil, "", a.Tags, nil)
+		kb, _ := appendSeriesKey(nil, "", b.Tags, nil)
+		return bytes.Compare(ka, kb)
+	})
 	return out, nil
+}
+
+// fieldTypes returns the type InfluxDB keeps for each field key of
+// measurement ("float", "integer", "string", "boolean"; a key with
+// several types across shards: the last listed).
+func (s *Influx) fieldTypes(ctx context.Context, measurement string) (map[string]string, error) {
+	types := map[string]string{}
+	err := s.influxQL(ctx, "SHOW FIELD KEYS FROM "+influxIdent(measurement), func(sr *influxSeries, row []json.RawMessage) error {
+		if len(row) < 2 {
+			return fmt.Errorf("SHOW FIELD KEYS: row of %d columns", len(row))
+		}
+		k, err := rawString(row[0])
+		if err != nil {
+			return err
+		}
+		t, err := rawString(row[1])
+		if err != nil {
+			return err
+		}
+		types[k] = t
+		return nil
+	})
+	return types, err
+}
+
+// fieldValue decodes one InfluxQL JSON field value of type typ.
+func fieldValue(raw json.RawMessage, typ string) (any, error) {
+	switch {
+	case len(raw) > 0 && raw[0] == '"':
+		return rawString(raw)
+	case string(raw) == "true" || string(raw) == "false":
+		return string(raw) == "true", nil
+	case typ == "integer":
+		return rawInt(raw)
+	}
+	return rawFloat(raw)
 }
 
 func str(rec *query.FluxRecord, k string) string {
