@@ -423,6 +423,12 @@ func (e *Engine) Observe(readings []store.Reading) {
 	}
 }
 
+// Abandon tells the engine that Run will not be called (serve stopped
+// before the scorer could start): Observe then drops readings, counted,
+// instead of waiting for Run to take them. Their buckets are named in
+// the journal, so the next start reads them again.
+func (e *Engine) Abandon() { e.stopOnce.Do(func() { close(e.stopped) }) }
+
 func (e *Engine) signal() {
 	select {
 	case e.wake <- struct{}{}:

@@ -296,6 +296,9 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 				l = append(l, "meter state (waiting for the store)")
 			}
 		}
+		if !start.eventsRestored.Load() {
+			l = append(l, "events announced before (reading from the store)")
+		}
 		if s := eng.Loading(); s != "" {
 			l = append(l, s)
 		}
@@ -396,19 +399,13 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		// and compute deltas); the scorer's windows refill while ingest
 		// runs (scoring/rebuild.go). Meanwhile the windows of the last
 		// checkpoint, and what changed after it, are read (before
-		// anything new is stored), and so are the events announced
-		// before (applied after the readings: restoreEvents).
+		// anything new is stored). The events announced before are read
+		// after these, while ingest runs: the scorer needs them only
+		// before it grades (restoreEvents), and at fleet scale they are
+		// the largest read of the three.
 		rg, rctx := errgroup.WithContext(gctx)
 		noted := make(chan struct{})
 		rg.Go(func() error { return eng.Resume(rctx, noted) })
-		var past []scoring.Event
-		rg.Go(func() error {
-			return start.retry(rctx, log, "read past events", func(ctx context.Context) error {
-				var err error
-				past, err = pastEvents(ctx, st, ob.Replayed(), time.Now())
-				return err
-			})
-		})
 		rg.Go(func() error {
 			var newest []store.Reading // for the meters view, in batches
 			err := pipe.Restore(rctx, st, func(r *store.Reading) {
@@ -430,10 +427,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 			}
 			return err
 		}
-		// Announced events before any evaluation, so nothing is announced
-		// twice.
-		restoreEvents(past, eng, recent, cases)
-		past = nil
+		replayed := ob.Replayed()
 		// For dashboards, each shard its own meters: after the reads
 		// above, with which its writes would compete for the store.
 		describe(ownReg)
@@ -445,7 +439,37 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 		ingestCtx, stopIngest := context.WithCancel(gctx)
 		defer stopIngest()
 		go func() {
-			err := eng.Run(engCtx)
+			// Announced events before any evaluation, so nothing is
+			// announced twice. Ingest runs meanwhile: the scorer queues
+			// its readings (Observe) until Run applies them. They are
+			// read until they are, or serve stops (which may find ingest
+			// waiting on the scorer), or ingest ends.
+			evCtx, stopEv := context.WithCancel(engCtx)
+			defer stopEv()
+			defer context.AfterFunc(gctx, stopEv)()
+			var past []scoring.Event
+			t0 := time.Now()
+			err := start.retry(evCtx, log, "read past events", func(ctx context.Context) error {
+				var err error
+				past, err = pastEvents(ctx, st, replayed, time.Now())
+				return err
+			})
+			if err == nil {
+				log.Info("past events read", "events", len(past), "took", time.Since(t0).Round(time.Millisecond))
+				restoreEvents(past, eng, recent, cases)
+				past = nil
+				start.eventsRestored.Store(true)
+				err = eng.Run(engCtx)
+			} else {
+				// Stopped before the scorer ran (or the store refused the
+				// read): ingest's last readings are dropped by the scorer
+				// rather than waited on; the journal names their buckets
+				// for the next start.
+				eng.Abandon()
+				if evCtx.Err() != nil {
+					err = nil // stopped, not failed
+				}
+			}
 			if err != nil {
 				stopIngest()
 			}
@@ -600,8 +624,11 @@ func waitForStore(ctx context.Context, st readingStore, log *slog.Logger) error 
 type startup struct {
 	began     time.Time
 	ingesting atomic.Bool // meter state loaded, ingest running
-	seconds   *prometheus.GaugeVec
-	retries   *prometheus.CounterVec
+	// eventsRestored: the events announced before are read back, and
+	// the scorer runs.
+	eventsRestored atomic.Bool
+	seconds        *prometheus.GaugeVec
+	retries        *prometheus.CounterVec
 }
 
 func newStartup(reg prometheus.Registerer) *startup {
