@@ -567,8 +567,9 @@ func intact(data []byte) bool {
 	return err == nil
 }
 
-// Announced merges the event points read back from the store with the
-// events an outbox replayed (Replayed), oldest first, each event once:
+// Announced merges the event points read back from the store (which may
+// name a point twice) with the events an outbox replayed (Replayed),
+// oldest first, each event once:
 // what a start passes to scoring.Engine.Restore. An event in the outbox
 // and not yet in the store was announced all the same; one in both (it
 // was stored, and the outbox had not yet recorded it) is the same point,
@@ -584,7 +585,7 @@ func Announced(stored []store.Point, replayed []scoring.Event) []scoring.Event {
 	seen := make(map[key]bool, len(stored))
 	events := make([]scoring.Event, 0, len(stored)+len(replayed))
 	for _, p := range stored {
-		if e, ok := scoring.EventFromPoint(p); ok {
+		if e, ok := scoring.EventFromPoint(p); ok && !seen[keyOf(e)] {
 			events = append(events, e)
 			seen[keyOf(e)] = true
 		}

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -552,5 +553,68 @@ func TestPointsConformance(t *testing.T) {
 	}
 	if got, err := s.Points(ctx, "no_such_measurement", nil, t0, t0.Add(time.Hour)); err != nil || len(got) != 0 {
 		t.Errorf("a measurement never written: %v, %v; want none", got, err)
+	}
+}
+
+// LatestPoints gives each series' (or each enterprise's) n newest points
+// within the span, from both stores alike.
+func TestLatestPointsConformance(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 29, 6, 0, 0, 0, time.UTC)
+	at := func(min int) time.Time { return t0.Add(time.Duration(min) * time.Minute) }
+	a := map[string]string{"enterprise": "e1", "kind": "code_change"}
+	b := map[string]string{"enterprise": "e1", "kind": "exceedance", "meter": "cod"}
+	c := map[string]string{"enterprise": "e2", "kind": "stale", "meter": "m1"}
+	var ps []Point
+	add := func(tags map[string]string, min int) {
+		ps = append(ps, Point{Measurement: "event", Tags: tags, Fields: map[string]any{"n": int64(min), "reason": "r"}, Time: at(min)})
+	}
+	add(a, 0)
+	add(a, 10)
+	add(a, 20)
+	add(a, 60) // at to: left out
+	add(b, 5)
+	add(b, 15)
+	add(c, -1) // before from: left out
+	add(c, 1)
+	ps = append(ps, Point{Measurement: "score", Tags: a, Fields: map[string]any{"n": int64(30)}, Time: at(30)})
+	bolt := openTestBolt(t)
+	influx, _ := openTestInflux(t)
+	names := map[string]string{"e1/code_change": "A", "e1/exceedance": "B", "e2/stale": "C"}
+	for _, st := range []interface {
+		WritePoints(context.Context, []Point) error
+		LatestPoints(context.Context, string, []string, int, time.Time, time.Time) ([]Point, error)
+	}{bolt, influx} {
+		if err := st.WritePoints(ctx, ps); err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range []struct {
+			by   []string
+			n    int
+			want string
+		}{
+			{nil, 1, "C1 B15 A20"},
+			{nil, 2, "C1 B5 A10 B15 A20"},
+			{[]string{"enterprise"}, 3, "C1 A10 B15 A20"},
+			{[]string{"enterprise"}, 1, "C1 A20"},
+			{[]string{"kind", "enterprise"}, 1, "C1 B15 A20"},
+			{nil, 0, ""},
+		} {
+			got, err := st.LatestPoints(ctx, "event", q.by, q.n, t0, at(60))
+			if err != nil {
+				t.Fatalf("%T: %v", st, err)
+			}
+			var seq []string
+			for _, p := range got {
+				n, _ := p.Fields["n"].(int64)
+				if p.Fields["reason"] != "r" || !p.Time.Equal(at(int(n))) {
+					t.Errorf("%T: point %+v: fields or time mangled", st, p)
+				}
+				seq = append(seq, fmt.Sprintf("%s%d", names[p.Tags["enterprise"]+"/"+p.Tags["kind"]], n))
+			}
+			if s := strings.Join(seq, " "); s != q.want {
+				t.Errorf("%T: by %v, %d each: got %q, want %q", st, q.by, q.n, s, q.want)
+			}
+		}
 	}
 }

@@ -529,11 +529,58 @@ func (s *Influx) Points(ctx context.Context, measurement string, tags map[string
 		fmt.Fprintf(&q, " AND %s = %s", influxIdent(k), influxString(tags[k]))
 	}
 	q.WriteString(" GROUP BY *")
+	out, err := s.eachPoint(ctx, q.String(), measurement, types)
+	if err != nil {
+		return nil, fmt.Errorf("influx query points: %w", err)
+	}
+	sortPoints(out)
+	return out, nil
+}
+
+// LatestPoints returns the newest points of measurement with from <= Time
+// < to: the n newest of each group of points with the same values of the
+// tags by (none: of each series, each set of tags), in time order as
+// Points orders them. One InfluxQL query, GROUP BY the tags and ORDER BY
+// time DESC LIMIT n, reads each series from its end.
+func (s *Influx) LatestPoints(ctx context.Context, measurement string, by []string, n int, from, to time.Time) ([]Point, error) {
+	fromNs, toNs := max(clampNanos(from), influxMinNanos), min(clampNanos(to), influxMaxNanos)
+	if fromNs >= toNs || n <= 0 {
+		return nil, nil
+	}
+	types, err := s.fieldTypes(ctx, measurement)
+	if err != nil {
+		return nil, fmt.Errorf("influx latest points: %w", err)
+	}
+	if len(types) == 0 {
+		return nil, nil
+	}
+	group := "*"
+	if len(by) > 0 {
+		quoted := make([]string, len(by))
+		for i, t := range by {
+			quoted[i] = influxIdent(t)
+		}
+		group = strings.Join(quoted, ", ")
+	}
+	q := fmt.Sprintf("SELECT * FROM %s WHERE time >= %d AND time < %d GROUP BY %s ORDER BY time DESC LIMIT %d",
+		influxIdent(measurement), fromNs, toNs, group, n)
+	out, err := s.eachPoint(ctx, q, measurement, types)
+	if err != nil {
+		return nil, fmt.Errorf("influx latest points: %w", err)
+	}
+	sortPoints(out)
+	return out, nil
+}
+
+// eachPoint runs an InfluxQL SELECT * of measurement, whose field types
+// are types, and returns its rows as points: the series' tags, and any
+// column that is not a field (the tags a GROUP BY leaves in the rows).
+func (s *Influx) eachPoint(ctx context.Context, q, measurement string, types map[string]string) ([]Point, error) {
 	var (
 		out    []Point
 		tagset map[string]string // the series'
 	)
-	err = s.influxQL(ctx, q.String(), func(sr *influxSeries, row []json.RawMessage) error {
+	err := s.influxQL(ctx, q, func(sr *influxSeries, row []json.RawMessage) error {
 		if sr.fresh {
 			tagset = make(map[string]string, len(sr.tags))
 			for k, v := range sr.tags {
@@ -554,9 +601,20 @@ func (s *Influx) Points(ctx context.Context, measurement string, tags map[string
 				continue
 			}
 			if string(raw) == "null" {
-				continue // not a field of this point
+				continue // not a field or tag of this point
 			}
-			v, err := fieldValue(raw, types[c])
+			typ, field := types[c]
+			if !field {
+				v, err := rawString(raw)
+				if err != nil {
+					return fmt.Errorf("tag %s: %w", c, err)
+				}
+				if v != "" {
+					p.Tags[c] = v
+				}
+				continue
+			}
+			v, err := fieldValue(raw, typ)
 			if err != nil {
 				return fmt.Errorf("field %s: %w", c, err)
 			}
@@ -565,10 +623,13 @@ func (s *Influx) Points(ctx context.Context, measurement string, tags map[string
 		out = append(out, p)
 		return nil
 	})
-	if err != nil {
-		return nil, fmt.Errorf("influx query points: %w", err)
-	}
-	slices.SortStableFunc(out, func(a, b Point) int {
+	return out, err
+}
+
+// sortPoints orders points by time, and points at one time by number of
+// tags, then by tags, as the embedded store does.
+func sortPoints(ps []Point) {
+	slices.SortStableFunc(ps, func(a, b Point) int {
 		if c := a.Time.Compare(b.Time); c != 0 {
 			return c
 		}
@@ -579,7 +640,6 @@ func (s *Influx) Points(ctx context.Context, measurement string, tags map[string
 		kb, _ := appendSeriesKey(nil, "", b.Tags, nil)
 		return bytes.Compare(ka, kb)
 	})
-	return out, nil
 }
 
 // fieldTypes returns the type InfluxDB keeps for each field key of

@@ -96,18 +96,104 @@ func (w *pointWriter) put(bk *bolt.Bucket, p *Point) error {
 // value "" matches points without that tag), in time order. Points at
 // the same time come in a fixed order: by number of tags, then by tags.
 func (b *Bolt) Points(ctx context.Context, measurement string, tags map[string]string, from, to time.Time) ([]Point, error) {
+	var out []Point
+	err := b.eachSeries(ctx, measurement, tags, from, to, func(c *bolt.Cursor, series []byte, stags []string, fromNs, toNs int64) error {
+		for k, v := c.Seek(binary.BigEndian.AppendUint64(series, timeKey(fromNs))); inSeries(k, series); k, v = c.Next() {
+			ns := keyNanos(k)
+			if ns >= toNs {
+				break
+			}
+			p, err := decodePoint(measurement, stags, k, v)
+			if err != nil {
+				return err
+			}
+			out = append(out, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt points %s: %w", measurement, err)
+	}
+	// Series come in key order; a stable sort by time keeps that order
+	// among points at the same time.
+	slices.SortStableFunc(out, func(a, b Point) int { return a.Time.Compare(b.Time) })
+	return out, nil
+}
+
+// LatestPoints returns the newest points of measurement with from <= Time
+// < to: the n newest of each group of points with the same values of the
+// tags by (none: of each series, each set of tags), in time order as
+// Points orders them. A start reads back what it announced before with
+// it, bounded by the series and not by the history's length.
+func (b *Bolt) LatestPoints(ctx context.Context, measurement string, by []string, n int, from, to time.Time) ([]Point, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	groups := map[string][]Point{}
+	var order []string
+	err := b.eachSeries(ctx, measurement, nil, from, to, func(c *bolt.Cursor, series []byte, stags []string, fromNs, toNs int64) error {
+		group := string(series) // per series
+		if len(by) > 0 {
+			var g strings.Builder
+			for _, t := range by {
+				g.WriteString(seriesTag(stags, t))
+				g.WriteByte(0)
+			}
+			group = g.String()
+		}
+		// The series' n newest, newest first: the group's n newest are
+		// among its series'.
+		k, v := c.Seek(binary.BigEndian.AppendUint64(series, timeKey(toNs)))
+		if k == nil {
+			k, v = c.Last()
+		} else {
+			k, v = c.Prev()
+		}
+		for taken := 0; taken < n && inSeries(k, series) && keyNanos(k) >= fromNs; k, v = c.Prev() {
+			p, err := decodePoint(measurement, stags, k, v)
+			if err != nil {
+				return err
+			}
+			if _, ok := groups[group]; !ok {
+				order = append(order, group)
+			}
+			groups[group] = append(groups[group], p)
+			taken++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bolt latest points %s: %w", measurement, err)
+	}
+	var out []Point
+	for _, g := range order {
+		ps := groups[g]
+		// Within a group, series in key order, each newest first: the
+		// stable sort keeps the key order among points at one time.
+		slices.SortStableFunc(ps, func(a, b Point) int { return b.Time.Compare(a.Time) })
+		out = append(out, ps[:min(n, len(ps))]...)
+	}
+	sortPoints(out)
+	return out, nil
+}
+
+// eachSeries calls fn with a cursor and every series of measurement whose
+// tags include tags (as Points matches them), in key order, within one
+// read transaction; fromNs and toNs are from and to clamped. The series
+// buffer has room to append a time.
+func (b *Bolt) eachSeries(ctx context.Context, measurement string, tags map[string]string, from, to time.Time,
+	fn func(c *bolt.Cursor, series []byte, stags []string, fromNs, toNs int64) error) error {
 	if err := checkName("measurement", measurement); err != nil {
-		return nil, fmt.Errorf("bolt points: %w", err)
+		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("bolt points: %w", err)
+		return err
 	}
 	fromNs, toNs := clampNanos(from), clampNanos(to)
 	if fromNs >= toNs {
-		return nil, nil
+		return nil
 	}
-	var out []Point
-	err := b.db.View(func(tx *bolt.Tx) error {
+	return b.db.View(func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketPoints).Cursor()
 		mprefix := append([]byte(measurement), 0)
 		var (
@@ -130,25 +216,8 @@ func (b *Bolt) Points(ctx context.Context, measurement string, tags map[string]s
 			seek = append(seek[:0], series...)
 			series = seek
 			if matchTags(stags, tags) {
-				seek = binary.BigEndian.AppendUint64(seek, timeKey(fromNs))
-				var v []byte
-				for k, v = c.Seek(seek); k != nil && len(k) == len(series)+8 && bytes.HasPrefix(k, series); k, v = c.Next() {
-					ns := keyNanos(k)
-					if ns >= toNs {
-						break
-					}
-					fields, err := decodeFields(v)
-					if err != nil {
-						return fmt.Errorf("point key %q: %w", k, err)
-					}
-					p := Point{Measurement: measurement, Fields: fields, Time: time.Unix(0, ns).UTC()}
-					if len(stags) > 0 {
-						p.Tags = make(map[string]string, len(stags)/2)
-						for i := 0; i < len(stags); i += 2 {
-							p.Tags[stags[i]] = stags[i+1]
-						}
-					}
-					out = append(out, p)
+				if err := fn(c, series[:len(series):len(series)], stags, fromNs, toNs); err != nil {
+					return err
 				}
 			}
 			// Past the series: keys are series + 8 time bytes and no
@@ -159,27 +228,45 @@ func (b *Bolt) Points(ctx context.Context, measurement string, tags map[string]s
 		}
 		return nil
 	})
+}
+
+// inSeries reports whether k is a point key of series.
+func inSeries(k, series []byte) bool {
+	return k != nil && len(k) == len(series)+8 && bytes.HasPrefix(k, series)
+}
+
+// decodePoint decodes the point at key k (of a series with tags stags)
+// with fields v.
+func decodePoint(measurement string, stags []string, k, v []byte) (Point, error) {
+	fields, err := decodeFields(v)
 	if err != nil {
-		return nil, fmt.Errorf("bolt points %s: %w", measurement, err)
+		return Point{}, fmt.Errorf("point key %q: %w", k, err)
 	}
-	// Series come in key order; a stable sort by time keeps that order
-	// among points at the same time.
-	slices.SortStableFunc(out, func(a, b Point) int { return a.Time.Compare(b.Time) })
-	return out, nil
+	p := Point{Measurement: measurement, Fields: fields, Time: time.Unix(0, keyNanos(k)).UTC()}
+	if len(stags) > 0 {
+		p.Tags = make(map[string]string, len(stags)/2)
+		for i := 0; i < len(stags); i += 2 {
+			p.Tags[stags[i]] = stags[i+1]
+		}
+	}
+	return p, nil
+}
+
+// seriesTag returns the value of tag key in stags ("" if absent).
+func seriesTag(stags []string, key string) string {
+	for i := 0; i < len(stags); i += 2 {
+		if stags[i] == key {
+			return stags[i+1]
+		}
+	}
+	return ""
 }
 
 // matchTags reports whether the series tags (key, value pairs, keys
 // sorted) contain every tag in want.
 func matchTags(stags []string, want map[string]string) bool {
 	for k, v := range want {
-		found := ""
-		for i := 0; i < len(stags); i += 2 {
-			if stags[i] == k {
-				found = stags[i+1]
-				break
-			}
-		}
-		if found != v {
+		if seriesTag(stags, k) != v {
 			return false
 		}
 	}

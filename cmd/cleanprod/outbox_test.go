@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -102,5 +103,68 @@ func TestServeDeliversOutboxLeftByACrash(t *testing.T) {
 	}
 	if got := s.metricOrZero(`cleanprod_events_outbox_events{stage="store"}`); got != 0 {
 		t.Errorf("%g events still wait for the store", got)
+	}
+}
+
+// TestPastEventsBounded: a start reads back, of the events announced
+// before, the newest of each series and each enterprise's recentKeep
+// newest, plus what the outbox still holds: however long the history,
+// an old code change still restores, and a year of hourly exceedances
+// is not read back whole.
+func TestPastEventsBounded(t *testing.T) {
+	st, err := store.OpenBolt(filepath.Join(t.TempDir(), "readings.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	t0 := now.Add(-300 * 24 * time.Hour)
+	var evs []scoring.Event
+	evs = append(evs,
+		scoring.Event{Time: t0, Enterprise: "e1", Kind: scoring.EventCodeChange, OldCode: "green", NewCode: "red", NewLevel: scoring.LevelIII, Reason: "old"},
+		scoring.Event{Time: t0.Add(time.Minute), Enterprise: "e1", Kind: scoring.EventLevelDrop, Indicator: "water", OldLevel: scoring.LevelI, NewLevel: scoring.LevelII},
+		scoring.Event{Time: t0.Add(2 * time.Minute), Enterprise: "e1", Kind: scoring.EventStale, Meter: "flow", Resolved: true},
+		scoring.Event{Time: t0.Add(3 * time.Minute), Enterprise: "e2", Kind: scoring.EventCodeChange, NewCode: "yellow", NewLevel: scoring.LevelII},
+	)
+	const hours = 24 * 200
+	for h := range hours {
+		evs = append(evs, scoring.Event{Time: t0.Add(time.Duration(h+1) * time.Hour), Enterprise: "e1", Kind: scoring.EventExceedance, Meter: "cod", NewValue: 60, OldValue: 50})
+	}
+	ps := make([]store.Point, len(evs))
+	for i, e := range evs {
+		ps[i] = scoring.EventPoint(e)
+	}
+	if err := st.WritePoints(t.Context(), ps); err != nil {
+		t.Fatal(err)
+	}
+	// The outbox holds one announced just before the stop, not stored.
+	pending := scoring.Event{Time: now.Add(-time.Minute), Enterprise: "e2", Kind: scoring.EventStale, Meter: "ph"}
+	got, err := pastEvents(t.Context(), st, []scoring.Event{pending}, now, recentKeep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	count := map[scoring.EventKind]int{}
+	var newestExceedance time.Time
+	for i, e := range got {
+		count[e.Kind]++
+		if i > 0 && e.Time.Before(got[i-1].Time) {
+			t.Errorf("event %d (%s) before the one ahead of it: want oldest first", i, e)
+		}
+		if e.Kind == scoring.EventExceedance && e.Time.After(newestExceedance) {
+			newestExceedance = e.Time
+		}
+		if e.Kind == scoring.EventCodeChange && e.Enterprise == "e1" && (e.NewCode != "red" || e.Reason != "old") {
+			t.Errorf("e1's code change read back as %+v", e)
+		}
+	}
+	// e1: its 50 newest (exceedances) and the newest of each other series
+	// (code change, level drop, stale); e2: its code change and the
+	// outbox's stale.
+	want := map[scoring.EventKind]int{scoring.EventExceedance: recentKeep, scoring.EventCodeChange: 2, scoring.EventLevelDrop: 1, scoring.EventStale: 2}
+	if fmt.Sprint(count) != fmt.Sprint(want) {
+		t.Errorf("read back by kind %v, want %v (of %d stored)", count, want, len(evs))
+	}
+	if wantT := t0.Add(hours * time.Hour); !newestExceedance.Equal(wantT) {
+		t.Errorf("newest exceedance read back %v, want %v", newestExceedance, wantT)
 	}
 }

@@ -156,13 +156,22 @@ func seedDeclarations(ctx context.Context, book *review.Book, sd *scoringData, l
 
 // pastEvents reads the events already announced: those in the store and
 // those the outbox still holds from the last run (pending: announced,
-// maybe not yet stored; an event in both counts once).
-func pastEvents(ctx context.Context, st readingStore, pending []scoring.Event, now time.Time) ([]scoring.Event, error) {
-	ps, err := st.Points(ctx, scoring.MeasurementEvent, nil, now.Add(-400*24*time.Hour), now.Add(time.Hour))
+// maybe not yet stored; an event in both counts once). Of the store's, it
+// reads what a start needs, bounded by the fleet and not by the history:
+// the newest of each series (enterprise, kind, indicator, meter), which
+// is all restoreEvents' state depends on, and each enterprise's keep
+// newest, for its page.
+func pastEvents(ctx context.Context, st readingStore, pending []scoring.Event, now time.Time, keep int) ([]scoring.Event, error) {
+	from, to := now.Add(-400*24*time.Hour), now.Add(time.Hour)
+	last, err := st.LatestPoints(ctx, scoring.MeasurementEvent, nil, 1, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("read past events: %w", err)
 	}
-	return outbox.Announced(ps, pending), nil
+	recent, err := st.LatestPoints(ctx, scoring.MeasurementEvent, []string{"enterprise"}, keep, from, to)
+	if err != nil {
+		return nil, fmt.Errorf("read past events: %w", err)
+	}
+	return outbox.Announced(append(last, recent...), pending), nil
 }
 
 // restoreEvents replays the events already announced (pastEvents), so a

@@ -42,6 +42,7 @@ type readingStore interface {
 	scoring.History
 	scoring.Sink
 	Points(ctx context.Context, measurement string, tags map[string]string, from, to time.Time) ([]store.Point, error)
+	LatestPoints(ctx context.Context, measurement string, by []string, n int, from, to time.Time) ([]store.Point, error)
 	Ping(ctx context.Context) error
 	Close() error
 }
@@ -180,7 +181,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	promReg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := ingest.NewMetrics(promReg)
 	stream := web.NewBroadcaster(promReg) // live events for the API's SSE
-	recent := web.NewRecentEvents(50)     // each enterprise's latest, for its page
+	recent := web.NewRecentEvents(recentKeep)
 	var sub *ingest.Subscriber
 	// Scoring events go through a durable outbox in the data folder:
 	// on disk before they count as announced, then stored, then
@@ -451,7 +452,7 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 			t0 := time.Now()
 			err := start.retry(evCtx, log, "read past events", func(ctx context.Context) error {
 				var err error
-				past, err = pastEvents(ctx, st, replayed, time.Now())
+				past, err = pastEvents(ctx, st, replayed, time.Now(), recentKeep)
 				return err
 			})
 			if err == nil {
@@ -540,6 +541,10 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) (err erro
 	}
 	return err
 }
+
+// recentKeep is how many of each enterprise's latest events its page
+// shows from memory.
+const recentKeep = 50
 
 // httpShutdownGrace is how long a stop waits for HTTP requests in flight
 // before it closes their connections.
