@@ -620,6 +620,9 @@ func (s *Influx) eachPoint(ctx context.Context, q, measurement string, types map
 			}
 			p.Fields[c] = v
 		}
+		if len(p.Tags) == 0 {
+			p.Tags = nil // as the embedded store gives a point without tags
+		}
 		out = append(out, p)
 		return nil
 	})

@@ -179,8 +179,8 @@ func (b *Bolt) LatestPoints(ctx context.Context, measurement string, by []string
 
 // eachSeries calls fn with a cursor and every series of measurement whose
 // tags include tags (as Points matches them), in key order, within one
-// read transaction; fromNs and toNs are from and to clamped. The series
-// buffer has room to append a time.
+// read transaction; fromNs and toNs are from and to clamped. fn may
+// append to series (a copy is made) and move the cursor.
 func (b *Bolt) eachSeries(ctx context.Context, measurement string, tags map[string]string, from, to time.Time,
 	fn func(c *bolt.Cursor, series []byte, stags []string, fromNs, toNs int64) error) error {
 	if err := checkName("measurement", measurement); err != nil {
