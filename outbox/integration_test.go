@@ -278,10 +278,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 func (w *world) checkStored(st *store.Influx, announced []scoring.Event) {
 	t := w.t
 	t.Helper()
-	ps, err := st.Points(context.Background(), scoring.MeasurementEvent, nil, w.now().Add(-400*24*time.Hour), w.now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ps := readEvents(t, st, w)
 	stored := map[string]int{}
 	for _, p := range ps {
 		ev, ok := scoring.EventFromPoint(p)
@@ -361,11 +358,26 @@ func (s *scorer) flushed(t *testing.T) {
 // storedEvents counts the event points in the store.
 func storedEvents(t *testing.T, st *store.Influx, w *world) int {
 	t.Helper()
-	ps, err := st.Points(context.Background(), scoring.MeasurementEvent, nil, w.now().Add(-400*24*time.Hour), w.now().Add(time.Hour))
-	if err != nil {
-		t.Fatal(err)
+	return len(readEvents(t, st, w))
+}
+
+// readEvents reads the stored event points. The tests' proxy in front of
+// InfluxDB has cut an answer short under load ("unexpected EOF", seen
+// twice in some ten runs, cause not found): a read is tried three times,
+// each failure logged, before the test fails on it.
+func readEvents(t *testing.T, st *store.Influx, w *world) []store.Point {
+	t.Helper()
+	var err error
+	for range 3 {
+		var ps []store.Point
+		ps, err = st.Points(context.Background(), scoring.MeasurementEvent, nil, w.now().Add(-400*24*time.Hour), w.now().Add(time.Hour))
+		if err == nil {
+			return ps
+		}
+		t.Logf("reading the stored events: %v", err)
 	}
-	return len(ps)
+	t.Fatal(err)
+	return nil
 }
 
 func influxStore(t *testing.T, url, token, bucket string) *store.Influx {
