@@ -275,6 +275,12 @@ func key(enterprise, meter string, ts time.Time) string {
 	return enterprise + "/" + meter + "@" + ts.UTC().Format(time.RFC3339Nano)
 }
 
+// faultStart is where every fault run's history starts: two days that
+// end two days before the hour the first run began. Fixed once for the
+// test process, so that a run in a later hour replays the same readings
+// as the undisturbed reference it is compared with.
+var faultStart = sync.OnceValue(func() time.Time { return time.Now().UTC().Truncate(time.Hour).Add(-96 * time.Hour) })
+
 // faultSim returns the simulator every fault run replays: two days of the
 // shipped fleet, five-minute readings, 200 messages a second.
 func faultSim(t *testing.T) *sim.Simulator {
@@ -283,7 +289,7 @@ func faultSim(t *testing.T) *sim.Simulator {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now().UTC().Truncate(time.Hour).Add(-96 * time.Hour)
+	start := faultStart()
 	s, err := sim.New(reg, sim.Config{Seed: 42, Start: start, Duration: 48 * time.Hour, Interval: 5 * time.Minute,
 		Workers: 4, MaxRate: 200, Now: func() time.Time { return start.Add(72 * time.Hour) }})
 	if err != nil {
