@@ -500,3 +500,41 @@ func TestRebuildEqualsLive(t *testing.T) {
 		}
 	}
 }
+
+// TestAbandonReleasesObserve: serve stops before the scorer ever ran
+// (it was still reading the events announced before) while ingest's last
+// flush is blocked in Observe on a full queue; Abandon lets that flush
+// end, its readings dropped and counted, not applied.
+func TestAbandonReleasesObserve(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fx := newFixture(t)
+		reg := prometheus.NewRegistry()
+		eng, err := NewEngine(Config{Standard: fx.std, Policy: fx.pol, Registry: fx.reg, MaxPending: 100, Interval: time.Second, Registerer: reg})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ent, _ := fx.reg.Enterprise("lj-alpha")
+		start := time.Now().Add(-10 * 24 * time.Hour)
+		blocked := make(chan struct{})
+		go func() {
+			for h := range 10 {
+				eng.Observe(hourly(ent, start.Add(time.Duration(h)*time.Hour), goodRates))
+			}
+			close(blocked)
+		}()
+		synctest.Wait()
+		select {
+		case <-blocked:
+			t.Fatal("Observe past MaxPending with no Run returned: the test tests nothing")
+		default:
+		}
+		eng.Abandon()
+		<-blocked
+		if dropped := testutil.ToFloat64(eng.m.readings.WithLabelValues("dropped")); dropped == 0 {
+			t.Error("no reading counted dropped after Abandon")
+		}
+		if applied := testutil.ToFloat64(eng.m.readings.WithLabelValues("applied")); applied != 0 {
+			t.Errorf("%v readings applied by an engine that never ran", applied)
+		}
+	})
+}

@@ -509,31 +509,16 @@ func (s *Influx) CountReadings(ctx context.Context, enterprise string) (int, err
 // It asks in InfluxQL, as the history queries do: a start reads every
 // event announced before (cmd/cleanprod pastEvents), and at fleet scale
 // Flux's answer of a record per field cost several times as much of both
-// processes' CPU. InfluxQL's JSON does not tell an integer from a float,
-// so the measurement's field types are asked first (SHOW FIELD KEYS).
+// processes' CPU.
 func (s *Influx) Points(ctx context.Context, measurement string, tags map[string]string, from, to time.Time) ([]Point, error) {
-	fromNs, toNs := max(clampNanos(from), influxMinNanos), min(clampNanos(to), influxMaxNanos)
-	if fromNs >= toNs {
-		return nil, nil
-	}
-	types, err := s.fieldTypes(ctx, measurement)
-	if err != nil {
-		return nil, fmt.Errorf("influx query points: %w", err)
-	}
-	if len(types) == 0 {
-		return nil, nil // no field: no point
-	}
-	var q strings.Builder
-	fmt.Fprintf(&q, "SELECT * FROM %s WHERE time >= %d AND time < %d", influxIdent(measurement), fromNs, toNs)
+	var where strings.Builder
 	for _, k := range slices.Sorted(maps.Keys(tags)) {
-		fmt.Fprintf(&q, " AND %s = %s", influxIdent(k), influxString(tags[k]))
+		fmt.Fprintf(&where, " AND %s = %s", influxIdent(k), influxString(tags[k]))
 	}
-	q.WriteString(" GROUP BY *")
-	out, err := s.eachPoint(ctx, q.String(), measurement, types)
+	out, err := s.selectPoints(ctx, measurement, from, to, where.String(), " GROUP BY *", nil)
 	if err != nil {
 		return nil, fmt.Errorf("influx query points: %w", err)
 	}
-	sortPoints(out)
 	return out, nil
 }
 
@@ -543,15 +528,7 @@ func (s *Influx) Points(ctx context.Context, measurement string, tags map[string
 // Points orders them. One InfluxQL query, GROUP BY the tags and ORDER BY
 // time DESC LIMIT n, reads each series from its end.
 func (s *Influx) LatestPoints(ctx context.Context, measurement string, by []string, n int, from, to time.Time) ([]Point, error) {
-	fromNs, toNs := max(clampNanos(from), influxMinNanos), min(clampNanos(to), influxMaxNanos)
-	if fromNs >= toNs || n <= 0 {
-		return nil, nil
-	}
-	types, err := s.fieldTypes(ctx, measurement)
-	if err != nil {
-		return nil, fmt.Errorf("influx latest points: %w", err)
-	}
-	if len(types) == 0 {
+	if n <= 0 {
 		return nil, nil
 	}
 	group := "*"
@@ -562,29 +539,42 @@ func (s *Influx) LatestPoints(ctx context.Context, measurement string, by []stri
 		}
 		group = strings.Join(quoted, ", ")
 	}
-	q := fmt.Sprintf("SELECT * FROM %s WHERE time >= %d AND time < %d GROUP BY %s ORDER BY time DESC LIMIT %d",
-		influxIdent(measurement), fromNs, toNs, group, n)
-	out, err := s.eachPoint(ctx, q, measurement, types)
+	out, err := s.selectPoints(ctx, measurement, from, to, "", fmt.Sprintf(" GROUP BY %s ORDER BY time DESC LIMIT %d", group, n), by)
 	if err != nil {
 		return nil, fmt.Errorf("influx latest points: %w", err)
 	}
-	sortPoints(out)
 	return out, nil
 }
 
-// eachPoint runs an InfluxQL SELECT * of measurement, whose field types
-// are types, and returns its rows as points: the series' tags, and any
-// column that is not a field (the tags a GROUP BY leaves in the rows).
-func (s *Influx) eachPoint(ctx context.Context, q, measurement string, types map[string]string) ([]Point, error) {
+// selectPoints runs SELECT * FROM measurement WHERE time in [from, to)
+// and where, then tail (its GROUP BY), and returns the rows as points in
+// Points' order. With GROUP BY * every column is a field; grouped by the
+// tags by, the other columns that are not fields are the points' other
+// tags. InfluxQL's JSON does not tell an integer from a float, so the
+// field types are asked first (SHOW FIELD KEYS); a field new since then
+// reads by its JSON value.
+func (s *Influx) selectPoints(ctx context.Context, measurement string, from, to time.Time, where, tail string, by []string) ([]Point, error) {
+	fromNs, toNs := max(clampNanos(from), influxMinNanos), min(clampNanos(to), influxMaxNanos)
+	if fromNs >= toNs {
+		return nil, nil
+	}
+	types, err := s.fieldTypes(ctx, measurement)
+	if err != nil {
+		return nil, err
+	}
+	if len(types) == 0 {
+		return nil, nil // no field: no point
+	}
+	q := fmt.Sprintf("SELECT * FROM %s WHERE time >= %d AND time < %d%s%s", influxIdent(measurement), fromNs, toNs, where, tail)
 	var (
 		out    []Point
 		tagset map[string]string // the series'
 	)
-	err := s.influxQL(ctx, q, func(sr *influxSeries, row []json.RawMessage) error {
+	err = s.influxQL(ctx, q, func(sr *influxSeries, row []json.RawMessage) error {
 		if sr.fresh {
 			tagset = make(map[string]string, len(sr.tags))
 			for k, v := range sr.tags {
-				if v != "" { // GROUP BY * names every tag key, "" where absent
+				if v != "" { // GROUP BY names every tag key asked, "" where absent
 					tagset[k] = v
 				}
 			}
@@ -604,7 +594,7 @@ func (s *Influx) eachPoint(ctx context.Context, q, measurement string, types map
 				continue // not a field or tag of this point
 			}
 			typ, field := types[c]
-			if !field {
+			if !field && len(by) > 0 {
 				v, err := rawString(raw)
 				if err != nil {
 					return fmt.Errorf("tag %s: %w", c, err)
@@ -626,7 +616,11 @@ func (s *Influx) eachPoint(ctx context.Context, q, measurement string, types map
 		out = append(out, p)
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	sortPoints(out)
+	return out, nil
 }
 
 // sortPoints orders points by time, and points at one time by number of

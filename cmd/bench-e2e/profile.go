@@ -169,13 +169,19 @@ func (b *bench) finishProfile(ctx context.Context, prof *cpuProfiler, srv *serve
 	if r.Binary, err = b.profileBinary(); err != nil {
 		return nil, err
 	}
-	// Merged by pprof itself: it adds up the samples of profiles of one
-	// binary. Without go in PATH the run goes on without the CPU profile.
-	if _, err := goTool(ctx, append([]string{"pprof", "-proto", "-output", r.CPU}, segs...)...); err != nil {
+	// Without go in PATH the run goes on without the CPU profile.
+	if err := mergeCPU(ctx, r.CPU, segs); err != nil {
 		r.Error = fmt.Sprintf("merge the CPU profiles: %v", err)
 		b.progress("warning: %s: %s", phase, r.Error)
 	}
 	return r, nil
+}
+
+// mergeCPU writes the CPU profiles segs, merged, to out: pprof itself
+// adds up the samples of profiles of one binary.
+func mergeCPU(ctx context.Context, out string, segs []string) error {
+	_, err := goTool(ctx, append([]string{"pprof", "-proto", "-output", out}, segs...)...)
+	return err
 }
 
 // tops fills in the top functions of r's profiles (go tool pprof -top,

@@ -634,7 +634,7 @@ func (b *bench) startCPU(ctx context.Context, prof *cpuProfiler, srv *serveProce
 		return err
 	}
 	r.CPUProfile = filepath.Join(b.cfg.profile, fmt.Sprintf("bench-%s-%s-%s-cpu.pprof", b.stamp, filepath.Base(srv.dir), start))
-	if _, err := goTool(ctx, append([]string{"pprof", "-proto", "-output", r.CPUProfile}, segs...)...); err != nil {
+	if err := mergeCPU(ctx, r.CPUProfile, segs); err != nil {
 		return fmt.Errorf("merge the CPU profiles of the start: %w", err)
 	}
 	bin, err := b.profileBinary()
