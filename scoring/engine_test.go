@@ -284,20 +284,7 @@ func TestObserveConcurrentAndBackPressure(t *testing.T) {
 		}
 		ent, _ := fx.reg.Enterprise("lj-alpha")
 		start := time.Now().Add(-10 * 24 * time.Hour)
-		// Before Run, Observe blocks once MaxPending readings wait.
-		blocked := make(chan struct{})
-		go func() {
-			for h := range 10 {
-				eng.Observe(hourly(ent, start.Add(time.Duration(h)*time.Hour), goodRates))
-			}
-			close(blocked)
-		}()
-		synctest.Wait()
-		select {
-		case <-blocked:
-			t.Fatal("Observe of 240 readings with MaxPending 100 and no Run: got return, want it to block")
-		default:
-		}
+		blocked := observeBlocked(t, eng, ent, start)
 		ctx, cancel := context.WithCancel(t.Context())
 		done := make(chan error)
 		go func() { done <- eng.Run(ctx) }()
@@ -514,20 +501,7 @@ func TestAbandonReleasesObserve(t *testing.T) {
 			t.Fatal(err)
 		}
 		ent, _ := fx.reg.Enterprise("lj-alpha")
-		start := time.Now().Add(-10 * 24 * time.Hour)
-		blocked := make(chan struct{})
-		go func() {
-			for h := range 10 {
-				eng.Observe(hourly(ent, start.Add(time.Duration(h)*time.Hour), goodRates))
-			}
-			close(blocked)
-		}()
-		synctest.Wait()
-		select {
-		case <-blocked:
-			t.Fatal("Observe past MaxPending with no Run returned: the test tests nothing")
-		default:
-		}
+		blocked := observeBlocked(t, eng, ent, time.Now().Add(-10*24*time.Hour))
 		eng.Abandon()
 		<-blocked
 		if dropped := testutil.ToFloat64(eng.m.readings.WithLabelValues("dropped")); dropped == 0 {
@@ -537,4 +511,26 @@ func TestAbandonReleasesObserve(t *testing.T) {
 			t.Errorf("%v readings applied by an engine that never ran", applied)
 		}
 	})
+}
+
+// observeBlocked observes 10 hours of ent's 24 readings from start
+// (240) on an engine with MaxPending 100 and no Run, inside a synctest
+// bubble, and checks that Observe blocks; the channel closes once it
+// returns.
+func observeBlocked(t *testing.T, eng *Engine, ent *registry.Enterprise, start time.Time) <-chan struct{} {
+	t.Helper()
+	blocked := make(chan struct{})
+	go func() {
+		for h := range 10 {
+			eng.Observe(hourly(ent, start.Add(time.Duration(h)*time.Hour), goodRates))
+		}
+		close(blocked)
+	}()
+	synctest.Wait()
+	select {
+	case <-blocked:
+		t.Fatal("Observe of 240 readings with MaxPending 100 and no Run: got return, want it to block")
+	default:
+	}
+	return blocked
 }
